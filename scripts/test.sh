@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# test.sh: the README's test command. Installs what is missing (Debian packages, pinned data),
+# then builds and runs every test twice: the normal build and the sanitizer build.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+bash scripts/fetch-data.sh
+for kind in normal sanitize; do
+  dir=$(bash scripts/build.sh "$kind")
+  echo "test: running every test in $dir ($kind build)" >&2
+  meson test -C "$dir" --print-errorlogs --num-processes 2
+done
+echo "test: all tests passed in both builds" >&2
