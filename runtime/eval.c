@@ -1,0 +1,218 @@
+/* eval.c: the evaluators. Sequences of unequal length share a batch: at each step only the
+ * sequences that still have a token run, compacted into the first rows of the batch. */
+#include "eval.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+double qr_token_nll(const float *logits, size_t n, int32_t target)
+{
+    float max = logits[0];
+    for (size_t i = 1; i < n; i++)
+        max = logits[i] > max ? logits[i] : max;
+    double sum = 0.0;
+    for (size_t i = 0; i < n; i++)
+        sum += exp((double)logits[i] - max);
+    return log(sum) + max - logits[target];
+}
+
+/* B states, the batch's token row and its outputs. */
+typedef struct {
+    qr_state **states;
+    qr_state **active;   /* compacted: the states that run this step */
+    int32_t *tokens;
+    size_t *owner;       /* active row -> sequence slot */
+    float *out;          /* batch × (vocab or d) */
+    size_t n;
+} batch_buffers;
+
+static void batch_free(batch_buffers *bb)
+{
+    if (bb->states)
+        for (size_t i = 0; i < bb->n; i++)
+            qr_state_free(bb->states[i]);
+    free(bb->states);
+    free(bb->active);
+    free(bb->tokens);
+    free(bb->owner);
+    free(bb->out);
+}
+
+static qr_status batch_alloc(const qr_model *m, size_t batch, size_t out_width, batch_buffers *bb,
+                             qr_error *err)
+{
+    memset(bb, 0, sizeof *bb);
+    bb->states = calloc(batch, sizeof *bb->states);
+    bb->active = calloc(batch, sizeof *bb->active);
+    bb->tokens = calloc(batch, sizeof *bb->tokens);
+    bb->owner = calloc(batch, sizeof *bb->owner);
+    bb->out = malloc(batch * out_width * sizeof(float));
+    if (!bb->states || !bb->active || !bb->tokens || !bb->owner || !bb->out) {
+        batch_free(bb);
+        return qr_fail(err, QR_ERR_NOMEM, "out of memory for an evaluation batch of %zu", batch);
+    }
+    bb->n = batch;
+    for (size_t i = 0; i < batch; i++) {
+        qr_status st = qr_state_new(m, &bb->states[i], err);
+        if (st) {
+            batch_free(bb);
+            return st;
+        }
+    }
+    return QR_OK;
+}
+
+qr_status qr_eval_perplexity(qr_runner *r, const int32_t *tokens, size_t n_tokens, size_t window,
+                             size_t batch, qr_progress_fn progress, void *progress_ctx,
+                             qr_ppl_result *out, qr_error *err)
+{
+    const qr_model *m = qr_runner_model(r);
+    memset(out, 0, sizeof *out);
+    if (!m->has_lm_head)
+        return qr_fail(err, QR_ERR_INVALID, "perplexity needs an LM head; the model has none");
+    if (window < 2)
+        return qr_fail(err, QR_ERR_INVALID, "window of %zu tokens: it must be at least 2", window);
+    if (n_tokens < 2)
+        return qr_fail(err, QR_ERR_INVALID, "%zu tokens: perplexity needs at least 2", n_tokens);
+    size_t n_windows = (n_tokens + window - 1) / window;
+    if (n_tokens - (n_windows - 1) * window < 2)
+        n_windows--; /* a last window of one token scores nothing */
+    uint64_t total = n_tokens - n_windows;
+    if (batch > n_windows)
+        batch = n_windows;
+    batch_buffers bb;
+    qr_status st = batch_alloc(m, batch, m->vocab, &bb, err);
+    if (st)
+        return st;
+    uint64_t done = 0;
+    for (size_t w0 = 0; w0 < n_windows; w0 += batch) {
+        size_t nb = n_windows - w0 < batch ? n_windows - w0 : batch;
+        size_t len[nb];
+        size_t steps = 0;
+        for (size_t b = 0; b < nb; b++) {
+            size_t start = (w0 + b) * window;
+            len[b] = n_tokens - start < window ? n_tokens - start : window;
+            steps = len[b] > steps ? len[b] : steps;
+            qr_state_reset(bb.states[b]);
+        }
+        for (size_t t = 0; t + 1 < steps; t++) {
+            size_t na = 0;
+            for (size_t b = 0; b < nb; b++) {
+                if (t + 1 >= len[b])
+                    continue;
+                bb.active[na] = bb.states[b];
+                bb.tokens[na] = tokens[(w0 + b) * window + t];
+                bb.owner[na] = b;
+                na++;
+            }
+            st = qr_forward(r, bb.active, bb.tokens, na, bb.out, NULL, err);
+            if (st)
+                goto done;
+            for (size_t a = 0; a < na; a++) {
+                int32_t target = tokens[(w0 + bb.owner[a]) * window + t + 1];
+                if (target < 0 || (size_t)target >= m->vocab) {
+                    st = qr_fail(err, QR_ERR_INVALID, "token id %d is outside the vocabulary", (int)target);
+                    goto done;
+                }
+                out->nll_sum += qr_token_nll(bb.out + a * m->vocab, m->vocab, target);
+            }
+            out->predictions += na;
+            done += na;
+            if (progress)
+                progress(progress_ctx, done, total);
+        }
+    }
+    out->ppl = exp(out->nll_sum / (double)out->predictions);
+done:
+    batch_free(&bb);
+    return st;
+}
+
+qr_status qr_eval_accuracy(qr_runner *r, const qr_labelled *items, size_t n_items, size_t batch,
+                           qr_progress_fn progress, void *progress_ctx, qr_acc_result *out,
+                           qr_error *err)
+{
+    const qr_model *m = qr_runner_model(r);
+    memset(out, 0, sizeof *out);
+    if (m->n_classes == 0)
+        return qr_fail(err, QR_ERR_INVALID, "accuracy needs a classifier head; the model has none");
+    if (n_items == 0)
+        return qr_fail(err, QR_ERR_INVALID, "no labelled items to evaluate");
+    uint64_t total = 0;
+    for (size_t i = 0; i < n_items; i++) {
+        if (items[i].n_tokens == 0)
+            return qr_fail(err, QR_ERR_INVALID, "item %zu has no tokens", i);
+        if (items[i].label < 0 || (size_t)items[i].label >= m->n_classes)
+            return qr_fail(err, QR_ERR_INVALID, "item %zu has label %d; the classifier has %zu classes",
+                           i, items[i].label, m->n_classes);
+        total += items[i].n_tokens;
+    }
+    if (batch > n_items)
+        batch = n_items;
+    batch_buffers bb;
+    qr_status st = batch_alloc(m, batch, m->d, &bb, err);
+    if (st)
+        return st;
+    double *sums = calloc(batch * m->d, sizeof *sums);
+    float *mean = malloc(m->d * sizeof *mean), *cls = malloc(m->n_classes * sizeof *cls);
+    if (!sums || !mean || !cls) {
+        st = qr_fail(err, QR_ERR_NOMEM, "out of memory for accuracy evaluation");
+        goto done;
+    }
+    uint64_t done = 0;
+    double nll = 0.0;
+    for (size_t i0 = 0; i0 < n_items; i0 += batch) {
+        size_t nb = n_items - i0 < batch ? n_items - i0 : batch;
+        size_t steps = 0;
+        for (size_t b = 0; b < nb; b++) {
+            qr_state_reset(bb.states[b]);
+            steps = items[i0 + b].n_tokens > steps ? items[i0 + b].n_tokens : steps;
+        }
+        memset(sums, 0, nb * m->d * sizeof *sums);
+        for (size_t t = 0; t < steps; t++) {
+            size_t na = 0;
+            for (size_t b = 0; b < nb; b++) {
+                if (t >= items[i0 + b].n_tokens)
+                    continue;
+                bb.active[na] = bb.states[b];
+                bb.tokens[na] = items[i0 + b].tokens[t];
+                bb.owner[na] = b;
+                na++;
+            }
+            st = qr_forward(r, bb.active, bb.tokens, na, NULL, bb.out, err);
+            if (st)
+                goto done;
+            for (size_t a = 0; a < na; a++) {
+                double *s = sums + bb.owner[a] * m->d;
+                const float *f = bb.out + a * m->d;
+                for (size_t j = 0; j < m->d; j++)
+                    s[j] += f[j];
+            }
+            done += na;
+            if (progress)
+                progress(progress_ctx, done, total);
+        }
+        for (size_t b = 0; b < nb; b++) {
+            const qr_labelled *it = &items[i0 + b];
+            for (size_t j = 0; j < m->d; j++)
+                mean[j] = (float)(sums[b * m->d + j] / (double)it->n_tokens);
+            qr_classify(m, mean, cls);
+            size_t best = 0;
+            for (size_t c = 1; c < m->n_classes; c++)
+                if (cls[c] > cls[best])
+                    best = c;
+            out->correct += best == (size_t)it->label;
+            nll += qr_token_nll(cls, m->n_classes, it->label);
+        }
+        out->total += nb;
+    }
+    out->accuracy = (double)out->correct / (double)out->total;
+    out->nll_mean = nll / (double)out->total;
+done:
+    free(sums);
+    free(mean);
+    free(cls);
+    batch_free(&bb);
+    return st;
+}

@@ -1,0 +1,50 @@
+/* eval.h: perplexity and classification accuracy over a data set, on the batched path.
+ *
+ * Used by qslm-eval and by QSLM's sensitivity analysis and search, so both measure the same
+ * thing. Sequences advance together, B at a time, one token per step. */
+#ifndef QR_EVAL_H
+#define QR_EVAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "error.h"
+#include "forward.h"
+
+/* Called after each batch step with work done and total (tokens). May be NULL. */
+typedef void (*qr_progress_fn)(void *ctx, uint64_t done, uint64_t total);
+
+typedef struct {
+    double nll_sum;       /* sum of -ln p(target) in nats */
+    uint64_t predictions; /* tokens scored */
+    double ppl;           /* exp(nll_sum / predictions) */
+} qr_ppl_result;
+
+/* Splits tokens into consecutive windows of `window` tokens (the last may be shorter); each
+ * window starts from a fresh state and scores its tokens 2..n given the ones before. Runs up to
+ * `batch` windows at once (the runner must take that batch). */
+qr_status qr_eval_perplexity(qr_runner *r, const int32_t *tokens, size_t n_tokens, size_t window,
+                             size_t batch, qr_progress_fn progress, void *progress_ctx,
+                             qr_ppl_result *out, qr_error *err);
+
+typedef struct {
+    const int32_t *tokens;
+    size_t n_tokens;      /* >= 1 */
+    int label;            /* 0 .. n_classes-1 */
+} qr_labelled;
+
+typedef struct {
+    uint64_t correct, total;
+    double accuracy;      /* correct / total */
+    double nll_mean;      /* mean -ln p(label) of the classifier */
+} qr_acc_result;
+
+/* Classifies every item: mean of ln_out(x) over its tokens, then the classifier head. */
+qr_status qr_eval_accuracy(qr_runner *r, const qr_labelled *items, size_t n_items, size_t batch,
+                           qr_progress_fn progress, void *progress_ctx, qr_acc_result *out,
+                           qr_error *err);
+
+/* -ln softmax(logits)[target], computed stably in double. */
+double qr_token_nll(const float *logits, size_t n, int32_t target);
+
+#endif

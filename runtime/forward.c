@@ -1,0 +1,292 @@
+/* forward.c: SpikeGPT (RWKV-4 with LIF neurons) in RNN mode.
+ *
+ * Per block:  x += LIF1(TimeMix(LN1(x)));  x += LIF2(ChannelMix(LN2(x)))
+ * with LN0 before block 0 and the head on LN_out(x). Spikes replace the sub-block output in the
+ * residual stream, as in SpikeGPT (ridgerchu/SpikeGPT src/model.py). Each layer keeps its own
+ * membranes, as SpikeGPT's GPT-mode training code does (its model_run.py shares one neuron
+ * across layers; we do not: see tests/reference/README.md). The model file's metadata decides
+ * which spikes apply, so RWKV-4 is the same code with every spike off.
+ *
+ * By far the most time goes to the products in project(); everything else is O(d) per token. */
+#include "forward.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct qr_runner {
+    const qr_model *m;
+    qr_pool *pool;
+    size_t max_batch;
+    qr_spike_trace *trace;
+    /* B × d unless noted */
+    float *x;      /* residual stream */
+    float *xn;     /* layer-normed x */
+    float *xk, *xv, *xr;
+    float *k, *v, *r;
+    float *wkv;    /* r ⊙ wkv, input of the output projection */
+    float *out;    /* sub-block output */
+    float *hidden; /* B × f: channel-mix hidden activation */
+    float *panel;  /* dequantized rows for batched products of non-f32 weights */
+};
+
+/* ---------------------------------------------------------------- runner */
+
+qr_status qr_runner_new(const qr_model *m, qr_pool *pool, size_t max_batch, qr_runner **out,
+                        qr_error *err)
+{
+    *out = NULL;
+    if (max_batch == 0 || max_batch > 4096)
+        return qr_fail(err, QR_ERR_INVALID, "batch size %zu is out of range (1..4096)", max_batch);
+    qr_runner *r = calloc(1, sizeof *r);
+    if (!r)
+        return qr_fail(err, QR_ERR_NOMEM, "out of memory for the runner");
+    r->m = m;
+    r->pool = pool;
+    r->max_batch = max_batch;
+    size_t bd = max_batch * m->d;
+    float **bufs[] = {&r->x, &r->xn, &r->xk, &r->xv, &r->xr, &r->k, &r->v, &r->r, &r->wkv, &r->out};
+    bool ok = true;
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+        ok = ok && (*bufs[i] = malloc(bd * sizeof(float))) != NULL;
+    ok = ok && (r->hidden = malloc(max_batch * m->f * sizeof(float))) != NULL;
+    size_t widest = m->f > m->d ? m->f : m->d;
+    ok = ok && (r->panel = malloc(qr_matmul_panel_floats(widest) * sizeof(float))) != NULL;
+    if (!ok) {
+        qr_runner_free(r);
+        return qr_fail(err, QR_ERR_NOMEM, "out of memory for the runner (batch %zu)", max_batch);
+    }
+    *out = r;
+    return QR_OK;
+}
+
+void qr_runner_free(qr_runner *r)
+{
+    if (!r)
+        return;
+    float *bufs[] = {r->x, r->xn, r->xk, r->xv, r->xr, r->k, r->v, r->r, r->wkv, r->out, r->hidden, r->panel};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+        free(bufs[i]);
+    free(r);
+}
+
+void qr_runner_set_trace(qr_runner *r, qr_spike_trace *trace)
+{
+    r->trace = trace;
+}
+
+const qr_model *qr_runner_model(const qr_runner *r)
+{
+    return r->m;
+}
+
+/* ---------------------------------------------------------------- small pure helpers */
+
+static void layer_norm(const float *x, const float *w, const float *b, size_t d, float *out)
+{
+    double mean = 0.0, var = 0.0;
+    for (size_t i = 0; i < d; i++)
+        mean += x[i];
+    mean /= (double)d;
+    for (size_t i = 0; i < d; i++)
+        var += ((double)x[i] - mean) * ((double)x[i] - mean);
+    var /= (double)d;
+    float inv = (float)(1.0 / sqrt(var + 1e-5));
+    float fmean = (float)mean;
+    for (size_t i = 0; i < d; i++)
+        out[i] = (x[i] - fmean) * inv * w[i] + b[i];
+}
+
+static float sigmoid(float v)
+{
+    return 1.0f / (1.0f + expf(-v));
+}
+
+/* out = x·mix + prev·(1 - mix): the token shift. */
+static void token_shift(const float *x, const float *prev, const float *mix, size_t d, float *out)
+{
+    for (size_t i = 0; i < d; i++)
+        out[i] = x[i] * mix[i] + prev[i] * (1.0f - mix[i]);
+}
+
+/* LIF neuron (spikingjelly, decay_input, hard reset to 0): H = V + (X - V)/τ, S = [H ≥ θ],
+ * V = H·(1 - S). Replaces x by its spikes. Returns the number of spikes. */
+static size_t lif(float *x, float *membrane, size_t d, float tau, float threshold, uint8_t *record)
+{
+    size_t fired = 0;
+    for (size_t i = 0; i < d; i++) {
+        float h = membrane[i] + (x[i] - membrane[i]) / tau;
+        bool spike = h >= threshold;
+        membrane[i] = spike ? 0.0f : h;
+        x[i] = spike ? 1.0f : 0.0f;
+        fired += spike;
+        if (record)
+            record[i] = spike;
+    }
+    return fired;
+}
+
+/* The numerically stable RWKV-4 WKV for one token; updates aa, bb, pp and writes r·a/b. */
+static void wkv(const float *k, const float *v, const float *r, const float *decay,
+                const float *first, float *aa, float *bb, float *pp, size_t d, float *out)
+{
+    for (size_t i = 0; i < d; i++) {
+        float ww = first[i] + k[i];
+        float p = fmaxf(pp[i], ww);
+        float e1 = expf(pp[i] - p), e2 = expf(ww - p);
+        float a = e1 * aa[i] + e2 * v[i];
+        float b = e1 * bb[i] + e2;
+        ww = pp[i] + decay[i];
+        p = fmaxf(ww, k[i]);
+        e1 = expf(ww - p);
+        e2 = expf(k[i] - p);
+        aa[i] = e1 * aa[i] + e2 * v[i];
+        bb[i] = e1 * bb[i] + e2;
+        pp[i] = p;
+        out[i] = sigmoid(r[i]) * a / b;
+    }
+}
+
+/* Every job y = W·x for all B rows: decode splits rows over the pool, a batch goes to BLAS. */
+static void project(qr_runner *r, const qr_matvec_job *jobs, size_t n_jobs, size_t B)
+{
+    if (B == 1) {
+        qr_matvec_multi(r->pool, jobs, n_jobs);
+        return;
+    }
+    for (size_t j = 0; j < n_jobs; j++)
+        qr_matmul(jobs[j].w, jobs[j].x, B, jobs[j].y, r->panel);
+}
+
+/* Applies a spike site's LIF (or nothing) to the sub-block output of every item, adds it to x. */
+static void residual_add(qr_runner *r, qr_state *const *states, size_t B, size_t layer,
+                         float scale, bool spiking, qr_state_vector membrane, bool is_att)
+{
+    const qr_model *m = r->m;
+    size_t d = m->d;
+    for (size_t b = 0; b < B; b++) {
+        float *out = r->out + b * d, *x = r->x + b * d;
+        for (size_t i = 0; i < d; i++)
+            out[i] *= scale;
+        if (spiking) {
+            qr_spike_trace *t = r->trace;
+            uint8_t *rec = NULL;
+            if (t && b == 0)
+                rec = is_att ? t->att_spikes : t->ffn_spikes;
+            size_t fired = lif(out, qr_state_vec(states[b], layer, membrane), d, m->tau,
+                               m->threshold, rec ? rec + layer * d : NULL);
+            uint64_t *count = t ? (is_att ? t->att_fired : t->ffn_fired) : NULL;
+            if (count)
+                count[layer] += fired;
+        }
+        for (size_t i = 0; i < d; i++)
+            x[i] += out[i];
+    }
+}
+
+/* ---------------------------------------------------------------- the block */
+
+static void time_mix(qr_runner *r, qr_state *const *states, size_t B, size_t i)
+{
+    const qr_model *m = r->m;
+    const qr_layer *l = &m->layers[i];
+    size_t d = m->d;
+    for (size_t b = 0; b < B; b++) {
+        float *xn = r->xn + b * d;
+        layer_norm(r->x + b * d, l->ln1_w, l->ln1_b, d, xn);
+        float *prev = qr_state_vec(states[b], i, QR_STATE_ATT_XX);
+        token_shift(xn, prev, l->att_mix_k, d, r->xk + b * d);
+        token_shift(xn, prev, l->att_mix_v, d, r->xv + b * d);
+        token_shift(xn, prev, l->att_mix_r, d, r->xr + b * d);
+        memcpy(prev, xn, d * sizeof(float));
+    }
+    const qr_matvec_job kvr[] = {
+        {&l->att_key, r->xk, r->k}, {&l->att_value, r->xv, r->v}, {&l->att_receptance, r->xr, r->r}};
+    project(r, kvr, 3, B);
+    for (size_t b = 0; b < B; b++)
+        wkv(r->k + b * d, r->v + b * d, r->r + b * d, l->att_decay, l->att_first,
+            qr_state_vec(states[b], i, QR_STATE_AA), qr_state_vec(states[b], i, QR_STATE_BB),
+            qr_state_vec(states[b], i, QR_STATE_PP), d, r->wkv + b * d);
+    const qr_matvec_job o = {&l->att_output, r->wkv, r->out};
+    project(r, &o, 1, B);
+    residual_add(r, states, B, i, l->out_scale, m->spike_att, QR_STATE_V_ATT, true);
+}
+
+static void channel_mix(qr_runner *r, qr_state *const *states, size_t B, size_t i)
+{
+    const qr_model *m = r->m;
+    const qr_layer *l = &m->layers[i];
+    size_t d = m->d, f = m->f;
+    for (size_t b = 0; b < B; b++) {
+        float *xn = r->xn + b * d;
+        layer_norm(r->x + b * d, l->ln2_w, l->ln2_b, d, xn);
+        float *prev = qr_state_vec(states[b], i, QR_STATE_FFN_XX);
+        token_shift(xn, prev, l->ffn_mix_k, d, r->xk + b * d);
+        token_shift(xn, prev, l->ffn_mix_r, d, r->xr + b * d);
+        memcpy(prev, xn, d * sizeof(float));
+    }
+    const qr_matvec_job kr[] = {{&l->ffn_key, r->xk, r->hidden}, {&l->ffn_receptance, r->xr, r->r}};
+    project(r, kr, 2, B);
+    for (size_t j = 0; j < B * f; j++) {
+        float h = r->hidden[j] > 0.0f ? r->hidden[j] : 0.0f;
+        r->hidden[j] = h * h;
+    }
+    const qr_matvec_job v = {&l->ffn_value, r->hidden, r->out};
+    project(r, &v, 1, B);
+    for (size_t j = 0; j < B * d; j++)
+        r->out[j] = sigmoid(r->r[j]) * r->out[j];
+    residual_add(r, states, B, i, l->out_scale, m->spike_ffn, QR_STATE_V_FFN, false);
+}
+
+/* ---------------------------------------------------------------- the model */
+
+qr_status qr_forward(qr_runner *r, qr_state *const *states, const int32_t *tokens, size_t B,
+                     float *logits, float *features, qr_error *err)
+{
+    const qr_model *m = r->m;
+    size_t d = m->d;
+    if (B == 0 || B > r->max_batch)
+        return qr_fail(err, QR_ERR_INVALID, "batch of %zu sequences; this runner takes 1..%zu", B,
+                       r->max_batch);
+    for (size_t b = 0; b < B; b++)
+        if (tokens[b] < 0 || (size_t)tokens[b] >= m->vocab)
+            return qr_fail(err, QR_ERR_INVALID, "token id %d is outside the vocabulary (0..%zu)",
+                           (int)tokens[b], m->vocab - 1);
+    if (logits && !m->has_lm_head)
+        return qr_fail(err, QR_ERR_INVALID, "logits requested but the model has no LM head");
+
+    for (size_t b = 0; b < B; b++) {
+        float *x = r->x + b * d;
+        m->emb.ops->to_float((const char *)m->emb.data + (size_t)tokens[b] * m->emb.row_bytes, x, d);
+        if (m->spike_emb) /* SpikeGPT's ATan surrogate forward: Heaviside, H(0) = 1 */
+            for (size_t i = 0; i < d; i++)
+                x[i] = x[i] >= 0.0f ? 1.0f : 0.0f;
+        layer_norm(x, m->ln0_w, m->ln0_b, d, x);
+    }
+    for (size_t i = 0; i < m->n_layer; i++) {
+        time_mix(r, states, B, i);
+        channel_mix(r, states, B, i);
+        if (m->rescale_layer && (i + 1) % m->rescale_layer == 0)
+            for (size_t j = 0; j < B * d; j++)
+                r->x[j] *= 0.5f;
+    }
+    if (r->trace)
+        r->trace->tokens += B;
+    for (size_t b = 0; b < B; b++)
+        layer_norm(r->x + b * d, m->ln_out_w, m->ln_out_b, d, r->xn + b * d);
+    if (features)
+        memcpy(features, r->xn, B * d * sizeof(float));
+    if (logits) {
+        const qr_matvec_job head = {&m->head, r->xn, logits};
+        project(r, &head, 1, B);
+    }
+    return QR_OK;
+}
+
+void qr_classify(const qr_model *m, const float *mean_feature, float *class_logits)
+{
+    m->cls.ops->dot_rows(m->cls.data, m->cls.row_bytes, m->n_classes, mean_feature, m->d,
+                         class_logits);
+    for (size_t c = 0; c < m->n_classes; c++)
+        class_logits[c] += m->cls_b[c];
+}

@@ -1,0 +1,46 @@
+/* forward.h: the SpikeGPT forward pass, one token for each of B sequences.
+ *
+ * B = 1 is decode (matrix-vector products on the worker pool); B > 1 is batched evaluation
+ * (matrix-matrix products through BLAS). Both run the same code, so they compute the same
+ * function; only the summation order inside the products differs. */
+#ifndef QR_FORWARD_H
+#define QR_FORWARD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "error.h"
+#include "model.h"
+#include "pool.h"
+#include "state.h"
+
+/* Optional record of the spikes a forward pass emits. */
+typedef struct {
+    uint8_t *att_spikes;   /* n_layer × d: the last call's spikes of batch item 0, or NULL */
+    uint8_t *ffn_spikes;   /* n_layer × d, or NULL */
+    uint64_t *att_fired;   /* n_layer: spikes counted over all tokens and items, or NULL */
+    uint64_t *ffn_fired;   /* n_layer, or NULL */
+    uint64_t tokens;       /* token × item count the counters cover */
+} qr_spike_trace;
+
+typedef struct qr_runner qr_runner;
+
+/* Scratch for batches of up to max_batch sequences. The pool (may be NULL: single-threaded)
+ * and the model must outlive the runner. */
+qr_status qr_runner_new(const qr_model *m, qr_pool *pool, size_t max_batch, qr_runner **out,
+                        qr_error *err);
+void qr_runner_free(qr_runner *r);
+/* Records spikes into trace from now on (NULL stops recording). */
+void qr_runner_set_trace(qr_runner *r, qr_spike_trace *trace);
+const qr_model *qr_runner_model(const qr_runner *r);
+
+/* Advances states[b] by tokens[b] for b < B. Writes, when not NULL, logits (B × vocab, needs an
+ * LM head) and features (B × d: ln_out(x), what the classifier averages). Fails without touching
+ * any state if a token is out of range or B exceeds the runner's batch. */
+qr_status qr_forward(qr_runner *r, qr_state *const *states, const int32_t *tokens, size_t B,
+                     float *logits, float *features, qr_error *err);
+
+/* Classifier logits (n_classes) from the mean feature of a sequence. */
+void qr_classify(const qr_model *m, const float *mean_feature, float *class_logits);
+
+#endif

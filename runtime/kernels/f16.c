@@ -1,0 +1,80 @@
+/* f16.c: kernels for IEEE binary16 weights — reference and AVX2+F16C side by side. */
+#include "kernels.h"
+
+#include "../f16.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
+static void f16_dot_rows_ref(const void *w, size_t row_bytes, size_t n_rows, const float *x,
+                             size_t n, float *y)
+{
+    for (size_t r = 0; r < n_rows; r++) {
+        const uint16_t *row = (const uint16_t *)((const char *)w + r * row_bytes);
+        float sum = 0.0f;
+        for (size_t i = 0; i < n; i++)
+            sum += qr_f16_to_f32(row[i]) * x[i];
+        y[r] = sum;
+    }
+}
+
+static void f16_to_float_ref(const void *src, float *dst, size_t n)
+{
+    const uint16_t *s = src;
+    for (size_t i = 0; i < n; i++)
+        dst[i] = qr_f16_to_f32(s[i]);
+}
+
+const qr_kernel_ops qr_kernels_f16_ref = {"f16-ref", f16_dot_rows_ref, f16_to_float_ref};
+
+#if defined(__x86_64__)
+__attribute__((target("avx2,fma,f16c"))) static float hsum256(__m256 v)
+{
+    __m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
+    lo = _mm_add_ps(lo, hi);
+    lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
+    lo = _mm_add_ss(lo, _mm_movehdup_ps(lo));
+    return _mm_cvtss_f32(lo);
+}
+
+#define LOAD_F16(p) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p)))
+
+__attribute__((target("avx2,fma,f16c"))) static void f16_dot_rows_avx2(const void *w,
+                                                                       size_t row_bytes,
+                                                                       size_t n_rows,
+                                                                       const float *x, size_t n,
+                                                                       float *y)
+{
+    for (size_t r = 0; r < n_rows; r++) {
+        const uint16_t *row = (const uint16_t *)((const char *)w + r * row_bytes);
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        size_t i = 0;
+        for (; i + 32 <= n; i += 32) {
+            a0 = _mm256_fmadd_ps(LOAD_F16(row + i), _mm256_loadu_ps(x + i), a0);
+            a1 = _mm256_fmadd_ps(LOAD_F16(row + i + 8), _mm256_loadu_ps(x + i + 8), a1);
+            a2 = _mm256_fmadd_ps(LOAD_F16(row + i + 16), _mm256_loadu_ps(x + i + 16), a2);
+            a3 = _mm256_fmadd_ps(LOAD_F16(row + i + 24), _mm256_loadu_ps(x + i + 24), a3);
+        }
+        for (; i + 8 <= n; i += 8)
+            a0 = _mm256_fmadd_ps(LOAD_F16(row + i), _mm256_loadu_ps(x + i), a0);
+        float sum = hsum256(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+        for (; i < n; i++)
+            sum += qr_f16_to_f32(row[i]) * x[i];
+        y[r] = sum;
+    }
+}
+
+__attribute__((target("avx2,fma,f16c"))) static void f16_to_float_avx2(const void *src,
+                                                                       float *dst, size_t n)
+{
+    const uint16_t *s = src;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(dst + i, LOAD_F16(s + i));
+    for (; i < n; i++)
+        dst[i] = qr_f16_to_f32(s[i]);
+}
+
+const qr_kernel_ops qr_kernels_f16_avx2 = {"f16-avx2", f16_dot_rows_avx2, f16_to_float_avx2};
+#endif

@@ -1,0 +1,38 @@
+/* linear.h: y = W·x for the forward pass, whatever W's storage type.
+ *
+ * One token (decode): rows are split into chunks over the worker pool, and several independent
+ * products (k, v and r of a time-mix) share one parallel region. Many tokens (batched
+ * evaluation): one matrix-matrix product through OpenBLAS sgemm, dequantizing row panels first
+ * for types other than f32. */
+#ifndef QR_LINEAR_H
+#define QR_LINEAR_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kernels/kernels.h"
+#include "pool.h"
+
+typedef struct {
+    const void *data;   /* rows × cols weights in `type`, row-major */
+    uint32_t type;
+    size_t rows;        /* output features */
+    size_t cols;        /* input features */
+    size_t row_bytes;
+    const qr_kernel_ops *ops;
+} qr_matrix;
+
+typedef struct {
+    const qr_matrix *w;
+    const float *x;     /* cols */
+    float *y;           /* rows */
+} qr_matvec_job;
+
+/* Runs every job (each y = W·x) in one parallel region. */
+void qr_matvec_multi(qr_pool *pool, const qr_matvec_job *jobs, size_t n_jobs);
+
+/* Y (B × rows) = X (B × cols) · Wᵀ. `panel` is scratch of qr_matmul_panel_floats(w) floats. */
+void qr_matmul(const qr_matrix *w, const float *X, size_t B, float *Y, float *panel);
+size_t qr_matmul_panel_floats(size_t cols);
+
+#endif

@@ -1,0 +1,60 @@
+/* model.h: a SpikeGPT / RWKV-4 model bound to the tensors of an open model file.
+ *
+ * Binding checks every tensor the architecture needs (present, right shape, a type the
+ * kernels run) and reads the hyperparameters from the metadata, so the forward pass never
+ * meets a surprise. Matrices stay in the file's mapping; the small 1-D parameters (layer norms,
+ * time-mix vectors) are converted to f32 into one owned block, with time_decay already turned
+ * into w = -exp(time_decay). */
+#ifndef QR_MODEL_H
+#define QR_MODEL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "error.h"
+#include "linear.h"
+#include "model_file.h"
+
+typedef struct {
+    const float *ln1_w, *ln1_b, *ln2_w, *ln2_b;             /* (d) */
+    const float *att_decay;   /* (d) w = -exp(time_decay) */
+    const float *att_first;   /* (d) u = time_first */
+    const float *att_mix_k, *att_mix_v, *att_mix_r;         /* (d) */
+    qr_matrix att_key, att_value, att_receptance, att_output; /* (d, d) */
+    const float *ffn_mix_k, *ffn_mix_r;                     /* (d) */
+    qr_matrix ffn_key;        /* (f, d) */
+    qr_matrix ffn_receptance; /* (d, d) */
+    qr_matrix ffn_value;      /* (d, f) */
+    float out_scale;          /* 2^-(layer / rescale_layer), or 1 */
+} qr_layer;
+
+typedef struct {
+    /* hyperparameters */
+    size_t n_layer, d, f, vocab, n_classes;
+    size_t rescale_layer;     /* 0: off */
+    bool spike_att, spike_ffn, spike_emb, spike_ffn_hidden;
+    float tau, threshold;
+    bool has_lm_head;
+
+    qr_matrix emb;            /* (vocab, d) rows read one at a time */
+    const float *ln0_w, *ln0_b;       /* (d) */
+    qr_layer *layers;         /* n_layer */
+    const float *ln_out_w, *ln_out_b; /* (d) */
+    qr_matrix head;           /* (vocab, d) when has_lm_head */
+    qr_matrix cls;            /* (n_classes, d) when n_classes > 0 */
+    const float *cls_b;       /* (n_classes) */
+
+    const qr_model_file *file;
+    float *params;            /* owned: every 1-D parameter, as f32 */
+    uint64_t weight_bytes;    /* bytes of every tensor the model reads */
+} qr_model;
+
+/* Binds a model to an open file, which must outlive it. Errors name the file and the tensor. */
+qr_status qr_model_bind(const qr_model_file *file, qr_model **out, qr_error *err);
+void qr_model_free(qr_model *m);
+
+/* Bytes read from weights for one decoded token (all matrices once, one embedding row,
+ * the LM head if `with_head`): the numerator of the decode roofline. */
+uint64_t qr_model_bytes_per_token(const qr_model *m, bool with_head);
+
+#endif

@@ -1,0 +1,172 @@
+/* target_tokenizer_encode.c: fuzz encoding. The input is text (any bytes); a small built-in
+ * byte-level vocab (and GPT-2's, when $QSLM_DATA_DIR/gpt2 holds it) must encode it into ids that
+ * decode to the same bytes, and the streaming decoder must hand those bytes back in order
+ * without ever splitting a character of valid input. The ids themselves are not checked here. */
+#include <json.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tokenizer.h"
+#include "unicode_class.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/* GPT-2's byte alphabet, appended to a JSON key as UTF-8. */
+static size_t spell_byte(uint8_t b, char *out)
+{
+    unsigned c = b;
+    if (!((b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || b >= 0xAE)) {
+        unsigned n = 0;
+        for (unsigned k = 0; k < b; k++)
+            n += !((k >= 0x21 && k <= 0x7E) || (k >= 0xA1 && k <= 0xAC) || k >= 0xAE);
+        c = 256 + n;
+    }
+    if (c < 0x80) {
+        out[0] = (char)c;
+        return 1;
+    }
+    out[0] = (char)(0xC0 | c >> 6);
+    out[1] = (char)(0x80 | (c & 0x3F));
+    return 2;
+}
+
+static void spell(const char *raw, char *out)
+{
+    size_t o = 0;
+    for (const uint8_t *p = (const uint8_t *)raw; *p; p++)
+        o += spell_byte(*p, out + o);
+    out[o] = '\0';
+}
+
+/* Merges in rank order; "aa a" before "a a" on purpose (a merge using a later merge's token). */
+static const char *const merges[][2] = {
+    {"t", "h"}, {"th", "e"}, {" ", "the"}, {"i", "n"}, {"in", "g"}, {" ", " "}, {"  ", "  "},
+    {"\xC3", "\xA9"}, {"\xF0", "\x9F"}, {"\xF0\x9F", "\x98"}, {"'", "s"}, {"e", "r"}, {"a", "n"},
+    {"an", "d"}, {" ", "and"}, {"1", "2"}, {"12", "3"}, {"\xE4", "\xB8"}, {"aa", "a"}, {"a", "a"},
+    {"\xFF", "\xFF"}, {"\n", "\n"}, {"\t", "\t"}, {".", "."}, {"..", "."},
+};
+
+/* The built-in tokenizer.json: 256 byte tokens, the merges above, two added tokens. */
+static qr_tokenizer *tiny(void)
+{
+    json_object *root = json_object_new_object(), *model = json_object_new_object();
+    json_object *vocab = json_object_new_object(), *jm = json_object_new_array();
+    json_object *pre = json_object_new_object(), *added = json_object_new_array();
+    int id = 0;
+    for (int b = 0; b < 256; b++) {
+        char key[4];
+        key[spell_byte((uint8_t)b, key)] = '\0';
+        json_object_object_add(vocab, key, json_object_new_int(id++));
+    }
+    for (size_t i = 0; i < sizeof merges / sizeof *merges; i++) {
+        char a[32], b[32], line[80], raw[32], tok[64];
+        spell(merges[i][0], a);
+        spell(merges[i][1], b);
+        snprintf(line, sizeof line, "%s %s", a, b);
+        json_object_array_add(jm, json_object_new_string(line));
+        snprintf(raw, sizeof raw, "%s%s", merges[i][0], merges[i][1]);
+        spell(raw, tok);
+        if (!json_object_object_get_ex(vocab, tok, NULL))
+            json_object_object_add(vocab, tok, json_object_new_int(id++));
+    }
+    static const char *const specials[][2] = {{"<|endoftext|>", "1"}, {"[U]", "0"}};
+    for (size_t i = 0; i < 2; i++) {
+        json_object *o = json_object_new_object();
+        json_object_object_add(o, "id", json_object_new_int(id++));
+        json_object_object_add(o, "content", json_object_new_string(specials[i][0]));
+        json_object_object_add(o, "special", json_object_new_boolean(specials[i][1][0] == '1'));
+        json_object_array_add(added, o);
+    }
+    json_object_object_add(pre, "type", json_object_new_string("ByteLevel"));
+    json_object_object_add(pre, "add_prefix_space", json_object_new_boolean(0));
+    json_object_object_add(model, "type", json_object_new_string("BPE"));
+    json_object_object_add(model, "vocab", vocab);
+    json_object_object_add(model, "merges", jm);
+    json_object_object_add(root, "added_tokens", added);
+    json_object_object_add(root, "pre_tokenizer", pre);
+    json_object_object_add(root, "model", model);
+    const char *s = json_object_to_json_string_ext(root, JSON_C_TO_STRING_PLAIN);
+    qr_tokenizer *t = NULL;
+    qr_error err;
+    if (qr_tokenizer_load_hf_json(s, strlen(s), "built-in", &t, &err) != QR_OK) {
+        fprintf(stderr, "%s\n", err.msg);
+        abort();
+    }
+    json_object_put(root);
+    return t;
+}
+
+static bool valid_utf8(const uint8_t *s, size_t n)
+{
+    for (size_t i = 0; i < n;) {
+        uint32_t cp;
+        int k = qr_utf8_scan(s + i, n - i, &cp);
+        if (k <= 0)
+            return false;
+        i += (size_t)k;
+    }
+    return true;
+}
+
+static void check(const qr_tokenizer *t, const uint8_t *data, size_t size, unsigned flags)
+{
+    int32_t *ids = NULL;
+    size_t n = 0;
+    qr_error err;
+    if (qr_tokenizer_encode(t, data, size, flags, &ids, &n, &err) != QR_OK)
+        abort();
+    if (n > size || (size > 0 && n == 0))
+        abort();
+    char *back = NULL;
+    size_t back_len = 0;
+    if (qr_tokenizer_decode(t, ids, n, &back, &back_len, &err) != QR_OK || back_len != size ||
+        (size && memcmp(back, data, size) != 0))
+        abort();
+    free(back);
+
+    bool input_valid = valid_utf8(data, size);
+    qr_utf8_stream s;
+    qr_utf8_stream_init(&s);
+    uint8_t *out = malloc(size + QR_UTF8_STREAM_MAX_HELD + 1);
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t len;
+        const uint8_t *p = qr_tokenizer_decode_token(t, ids[i], &len);
+        size_t k = qr_utf8_stream_feed(&s, p, len, out + total);
+        if (input_valid && !valid_utf8(out + total, k))
+            abort();
+        total += k;
+    }
+    total += qr_utf8_stream_flush(&s, out + total);
+    if (total != size || (size && memcmp(out, data, size) != 0))
+        abort();
+    free(out);
+    free(ids);
+}
+
+/* Loaded once per process: building them for every input would drown the fuzzer. */
+static qr_tokenizer *tiny_tok, *gpt2_tok;
+static bool loaded;
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    if (!loaded) {
+        loaded = true;
+        tiny_tok = tiny();
+        const char *dir = getenv("QSLM_DATA_DIR");
+        if (dir) {
+            char enc[4096], bpe[4096];
+            snprintf(enc, sizeof enc, "%s/gpt2/encoder.json", dir);
+            snprintf(bpe, sizeof bpe, "%s/gpt2/vocab.bpe", dir);
+            qr_error err;
+            if (qr_tokenizer_load_gpt2(enc, bpe, &gpt2_tok, &err) != QR_OK)
+                gpt2_tok = NULL; /* not fetched: the built-in vocab only */
+        }
+    }
+    check(tiny_tok, data, size, 0);
+    check(tiny_tok, data, size, QR_TOKENIZE_SPECIAL_AS_TEXT);
+    if (gpt2_tok)
+        check(gpt2_tok, data, size, 0);
+    return 0;
+}

@@ -1,0 +1,129 @@
+/* synthetic_model.c: random SpikeGPT weights in the real layout and names. */
+#include "synthetic_model.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "f16.h"
+#include "model_writer.h"
+#include "tensor_types.h"
+
+static uint64_t next(uint64_t *s)
+{
+    *s ^= *s << 13;
+    *s ^= *s >> 7;
+    *s ^= *s << 17;
+    return *s;
+}
+
+/* Uniform in [-scale, scale). */
+static void fill(float *p, size_t n, float scale, uint64_t *s)
+{
+    for (size_t i = 0; i < n; i++)
+        p[i] = ((float)(next(s) >> 40) / 16777216.0f * 2.0f - 1.0f) * scale;
+}
+
+typedef struct {
+    void **blocks;
+    size_t n, cap;
+} owned;
+
+static void *keep(owned *o, void *p)
+{
+    if (!p)
+        return NULL;
+    if (o->n == o->cap) {
+        o->cap = o->cap ? o->cap * 2 : 256;
+        void **nb = realloc(o->blocks, o->cap * sizeof *nb);
+        if (!nb) {
+            free(p);
+            return NULL;
+        }
+        o->blocks = nb;
+    }
+    o->blocks[o->n++] = p;
+    return p;
+}
+
+static qr_status add(qr_model_writer *w, owned *o, const char *name, size_t rows, size_t cols,
+                     uint32_t type, float scale, float offset, uint64_t *seed, qr_error *err)
+{
+    size_t n = rows * cols;
+    float *v = keep(o, malloc(n * sizeof(float)));
+    if (!v)
+        return qr_fail(err, QR_ERR_NOMEM, "out of memory for %s", name);
+    fill(v, n, scale, seed);
+    for (size_t i = 0; i < n; i++)
+        v[i] += offset;
+    const void *data = v;
+    uint64_t bytes = n * sizeof(float);
+    if (type == QR_TYPE_F16) {
+        uint16_t *h = keep(o, malloc(n * sizeof(uint16_t)));
+        if (!h)
+            return qr_fail(err, QR_ERR_NOMEM, "out of memory for %s", name);
+        for (size_t i = 0; i < n; i++)
+            h[i] = qr_f32_to_f16(v[i]);
+        data = h;
+        bytes = n * sizeof(uint16_t);
+    }
+    uint64_t dims[2] = {rows, cols};
+    return qr_model_writer_add_tensor(w, name, type, rows == 1 ? 1 : 2, rows == 1 ? dims + 1 : dims,
+                                      data, bytes, err);
+}
+
+qr_status synthetic_model_write(const synthetic_shape *sh, const char *path, qr_error *err)
+{
+    qr_model_writer *w = qr_model_writer_new();
+    owned o = {0};
+    uint64_t seed = sh->seed | 1;
+    size_t d = sh->d, f = sh->f;
+    uint32_t mt = sh->matrix_type;
+    char name[128];
+    qr_status st = QR_OK;
+    if (!w)
+        return qr_fail(err, QR_ERR_NOMEM, "out of memory");
+#define TRY(x) do { if ((st = (x)) != QR_OK) goto out; } while (0)
+    TRY(qr_model_writer_set_string(w, "general.architecture", "spikegpt", err));
+    TRY(qr_model_writer_set_string(w, "general.name", "synthetic", err));
+    TRY(qr_model_writer_set_string(w, "general.provenance", "tests/bench/synthetic_model.c: random weights", err));
+    TRY(qr_model_writer_set_u64(w, "model.n_layer", sh->n_layer, err));
+    TRY(qr_model_writer_set_u64(w, "model.n_embd", d, err));
+    TRY(qr_model_writer_set_u64(w, "model.n_ffn", f, err));
+    TRY(qr_model_writer_set_u64(w, "model.vocab_size", sh->vocab, err));
+    float ws = 1.0f / sqrtf((float)d);
+    TRY(add(w, &o, "emb.weight", sh->vocab, d, mt, 1.0f, 0.0f, &seed, err));
+    TRY(add(w, &o, "blocks.0.ln0.weight", 1, d, QR_TYPE_F32, 0.1f, 1.0f, &seed, err));
+    TRY(add(w, &o, "blocks.0.ln0.bias", 1, d, QR_TYPE_F32, 0.1f, 0.0f, &seed, err));
+    for (size_t i = 0; i < sh->n_layer; i++) {
+        static const char *vecs[] = {"ln1.weight", "ln1.bias", "ln2.weight", "ln2.bias", "att.time_decay",
+                                     "att.time_first", "att.time_mix_k", "att.time_mix_v", "att.time_mix_r",
+                                     "ffn.time_mix_k", "ffn.time_mix_r"};
+        static const float offs[] = {1.0f, 0.0f, 1.0f, 0.0f, -1.0f, -1.2f, 0.5f, 0.5f, 0.5f, 0.5f, 0.5f};
+        for (size_t v = 0; v < sizeof vecs / sizeof vecs[0]; v++) {
+            snprintf(name, sizeof name, "blocks.%zu.%s", i, vecs[v]);
+            TRY(add(w, &o, name, 1, d, QR_TYPE_F32, v < 4 ? 0.1f : 0.4f, offs[v], &seed, err));
+        }
+        static const char *sq[] = {"att.key", "att.value", "att.receptance", "att.output", "ffn.receptance"};
+        for (size_t m = 0; m < 5; m++) {
+            snprintf(name, sizeof name, "blocks.%zu.%s.weight", i, sq[m]);
+            TRY(add(w, &o, name, d, d, mt, ws * (m == 3 ? 3.0f : 1.0f), 0.0f, &seed, err));
+        }
+        snprintf(name, sizeof name, "blocks.%zu.ffn.key.weight", i);
+        TRY(add(w, &o, name, f, d, mt, ws, 0.0f, &seed, err));
+        snprintf(name, sizeof name, "blocks.%zu.ffn.value.weight", i);
+        TRY(add(w, &o, name, d, f, mt, 3.0f / sqrtf((float)f), 0.0f, &seed, err));
+    }
+    TRY(add(w, &o, "ln_out.weight", 1, d, QR_TYPE_F32, 0.1f, 1.0f, &seed, err));
+    TRY(add(w, &o, "ln_out.bias", 1, d, QR_TYPE_F32, 0.1f, 0.0f, &seed, err));
+    TRY(add(w, &o, "head.weight", sh->vocab, d, mt, ws, 0.0f, &seed, err));
+    st = qr_model_writer_write(w, path, err);
+#undef TRY
+out:
+    qr_model_writer_free(w);
+    for (size_t i = 0; i < o.n; i++)
+        free(o.blocks[i]);
+    free(o.blocks);
+    return st;
+}

@@ -1,0 +1,21 @@
+/* synthetic_model.h: writes a SpikeGPT-shaped model with random weights, for benchmarks that
+ * need a real model's size without a real checkpoint (e.g. SpikeGPT-216M: 18 layers, d 768,
+ * vocab 50277). */
+#ifndef QSLM_BENCH_SYNTHETIC_MODEL_H
+#define QSLM_BENCH_SYNTHETIC_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "error.h"
+
+typedef struct {
+    size_t n_layer, d, f, vocab;
+    uint32_t matrix_type;   /* storage type of every 2-D weight */
+    uint64_t seed;
+} synthetic_shape;
+
+/* Writes the model to path. */
+qr_status synthetic_model_write(const synthetic_shape *shape, const char *path, qr_error *err);
+
+#endif
