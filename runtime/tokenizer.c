@@ -113,7 +113,7 @@ typedef struct {
     size_t n_ids, cap_ids;
     bpe_sym *sym;
     bpe_cand *heap, *batch;
-    size_t cap_sym;               /* sym holds cap_sym, heap and batch 3 * cap_sym */
+    size_t cap_sym;               /* sym holds cap_sym, heap and batch 2 * cap_sym */
     uint8_t *tmp;                 /* a segment with the prefix space, when add_prefix_space */
     size_t cap_tmp;
     cache_slot *cache;            /* NULL: no cache for this call */
@@ -320,15 +320,18 @@ static bool bpe_piece(encoder *e, const uint8_t *p, size_t n)
         if (!sym)
             return false;
         e->sym = sym;
-        /* Each merge queues at most two pairs, so 3n bounds the heap and a batch. */
-        bpe_cand *heap = realloc(e->heap, 3 * cap * sizeof *heap);
+        /* The heap starts with n - 1 pairs; each merge pops one and queues at most two, and
+         * there are at most n - 1 merges: 2n bounds the heap, and so a batch popped from it. */
+        bpe_cand *heap = realloc(e->heap, 2 * cap * sizeof *heap);
         if (!heap)
             return false;
         e->heap = heap;
-        bpe_cand *batch = realloc(e->batch, 3 * cap * sizeof *batch);
-        if (!batch)
-            return false;
-        e->batch = batch;
+        if (t->merge_in_passes) {
+            bpe_cand *batch = realloc(e->batch, 2 * cap * sizeof *batch);
+            if (!batch)
+                return false;
+            e->batch = batch;
+        }
         e->cap_sym = cap;
     }
     bpe_sym *s = e->sym;

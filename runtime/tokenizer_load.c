@@ -485,7 +485,11 @@ static qr_status parse_json(const char *json, size_t len, const char *src, json_
     json_tokener_free(jt);
     if (je == json_tokener_continue) {
         json_object_put(root);
-        return qr_fail(err, QR_ERR_FORMAT, "%s: not JSON: the text ends inside a value", src);
+        size_t i = 0;
+        while (i < len && strchr(" \t\n\r", json[i]) && json[i] != '\0')
+            i++;
+        return qr_fail(err, QR_ERR_FORMAT, "%s: not JSON: %s", src,
+                       i == len ? "the file is empty" : "the text ends inside a value");
     }
     if (je != json_tokener_success) {
         json_object_put(root);

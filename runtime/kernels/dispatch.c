@@ -1,15 +1,30 @@
-/* dispatch.c: picking a kernel variant per type from what the CPU supports. The CPU check
- * reads libgcc's cpu model, filled once by its constructor, so no state of ours is involved. */
+/* dispatch.c: picking a kernel variant per type from what the CPU supports. The check asks
+ * cpuid each time it is called (when a model is bound, not per product), so no state is kept. */
 #include "kernels.h"
 
 #include "../tensor_types.h"
 
+#if defined(__x86_64__)
+#include <cpuid.h>
+#endif
+
 bool qr_cpu_has_avx2(void)
 {
 #if defined(__x86_64__)
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-           __builtin_cpu_supports("f16c");
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d))
+        return false;
+    bool fma = c & (1u << 12), osxsave = c & (1u << 27), avx = c & (1u << 28), f16c = c & (1u << 29);
+    if (!(fma && osxsave && avx && f16c))
+        return false;
+    /* The OS must save the YMM registers (XCR0 bits 1 and 2). */
+    unsigned xcr0_lo, xcr0_hi;
+    __asm__ volatile("xgetbv" : "=a"(xcr0_lo), "=d"(xcr0_hi) : "c"(0));
+    if ((xcr0_lo & 6u) != 6u)
+        return false;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d))
+        return false;
+    return b & (1u << 5);
 #else
     return false;
 #endif

@@ -118,6 +118,13 @@ qr_status synthetic_model_write(const synthetic_shape *sh, const char *path, qr_
     TRY(add(w, &o, "ln_out.weight", 1, d, QR_TYPE_F32, 0.1f, 1.0f, &seed, err));
     TRY(add(w, &o, "ln_out.bias", 1, d, QR_TYPE_F32, 0.1f, 0.0f, &seed, err));
     TRY(add(w, &o, "head.weight", sh->vocab, d, mt, ws, 0.0f, &seed, err));
+    if (sh->n_classes) {
+        TRY(qr_model_writer_set_u64(w, "head.n_classes", sh->n_classes, err));
+        TRY(add(w, &o, "cls.weight", sh->n_classes, d, mt, ws, 0.0f, &seed, err));
+        TRY(add(w, &o, "cls.bias", 1, sh->n_classes, QR_TYPE_F32, 0.1f, 0.0f, &seed, err));
+    }
+    if (sh->tokenizer_json)
+        TRY(qr_model_writer_set_bytes(w, "tokenizer.json", sh->tokenizer_json, sh->tokenizer_len, err));
     st = qr_model_writer_write(w, path, err);
 #undef TRY
 out:

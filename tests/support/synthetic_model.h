@@ -13,6 +13,9 @@ typedef struct {
     size_t n_layer, d, f, vocab;
     uint32_t matrix_type;   /* storage type of every 2-D weight */
     uint64_t seed;
+    size_t n_classes;       /* 0: no classifier head */
+    const char *tokenizer_json; /* embedded as metadata when not NULL */
+    size_t tokenizer_len;
 } synthetic_shape;
 
 /* Writes the model to path. */

@@ -1,0 +1,299 @@
+#!/usr/bin/python3
+"""train.py: trains the default model, a small SpikeGPT (GPT mode) language model on SOTU.
+
+    /usr/bin/python3 models/train/train.py --seed 1234 --max-minutes 50
+
+Model: spikegpt_model.SpikeGPT (LIF tau 2, threshold 1, ATan surrogate alpha 2; spikes on the
+time-mix and channel-mix outputs, none on the embedding), d 384, 3 layers, n_ffn 1536, vocab
+4096 (models/tokenizer.json). Data: .data/sotu/train.txt, addresses (separated by a blank line)
+encoded one by one and joined with <|endoftext|>; random windows of ctx+1 tokens drawn by a
+seeded generator. Adam, linear warmup then cosine decay to lr_min over the wall-clock budget
+(--max-minutes): the run stops cleanly when the budget is spent, saves the checkpoint
+(SpikeGPT state_dict, models/train/out/spikegpt-sotu.pth), the loss CSV (models/train/loss.csv:
+step, tokens, loss, lr, seconds, valid_loss) and the loss curve (models/loss-curve.svg).
+"""
+
+import argparse
+import csv
+import json
+import math
+import os
+import random
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, HERE)
+
+import fastops  # noqa: E402
+import spikegpt_model as sm  # noqa: E402
+from train_tokenizer import BPETokenizer  # noqa: E402
+
+sm.lif_multistep = fastops.lif_multistep_fast
+
+
+def rel(p):
+    return os.path.join(ROOT, p)
+
+
+def load_tokens(tok, path, cache):
+    """The split's addresses, encoded one by one, each preceded by <|endoftext|>: int32 array."""
+    if cache and os.path.exists(cache) and os.path.getmtime(cache) > max(
+            os.path.getmtime(path), os.path.getmtime(rel("models/tokenizer.json"))):
+        return np.load(cache)
+    with open(path, encoding="utf-8") as f:
+        docs = [d for d in f.read().split("\n\n") if d.strip()]
+    ids = []
+    for d in docs:
+        ids.append(tok.eot_id)
+        ids.extend(tok.encode(d.strip("\n")))
+    arr = np.array(ids, dtype=np.int32)
+    if cache:
+        os.makedirs(os.path.dirname(cache), exist_ok=True)
+        np.save(cache, arr)
+    return arr
+
+
+def make_config(args, vocab):
+    return sm.SpikeGPTConfig(n_layer=args.n_layer, n_embd=args.d, vocab_size=vocab,
+                             n_ffn=args.n_ffn, architecture="spikegpt", tau=2.0, threshold=1.0,
+                             surrogate_alpha=2.0)
+
+
+def init_weights(model, seed):
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        model.emb.weight.uniform_(-1e-4, 1e-4, generator=g)  # RWKV's small embedding (ln0 follows)
+        # head: small, so the first logits are near uniform
+        model.head.weight.normal_(0, 0.5 / math.sqrt(model.config.n_embd), generator=g)
+
+
+def write_svg(path, rows, title):
+    """A loss curve (train loss per step, smoothed, and valid loss points) as a plain SVG."""
+    W, H, L, R, T, B = 720, 420, 60, 20, 40, 50
+    steps = [r["step"] for r in rows]
+    tr = [r["loss"] for r in rows]
+    va = [(r["step"], r["valid_loss"]) for r in rows if r.get("valid_loss") not in (None, "")]
+    sm_tr, ema = [], None
+    for v in tr:
+        ema = v if ema is None else 0.95 * ema + 0.05 * v
+        sm_tr.append(ema)
+    allv = tr + [v for _, v in va]
+    ymin, ymax = math.floor(min(allv)), math.ceil(min(max(allv), max(allv[5:] or allv) + 0.5))
+    xmax = max(steps) or 1
+    X = lambda s: L + (W - L - R) * s / xmax
+    Y = lambda v: T + (H - T - B) * (1 - (min(max(v, ymin), ymax) - ymin) / max(ymax - ymin, 1e-9))
+    out = ['<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" '
+           'font-family="sans-serif" font-size="12">' % (W, H, W, H),
+           '<rect width="100%" height="100%" fill="white"/>',
+           '<text x="%d" y="22" font-size="14">%s</text>' % (L, title)]
+    for i in range(6):
+        v = ymin + (ymax - ymin) * i / 5
+        out.append('<line x1="%d" x2="%d" y1="%.1f" y2="%.1f" stroke="#ddd"/>' % (L, W - R, Y(v), Y(v)))
+        out.append('<text x="%d" y="%.1f" text-anchor="end">%.2f</text>' % (L - 6, Y(v) + 4, v))
+    for i in range(6):
+        s = xmax * i / 5
+        out.append('<text x="%.1f" y="%d" text-anchor="middle">%d</text>' % (X(s), H - B + 18, s))
+    out.append('<text x="%d" y="%d" text-anchor="middle">step</text>' % ((L + W - R) // 2, H - 12))
+    out.append('<text x="14" y="%d" transform="rotate(-90 14 %d)" text-anchor="middle">'
+               'cross-entropy (nats/token)</text>' % ((T + H - B) // 2, (T + H - B) // 2))
+    out.append('<line x1="%d" x2="%d" y1="%d" y2="%d" stroke="black"/>' % (L, W - R, H - B, H - B))
+    out.append('<line x1="%d" x2="%d" y1="%d" y2="%d" stroke="black"/>' % (L, L, T, H - B))
+    pts = " ".join("%.1f,%.1f" % (X(s), Y(v)) for s, v in zip(steps, tr))
+    out.append('<polyline points="%s" fill="none" stroke="#9ecae1" stroke-width="1"/>' % pts)
+    pts = " ".join("%.1f,%.1f" % (X(s), Y(v)) for s, v in zip(steps, sm_tr))
+    out.append('<polyline points="%s" fill="none" stroke="#08519c" stroke-width="2"/>' % pts)
+    if va:
+        pts = " ".join("%.1f,%.1f" % (X(s), Y(v)) for s, v in va)
+        out.append('<polyline points="%s" fill="none" stroke="#d94801" stroke-width="2"/>' % pts)
+        for s, v in va:
+            out.append('<circle cx="%.1f" cy="%.1f" r="3" fill="#d94801"/>' % (X(s), Y(v)))
+    lx = W - R - 200
+    out.append('<line x1="%d" x2="%d" y1="%d" y2="%d" stroke="#9ecae1"/><text x="%d" y="%d">train (per step)</text>'
+               % (lx, lx + 20, T + 10, T + 10, lx + 26, T + 14))
+    out.append('<line x1="%d" x2="%d" y1="%d" y2="%d" stroke="#08519c" stroke-width="2"/><text x="%d" y="%d">train (EMA 0.95)</text>'
+               % (lx, lx + 20, T + 28, T + 28, lx + 26, T + 32))
+    out.append('<line x1="%d" x2="%d" y1="%d" y2="%d" stroke="#d94801" stroke-width="2"/><text x="%d" y="%d">valid</text>'
+               % (lx, lx + 20, T + 46, T + 46, lx + 26, T + 50))
+    out.append("</svg>")
+    with open(path + ".tmp", "w") as f:
+        f.write("\n".join(out) + "\n")
+    os.replace(path + ".tmp", path)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--seed", type=int, default=1234)
+    ap.add_argument("--d", type=int, default=384)
+    ap.add_argument("--n-layer", type=int, default=3)
+    ap.add_argument("--n-ffn", type=int, default=1536)
+    ap.add_argument("--ctx", type=int, default=256)
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--lr-min", type=float, default=1e-4)
+    ap.add_argument("--warmup", type=int, default=30, help="warmup steps")
+    ap.add_argument("--wkv", choices=("fused", "chunk", "loop"), default="fused",
+                    help="fused: TorchScript loop with RWKV-4's hand-written backward (fastest "
+                    "here); chunk: the closed form over chunks; loop: the reference loop")
+    ap.add_argument("--wkv-chunk", type=int, default=32)
+    ap.add_argument("--max-minutes", type=float, default=50.0)
+    ap.add_argument("--max-steps", type=int, default=0, help="0: no step limit")
+    ap.add_argument("--valid-every", type=int, default=50)
+    ap.add_argument("--valid-windows", type=int, default=16)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--tokenizer", default=rel("models/tokenizer.json"))
+    ap.add_argument("--train", default=rel(".data/sotu/train.txt"))
+    ap.add_argument("--valid", default=rel(".data/sotu/valid.txt"))
+    ap.add_argument("--out", default=rel("models/train/out/spikegpt-sotu.pth"))
+    ap.add_argument("--csv", default=rel("models/train/loss.csv"))
+    ap.add_argument("--svg", default=rel("models/loss-curve.svg"))
+    ap.add_argument("--profile", action="store_true", help="time a few steps and exit")
+    args = ap.parse_args()
+
+    torch.set_num_threads(args.threads)
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+
+    tok = BPETokenizer(args.tokenizer)
+    outdir = os.path.dirname(args.out)
+    t0 = time.time()
+    train = load_tokens(tok, args.train, os.path.join(outdir, "train_ids.npy"))
+    valid = load_tokens(tok, args.valid, os.path.join(outdir, "valid_ids.npy"))
+    print("tokens: train %d, valid %d (%.1fs)" % (len(train), len(valid), time.time() - t0),
+          flush=True)
+
+    cfg = make_config(args, tok.vocab_size)
+    model = sm.SpikeGPT(cfg)
+    init_weights(model, args.seed)
+    n_params = sum(p.numel() for p in model.parameters())
+    print("model: %r\nparameters: %d (f32 %.1f MB)" % (cfg, n_params, n_params * 4 / 1e6),
+          flush=True)
+    wkv = {"fused": fastops.wkv_fused, "chunk": fastops.make_wkv_chunked(args.wkv_chunk),
+           "loop": sm.wkv_loop}[args.wkv]
+
+    train_t = torch.from_numpy(train.astype(np.int64))
+    nv = min(args.valid_windows, (len(valid) - 1) // (args.ctx + 1))
+    vwin = torch.from_numpy(valid[: nv * (args.ctx + 1)].astype(np.int64)).view(nv, args.ctx + 1)
+    gen = torch.Generator().manual_seed(args.seed)
+
+    def batch():
+        starts = torch.randint(0, len(train_t) - args.ctx - 1, (args.batch,), generator=gen)
+        b = torch.stack([train_t[s:s + args.ctx + 1] for s in starts.tolist()])
+        return b[:, :-1], b[:, 1:]
+
+    def valid_loss():
+        model.eval()
+        with torch.no_grad():
+            tot = 0.0
+            for i in range(0, nv, args.batch):
+                w = vwin[i:i + args.batch]
+                lg = model(w[:, :-1], wkv=wkv)["logits"]
+                tot += F.cross_entropy(lg.reshape(-1, lg.shape[-1]), w[:, 1:].reshape(-1),
+                                       reduction="sum").item()
+        model.train()
+        return tot / (nv * args.ctx)
+
+    opt = torch.optim.Adam(model.parameters(), lr=args.lr, betas=(0.9, 0.99), eps=1e-8)
+    budget = args.max_minutes * 60.0
+
+    def lr_at(step, elapsed):
+        if step < args.warmup:
+            return args.lr * (step + 1) / args.warmup
+        p = min(elapsed / budget, 1.0)
+        return args.lr_min + 0.5 * (args.lr - args.lr_min) * (1 + math.cos(math.pi * p))
+
+    if args.profile:
+        for i in range(3):
+            x, y = batch()
+            ts = time.time()
+            lg = model(x, wkv=wkv)["logits"]
+            loss = F.cross_entropy(lg.reshape(-1, lg.shape[-1]), y.reshape(-1))
+            tf = time.time()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            tb = time.time()
+            opt.step()
+            te = time.time()
+            print("step %d: loss %.3f fwd %.2fs bwd %.2fs opt %.2fs -> %.0f tokens/s" % (
+                i, loss.item(), tf - ts, tb - tf, te - tb, x.numel() / (te - ts)), flush=True)
+        return 0
+
+    rows = []
+    start = time.time()
+    step, tokens = 0, 0
+    v0 = valid_loss()
+    print("step 0: valid loss %.4f" % v0, flush=True)
+    last_valid = v0
+    while True:
+        elapsed = time.time() - start
+        if elapsed >= budget or (args.max_steps and step >= args.max_steps):
+            break
+        lr = lr_at(step, elapsed)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        x, y = batch()
+        lg = model(x, wkv=wkv)["logits"]
+        loss = F.cross_entropy(lg.reshape(-1, lg.shape[-1]), y.reshape(-1))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        step += 1
+        tokens += x.numel()
+        secs = time.time() - start
+        row = {"step": step, "tokens": tokens, "loss": loss.item(), "lr": lr, "seconds": secs,
+               "valid_loss": ""}
+        if step % args.valid_every == 0:
+            row["valid_loss"] = last_valid = valid_loss()
+        rows.append(row)
+        if step % 5 == 0 or step == 1 or row["valid_loss"] != "":
+            eta = max(budget - secs, 0)
+            print("step %d tokens %d loss %.4f%s lr %.2e | %.0f tok/s | %.1f min, ETA %.1f min" % (
+                step, tokens, row["loss"],
+                (" valid %.4f" % row["valid_loss"]) if row["valid_loss"] != "" else "",
+                lr, tokens / secs, secs / 60, eta / 60), flush=True)
+    # final validation, then save everything
+    if rows and rows[-1]["valid_loss"] == "":
+        rows[-1]["valid_loss"] = last_valid = valid_loss()
+    secs = time.time() - start
+    os.makedirs(outdir, exist_ok=True)
+    sd = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    torch.save(sd, args.out + ".tmp")
+    os.replace(args.out + ".tmp", args.out)
+    info = {"seed": args.seed, "args": vars(args), "config": vars(cfg), "parameters": n_params,
+            "steps": step, "tokens_seen": tokens, "train_tokens": int(len(train)),
+            "seconds": secs, "tokens_per_second": tokens / max(secs, 1e-9),
+            "final_train_loss_ema": None, "final_valid_loss": last_valid,
+            "torch": torch.__version__}
+    ema = None
+    for r in rows:
+        ema = r["loss"] if ema is None else 0.95 * ema + 0.05 * r["loss"]
+    info["final_train_loss_ema"] = ema
+    with open(os.path.join(outdir, "train_info.json"), "w") as f:
+        json.dump(info, f, indent=1, default=str)
+    with open(args.csv + ".tmp", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["step", "tokens", "loss", "lr", "seconds", "valid_loss"])
+        w.writerow([0, 0, "", "", 0, "%.4f" % v0])
+        for r in rows:
+            w.writerow([r["step"], r["tokens"], "%.4f" % r["loss"], "%.3e" % r["lr"],
+                        "%.1f" % r["seconds"],
+                        "" if r["valid_loss"] == "" else "%.4f" % r["valid_loss"]])
+    os.replace(args.csv + ".tmp", args.csv)
+    if rows:
+        write_svg(args.svg, rows, "SpikeGPT d%d L%d on SOTU: %d steps, %.2fM tokens, %.0f min" % (
+            args.d, args.n_layer, step, tokens / 1e6, secs / 60))
+    print("done: %d steps, %d tokens, %.1f min, %.0f tokens/s; train loss (EMA) %.4f, valid %.4f"
+          % (step, tokens, secs / 60, tokens / secs, ema or float("nan"), last_valid), flush=True)
+    print("saved %s, %s, %s" % (args.out, args.csv, args.svg), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
