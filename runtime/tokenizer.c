@@ -95,9 +95,13 @@ typedef struct {
 } bpe_cand;
 
 /* Pre-tokens recur (words, spaces), so each call remembers the ids of the ones it has merged.
- * Only for longer texts: a short prompt would pay for the table and never reuse it. */
-#define CACHE_MIN_TEXT 2048
-#define CACHE_SLOTS 4096          /* power of two; cleared when half full */
+ * Only for longer texts: a short prompt would pay for the table and never reuse it. The table
+ * grows with the text (one slot per 16 bytes) up to a size that holds the distinct words of a
+ * long speech; it is cleared when half full. On 0.5 MB of SOTU text, 16384 slots encode about
+ * twice as fast as 4096. */
+#define CACHE_MIN_TEXT 1024
+#define CACHE_MIN_SLOTS 256
+#define CACHE_MAX_SLOTS 16384
 #define CACHE_MAX_PIECE 32        /* longer pre-tokens are rare and not cached */
 
 typedef struct {
@@ -117,6 +121,7 @@ typedef struct {
     uint8_t *tmp;                 /* a segment with the prefix space, when add_prefix_space */
     size_t cap_tmp;
     cache_slot *cache;            /* NULL: no cache for this call */
+    size_t cache_mask;            /* slots - 1, a power of two minus one */
     size_t cache_used;
     uint8_t *cache_bytes;
     int32_t *cache_ids;
@@ -172,7 +177,7 @@ static void encoder_free(encoder *e)
 
 static const cache_slot *cache_find(const encoder *e, const uint8_t *p, size_t n, uint64_t h)
 {
-    for (size_t i = h & (CACHE_SLOTS - 1);; i = (i + 1) & (CACHE_SLOTS - 1)) {
+    for (size_t i = h & e->cache_mask;; i = (i + 1) & e->cache_mask) {
         const cache_slot *c = &e->cache[i];
         if (c->piece_len == 0)
             return NULL;
@@ -185,8 +190,8 @@ static const cache_slot *cache_find(const encoder *e, const uint8_t *p, size_t n
 static void cache_put(encoder *e, const uint8_t *p, size_t n, uint64_t h, const int32_t *ids,
                       size_t n_ids)
 {
-    if (e->cache_used >= CACHE_SLOTS / 2) {
-        memset(e->cache, 0, CACHE_SLOTS * sizeof *e->cache);
+    if (e->cache_used >= (e->cache_mask + 1) / 2) {
+        memset(e->cache, 0, (e->cache_mask + 1) * sizeof *e->cache);
         e->cache_used = 0;
         e->cache_bytes_len = 0;
         e->cache_ids_len = 0;
@@ -200,9 +205,9 @@ static void cache_put(encoder *e, const uint8_t *p, size_t n, uint64_t h, const 
     if (!ids_arena)
         return;
     e->cache_ids = ids_arena;
-    size_t i = h & (CACHE_SLOTS - 1);
+    size_t i = h & e->cache_mask;
     while (e->cache[i].piece_len != 0)
-        i = (i + 1) & (CACHE_SLOTS - 1);
+        i = (i + 1) & e->cache_mask;
     cache_slot *c = &e->cache[i];
     c->hash = h;
     c->piece_off = (uint32_t)e->cache_bytes_len;
@@ -497,7 +502,11 @@ qr_status qr_tokenizer_encode(const qr_tokenizer *tok, const void *text, size_t 
     encoder e = {.t = tok};
     bool ok = true;
     if (len >= CACHE_MIN_TEXT) {
-        e.cache = calloc(CACHE_SLOTS, sizeof *e.cache); /* on failure: no cache, still correct */
+        size_t slots = CACHE_MIN_SLOTS;
+        while (slots < CACHE_MAX_SLOTS && slots < len / 16)
+            slots *= 2;
+        e.cache = calloc(slots, sizeof *e.cache); /* on failure: no cache, still correct */
+        e.cache_mask = slots - 1;
     }
     bool skip_special = (flags & QR_TOKENIZE_SPECIAL_AS_TEXT) != 0;
     size_t seg = 0;

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# build.sh: configure (once) and compile one build tree.
+# build.sh: configure (once) and compile one build tree; prints the tree's path on success.
 #   bash scripts/build.sh normal     # .build: -Werror, debugoptimized
 #   bash scripts/build.sh sanitize   # .build-san: -Werror, ASan + UBSan, no recovery
+# meson's and ninja's chatter goes to <tree>/build-output.log, shown in full if a step fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 kind=${1:-normal}
@@ -11,8 +12,17 @@ case "$kind" in
             opts=(--werror -Db_sanitize=address,undefined -Dc_args=-fno-sanitize-recover=all) ;;
   *) echo "build: unknown build '$kind' (normal or sanitize)" >&2; exit 2 ;;
 esac
+mkdir -p "$dir"
+log="$dir/build-output.log"
+run() {
+  if ! "$@" >"$log" 2>&1; then
+    cat "$log" >&2
+    echo "build: '$*' failed (output above, also in $log)" >&2
+    exit 1
+  fi
+}
 if [ ! -f "$dir/build.ninja" ]; then
-  meson setup "$dir" "${opts[@]}" >/dev/null
+  run meson setup "$dir" "${opts[@]}"
 fi
-meson compile -C "$dir" >/dev/null
+run meson compile -C "$dir"
 echo "$dir"

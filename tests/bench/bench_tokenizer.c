@@ -97,9 +97,10 @@ int main(int argc, char **argv)
     double load_s = now() - t0;
     size_t len = 0;
     char *text = load_text(argc, argv, data_dir, name, sizeof name, &len);
-    if (!text) {
-        fprintf(stderr, "bench-tokenizer: cannot read the text (%s); run from the source root or "
-                        "give a file\n", name);
+    if (!text || len == 0) {
+        free(text);
+        fprintf(stderr, "bench-tokenizer: cannot read the text, or it is empty (%s); run from the "
+                        "source root or give a file\n", name);
         qr_tokenizer_free(tok);
         return 1;
     }
