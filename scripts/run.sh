@@ -8,7 +8,7 @@ bash scripts/setup.sh
 bash scripts/fetch-data.sh
 dir=$(bash scripts/build.sh normal)
 model=models/spikegpt-sotu.qslm
-echo "== qslm-generate: continuing a prompt (greedy, 48 tokens)" >&2
+echo "== qslm-generate: continuing \"The state of the Union is\" (greedy, 48 tokens)" >&2
 "$dir/runtime/tools/qslm-generate" "$model" -t 0 -n 48 --stats "The state of the Union is"
 echo "== qslm-eval: perplexity on the SOTU test split (2009-2021)" >&2
 "$dir/runtime/tools/qslm-eval" "$model" --text .data/sotu/test.txt

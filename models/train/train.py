@@ -133,10 +133,10 @@ def main():
     ap.add_argument("--n-layer", type=int, default=3)
     ap.add_argument("--n-ffn", type=int, default=1536)
     ap.add_argument("--ctx", type=int, default=256)
-    ap.add_argument("--batch", type=int, default=16)
-    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--lr", type=float, default=8e-4)
     ap.add_argument("--lr-min", type=float, default=1e-4)
-    ap.add_argument("--warmup", type=int, default=30, help="warmup steps")
+    ap.add_argument("--warmup", type=int, default=50, help="warmup steps")
     ap.add_argument("--wkv", choices=("fused", "chunk", "loop"), default="fused",
                     help="fused: TorchScript loop with RWKV-4's hand-written backward (fastest "
                     "here); chunk: the closed form over chunks; loop: the reference loop")

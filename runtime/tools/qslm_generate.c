@@ -204,6 +204,7 @@ int main(int argc, char **argv)
     uint8_t tail[QR_UTF8_STREAM_MAX_HELD];
     fwrite(tail, 1, qr_utf8_stream_flush(&u, tail), stdout);
     putchar('\n');
+    fflush(stdout);
     double t2 = now();
     if (stats)
         fprintf(stderr, "qslm-generate: prompt %zu tokens in %.3f s, generated %zu tokens in %.3f s (%.1f tokens/s)\n",
