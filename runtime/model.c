@@ -16,10 +16,16 @@ typedef struct {
     qr_error *err;
 } binder;
 
-static const qr_tensor_info *find(binder *b, const char *fmt, va_list ap, char *name, size_t cap)
+/* Formats a tensor name and finds it; a missing tensor is an error naming the file and tensor. */
+static qr_status lookup(binder *b, const qr_tensor_info **t, char *name, size_t cap,
+                        const char *fmt, va_list ap)
 {
     vsnprintf(name, cap, fmt, ap);
-    return qr_model_file_find_tensor(b->file, name);
+    *t = qr_model_file_find_tensor(b->file, name);
+    if (!*t)
+        return qr_fail(b->err, QR_ERR_FORMAT, "%s: tensor '%s' is missing",
+                       qr_model_file_path(b->file), name);
+    return QR_OK;
 }
 
 /* Binds a matrix of exactly rows × cols. */
@@ -27,13 +33,14 @@ static qr_status bind_matrix(binder *b, qr_matrix *out, size_t rows, size_t cols
                              const char *fmt, ...)
 {
     char name[256];
+    const qr_tensor_info *t;
     va_list ap;
     va_start(ap, fmt);
-    const qr_tensor_info *t = find(b, fmt, ap, name, sizeof name);
+    qr_status st = lookup(b, &t, name, sizeof name, fmt, ap);
     va_end(ap);
+    if (st)
+        return st;
     const char *path = qr_model_file_path(b->file);
-    if (!t)
-        return qr_fail(b->err, QR_ERR_FORMAT, "%s: tensor '%s' is missing", path, name);
     if (t->n_dims != 2 || t->dims[0] != rows || t->dims[1] != cols)
         return qr_fail(b->err, QR_ERR_FORMAT, "%s: tensor '%s' must be %zu x %zu", path, name, rows,
                        cols);
@@ -56,13 +63,14 @@ static qr_status bind_matrix(binder *b, qr_matrix *out, size_t rows, size_t cols
 static qr_status bind_vector(binder *b, const float **out, size_t n, const char *fmt, ...)
 {
     char name[256];
+    const qr_tensor_info *t;
     va_list ap;
     va_start(ap, fmt);
-    const qr_tensor_info *t = find(b, fmt, ap, name, sizeof name);
+    qr_status st = lookup(b, &t, name, sizeof name, fmt, ap);
     va_end(ap);
+    if (st)
+        return st;
     const char *path = qr_model_file_path(b->file);
-    if (!t)
-        return qr_fail(b->err, QR_ERR_FORMAT, "%s: tensor '%s' is missing", path, name);
     if (t->n_elements != n)
         return qr_fail(b->err, QR_ERR_FORMAT, "%s: tensor '%s' has %llu elements, expected %zu",
                        path, name, (unsigned long long)t->n_elements, n);
