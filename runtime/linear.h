@@ -1,7 +1,8 @@
 /* linear.h: y = W·x for the forward pass, whatever W's storage type.
  *
  * One token (decode): rows are split into chunks over the worker pool, and several independent
- * products (k, v and r of a time-mix) share one parallel region. Many tokens (batched
+ * products (k, v and r of a time-mix) share one parallel region. For quantized weights each x is
+ * first rounded to 8-bit blocks (kernels.h, prepare_x), once per product, on the calling thread. Many tokens (batched
  * evaluation): one matrix-matrix product through OpenBLAS sgemm, dequantizing row panels first
  * for types other than f32. */
 #ifndef QR_LINEAR_H

@@ -1,11 +1,26 @@
-/* tensor_types.c: the table of storage types. */
+/* tensor_types.c: the table of storage types. The block sizes of the quantized types are the
+ * sizes of the structs in kernels/blocks.h, checked here by the compiler. */
 #include "tensor_types.h"
 
 #include <string.h>
 
+#include "kernels/blocks.h"
+
 static const qr_type_info type_table[QR_TYPE_CODE_LIMIT] = {
-    [QR_TYPE_F32] = {"f32", 1, 4},
-    [QR_TYPE_F16] = {"f16", 1, 2},
+    [QR_TYPE_F32] = {"f32", 1, 4, 0, false},
+    [QR_TYPE_F16] = {"f16", 1, 2, 0, false},
+    [QR_TYPE_Q8_0] = {"q8_0", QR_QK, sizeof(qr_block_q8_0), 8, false},
+    [QR_TYPE_Q6_0] = {"q6_0", QR_QK, sizeof(qr_block_q6_0), 6, false},
+    [QR_TYPE_Q5_0] = {"q5_0", QR_QK, sizeof(qr_block_q5_0), 5, false},
+    [QR_TYPE_Q4_0] = {"q4_0", QR_QK, sizeof(qr_block_q4_0), 4, false},
+    [QR_TYPE_Q3_0] = {"q3_0", QR_QK, sizeof(qr_block_q3_0), 3, false},
+    [QR_TYPE_Q2_0] = {"q2_0", QR_QK, sizeof(qr_block_q2_0), 2, false},
+    [QR_TYPE_Q8_1] = {"q8_1", QR_QK, sizeof(qr_block_q8_1), 8, true},
+    [QR_TYPE_Q6_1] = {"q6_1", QR_QK, sizeof(qr_block_q6_1), 6, true},
+    [QR_TYPE_Q5_1] = {"q5_1", QR_QK, sizeof(qr_block_q5_1), 5, true},
+    [QR_TYPE_Q4_1] = {"q4_1", QR_QK, sizeof(qr_block_q4_1), 4, true},
+    [QR_TYPE_Q3_1] = {"q3_1", QR_QK, sizeof(qr_block_q3_1), 3, true},
+    [QR_TYPE_Q2_1] = {"q2_1", QR_QK, sizeof(qr_block_q2_1), 2, true},
 };
 
 const qr_type_info *qr_type_get(uint32_t code)
@@ -24,6 +39,17 @@ bool qr_type_from_name(const char *name, uint32_t *code)
         }
     }
     return false;
+}
+
+bool qr_type_is_quantized(uint32_t code)
+{
+    return code >= QR_TYPE_Q8_0 && code <= QR_TYPE_LAST_QUANT;
+}
+
+double qr_type_bits_per_weight(uint32_t code)
+{
+    const qr_type_info *t = qr_type_get(code);
+    return t ? 8.0 * t->block_bytes / t->block_weights : 0.0;
 }
 
 bool qr_type_bytes(uint32_t code, uint64_t n_weights, uint64_t *bytes)

@@ -35,6 +35,18 @@ const qr_kernel_ops *qr_kernels_ref(uint32_t type)
     switch (type) {
     case QR_TYPE_F32: return &qr_kernels_f32_ref;
     case QR_TYPE_F16: return &qr_kernels_f16_ref;
+    case QR_TYPE_Q8_0: return &qr_kernels_q8_0_ref;
+    case QR_TYPE_Q6_0: return &qr_kernels_q6_0_ref;
+    case QR_TYPE_Q5_0: return &qr_kernels_q5_0_ref;
+    case QR_TYPE_Q4_0: return &qr_kernels_q4_0_ref;
+    case QR_TYPE_Q3_0: return &qr_kernels_q3_0_ref;
+    case QR_TYPE_Q2_0: return &qr_kernels_q2_0_ref;
+    case QR_TYPE_Q8_1: return &qr_kernels_q8_1_ref;
+    case QR_TYPE_Q6_1: return &qr_kernels_q6_1_ref;
+    case QR_TYPE_Q5_1: return &qr_kernels_q5_1_ref;
+    case QR_TYPE_Q4_1: return &qr_kernels_q4_1_ref;
+    case QR_TYPE_Q3_1: return &qr_kernels_q3_1_ref;
+    case QR_TYPE_Q2_1: return &qr_kernels_q2_1_ref;
     default: return NULL;
     }
 }
@@ -46,6 +58,18 @@ const qr_kernel_ops *qr_kernels_best(uint32_t type)
         switch (type) {
         case QR_TYPE_F32: return &qr_kernels_f32_avx2;
         case QR_TYPE_F16: return &qr_kernels_f16_avx2;
+        case QR_TYPE_Q8_0: return &qr_kernels_q8_0_avx2;
+        case QR_TYPE_Q6_0: return &qr_kernels_q6_0_avx2;
+        case QR_TYPE_Q5_0: return &qr_kernels_q5_0_avx2;
+        case QR_TYPE_Q4_0: return &qr_kernels_q4_0_avx2;
+        case QR_TYPE_Q3_0: return &qr_kernels_q3_0_avx2;
+        case QR_TYPE_Q2_0: return &qr_kernels_q2_0_avx2;
+        case QR_TYPE_Q8_1: return &qr_kernels_q8_1_avx2;
+        case QR_TYPE_Q6_1: return &qr_kernels_q6_1_avx2;
+        case QR_TYPE_Q5_1: return &qr_kernels_q5_1_avx2;
+        case QR_TYPE_Q4_1: return &qr_kernels_q4_1_avx2;
+        case QR_TYPE_Q3_1: return &qr_kernels_q3_1_avx2;
+        case QR_TYPE_Q2_1: return &qr_kernels_q2_1_avx2;
         default: break;
         }
     }

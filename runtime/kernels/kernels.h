@@ -9,13 +9,26 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "blocks.h"
+
+/* y[i] = row i of w · x, with x already rounded to 8-bit blocks (see prepare_x). */
+typedef void (*qr_dot_rows_x8_fn)(const void *w, size_t row_bytes, size_t n_rows,
+                                  const qr_x8_group *x, size_t n, float *y);
+
 typedef struct {
     const char *name; /* "f32-ref", "f32-avx2", ... for benchmarks and logs */
-    /* y[i] = dot(row i of w, x) for i in [0, n_rows); rows are row_bytes apart, n weights each. */
+    /* y[i] = dot(row i of w, x) for i in [0, n_rows); rows are row_bytes apart, n weights each.
+     * The quantized types round x to 8-bit blocks first, exactly as prepare_x does. */
     void (*dot_rows)(const void *w, size_t row_bytes, size_t n_rows, const float *x, size_t n,
                      float *y);
     /* Dequantizes n weights (a whole number of blocks) to f32. */
     void (*to_float)(const void *src, float *dst, size_t n);
+    /* Optional (NULL for f32 and f16): the decode path for the quantized types. prepare_x rounds
+     * x (n values, a multiple of 32) to qr_x8_groups(n) groups once per product; dot_rows_x8
+     * then reads them for every row, integer codes against integer codes. dot_rows = both in
+     * one call. */
+    void (*prepare_x)(const float *x, size_t n, qr_x8_group *xq);
+    qr_dot_rows_x8_fn dot_rows_x8;
 } qr_kernel_ops;
 
 /* Plain C for every type: the reference the SIMD versions are tested against. */
@@ -23,10 +36,18 @@ const qr_kernel_ops *qr_kernels_ref(uint32_t type);
 /* The fastest variant this CPU runs (checked at run time), or the reference. */
 const qr_kernel_ops *qr_kernels_best(uint32_t type);
 
-/* Per-type tables, defined in kernels/<type>.c. */
+/* Per-type tables, defined in kernels/<type>.c (kernels/q<B>.c holds q<B>_0 and q<B>_1). */
 extern const qr_kernel_ops qr_kernels_f32_ref, qr_kernels_f16_ref;
+extern const qr_kernel_ops qr_kernels_q8_0_ref, qr_kernels_q8_1_ref, qr_kernels_q6_0_ref,
+    qr_kernels_q6_1_ref, qr_kernels_q5_0_ref, qr_kernels_q5_1_ref, qr_kernels_q4_0_ref,
+    qr_kernels_q4_1_ref, qr_kernels_q3_0_ref, qr_kernels_q3_1_ref, qr_kernels_q2_0_ref,
+    qr_kernels_q2_1_ref;
 #if defined(__x86_64__)
 extern const qr_kernel_ops qr_kernels_f32_avx2, qr_kernels_f16_avx2;
+extern const qr_kernel_ops qr_kernels_q8_0_avx2, qr_kernels_q8_1_avx2, qr_kernels_q6_0_avx2,
+    qr_kernels_q6_1_avx2, qr_kernels_q5_0_avx2, qr_kernels_q5_1_avx2, qr_kernels_q4_0_avx2,
+    qr_kernels_q4_1_avx2, qr_kernels_q3_0_avx2, qr_kernels_q3_1_avx2, qr_kernels_q2_0_avx2,
+    qr_kernels_q2_1_avx2;
 #endif
 
 /* True when the CPU has AVX2, FMA and F16C (x86-64 only). */

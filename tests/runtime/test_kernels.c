@@ -13,6 +13,7 @@
 #include "kernels/kernels.h"
 #include "linear.h"
 #include "pool.h"
+#include "quantize.h"
 #include "tensor_types.h"
 
 #if defined(__x86_64__)
@@ -78,11 +79,31 @@ static void test_f32_to_f16_matches_hardware(void **state)
 #endif
 }
 
+/* Every storage type: f32, f16 and the quantized ones. */
+static const uint32_t all_types[] = {QR_TYPE_F32,  QR_TYPE_F16,  QR_TYPE_Q8_0, QR_TYPE_Q6_0, QR_TYPE_Q5_0,
+                                     QR_TYPE_Q4_0, QR_TYPE_Q3_0, QR_TYPE_Q2_0, QR_TYPE_Q8_1, QR_TYPE_Q6_1,
+                                     QR_TYPE_Q5_1, QR_TYPE_Q4_1, QR_TYPE_Q3_1, QR_TYPE_Q2_1};
+#define N_TYPES (sizeof all_types / sizeof all_types[0])
+
+static size_t type_row_bytes(uint32_t type, size_t cols)
+{
+    uint64_t b;
+    assert_true(qr_type_bytes(type, cols, &b));
+    return (size_t)b;
+}
+
+/* Random rows stored in `type`; ref_values gets the values they hold (dequantized). */
 static void *make_rows(uint32_t type, size_t rows, size_t cols, float *ref_values)
 {
     size_t n = rows * cols;
     for (size_t i = 0; i < n; i++)
         ref_values[i] = frand();
+    if (qr_type_is_quantized(type)) {
+        void *q = malloc(rows * type_row_bytes(type, cols));
+        assert_int_equal(qr_quantize_tensor(type, ref_values, rows, cols, NULL, q, NULL), QR_OK);
+        qr_kernels_ref(type)->to_float(q, ref_values, n);
+        return q;
+    }
     if (type == QR_TYPE_F32) {
         float *w = malloc(n * sizeof *w);
         memcpy(w, ref_values, n * sizeof *w);
@@ -96,23 +117,29 @@ static void *make_rows(uint32_t type, size_t rows, size_t cols, float *ref_value
     return w;
 }
 
-/* SIMD and reference agree within 1e-4 relative (of the sum of |terms|) on every length. */
+/* SIMD and reference agree within 1e-4 relative (of the sum of |terms|) on every length, for
+ * every type. The quantized types round x to 8-bit blocks (both variants alike), so their
+ * reference is held to x's rounding (1e-2) against the exact product, and to the SIMD variant
+ * at 1e-4; their lengths are whole blocks. */
 static void test_simd_matches_reference(void **state)
 {
     (void)state;
-    static const size_t lens[] = {1, 7, 8, 9, 31, 32, 33, 63, 100, 768, 3072};
-    uint32_t types[] = {QR_TYPE_F32, QR_TYPE_F16};
-    for (size_t t = 0; t < 2; t++) {
-        const qr_kernel_ops *ref = qr_kernels_ref(types[t]), *best = qr_kernels_best(types[t]);
+    static const size_t lens[] = {1, 7, 8, 9, 31, 32, 33, 63, 64, 100, 768, 3072};
+    for (size_t t = 0; t < N_TYPES; t++) {
+        uint32_t type = all_types[t];
+        const qr_kernel_ops *ref = qr_kernels_ref(type), *best = qr_kernels_best(type);
         assert_non_null(ref);
         assert_non_null(best);
+        bool quant = qr_type_is_quantized(type);
         for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++) {
             size_t n = lens[li], rows = 5;
+            if (quant && n % 32)
+                continue;
             float *vals = malloc(rows * n * sizeof *vals), *x = malloc(n * sizeof *x);
             for (size_t i = 0; i < n; i++)
                 x[i] = frand();
-            void *w = make_rows(types[t], rows, n, vals);
-            size_t row_bytes = n * (types[t] == QR_TYPE_F32 ? 4 : 2);
+            void *w = make_rows(type, rows, n, vals);
+            size_t row_bytes = type_row_bytes(type, n);
             float y_ref[5], y_best[5];
             ref->dot_rows(w, row_bytes, rows, x, n, y_ref);
             best->dot_rows(w, row_bytes, rows, x, n, y_best);
@@ -122,7 +149,11 @@ static void test_simd_matches_reference(void **state)
                     mag += fabs((double)vals[r * n + i] * x[i]);
                     exact += (double)vals[r * n + i] * x[i];
                 }
-                if (fabs(y_ref[r] - exact) > 1e-5 * mag + 1e-7 || fabs(y_best[r] - exact) > 1e-4 * mag + 1e-7)
+                bool bad = quant ? fabs(y_ref[r] - exact) > 1e-2 * mag + 1e-7 ||
+                                       fabs(y_best[r] - y_ref[r]) > 1e-4 * mag + 1e-7
+                                 : fabs(y_ref[r] - exact) > 1e-5 * mag + 1e-7 ||
+                                       fabs(y_best[r] - exact) > 1e-4 * mag + 1e-7;
+                if (bad)
                     fail_msg("%s/%s n=%zu row %zu: ref %g best %g exact %g", ref->name, best->name, n, r,
                              (double)y_ref[r], (double)y_best[r], exact);
             }
@@ -142,8 +173,8 @@ static void test_simd_matches_reference(void **state)
 
 static qr_matrix make_matrix(uint32_t type, size_t rows, size_t cols, float *vals)
 {
-    qr_matrix m = {make_rows(type, rows, cols, vals), type, rows, cols,
-                   cols * (type == QR_TYPE_F32 ? 4 : 2), qr_kernels_best(type)};
+    qr_matrix m = {make_rows(type, rows, cols, vals), type, rows, cols, type_row_bytes(type, cols),
+                   qr_kernels_best(type)};
     return m;
 }
 
@@ -153,39 +184,44 @@ static void test_matvec_threads_identical(void **state)
     (void)state;
     size_t rows = 1000, cols = 96;
     float *vals = malloc(rows * cols * sizeof *vals), x[96], y1[1000], y2[1000], z1[37], z2[37];
+    float u1[200], u2[200];
     for (size_t i = 0; i < cols; i++)
         x[i] = frand();
     qr_matrix a = make_matrix(QR_TYPE_F16, rows, cols, vals);
     qr_matrix b = make_matrix(QR_TYPE_F32, 37, cols, vals);
-    qr_matvec_job jobs1[] = {{&a, x, y1}, {&b, x, z1}};
-    qr_matvec_multi(NULL, jobs1, 2);
+    qr_matrix c = make_matrix(QR_TYPE_Q4_1, 200, cols, vals);
+    qr_matvec_job jobs1[] = {{&a, x, y1}, {&b, x, z1}, {&c, x, u1}};
+    qr_matvec_multi(NULL, jobs1, 3);
     for (int threads = 2; threads <= 4; threads++) {
         qr_pool *pool;
         assert_int_equal(qr_pool_new(threads, &pool, NULL), QR_OK);
         assert_int_equal(qr_pool_threads(pool), threads);
         for (int rep = 0; rep < 50; rep++) {
             memset(y2, 0, sizeof y2);
-            qr_matvec_job jobs2[] = {{&a, x, y2}, {&b, x, z2}};
-            qr_matvec_multi(pool, jobs2, 2);
+            qr_matvec_job jobs2[] = {{&a, x, y2}, {&b, x, z2}, {&c, x, u2}};
+            qr_matvec_multi(pool, jobs2, 3);
             assert_memory_equal(y1, y2, sizeof y1);
             assert_memory_equal(z1, z2, sizeof z1);
+            assert_memory_equal(u1, u2, sizeof u1);
         }
         qr_pool_free(pool);
     }
     free((void *)a.data);
     free((void *)b.data);
+    free((void *)c.data);
     free(vals);
 }
 
-/* Y = X·Wᵀ through BLAS equals B separate matrix-vector products. */
+/* Y = X·Wᵀ through BLAS equals B separate matrix-vector products (to float rounding for f32
+ * and f16; to x's 8-bit rounding, relative to the row's Σ|w·x|, for the quantized types). */
 static void test_matmul_matches_matvec(void **state)
 {
     (void)state;
     size_t rows = 300, cols = 64, B = 5;
-    uint32_t types[] = {QR_TYPE_F32, QR_TYPE_F16};
-    for (size_t t = 0; t < 2; t++) {
+    for (size_t t = 0; t < N_TYPES; t++) {
+        uint32_t type = all_types[t];
         float *vals = malloc(rows * cols * sizeof *vals);
-        qr_matrix w = make_matrix(types[t], rows, cols, vals);
+        qr_matrix w = make_matrix(type, rows, cols, vals);
         float X[5 * 64], Y[5 * 300], y[300];
         for (size_t i = 0; i < B * cols; i++)
             X[i] = frand();
@@ -194,9 +230,17 @@ static void test_matmul_matches_matvec(void **state)
         for (size_t b = 0; b < B; b++) {
             qr_matvec_job job = {&w, X + b * cols, y};
             qr_matvec_multi(NULL, &job, 1);
-            for (size_t r = 0; r < rows; r++)
-                if (fabsf(Y[b * rows + r] - y[r]) > 1e-5f * (1.0f + fabsf(y[r])))
-                    fail_msg("type %u b %zu row %zu: %g vs %g", types[t], b, r, (double)Y[b * rows + r], (double)y[r]);
+            for (size_t r = 0; r < rows; r++) {
+                float tol = 1e-5f * (1.0f + fabsf(y[r]));
+                if (qr_type_is_quantized(type)) {
+                    float mag = 0.0f;
+                    for (size_t i = 0; i < cols; i++)
+                        mag += fabsf(vals[r * cols + i] * X[b * cols + i]);
+                    tol = 1e-2f * mag + 1e-6f;
+                }
+                if (fabsf(Y[b * rows + r] - y[r]) > tol)
+                    fail_msg("type %u b %zu row %zu: %g vs %g", type, b, r, (double)Y[b * rows + r], (double)y[r]);
+            }
         }
         free(panel);
         free((void *)w.data);

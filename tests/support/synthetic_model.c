@@ -6,8 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "f16.h"
 #include "model_writer.h"
+#include "quantize.h"
 #include "tensor_types.h"
 
 static uint64_t next(uint64_t *s)
@@ -48,7 +48,8 @@ static void *keep(owned *o, void *p)
 }
 
 static qr_status add(qr_model_writer *w, owned *o, const char *name, size_t rows, size_t cols,
-                     uint32_t type, float scale, float offset, uint64_t *seed, qr_error *err)
+                     uint32_t type, float scale, float offset, uint64_t *seed, qr_pool *pool,
+                     qr_error *err)
 {
     size_t n = rows * cols;
     float *v = keep(o, malloc(n * sizeof(float)));
@@ -59,14 +60,19 @@ static qr_status add(qr_model_writer *w, owned *o, const char *name, size_t rows
         v[i] += offset;
     const void *data = v;
     uint64_t bytes = n * sizeof(float);
-    if (type == QR_TYPE_F16) {
-        uint16_t *h = keep(o, malloc(n * sizeof(uint16_t)));
-        if (!h)
+    if (type != QR_TYPE_F32) {
+        if (!qr_type_bytes(type, cols, &bytes))
+            return qr_fail(err, QR_ERR_INVALID, "%s: %zu columns do not fit type %u", name, cols, type);
+        bytes *= rows;
+        void *q = keep(o, malloc((size_t)bytes));
+        if (!q)
             return qr_fail(err, QR_ERR_NOMEM, "out of memory for %s", name);
-        for (size_t i = 0; i < n; i++)
-            h[i] = qr_f32_to_f16(v[i]);
-        data = h;
-        bytes = n * sizeof(uint16_t);
+        if (qr_quantize_tensor(type, v, rows, cols, NULL, q, pool))
+            return qr_fail(err, QR_ERR_INVALID, "cannot quantize %s to type %u", name, type);
+        /* The f32 copy is not needed any more: give its memory back now (216M weights). */
+        free(v);
+        o->blocks[o->n - 2] = NULL;
+        data = q;
     }
     uint64_t dims[2] = {rows, cols};
     return qr_model_writer_add_tensor(w, name, type, rows == 1 ? 1 : 2, rows == 1 ? dims + 1 : dims,
@@ -80,6 +86,8 @@ qr_status synthetic_model_write(const synthetic_shape *sh, const char *path, qr_
     uint64_t seed = sh->seed | 1;
     size_t d = sh->d, f = sh->f;
     uint32_t mt = sh->matrix_type;
+    uint32_t et = sh->own_edge_types ? sh->emb_type : mt, ht = sh->own_edge_types ? sh->head_type : mt;
+    qr_pool *pool = sh->pool;
     char name[128];
     qr_status st = QR_OK;
     if (!w)
@@ -93,9 +101,9 @@ qr_status synthetic_model_write(const synthetic_shape *sh, const char *path, qr_
     TRY(qr_model_writer_set_u64(w, "model.n_ffn", f, err));
     TRY(qr_model_writer_set_u64(w, "model.vocab_size", sh->vocab, err));
     float ws = 1.0f / sqrtf((float)d);
-    TRY(add(w, &o, "emb.weight", sh->vocab, d, mt, 1.0f, 0.0f, &seed, err));
-    TRY(add(w, &o, "blocks.0.ln0.weight", 1, d, QR_TYPE_F32, 0.1f, 1.0f, &seed, err));
-    TRY(add(w, &o, "blocks.0.ln0.bias", 1, d, QR_TYPE_F32, 0.1f, 0.0f, &seed, err));
+    TRY(add(w, &o, "emb.weight", sh->vocab, d, et, 1.0f, 0.0f, &seed, pool, err));
+    TRY(add(w, &o, "blocks.0.ln0.weight", 1, d, QR_TYPE_F32, 0.1f, 1.0f, &seed, NULL, err));
+    TRY(add(w, &o, "blocks.0.ln0.bias", 1, d, QR_TYPE_F32, 0.1f, 0.0f, &seed, NULL, err));
     for (size_t i = 0; i < sh->n_layer; i++) {
         static const char *vecs[] = {"ln1.weight", "ln1.bias", "ln2.weight", "ln2.bias", "att.time_decay",
                                      "att.time_first", "att.time_mix_k", "att.time_mix_v", "att.time_mix_r",
@@ -103,25 +111,25 @@ qr_status synthetic_model_write(const synthetic_shape *sh, const char *path, qr_
         static const float offs[] = {1.0f, 0.0f, 1.0f, 0.0f, -1.0f, -1.2f, 0.5f, 0.5f, 0.5f, 0.5f, 0.5f};
         for (size_t v = 0; v < sizeof vecs / sizeof vecs[0]; v++) {
             snprintf(name, sizeof name, "blocks.%zu.%s", i, vecs[v]);
-            TRY(add(w, &o, name, 1, d, QR_TYPE_F32, v < 4 ? 0.1f : 0.4f, offs[v], &seed, err));
+            TRY(add(w, &o, name, 1, d, QR_TYPE_F32, v < 4 ? 0.1f : 0.4f, offs[v], &seed, NULL, err));
         }
         static const char *sq[] = {"att.key", "att.value", "att.receptance", "att.output", "ffn.receptance"};
         for (size_t m = 0; m < 5; m++) {
             snprintf(name, sizeof name, "blocks.%zu.%s.weight", i, sq[m]);
-            TRY(add(w, &o, name, d, d, mt, ws * (m == 3 ? 3.0f : 1.0f), 0.0f, &seed, err));
+            TRY(add(w, &o, name, d, d, mt, ws * (m == 3 ? 3.0f : 1.0f), 0.0f, &seed, pool, err));
         }
         snprintf(name, sizeof name, "blocks.%zu.ffn.key.weight", i);
-        TRY(add(w, &o, name, f, d, mt, ws, 0.0f, &seed, err));
+        TRY(add(w, &o, name, f, d, mt, ws, 0.0f, &seed, pool, err));
         snprintf(name, sizeof name, "blocks.%zu.ffn.value.weight", i);
-        TRY(add(w, &o, name, d, f, mt, 3.0f / sqrtf((float)f), 0.0f, &seed, err));
+        TRY(add(w, &o, name, d, f, mt, 3.0f / sqrtf((float)f), 0.0f, &seed, pool, err));
     }
-    TRY(add(w, &o, "ln_out.weight", 1, d, QR_TYPE_F32, 0.1f, 1.0f, &seed, err));
-    TRY(add(w, &o, "ln_out.bias", 1, d, QR_TYPE_F32, 0.1f, 0.0f, &seed, err));
-    TRY(add(w, &o, "head.weight", sh->vocab, d, mt, ws, 0.0f, &seed, err));
+    TRY(add(w, &o, "ln_out.weight", 1, d, QR_TYPE_F32, 0.1f, 1.0f, &seed, NULL, err));
+    TRY(add(w, &o, "ln_out.bias", 1, d, QR_TYPE_F32, 0.1f, 0.0f, &seed, NULL, err));
+    TRY(add(w, &o, "head.weight", sh->vocab, d, ht, ws, 0.0f, &seed, pool, err));
     if (sh->n_classes) {
         TRY(qr_model_writer_set_u64(w, "head.n_classes", sh->n_classes, err));
-        TRY(add(w, &o, "cls.weight", sh->n_classes, d, mt, ws, 0.0f, &seed, err));
-        TRY(add(w, &o, "cls.bias", 1, sh->n_classes, QR_TYPE_F32, 0.1f, 0.0f, &seed, err));
+        TRY(add(w, &o, "cls.weight", sh->n_classes, d, ht, ws, 0.0f, &seed, pool, err));
+        TRY(add(w, &o, "cls.bias", 1, sh->n_classes, QR_TYPE_F32, 0.1f, 0.0f, &seed, NULL, err));
     }
     if (sh->tokenizer_json)
         TRY(qr_model_writer_set_bytes(w, "tokenizer.json", sh->tokenizer_json, sh->tokenizer_len, err));

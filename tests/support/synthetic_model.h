@@ -7,15 +7,22 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <stdbool.h>
+
 #include "error.h"
+#include "pool.h"
 
 typedef struct {
     size_t n_layer, d, f, vocab;
-    uint32_t matrix_type;   /* storage type of every 2-D weight */
+    uint32_t matrix_type;   /* storage type of every 2-D weight (any type: quantized by
+                               qr_quantize_tensor) */
     uint64_t seed;
     size_t n_classes;       /* 0: no classifier head */
     const char *tokenizer_json; /* embedded as metadata when not NULL */
     size_t tokenizer_len;
+    bool own_edge_types;    /* false: emb and head use matrix_type too */
+    uint32_t emb_type, head_type; /* when own_edge_types */
+    qr_pool *pool;          /* quantization runs over it when not NULL */
 } synthetic_shape;
 
 /* Writes the model to path. */

@@ -1,0 +1,18 @@
+/* q2.c: kernels for q2_0 (w = d·(q − 2)) and q2_1 (w = d·q + m), 2-bit codes in blocks of 32 —
+ * reference and AVX2 side by side. Codes: 8 bytes, byte j = q[j] | q[j+8] << 2 | q[j+16] << 4 |
+ * q[j+24] << 6. */
+#include "quant_common.h"
+
+QR_DEFINE_REF_KERNELS(q2_0, 2, false);
+QR_DEFINE_REF_KERNELS(q2_1, 2, true);
+
+#if defined(__x86_64__)
+/* The 8 bytes broadcast to four 64-bit lanes, lane k shifted right by 2k, masked to 2 bits. */
+QR_AVX2 __attribute__((always_inline)) static inline __m256i q2_unpack(const uint8_t *c)
+{
+    return qr_avx2_crumbs(c);
+}
+
+QR_DEFINE_AVX2_KERNELS(q2_0, 2, false, q2_unpack);
+QR_DEFINE_AVX2_KERNELS(q2_1, 2, true, q2_unpack);
+#endif

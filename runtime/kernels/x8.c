@@ -1,0 +1,105 @@
+/* x8.c: rounding the input vector x to 8-bit blocks (qr_x8_group), the form every quantized
+ * dot product reads — reference and AVX2 side by side, byte-identical. Not a storage type: x is
+ * rounded once per product (linear.c) and thrown away. */
+#include "quant_common.h"
+
+#include <math.h>
+
+/* Zeroes the blocks of the last group that lie past n values, so every group is whole. */
+static void zero_tail(size_t n, qr_x8_group *xq)
+{
+    size_t nb = n / QR_QK, g = nb / QR_X8_GROUP;
+    for (size_t k = nb % QR_X8_GROUP; k && k < QR_X8_GROUP; k++) {
+        xq[g].d[k] = 0.0f;
+        xq[g].s[k] = 0.0f;
+        memset(xq[g].q[k], 0, QR_QK);
+    }
+}
+
+void qr_x8_prepare_ref(const float *x, size_t n, qr_x8_group *xq)
+{
+    for (size_t i = 0; i < n / QR_QK; i++, x += QR_QK) {
+        qr_x8_group *g = &xq[i / QR_X8_GROUP];
+        size_t k = i % QR_X8_GROUP;
+        float amax = 0.0f;
+        for (int j = 0; j < QR_QK; j++)
+            amax = fabsf(x[j]) > amax ? fabsf(x[j]) : amax;
+        float d = amax / 127.0f, id = d > 0.0f ? 1.0f / d : 0.0f;
+        int sum = 0;
+        for (int j = 0; j < QR_QK; j++) {
+            /* lrintf rounds to nearest even (the default mode), as cvtps2dq does. */
+            long v = lrintf(x[j] * id);
+            v = v > 127 ? 127 : v < -127 ? -127 : v;
+            g->q[k][j] = (int8_t)v;
+            sum += (int)v;
+        }
+        g->d[k] = d;
+        g->s[k] = d * (float)sum;
+    }
+    zero_tail(n, xq);
+}
+
+/* Bounded stack use whatever n is: x is rounded X8_CHUNK groups at a time and the partial row
+ * sums are added, X8_ROWS rows at a time. */
+#define X8_CHUNK 8
+#define X8_ROWS 64
+
+void qr_dot_rows_via_x8(qr_dot_rows_x8_fn dot, void (*prepare)(const float *, size_t, qr_x8_group *),
+                        size_t block_bytes, const void *w, size_t row_bytes, size_t n_rows,
+                        const float *x, size_t n, float *y)
+{
+    qr_x8_group xq[X8_CHUNK];
+    float part[X8_ROWS];
+    const size_t chunk = X8_CHUNK * QR_X8_GROUP * QR_QK; /* values per chunk */
+    for (size_t r = 0; r < n_rows; r++)
+        y[r] = 0.0f;
+    for (size_t c0 = 0; c0 < n; c0 += chunk) {
+        size_t nc = n - c0 < chunk ? n - c0 : chunk;
+        prepare(x + c0, nc, xq);
+        for (size_t r0 = 0; r0 < n_rows; r0 += X8_ROWS) {
+            size_t nr = n_rows - r0 < X8_ROWS ? n_rows - r0 : X8_ROWS;
+            dot((const char *)w + r0 * row_bytes + c0 / QR_QK * block_bytes, row_bytes, nr, xq, nc,
+                part);
+            for (size_t r = 0; r < nr; r++)
+                y[r0 + r] += part[r];
+        }
+    }
+}
+
+#if defined(__x86_64__)
+/* Same arithmetic as the reference: max|x| exactly, the same d and 1/d, x·(1/d) rounded to
+ * nearest even by cvtps2dq, so the bytes are identical. */
+QR_AVX2 void qr_x8_prepare_avx2(const float *x, size_t n, qr_x8_group *xq)
+{
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    for (size_t i = 0; i < n / QR_QK; i++, x += QR_QK) {
+        qr_x8_group *g = &xq[i / QR_X8_GROUP];
+        size_t k = i % QR_X8_GROUP;
+        __m256 v0 = _mm256_loadu_ps(x), v1 = _mm256_loadu_ps(x + 8);
+        __m256 v2 = _mm256_loadu_ps(x + 16), v3 = _mm256_loadu_ps(x + 24);
+        __m256 m = _mm256_max_ps(_mm256_max_ps(_mm256_andnot_ps(sign, v0), _mm256_andnot_ps(sign, v1)),
+                                 _mm256_max_ps(_mm256_andnot_ps(sign, v2), _mm256_andnot_ps(sign, v3)));
+        __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+        h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+        h = _mm_max_ss(h, _mm_movehdup_ps(h));
+        float amax = _mm_cvtss_f32(h);
+        float d = amax / 127.0f, id = d > 0.0f ? 1.0f / d : 0.0f;
+        __m256 vid = _mm256_set1_ps(id);
+        __m256i i0 = _mm256_cvtps_epi32(_mm256_mul_ps(v0, vid));
+        __m256i i1 = _mm256_cvtps_epi32(_mm256_mul_ps(v1, vid));
+        __m256i i2 = _mm256_cvtps_epi32(_mm256_mul_ps(v2, vid));
+        __m256i i3 = _mm256_cvtps_epi32(_mm256_mul_ps(v3, vid));
+        __m256i s = _mm256_add_epi32(_mm256_add_epi32(i0, i1), _mm256_add_epi32(i2, i3));
+        __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+        s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0x4e));
+        s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0xb1));
+        /* packs works within 128-bit lanes: restore the order with one permute. */
+        __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(i0, i1), _mm256_packs_epi32(i2, i3));
+        p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+        _mm256_storeu_si256((__m256i *)g->q[k], p);
+        g->d[k] = d;
+        g->s[k] = d * (float)_mm_cvtsi128_si32(s4);
+    }
+    zero_tail(n, xq);
+}
+#endif

@@ -1,0 +1,37 @@
+/* quantize.h: f32 weights to any storage type, and the paper's per-tensor baseline.
+ *
+ * Each block of 32 weights gets the scale (and, for the _1 types, the minimum) that minimises
+ * its squared error, optionally weighted per column by an importance (the mean squared
+ * activation the column meets on calibration data, as llama.cpp's imatrix): a small search over
+ * clipping, each candidate's scale refined by least squares on its integer codes (the approach
+ * of ggml's make_qx_quants / make_qkx2_quants, written anew). Deterministic: the same input gives
+ * the same bytes on every platform. Layouts: runtime/FORMAT.md. Dequantizing is the kernels'
+ * to_float (kernels/kernels.h). */
+#ifndef QR_QUANTIZE_H
+#define QR_QUANTIZE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "error.h"
+#include "pool.h"
+
+/* Quantizes n weights (a multiple of the type's block) of one row into dst (the type's size for
+ * n weights). importance: n non-negative finite weights of the squared error, or NULL for
+ * uniform. f32 copies, f16 rounds to nearest even. QR_ERR_INVALID for an unknown type, an n
+ * that is not a whole number of blocks, a non-finite weight or a bad importance. */
+qr_status qr_quantize_row(uint32_t type, const float *src, size_t n, const float *importance,
+                          void *dst);
+
+/* Quantizes a row-major rows × cols matrix, row by row (rows are independent, so dst is rows
+ * rows of the type's row size); importance has cols entries or is NULL. The rows are spread
+ * over `pool` when it is not NULL. */
+qr_status qr_quantize_tensor(uint32_t type, const float *src, size_t rows, size_t cols,
+                             const float *importance, void *dst, qr_pool *pool);
+
+/* The baseline of the QSLM paper: per-tensor asymmetric min-max quantization to `bits` bits
+ * (1..16; the paper uses 4, 8, 12, 16), immediately dequantized, so dst (n floats, may equal
+ * src) holds what a model quantized that way would compute with. */
+qr_status qr_fake_quant_minmax_per_tensor(const float *src, size_t n, int bits, float *dst);
+
+#endif
