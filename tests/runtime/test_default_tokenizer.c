@@ -15,27 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "test_files.h"
 #include "tokenizer.h"
-
-static char *read_whole(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)n + 1);
-    if (!buf || fread(buf, 1, (size_t)n, f) != (size_t)n) {
-        free(buf);
-        fclose(f);
-        return NULL;
-    }
-    fclose(f);
-    buf[n] = '\0';
-    *len = (size_t)n;
-    return buf;
-}
 
 static void source_path(char *buf, size_t size, const char *rel)
 {
@@ -80,10 +61,10 @@ static void test_sample_ids(void **state)
     char path[4096];
     size_t text_len = 0, ids_len = 0;
     source_path(path, sizeof path, "tests/data/tokenizer/sotu_sample.txt");
-    char *text = read_whole(path, &text_len);
+    char *text = test_read_whole(path, &text_len);
     assert_non_null(text);
     source_path(path, sizeof path, "tests/data/tokenizer/sotu_sample_ids.json");
-    char *ids_json = read_whole(path, &ids_len);
+    char *ids_json = test_read_whole(path, &ids_len);
     assert_non_null(ids_json);
     json_object *want = json_tokener_parse(ids_json);
     assert_non_null(want);

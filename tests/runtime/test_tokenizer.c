@@ -17,30 +17,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "test_files.h"
 #include "tokenizer.h"
 #include "unicode_class.h"
 
 /* ---------------------------------------------------------------- helpers */
-
-static char *read_whole(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)n + 1);
-    if (!buf || fread(buf, 1, (size_t)n, f) != (size_t)n) {
-        free(buf);
-        fclose(f);
-        return NULL;
-    }
-    fclose(f);
-    buf[n] = '\0';
-    *len = (size_t)n;
-    return buf;
-}
 
 static void write_whole(const char *path, const char *data, size_t len)
 {
@@ -336,7 +317,7 @@ static char *gpt2_hf_json(const char *enc_path, const char *bpe_path, bool pairs
     json_object *enc = json_object_from_file(enc_path);
     assert_non_null(enc);
     size_t bpe_len;
-    char *bpe = read_whole(bpe_path, &bpe_len);
+    char *bpe = test_read_whole(bpe_path, &bpe_len);
     assert_non_null(bpe);
     json_object *merges = json_object_new_array();
     char *save = NULL;
@@ -382,7 +363,7 @@ static int setup(void **state)
         fprintf(stderr, "note: %s missing, GPT-2 tests skipped (run scripts/fetch-data.sh)\n", enc);
     }
     source_path(path, sizeof path, "tests/data/tokenizer/golden_text.txt");
-    fx->golden_text = read_whole(path, &fx->golden_len);
+    fx->golden_text = test_read_whole(path, &fx->golden_len);
     source_path(path, sizeof path, "tests/data/tokenizer/golden_ids.json");
     json_object *g = json_object_from_file(path);
     json_object *ids = NULL;
