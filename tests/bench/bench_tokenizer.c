@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "test_files.h"
 #include "tokenizer.h"
 
 #define RUNS 7
@@ -18,25 +19,6 @@ static double now(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static char *read_whole(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = n >= 0 ? malloc((size_t)n + 1) : NULL;
-    if (!buf || fread(buf, 1, (size_t)n, f) != (size_t)n) {
-        free(buf);
-        fclose(f);
-        return NULL;
-    }
-    fclose(f);
-    *len = (size_t)n;
-    return buf;
 }
 
 static int cmp_double(const void *a, const void *b)
@@ -51,16 +33,16 @@ static char *load_text(int argc, char **argv, const char *data_dir, char *name, 
 {
     if (argc > 1) {
         snprintf(name, name_size, "%s", argv[1]);
-        return read_whole(argv[1], len);
+        return test_read_whole(argv[1], len);
     }
     snprintf(name, name_size, "%s/sotu/test.txt", data_dir);
-    char *text = read_whole(name, len);
+    char *text = test_read_whole(name, len);
     if (text)
         return text;
     const char *src = getenv("QSLM_SOURCE_DIR");
     snprintf(name, name_size, "%s/tests/data/tokenizer/golden_text.txt", src ? src : ".");
     size_t one;
-    char *golden = read_whole(name, &one);
+    char *golden = test_read_whole(name, &one);
     if (!golden || one == 0) {
         free(golden);
         return NULL;
