@@ -7,8 +7,14 @@
  * across layers; we do not: see tests/reference/README.md). The model file's metadata decides
  * which spikes apply, so RWKV-4 is the same code with every spike off.
  *
+ * With spike.ffn_hidden the channel-mix hidden activation is a LIF spike instead of relu(k)²,
+ * and the value projection becomes a sum of the weight rows of the units that fired
+ * (spike_linear.h).
+ *
  * By far the most time goes to the products in project(); everything else is O(d) per token. */
 #include "forward.h"
+
+#include "spike_linear.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -28,6 +34,7 @@ struct qr_runner {
     float *out;    /* sub-block output */
     float *hidden; /* B × f: channel-mix hidden activation */
     float *panel;  /* dequantized rows for batched products of non-f32 weights */
+    uint32_t *active; /* f: positions of the hidden spikes of one item (spike.ffn_hidden) */
 };
 
 /* ---------------------------------------------------------------- runner */
@@ -50,6 +57,7 @@ qr_status qr_runner_new(const qr_model *m, qr_pool *pool, size_t max_batch, qr_r
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         ok = ok && (*bufs[i] = malloc(bd * sizeof(float))) != NULL;
     ok = ok && (r->hidden = malloc(max_batch * m->f * sizeof(float))) != NULL;
+    ok = ok && (r->active = malloc(m->f * sizeof(uint32_t))) != NULL;
     size_t widest = m->f > m->d ? m->f : m->d;
     ok = ok && (r->panel = malloc(qr_matmul_panel_floats(widest) * sizeof(float))) != NULL;
     if (!ok) {
@@ -65,6 +73,7 @@ void qr_runner_free(qr_runner *r)
     if (!r)
         return;
     float *bufs[] = {r->x, r->xn, r->xk, r->xv, r->xr, r->k, r->v, r->r, r->wkv, r->out, r->hidden, r->panel};
+    free(r->active);
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         free(bufs[i]);
     free(r);
@@ -186,6 +195,25 @@ static void residual_add(qr_runner *r, qr_state *const *states, size_t B, size_t
 
 /* ---------------------------------------------------------------- the block */
 
+/* spike.ffn_hidden: the hidden LIF turns k (in r->hidden) into spikes, and the value product is
+ * the sum of the transposed value matrix's rows of the units that fired, item by item (each
+ * item fires its own units, so there is no shared matrix-matrix product to make). */
+static void spiking_hidden_value(qr_runner *r, qr_state *const *states, size_t B, size_t layer)
+{
+    const qr_model *m = r->m;
+    size_t f = m->f;
+    qr_spike_trace *t = r->trace;
+    for (size_t b = 0; b < B; b++) {
+        float *h = r->hidden + b * f;
+        uint8_t *rec = t && b == 0 && t->hidden_spikes ? t->hidden_spikes + layer * f : NULL;
+        size_t fired = lif(h, qr_state_hidden_membrane(states[b], layer), f, m->tau, m->threshold, rec);
+        if (t && t->hidden_fired)
+            t->hidden_fired[layer] += fired;
+        size_t n_active = qr_spike_positions(h, f, r->active);
+        qr_spike_matvec(r->pool, &m->layers[layer].ffn_value, r->active, n_active, r->out + b * m->d);
+    }
+}
+
 static void time_mix(qr_runner *r, qr_state *const *states, size_t B, size_t i)
 {
     const qr_model *m = r->m;
@@ -227,12 +255,16 @@ static void channel_mix(qr_runner *r, qr_state *const *states, size_t B, size_t 
     }
     const qr_matvec_job kr[] = {{&l->ffn_key, r->xk, r->hidden}, {&l->ffn_receptance, r->xr, r->r}};
     project(r, kr, 2, B);
-    for (size_t j = 0; j < B * f; j++) {
-        float h = r->hidden[j] > 0.0f ? r->hidden[j] : 0.0f;
-        r->hidden[j] = h * h;
+    if (m->spike_ffn_hidden) {
+        spiking_hidden_value(r, states, B, i);
+    } else {
+        for (size_t j = 0; j < B * f; j++) {
+            float h = r->hidden[j] > 0.0f ? r->hidden[j] : 0.0f;
+            r->hidden[j] = h * h;
+        }
+        const qr_matvec_job v = {&l->ffn_value, r->hidden, r->out};
+        project(r, &v, 1, B);
     }
-    const qr_matvec_job v = {&l->ffn_value, r->hidden, r->out};
-    project(r, &v, 1, B);
     for (size_t j = 0; j < B * d; j++)
         r->out[j] = sigmoid(r->r[j]) * r->out[j];
     residual_add(r, states, B, i, l->out_scale, m->spike_ffn, QR_STATE_V_FFN, false);

@@ -20,6 +20,8 @@ typedef struct {
     uint8_t *ffn_spikes;   /* n_layer × d, or NULL */
     uint64_t *att_fired;   /* n_layer: spikes counted over all tokens and items, or NULL */
     uint64_t *ffn_fired;   /* n_layer, or NULL */
+    uint8_t *hidden_spikes; /* n_layer × n_ffn (spike.ffn_hidden models), or NULL */
+    uint64_t *hidden_fired; /* n_layer, or NULL */
     uint64_t tokens;       /* token × item count the counters cover */
 } qr_spike_trace;
 

@@ -119,8 +119,6 @@ static qr_status read_hparams(const qr_model_file *file, qr_model *m, qr_error *
         return st;
     if (!spiking && (m->spike_att || m->spike_ffn || m->spike_emb || m->spike_ffn_hidden))
         return qr_fail(err, QR_ERR_FORMAT, "%s: architecture rwkv4 cannot have spikes turned on", path);
-    if (m->spike_ffn_hidden)
-        return qr_fail(err, QR_ERR_FORMAT, "%s: spike.ffn_hidden is not supported by this build", path);
     /* Limits that keep every size_t product and int BLAS dimension in range. */
     if (n_layer > 4096 || d > 65536 || f > 262144 || vocab > 4000000 || classes > 65536)
         return qr_fail(err, QR_ERR_FORMAT, "%s: dimensions out of range (layers %llu, d %llu, ffn %llu, vocab %llu, classes %llu)",
@@ -166,7 +164,11 @@ static qr_status bind_layer(binder *b, size_t i)
         (st = bind_vector(b, &l->ffn_mix_r, d, "blocks.%zu.ffn.time_mix_r", i)) ||
         (st = bind_matrix(b, &l->ffn_key, f, d, "blocks.%zu.ffn.key.weight", i)) ||
         (st = bind_matrix(b, &l->ffn_receptance, d, d, "blocks.%zu.ffn.receptance.weight", i)) ||
-        (st = bind_matrix(b, &l->ffn_value, d, f, "blocks.%zu.ffn.value.weight", i)))
+        /* With spike.ffn_hidden the value matrix reads {0,1} inputs and is stored transposed
+         * (FORMAT.md): row j is what hidden unit j adds when it fires. */
+        (st = b->m->spike_ffn_hidden
+                  ? bind_matrix(b, &l->ffn_value, f, d, "blocks.%zu.ffn.value.weight", i)
+                  : bind_matrix(b, &l->ffn_value, d, f, "blocks.%zu.ffn.value.weight", i)))
         return st;
     /* w = -exp(time_decay), computed once here rather than per token. */
     float *decay = (float *)l->att_decay;

@@ -24,7 +24,7 @@ typedef struct {
     const float *ffn_mix_k, *ffn_mix_r;                     /* (d) */
     qr_matrix ffn_key;        /* (f, d) */
     qr_matrix ffn_receptance; /* (d, d) */
-    qr_matrix ffn_value;      /* (d, f) */
+    qr_matrix ffn_value;      /* (d, f); (f, d), transposed, with spike.ffn_hidden */
     float out_scale;          /* 2^-(layer / rescale_layer), or 1 */
 } qr_layer;
 
@@ -54,7 +54,8 @@ qr_status qr_model_bind(const qr_model_file *file, qr_model **out, qr_error *err
 void qr_model_free(qr_model *m);
 
 /* Bytes read from weights for one decoded token (all matrices once, one embedding row,
- * the LM head if `with_head`): the numerator of the decode roofline. */
+ * the LM head if `with_head`): the numerator of the decode roofline. With spike.ffn_hidden the
+ * value matrices are counted whole, an upper bound: only the rows of units that fire are read. */
 uint64_t qr_model_bytes_per_token(const qr_model *m, bool with_head);
 
 #endif

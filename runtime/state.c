@@ -12,7 +12,9 @@ qr_status qr_state_new(const qr_model *m, qr_state **out, qr_error *err)
         return qr_fail(err, QR_ERR_NOMEM, "out of memory for a sequence state");
     s->n_layer = m->n_layer;
     s->d = m->d;
-    s->data = malloc(s->n_layer * QR_STATE_VECTORS * s->d * sizeof(float));
+    s->n_hidden = m->spike_ffn_hidden ? m->f : 0;
+    s->layer_floats = QR_STATE_VECTORS * s->d + s->n_hidden;
+    s->data = malloc(s->n_layer * s->layer_floats * sizeof(float));
     if (!s->data) {
         free(s);
         return qr_fail(err, QR_ERR_NOMEM, "out of memory for a sequence state");
@@ -47,5 +49,5 @@ void qr_state_copy(qr_state *dst, const qr_state *src)
 
 size_t qr_state_bytes(const qr_state *s)
 {
-    return s->n_layer * QR_STATE_VECTORS * s->d * sizeof(float);
+    return s->n_layer * s->layer_floats * sizeof(float);
 }

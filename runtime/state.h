@@ -24,9 +24,13 @@ typedef enum {
     QR_STATE_VECTORS
 } qr_state_vector;
 
+/* Models with spike.ffn_hidden add, after those, a membrane per channel-mix hidden unit
+ * (n_ffn floats per layer). */
 typedef struct {
     size_t n_layer, d;
-    float *data;         /* n_layer × QR_STATE_VECTORS × d */
+    size_t n_hidden;     /* n_ffn with spike.ffn_hidden, else 0 */
+    size_t layer_floats; /* QR_STATE_VECTORS × d + n_hidden */
+    float *data;         /* n_layer × layer_floats */
 } qr_state;
 
 qr_status qr_state_new(const qr_model *m, qr_state **out, qr_error *err);
@@ -39,7 +43,13 @@ size_t qr_state_bytes(const qr_state *s);
 
 static inline float *qr_state_vec(qr_state *s, size_t layer, qr_state_vector v)
 {
-    return s->data + (layer * QR_STATE_VECTORS + (size_t)v) * s->d;
+    return s->data + layer * s->layer_floats + (size_t)v * s->d;
+}
+
+/* The hidden LIF membranes of a layer (n_hidden floats); only for spike.ffn_hidden models. */
+static inline float *qr_state_hidden_membrane(qr_state *s, size_t layer)
+{
+    return s->data + layer * s->layer_floats + QR_STATE_VECTORS * s->d;
 }
 
 #endif

@@ -36,6 +36,9 @@ static const char usage[] =
     "  --batch N          sequences evaluated together (default 16)\n"
     "  --threads N        worker threads (default: one per CPU)\n"
     "  --tokenizer FILE   a tokenizer.json, if the model file does not embed one\n"
+    "  --spike-rates      also print, per layer, the fraction of LIF neurons that fired per\n"
+    "                     token (time-mix and channel-mix outputs; channel-mix hidden units\n"
+    "                     with spike.ffn_hidden)\n"
     "  --json             print one JSON object instead of text\n"
     "  -h, --help         this help\n"
     "\n"
@@ -46,6 +49,7 @@ typedef struct {
     size_t window, batch;
     int threads;
     int json;
+    int spike_rates;
 } options;
 
 static int parse_size(const char *arg, const char *name, size_t min, size_t max, size_t *out)
@@ -68,6 +72,7 @@ static int parse_options(int argc, char **argv, options *o)
         {"window", required_argument, NULL, 'w'}, {"batch", required_argument, NULL, 'b'},
         {"threads", required_argument, NULL, 'j'}, {"tokenizer", required_argument, NULL, 'k'},
         {"json", no_argument, NULL, 'J'},         {"help", no_argument, NULL, 'h'},
+        {"spike-rates", no_argument, NULL, 'S'},
         {NULL, 0, NULL, 0}};
     *o = (options){.window = 1024, .batch = 16};
     int c;
@@ -78,6 +83,7 @@ static int parse_options(int argc, char **argv, options *o)
         case 'l': o->labels_path = optarg; break;
         case 'k': o->tokenizer_path = optarg; break;
         case 'J': o->json = 1; break;
+        case 'S': o->spike_rates = 1; break;
         case 'w':
             if (parse_size(optarg, "--window", 2, 1 << 20, &o->window))
                 return -1;
@@ -218,7 +224,7 @@ static int run_text(const options *o, const qr_tokenizer *tok, qr_runner *runner
     }
     if (o->json)
         printf("{\"ppl\": %.6f, \"nll\": %.8f, \"tokens\": %zu, \"predictions\": %llu, \"window\": %zu, "
-               "\"bytes\": %zu, \"bits_per_byte\": %.6f, \"seconds\": %.3f}\n",
+               "\"bytes\": %zu, \"bits_per_byte\": %.6f, \"seconds\": %.3f",
                res.ppl, res.nll_sum / (double)res.predictions, n, (unsigned long long)res.predictions,
                o->window, len, res.nll_sum / 0.6931471805599453 / (double)len, secs);
     else
@@ -337,13 +343,50 @@ static int run_labels(const options *o, const qr_tokenizer *tok, qr_runner *runn
     }
     if (o->json)
         printf("{\"accuracy\": %.6f, \"correct\": %llu, \"total\": %llu, \"nll\": %.6f, \"tokens\": %zu, "
-               "\"seconds\": %.3f}\n",
+               "\"seconds\": %.3f",
                res.accuracy, (unsigned long long)res.correct, (unsigned long long)res.total, res.nll_mean,
                tokens, secs);
     else
         printf("accuracy %.4f (%llu/%llu), classifier NLL %.4f, %zu tokens in %.2f s\n", res.accuracy,
                (unsigned long long)res.correct, (unsigned long long)res.total, res.nll_mean, tokens, secs);
     return 0;
+}
+
+/* One site's rates per layer: fired / (tokens × neurons per layer). */
+static void print_rates(const char *site, const uint64_t *fired, size_t n_layer, uint64_t tokens,
+                        size_t width, int json, int *first)
+{
+    if (json)
+        printf("%s\"%s\": [", *first ? "" : ", ", site);
+    else
+        printf("  %-11s", site);
+    *first = 0;
+    for (size_t l = 0; l < n_layer; l++)
+        printf(json ? "%s%.6f" : "%s%.4f", l ? (json ? ", " : " ") : "",
+               tokens ? (double)fired[l] / ((double)tokens * (double)width) : 0.0);
+    printf(json ? "]" : "\n");
+}
+
+/* The --spike-rates report: per layer, the fraction of each LIF site's neurons that fired per
+ * token over everything evaluated. In JSON, a member of the result object. */
+static void print_spike_rates(const qr_model *m, const qr_spike_trace *t, int json)
+{
+    int first = 1;
+    if (json)
+        printf(", \"spike_rates\": {");
+    else
+        printf("spike rates per layer over %llu tokens (fraction of neurons firing per token):\n",
+               (unsigned long long)t->tokens);
+    if (m->spike_att)
+        print_rates("att", t->att_fired, m->n_layer, t->tokens, m->d, json, &first);
+    if (m->spike_ffn)
+        print_rates("ffn", t->ffn_fired, m->n_layer, t->tokens, m->d, json, &first);
+    if (m->spike_ffn_hidden)
+        print_rates("ffn_hidden", t->hidden_fired, m->n_layer, t->tokens, m->f, json, &first);
+    if (json)
+        printf("}");
+    else if (first)
+        printf("  (this model has no LIF neurons)\n");
 }
 
 int main(int argc, char **argv)
@@ -385,7 +428,24 @@ int main(int argc, char **argv)
         fprintf(stderr, "qslm-eval: %s\n", err.msg);
         goto out;
     }
+    uint64_t *counters = calloc(3 * model->n_layer, sizeof(uint64_t));
+    qr_spike_trace trace = {0};
+    if (!counters) {
+        fprintf(stderr, "qslm-eval: out of memory\n");
+        goto out;
+    }
+    if (o.spike_rates) {
+        trace.att_fired = counters;
+        trace.ffn_fired = counters + model->n_layer;
+        trace.hidden_fired = counters + 2 * model->n_layer;
+        qr_runner_set_trace(runner, &trace);
+    }
     rc = o.text_path ? run_text(&o, tok, runner, model) : run_labels(&o, tok, runner, model);
+    if (rc == 0 && o.spike_rates)
+        print_spike_rates(model, &trace, o.json);
+    if (rc == 0 && o.json)
+        printf("}\n");
+    free(counters);
 out:
     qr_runner_free(runner);
     qr_pool_free(pool);

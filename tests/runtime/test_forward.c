@@ -383,6 +383,34 @@ static void test_bind_errors(void **state)
     assert_int_equal(qr_model_bind(file, &m, &err), QR_ERR_FORMAT);
     assert_non_null(strstr(err.msg, "ffn.key.weight' must be 96 x 32"));
     qr_model_file_close(file);
+
+    /* spike.ffn_hidden binds the value matrix transposed (n_ffn x d), refuses it untransposed,
+     * and its state carries one membrane per hidden unit. */
+    shape.spike_ffn_hidden = true;
+    assert_int_equal(synthetic_model_write(&shape, path, &err), QR_OK);
+    assert_int_equal(qr_model_file_open(path, &file, &err), QR_OK);
+    assert_int_equal(qr_model_bind(file, &m, &err), QR_OK);
+    assert_true(m->spike_ffn_hidden);
+    assert_int_equal(m->layers[0].ffn_value.rows, 128);
+    qr_state *s;
+    assert_int_equal(qr_state_new(m, &s, &err), QR_OK);
+    assert_int_equal(qr_state_bytes(s), 1 * (QR_STATE_VECTORS * 32 + 128) * sizeof(float));
+    qr_state_free(s);
+    qr_model_free(m);
+    qr_model_file_close(file);
+    shape.spike_ffn_hidden = false;
+    assert_int_equal(synthetic_model_write(&shape, path, &err), QR_OK);
+    f = fopen(path, "r+b");
+    n = fread(buf, 1, sizeof buf, f);
+    k = memmem(buf, n, "spike.ffn_hidden", 16);
+    assert_non_null(k);
+    fseek(f, (long)(k - buf) + 16 + 4, SEEK_SET); /* the bool's byte follows its value type */
+    fputc(1, f);
+    fclose(f);
+    assert_int_equal(qr_model_file_open(path, &file, &err), QR_OK);
+    assert_int_equal(qr_model_bind(file, &m, &err), QR_ERR_FORMAT);
+    assert_non_null(strstr(err.msg, "blocks.0.ffn.value.weight' must be 128 x 32"));
+    qr_model_file_close(file);
     unlink(path);
 }
 

@@ -100,6 +100,7 @@ qr_status synthetic_model_write(const synthetic_shape *sh, const char *path, qr_
     TRY(qr_model_writer_set_u64(w, "model.n_embd", d, err));
     TRY(qr_model_writer_set_u64(w, "model.n_ffn", f, err));
     TRY(qr_model_writer_set_u64(w, "model.vocab_size", sh->vocab, err));
+    TRY(qr_model_writer_set_bool(w, "spike.ffn_hidden", sh->spike_ffn_hidden, err));
     float ws = 1.0f / sqrtf((float)d);
     TRY(add(w, &o, "emb.weight", sh->vocab, d, et, 1.0f, 0.0f, &seed, pool, err));
     TRY(add(w, &o, "blocks.0.ln0.weight", 1, d, QR_TYPE_F32, 0.1f, 1.0f, &seed, NULL, err));
@@ -119,9 +120,12 @@ qr_status synthetic_model_write(const synthetic_shape *sh, const char *path, qr_
             TRY(add(w, &o, name, d, d, mt, ws * (m == 3 ? 3.0f : 1.0f), 0.0f, &seed, pool, err));
         }
         snprintf(name, sizeof name, "blocks.%zu.ffn.key.weight", i);
-        TRY(add(w, &o, name, f, d, mt, ws, 0.0f, &seed, pool, err));
+        TRY(add(w, &o, name, f, d, mt, sh->spike_ffn_hidden ? 2.0f * ws : ws, 0.0f, &seed, pool, err));
         snprintf(name, sizeof name, "blocks.%zu.ffn.value.weight", i);
-        TRY(add(w, &o, name, d, f, mt, 3.0f / sqrtf((float)f), 0.0f, &seed, pool, err));
+        if (sh->spike_ffn_hidden)
+            TRY(add(w, &o, name, f, d, mt, 3.0f / sqrtf((float)f), 0.0f, &seed, pool, err));
+        else
+            TRY(add(w, &o, name, d, f, mt, 3.0f / sqrtf((float)f), 0.0f, &seed, pool, err));
     }
     TRY(add(w, &o, "ln_out.weight", 1, d, QR_TYPE_F32, 0.1f, 1.0f, &seed, NULL, err));
     TRY(add(w, &o, "ln_out.bias", 1, d, QR_TYPE_F32, 0.1f, 0.0f, &seed, NULL, err));

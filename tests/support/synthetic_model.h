@@ -23,6 +23,8 @@ typedef struct {
     bool own_edge_types;    /* false: emb and head use matrix_type too */
     uint32_t emb_type, head_type; /* when own_edge_types */
     qr_pool *pool;          /* quantization runs over it when not NULL */
+    bool spike_ffn_hidden;  /* LIF hidden units, value matrix stored transposed (f × d); the
+                               key weights are doubled so that about 1 in 6 units fires */
 } synthetic_shape;
 
 /* Writes the model to path. */
