@@ -135,23 +135,30 @@ static size_t lif(float *x, float *membrane, size_t d, float tau, float threshol
     return fired;
 }
 
-/* The numerically stable RWKV-4 WKV for one token; updates aa, bb, pp and writes r·a/b. */
-static void wkv(const float *k, const float *v, const float *r, const float *decay,
-                const float *first, float *aa, float *bb, float *pp, size_t d, float *out)
+/* exp(a - max(a, b)) and exp(b - max(a, b)): one of the two is exp(0) = 1 exactly, so one
+ * exponential does for both (bit-identical to computing both). */
+static inline void exp_pair(float a, float b, float *ea, float *eb)
 {
-    for (size_t i = 0; i < d; i++) {
-        float ww = first[i] + k[i];
-        float p = fmaxf(pp[i], ww);
-        float e1 = expf(pp[i] - p), e2 = expf(ww - p);
+    float e = expf(-fabsf(a - b));
+    *ea = a >= b ? 1.0f : e;
+    *eb = a >= b ? e : 1.0f;
+}
+
+/* The numerically stable RWKV-4 WKV for channels [lo, hi) of one token; updates aa, bb, pp and
+ * writes r·a/b. */
+static void wkv(const float *k, const float *v, const float *r, const float *decay,
+                const float *first, float *aa, float *bb, float *pp, size_t lo, size_t hi, float *out)
+{
+    for (size_t i = lo; i < hi; i++) {
+        float e1, e2;
+        exp_pair(pp[i], first[i] + k[i], &e1, &e2);
         float a = e1 * aa[i] + e2 * v[i];
         float b = e1 * bb[i] + e2;
-        ww = pp[i] + decay[i];
-        p = fmaxf(ww, k[i]);
-        e1 = expf(ww - p);
-        e2 = expf(k[i] - p);
+        float ww = pp[i] + decay[i];
+        exp_pair(ww, k[i], &e1, &e2);
         aa[i] = e1 * aa[i] + e2 * v[i];
         bb[i] = e1 * bb[i] + e2;
-        pp[i] = p;
+        pp[i] = fmaxf(ww, k[i]);
         out[i] = sigmoid(r[i]) * a / b;
     }
 }
@@ -214,6 +221,32 @@ static void spiking_hidden_value(qr_runner *r, qr_state *const *states, size_t B
     }
 }
 
+/* The WKV is the costliest per-channel step (two exponentials and a sigmoid per channel), and
+ * channels are independent: it runs on the pool in WKV_SLICES slices per item, so the workers
+ * do not wait through it between two products. */
+#define WKV_SLICES 4
+
+typedef struct {
+    qr_runner *r;
+    qr_state *const *states;
+    const qr_layer *l;
+    size_t slice;           /* channels per slice */
+} wkv_region;
+
+static void wkv_task(void *arg, size_t task)
+{
+    const wkv_region *w = arg;
+    qr_runner *r = w->r;
+    size_t d = r->m->d, b = task / WKV_SLICES, lo = task % WKV_SLICES * w->slice;
+    size_t hi = lo + w->slice < d ? lo + w->slice : d;
+    if (lo >= hi)
+        return;
+    size_t layer = (size_t)(w->l - r->m->layers);
+    wkv(r->k + b * d, r->v + b * d, r->r + b * d, w->l->att_decay, w->l->att_first,
+        qr_state_vec(w->states[b], layer, QR_STATE_AA), qr_state_vec(w->states[b], layer, QR_STATE_BB),
+        qr_state_vec(w->states[b], layer, QR_STATE_PP), lo, hi, r->wkv + b * d);
+}
+
 static void time_mix(qr_runner *r, qr_state *const *states, size_t B, size_t i)
 {
     const qr_model *m = r->m;
@@ -231,10 +264,8 @@ static void time_mix(qr_runner *r, qr_state *const *states, size_t B, size_t i)
     const qr_matvec_job kvr[] = {
         {&l->att_key, r->xk, r->k}, {&l->att_value, r->xv, r->v}, {&l->att_receptance, r->xr, r->r}};
     project(r, kvr, 3, B);
-    for (size_t b = 0; b < B; b++)
-        wkv(r->k + b * d, r->v + b * d, r->r + b * d, l->att_decay, l->att_first,
-            qr_state_vec(states[b], i, QR_STATE_AA), qr_state_vec(states[b], i, QR_STATE_BB),
-            qr_state_vec(states[b], i, QR_STATE_PP), d, r->wkv + b * d);
+    wkv_region region = {r, states, l, (d + WKV_SLICES - 1) / WKV_SLICES};
+    qr_pool_run(r->pool, B * WKV_SLICES, wkv_task, &region);
     const qr_matvec_job o = {&l->att_output, r->wkv, r->out};
     project(r, &o, 1, B);
     residual_add(r, states, B, i, l->out_scale, m->spike_att, QR_STATE_V_ATT, true);

@@ -212,6 +212,7 @@ typedef struct {
     const char *types;      /* comma-separated synthetic types */
     const char *edge;       /* type of the synthetic emb and head, or NULL: as the matrices */
     size_t batch;           /* tokens of the matrix-matrix bench (0: skip it) */
+    int spike_hidden;       /* also bench each synthetic type with spike.ffn_hidden */
 } options;
 
 /* Weights read for one token, the denominator of the bits per weight column. */
@@ -246,6 +247,11 @@ static int bench_model(const char *path, const char *label, qr_pool *pool, doubl
         goto out;
     }
     logits = malloc(m->vocab * sizeof(float));
+    /* With spike.ffn_hidden only the value rows of units that fire are read: count them. */
+    uint64_t hidden_fired[4096] = {0};
+    qr_spike_trace trace = {.hidden_fired = hidden_fired};
+    if (m->spike_ffn_hidden && m->n_layer <= 4096)
+        qr_runner_set_trace(r, &trace);
     double tps[64];
     size_t runs = o->runs < 64 ? o->runs : 64;
     uint64_t seed = 12345;
@@ -267,6 +273,18 @@ static int bench_model(const char *path, const char *label, qr_pool *pool, doubl
     }
     double med = median(tps, runs);
     uint64_t bytes = qr_model_bytes_per_token(m, true);
+    if (trace.tokens) {
+        double unread = 0, fired = 0;
+        for (size_t i = 0; i < m->n_layer; i++) {
+            const qr_matrix *v = &m->layers[i].ffn_value;
+            double rate = (double)hidden_fired[i] / ((double)trace.tokens * (double)m->f);
+            unread += (1.0 - rate) * (double)(v->rows * v->row_bytes);
+            fired += rate / (double)m->n_layer;
+        }
+        bytes -= (uint64_t)unread;
+        fprintf(stderr, "bench-decode: %s: hidden units fire at %.3f on average; bytes per token "
+                "count the value rows read\n", label, fired);
+    }
     double roof = bandwidth / (double)bytes, wbw = weights_bandwidth(m, pool);
     double wroof = wbw / (double)bytes;
     printf("| %-26s | %-9s | %5.2f | %d | %4zu x %4zu x %6zu | %8.2f | %9.1f | %8.3f | %9.1f | %5.1f%% | %5.1f | %5.1f%% |\n",
@@ -284,14 +302,15 @@ out:
     return rc;
 }
 
-static int bench_synthetic(uint32_t type, const char *edge, qr_pool *pool, double bandwidth,
-                           const options *o)
+static int bench_synthetic(uint32_t type, const char *edge, bool spike_hidden, qr_pool *pool,
+                           double bandwidth, const options *o)
 {
     const char *tmp = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
     char path[4096];
     snprintf(path, sizeof path, "%s/qslm-bench-216m-%s-%ld.qslm", tmp, qr_type_get(type)->name, (long)getpid());
     synthetic_shape shape = {18, 768, 3072, 50277, type, 42};
     shape.pool = pool;
+    shape.spike_ffn_hidden = spike_hidden;
     if (edge) {
         shape.own_edge_types = true;
         qr_type_from_name(edge, &shape.emb_type);
@@ -304,8 +323,8 @@ static int bench_synthetic(uint32_t type, const char *edge, qr_pool *pool, doubl
         return 1;
     }
     char label[64];
-    snprintf(label, sizeof label, "synthetic-216M %s%s%s", qr_type_get(type)->name, edge ? "/" : "",
-             edge ? edge : "");
+    snprintf(label, sizeof label, "synthetic-216M %s%s%s%s", qr_type_get(type)->name, edge ? "/" : "",
+             edge ? edge : "", spike_hidden ? " spk" : "");
     int rc = bench_model(path, label, pool, bandwidth, o);
     unlink(path);
     return rc;
@@ -361,6 +380,7 @@ int main(int argc, char **argv)
                                              {"types", required_argument, NULL, 't'},
                                              {"edge", required_argument, NULL, 'e'},
                                              {"batch", required_argument, NULL, 'b'},
+                                             {"spike-hidden", no_argument, NULL, 'H'},
                                              {"help", no_argument, NULL, 'h'},
                                              {NULL, 0, NULL, 0}};
     options o = {0, 64, 5, 1, "f32,f16", NULL, 64};
@@ -374,6 +394,7 @@ int main(int argc, char **argv)
         case 't': o.types = optarg; break;
         case 'e': o.edge = optarg; break;
         case 'b': o.batch = (size_t)strtoul(optarg, NULL, 10); break;
+        case 'H': o.spike_hidden = 1; break;
         case 'h':
             printf("usage: bench-decode [--threads N] [--tokens N] [--runs N] [--types T1,T2,...]\n"
                    "                    [--edge TYPE] [--batch N] [--no-synthetic] [MODEL.qslm ...]\n"
@@ -383,7 +404,10 @@ int main(int argc, char **argv)
                    "  --edge    store the synthetic embedding and head in this type (default: as\n"
                    "            the other matrices)\n"
                    "  --batch N tokens of the matrix-matrix (batched path) table, per type of\n"
-                   "            --types (default 64; 0 skips it)\n");
+                   "            --types (default 64; 0 skips it)\n"
+                   "  --spike-hidden  also bench each synthetic type with spike.ffn_hidden (LIF\n"
+                   "            hidden units, value product as sums of the rows that fired; label\n"
+                   "            'spk'); its bytes per token count only the rows read\n");
             return 0;
         default: return 2;
         }
@@ -429,8 +453,11 @@ int main(int argc, char **argv)
         const char *base = strrchr(argv[i], '/');
         rc |= bench_model(argv[i], base ? base + 1 : argv[i], pool, bw, &o);
     }
-    for (size_t t = 0; o.synthetic && t < n_types; t++)
-        rc |= bench_synthetic(types[t], o.edge, pool, bw, &o);
+    for (size_t t = 0; o.synthetic && t < n_types; t++) {
+        rc |= bench_synthetic(types[t], o.edge, false, pool, bw, &o);
+        if (o.spike_hidden)
+            rc |= bench_synthetic(types[t], o.edge, true, pool, bw, &o);
+    }
     if (o.batch) {
         printf("\nbatched path (qr_matmul: dequantized panels + OpenBLAS sgemm), median of 5\n\n");
         printf("| type  | bits/w | rows x cols | batch | ms | GFLOP/s |\n|---|---|---|---|---|---|\n");
