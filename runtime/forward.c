@@ -39,6 +39,18 @@ struct qr_runner {
 
 /* ---------------------------------------------------------------- runner */
 
+/* The floats of the batch-sized buffers (x .. out: 10 of B × d; hidden: B × f) and the panel. */
+static size_t runner_floats(const qr_model *m, size_t max_batch)
+{
+    size_t widest = m->f > m->d ? m->f : m->d;
+    return 10 * max_batch * m->d + max_batch * m->f + qr_matmul_panel_floats(widest);
+}
+
+uint64_t qr_runner_bytes(const qr_model *m, size_t max_batch)
+{
+    return sizeof(qr_runner) + runner_floats(m, max_batch) * sizeof(float) + m->f * sizeof(uint32_t);
+}
+
 qr_status qr_runner_new(const qr_model *m, qr_pool *pool, size_t max_batch, qr_runner **out,
                         qr_error *err)
 {

@@ -32,6 +32,8 @@ typedef struct qr_runner qr_runner;
 qr_status qr_runner_new(const qr_model *m, qr_pool *pool, size_t max_batch, qr_runner **out,
                         qr_error *err);
 void qr_runner_free(qr_runner *r);
+/* The bytes qr_runner_new allocates for this model and batch (the served footprint counts it). */
+uint64_t qr_runner_bytes(const qr_model *m, size_t max_batch);
 /* Records spikes into trace from now on (NULL stops recording). */
 void qr_runner_set_trace(qr_runner *r, qr_spike_trace *trace);
 const qr_model *qr_runner_model(const qr_runner *r);

@@ -190,6 +190,7 @@ qr_status qr_model_bind(const qr_model_file *file, qr_model **out, qr_error *err
         goto fail;
     size_t n_params = (11 * m->n_layer + 4) * m->d + m->n_classes;
     m->params = malloc(n_params * sizeof(float));
+    m->params_bytes = n_params * sizeof(float);
     m->layers = calloc(m->n_layer, sizeof *m->layers);
     if (!m->params || !m->layers) {
         st = qr_fail(err, QR_ERR_NOMEM, "%s: out of memory", qr_model_file_path(file));

@@ -46,6 +46,7 @@ typedef struct {
 
     const qr_model_file *file;
     float *params;            /* owned: every 1-D parameter, as f32 */
+    uint64_t params_bytes;    /* its size */
     uint64_t weight_bytes;    /* bytes of every tensor the model reads */
 } qr_model;
 

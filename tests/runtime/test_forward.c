@@ -15,9 +15,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "eval.h"
+#include "footprint.h"
 #include "forward.h"
 #include "model.h"
 #include "model_file.h"
@@ -340,6 +342,16 @@ static void test_bind_errors(void **state)
     assert_int_equal(qr_model_bind(file, &m, &err), QR_OK);
     assert_int_equal(m->n_layer, 2);
     assert_true(m->spike_att && m->spike_ffn && !m->spike_emb);
+    /* The served footprint's parts, by hand: 2 layers x 7 state vectors x d 32 floats a sequence;
+     * the file as mapped; 1-D parameters (11 per layer + 4) x d. */
+    qr_footprint fp = qr_footprint_of(m, 4);
+    struct stat st_file;
+    assert_int_equal(stat(path, &st_file), 0);
+    assert_int_equal(fp.file_bytes, (uint64_t)st_file.st_size);
+    assert_int_equal(fp.state_bytes, 4 * 2 * 7 * 32 * sizeof(float));
+    assert_int_equal(fp.params_bytes, (11 * 2 + 4) * 32 * sizeof(float));
+    assert_true(fp.runner_bytes >= (10 * 4 * 32 + 4 * 128) * sizeof(float));
+    assert_int_equal(fp.total, fp.file_bytes + fp.params_bytes + fp.runner_bytes + fp.state_bytes);
     qr_model_free(m);
     qr_model_file_close(file);
 
