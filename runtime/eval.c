@@ -67,6 +67,15 @@ qr_status qr_eval_perplexity(qr_runner *r, const int32_t *tokens, size_t n_token
                              size_t batch, qr_progress_fn progress, void *progress_ctx,
                              qr_ppl_result *out, qr_error *err)
 {
+    return qr_eval_perplexity_with(r, tokens, n_tokens, window, batch, NULL, NULL, progress,
+                                   progress_ctx, out, err);
+}
+
+qr_status qr_eval_perplexity_with(qr_runner *r, const int32_t *tokens, size_t n_tokens,
+                                  size_t window, size_t batch, qr_logits_fn on_logits,
+                                  void *logits_ctx, qr_progress_fn progress, void *progress_ctx,
+                                  qr_ppl_result *out, qr_error *err)
+{
     const qr_model *m = qr_runner_model(r);
     memset(out, 0, sizeof *out);
     if (!m->has_lm_head)
@@ -110,12 +119,15 @@ qr_status qr_eval_perplexity(qr_runner *r, const int32_t *tokens, size_t n_token
             if (st)
                 goto done;
             for (size_t a = 0; a < na; a++) {
-                int32_t target = tokens[(w0 + bb.owner[a]) * window + t + 1];
+                size_t pos = (w0 + bb.owner[a]) * window + t + 1;
+                int32_t target = tokens[pos];
                 if (target < 0 || (size_t)target >= m->vocab) {
                     st = qr_fail(err, QR_ERR_INVALID, "token id %d is outside the vocabulary", (int)target);
                     goto done;
                 }
                 out->nll_sum += qr_token_nll(bb.out + a * m->vocab, m->vocab, target);
+                if (on_logits)
+                    on_logits(logits_ctx, pos, bb.out + a * m->vocab);
             }
             out->predictions += na;
             done += na;
@@ -132,6 +144,15 @@ done:
 qr_status qr_eval_accuracy(qr_runner *r, const qr_labelled *items, size_t n_items, size_t batch,
                            qr_progress_fn progress, void *progress_ctx, qr_acc_result *out,
                            qr_error *err)
+{
+    return qr_eval_accuracy_with(r, items, n_items, batch, NULL, NULL, progress, progress_ctx, out,
+                                 err);
+}
+
+qr_status qr_eval_accuracy_with(qr_runner *r, const qr_labelled *items, size_t n_items,
+                                size_t batch, qr_class_fn on_class, void *class_ctx,
+                                qr_progress_fn progress, void *progress_ctx, qr_acc_result *out,
+                                qr_error *err)
 {
     const qr_model *m = qr_runner_model(r);
     memset(out, 0, sizeof *out);
@@ -198,6 +219,8 @@ qr_status qr_eval_accuracy(qr_runner *r, const qr_labelled *items, size_t n_item
             for (size_t j = 0; j < m->d; j++)
                 mean[j] = (float)(sums[b * m->d + j] / (double)it->n_tokens);
             qr_classify(m, mean, cls);
+            if (on_class)
+                on_class(class_ctx, i0 + b, cls);
             size_t best = 0;
             for (size_t c = 1; c < m->n_classes; c++)
                 if (cls[c] > cls[best])

@@ -27,6 +27,17 @@ qr_status qr_eval_perplexity(qr_runner *r, const int32_t *tokens, size_t n_token
                              size_t batch, qr_progress_fn progress, void *progress_ctx,
                              qr_ppl_result *out, qr_error *err);
 
+/* Sees every prediction's logits (vocab floats): `target_pos` is the index in tokens of the
+ * token predicted, unique per prediction. For measures beside the NLL, such as QSLM's KL
+ * divergence from the f32 model's outputs. */
+typedef void (*qr_logits_fn)(void *ctx, size_t target_pos, const float *logits);
+
+/* qr_eval_perplexity, calling on_logits (may be NULL) for each prediction. */
+qr_status qr_eval_perplexity_with(qr_runner *r, const int32_t *tokens, size_t n_tokens,
+                                  size_t window, size_t batch, qr_logits_fn on_logits,
+                                  void *logits_ctx, qr_progress_fn progress, void *progress_ctx,
+                                  qr_ppl_result *out, qr_error *err);
+
 typedef struct {
     const int32_t *tokens;
     size_t n_tokens;      /* >= 1 */
@@ -43,6 +54,15 @@ typedef struct {
 qr_status qr_eval_accuracy(qr_runner *r, const qr_labelled *items, size_t n_items, size_t batch,
                            qr_progress_fn progress, void *progress_ctx, qr_acc_result *out,
                            qr_error *err);
+
+/* Sees each item's classifier logits (n_classes floats). */
+typedef void (*qr_class_fn)(void *ctx, size_t item, const float *class_logits);
+
+/* qr_eval_accuracy, calling on_class (may be NULL) for each item. */
+qr_status qr_eval_accuracy_with(qr_runner *r, const qr_labelled *items, size_t n_items,
+                                size_t batch, qr_class_fn on_class, void *class_ctx,
+                                qr_progress_fn progress, void *progress_ctx, qr_acc_result *out,
+                                qr_error *err);
 
 /* -ln softmax(logits)[target], computed stably in double. */
 double qr_token_nll(const float *logits, size_t n, int32_t target);

@@ -7,13 +7,13 @@
  * evaluation failed, 2 bad arguments or a bad file. */
 #include <errno.h>
 #include <getopt.h>
-#include <json-c/json.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "dataset.h"
 #include "eval.h"
 #include "forward.h"
 #include "model.h"
@@ -113,41 +113,6 @@ static int parse_options(int argc, char **argv, options *o)
     return 0;
 }
 
-static char *read_file(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        fprintf(stderr, "qslm-eval: %s: cannot open: %s\n", path, strerror(errno));
-        return NULL;
-    }
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap + 1);
-    size_t got;
-    while (buf && (got = fread(buf + n, 1, cap - n, f)) > 0) {
-        n += got;
-        if (n == cap) {
-            char *nb = realloc(buf, cap * 2 + 1);
-            if (!nb) {
-                free(buf);
-                buf = NULL;
-                break;
-            }
-            buf = nb;
-            cap *= 2;
-        }
-    }
-    int bad = ferror(f);
-    fclose(f);
-    if (!buf || bad) {
-        fprintf(stderr, "qslm-eval: %s: cannot read%s\n", path, buf ? "" : " (out of memory)");
-        free(buf);
-        return NULL;
-    }
-    buf[n] = '\0';
-    *len = n;
-    return buf;
-}
-
 static double now_seconds(void)
 {
     struct timespec ts;
@@ -174,37 +139,13 @@ static void show_progress(void *arg, uint64_t done, uint64_t total)
         fputc('\n', stderr);
 }
 
-/* Encodes text and checks every id fits the model's vocabulary. */
-static int encode_checked(const qr_tokenizer *tok, const qr_model *m, const char *text, size_t len,
-                          const char *where, int32_t **ids, size_t *n)
-{
-    qr_error err;
-    if (qr_tokenizer_encode(tok, text, len, QR_TOKENIZE_SPECIAL_AS_TEXT, ids, n, &err)) {
-        fprintf(stderr, "qslm-eval: %s: %s\n", where, err.msg);
-        return -1;
-    }
-    for (size_t i = 0; i < *n; i++) {
-        if ((size_t)(*ids)[i] >= m->vocab) {
-            fprintf(stderr, "qslm-eval: %s: the tokenizer produced id %d but the model's vocabulary has %zu tokens\n",
-                    where, (int)(*ids)[i], m->vocab);
-            return -1;
-        }
-    }
-    return 0;
-}
-
 static int run_text(const options *o, const qr_tokenizer *tok, qr_runner *runner, const qr_model *m)
 {
-    size_t len;
-    char *text = read_file(o->text_path, &len);
-    if (!text)
-        return EXIT_USAGE;
     int32_t *ids = NULL;
-    size_t n = 0;
-    int rc = encode_checked(tok, m, text, len, o->text_path, &ids, &n);
-    free(text);
-    if (rc) {
-        free(ids);
+    size_t n = 0, len = 0;
+    qr_error err;
+    if (qr_text_load(o->text_path, tok, m->vocab, &ids, &n, &len, &err)) {
+        fprintf(stderr, "qslm-eval: %s\n", err.msg);
         return EXIT_USAGE;
     }
     if (n < 2) {
@@ -214,7 +155,6 @@ static int run_text(const options *o, const qr_tokenizer *tok, qr_runner *runner
     }
     progress_state p = {now_seconds(), 0, isatty(STDERR_FILENO)};
     qr_ppl_result res;
-    qr_error err;
     qr_status st = qr_eval_perplexity(runner, ids, n, o->window, o->batch, show_progress, &p, &res, &err);
     double secs = now_seconds() - p.start;
     free(ids);
@@ -233,92 +173,6 @@ static int run_text(const options *o, const qr_tokenizer *tok, qr_runner *runner
     return 0;
 }
 
-/* Reads FILE.jsonl into labelled items; errors name the file and line. */
-static int load_labels(const char *path, const qr_tokenizer *tok, const qr_model *m,
-                       qr_labelled **items_out, size_t *n_out, size_t *tokens_out)
-{
-    size_t len;
-    char *text = read_file(path, &len);
-    if (!text)
-        return -1;
-    qr_labelled *items = NULL;
-    size_t n = 0, cap = 0, total = 0, line_no = 0;
-    int rc = 0;
-    char *save = NULL;
-    char where[4200];
-    for (char *line = text; line && *line && rc == 0; line = save) {
-        char *nl = strchr(line, '\n');
-        save = nl ? nl + 1 : NULL;
-        if (nl)
-            *nl = '\0';
-        line_no++;
-        if (strspn(line, " \t\r") == strlen(line))
-            continue;
-        snprintf(where, sizeof where, "%s:%zu", path, line_no);
-        enum json_tokener_error jerr = json_tokener_success;
-        json_object *obj = json_tokener_parse_verbose(line, &jerr);
-        json_object *jtext, *jlabel;
-        if (!obj || jerr != json_tokener_success) {
-            fprintf(stderr, "qslm-eval: %s: not valid JSON (%s)\n", where, json_tokener_error_desc(jerr));
-            rc = -1;
-        } else if (!json_object_is_type(obj, json_type_object) ||
-                   !json_object_object_get_ex(obj, "text", &jtext) ||
-                   !json_object_is_type(jtext, json_type_string)) {
-            fprintf(stderr, "qslm-eval: %s: needs a string field \"text\"\n", where);
-            rc = -1;
-        } else if (!json_object_object_get_ex(obj, "label", &jlabel) ||
-                   !json_object_is_type(jlabel, json_type_int) || json_object_get_int64(jlabel) < 0 ||
-                   (size_t)json_object_get_int64(jlabel) >= m->n_classes) {
-            fprintf(stderr, "qslm-eval: %s: needs an integer field \"label\" in 0..%zu\n", where,
-                    m->n_classes - 1);
-            rc = -1;
-        } else {
-            int32_t *ids = NULL;
-            size_t nt = 0;
-            if (encode_checked(tok, m, json_object_get_string(jtext), (size_t)json_object_get_string_len(jtext),
-                               where, &ids, &nt)) {
-                rc = -1;
-            } else if (nt == 0) {
-                fprintf(stderr, "qslm-eval: %s: the text is empty\n", where);
-                rc = -1;
-            } else {
-                if (n == cap) {
-                    cap = cap ? cap * 2 : 256;
-                    qr_labelled *ni = realloc(items, cap * sizeof *ni);
-                    if (!ni) {
-                        fprintf(stderr, "qslm-eval: out of memory\n");
-                        rc = -1;
-                    } else {
-                        items = ni;
-                    }
-                }
-                if (rc == 0) {
-                    items[n++] = (qr_labelled){ids, nt, (int)json_object_get_int64(jlabel)};
-                    total += nt;
-                    ids = NULL;
-                }
-            }
-            free(ids);
-        }
-        json_object_put(obj);
-    }
-    free(text);
-    if (rc == 0 && n == 0) {
-        fprintf(stderr, "qslm-eval: %s: no labelled lines\n", path);
-        rc = -1;
-    }
-    if (rc) {
-        for (size_t i = 0; i < n; i++)
-            free((void *)items[i].tokens);
-        free(items);
-        return -1;
-    }
-    *items_out = items;
-    *n_out = n;
-    *tokens_out = total;
-    return 0;
-}
-
 static int run_labels(const options *o, const qr_tokenizer *tok, qr_runner *runner, const qr_model *m)
 {
     if (m->n_classes == 0) {
@@ -327,16 +181,16 @@ static int run_labels(const options *o, const qr_tokenizer *tok, qr_runner *runn
     }
     qr_labelled *items;
     size_t n, tokens;
-    if (load_labels(o->labels_path, tok, m, &items, &n, &tokens))
+    qr_error err;
+    if (qr_labels_load(o->labels_path, tok, m->vocab, m->n_classes, &items, &n, &tokens, &err)) {
+        fprintf(stderr, "qslm-eval: %s\n", err.msg);
         return EXIT_USAGE;
+    }
     progress_state p = {now_seconds(), 0, isatty(STDERR_FILENO)};
     qr_acc_result res;
-    qr_error err;
     qr_status st = qr_eval_accuracy(runner, items, n, o->batch, show_progress, &p, &res, &err);
     double secs = now_seconds() - p.start;
-    for (size_t i = 0; i < n; i++)
-        free((void *)items[i].tokens);
-    free(items);
+    qr_labels_free(items, n);
     if (st) {
         fprintf(stderr, "qslm-eval: %s\n", err.msg);
         return EXIT_RUNTIME;
