@@ -16,6 +16,11 @@ are refused, since the runtime does not implement them.
 --dtype f16 stores the 2-D matrices (emb, projections, heads) as f16; LayerNorm, time_* and the
 classifier bias stay f32 (as runtime/FORMAT.md's reference files do). Spiking options (tau,
 threshold, which sub-blocks spike) are written as metadata with SpikeGPT's defaults.
+
+--spike-ffn-hidden marks a checkpoint trained with a LIF spike as the channel-mix hidden
+activation (train.py --spike-ffn-hidden; a state_dict does not say it, its shapes are the same):
+the file gets spike.ffn_hidden = true and qslm_format.write_qslm stores every
+blocks.N.ffn.value.weight transposed, (n_ffn, d), as runtime/FORMAT.md requires.
 """
 
 import argparse
@@ -119,7 +124,7 @@ def expected_tensors(n_layer, d, n_ffn, vocab, n_classes, head_lm):
 
 def convert(pth, out_path, tokenizer=None, dtype="f32", name=None, architecture="spikegpt",
             tau=2.0, threshold=1.0, spike_att=None, spike_ffn=None, spike_emb=False,
-            rescale_layer=0, provenance_extra="", log=print):
+            rescale_layer=0, provenance_extra="", log=print, spike_ffn_hidden=False):
     sd = load_state_dict(pth)
     n_layer, d, n_ffn, vocab, n_classes, head_lm = infer_shape(sd)
     exp = expected_tensors(n_layer, d, n_ffn, vocab, n_classes, head_lm)
@@ -169,7 +174,7 @@ def convert(pth, out_path, tokenizer=None, dtype="f32", name=None, architecture=
         "spike.att": spiking if spike_att is None else bool(spike_att),
         "spike.ffn": spiking if spike_ffn is None else bool(spike_ffn),
         "spike.emb": bool(spike_emb),
-        "spike.ffn_hidden": False,
+        "spike.ffn_hidden": bool(spike_ffn_hidden),
     }
     if tokenizer:
         with open(tokenizer, "rb") as f:
@@ -187,9 +192,10 @@ def convert(pth, out_path, tokenizer=None, dtype="f32", name=None, architecture=
     md["quant.setting"] = types.pop() if len(types) == 1 else json.dumps(setting)
     size = write_qslm(out_path, md, tensors)
     n_params = sum(a.size for _, a, _ in tensors)
-    log("wrote %s: %d layers, d %d, n_ffn %d, vocab %d, classes %d, lm %s; %d parameters, "
-        "%d bytes (%s)" % (out_path, n_layer, d, n_ffn, vocab, n_classes, head_lm, n_params,
-                           size, dtype))
+    log("wrote %s: %d layers, d %d, n_ffn %d, vocab %d, classes %d, lm %s%s; %d parameters, "
+        "%d bytes (%s)" % (out_path, n_layer, d, n_ffn, vocab, n_classes, head_lm,
+                           ", spike.ffn_hidden (ffn.value stored transposed)"
+                           if spike_ffn_hidden else "", n_params, size, dtype))
     return size
 
 
@@ -206,6 +212,8 @@ def main():
     ap.add_argument("--no-spike-att", action="store_true")
     ap.add_argument("--no-spike-ffn", action="store_true")
     ap.add_argument("--spike-emb", action="store_true")
+    ap.add_argument("--spike-ffn-hidden", action="store_true",
+                    help="the checkpoint's channel-mix hidden activation is a LIF spike")
     ap.add_argument("--rescale-layer", type=int, default=0)
     ap.add_argument("--provenance", default="", help="text appended to general.provenance")
     args = ap.parse_args()
@@ -214,7 +222,8 @@ def main():
                 args.tau, args.threshold,
                 False if args.no_spike_att else None, False if args.no_spike_ffn else None,
                 args.spike_emb, args.rescale_layer,
-                ("; " + args.provenance) if args.provenance else "")
+                ("; " + args.provenance) if args.provenance else "",
+                spike_ffn_hidden=args.spike_ffn_hidden)
     except ConvertError as e:
         print("convert.py: %s" % e, file=sys.stderr)
         return 2

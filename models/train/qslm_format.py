@@ -26,16 +26,27 @@ Reading::
     f = read_qslm("m.qslm")
     f.metadata["model.n_layer"]      # Python value (int, float, bool, str, bytes)
     f.meta_types["model.n_layer"]    # "u64"
-    f.tensors["emb.weight"]          # numpy array, float32 or float16 as stored
-    f.tensor_types["emb.weight"]     # "f32"
+    f.tensors["emb.weight"]          # numpy array: float32 or float16 as stored; the quantized
+                                     # types (q8_0 .. q2_1) dequantized to float32
+    f.tensor_types["emb.weight"]     # "f32", "f16", "q4_0", ...
 
 The reader validates what runtime/model_file.c validates (header, every metadata and tensor entry
 against the file size, alignment, overlap, the required keys and their types) and raises
-QslmFormatError naming the file and the fault.
+QslmFormatError naming the file and the fault. It reads every storage type of FORMAT.md:
+dequantize() turns blocks of 32 codes with f16 scales into float32 exactly as the C kernels do
+(an f32 multiply, then for qB_1 an f32 add). The writer stores f32 and f16, and quantized
+tensors given already packed (Packed(shape, blocks)).
+
+spike.ffn_hidden: when the metadata has spike.ffn_hidden = true, the file stores every
+blocks.N.ffn.value.weight transposed, (n_ffn, d) (FORMAT.md). Both sides convert, so callers
+always see nn.Linear's layout (d, n_ffn): the writer transposes a (d, n_ffn) array on the way in
+and the reader transposes back (layout="module", the default). layout="stored" passes the
+tensor as it is in the file, both ways. Models without the flag are not touched.
 """
 
 import math
 import os
+import re
 import struct
 
 import numpy as np
@@ -54,10 +65,27 @@ META_TYPE_NAMES = {META_U64: "u64", META_I64: "i64", META_F64: "f64", META_BOOL:
                    META_STRING: "string", META_BYTES: "bytes"}
 META_TYPE_CODES = {v: k for k, v in META_TYPE_NAMES.items()}
 
-# Storage types this module can encode and decode: code -> (name, numpy dtype).
+# Storage types this module can encode from arrays and decode: code -> (name, numpy dtype).
 TYPE_F32, TYPE_F16 = 0, 1
 TENSOR_TYPES = {TYPE_F32: ("f32", np.dtype("<f4")), TYPE_F16: ("f16", np.dtype("<f2"))}
 TENSOR_TYPE_CODES = {name: code for code, (name, _) in TENSOR_TYPES.items()}
+
+# Group-quantized types (FORMAT.md "Storage types"): code -> (name, bits, has minimum).
+# q8_0..q2_0 = 16..21 (symmetric: d*(q - 2^(B-1))), q8_1..q2_1 = 22..27 (d*q + m).
+QK = 32  # weights per block
+QUANT_TYPES = {}
+for _i, _bits in enumerate((8, 6, 5, 4, 3, 2)):
+    QUANT_TYPES[16 + _i] = ("q%d_0" % _bits, _bits, False)
+    QUANT_TYPES[22 + _i] = ("q%d_1" % _bits, _bits, True)
+del _i, _bits
+QUANT_TYPE_CODES = {name: code for code, (name, _, _) in QUANT_TYPES.items()}
+# Code bytes per block: the planes of FORMAT.md's "Quantized blocks" table.
+_CODE_BYTES = {8: 32, 6: 16 + 8, 5: 16 + 4, 4: 16, 3: 8 + 4, 2: 8}
+ALL_TYPE_NAMES = {**{c: n for c, (n, _) in TENSOR_TYPES.items()},
+                  **{c: n for c, (n, _, _) in QUANT_TYPES.items()}}
+
+FFN_HIDDEN_KEY = "spike.ffn_hidden"
+FFN_VALUE_RE = re.compile(r"blocks\.\d+\.ffn\.value\.weight")
 
 ARCHITECTURES = ("spikegpt", "rwkv4")
 REQUIRED_KEYS = {"general.architecture": "string", "model.n_layer": "u64",
@@ -110,6 +138,110 @@ class Bytes(_Typed):
 
 def _align_up(v):
     return (v + ALIGN - 1) // ALIGN * ALIGN
+
+
+def type_block(code):
+    """(weights per block, bytes per block) of storage type `code`."""
+    if code in TENSOR_TYPES:
+        return 1, TENSOR_TYPES[code][1].itemsize
+    name, bits, has_min = QUANT_TYPES[code]
+    return QK, (4 if has_min else 2) + _CODE_BYTES[bits]
+
+
+def _type_code(ttype):
+    """The type code of a type name or code, or None."""
+    if isinstance(ttype, str):
+        return TENSOR_TYPE_CODES.get(ttype, QUANT_TYPE_CODES.get(ttype))
+    if isinstance(ttype, (int, np.integer)) and int(ttype) in ALL_TYPE_NAMES:
+        return int(ttype)
+    return None
+
+
+def unpack_codes(planes, bits):
+    """The codes q[0..31] of every block: planes (n_blocks, code bytes) uint8 -> (n_blocks, 32)
+    uint8, following FORMAT.md's planes (nibbles, crumbs, bit planes) in their order."""
+    planes = np.asarray(planes, dtype=np.uint8)
+    if bits == 8:
+        return planes.copy()
+    q = np.zeros((planes.shape[0], QK), dtype=np.uint8)
+    pos, shift = 0, 0
+    if bits in (6, 5, 4):  # nibbles: byte j = q[j] & 15 | (q[j+16] & 15) << 4
+        nib = planes[:, 0:16]
+        q[:, :16] = nib & 15
+        q[:, 16:] = nib >> 4
+        pos, shift = 16, 4
+    if bits in (6, 3, 2):  # crumbs of bits shift, shift+1: byte j = c(j) | c(j+8) << 2 | ...
+        cr = planes[:, pos:pos + 8]
+        for g in range(4):
+            q[:, 8 * g:8 * g + 8] |= ((cr >> (2 * g)) & 3) << shift
+        pos, shift = pos + 8, shift + 2
+    if bits in (5, 3):  # bit plane of bit shift: little-endian u32, bit i = q[i]'s bit
+        bp = np.unpackbits(planes[:, pos:pos + 4], axis=1, bitorder="little")
+        q |= bp << shift
+        pos += 4
+    assert pos == _CODE_BYTES[bits], (bits, pos)
+    return q
+
+
+def pack_codes(q, bits):
+    """The inverse of unpack_codes: codes (n_blocks, 32), each < 2^bits -> planes uint8."""
+    q = np.asarray(q, dtype=np.uint8)
+    if q.ndim != 2 or q.shape[1] != QK or (q >> bits).any():
+        raise ValueError("codes must be (n_blocks, 32) and below 2^%d" % bits)
+    if bits == 8:
+        return q.copy()
+    parts, shift = [], 0
+    if bits in (6, 5, 4):
+        parts.append((q[:, :16] & 15) | ((q[:, 16:] & 15) << 4))
+        shift = 4
+    if bits in (6, 3, 2):
+        c = (q >> shift) & 3
+        parts.append(c[:, 0:8] | (c[:, 8:16] << 2) | (c[:, 16:24] << 4) | (c[:, 24:32] << 6))
+        shift += 2
+    if bits in (5, 3):
+        parts.append(np.packbits((q >> shift) & 1, axis=1, bitorder="little"))
+    return np.concatenate(parts, axis=1).astype(np.uint8)
+
+
+def dequantize(ttype, buf, shape):
+    """float32 values of a tensor of quantized type ttype (name or code) from its stored bytes
+    (FORMAT.md: blocks of 32 weights along the last dimension, an f16 scale d (and for qB_1 a
+    minimum m) then the code planes). Rounds as the C kernels: d*(q - 2^(B-1)) is one f32
+    multiply; d*q + m an f32 multiply then an f32 add."""
+    code = _type_code(ttype)
+    if code not in QUANT_TYPES:
+        raise QslmFormatError("dequantize: %r is not a quantized type" % (ttype,))
+    _, bits, has_min = QUANT_TYPES[code]
+    shape = tuple(int(x) for x in shape)
+    n = int(np.prod(shape))
+    if not shape or shape[-1] % QK or n % QK:
+        raise QslmFormatError("dequantize: shape %s is not a whole number of %d-weight blocks "
+                              "per row" % (shape, QK))
+    _, bsize = type_block(code)
+    nb = n // QK
+    raw = np.frombuffer(bytes(buf), dtype=np.uint8)
+    if raw.size != nb * bsize:
+        raise QslmFormatError("dequantize: %d bytes, %s needs %d" % (raw.size, shape, nb * bsize))
+    blocks = raw.reshape(nb, bsize)
+    hdr = 4 if has_min else 2
+    d = blocks[:, 0:2].copy().view("<f2").astype(np.float32)          # (nb, 1)
+    q = unpack_codes(blocks[:, hdr:], bits).astype(np.float32)        # (nb, 32)
+    if has_min:
+        m = blocks[:, 2:4].copy().view("<f2").astype(np.float32)
+        out = d * q                                                    # f32 multiply
+        out = out + m                                                  # then f32 add
+    else:
+        out = d * (q - np.float32(1 << (bits - 1)))
+    return out.astype(np.float32).reshape(shape)
+
+
+class Packed:
+    """A tensor already in a storage type's bytes (e.g. quantized blocks), for the writer:
+    write_qslm(..., [(name, Packed(shape, data), "q4_0")])."""
+
+    def __init__(self, shape, data):
+        self.shape = tuple(int(x) for x in shape)
+        self.data = bytes(data)
 
 
 def _check_key(key):
@@ -201,18 +333,32 @@ def _as_numpy(data):
 
 
 def _tensor_type_code(name, ttype):
-    if isinstance(ttype, str):
-        if ttype not in TENSOR_TYPE_CODES:
-            raise QslmFormatError("tensor %r: unknown or unsupported type %r (this writer knows "
-                                  "%s)" % (name, ttype, sorted(TENSOR_TYPE_CODES)))
-        return TENSOR_TYPE_CODES[ttype]
-    if isinstance(ttype, (int, np.integer)) and int(ttype) in TENSOR_TYPES:
-        return int(ttype)
-    raise QslmFormatError("tensor %r: unknown or unsupported type %r" % (name, ttype))
+    code = _type_code(ttype)
+    if code is None:
+        raise QslmFormatError("tensor %r: unknown or unsupported type %r (this writer knows "
+                              "%s)" % (name, ttype, sorted(ALL_TYPE_NAMES.values())))
+    return code
 
 
-def _normalize_tensors(tensors):
-    """[(name bytes, type code, dims, data bytes)] in the given order."""
+def _packed_entry(raw, name, code, packed):
+    dims = packed.shape
+    if not 1 <= len(dims) <= MAX_DIMS or any(d < 1 for d in dims):
+        raise QslmFormatError("tensor %r: bad shape %s" % (name, dims))
+    per, bsize = type_block(code)
+    n = int(np.prod(dims))
+    if dims[-1] % per:
+        raise QslmFormatError("tensor %r: last dimension %d is not a whole number of %d-weight "
+                              "blocks" % (name, dims[-1], per))
+    if len(packed.data) != n // per * bsize:
+        raise QslmFormatError("tensor %r: %d bytes of %s data, shape %s needs %d"
+                              % (name, len(packed.data), ALL_TYPE_NAMES[code], dims,
+                                 n // per * bsize))
+    return (raw, code, dims, packed.data)
+
+
+def _normalize_tensors(tensors, ffn_hidden=None, layout="module"):
+    """[(name bytes, type code, dims, data bytes)] in the given order. ffn_hidden: (d, n_ffn)
+    when the model has spike.ffn_hidden (ffn.value is then stored transposed)."""
     if isinstance(tensors, dict):
         tensors = [(k,) + (v if isinstance(v, tuple) else (v,)) for k, v in tensors.items()]
     out, seen = [], set()
@@ -234,7 +380,28 @@ def _normalize_tensors(tensors):
             raise QslmFormatError("tensor %r added twice" % name)
         seen.add(raw)
         code = _tensor_type_code(name, ttype)
+        transposed = ffn_hidden is not None and FFN_VALUE_RE.fullmatch(name) is not None
+        if transposed:
+            d, n_ffn = ffn_hidden
+            want = (d, n_ffn) if layout == "module" else (n_ffn, d)
+            got = tuple(data.shape) if hasattr(data, "shape") else None
+            if got != want:
+                raise QslmFormatError(
+                    "tensor %r: spike.ffn_hidden: expected shape %s (%s), got %s" % (
+                        name, want, "nn.Linear's layout; the writer transposes it"
+                        if layout == "module" else "stored transposed", got))
+        if isinstance(data, Packed):
+            if transposed and layout == "module":
+                raise QslmFormatError("tensor %r: packed data cannot be transposed; give "
+                                      "layout='stored'" % name)
+            out.append(_packed_entry(raw, name, code, data))
+            continue
+        if code not in TENSOR_TYPES:
+            raise QslmFormatError("tensor %r: type %s needs its blocks given as Packed(shape, "
+                                  "bytes); this writer does not quantize" % (name, ttype))
         arr = _as_numpy(data)
+        if transposed and layout == "module":
+            arr = arr.T
         if not 1 <= arr.ndim <= MAX_DIMS:
             raise QslmFormatError("tensor %r: %d dimensions (must be 1..%d)"
                                   % (name, arr.ndim, MAX_DIMS))
@@ -268,12 +435,28 @@ def _normalize_meta(metadata):
     return out
 
 
-def encode_qslm(metadata, tensors):
+def _ffn_hidden_dims(values):
+    """(d, n_ffn) when the metadata {key: value} sets spike.ffn_hidden to true, else None."""
+    if values.get(FFN_HIDDEN_KEY) is not True:
+        return None
+    d = values.get("model.n_embd")
+    if not isinstance(d, int) or d < 1:
+        return None  # the required-key check reports it
+    n_ffn = values.get("model.n_ffn", 4 * d)
+    return (d, n_ffn) if isinstance(n_ffn, int) else None
+
+
+def encode_qslm(metadata, tensors, layout="module"):
     """The bytes of a .qslm file holding metadata (dict or (key, value) pairs, in order) and
-    tensors ([(name, array[, 'f32'|'f16'])] or an ordered dict name -> array or (array, type))."""
+    tensors ([(name, array[, 'f32'|'f16'])] or an ordered dict name -> array or (array, type)).
+    With spike.ffn_hidden true, ffn.value tensors are given as (d, n_ffn) and stored transposed
+    (layout="module"), or given as stored, (n_ffn, d) (layout="stored")."""
+    if layout not in ("module", "stored"):
+        raise ValueError("layout must be 'module' or 'stored'")
     entries = _normalize_meta(metadata)
     meta = b"".join(_encode_meta(k, t, v) for k, t, v in entries)
-    tens = _normalize_tensors(tensors)
+    values = {k.decode("ascii"): (v if t in ("bool", "u64") else None) for k, t, v in entries}
+    tens = _normalize_tensors(tensors, _ffn_hidden_dims(values), layout)
     table_size = sum(4 + len(n) + 4 + 4 + 8 * len(dims) + 16 for n, _, dims, _ in tens)
     table_offset = HEADER_SIZE + len(meta)
     data_offset = _align_up(table_offset + table_size)
@@ -300,14 +483,15 @@ def encode_qslm(metadata, tensors):
     return out
 
 
-def write_qslm(path, metadata, tensors, check=True):
+def write_qslm(path, metadata, tensors, check=True, layout="module"):
     """Writes a .qslm file atomically (temporary file, fsync, rename). Returns the file size.
 
     With check (the default) the image is first read back through decode_qslm, so a file missing
-    a required key or with a bad value is refused here rather than by the runtime later."""
-    blob = encode_qslm(metadata, tensors)
+    a required key or with a bad value is refused here rather than by the runtime later.
+    layout: see encode_qslm (spike.ffn_hidden models only)."""
+    blob = encode_qslm(metadata, tensors, layout)
     if check:
-        decode_qslm(blob, os.fspath(path))
+        decode_qslm(blob, os.fspath(path), layout)
     path = os.fspath(path)
     tmp = "%s.tmp.%d" % (path, os.getpid())
     try:
@@ -331,14 +515,19 @@ def write_qslm(path, metadata, tensors, check=True):
 class QslmFile:
     """A validated .qslm file: ordered metadata and tensors (numpy arrays, copied out)."""
 
-    def __init__(self, path, size, metadata, meta_types, tensors, tensor_types, offsets):
+    def __init__(self, path, size, metadata, meta_types, tensors, tensor_types, offsets,
+                 stored_shapes=None, layout="module"):
         self.path = path
         self.size = size
         self.metadata = metadata          # key -> int | float | bool | str | bytes
         self.meta_types = meta_types      # key -> "u64" | "i64" | "f64" | "bool" | "string" | "bytes"
-        self.tensors = tensors            # name -> np.ndarray (float32 or float16)
-        self.tensor_types = tensor_types  # name -> "f32" | "f16"
+        self.tensors = tensors            # name -> np.ndarray (float32 or float16; quantized
+                                          # types dequantized to float32)
+        self.tensor_types = tensor_types  # name -> "f32" | "f16" | "q8_0" ... "q2_1"
         self.offsets = offsets            # name -> absolute offset of the data
+        self.stored_shapes = stored_shapes or {n: a.shape for n, a in tensors.items()}
+        self.layout = layout              # "module": ffn.value of spike.ffn_hidden transposed
+                                          # back to (d, n_ffn); "stored": as in the file
 
     def get(self, key, default=None):
         return self.metadata.get(key, default)
@@ -371,8 +560,12 @@ class _Cursor:
         return struct.unpack("<Q", self.take(8, field))[0]
 
 
-def decode_qslm(buf, path="<memory>"):
-    """Validates a .qslm image (bytes) and returns a QslmFile."""
+def decode_qslm(buf, path="<memory>", layout="module"):
+    """Validates a .qslm image (bytes) and returns a QslmFile. layout="module" (default) gives
+    a spike.ffn_hidden model's ffn.value tensors in nn.Linear's layout (d, n_ffn), transposed
+    back from the file's (n_ffn, d); layout="stored" leaves them as stored."""
+    if layout not in ("module", "stored"):
+        raise ValueError("layout must be 'module' or 'stored'")
     buf = bytes(buf)
 
     def fail(msg, *args):
@@ -494,12 +687,17 @@ def decode_qslm(buf, path="<memory>"):
             if d == 0 or d > (1 << 62) // n:
                 fail("tensor '%s': a dimension is zero or the shape overflows", name)
             n *= d
-        if code not in TENSOR_TYPES:
+        if code not in ALL_TYPE_NAMES:
             fail("tensor '%s': unknown or unsupported type %d", name, code)
-        tname, dtype = TENSOR_TYPES[code]
-        if nbytes != n * dtype.itemsize:
+        tname = ALL_TYPE_NAMES[code]
+        dtype = TENSOR_TYPES[code][1] if code in TENSOR_TYPES else None
+        per, bsize = type_block(code)
+        if dims[-1] % per:
+            fail("tensor '%s': last dimension %d is not a whole number of %s's %d-weight blocks",
+                 name, dims[-1], tname, per)
+        if nbytes != n // per * bsize:
             fail("tensor '%s': size %d, its shape and type need %d", name, nbytes,
-                 n * dtype.itemsize)
+                 n // per * bsize)
         if offset % ALIGN or offset < data_offset:
             fail("tensor '%s': offset %d is unaligned or before the data section", name, offset)
         if offset > size or nbytes > size - offset:
@@ -514,21 +712,36 @@ def decode_qslm(buf, path="<memory>"):
             fail("tensor '%s' overlaps tensor '%s'", name, prev_name)
         prev_end, prev_name = offset + nbytes, name
 
-    tensors, tensor_types, offsets = {}, {}, {}
+    hidden = _ffn_hidden_dims({k: v for k, v in metadata.items()
+                               if meta_types[k] in ("bool", "u64")})
+    tensors, tensor_types, offsets, stored_shapes = {}, {}, {}, {}
     for offset, nbytes, name, tname, dtype, dims in entries:
-        arr = np.frombuffer(buf, dtype=dtype, count=nbytes // dtype.itemsize, offset=offset)
-        tensors[name] = arr.reshape(dims).astype(dtype.newbyteorder("="), copy=True)
+        if dtype is not None:
+            arr = np.frombuffer(buf, dtype=dtype, count=nbytes // dtype.itemsize, offset=offset)
+            arr = arr.reshape(dims).astype(dtype.newbyteorder("="), copy=True)
+        else:
+            arr = dequantize(tname, buf[offset:offset + nbytes], dims)
+        stored_shapes[name] = dims
+        if hidden is not None and FFN_VALUE_RE.fullmatch(name):
+            d, n_ffn = hidden
+            if dims != (n_ffn, d):
+                fail("tensor '%s' is %s; with spike.ffn_hidden it must be stored transposed, "
+                     "(n_ffn, d) = (%d, %d)", name, "x".join(map(str, dims)), n_ffn, d)
+            if layout == "module":
+                arr = np.ascontiguousarray(arr.T)
+        tensors[name] = arr
         tensor_types[name] = tname
         offsets[name] = offset
-    return QslmFile(path, size, metadata, meta_types, tensors, tensor_types, offsets)
+    return QslmFile(path, size, metadata, meta_types, tensors, tensor_types, offsets,
+                    stored_shapes, layout)
 
 
-def read_qslm(path):
-    """Reads and validates the .qslm file at path."""
+def read_qslm(path, layout="module"):
+    """Reads and validates the .qslm file at path (layout: see decode_qslm)."""
     path = os.fspath(path)
     with open(path, "rb") as f:
         buf = f.read()
-    return decode_qslm(buf, path)
+    return decode_qslm(buf, path, layout)
 
 
 if __name__ == "__main__":
@@ -544,4 +757,5 @@ if __name__ == "__main__":
                 shown = shown[:97] + "..."
             print("  %-28s %-6s %s" % (k, qf.meta_types[k], shown))
         for name, arr in qf.tensors.items():
-            print("  %-40s %-4s %s" % (name, qf.tensor_types[name], "x".join(map(str, arr.shape))))
+            print("  %-40s %-4s %s" % (name, qf.tensor_types[name],
+                                       "x".join(map(str, qf.stored_shapes[name]))))

@@ -16,7 +16,9 @@ Differences from SpikeGPT's training code, all deliberate:
   * Options the runtime supports: spikes can be switched off per sub-block (RWKV-4 is SpikeGPT
     with every spike off), an optional spike on the embedding, RWKV's rescale_layer, an LM head
     and/or a classifier head (mean over tokens of ln_out's output, then cls: SpikeGPT's SST-2
-    style classification).
+    style classification), and spike_ffn_hidden: the channel-mix hidden activation is a LIF
+    spike of k = key(xk) (a membrane per hidden unit and layer, same tau, threshold, reset and
+    surrogate) instead of relu(k)^2, so ffn.value reads a {0,1} vector.
   * No dropout (SpikeGPT's Block has Dropout(0.03)); a training script can add it outside.
 
 The per-token definitions (what the C runtime implements) are written out in
@@ -51,10 +53,7 @@ class SpikeGPTConfig:
         self.spike_att = spiking if spike_att is None else bool(spike_att)
         self.spike_ffn = spiking if spike_ffn is None else bool(spike_ffn)
         self.spike_emb = bool(spike_emb)
-        if spike_ffn_hidden:
-            raise NotImplementedError("spike.ffn_hidden (a LIF spike as the channel-mix hidden "
-                                      "activation) is not implemented in the reference yet")
-        self.spike_ffn_hidden = False
+        self.spike_ffn_hidden = bool(spike_ffn_hidden)
         self.tau = float(tau)
         self.threshold = float(threshold)
         self.rescale_layer = int(rescale_layer)
@@ -273,15 +272,34 @@ class ChannelMix(nn.Module):
         self.key = nn.Linear(d, config.n_ffn, bias=False)
         self.receptance = nn.Linear(d, d, bias=False)
         self.value = nn.Linear(config.n_ffn, d, bias=False)
+        self.config = config
 
-    def forward(self, x, st):
-        """x: ln2's output (B, T, C). Updates st['ffn_xx']."""
+    def forward(self, x, st, trace=None):
+        """x: ln2's output (B, T, C). Updates st['ffn_xx'] (and st['v_ffn_hidden'], the hidden
+        LIF membranes (B, n_ffn), with spike_ffn_hidden; its potentials and spikes go into
+        trace['h_ffn_hidden'], trace['s_ffn_hidden'])."""
         xx = _time_shift(x, st["ffn_xx"])
         xk = x * self.time_mix_k + xx * (1 - self.time_mix_k)
         xr = x * self.time_mix_r + xx * (1 - self.time_mix_r)
         st["ffn_xx"] = x[:, -1]
-        k = torch.square(torch.relu(self.key(xk)))
+        if self.config.spike_ffn_hidden:
+            k = _lif(self.config, self.key(xk), st, "v_ffn_hidden", trace, "ffn_hidden")
+        else:
+            k = torch.square(torch.relu(self.key(xk)))
         return torch.sigmoid(self.receptance(xr)) * self.value(k)
+
+
+def _lif(c, x, st, key, trace, name):
+    """The multi-step LIF of config c over x (B, T, C) from membrane st[key] (updated). With a
+    trace dict, records the potentials before the threshold (h_<name>) and the spikes (s_<name>).
+    Calls the module-level lif_multistep at call time (train.py swaps in a faster one)."""
+    hs = [] if trace is not None else None
+    s, st[key] = lif_multistep(x, st[key], c.tau, c.threshold, c.surrogate_alpha,
+                               c.detach_reset, hs)
+    if trace is not None:
+        trace["h_" + name] = torch.stack(hs, 1)
+        trace["s_" + name] = s.detach()
+    return s
 
 
 class Block(nn.Module):
@@ -298,14 +316,7 @@ class Block(nn.Module):
         self.ffn = ChannelMix(config, layer_id)
 
     def _lif(self, out, st, key, trace, name):
-        c = self.config
-        hs = [] if trace is not None else None
-        s, st[key] = lif_multistep(out, st[key], c.tau, c.threshold, c.surrogate_alpha,
-                                   c.detach_reset, hs)
-        if trace is not None:
-            trace["h_" + name] = torch.stack(hs, 1)
-            trace["s_" + name] = s.detach()
-        return s
+        return _lif(self.config, out, st, key, trace, name)
 
     def forward(self, x, st, trace=None, wkv=wkv_loop):
         c = self.config
@@ -318,7 +329,7 @@ class Block(nn.Module):
         if c.spike_att:
             out = self._lif(out, st, "v_att", trace, "att")
         x = x + out
-        out = self.ffn(self.ln2(x), st)
+        out = self.ffn(self.ln2(x), st, trace)
         if scale != 1.0:
             out = out * scale
         if c.spike_ffn:
@@ -330,6 +341,13 @@ class Block(nn.Module):
 
 
 STATE_KEYS = ("att_xx", "aa", "bb", "pp", "ffn_xx", "v_att", "v_ffn")
+FFN_HIDDEN_STATE_KEY = "v_ffn_hidden"  # (n_ffn,) per layer, only with spike_ffn_hidden
+
+
+def state_keys(config):
+    """The per-layer state's keys for this model, in order: STATE_KEYS, then v_ffn_hidden when
+    the channel-mix hidden activation spikes."""
+    return STATE_KEYS + ((FFN_HIDDEN_STATE_KEY,) if config.spike_ffn_hidden else ())
 
 
 class SpikeGPT(nn.Module):
@@ -337,7 +355,8 @@ class SpikeGPT(nn.Module):
     model has an LM head, 'cls_logits' (B, n_classes) if it has a classifier, 'state' (the
     per-layer state after the last token, to pass back in for the next chunk) and, with
     trace=True, 'trace' (per layer: LIF pre-threshold potentials h_att/h_ffn and spikes
-    s_att/s_ffn, (B, T, C); and 'emb', the embedding rows before the embedding spike)."""
+    s_att/s_ffn, (B, T, C), with spike_ffn_hidden also h_ffn_hidden/s_ffn_hidden, (B, T, n_ffn);
+    and 'emb', the embedding rows before the embedding spike)."""
 
     def __init__(self, config):
         super().__init__()
@@ -352,11 +371,17 @@ class SpikeGPT(nn.Module):
             self.cls = nn.Linear(d, config.n_classes, bias=True)
 
     def initial_state(self, batch):
-        """The state before the first token: zeros, and pp = -1e30."""
+        """The state before the first token: zeros, and pp = -1e30 (keys: state_keys(config))."""
         d = self.config.n_embd
         z = lambda: torch.zeros(batch, d)
-        return [{"att_xx": z(), "aa": z(), "bb": z(), "pp": torch.full((batch, d), PP_INIT),
-                 "ffn_xx": z(), "v_att": z(), "v_ffn": z()} for _ in self.blocks]
+        out = []
+        for _ in self.blocks:
+            st = {"att_xx": z(), "aa": z(), "bb": z(), "pp": torch.full((batch, d), PP_INIT),
+                  "ffn_xx": z(), "v_att": z(), "v_ffn": z()}
+            if self.config.spike_ffn_hidden:
+                st[FFN_HIDDEN_STATE_KEY] = torch.zeros(batch, self.config.n_ffn)
+            out.append(st)
+        return out
 
     def forward(self, idx, state=None, trace=False, cls_mask=None, wkv=wkv_loop):
         """idx: (B, T) token ids. state: from initial_state() or a previous call (not modified).
@@ -391,7 +416,8 @@ class SpikeGPT(nn.Module):
 
     def qslm_tensors(self, matrix_type="f32"):
         """[(name, array, type)] for write_qslm, in state_dict order: time parameters squeezed
-        to (C,), 2-D weight matrices stored as matrix_type, everything else f32."""
+        to (C,), 2-D weight matrices stored as matrix_type, everything else f32. Matrices are
+        in nn.Linear's layout; with spike_ffn_hidden, write_qslm stores ffn.value transposed."""
         out = []
         for name, p in self.state_dict().items():
             p = p.detach().float()
@@ -401,8 +427,9 @@ class SpikeGPT(nn.Module):
         return out
 
     def load_qslm_tensors(self, tensors):
-        """Loads {name: array} (as read_qslm gives, f16 or f32) into the parameters, restoring
-        the (1, 1, C) shape of the time_mix tensors. Every parameter must be present."""
+        """Loads {name: array} (as read_qslm gives, f16 or f32, nn.Linear layout) into the
+        parameters, restoring the (1, 1, C) shape of the time_mix tensors. Every parameter must
+        be present, with its module shape (a transposed ffn.value is refused, not reshaped)."""
         sd = self.state_dict()
         missing = [n for n in sd if n not in tensors]
         extra = [n for n in tensors if n not in sd]
@@ -410,5 +437,9 @@ class SpikeGPT(nn.Module):
             raise KeyError("tensor mismatch: missing %s, unexpected %s" % (missing, extra))
         with torch.no_grad():
             for name, p in sd.items():
-                v = torch.from_numpy(tensors[name].astype("float32")).reshape(p.shape)
+                a = tensors[name]
+                if a.ndim >= 2 and tuple(a.shape) != tuple(p.shape):
+                    raise ValueError("%s: shape %s, the module has %s"
+                                     % (name, tuple(a.shape), tuple(p.shape)))
+                v = torch.from_numpy(a.astype("float32")).reshape(p.shape)
                 p.copy_(v)

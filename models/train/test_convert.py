@@ -12,6 +12,16 @@
 3. The trained checkpoint (--ckpt): converted with the tokenizer, read back and compared, then
    loaded in C: `.build/runtime/tools/qslm-eval` (scripts/build.sh) must run it on a piece of the SOTU test
    split and on the imdb sentences, and agree with eval_torch.py.
+4. spike.ffn_hidden: a checkpoint converted with spike_ffn_hidden stores every ffn.value.weight
+   transposed, (n_ffn, d), and reads back in nn.Linear's layout; without the flag the file is
+   the dense layout; the writer refuses a wrong shape and the reader a flagged file whose
+   ffn.value is not transposed; the reference files round-trip byte for byte.
+5. Quantized types (q8_0..q2_0 = 16..21, q8_1..q2_1 = 22..27): blocks packed here by hand from
+   runtime/FORMAT.md's tables, written and read back, must dequantize to the values the table
+   gives (bit for bit); and with `.build/runtime/tools/qslm-quantize`, the reference models
+   (spike_lm, spike_ffn_hidden) quantized to each type in C and converted back to f32 in C
+   (the C dequantization) must equal qslm_format's dequantization of the quantized file bit for
+   bit.
 """
 
 import argparse
@@ -30,7 +40,10 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 
 import convert  # noqa: E402
-from qslm_format import read_qslm  # noqa: E402
+import qslm_format  # noqa: E402
+from qslm_format import Packed, QslmFormatError, read_qslm  # noqa: E402
+
+REF_DIR = os.path.join(ROOT, "tests", "data", "reference")
 
 
 def spikegpt_state_dict(n_layer, d, n_ffn, vocab, n_classes=0, dtype=torch.float32, seed=0):
@@ -177,6 +190,178 @@ def test_trained(tmp, ckpt, qslm_eval):
     print("trained checkpoint loads and runs in C: ok")
 
 
+def test_ffn_hidden(tmp):
+    n_layer, d, n_ffn, vocab = 2, 32, 128, 64
+    sd = spikegpt_state_dict(n_layer, d, n_ffn, vocab, seed=7)
+    pth = os.path.join(tmp, "hidden.pth")
+    torch.save(sd, pth)
+    out = os.path.join(tmp, "hidden.qslm")
+    convert.convert(pth, out, None, "f32", spike_ffn_hidden=True, log=lambda m: None)
+    stored = read_qslm(out, layout="stored")
+    module = read_qslm(out)
+    assert stored.metadata["spike.ffn_hidden"] is True
+    for i in range(n_layer):
+        n = "blocks.%d.ffn.value.weight" % i
+        ref = sd[n].numpy()                                  # (d, n_ffn), nn.Linear's layout
+        assert stored.tensors[n].shape == (n_ffn, d) and stored.stored_shapes[n] == (n_ffn, d)
+        assert np.array_equal(stored.tensors[n], ref.T), n  # row j = column j
+        assert module.tensors[n].shape == (d, n_ffn) and np.array_equal(module.tensors[n], ref)
+        assert module.tensors[n].flags["C_CONTIGUOUS"]
+        # the bytes in the file are row j = the d weights hidden unit j feeds
+        with open(out, "rb") as f:
+            f.seek(stored.offsets[n] + 4 * d * 5)
+            row5 = np.frombuffer(f.read(4 * d), dtype="<f4")
+        assert np.array_equal(row5, ref[:, 5])
+    for n in sd:  # every other tensor as in the dense file
+        if ".ffn.value." not in n:
+            assert np.array_equal(module.tensors[n], sd[n].float().numpy().reshape(
+                module.tensors[n].shape)), n
+    # without the flag: the dense layout, and the same bytes for every other tensor
+    dense = os.path.join(tmp, "dense.qslm")
+    convert.convert(pth, dense, None, "f32", log=lambda m: None)
+    qd = read_qslm(dense, layout="stored")
+    assert qd.metadata["spike.ffn_hidden"] is False
+    assert qd.tensors["blocks.0.ffn.value.weight"].shape == (d, n_ffn)
+    # the writer wants nn.Linear's layout; the reader refuses an untransposed flagged file
+    md = dict(stored.typed_metadata())
+    bad = [(n, module.tensors[n].T if ".ffn.value." in n else module.tensors[n])
+           for n in module.tensors]
+    try:
+        qslm_format.encode_qslm(md, bad)
+        raise AssertionError("writer accepted ffn.value as (n_ffn, d) in module layout")
+    except QslmFormatError as e:
+        assert "spike.ffn_hidden" in str(e), e
+    blob = qslm_format.encode_qslm(dict(md, **{"spike.ffn_hidden": ("bool", False)}),
+                                   list(module.tensors.items()))
+    key = b"spike.ffn_hidden" + (4).to_bytes(4, "little")
+    at = blob.index(key) + len(key)
+    assert blob[at] == 0
+    flipped = blob[:at] + b"\x01" + blob[at + 1:]
+    try:
+        qslm_format.decode_qslm(flipped, "flipped")
+        raise AssertionError("reader accepted a flagged file with ffn.value (d, n_ffn)")
+    except QslmFormatError as e:
+        assert "transposed" in str(e), e
+    # read -> write of the reference files gives the same bytes (dense and spike-hidden)
+    for name in ("spike_lm", "spike_ffn_hidden"):
+        path = os.path.join(REF_DIR, name + ".qslm")
+        if not os.path.exists(path):
+            continue
+        qf = read_qslm(path)
+        again = qslm_format.encode_qslm(qf.typed_metadata(),
+                                        [(n, a, qf.tensor_types[n]) for n, a in qf.tensors.items()])
+        assert again == open(path, "rb").read(), name
+    print("spike.ffn_hidden: transposed storage, refusals, byte-exact round trips: ok", flush=True)
+
+
+def pack_block_by_hand(q, bits):
+    """The code bytes of one block of 32 codes, written byte by byte from FORMAT.md's planes
+    (independent of qslm_format.pack_codes)."""
+    out = bytearray()
+    if bits == 8:
+        return bytes(q)
+    if bits in (6, 5, 4):                       # nibbles (bits 0-3)
+        for j in range(16):
+            out.append((q[j] & 15) | ((q[j + 16] & 15) << 4))
+    crumb_shift = {6: 4, 3: 0, 2: 0}.get(bits)
+    if crumb_shift is not None:                 # crumbs of bits s, s+1
+        c = lambda i: (q[i] >> crumb_shift) & 3
+        for j in range(8):
+            out.append(c(j) | c(j + 8) << 2 | c(j + 16) << 4 | c(j + 24) << 6)
+    plane_bit = {5: 4, 3: 2}.get(bits)
+    if plane_bit is not None:                   # bit plane: little-endian u32, bit i of q[i]
+        word = 0
+        for i in range(32):
+            word |= ((q[i] >> plane_bit) & 1) << i
+        out += word.to_bytes(4, "little")
+    return bytes(out)
+
+
+def test_quant_by_hand(tmp):
+    rng = np.random.RandomState(5)
+    rows, cols = 3, 64                          # 2 blocks per row
+    for code, (tname, bits, has_min) in sorted(qslm_format.QUANT_TYPES.items()):
+        nb = rows * cols // 32
+        q = rng.randint(0, 1 << bits, size=(nb, 32))
+        q[0, :] = (1 << bits) - 1               # every bit set in one block
+        q[1, :] = 0
+        d = rng.uniform(-0.1, 0.1, nb).astype(np.float16)
+        m = rng.uniform(-0.5, 0.5, nb).astype(np.float16)
+        blob = bytearray()
+        for b in range(nb):
+            blob += d[b].tobytes() + (m[b].tobytes() if has_min else b"")
+            blob += pack_block_by_hand([int(x) for x in q[b]], bits)
+        wpb, bpb = qslm_format.type_block(code)
+        assert len(blob) == nb * bpb, (tname, len(blob), nb * bpb)
+        assert bpb == {8: 32, 6: 24, 5: 20, 4: 16, 3: 12, 2: 8}[bits] + (4 if has_min else 2)
+        assert qslm_format.pack_codes(q, bits).tobytes() == b"".join(
+            pack_block_by_hand([int(x) for x in q[b]], bits) for b in range(nb)), tname
+        # the values FORMAT.md gives, one block at a time, in float32
+        want = np.empty((nb, 32), dtype=np.float32)
+        for b in range(nb):
+            db = np.float32(d[b])
+            for i in range(32):
+                if has_min:
+                    want[b, i] = np.float32(db * np.float32(q[b, i])) + np.float32(m[b])
+                else:
+                    want[b, i] = db * np.float32(int(q[b, i]) - (1 << (bits - 1)))
+        want = want.reshape(rows, cols)
+        path = os.path.join(tmp, "hand-%s.qslm" % tname)
+        md = {"general.architecture": "spikegpt", "model.n_layer": 1, "model.n_embd": 32,
+              "model.vocab_size": 3}
+        qslm_format.write_qslm(path, md, [("w", Packed((rows, cols), blob), tname),
+                                          ("v", np.arange(4, dtype=np.float32))])
+        qf = read_qslm(path)
+        assert qf.tensor_types["w"] == tname and qf.tensors["w"].dtype == np.float32
+        got = qf.tensors["w"]
+        assert np.array_equal(got.view(np.uint32), want.view(np.uint32)), (
+            tname, np.abs(got - want).max())
+        # a file whose size does not match the type is refused
+        try:
+            qslm_format.write_qslm(path, md, [("w", Packed((rows, cols), blob[:-1]), tname)])
+            raise AssertionError("short %s data accepted" % tname)
+        except QslmFormatError:
+            pass
+    try:
+        qslm_format.write_qslm(os.path.join(tmp, "x.qslm"), md,
+                               [("w", Packed((2, 48), bytes(2 * 48 // 32 * 18)), "q4_0")])
+        raise AssertionError("a row of 48 weights accepted for q4_0")
+    except QslmFormatError as e:
+        assert "blocks" in str(e), e
+    print("quantized types by hand (12 types, FORMAT.md's planes): bit-exact", flush=True)
+
+
+def test_quant_vs_c(tmp, quantize):
+    """Each type: quantize in C, convert back to f32 in C (its dequantization), compare."""
+    for name in ("spike_lm", "spike_ffn_hidden"):
+        src = os.path.join(REF_DIR, name + ".qslm")
+        orig = read_qslm(src)
+        for code, (tname, bits, _) in sorted(qslm_format.QUANT_TYPES.items()):
+            qp, bp = os.path.join(tmp, "c-%s.qslm" % tname), os.path.join(tmp, "c-back.qslm")
+            for a, b, t in ((src, qp, tname), (qp, bp, "f32")):
+                subprocess.run([quantize, a, b, "--type", t, "--threads", "1"], check=True,
+                               capture_output=True)
+            qf, back = read_qslm(qp), read_qslm(bp)
+            n_q = 0
+            for n, a in qf.tensors.items():
+                c = back.tensors[n]
+                assert a.shape == c.shape == orig.tensors[n].shape, (n, a.shape, c.shape)
+                assert qf.stored_shapes[n] == back.stored_shapes[n], n
+                if qf.tensor_types[n] == tname:
+                    n_q += 1
+                    assert np.array_equal(a.view(np.uint32), c.view(np.uint32)), (
+                        name, tname, n, float(np.abs(a - c).max()))
+                    # and close to the original weights (a misread plane would not be)
+                    o = orig.tensors[n]
+                    err = np.sqrt(np.mean((a - o) ** 2)) / np.sqrt(np.mean(o ** 2))
+                    assert err < 2.0 ** (2 - bits), (name, tname, n, err)
+            assert n_q >= 2 * 7, (name, tname, n_q)
+            if name == "spike_ffn_hidden":
+                assert qf.stored_shapes["blocks.0.ffn.value.weight"] == (128, 32)
+    print("quantized types vs C (qslm-quantize there and back, 12 types, spike_lm and "
+          "spike_ffn_hidden): bit-exact", flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--skip-216m", action="store_true")
@@ -186,10 +371,18 @@ def main():
                         os.path.join(ROOT, ".build/runtime/tools/qslm-eval"))
     ap.add_argument("--qslm-eval", default=default_eval,
                     help="the C evaluator (default: .build's, else .build-m4's)")
+    ap.add_argument("--qslm-quantize", default=os.path.join(ROOT, ".build/runtime/tools/qslm-quantize"),
+                    help="the C quantizer (scripts/build.sh normal)")
     args = ap.parse_args()
     torch.set_num_threads(2)
     with tempfile.TemporaryDirectory() as tmp:
         test_small_variants(tmp)
+        test_ffn_hidden(tmp)
+        test_quant_by_hand(tmp)
+        if os.path.exists(args.qslm_quantize):
+            test_quant_vs_c(tmp, args.qslm_quantize)
+        else:
+            print("no %s: quantized types vs C skipped" % args.qslm_quantize)
         if not args.skip_216m:
             test_216m(tmp)
         if os.path.exists(args.ckpt):

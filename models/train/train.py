@@ -11,6 +11,14 @@ seeded generator. Adam, linear warmup then cosine decay to lr_min over the wall-
 (--max-minutes): the run stops cleanly when the budget is spent, saves the checkpoint
 (SpikeGPT state_dict, models/train/out/spikegpt-sotu.pth), the loss CSV (models/train/loss.csv:
 step, tokens, loss, lr, seconds, valid_loss) and the loss curve (models/loss-curve.svg).
+
+--spike-ffn-hidden trains the variant whose channel-mix hidden activation is a LIF spike
+(metadata spike.ffn_hidden; runtime/FORMAT.md), with the key weights drawn N(0, gain^2 / d)
+(--ffn-key-gain) so that the hidden LIF fires from the first step. --max-steps N runs the cosine
+over N steps (or the time budget, whichever ends first), so a run's length and schedule do not
+depend on the machine's speed. --qslm PATH also writes the converted model (f32, the tokenizer
+embedded, ffn.value transposed for spike.ffn_hidden) with convert.py. After training, the spike
+rates of every LIF on the valid windows are printed and written to the info JSON.
 """
 
 import argparse
@@ -62,15 +70,39 @@ def load_tokens(tok, path, cache):
 def make_config(args, vocab):
     return sm.SpikeGPTConfig(n_layer=args.n_layer, n_embd=args.d, vocab_size=vocab,
                              n_ffn=args.n_ffn, architecture="spikegpt", tau=2.0, threshold=1.0,
-                             surrogate_alpha=2.0)
+                             spike_ffn_hidden=args.spike_ffn_hidden, surrogate_alpha=2.0)
 
 
-def init_weights(model, seed):
+def init_weights(model, seed, ffn_key_gain=0.0):
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         model.emb.weight.uniform_(-1e-4, 1e-4, generator=g)  # RWKV's small embedding (ln0 follows)
         # head: small, so the first logits are near uniform
         model.head.weight.normal_(0, 0.5 / math.sqrt(model.config.n_embd), generator=g)
+        if ffn_key_gain > 0:  # drawn after the default recipe's draws, which stay the same
+            for b in model.blocks:
+                b.ffn.key.weight.normal_(0, ffn_key_gain / math.sqrt(model.config.n_embd),
+                                         generator=g)
+
+
+def spike_rates(model, windows, batch, wkv):
+    """Per LIF kind (att, ffn, ffn_hidden), per layer: the fraction of spikes over the windows
+    (each window from a fresh state), the GPT-mode trace of every LIF."""
+    sums, n = {}, 0
+    model.eval()
+    with torch.no_grad():
+        for i in range(0, len(windows), batch):
+            w = windows[i:i + batch]
+            tr = model(w, trace=True, wkv=wkv)["trace"]["layers"]
+            for li, lt in enumerate(tr):
+                for kind in ("att", "ffn", "ffn_hidden"):
+                    if "s_" + kind in lt:
+                        sums.setdefault(kind, [0.0] * len(tr))[li] += lt["s_" + kind].sum().item()
+            n += w.numel()
+    model.train()
+    cfg = model.config
+    width = {"att": cfg.n_embd, "ffn": cfg.n_embd, "ffn_hidden": cfg.n_ffn}
+    return {k: [x / (n * width[k]) for x in v] for k, v in sums.items()}
 
 
 def write_svg(path, rows, title):
@@ -142,7 +174,8 @@ def main():
                     "here); chunk: the closed form over chunks; loop: the reference loop")
     ap.add_argument("--wkv-chunk", type=int, default=32)
     ap.add_argument("--max-minutes", type=float, default=50.0)
-    ap.add_argument("--max-steps", type=int, default=0, help="0: no step limit")
+    ap.add_argument("--max-steps", type=int, default=0,
+                    help="0: no step limit; N: stop after N steps, the cosine runs over N steps")
     ap.add_argument("--valid-every", type=int, default=50)
     ap.add_argument("--valid-windows", type=int, default=16)
     ap.add_argument("--threads", type=int, default=2)
@@ -152,8 +185,18 @@ def main():
     ap.add_argument("--out", default=rel("models/train/out/spikegpt-sotu.pth"))
     ap.add_argument("--csv", default=rel("models/train/loss.csv"))
     ap.add_argument("--svg", default=rel("models/loss-curve.svg"))
+    ap.add_argument("--info", help="run summary JSON (default: train_info.json next to --out)")
+    ap.add_argument("--qslm", help="also write the converted .qslm (f32, tokenizer embedded)")
+    ap.add_argument("--name", help="general.name of the --qslm file (default: its file name)")
+    ap.add_argument("--spike-ffn-hidden", action="store_true",
+                    help="channel-mix hidden activation is a LIF spike (spike.ffn_hidden)")
+    ap.add_argument("--ffn-key-gain", type=float, default=None,
+                    help="init ffn.key.weight as N(0, gain^2/d) (default: 3.0 with "
+                    "--spike-ffn-hidden, else nn.Linear's default init)")
     ap.add_argument("--profile", action="store_true", help="time a few steps and exit")
     args = ap.parse_args()
+    if args.ffn_key_gain is None:
+        args.ffn_key_gain = 3.0 if args.spike_ffn_hidden else 0.0
 
     torch.set_num_threads(args.threads)
     random.seed(args.seed)
@@ -170,7 +213,7 @@ def main():
 
     cfg = make_config(args, tok.vocab_size)
     model = sm.SpikeGPT(cfg)
-    init_weights(model, args.seed)
+    init_weights(model, args.seed, args.ffn_key_gain)
     n_params = sum(p.numel() for p in model.parameters())
     print("model: %r\nparameters: %d (f32 %.1f MB)" % (cfg, n_params, n_params * 4 / 1e6),
           flush=True)
@@ -206,9 +249,15 @@ def main():
         if step < args.warmup:
             return args.lr * (step + 1) / args.warmup
         p = min(elapsed / budget, 1.0)
+        if args.max_steps:
+            p = max(p, min(step / args.max_steps, 1.0))
         return args.lr_min + 0.5 * (args.lr - args.lr_min) * (1 + math.cos(math.pi * p))
 
     if args.profile:
+        rates = spike_rates(model, vwin[:args.batch, :-1], args.batch, wkv)
+        print("initial spike rates (valid, %d windows): %s" % (
+            min(nv, args.batch), {k: [round(x, 4) for x in v] for k, v in rates.items()}),
+            flush=True)
         for i in range(3):
             x, y = batch()
             ts = time.time()
@@ -262,6 +311,9 @@ def main():
     if rows and rows[-1]["valid_loss"] == "":
         rows[-1]["valid_loss"] = last_valid = valid_loss()
     secs = time.time() - start
+    rates = spike_rates(model, vwin[:, :-1], args.batch, wkv)
+    print("spike rates on the valid windows, per layer: %s" % (
+        {k: [round(x, 4) for x in v] for k, v in rates.items()}), flush=True)
     os.makedirs(outdir, exist_ok=True)
     sd = {k: v.detach().clone() for k, v in model.state_dict().items()}
     torch.save(sd, args.out + ".tmp")
@@ -270,12 +322,12 @@ def main():
             "steps": step, "tokens_seen": tokens, "train_tokens": int(len(train)),
             "seconds": secs, "tokens_per_second": tokens / max(secs, 1e-9),
             "final_train_loss_ema": None, "final_valid_loss": last_valid,
-            "torch": torch.__version__}
+            "valid_spike_rates": rates, "torch": torch.__version__}
     ema = None
     for r in rows:
         ema = r["loss"] if ema is None else 0.95 * ema + 0.05 * r["loss"]
     info["final_train_loss_ema"] = ema
-    with open(os.path.join(outdir, "train_info.json"), "w") as f:
+    with open(args.info or os.path.join(outdir, "train_info.json"), "w") as f:
         json.dump(info, f, indent=1, default=str)
     with open(args.csv + ".tmp", "w", newline="") as f:
         w = csv.writer(f)
@@ -292,6 +344,12 @@ def main():
     print("done: %d steps, %d tokens, %.1f min, %.0f tokens/s; train loss (EMA) %.4f, valid %.4f"
           % (step, tokens, secs / 60, tokens / secs, ema or float("nan"), last_valid), flush=True)
     print("saved %s, %s, %s" % (args.out, args.csv, args.svg), flush=True)
+    if args.qslm:
+        import convert
+        convert.convert(args.out, args.qslm, args.tokenizer, "f32", args.name,
+                        spike_ffn_hidden=args.spike_ffn_hidden,
+                        provenance_extra="; models/train/train.py " + " ".join(sys.argv[1:]),
+                        log=lambda m: print(m, flush=True))
     return 0
 
 

@@ -29,7 +29,7 @@ sys.path.insert(0, HERE)
 
 from spikegpt_ref import DATA_DIR, ROOT, compare_rnn_gpt, run_rnn  # noqa: E402
 from qslm_format import decode_qslm, encode_qslm, read_qslm, write_qslm  # noqa: E402
-from spikegpt_model import STATE_KEYS, SpikeGPT, SpikeGPTConfig  # noqa: E402
+from spikegpt_model import SpikeGPT, SpikeGPTConfig, state_keys  # noqa: E402
 
 MARGIN = 1e-3
 RATE_LO, RATE_HI = 0.10, 0.50
@@ -49,6 +49,7 @@ MODELS = [
     ("rwkv4", dict(n_layer=2, architecture="rwkv4"), 3000),
     ("spike_rescale", dict(n_layer=3, architecture="spikegpt", rescale_layer=1), 4000),
     ("spike_cls", dict(n_layer=2, architecture="spikegpt", n_classes=3), 5000),
+    ("spike_ffn_hidden", dict(n_layer=2, architecture="spikegpt", spike_ffn_hidden=True), 6000),
 ]
 F16_OF = "spike_lm"  # spike_lm_f16: spike_lm's weights, 2-D matrices stored as f16
 
@@ -56,6 +57,10 @@ F16_OF = "spike_lm"  # spike_lm_f16: spike_lm's weights, 2-D matrices stored as 
 # layers fire 10-50% of the time.
 ATT_OUT_GAIN = 8.0
 FFN_VALUE_GAIN = 6.0
+# With spike.ffn_hidden: ffn.key's multiplier, so that the hidden LIF (k = key @ xk, threshold 1,
+# tau 2) fires 10-50% of the time, and ffn.value's (it reads {0,1} spikes, not relu(k)^2).
+FFN_HIDDEN_KEY_GAIN = 3.0
+FFN_HIDDEN_VALUE_GAIN = 8.0
 
 
 def config_for(kw):
@@ -95,7 +100,10 @@ def build(cfg, seed):
             if name.endswith("att.output.weight"):
                 std *= ATT_OUT_GAIN / cfg.layer_scale(layer)
             elif name.endswith("ffn.value.weight"):
-                std *= FFN_VALUE_GAIN / cfg.layer_scale(layer)
+                gain = FFN_HIDDEN_VALUE_GAIN if cfg.spike_ffn_hidden else FFN_VALUE_GAIN
+                std *= gain / cfg.layer_scale(layer)
+            elif name.endswith("ffn.key.weight") and cfg.spike_ffn_hidden:
+                std *= FFN_HIDDEN_KEY_GAIN
             v = normal(shape, std)
         else:
             raise AssertionError("no init rule for " + name)
@@ -124,7 +132,8 @@ def check_run(qf, tokens):
     problems = []
     margins = {}
     rates = {}
-    for sub, on in (("att", cfg.spike_att), ("ffn", cfg.spike_ffn)):
+    for sub, on in (("att", cfg.spike_att), ("ffn", cfg.spike_ffn),
+                    ("ffn_hidden", cfg.spike_ffn_hidden)):
         if not on:
             continue
         h = torch.stack([torch.stack(s["h_" + sub]) for s in steps])   # (T, L, d)
@@ -210,11 +219,14 @@ def golden_for(name, qf, seed, steps, cls, rnn, rates, margins, diffs, extra=Non
             st["spikes_att"] = [[int(v) for v in x.tolist()] for x in s["spikes_att"]]
         if cfg.spike_ffn:
             st["spikes_ffn"] = [[int(v) for v in x.tolist()] for x in s["spikes_ffn"]]
+        if cfg.spike_ffn_hidden:
+            st["spikes_ffn_hidden"] = [[int(v) for v in x.tolist()]
+                                       for x in s["spikes_ffn_hidden"]]
         out_steps.append(st)
     g["steps"] = out_steps
     if cls is not None:
         g["cls_logits"] = raw_floats(cls)
-    g["final_state"] = [{k: raw_floats(rnn.state[i][k]) for k in STATE_KEYS}
+    g["final_state"] = [{k: raw_floats(rnn.state[i][k]) for k in state_keys(cfg)}
                         for i in range(cfg.n_layer)]
     return g
 

@@ -14,7 +14,8 @@ RNN mode follows ridgerchu/SpikeGPT src/model_run.py (RWKV_RNN) in float32. The 
 implements exactly these definitions.
 
 State per layer i (float32, length d): att_xx, aa, bb, pp (pp starts at -1e30, the others at 0),
-ffn_xx, v_att, v_ffn (the LIF membrane potentials of the two sub-blocks, start 0).
+ffn_xx, v_att, v_ffn (the LIF membrane potentials of the two sub-blocks, start 0); with
+spike.ffn_hidden also v_ffn_hidden (length n_ffn, start 0), the hidden units' membranes.
 
 Per token:
   x = emb.weight[token]
@@ -36,6 +37,11 @@ Per token:
     channel mix, on xf = LN(x, ln2):
       xk = xf*mk + ffn_xx*(1-mk); xr = xf*mr + ffn_xx*(1-mr); ffn_xx = xf
       r = sigmoid(Wr @ xr); kk = relu(Wk @ xk)^2; out = r * (Wv @ kk)
+      with spike.ffn_hidden instead: k = Wk @ xk (n_ffn values, no relu, no square);
+        H = v_ffn_hidden + (k - v_ffn_hidden) / tau; s = (H >= theta); v_ffn_hidden = H * (1 - s)
+        out = r * (Wv @ s)          Wv is (d, n_ffn) here, nn.Linear's layout; the file stores
+                                    it transposed, (n_ffn, d), so Wv @ s = sum of the rows of the
+                                    hidden units that fired (qslm_format transposes it back)
       if N > 0: out *= 2^-(i // N)
       if spike.ffn: LIF as above with v_ffn
       x = x + out
@@ -67,7 +73,8 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(ROOT, "models", "train"))
 
 from qslm_format import read_qslm  # noqa: E402
-from spikegpt_model import PP_INIT, STATE_KEYS, SpikeGPT, SpikeGPTConfig, wkv_loop, wkv_parallel  # noqa: E402
+from spikegpt_model import (PP_INIT, SpikeGPT, SpikeGPTConfig, state_keys, wkv_loop,  # noqa: E402
+                            wkv_parallel)
 
 DATA_DIR = os.path.join(ROOT, "tests", "data", "reference")
 RNN_GPT_TOL = 1e-5
@@ -91,6 +98,9 @@ class RNNModel:
                        "pp": torch.full((d,), PP_INIT), "ffn_xx": torch.zeros(d),
                        "v_att": torch.zeros(d), "v_ffn": torch.zeros(d)}
                       for _ in range(self.cfg.n_layer)]
+        if self.cfg.spike_ffn_hidden:
+            for st in self.state:
+                st["v_ffn_hidden"] = torch.zeros(self.cfg.n_ffn)
         self.xo_sum = None
         self.n_tokens = 0
 
@@ -108,12 +118,14 @@ class RNNModel:
         return s
 
     def step(self, token):
-        """One token. Returns a dict: logits (or None), spikes_att / spikes_ffn (per layer, or
-        None when that spike is off), h_att / h_ffn (LIF potentials before the threshold),
-        emb (the embedding row before its spike)."""
+        """One token. Returns a dict: logits (or None), spikes_att / spikes_ffn /
+        spikes_ffn_hidden (per layer; empty when that spike is off), h_att / h_ffn /
+        h_ffn_hidden (LIF potentials before the threshold), emb (the embedding row before its
+        spike)."""
         cfg, w = self.cfg, self.w
         x = w["emb.weight"][token]
-        res = {"emb": x.clone(), "spikes_att": [], "spikes_ffn": [], "h_att": [], "h_ffn": []}
+        res = {"emb": x.clone(), "spikes_att": [], "spikes_ffn": [], "spikes_ffn_hidden": [],
+               "h_att": [], "h_ffn": [], "h_ffn_hidden": []}
         if cfg.spike_emb:
             x = (x >= 0).float()
         for i in range(cfg.n_layer):
@@ -164,7 +176,12 @@ class RNNModel:
             xr = xf * mr + st["ffn_xx"] * (1 - mr)
             st["ffn_xx"] = xf
             r = torch.sigmoid(w[p + "ffn.receptance.weight"] @ xr)
-            kk = torch.square(torch.relu(w[p + "ffn.key.weight"] @ xk))
+            if cfg.spike_ffn_hidden:
+                rec = {"h": res["h_ffn_hidden"]}
+                kk = self._lif(w[p + "ffn.key.weight"] @ xk, st, "v_ffn_hidden", rec)
+                res["spikes_ffn_hidden"].append(kk)
+            else:
+                kk = torch.square(torch.relu(w[p + "ffn.key.weight"] @ xk))
             out = r * (w[p + "ffn.value.weight"] @ kk)
             if scale != 1.0:
                 out = out * scale
@@ -227,7 +244,8 @@ def compare_rnn_gpt(qf, tokens):
             d["cls_logits"] = _maxdiff(cls_rnn, g["cls_logits"][0])
         for i in range(cfg.n_layer):
             lt = g["trace"]["layers"][i]
-            for sub, on in (("att", cfg.spike_att), ("ffn", cfg.spike_ffn)):
+            for sub, on in (("att", cfg.spike_att), ("ffn", cfg.spike_ffn),
+                            ("ffn_hidden", cfg.spike_ffn_hidden)):
                 if on:
                     rs = torch.stack([s["spikes_" + sub][i] for s in steps])
                     flips = int((rs != lt["s_" + sub][0]).sum())
@@ -235,7 +253,7 @@ def compare_rnn_gpt(qf, tokens):
                         label, sub, i, flips)
         st = 0.0
         for i in range(cfg.n_layer):
-            for key in STATE_KEYS:
+            for key in state_keys(cfg):
                 a, b = rnn.state[i][key], g["state"][i][key][0]
                 st = max(st, float(((a - b).abs() / b.abs().clamp_min(1.0)).max()))
         d["state_rel"] = st
