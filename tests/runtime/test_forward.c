@@ -31,7 +31,7 @@
 #define STATE_TOL 1e-5
 
 static const char *golden_models[] = {"spike_lm", "spike_emb", "rwkv4", "spike_rescale", "spike_cls",
-                                      "spike_lm_f16"};
+                                      "spike_lm_f16", "spike_ffn_hidden"};
 
 typedef struct {
     json_object *golden;
@@ -121,6 +121,18 @@ static void check_final_state(const char *name, json_object *golden, qr_state *s
                              (double)ours[i], g);
             }
         }
+        json_object *hidden;
+        if (s->n_hidden && json_object_object_get_ex(lj, "v_ffn_hidden", &hidden)) {
+            const float *ours = qr_state_hidden_membrane(s, l);
+            for (size_t i = 0; i < s->n_hidden; i++) {
+                double g = jnum(hidden, i);
+                if (fabs(ours[i] - g) > STATE_TOL * fmax(1.0, fabs(g)))
+                    fail_msg("%s state layer %zu v_ffn_hidden[%zu]: ours %.9g golden %.9g", name, l, i,
+                             (double)ours[i], g);
+            }
+        } else if (s->n_hidden) {
+            fail_msg("%s: the golden state has no v_ffn_hidden", name);
+        }
     }
 }
 
@@ -133,8 +145,9 @@ static void run_golden_decode(const char *name, int threads)
     qr_state *s;
     assert_int_equal(qr_state_new(m, &s, NULL), QR_OK);
     uint8_t *att = calloc(m->n_layer * m->d, 1), *ffn = calloc(m->n_layer * m->d, 1);
-    uint64_t att_fired[8] = {0}, ffn_fired[8] = {0};
-    qr_spike_trace trace = {att, ffn, att_fired, ffn_fired, 0};
+    uint8_t *hidden = calloc(m->n_layer * m->f, 1);
+    uint64_t att_fired[8] = {0}, ffn_fired[8] = {0}, hidden_fired[8] = {0};
+    qr_spike_trace trace = {att, ffn, att_fired, ffn_fired, hidden, hidden_fired, 0};
     qr_runner_set_trace(fx.runner, &trace);
     float *logits = malloc(m->vocab * sizeof(float)), *feat = malloc(m->d * sizeof(float));
     double *feat_sum = calloc(m->d, sizeof(double));
@@ -153,6 +166,9 @@ static void run_golden_decode(const char *name, int threads)
         }
         check_spikes(name, t, "spikes_att", jstep, att, m->n_layer, m->d);
         check_spikes(name, t, "spikes_ffn", jstep, ffn, m->n_layer, m->d);
+        check_spikes(name, t, "spikes_ffn_hidden", jstep, hidden, m->n_layer, m->f);
+        if (m->spike_ffn_hidden && !json_object_object_get_ex(jstep, "spikes_ffn_hidden", NULL))
+            fail_msg("%s: the golden steps have no spikes_ffn_hidden", name);
         for (size_t i = 0; i < m->d; i++)
             feat_sum[i] += feat[i];
     }
@@ -173,12 +189,18 @@ static void run_golden_decode(const char *name, int threads)
             assert_true(fabs((double)att_fired[l] / (double)(fx.n_tokens * m->d) - jnum(ra, l)) < 1e-6);
         assert_int_equal(trace.tokens, fx.n_tokens);
     }
+    if (m->spike_ffn_hidden) {
+        json_object *rh = json_object_object_get(json_object_object_get(fx.golden, "spike_rates"), "ffn_hidden");
+        for (size_t l = 0; l < m->n_layer; l++)
+            assert_true(fabs((double)hidden_fired[l] / (double)(fx.n_tokens * m->f) - jnum(rh, l)) < 1e-6);
+    }
     printf("%s (%d threads): max logit diff %.3g over %zu steps\n", name, threads, worst, fx.n_tokens);
     free(feat_sum);
     free(feat);
     free(logits);
     free(att);
     free(ffn);
+    free(hidden);
     qr_state_free(s);
     unload(&fx);
 }

@@ -1,0 +1,303 @@
+/* measure.c: settings tried in memory against the f32 reference kept from one run. */
+#include "measure.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "forward.h"
+#include "model.h"
+#include "quantize.h"
+#include "requantize.h"
+#include "tensor_types.h"
+
+#define N_CODES QR_TYPE_CODE_LIMIT
+
+struct qq_measurer {
+    const qr_model_file *master;
+    qr_pool *pool;
+    size_t window, batch;
+    qq_split calib;
+    size_t vocab, n_classes;
+    float *ref_logp;     /* calib.n_tokens × vocab: the master's log-probabilities, by target position */
+    float *ref_cls;      /* calib.n_items × n_classes: the master's class log-probabilities */
+    qq_metrics reference;
+    qr_model *base;      /* the master, bound */
+    qr_model view;       /* a copy of base whose matrices point at the setting under test */
+    qr_runner *runner;   /* runs `view` */
+    qr_matrix **slots;   /* per master tensor: its matrix in `view`, or NULL for vectors */
+    void **cache;        /* per tensor × type code: quantized copy, made on first use */
+    size_t *cache_row_bytes;
+};
+
+typedef struct {
+    const uint32_t *types;
+    const qr_model_file *master;
+} chooser_ctx;
+
+/* The requantizer asks per matrix; the setting is indexed by the master's tensor order. */
+static uint32_t choose_type(void *arg, const char *name, uint32_t n_dims, const uint64_t *dims)
+{
+    (void)n_dims;
+    (void)dims;
+    const chooser_ctx *c = arg;
+    size_t n = qr_model_file_tensor_count(c->master);
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(qr_model_file_tensor(c->master, i)->name, name) == 0)
+            return c->types[i];
+    return QR_TYPE_F32;
+}
+
+qr_status qq_write_setting(const qr_model_file *master, const uint32_t *types, const char *path,
+                           qr_pool *pool, qr_error *err)
+{
+    chooser_ctx c = {types, master};
+    return qr_requantize(master, path, choose_type, &c, NULL, pool, err);
+}
+
+/* log-softmax of n logits into out (double accumulation). */
+static void log_softmax(const float *logits, size_t n, float *out)
+{
+    float max = logits[0];
+    for (size_t i = 1; i < n; i++)
+        max = logits[i] > max ? logits[i] : max;
+    double sum = 0.0;
+    for (size_t i = 0; i < n; i++)
+        sum += exp((double)logits[i] - max);
+    double lse = log(sum) + max;
+    for (size_t i = 0; i < n; i++)
+        out[i] = (float)((double)logits[i] - lse);
+}
+
+/* KL(p ‖ q) with p given as log-probabilities and q as logits. */
+static double kl_divergence(const float *ref_logp, const float *logits, size_t n)
+{
+    float max = logits[0];
+    for (size_t i = 1; i < n; i++)
+        max = logits[i] > max ? logits[i] : max;
+    double sum = 0.0;
+    for (size_t i = 0; i < n; i++)
+        sum += exp((double)logits[i] - max);
+    double lse = log(sum) + max, kl = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        double lp = ref_logp[i];
+        kl += exp(lp) * (lp - ((double)logits[i] - lse));
+    }
+    return kl > 0.0 ? kl : 0.0;
+}
+
+typedef struct {
+    qq_measurer *q;
+    bool record;         /* the reference run: store; otherwise compare */
+    double kl_sum;
+    uint64_t n;
+} hook_ctx;
+
+static void on_logits(void *arg, size_t pos, const float *logits)
+{
+    hook_ctx *h = arg;
+    float *row = h->q->ref_logp + pos * h->q->vocab;
+    if (h->record)
+        log_softmax(logits, h->q->vocab, row);
+    else
+        h->kl_sum += kl_divergence(row, logits, h->q->vocab);
+    h->n++;
+}
+
+static void on_class(void *arg, size_t item, const float *class_logits)
+{
+    hook_ctx *h = arg;
+    float *row = h->q->ref_cls + item * h->q->n_classes;
+    if (h->record)
+        log_softmax(class_logits, h->q->n_classes, row);
+    else
+        h->kl_sum += kl_divergence(row, class_logits, h->q->n_classes);
+    h->n++;
+}
+
+/* Runs a bound model over split; with `reference` set (the calibration split), against — or,
+ * when recording, into — the kept reference outputs. */
+static qr_status measure_model(qq_measurer *q, qr_runner *r, const qr_model *m, const qq_split *split,
+                               bool reference, bool record, qq_metrics *out, qr_error *err)
+{
+    memset(out, 0, sizeof *out);
+    qr_status st;
+    if (split->tokens && split->n_tokens >= 2 && m->has_lm_head) {
+        hook_ctx h = {q, record, 0.0, 0};
+        qr_ppl_result ppl;
+        st = qr_eval_perplexity_with(r, split->tokens, split->n_tokens, q->window, q->batch,
+                                     reference ? on_logits : NULL, &h, NULL, NULL, &ppl, err);
+        if (st)
+            return st;
+        out->lm = true;
+        out->nll = ppl.nll_sum / (double)ppl.predictions;
+        out->ppl = ppl.ppl;
+        out->predictions = ppl.predictions;
+        out->kl = reference && !record && h.n ? h.kl_sum / (double)h.n : 0.0;
+    }
+    if (split->items && split->n_items && m->n_classes) {
+        hook_ctx h = {q, record, 0.0, 0};
+        qr_acc_result acc;
+        st = qr_eval_accuracy_with(r, split->items, split->n_items, q->batch,
+                                   reference ? on_class : NULL, &h, NULL, NULL, &acc, err);
+        if (st)
+            return st;
+        out->cls = true;
+        out->accuracy = acc.accuracy;
+        out->cls_nll = acc.nll_mean;
+        out->cls_kl = reference && !record && h.n ? h.kl_sum / (double)h.n : 0.0;
+    }
+    return QR_OK;
+}
+
+/* The quantized copy of master tensor i at `type`, made on first use with the quantizer a
+ * variant file written by qq_write_setting gets, so a setting measured here is the file. */
+static qr_status cached_tensor(qq_measurer *q, size_t i, uint32_t type, qr_error *err)
+{
+    size_t slot = i * N_CODES + type;
+    if (q->cache[slot])
+        return QR_OK;
+    const qr_tensor_info *t = qr_model_file_tensor(q->master, i);
+    const qr_matrix *src = qr_model_matrix(q->base, t->name);
+    uint64_t row_bytes;
+    if (!src || src->type != QR_TYPE_F32)
+        return qr_fail(err, QR_ERR_INVALID, "%s: tensor '%s' is not an f32 matrix; QSLM starts from an f32 model",
+                       qr_model_file_path(q->master), t->name);
+    if (!qr_type_bytes(type, src->cols, &row_bytes))
+        return qr_fail(err, QR_ERR_INVALID, "tensor '%s' (%zu columns) cannot be stored as %s", t->name,
+                       src->cols, qr_type_get(type)->name);
+    void *buf = malloc(src->rows * (size_t)row_bytes);
+    if (!buf)
+        return qr_fail(err, QR_ERR_NOMEM, "out of memory for tensor '%s' as %s", t->name,
+                       qr_type_get(type)->name);
+    qr_status st = qr_quantize_tensor(type, src->data, src->rows, src->cols, NULL, buf, q->pool);
+    if (st) {
+        free(buf);
+        return qr_fail(err, st, "tensor '%s' cannot be quantized to %s", t->name, qr_type_get(type)->name);
+    }
+    q->cache[slot] = buf;
+    q->cache_row_bytes[slot] = (size_t)row_bytes;
+    return QR_OK;
+}
+
+/* Points the view's matrices at the setting: the master's own for f32, cached copies otherwise. */
+static qr_status apply_setting(qq_measurer *q, const uint32_t *types, qr_error *err)
+{
+    size_t n = qr_model_file_tensor_count(q->master);
+    for (size_t i = 0; i < n; i++) {
+        qr_matrix *dst = q->slots[i];
+        if (!dst)
+            continue;
+        const qr_matrix *src = qr_model_matrix(q->base, qr_model_file_tensor(q->master, i)->name);
+        uint32_t type = types[i];
+        if (type == src->type) {
+            *dst = *src;
+            continue;
+        }
+        if (type >= N_CODES || !qr_type_get(type))
+            return qr_fail(err, QR_ERR_INVALID, "unknown type code %u", (unsigned)type);
+        qr_status st = cached_tensor(q, i, type, err);
+        if (st)
+            return st;
+        size_t slot = i * N_CODES + type;
+        *dst = (qr_matrix){q->cache[slot], type, src->rows, src->cols, q->cache_row_bytes[slot],
+                           qr_kernels_best(type)};
+    }
+    return QR_OK;
+}
+
+qr_status qq_measurer_new(const qr_model_file *master, qr_pool *pool, const qq_split *calib,
+                          size_t window, size_t batch, qq_measurer **out, qr_error *err)
+{
+    *out = NULL;
+    qq_measurer *q = calloc(1, sizeof *q);
+    if (!q)
+        return qr_fail(err, QR_ERR_NOMEM, "out of memory for the measurer");
+    q->master = master;
+    q->pool = pool;
+    q->window = window;
+    q->batch = batch;
+    q->calib = *calib;
+    size_t n = qr_model_file_tensor_count(master);
+    qr_status st = qr_model_bind(master, &q->base, err);
+    if (st)
+        goto fail;
+    q->vocab = q->base->vocab;
+    q->n_classes = q->base->n_classes;
+    q->view = *q->base;
+    q->view.layers = malloc(q->base->n_layer * sizeof *q->view.layers);
+    q->slots = calloc(n, sizeof *q->slots);
+    q->cache = calloc(n * N_CODES, sizeof *q->cache);
+    q->cache_row_bytes = calloc(n * N_CODES, sizeof *q->cache_row_bytes);
+    q->ref_logp = calib->tokens ? malloc(calib->n_tokens * q->vocab * sizeof(float)) : NULL;
+    q->ref_cls = calib->items && q->n_classes ? malloc(calib->n_items * q->n_classes * sizeof(float)) : NULL;
+    if (!q->view.layers || !q->slots || !q->cache || !q->cache_row_bytes ||
+        (calib->tokens && !q->ref_logp) || (calib->items && q->n_classes && !q->ref_cls)) {
+        st = qr_fail(err, QR_ERR_NOMEM, "out of memory for the measurer (reference outputs of %zu tokens x %zu)",
+                     calib->n_tokens, q->vocab);
+        goto fail;
+    }
+    memcpy(q->view.layers, q->base->layers, q->base->n_layer * sizeof *q->view.layers);
+    for (size_t i = 0; i < n; i++) {
+        const qr_tensor_info *t = qr_model_file_tensor(master, i);
+        q->slots[i] = t->n_dims == 2 ? qr_model_matrix(&q->view, t->name) : NULL;
+    }
+    if ((st = qr_runner_new(&q->view, pool, batch, &q->runner, err)) ||
+        (st = measure_model(q, q->runner, &q->view, calib, true, true, &q->reference, err)))
+        goto fail;
+    *out = q;
+    return QR_OK;
+fail:
+    qq_measurer_free(q);
+    return st;
+}
+
+void qq_measurer_free(qq_measurer *q)
+{
+    if (!q)
+        return;
+    size_t n = qr_model_file_tensor_count(q->master);
+    for (size_t i = 0; q->cache && i < n * N_CODES; i++)
+        free(q->cache[i]);
+    free(q->cache);
+    free(q->cache_row_bytes);
+    free(q->slots);
+    qr_runner_free(q->runner);
+    free(q->view.layers);
+    qr_model_free(q->base);
+    free(q->ref_logp);
+    free(q->ref_cls);
+    free(q);
+}
+
+const qq_metrics *qq_measurer_reference(const qq_measurer *q)
+{
+    return &q->reference;
+}
+
+qr_status qq_measure_setting(qq_measurer *q, const uint32_t *types, const qq_split *split,
+                             qq_metrics *out, qr_error *err)
+{
+    qr_status st = apply_setting(q, types, err);
+    if (st)
+        return st;
+    return measure_model(q, q->runner, &q->view, split ? split : &q->calib, split == NULL, false,
+                         out, err);
+}
+
+qr_status qq_measure_file(qq_measurer *q, const char *path, const qq_split *split,
+                          qq_metrics *out, qr_error *err)
+{
+    qr_model_file *file = NULL;
+    qr_model *m = NULL;
+    qr_runner *r = NULL;
+    qr_status st;
+    if (!(st = qr_model_file_open(path, &file, err)) && !(st = qr_model_bind(file, &m, err)) &&
+        !(st = qr_runner_new(m, q->pool, q->batch, &r, err)))
+        st = measure_model(q, r, m, split, false, false, out, err);
+    qr_runner_free(r);
+    qr_model_free(m);
+    qr_model_file_close(file);
+    return st;
+}

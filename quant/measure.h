@@ -1,0 +1,63 @@
+/* measure.h: how good a quantization setting is, measured by running it.
+ *
+ * A setting (a storage type per tensor of the f32 master) is written as a variant file with the
+ * runtime's requantizer and evaluated with the runtime's batched evaluator — the code the daemon
+ * serves with, so what QSLM measures is what users get. On the calibration split the LM is scored
+ * by its mean KL divergence from the f32 model's next-token distributions (steadier than NLL on a
+ * small set) and the classifier by the KL of its class distributions; on any split, NLL /
+ * perplexity and accuracy. */
+#ifndef QQ_MEASURE_H
+#define QQ_MEASURE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "error.h"
+#include "eval.h"
+#include "model_file.h"
+#include "pool.h"
+
+typedef struct {
+    const int32_t *tokens;    /* LM text (may be NULL) */
+    size_t n_tokens;
+    const qr_labelled *items; /* classifier sentences (may be NULL) */
+    size_t n_items;
+} qq_split;
+
+typedef struct {
+    bool lm, cls;             /* which parts were measured */
+    double kl;                /* LM: mean KL(f32 ‖ variant) per prediction, nats (reference runs) */
+    double nll, ppl;          /* LM: mean NLL per prediction, exp of it */
+    uint64_t predictions;
+    double cls_kl;            /* classifier: mean KL of the class distributions (reference runs) */
+    double accuracy, cls_nll;
+} qq_metrics;
+
+typedef struct qq_measurer qq_measurer;
+
+/* Prepares to measure settings of `master` (an open f32 model file, kept open by the caller).
+ * Runs the master once on `calib` to keep its outputs as the reference. Settings are tried in
+ * memory: each matrix is quantized once per type on first use (the same bytes a variant file
+ * gets) and the model's matrices are pointed at those copies, so no file is written per try. */
+qr_status qq_measurer_new(const qr_model_file *master, qr_pool *pool, const qq_split *calib,
+                          size_t window, size_t batch, qq_measurer **out, qr_error *err);
+void qq_measurer_free(qq_measurer *q);
+
+/* The master's own metrics on the calibration split (KL 0). */
+const qq_metrics *qq_measurer_reference(const qq_measurer *q);
+
+/* Measures a setting (types[i] for the master's tensor i; only matrices are looked at): against
+ * the reference on the calibration split when split is NULL, else plain metrics on `split`. */
+qr_status qq_measure_setting(qq_measurer *q, const uint32_t *types, const qq_split *split,
+                             qq_metrics *out, qr_error *err);
+
+/* Measures an existing model file on a split (no reference). */
+qr_status qq_measure_file(qq_measurer *q, const char *path, const qq_split *split,
+                          qq_metrics *out, qr_error *err);
+
+/* Writes the setting as a model file at path (atomically). importance may be NULL. */
+qr_status qq_write_setting(const qr_model_file *master, const uint32_t *types, const char *path,
+                           qr_pool *pool, qr_error *err);
+
+#endif

@@ -1,0 +1,344 @@
+/* search.c: global → block → module, each tier refining the one before. */
+#include "search.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tensor_types.h"
+
+#define BLOCK_SPAN 3   /* rungs either side of the global type a block may take */
+#define MODULE_SPAN 2  /* rungs either side of its block's type a matrix may take */
+#define GLOBAL_TRIES 4 /* global candidates validated, best calibration score first */
+
+typedef struct {
+    uint32_t *types;
+    uint64_t footprint;
+    qq_metrics calib, valid;
+    double j_calib, j_valid;
+    bool validated, within;
+    char why[256];
+} candidate;
+
+typedef struct {
+    size_t node;
+    size_t lo, hi, cur;      /* allowed rungs [lo, hi] (hi is the cheapest); current rung */
+    double damage[QQ_RUNGS];
+    uint64_t cost[QQ_RUNGS];
+} unit;
+
+static void say(const qq_search_ctx *ctx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void say(const qq_search_ctx *ctx, const char *fmt, ...)
+{
+    if (!ctx->log)
+        return;
+    char line[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    ctx->log(ctx->log_ctx, line);
+}
+
+/* Sets every matrix below node to the rung's type. */
+static void set_node(const qq_search_ctx *ctx, uint32_t *types, size_t node, size_t rung)
+{
+    const qq_node *nd = &ctx->h->nodes[node];
+    for (size_t i = nd->mod_first; i < nd->mod_first + nd->mod_count; i++) {
+        size_t t = (size_t)ctx->h->nodes[i].tensor;
+        if (ctx->costs->is_matrix[t])
+            types[t] = qq_rung_type(rung);
+    }
+}
+
+static uint64_t node_cost(const qq_search_ctx *ctx, size_t node, size_t rung)
+{
+    const qq_node *nd = &ctx->h->nodes[node];
+    uint64_t bytes = 0;
+    for (size_t i = nd->mod_first; i < nd->mod_first + nd->mod_count; i++) {
+        size_t t = (size_t)ctx->h->nodes[i].tensor;
+        if (ctx->costs->is_matrix[t])
+            bytes += ctx->costs->tensor_bytes[t * QQ_RUNGS + rung];
+    }
+    return bytes;
+}
+
+/* The rung a node's matrices sit at in a setting (the cheapest of them, if they differ). */
+static size_t node_rung(const qq_search_ctx *ctx, const uint32_t *types, size_t node)
+{
+    const qq_node *nd = &ctx->h->nodes[node];
+    size_t rung = 0;
+    for (size_t i = nd->mod_first; i < nd->mod_first + nd->mod_count; i++) {
+        size_t t = (size_t)ctx->h->nodes[i].tensor;
+        size_t r = qq_type_rung(types[t]);
+        if (ctx->costs->is_matrix[t] && r < QQ_RUNGS && r > rung)
+            rung = r;
+    }
+    return rung;
+}
+
+static bool has_matrix(const qq_search_ctx *ctx, size_t node)
+{
+    return node_cost(ctx, node, 0) > 0;
+}
+
+static qr_status measure_candidate(const qq_search_ctx *ctx, const qq_constraints *c, candidate *cd,
+                                   bool on_valid, qr_error *err)
+{
+    uint64_t f32 = ctx->costs->f32_footprint;
+    qr_status st;
+    if (!on_valid) {
+        if ((st = qq_measure_setting(ctx->meas, cd->types, NULL, &cd->calib, err)))
+            return st;
+        cd->j_calib = qq_objective(qq_calib_loss(&cd->calib), cd->footprint, f32, c->lambda);
+        return QR_OK;
+    }
+    if ((st = qq_measure_setting(ctx->meas, cd->types, ctx->valid, &cd->valid, err)))
+        return st;
+    cd->validated = true;
+    cd->j_valid = qq_objective(qq_performance_loss(&cd->valid, &ctx->valid_ref), cd->footprint, f32, c->lambda);
+    cd->within = qq_within_floors(&cd->valid, &ctx->valid_ref, &c->floors, cd->why, sizeof cd->why);
+    return QR_OK;
+}
+
+/* Greedy allocation over units: from every unit at its cheapest allowed rung, buy the upgrade
+ * with the most damage saved per byte that fits the budget and is worth its memory (damage
+ * saved × M₀ > λ × bytes added), until none is left. Writes the setting into types (which holds
+ * the rest of the model). False if even the cheapest allowed setting does not fit. */
+static bool allocate(const qq_search_ctx *ctx, const qq_constraints *c, unit *units, size_t n,
+                     uint32_t *types)
+{
+    for (size_t u = 0; u < n; u++) {
+        units[u].cur = units[u].hi;
+        set_node(ctx, types, units[u].node, units[u].cur);
+    }
+    uint64_t m = qq_setting_footprint(ctx->costs, types);
+    if (m > c->budget)
+        return false;
+    double m0 = (double)ctx->costs->f32_footprint;
+    for (;;) {
+        size_t best_u = n, best_r = 0;
+        double best_gain = 0.0;
+        for (size_t u = 0; u < n; u++) {
+            unit *un = &units[u];
+            for (size_t r = un->lo; r < un->cur; r++) {
+                double saved = un->damage[un->cur] - un->damage[r];
+                uint64_t added = un->cost[r] - un->cost[un->cur];
+                if (saved <= 0.0 || m + added > c->budget || saved * m0 <= c->lambda * (double)added)
+                    continue;
+                double gain = added ? saved / (double)added : 1e300;
+                if (gain > best_gain) {
+                    best_gain = gain;
+                    best_u = u;
+                    best_r = r;
+                }
+            }
+        }
+        if (best_u == n)
+            break;
+        unit *un = &units[best_u];
+        m += un->cost[best_r] - un->cost[un->cur];
+        un->cur = best_r;
+        set_node(ctx, types, un->node, best_r);
+    }
+    return true;
+}
+
+/* Fills a unit's allowed range and its measured damage at each allowed rung. */
+static qr_status prepare_unit(const qq_search_ctx *ctx, unit *u, size_t node, size_t centre,
+                              size_t span, qr_error *err)
+{
+    u->node = node;
+    u->lo = centre > span ? centre - span : 0;
+    u->hi = centre + span < QQ_RUNGS - 1 ? centre + span : QQ_RUNGS - 1;
+    for (size_t r = u->lo; r <= u->hi; r++) {
+        qq_sens s;
+        qr_status st = qq_sensitivity_get(ctx->sens, node, qq_rung_type(r), &s, err);
+        if (st)
+            return st;
+        u->damage[r] = s.damage;
+        u->cost[r] = node_cost(ctx, node, r);
+    }
+    return QR_OK;
+}
+
+/* Whether a tier's candidate replaces the incumbent: better on calibration first (cheap), then
+ * within the floors and better on validation (or within when the incumbent is not). */
+static qr_status try_replace(const qq_search_ctx *ctx, const qq_constraints *c, const char *tier,
+                             candidate *cand, candidate *best, size_t *measured, bool *kept,
+                             qr_error *err)
+{
+    *kept = false;
+    size_t n = ctx->costs->n_tensors;
+    if (memcmp(cand->types, best->types, n * sizeof *cand->types) == 0) {
+        say(ctx, "%s tier: same setting as before", tier);
+        return QR_OK;
+    }
+    cand->footprint = qq_setting_footprint(ctx->costs, cand->types);
+    qr_status st = measure_candidate(ctx, c, cand, false, err);
+    if (st)
+        return st;
+    ++*measured;
+    if (best->within && cand->j_calib >= best->j_calib) {
+        say(ctx, "%s tier: calibration score %.3f, not better than %.3f: kept the %s", tier,
+            cand->j_calib, best->j_calib, "previous tier's setting");
+        return QR_OK;
+    }
+    if ((st = measure_candidate(ctx, c, cand, true, err)))
+        return st;
+    ++*measured;
+    bool better = cand->within ? (!best->within || cand->j_valid < best->j_valid)
+                               : (!best->within && cand->j_valid < best->j_valid);
+    say(ctx, "%s tier: %.2f bits/weight, %.2f MB, validation ppl %+.2f%%, accuracy %+.1f pts, score %.3f: %s",
+        tier, qq_setting_bits_per_weight(ctx->costs, cand->types), (double)cand->footprint / 1e6,
+        100.0 * (cand->valid.ppl / ctx->valid_ref.ppl - 1.0),
+        100.0 * (cand->valid.accuracy - ctx->valid_ref.accuracy), cand->j_valid,
+        better ? "kept" : cand->within ? "not better" : cand->why);
+    if (better) {
+        uint32_t *swap = best->types;
+        *best = *cand;
+        cand->types = swap;
+        memcpy(cand->types, best->types, n * sizeof *cand->types);
+        *kept = true;
+    }
+    return QR_OK;
+}
+
+qr_status qq_search(const qq_search_ctx *ctx, const qq_constraints *c, qq_result *out, qr_error *err)
+{
+    memset(out, 0, sizeof *out);
+    size_t n = ctx->costs->n_tensors;
+    candidate globals[QQ_RUNGS], cand = {0}, best = {0};
+    unit *units = NULL;
+    size_t n_global = 0, measured = 0;
+    qr_status st = QR_OK;
+    memset(globals, 0, sizeof globals);
+    cand.types = malloc(n * sizeof *cand.types);
+    units = calloc(ctx->h->n_modules + ctx->h->n_blocks + 1, sizeof *units);
+    if (!cand.types || !units) {
+        st = qr_fail(err, QR_ERR_NOMEM, "out of memory for the search");
+        goto out;
+    }
+    /* Global tier: every rung that fits, scored on calibration (the model's own sensitivity). */
+    for (size_t r = 0; r < QQ_RUNGS; r++) {
+        candidate *g = &globals[n_global];
+        if (!(g->types = malloc(n * sizeof *g->types))) {
+            st = qr_fail(err, QR_ERR_NOMEM, "out of memory for the search");
+            goto out;
+        }
+        for (size_t i = 0; i < n; i++)
+            g->types[i] = QR_TYPE_F32;
+        set_node(ctx, g->types, 0, r);
+        g->footprint = qq_setting_footprint(ctx->costs, g->types);
+        if (g->footprint > c->budget) {
+            free(g->types);
+            g->types = NULL;
+            continue;
+        }
+        qq_sens s;
+        if ((st = qq_sensitivity_get(ctx->sens, 0, qq_rung_type(r), &s, err)))
+            goto out;
+        g->calib = (qq_metrics){.lm = true, .kl = s.kl, .cls_kl = s.cls_kl, .nll = s.nll, .accuracy = s.accuracy};
+        g->j_calib = qq_objective(qq_calib_loss(&g->calib), g->footprint, ctx->costs->f32_footprint, c->lambda);
+        n_global++;
+    }
+    if (n_global == 0) {
+        for (size_t i = 0; i < n; i++)
+            cand.types[i] = QR_TYPE_F32;
+        set_node(ctx, cand.types, 0, QQ_RUNGS - 1);
+        snprintf(out->reason, sizeof out->reason,
+                 "nothing fits: the smallest setting (every matrix %s) is served in %llu bytes, over the budget of %llu",
+                 qr_type_get(qq_rung_type(QQ_RUNGS - 1))->name,
+                 (unsigned long long)qq_setting_footprint(ctx->costs, cand.types), (unsigned long long)c->budget);
+        goto out;
+    }
+    /* Validate the best-scoring global candidates until one is within the floors. */
+    for (size_t tries = 0; tries < GLOBAL_TRIES && tries < n_global; tries++) {
+        size_t pick = n_global;
+        for (size_t i = 0; i < n_global; i++)
+            if (!globals[i].validated && (pick == n_global || globals[i].j_calib < globals[pick].j_calib))
+                pick = i;
+        candidate *g = &globals[pick];
+        if ((st = measure_candidate(ctx, c, g, true, err)))
+            goto out;
+        measured++;
+        say(ctx, "global tier: every matrix %s: %.2f MB, validation ppl %+.2f%%, accuracy %+.1f pts, score %.3f%s%s",
+            qr_type_get(qq_rung_type(node_rung(ctx, g->types, 0)))->name,
+            (double)g->footprint / 1e6, 100.0 * (g->valid.ppl / ctx->valid_ref.ppl - 1.0),
+            100.0 * (g->valid.accuracy - ctx->valid_ref.accuracy), g->j_valid, g->within ? "" : ": ",
+            g->within ? "" : g->why);
+        if (g->within)
+            break;
+    }
+    /* The incumbent: the best validated global candidate (within the floors first). */
+    size_t inc = n_global;
+    for (size_t i = 0; i < n_global; i++) {
+        candidate *g = &globals[i];
+        if (!g->validated)
+            continue;
+        if (inc == n_global || (g->within && !globals[inc].within) ||
+            (g->within == globals[inc].within && g->j_valid < globals[inc].j_valid))
+            inc = i;
+    }
+    best = globals[inc];
+    globals[inc].types = NULL;
+    memcpy(cand.types, best.types, n * sizeof *cand.types);
+    out->tier = "global";
+    /* Block tier around the global rung. */
+    size_t g_rung = node_rung(ctx, best.types, 0), n_units = 0;
+    for (size_t b = ctx->h->first_block; b < ctx->h->first_block + ctx->h->n_blocks; b++) {
+        if (!has_matrix(ctx, b))
+            continue;
+        if ((st = prepare_unit(ctx, &units[n_units++], b, g_rung, BLOCK_SPAN, err)))
+            goto out;
+    }
+    bool kept = false;
+    if (allocate(ctx, c, units, n_units, cand.types)) {
+        if ((st = try_replace(ctx, c, "block", &cand, &best, &measured, &kept, err)))
+            goto out;
+        if (kept)
+            out->tier = "block";
+    }
+    /* Module tier around each matrix's block rung. */
+    memcpy(cand.types, best.types, n * sizeof *cand.types);
+    n_units = 0;
+    for (size_t i = ctx->h->first_module; i < ctx->h->first_module + ctx->h->n_modules; i++) {
+        size_t t = (size_t)ctx->h->nodes[i].tensor;
+        if (!ctx->costs->is_matrix[t])
+            continue;
+        size_t centre = node_rung(ctx, best.types, qq_block_of(ctx->h, i));
+        if ((st = prepare_unit(ctx, &units[n_units++], i, centre, MODULE_SPAN, err)))
+            goto out;
+    }
+    if (allocate(ctx, c, units, n_units, cand.types)) {
+        if ((st = try_replace(ctx, c, "module", &cand, &best, &measured, &kept, err)))
+            goto out;
+        if (kept)
+            out->tier = "module";
+    }
+    out->feasible = best.within;
+    if (!best.within)
+        snprintf(out->reason, sizeof out->reason, "no setting within the floors fits: the best found (%.2f MB) has %s",
+                 (double)best.footprint / 1e6, best.why);
+    out->types = best.types;
+    best.types = NULL;
+    out->footprint_est = best.footprint;
+    out->calib = best.calib;
+    out->valid = best.valid;
+    out->objective = best.j_valid;
+out:
+    out->whole_measurements = measured;
+    for (size_t i = 0; i < QQ_RUNGS; i++)
+        free(globals[i].types);
+    free(cand.types);
+    free(best.types);
+    free(units);
+    return st;
+}
+
+void qq_result_free(qq_result *r)
+{
+    free(r->types);
+    memset(r, 0, sizeof *r);
+}

@@ -1,0 +1,61 @@
+/* search.h: QSLM's tiered search for one memory budget.
+ *
+ *   global tier   one type for every matrix: each rung of the ladder that fits is measured
+ *   block tier    one type per block (input, each layer, output), allowed within ±BLOCK_SPAN
+ *                 rungs of the global choice
+ *   module tier   one type per matrix, within ±MODULE_SPAN rungs of its block's choice
+ *
+ * In the block and module tiers, per-unit sensitivities (sensitivity.h) predict the damage of a
+ * setting as their sum, and a greedy allocation buys, from the cheapest allowed setting up, the
+ * upgrades with the best damage saved per byte until the budget is spent or an upgrade is no
+ * longer worth its memory under the trade-off (tradeoff.h). Each tier's pick is then measured as a
+ * whole on the calibration split and, if it scores better than the tier before, on the validation
+ * split, where the performance floors are checked; only then is it kept. */
+#ifndef QQ_SEARCH_H
+#define QQ_SEARCH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "error.h"
+#include "hierarchy.h"
+#include "measure.h"
+#include "sensitivity.h"
+#include "setting.h"
+#include "tradeoff.h"
+
+typedef struct {
+    uint64_t budget;              /* served bytes */
+    qq_floors floors;
+    double lambda;                /* the trade-off's memory weight */
+} qq_constraints;
+
+typedef struct {
+    const qr_model_file *master;
+    const qq_hierarchy *h;
+    const qq_costs *costs;
+    qq_measurer *meas;
+    qq_sensitivity *sens;
+    const qq_split *valid;
+    qq_metrics valid_ref;         /* the f32 master on the validation split */
+    /* Progress lines (may be NULL): a tier's outcome, in words. */
+    void (*log)(void *ctx, const char *line);
+    void *log_ctx;
+} qq_search_ctx;
+
+typedef struct {
+    bool feasible;
+    char reason[512];             /* when not feasible: why, with the numbers */
+    uint32_t *types;              /* n_tensors, owned (NULL if nothing fits the budget) */
+    const char *tier;             /* "global", "block" or "module": the tier whose pick was kept */
+    uint64_t footprint_est;
+    qq_metrics calib, valid;
+    double objective;             /* on validation */
+    size_t whole_measurements;    /* settings measured as a whole (calibration + validation) */
+} qq_result;
+
+qr_status qq_search(const qq_search_ctx *ctx, const qq_constraints *c, qq_result *out, qr_error *err);
+void qq_result_free(qq_result *r);
+
+#endif

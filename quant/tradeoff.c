@@ -1,0 +1,47 @@
+/* tradeoff.c: the objective and the floors. */
+#include "tradeoff.h"
+
+#include <math.h>
+#include <stdio.h>
+
+double qq_performance_loss(const qq_metrics *m, const qq_metrics *ref)
+{
+    double loss = 0.0;
+    if (m->lm && ref->lm)
+        loss += 100.0 * (m->ppl / ref->ppl - 1.0);
+    if (m->cls && ref->cls && ref->accuracy > m->accuracy)
+        loss += 100.0 * (ref->accuracy - m->accuracy);
+    return loss;
+}
+
+double qq_calib_loss(const qq_metrics *m)
+{
+    return 100.0 * expm1(m->kl + m->cls_kl);
+}
+
+double qq_objective(double loss, uint64_t footprint, uint64_t f32_footprint, double lambda)
+{
+    return loss + lambda * 100.0 * (double)footprint / (double)f32_footprint;
+}
+
+bool qq_within_floors(const qq_metrics *m, const qq_metrics *ref, const qq_floors *f, char *why,
+                      size_t why_size)
+{
+    if (m->lm && ref->lm) {
+        double inc = 100.0 * (m->ppl / ref->ppl - 1.0);
+        if (inc > f->max_ppl_increase) {
+            snprintf(why, why_size, "validation perplexity %.3f is %+.2f%% over f32's %.3f (floor: +%.2f%%)",
+                     m->ppl, inc, ref->ppl, f->max_ppl_increase);
+            return false;
+        }
+    }
+    if (m->cls && ref->cls) {
+        double drop = 100.0 * (ref->accuracy - m->accuracy);
+        if (drop > f->max_acc_drop) {
+            snprintf(why, why_size, "validation accuracy %.2f%% is %.2f points under f32's %.2f%% (floor: %.2f points)",
+                     100.0 * m->accuracy, drop, 100.0 * ref->accuracy, f->max_acc_drop);
+            return false;
+        }
+    }
+    return true;
+}

@@ -1,0 +1,33 @@
+/* tradeoff.h: the performance-and-memory trade-off QSLM minimises (quant/README.md).
+ *
+ *   J = 100·(ppl/ppl₀ − 1) + 100·max(0, acc₀ − acc) + λ · 100 · M / M₀
+ *
+ * ppl, acc: the setting's perplexity and accuracy; ppl₀, acc₀: the f32 model's on the same data;
+ * M: the setting's served footprint, M₀: the f32 model's. So J is "percent of perplexity lost +
+ * points of accuracy lost + λ × percent of the f32 memory kept", lower is better, and λ says how
+ * many points of performance one percent of memory is worth. On the calibration split, where the
+ * damage is measured as KL divergence D (nats) from the f32 model, 100·(e^D − 1) stands for the
+ * first two terms. */
+#ifndef QQ_TRADEOFF_H
+#define QQ_TRADEOFF_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "measure.h"
+
+typedef struct {
+    double max_ppl_increase;      /* percent over f32, on validation */
+    double max_acc_drop;          /* points below f32, on validation */
+} qq_floors;
+
+/* Performance lost in percent/points (the first two terms). */
+double qq_performance_loss(const qq_metrics *m, const qq_metrics *ref);
+/* The calibration stand-in: 100·(e^D − 1) with D = kl + cls_kl. */
+double qq_calib_loss(const qq_metrics *m);
+double qq_objective(double loss, uint64_t footprint, uint64_t f32_footprint, double lambda);
+/* True when m (validation) is within the floors of ref; writes why not into why. */
+bool qq_within_floors(const qq_metrics *m, const qq_metrics *ref, const qq_floors *f, char *why,
+                      size_t why_size);
+
+#endif
