@@ -1,0 +1,79 @@
+/* cli.h: what qslm-quant's subcommands share — options, the loaded model and data, progress. */
+#ifndef QQ_CLI_H
+#define QQ_CLI_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "eval.h"
+#include "hierarchy.h"
+#include "measure.h"
+#include "model_file.h"
+#include "pool.h"
+#include "sensitivity.h"
+#include "setting.h"
+#include "tokenizer.h"
+#include "tradeoff.h"
+
+#define EXIT_FAIL 1
+#define EXIT_USAGE 2
+
+typedef struct {
+    const char *model_path;
+    const char *data_dir;
+    const char *calib_text, *calib_labels, *valid_text, *valid_labels, *test_text, *test_labels;
+    size_t calib_tokens, calib_items, valid_tokens, window, batch, serve_batch;
+    int threads;
+    const char *cache_dir;     /* NULL with --no-cache */
+    bool no_cache;
+    qq_floors floors;
+    double lambda;
+    const char *budget, *budgets, *out, *tier, *svg, *key, *pubkey;
+    bool json, quiet;
+    char **rest;               /* positional arguments after the subcommand's own */
+    int n_rest;
+} qq_options;
+
+/* The model and data a measuring subcommand works on. */
+typedef struct {
+    qr_model_file *master;
+    qr_tokenizer *tok;
+    qr_pool *pool;
+    qq_hierarchy h;
+    qq_costs costs;
+    int32_t *calib_ids, *valid_ids;
+    size_t n_calib, n_valid;
+    qr_labelled *calib_items, *valid_items;
+    size_t n_calib_items, n_valid_items;
+    qq_split calib, valid;
+    qq_measurer *meas;
+    qq_sensitivity *sens;
+    char model_sha256[65];
+    bool tty;
+    double start;
+} qq_session;
+
+/* Parses "32M", "512K", "1.5G", "4000000" (K/M/G are powers of 1024). */
+bool qq_parse_size(const char *s, uint64_t *out);
+/* "12.3 MB"-style text for a byte count (powers of 1024, matching qq_parse_size). */
+const char *qq_format_size(uint64_t bytes, char *buf, size_t cap);
+
+/* Opens the model, loads the data and the reference, sets up the sensitivity cache. */
+int qq_session_open(const qq_options *o, qq_session *s);
+void qq_session_close(qq_session *s);
+double qq_now(void);
+/* A progress line on a terminal (overwritten in place); nothing when stderr is not one. */
+void qq_progress(qq_session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void qq_progress_done(qq_session *s);
+
+int qq_cmd_hierarchy(const qq_options *o);
+int qq_cmd_sensitivity(const qq_options *o);
+int qq_cmd_search(const qq_options *o);
+int qq_cmd_build(const qq_options *o);
+int qq_cmd_report(const qq_options *o);
+int qq_cmd_keygen(const qq_options *o);
+int qq_cmd_sign(const qq_options *o);
+int qq_cmd_verify(const qq_options *o);
+
+#endif

@@ -1,0 +1,91 @@
+/* cmd_search.c: `qslm-quant search MODEL --budget SIZE` — one budget, the chosen setting. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <json-c/json.h>
+
+#include "cli.h"
+#include "search.h"
+#include "tensor_types.h"
+
+static void log_line(void *ctx, const char *line)
+{
+    qq_session *s = ctx;
+    qq_progress_done(s);
+    fprintf(stderr, "qslm-quant: %s\n", line);
+}
+
+/* The search context over an open session (shared with build). */
+qr_status qq_search_context(qq_session *s, qq_search_ctx *ctx, qr_error *err);
+qr_status qq_search_context(qq_session *s, qq_search_ctx *ctx, qr_error *err)
+{
+    memset(ctx, 0, sizeof *ctx);
+    *ctx = (qq_search_ctx){s->master, &s->h, &s->costs, s->meas, s->sens, &s->valid, {0}, log_line, s};
+    uint32_t *f32 = malloc(s->costs.n_tensors * sizeof *f32);
+    if (!f32)
+        return qr_fail(err, QR_ERR_NOMEM, "out of memory");
+    for (size_t i = 0; i < s->costs.n_tensors; i++)
+        f32[i] = QR_TYPE_F32;
+    qq_progress(s, "running the f32 model on the validation split");
+    qr_status st = qq_measure_setting(s->meas, f32, &s->valid, &ctx->valid_ref, err);
+    free(f32);
+    return st;
+}
+
+int qq_cmd_search(const qq_options *o)
+{
+    uint64_t budget;
+    if (!o->budget || !qq_parse_size(o->budget, &budget)) {
+        fprintf(stderr, "qslm-quant: search needs --budget SIZE (e.g. 8M), got '%s'\n", o->budget ? o->budget : "");
+        return EXIT_USAGE;
+    }
+    qq_session s;
+    int rc = qq_session_open(o, &s);
+    if (rc)
+        return rc;
+    qr_error err;
+    qq_search_ctx ctx;
+    qq_result res = {0};
+    qq_constraints c = {budget, o->floors, o->lambda};
+    rc = EXIT_FAIL;
+    if (qq_search_context(&s, &ctx, &err) || qq_search(&ctx, &c, &res, &err)) {
+        qq_progress_done(&s);
+        fprintf(stderr, "qslm-quant: %s\n", err.msg);
+        goto out;
+    }
+    qq_progress_done(&s);
+    char b1[32], b2[32];
+    if (!res.types) {
+        printf("budget %s: infeasible: %s\n", qq_format_size(budget, b1, sizeof b1), res.reason);
+        goto out;
+    }
+    char *setting = qq_setting_json(s.master, res.types);
+    if (o->json) {
+        printf("{\"budget\": %llu, \"feasible\": %s, \"tier\": \"%s\", \"footprint\": %llu, \"bits_per_weight\": %.4f, "
+               "\"valid_ppl\": %.6f, \"valid_accuracy\": %.6f, \"objective\": %.6f, \"setting\": %s}\n",
+               (unsigned long long)budget, res.feasible ? "true" : "false", res.tier,
+               (unsigned long long)res.footprint_est, qq_setting_bits_per_weight(&s.costs, res.types), res.valid.ppl,
+               res.valid.accuracy, res.objective, setting ? setting : "null");
+    } else {
+        printf("budget %s: %s (kept from the %s tier)\n", qq_format_size(budget, b1, sizeof b1),
+               res.feasible ? "feasible" : res.reason, res.tier);
+        printf("served footprint (estimate) %s = %.1f%% of f32's %s; %.3f bits per weight\n",
+               qq_format_size(res.footprint_est, b1, sizeof b1), 100.0 * (double)res.footprint_est / (double)s.costs.f32_footprint,
+               qq_format_size(s.costs.f32_footprint, b2, sizeof b2), qq_setting_bits_per_weight(&s.costs, res.types));
+        printf("validation: perplexity %.3f (f32 %.3f, %+.2f%%), accuracy %.2f%% (f32 %.2f%%); objective %.3f\n",
+               res.valid.ppl, ctx.valid_ref.ppl, 100.0 * (res.valid.ppl / ctx.valid_ref.ppl - 1.0),
+               100.0 * res.valid.accuracy, 100.0 * ctx.valid_ref.accuracy, res.objective);
+        printf("%zu settings measured whole; sensitivities: %zu measured, %zu from the cache\n\nsetting:\n",
+               res.whole_measurements, qq_sensitivity_measured(s.sens), qq_sensitivity_cached(s.sens));
+        for (size_t i = 0; i < s.costs.n_tensors; i++)
+            if (s.costs.is_matrix[i])
+                printf("  %-36s %s\n", qr_model_file_tensor(s.master, i)->name, qr_type_get(res.types[i])->name);
+    }
+    free(setting);
+    rc = res.feasible ? 0 : EXIT_FAIL;
+out:
+    qq_result_free(&res);
+    qq_session_close(&s);
+    return rc;
+}

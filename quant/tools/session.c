@@ -1,0 +1,259 @@
+/* session.c: loading the model and the data every measuring subcommand needs. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "dataset.h"
+#include "model.h"
+#include <mbedtls/sha256.h>
+#include "tensor_types.h"
+
+double qq_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+bool qq_parse_size(const char *s, uint64_t *out)
+{
+    char *end;
+    double v = strtod(s, &end);
+    if (end == s || !(v >= 0) || s[0] == '-')
+        return false;
+    double mult = 1;
+    if (*end == 'K' || *end == 'k')
+        mult = 1024.0, end++;
+    else if (*end == 'M' || *end == 'm')
+        mult = 1024.0 * 1024.0, end++;
+    else if (*end == 'G' || *end == 'g')
+        mult = 1024.0 * 1024.0 * 1024.0, end++;
+    if (*end == 'B' || *end == 'b' || *end == 'i')
+        end += *end == 'i' && (end[1] == 'B' || end[1] == 'b') ? 2 : 1;
+    if (*end || v * mult > 1e18)
+        return false;
+    *out = (uint64_t)(v * mult + 0.5);
+    return true;
+}
+
+const char *qq_format_size(uint64_t bytes, char *buf, size_t cap)
+{
+    if (bytes >= (uint64_t)1 << 30)
+        snprintf(buf, cap, "%.2f GiB", (double)bytes / (double)((uint64_t)1 << 30));
+    else if (bytes >= (uint64_t)1 << 20)
+        snprintf(buf, cap, "%.2f MiB", (double)bytes / (double)((uint64_t)1 << 20));
+    else if (bytes >= 1024)
+        snprintf(buf, cap, "%.1f KiB", (double)bytes / 1024.0);
+    else
+        snprintf(buf, cap, "%llu B", (unsigned long long)bytes);
+    return buf;
+}
+
+void qq_progress(qq_session *s, const char *fmt, ...)
+{
+    if (!s->tty)
+        return;
+    char line[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\r\033[K[%6.1f s] %s", qq_now() - s->start, line);
+    fflush(stderr);
+}
+
+void qq_progress_done(qq_session *s)
+{
+    if (s->tty)
+        fprintf(stderr, "\r\033[K");
+}
+
+static void on_sensitivity(void *ctx, const char *unit, uint32_t type, const qq_sens *v, size_t measured)
+{
+    qq_progress(ctx, "sensitivity: %zu measured; %s as %s: KL %.5f", measured, unit,
+                qr_type_get(type)->name, v->damage);
+}
+
+/* SHA-256 of a file as 64 hex digits: the model's identity in the sensitivity cache key. */
+static qr_status file_sha256(const char *path, char hex[65], qr_error *err)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return qr_fail(err, QR_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    mbedtls_sha256_context ctx;
+    mbedtls_sha256_init(&ctx);
+    mbedtls_sha256_starts_ret(&ctx, 0);
+    unsigned char buf[1 << 16], out[32];
+    size_t got;
+    while ((got = fread(buf, 1, sizeof buf, f)) > 0)
+        mbedtls_sha256_update_ret(&ctx, buf, got);
+    int bad = ferror(f);
+    fclose(f);
+    mbedtls_sha256_finish_ret(&ctx, out);
+    mbedtls_sha256_free(&ctx);
+    if (bad)
+        return qr_fail(err, QR_ERR_IO, "%s: read error", path);
+    for (int i = 0; i < 32; i++)
+        snprintf(hex + 2 * i, 3, "%02x", out[i]);
+    return QR_OK;
+}
+
+static char *data_path(const char *dir, const char *given, const char *rel)
+{
+    if (given)
+        return strdup(given);
+    size_t n = strlen(dir) + strlen(rel) + 2;
+    char *p = malloc(n);
+    if (p)
+        snprintf(p, n, "%s/%s", dir, rel);
+    return p;
+}
+
+/* The default cache folder, created if needed: $XDG_CACHE_HOME/qslm or ~/.cache/qslm. */
+static int cache_file(const qq_options *o, const qq_session *s, char *path, size_t cap)
+{
+    char dir[3072];
+    const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+    if (o->cache_dir)
+        snprintf(dir, sizeof dir, "%s", o->cache_dir);
+    else if (xdg && *xdg)
+        snprintf(dir, sizeof dir, "%s/qslm", xdg);
+    else if (home && *home) {
+        snprintf(dir, sizeof dir, "%s/.cache", home);
+        mkdir(dir, 0755);
+        snprintf(dir, sizeof dir, "%s/.cache/qslm", home);
+    } else
+        return -1;
+    if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
+        fprintf(stderr, "qslm-quant: %s: cannot create the cache folder: %s\n", dir, strerror(errno));
+        return -1;
+    }
+    snprintf(path, cap, "%s/sensitivity-%.16s.jsonl", dir, s->model_sha256);
+    return 0;
+}
+
+/* Every matrix of the master must be f32: QSLM quantizes from full precision. */
+static int check_master(const qr_model_file *f)
+{
+    for (size_t i = 0; i < qr_model_file_tensor_count(f); i++) {
+        const qr_tensor_info *t = qr_model_file_tensor(f, i);
+        if (t->type != QR_TYPE_F32) {
+            fprintf(stderr, "qslm-quant: %s: tensor '%s' is stored as %s; QSLM starts from an all-f32 model\n",
+                    qr_model_file_path(f), t->name, qr_type_get(t->type)->name);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+int qq_session_open(const qq_options *o, qq_session *s)
+{
+    memset(s, 0, sizeof *s);
+    s->tty = isatty(STDERR_FILENO) && !o->json;
+    s->start = qq_now();
+    qr_error err;
+    const char *dir = o->data_dir ? o->data_dir : getenv("QSLM_DATA_DIR") ? getenv("QSLM_DATA_DIR") : ".data";
+    char *ct = data_path(dir, o->calib_text, "sotu/train.txt"), *cl = data_path(dir, o->calib_labels, "sentiment/fit.jsonl");
+    char *vt = data_path(dir, o->valid_text, "sotu/valid.txt"), *vl = data_path(dir, o->valid_labels, "sentiment/heldout.jsonl");
+    int rc = EXIT_USAGE;
+    const char *json;
+    uint64_t json_len;
+    if (!ct || !cl || !vt || !vl) {
+        fprintf(stderr, "qslm-quant: out of memory\n");
+        goto out;
+    }
+    if (qr_model_file_open(o->model_path, &s->master, &err) ||
+        file_sha256(o->model_path, s->model_sha256, &err)) {
+        fprintf(stderr, "qslm-quant: %s\n", err.msg);
+        goto out;
+    }
+    if (check_master(s->master))
+        goto out;
+    if (qr_model_file_get_blob(s->master, "tokenizer.json", &json, &json_len, &err) || !json) {
+        fprintf(stderr, "qslm-quant: %s: the model file embeds no tokenizer (tokenizer.json)\n", o->model_path);
+        goto out;
+    }
+    qr_model *m = NULL;
+    if (qr_tokenizer_load_hf_json(json, (size_t)json_len, o->model_path, &s->tok, &err) ||
+        qr_model_bind(s->master, &m, &err) || qq_hierarchy_build(s->master, &s->h, &err)) {
+        fprintf(stderr, "qslm-quant: %s\n", err.msg);
+        qr_model_free(m);
+        goto out;
+    }
+    size_t vocab = m->vocab, classes = m->n_classes;
+    bool lm = m->has_lm_head;
+    qr_model_free(m);
+    size_t bytes;
+    if (lm) {
+        qq_progress(s, "reading %s and %s", ct, vt);
+        if (qr_text_load(ct, s->tok, vocab, &s->calib_ids, &s->n_calib, &bytes, &err) ||
+            qr_text_load(vt, s->tok, vocab, &s->valid_ids, &s->n_valid, &bytes, &err)) {
+            fprintf(stderr, "qslm-quant: %s\n", err.msg);
+            goto out;
+        }
+        /* Calibration: the last tokens of the training text; validation: the first ones. */
+        size_t nc = s->n_calib < o->calib_tokens ? s->n_calib : o->calib_tokens;
+        s->calib = (qq_split){s->calib_ids + (s->n_calib - nc), nc, NULL, 0};
+        s->valid = (qq_split){s->valid_ids, s->n_valid < o->valid_tokens ? s->n_valid : o->valid_tokens, NULL, 0};
+    }
+    if (classes) {
+        size_t total;
+        if (qr_labels_load(cl, s->tok, vocab, classes, &s->calib_items, &s->n_calib_items, &total, &err) ||
+            qr_labels_load(vl, s->tok, vocab, classes, &s->valid_items, &s->n_valid_items, &total, &err)) {
+            fprintf(stderr, "qslm-quant: %s\n", err.msg);
+            goto out;
+        }
+        s->calib.items = s->calib_items;
+        s->calib.n_items = s->n_calib_items < o->calib_items ? s->n_calib_items : o->calib_items;
+        s->valid.items = s->valid_items;
+        s->valid.n_items = s->n_valid_items;
+    }
+    rc = EXIT_FAIL;
+    qq_progress(s, "running the f32 model on the calibration split");
+    if (qr_pool_new(o->threads, &s->pool, &err) || qq_costs_new(s->master, o->serve_batch, &s->costs, &err) ||
+        qq_measurer_new(s->master, s->pool, &s->calib, o->window, o->batch, &s->meas, &err)) {
+        fprintf(stderr, "qslm-quant: %s\n", err.msg);
+        goto out;
+    }
+    /* The cache key: the model's bytes and exactly which calibration data measured them. */
+    char key[256], cpath[4096];
+    snprintf(key, sizeof key, "%s calib %zu tokens %zu items window %zu", s->model_sha256, s->calib.n_tokens,
+             s->calib.n_items, o->window);
+    bool use_cache = !o->no_cache && cache_file(o, s, cpath, sizeof cpath) == 0;
+    if (qq_sensitivity_new(s->meas, s->master, &s->h, use_cache ? cpath : NULL, key, on_sensitivity, s,
+                           &s->sens, &err)) {
+        fprintf(stderr, "qslm-quant: %s\n", err.msg);
+        goto out;
+    }
+    rc = 0;
+out:
+    free(ct);
+    free(cl);
+    free(vt);
+    free(vl);
+    if (rc)
+        qq_session_close(s);
+    return rc;
+}
+
+void qq_session_close(qq_session *s)
+{
+    qq_sensitivity_free(s->sens);
+    qq_measurer_free(s->meas);
+    qq_costs_free(&s->costs);
+    qr_pool_free(s->pool);
+    free(s->calib_ids);
+    free(s->valid_ids);
+    qr_labels_free(s->calib_items, s->n_calib_items);
+    qr_labels_free(s->valid_items, s->n_valid_items);
+    qq_hierarchy_free(&s->h);
+    qr_tokenizer_free(s->tok);
+    qr_model_file_close(s->master);
+    memset(s, 0, sizeof *s);
+}

@@ -1,0 +1,278 @@
+/* test_quant_search.c: QSLM's parts on small models — the hierarchy of any layer count, the
+ * footprint estimate against a written variant, in-memory measurement against the same setting
+ * written to a file, sensitivities and their cache, and the search's constraints. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "footprint.h"
+#include "hierarchy.h"
+#include "measure.h"
+#include "model.h"
+#include "model_file.h"
+#include "search.h"
+#include "sensitivity.h"
+#include "setting.h"
+#include "synthetic_model.h"
+#include "tensor_types.h"
+
+typedef struct {
+    char path[64];
+    qr_model_file *file;
+} tmp_model;
+
+static void make_model(tmp_model *t, size_t layers, size_t classes)
+{
+    snprintf(t->path, sizeof t->path, "/tmp/qslm-qtest-XXXXXX");
+    int fd = mkstemp(t->path);
+    assert_true(fd >= 0);
+    close(fd);
+    synthetic_shape shape = {layers, 64, 256, 96, QR_TYPE_F32, 7};
+    shape.n_classes = classes;
+    qr_error err;
+    assert_int_equal(synthetic_model_write(&shape, t->path, &err), QR_OK);
+    assert_int_equal(qr_model_file_open(t->path, &t->file, &err), QR_OK);
+}
+
+static void drop_model(tmp_model *t)
+{
+    qr_model_file_close(t->file);
+    unlink(t->path);
+}
+
+/* The tree: input, L layer blocks, output; every tensor in exactly one module; parameter counts
+ * add up at every level; module ranges cover exactly the nodes below. */
+static void test_hierarchy_shapes(void **state)
+{
+    (void)state;
+    for (size_t layers = 1; layers <= 5; layers += 2) {
+        tmp_model t;
+        make_model(&t, layers, 2);
+        qq_hierarchy h;
+        qr_error err;
+        assert_int_equal(qq_hierarchy_build(t.file, &h, &err), QR_OK);
+        assert_int_equal(h.n_blocks, layers + 2);
+        assert_string_equal(h.nodes[h.first_block].name, "input");
+        assert_string_equal(h.nodes[h.first_block + layers + 1].name, "output");
+        assert_int_equal(h.n_modules, qr_model_file_tensor_count(t.file));
+        uint64_t total = 0;
+        for (size_t i = 0; i < qr_model_file_tensor_count(t.file); i++)
+            total += qr_model_file_tensor(t.file, i)->n_elements;
+        assert_int_equal(h.nodes[0].params, total);
+        for (size_t n = 0; n < h.n_nodes; n++) {
+            uint64_t sum = 0;
+            for (size_t m = h.nodes[n].mod_first; m < h.nodes[n].mod_first + h.nodes[n].mod_count; m++) {
+                assert_int_equal(h.nodes[m].kind, QQ_NODE_MODULE);
+                sum += h.nodes[m].params;
+            }
+            assert_int_equal(sum, h.nodes[n].params);
+        }
+        /* A classifier sub-block in the output block. */
+        bool cls = false;
+        for (size_t n = 0; n < h.n_nodes; n++)
+            cls |= strcmp(h.nodes[n].name, "classifier") == 0 && qq_block_of(&h, n) == h.first_block + layers + 1;
+        assert_true(cls);
+        qq_hierarchy_free(&h);
+        drop_model(&t);
+    }
+}
+
+/* A tensor the tree does not know is refused by name. */
+static void test_hierarchy_rejects_unknown(void **state)
+{
+    (void)state;
+    const char *src = getenv("QSLM_SOURCE_DIR");
+    char path[4096];
+    snprintf(path, sizeof path, "%s/tests/data/reference/rwkv4.qslm", src);
+    qr_model_file *f;
+    qr_error err;
+    assert_int_equal(qr_model_file_open(path, &f, &err), QR_OK);
+    qq_hierarchy h;
+    assert_int_equal(qq_hierarchy_build(f, &h, &err), QR_OK); /* RWKV-4 has the same tree */
+    assert_int_equal(h.n_layer, 2);
+    qq_hierarchy_free(&h);
+    qr_model_file_close(f);
+}
+
+static void fill_all(uint32_t *types, const qq_costs *c, uint32_t type)
+{
+    for (size_t i = 0; i < c->n_tensors; i++)
+        types[i] = c->is_matrix[i] ? type : QR_TYPE_F32;
+}
+
+/* The estimate is an upper bound within 4 KiB of the footprint of the written file, for every
+ * rung, and the measurement in memory equals the measurement of the written file. */
+static void test_footprint_and_memory_measure(void **state)
+{
+    (void)state;
+    tmp_model t;
+    make_model(&t, 2, 2);
+    qr_error err;
+    qq_costs costs;
+    assert_int_equal(qq_costs_new(t.file, 4, &costs, &err), QR_OK);
+    uint32_t *types = malloc(costs.n_tensors * sizeof *types);
+    int32_t tokens[400];
+    for (size_t i = 0; i < 400; i++)
+        tokens[i] = (int32_t)((i * 37 + i / 7) % 96);
+    qr_labelled items[6];
+    for (size_t i = 0; i < 6; i++)
+        items[i] = (qr_labelled){tokens + 10 * i, 5 + i, (int)(i % 2)};
+    qq_split calib = {tokens, 256, items, 6}, other = {tokens + 256, 144, items, 3};
+    qq_measurer *q;
+    assert_int_equal(qq_measurer_new(t.file, NULL, &calib, 64, 4, &q, &err), QR_OK);
+    assert_true(qq_measurer_reference(q)->lm && qq_measurer_reference(q)->cls);
+    char out[80];
+    snprintf(out, sizeof out, "%s.variant", t.path);
+    for (size_t r = 0; r < QQ_RUNGS; r++) {
+        fill_all(types, &costs, qq_rung_type(r));
+        uint64_t est = qq_setting_footprint(&costs, types);
+        assert_int_equal(qq_write_setting(t.file, types, out, NULL, &err), QR_OK);
+        qr_model_file *vf;
+        qr_model *vm;
+        assert_int_equal(qr_model_file_open(out, &vf, &err), QR_OK);
+        assert_int_equal(qr_model_bind(vf, &vm, &err), QR_OK);
+        uint64_t real = qr_footprint_of(vm, 4).total;
+        if (!(est >= real && est - real <= 4096))
+            fail_msg("rung %zu (%s): estimate %llu, real %llu", r, qr_type_get(qq_rung_type(r))->name,
+                     (unsigned long long)est, (unsigned long long)real);
+        qr_model_free(vm);
+        qr_model_file_close(vf);
+        qq_metrics mem, file;
+        assert_int_equal(qq_measure_setting(q, types, &other, &mem, &err), QR_OK);
+        assert_int_equal(qq_measure_file(q, out, &other, &file, &err), QR_OK);
+        if (!(fabs(mem.nll - file.nll) <= 1e-9 * fabs(file.nll)))
+            fail_msg("rung %zu (%s): in memory nll %.12g, from the file %.12g", r,
+                     qr_type_get(qq_rung_type(r))->name, mem.nll, file.nll);
+        assert_true(mem.accuracy == file.accuracy);
+        /* Against the reference: f32 is KL 0; the coarsest type is not. */
+        qq_metrics vs;
+        assert_int_equal(qq_measure_setting(q, types, NULL, &vs, &err), QR_OK);
+        if (r == 0)
+            assert_true(vs.kl == 0.0 && vs.cls_kl == 0.0);
+        if (r == QQ_RUNGS - 1)
+            assert_true(vs.kl > 0.0);
+    }
+    unlink(out);
+    qq_measurer_free(q);
+    free(types);
+    qq_costs_free(&costs);
+    drop_model(&t);
+}
+
+/* Sensitivities: f32 costs nothing without a run; a second table over the same cache file
+ * answers from the cache with the same numbers; another key measures afresh. (The output block,
+ * the LM head, is measured: a spiking layer's outputs reach the residual stream only as spikes,
+ * so a coarse type may change no spike of a tiny model and cost exactly nothing.) */
+static void test_sensitivity_cache(void **state)
+{
+    (void)state;
+    tmp_model t;
+    make_model(&t, 1, 0);
+    qr_error err;
+    int32_t tokens[300];
+    for (size_t i = 0; i < 300; i++)
+        tokens[i] = (int32_t)((i * 53 + 11) % 96);
+    qq_split calib = {tokens, 300, NULL, 0};
+    qq_measurer *q;
+    assert_int_equal(qq_measurer_new(t.file, NULL, &calib, 100, 3, &q, &err), QR_OK);
+    qq_hierarchy h;
+    assert_int_equal(qq_hierarchy_build(t.file, &h, &err), QR_OK);
+    char cache[96];
+    snprintf(cache, sizeof cache, "%s.cache", t.path);
+    unlink(cache);
+    qq_sensitivity *s;
+    qq_sens a, b, f32;
+    assert_int_equal(qq_sensitivity_new(q, t.file, &h, cache, "key-1", NULL, NULL, &s, &err), QR_OK);
+    assert_int_equal(qq_sensitivity_get(s, 0, QR_TYPE_F32, &f32, &err), QR_OK);
+    assert_true(f32.damage == 0.0 && qq_sensitivity_measured(s) == 0);
+    assert_int_equal(qq_sensitivity_get(s, h.first_block + h.n_blocks - 1, QR_TYPE_Q2_0, &a, &err), QR_OK);
+    assert_int_equal(qq_sensitivity_measured(s), 1);
+    assert_true(a.damage > 0.0);
+    qq_sensitivity_free(s);
+    assert_int_equal(qq_sensitivity_new(q, t.file, &h, cache, "key-1", NULL, NULL, &s, &err), QR_OK);
+    assert_int_equal(qq_sensitivity_get(s, h.first_block + h.n_blocks - 1, QR_TYPE_Q2_0, &b, &err), QR_OK);
+    assert_int_equal(qq_sensitivity_measured(s), 0);
+    assert_int_equal(qq_sensitivity_cached(s), 1);
+    assert_true(fabs(a.damage - b.damage) <= 1e-9 * a.damage);
+    qq_sensitivity_free(s);
+    assert_int_equal(qq_sensitivity_new(q, t.file, &h, cache, "key-2", NULL, NULL, &s, &err), QR_OK);
+    assert_int_equal(qq_sensitivity_get(s, h.first_block + h.n_blocks - 1, QR_TYPE_Q2_0, &b, &err), QR_OK);
+    assert_int_equal(qq_sensitivity_measured(s), 1);
+    qq_sensitivity_free(s);
+    unlink(cache);
+    qq_hierarchy_free(&h);
+    qq_measurer_free(q);
+    drop_model(&t);
+}
+
+/* The search keeps to the budget, reports a budget below the smallest setting as infeasible
+ * with the numbers, and with generous floors finds a feasible setting. */
+static void test_search_constraints(void **state)
+{
+    (void)state;
+    tmp_model t;
+    make_model(&t, 2, 2);
+    qr_error err;
+    int32_t tokens[600];
+    for (size_t i = 0; i < 600; i++)
+        tokens[i] = (int32_t)((i * 29 + i / 5) % 96);
+    qr_labelled items[8];
+    for (size_t i = 0; i < 8; i++)
+        items[i] = (qr_labelled){tokens + 20 * i, 6 + i, (int)(i % 2)};
+    qq_split calib = {tokens, 256, items, 8}, valid = {tokens + 256, 344, items, 8};
+    qq_measurer *q;
+    qq_hierarchy h;
+    qq_costs costs;
+    qq_sensitivity *s;
+    assert_int_equal(qq_measurer_new(t.file, NULL, &calib, 64, 4, &q, &err), QR_OK);
+    assert_int_equal(qq_hierarchy_build(t.file, &h, &err), QR_OK);
+    assert_int_equal(qq_costs_new(t.file, 1, &costs, &err), QR_OK);
+    assert_int_equal(qq_sensitivity_new(q, t.file, &h, NULL, "k", NULL, NULL, &s, &err), QR_OK);
+    qq_search_ctx ctx = {t.file, &h, &costs, q, s, &valid, {0}, NULL, NULL};
+    uint32_t *types = malloc(costs.n_tensors * sizeof *types);
+    fill_all(types, &costs, QR_TYPE_F32);
+    assert_int_equal(qq_measure_setting(q, types, &valid, &ctx.valid_ref, &err), QR_OK);
+    fill_all(types, &costs, QR_TYPE_Q2_0);
+    uint64_t smallest = qq_setting_footprint(&costs, types);
+    qq_result r;
+    qq_constraints too_small = {smallest - 1, {5, 1}, 0.1};
+    assert_int_equal(qq_search(&ctx, &too_small, &r, &err), QR_OK);
+    assert_false(r.feasible);
+    assert_null(r.types);
+    assert_non_null(strstr(r.reason, "nothing fits"));
+    qq_result_free(&r);
+    fill_all(types, &costs, QR_TYPE_Q4_0);
+    uint64_t mid = qq_setting_footprint(&costs, types);
+    qq_constraints loose = {mid, {1e5, 100}, 0.0};
+    assert_int_equal(qq_search(&ctx, &loose, &r, &err), QR_OK);
+    assert_true(r.feasible);
+    assert_non_null(r.types);
+    assert_true(r.footprint_est <= mid);
+    assert_int_equal(qq_setting_footprint(&costs, r.types), r.footprint_est);
+    qq_result_free(&r);
+    free(types);
+    qq_sensitivity_free(s);
+    qq_costs_free(&costs);
+    qq_hierarchy_free(&h);
+    qq_measurer_free(q);
+    drop_model(&t);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_hierarchy_shapes),
+        cmocka_unit_test(test_hierarchy_rejects_unknown),
+        cmocka_unit_test(test_footprint_and_memory_measure),
+        cmocka_unit_test(test_sensitivity_cache),
+        cmocka_unit_test(test_search_constraints),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
