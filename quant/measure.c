@@ -287,6 +287,51 @@ qr_status qq_measure_setting(qq_measurer *q, const uint32_t *types, const qq_spl
                          out, err);
 }
 
+qr_status qq_measurer_set_window(qq_measurer *q, size_t window, qr_error *err)
+{
+    if (window < 2)
+        return qr_fail(err, QR_ERR_INVALID, "window of %zu tokens: it must be at least 2", window);
+    q->window = window;
+    return QR_OK;
+}
+
+qr_status qq_measure_minmax(qq_measurer *q, int bits, const qq_split *split, qq_metrics *out,
+                            qr_error *err)
+{
+    size_t n = qr_model_file_tensor_count(q->master);
+    float **copies = calloc(n ? n : 1, sizeof *copies);
+    qr_status st = copies ? QR_OK : qr_fail(err, QR_ERR_NOMEM, "out of memory");
+    for (size_t i = 0; st == QR_OK && i < n; i++) {
+        qr_matrix *dst = q->slots[i];
+        if (!dst)
+            continue;
+        const qr_matrix *src = qr_model_matrix(q->base, qr_model_file_tensor(q->master, i)->name);
+        if (src->type != QR_TYPE_F32) {
+            st = qr_fail(err, QR_ERR_INVALID, "the min-max baseline needs an f32 master");
+            break;
+        }
+        size_t count = src->rows * src->cols;
+        if (!(copies[i] = malloc(count * sizeof(float)))) {
+            st = qr_fail(err, QR_ERR_NOMEM, "out of memory for the min-max baseline");
+            break;
+        }
+        if ((st = qr_fake_quant_minmax_per_tensor(src->data, count, bits, copies[i])))
+            st = qr_fail(err, st, "min-max quantization to %d bits failed", bits);
+        *dst = *src;
+        dst->data = copies[i];
+    }
+    if (st == QR_OK)
+        st = measure_model(q, q->runner, &q->view, split, false, false, out, err);
+    for (size_t i = 0; i < n; i++) {
+        if (q->slots[i]) /* back to the master's own weights */
+            *q->slots[i] = *qr_model_matrix(q->base, qr_model_file_tensor(q->master, i)->name);
+        if (copies)
+            free(copies[i]);
+    }
+    free(copies);
+    return st;
+}
+
 qr_status qq_measure_file(qq_measurer *q, const char *path, const qq_split *split,
                           qq_metrics *out, qr_error *err)
 {

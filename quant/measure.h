@@ -56,7 +56,16 @@ qr_status qq_measure_setting(qq_measurer *q, const uint32_t *types, const qq_spl
 qr_status qq_measure_file(qq_measurer *q, const char *path, const qq_split *split,
                           qq_metrics *out, qr_error *err);
 
-/* Writes the setting as a model file at path (atomically). importance may be NULL. */
+/* The paper's baseline: every matrix per-tensor asymmetric min-max quantized to `bits` bits
+ * and dequantized (qr_fake_quant_minmax_per_tensor), measured like a setting. */
+qr_status qq_measure_minmax(qq_measurer *q, int bits, const qq_split *split, qq_metrics *out,
+                            qr_error *err);
+
+/* Window and batch for measurements on splits from now on (the reference keeps its own). A
+ * larger batch than at creation is refused (QR_ERR_INVALID): the runner was made for it. */
+qr_status qq_measurer_set_window(qq_measurer *q, size_t window, qr_error *err);
+
+/* Writes the setting as a model file at path (atomically). */
 qr_status qq_write_setting(const qr_model_file *master, const uint32_t *types, const char *path,
                            qr_pool *pool, qr_error *err);
 

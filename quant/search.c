@@ -9,7 +9,9 @@
 #include "tensor_types.h"
 
 #define BLOCK_SPAN 3   /* rungs either side of the global type a block may take */
-#define MODULE_SPAN 2  /* rungs either side of its block's type a matrix may take */
+#define MODULE_UP 1    /* rungs above its block's type a matrix may take */
+#define MODULE_DOWN 2  /* rungs below */
+#define MIN_UNIT_SHARE 0.005 /* matrices under this share of the weights follow their block */
 #define GLOBAL_TRIES 4 /* global candidates validated, best calibration score first */
 
 typedef struct {
@@ -91,7 +93,8 @@ static qr_status measure_candidate(const qq_search_ctx *ctx, const qq_constraint
     if (!on_valid) {
         if ((st = qq_measure_setting(ctx->meas, cd->types, NULL, &cd->calib, err)))
             return st;
-        cd->j_calib = qq_objective(qq_calib_loss(&cd->calib), cd->footprint, f32, c->lambda);
+        cd->j_calib = qq_objective(qq_calib_loss(&cd->calib, qq_measurer_reference(ctx->meas)),
+                                   cd->footprint, f32, c->lambda);
         return QR_OK;
     }
     if ((st = qq_measure_setting(ctx->meas, cd->types, ctx->valid, &cd->valid, err)))
@@ -103,11 +106,12 @@ static qr_status measure_candidate(const qq_search_ctx *ctx, const qq_constraint
 }
 
 /* Greedy allocation over units: from every unit at its cheapest allowed rung, buy the upgrade
- * with the most damage saved per byte that fits the budget and is worth its memory (damage
- * saved × M₀ > λ × bytes added), until none is left. Writes the setting into types (which holds
+ * with the most damage saved per byte that fits the budget and is worth its memory under the
+ * trade-off — the performance it saves, 100 × loss_per_damage × damage saved (percent), beats
+ * λ × 100 × bytes added / M₀ — until none is left. Writes the setting into types (which holds
  * the rest of the model). False if even the cheapest allowed setting does not fit. */
 static bool allocate(const qq_search_ctx *ctx, const qq_constraints *c, unit *units, size_t n,
-                     uint32_t *types)
+                     double loss_per_damage, uint32_t *types)
 {
     for (size_t u = 0; u < n; u++) {
         units[u].cur = units[u].hi;
@@ -125,7 +129,8 @@ static bool allocate(const qq_search_ctx *ctx, const qq_constraints *c, unit *un
             for (size_t r = un->lo; r < un->cur; r++) {
                 double saved = un->damage[un->cur] - un->damage[r];
                 uint64_t added = un->cost[r] - un->cost[un->cur];
-                if (saved <= 0.0 || m + added > c->budget || saved * m0 <= c->lambda * (double)added)
+                if (saved <= 0.0 || m + added > c->budget ||
+                    loss_per_damage * saved * m0 <= c->lambda * (double)added)
                     continue;
                 double gain = added ? saved / (double)added : 1e300;
                 if (gain > best_gain) {
@@ -147,11 +152,11 @@ static bool allocate(const qq_search_ctx *ctx, const qq_constraints *c, unit *un
 
 /* Fills a unit's allowed range and its measured damage at each allowed rung. */
 static qr_status prepare_unit(const qq_search_ctx *ctx, unit *u, size_t node, size_t centre,
-                              size_t span, qr_error *err)
+                              size_t up, size_t down, qr_error *err)
 {
     u->node = node;
-    u->lo = centre > span ? centre - span : 0;
-    u->hi = centre + span < QQ_RUNGS - 1 ? centre + span : QQ_RUNGS - 1;
+    u->lo = centre > up ? centre - up : 0;
+    u->hi = centre + down < QQ_RUNGS - 1 ? centre + down : QQ_RUNGS - 1;
     for (size_t r = u->lo; r <= u->hi; r++) {
         qq_sens s;
         qr_status st = qq_sensitivity_get(ctx->sens, node, qq_rung_type(r), &s, err);
@@ -239,8 +244,10 @@ qr_status qq_search(const qq_search_ctx *ctx, const qq_constraints *c, qq_result
         qq_sens s;
         if ((st = qq_sensitivity_get(ctx->sens, 0, qq_rung_type(r), &s, err)))
             goto out;
-        g->calib = (qq_metrics){.lm = true, .kl = s.kl, .cls_kl = s.cls_kl, .nll = s.nll, .accuracy = s.accuracy};
-        g->j_calib = qq_objective(qq_calib_loss(&g->calib), g->footprint, ctx->costs->f32_footprint, c->lambda);
+        const qq_metrics *ref = qq_measurer_reference(ctx->meas);
+        g->calib = (qq_metrics){.lm = ref->lm, .cls = ref->cls, .kl = s.kl, .cls_kl = s.cls_kl, .nll = s.nll,
+                                .accuracy = s.accuracy};
+        g->j_calib = qq_objective(qq_calib_loss(&g->calib, ref), g->footprint, ctx->costs->f32_footprint, c->lambda);
         n_global++;
     }
     if (n_global == 0) {
@@ -285,16 +292,29 @@ qr_status qq_search(const qq_search_ctx *ctx, const qq_constraints *c, qq_result
     globals[inc].types = NULL;
     memcpy(cand.types, best.types, n * sizeof *cand.types);
     out->tier = "global";
+    /* How much performance (percent, on calibration) a nat of KL damage costs, fitted on the
+     * global candidates: the allocation measures damage in KL, the trade-off in percent. KL
+     * overstates it — a distribution can move much while the probability of the right token
+     * barely changes — by one to two orders of magnitude on the default model. */
+    double loss_sum = 0.0, damage_sum = 0.0;
+    for (size_t i = 0; i < n_global; i++) {
+        double l = qq_calib_loss(&globals[i].calib, qq_measurer_reference(ctx->meas));
+        loss_sum += l > 0 ? l : 0;
+        damage_sum += 100.0 * (globals[i].calib.kl + globals[i].calib.cls_kl);
+    }
+    double loss_per_damage = damage_sum > 0 ? loss_sum / damage_sum : 0.1;
+    loss_per_damage = loss_per_damage < 0.01 ? 0.01 : loss_per_damage > 1.0 ? 1.0 : loss_per_damage;
+    say(ctx, "1 nat of KL on calibration costs about %.1f%% of performance here", 100.0 * loss_per_damage);
     /* Block tier around the global rung. */
     size_t g_rung = node_rung(ctx, best.types, 0), n_units = 0;
     for (size_t b = ctx->h->first_block; b < ctx->h->first_block + ctx->h->n_blocks; b++) {
         if (!has_matrix(ctx, b))
             continue;
-        if ((st = prepare_unit(ctx, &units[n_units++], b, g_rung, BLOCK_SPAN, err)))
+        if ((st = prepare_unit(ctx, &units[n_units++], b, g_rung, BLOCK_SPAN, BLOCK_SPAN, err)))
             goto out;
     }
     bool kept = false;
-    if (allocate(ctx, c, units, n_units, cand.types)) {
+    if (allocate(ctx, c, units, n_units, loss_per_damage, cand.types)) {
         if ((st = try_replace(ctx, c, "block", &cand, &best, &measured, &kept, err)))
             goto out;
         if (kept)
@@ -305,13 +325,14 @@ qr_status qq_search(const qq_search_ctx *ctx, const qq_constraints *c, qq_result
     n_units = 0;
     for (size_t i = ctx->h->first_module; i < ctx->h->first_module + ctx->h->n_modules; i++) {
         size_t t = (size_t)ctx->h->nodes[i].tensor;
-        if (!ctx->costs->is_matrix[t])
+        if (!ctx->costs->is_matrix[t] ||
+            (double)ctx->h->nodes[i].matrix_params < MIN_UNIT_SHARE * (double)ctx->h->nodes[0].matrix_params)
             continue;
         size_t centre = node_rung(ctx, best.types, qq_block_of(ctx->h, i));
-        if ((st = prepare_unit(ctx, &units[n_units++], i, centre, MODULE_SPAN, err)))
+        if ((st = prepare_unit(ctx, &units[n_units++], i, centre, MODULE_UP, MODULE_DOWN, err)))
             goto out;
     }
-    if (allocate(ctx, c, units, n_units, cand.types)) {
+    if (allocate(ctx, c, units, n_units, loss_per_damage, cand.types)) {
         if ((st = try_replace(ctx, c, "module", &cand, &best, &measured, &kept, err)))
             goto out;
         if (kept)

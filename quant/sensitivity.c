@@ -173,6 +173,14 @@ qr_status qq_sensitivity_get(qq_sensitivity *s, size_t node, uint32_t type, qq_s
     return QR_OK;
 }
 
+bool qq_sensitivity_lookup(qq_sensitivity *s, size_t node, uint32_t type, qq_sens *out)
+{
+    entry *e = find(s, s->h->nodes[node].name, type);
+    if (e)
+        *out = e->s;
+    return e != NULL;
+}
+
 size_t qq_sensitivity_measured(const qq_sensitivity *s)
 {
     return s->measured;

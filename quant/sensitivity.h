@@ -40,6 +40,9 @@ void qq_sensitivity_free(qq_sensitivity *s);
 qr_status qq_sensitivity_get(qq_sensitivity *s, size_t node, uint32_t type, qq_sens *out,
                              qr_error *err);
 
+/* The sensitivity if it is already known (measured or cached), without measuring. */
+bool qq_sensitivity_lookup(qq_sensitivity *s, size_t node, uint32_t type, qq_sens *out);
+
 /* How many (unit, type) pairs were measured / answered from the cache so far. */
 size_t qq_sensitivity_measured(const qq_sensitivity *s);
 size_t qq_sensitivity_cached(const qq_sensitivity *s);

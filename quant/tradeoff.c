@@ -14,9 +14,14 @@ double qq_performance_loss(const qq_metrics *m, const qq_metrics *ref)
     return loss;
 }
 
-double qq_calib_loss(const qq_metrics *m)
+double qq_calib_loss(const qq_metrics *m, const qq_metrics *ref)
 {
-    return 100.0 * expm1(m->kl + m->cls_kl);
+    double loss = 0.0;
+    if (m->lm && ref->lm)
+        loss += 100.0 * expm1(m->nll - ref->nll);
+    if (m->cls && ref->cls && ref->accuracy > m->accuracy)
+        loss += 100.0 * (ref->accuracy - m->accuracy);
+    return loss;
 }
 
 double qq_objective(double loss, uint64_t footprint, uint64_t f32_footprint, double lambda)

@@ -5,9 +5,8 @@
  * ppl, acc: the setting's perplexity and accuracy; ppl₀, acc₀: the f32 model's on the same data;
  * M: the setting's served footprint, M₀: the f32 model's. So J is "percent of perplexity lost +
  * points of accuracy lost + λ × percent of the f32 memory kept", lower is better, and λ says how
- * many points of performance one percent of memory is worth. On the calibration split, where the
- * damage is measured as KL divergence D (nats) from the f32 model, 100·(e^D − 1) stands for the
- * first two terms. */
+ * many points of performance one percent of memory is worth. On the calibration split the same
+ * terms are computed from its NLL and accuracy against the f32 model's there. */
 #ifndef QQ_TRADEOFF_H
 #define QQ_TRADEOFF_H
 
@@ -23,8 +22,9 @@ typedef struct {
 
 /* Performance lost in percent/points (the first two terms). */
 double qq_performance_loss(const qq_metrics *m, const qq_metrics *ref);
-/* The calibration stand-in: 100·(e^D − 1) with D = kl + cls_kl. */
-double qq_calib_loss(const qq_metrics *m);
+/* The same on calibration: 100·(e^(nll − nll₀) − 1) + 100·max(0, acc₀ − acc). Negative when the
+ * setting happens to score better than f32 there. */
+double qq_calib_loss(const qq_metrics *m, const qq_metrics *ref);
 double qq_objective(double loss, uint64_t footprint, uint64_t f32_footprint, double lambda);
 /* True when m (validation) is within the floors of ref; writes why not into why. */
 bool qq_within_floors(const qq_metrics *m, const qq_metrics *ref, const qq_floors *f, char *why,

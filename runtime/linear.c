@@ -14,7 +14,9 @@
 #define MIN_TASK_BYTES 16384
 #define TASKS_PER_THREAD 4
 #define MIN_ROWS_PER_TASK 4
-#define PANEL_ROWS 256     /* rows dequantized at a time for a batched product */
+#define PANEL_ROWS 64      /* rows dequantized at a time for a batched product: the panel is
+                              part of every served footprint, so kept small (64 x 1536 floats
+                              is 384 KiB for the default model) */
 #define MAX_JOBS 8
 #define X8_STACK_GROUPS 64  /* 20 KiB of rounded inputs on the stack: up to 16384 columns */
 #define GUARD 128           /* bytes kept clear around what the workers read: a line pair */

@@ -1,15 +1,35 @@
 #!/usr/bin/env bash
 # bench.sh: the benchmarks behind the README's performance tables (prints medians and ratios).
-#   bash scripts/bench.sh            # decode: reference models, the default model, 216M-shaped f32/f16
+#   bash scripts/bench.sh            # decode: the default model at every type, the 216M shape at
+#                                    # every type (head quantized too, then f32 edges), the batched
+#                                    # path, the spike-hidden path; tokenizer
 #   THREADS=1 bash scripts/bench.sh  # another thread count (default: one per CPU)
+#   QUICK=1 bash scripts/bench.sh    # only f32, f16, q8_0 and q4_0
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dir=$(bash scripts/build.sh normal)
-models=(tests/data/reference/spike_lm.qslm tests/data/reference/spike_lm_f16.qslm)
-[ -f models/spikegpt-sotu.qslm ] && models+=(models/spikegpt-sotu.qslm)
 threads=()
 [ -n "${THREADS:-}" ] && threads=(--threads "$THREADS")
-"$dir/tests/bench/bench-decode" "${threads[@]}" --tokens 64 --runs 5 "${models[@]}"
+types=f32,f16,q8_0,q8_1,q6_0,q6_1,q5_0,q5_1,q4_0,q4_1,q3_0,q3_1,q2_0,q2_1
+[ -n "${QUICK:-}" ] && types=f32,f16,q8_0,q4_0
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+# The default model stored at each type (every matrix, head and embedding included).
+models=()
+if [ -f models/spikegpt-sotu.qslm ]; then
+  for t in ${types//,/ }; do
+    if [ "$t" = f32 ]; then models+=(models/spikegpt-sotu.qslm); continue; fi
+    "$dir/runtime/tools/qslm-quantize" models/spikegpt-sotu.qslm "$tmp/spikegpt-sotu-$t.qslm" --type "$t" >/dev/null
+    models+=("$tmp/spikegpt-sotu-$t.qslm")
+  done
+fi
+bench=("$dir/tests/bench/bench-decode" "${threads[@]}" --tokens 64 --runs 5)
+[ ${#models[@]} -gt 0 ] && { "${bench[@]}" --no-synthetic --batch 0 "${models[@]}"; echo; }
+"${bench[@]}" --types "$types"                                  # 216M shape, head quantized; batched table
+echo
+"${bench[@]}" --types q8_0,q4_0 --edge f32 --batch 0            # 216M shape, emb and head kept f32
+echo
+"${bench[@]}" --types f32,q8_0,q4_0 --spike-hidden --batch 0    # dense vs spike.ffn_hidden
 echo
 if [ -f .data/sotu/test.txt ]; then
   "$dir/tests/bench/bench-tokenizer" .data/sotu/test.txt

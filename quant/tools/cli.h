@@ -67,6 +67,17 @@ double qq_now(void);
 void qq_progress(qq_session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void qq_progress_done(qq_session *s);
 
+/* The test split: only ever measured for reports, never searched on. */
+typedef struct {
+    int32_t *test_ids;
+    size_t n_test;
+    qr_labelled *test_items;
+    size_t n_test_items;
+} qq_test_data;
+
+int qq_load_test(const qq_options *o, qq_session *s, qq_test_data *td);
+void qq_test_data_free(qq_test_data *td);
+
 int qq_cmd_hierarchy(const qq_options *o);
 int qq_cmd_sensitivity(const qq_options *o);
 int qq_cmd_search(const qq_options *o);

@@ -4,7 +4,7 @@
  *   qslm-quant sensitivity MODEL [--tier T] [--svg FILE] [data options]
  *   qslm-quant search MODEL --budget SIZE [floors] [data options]
  *   qslm-quant build MODEL --budgets LIST -o DIR [floors] [data options]
- *   qslm-quant report DIR [-o FILE.md]
+ *   qslm-quant report MODEL DIR [-o FILE.md]
  *   qslm-quant keygen --key PRIV.pem --pubkey PUB.pem
  *   qslm-quant sign DIR --key PRIV.pem
  *   qslm-quant verify DIR --pubkey PUB.pem */
@@ -26,7 +26,9 @@ static const char usage[] =
     "                        and, with --svg FILE, write it as a heatmap\n"
     "  search MODEL          the tiered search for one --budget; prints the setting\n"
     "  build MODEL           one variant per --budgets point into -o DIR, plus manifest.json\n"
-    "  report DIR            DIR/report.md and SVG plots from a built bundle (-o FILE.md)\n"
+    "  report MODEL DIR      DIR/report.md and SVG plots: the bundle built from MODEL against\n"
+    "                        f32, the paper's per-tensor min-max baseline (4/8/12/16 bits) and\n"
+    "                        every uniform type, all on the test split (-o FILE.md)\n"
     "  keygen                a new ECDSA P-256 key pair: --key PRIV.pem --pubkey PUB.pem\n"
     "  sign DIR              sign DIR/manifest.json with --key PRIV.pem (DIR/manifest.json.sig)\n"
     "  verify DIR            check DIR's signature with --pubkey PUB.pem and every variant's\n"
@@ -41,13 +43,13 @@ static const char usage[] =
     "  --serve-batch N       sequences served at once, counted in the footprint (default 4)\n"
     "\n"
     "Data (defaults under --data-dir, itself $QSLM_DATA_DIR or ./.data):\n"
-    "  --calib-text FILE     sotu/train.txt; its last --calib-tokens N (default 2048) tokens\n"
-    "  --calib-labels FILE   sentiment/fit.jsonl; its first --calib-items N (default 64)\n"
-    "  --valid-text FILE     sotu/valid.txt; its first --valid-tokens N (default 16384)\n"
+    "  --calib-text FILE     sotu/train.txt; its last --calib-tokens N (default 1024) tokens\n"
+    "  --calib-labels FILE   sentiment/fit.jsonl; its first --calib-items N (default 32)\n"
+    "  --valid-text FILE     sotu/valid.txt; its first --valid-tokens N (default 8192)\n"
     "  --valid-labels FILE   sentiment/heldout.jsonl\n"
     "  --test-text FILE      sotu/test.txt (build: each variant's reported perplexity)\n"
     "  --test-labels FILE    sentiment/test.jsonl (build: each variant's reported accuracy)\n"
-    "  --window N            tokens per perplexity window on calibration/validation (default 256)\n"
+    "  --window N            tokens per perplexity window on calibration/validation (default 128)\n"
     "  --batch N             sequences evaluated together (default 16)\n"
     "\n"
     "Other:\n"
@@ -102,7 +104,7 @@ int main(int argc, char **argv)
     } commands[] = {
         {"hierarchy", qq_cmd_hierarchy, 1}, {"sensitivity", qq_cmd_sensitivity, 1},
         {"search", qq_cmd_search, 1},       {"build", qq_cmd_build, 1},
-        {"report", qq_cmd_report, 1},       {"keygen", qq_cmd_keygen, 0},
+        {"report", qq_cmd_report, 2},       {"keygen", qq_cmd_keygen, 0},
         {"sign", qq_cmd_sign, 1},           {"verify", qq_cmd_verify, 1},
     };
     size_t ci = sizeof commands / sizeof commands[0];
@@ -131,7 +133,7 @@ int main(int argc, char **argv)
         {"tier", required_argument, NULL, O_TIER}, {"svg", required_argument, NULL, O_SVG},
         {"key", required_argument, NULL, O_KEY}, {"pubkey", required_argument, NULL, O_PUB},
         {"out", required_argument, NULL, 'o'}, {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
-    qq_options o = {.calib_tokens = 2048, .calib_items = 64, .valid_tokens = 16384, .window = 256,
+    qq_options o = {.calib_tokens = 1024, .calib_items = 32, .valid_tokens = 8192, .window = 128,
                     .batch = 16, .serve_batch = 4, .floors = {5.0, 1.0}, .lambda = 0.1, .tier = "block"};
     size_t v;
     int c;

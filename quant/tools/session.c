@@ -11,7 +11,7 @@
 #include "cli.h"
 #include "dataset.h"
 #include "model.h"
-#include <mbedtls/sha256.h>
+#include "sha256.h"
 #include "tensor_types.h"
 
 double qq_now(void)
@@ -80,30 +80,6 @@ static void on_sensitivity(void *ctx, const char *unit, uint32_t type, const qq_
                 qr_type_get(type)->name, v->damage);
 }
 
-/* SHA-256 of a file as 64 hex digits: the model's identity in the sensitivity cache key. */
-static qr_status file_sha256(const char *path, char hex[65], qr_error *err)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return qr_fail(err, QR_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    mbedtls_sha256_context ctx;
-    mbedtls_sha256_init(&ctx);
-    mbedtls_sha256_starts_ret(&ctx, 0);
-    unsigned char buf[1 << 16], out[32];
-    size_t got;
-    while ((got = fread(buf, 1, sizeof buf, f)) > 0)
-        mbedtls_sha256_update_ret(&ctx, buf, got);
-    int bad = ferror(f);
-    fclose(f);
-    mbedtls_sha256_finish_ret(&ctx, out);
-    mbedtls_sha256_free(&ctx);
-    if (bad)
-        return qr_fail(err, QR_ERR_IO, "%s: read error", path);
-    for (int i = 0; i < 32; i++)
-        snprintf(hex + 2 * i, 3, "%02x", out[i]);
-    return QR_OK;
-}
-
 static char *data_path(const char *dir, const char *given, const char *rel)
 {
     if (given)
@@ -168,11 +144,13 @@ int qq_session_open(const qq_options *o, qq_session *s)
         fprintf(stderr, "qslm-quant: out of memory\n");
         goto out;
     }
+    uint8_t digest[QR_SHA256_BYTES];
     if (qr_model_file_open(o->model_path, &s->master, &err) ||
-        file_sha256(o->model_path, s->model_sha256, &err)) {
+        qr_sha256_file(o->model_path, digest, NULL, &err)) {
         fprintf(stderr, "qslm-quant: %s\n", err.msg);
         goto out;
     }
+    qr_sha256_to_hex(digest, s->model_sha256);
     if (check_master(s->master))
         goto out;
     if (qr_model_file_get_blob(s->master, "tokenizer.json", &json, &json_len, &err) || !json) {
@@ -256,4 +234,36 @@ void qq_session_close(qq_session *s)
     qr_tokenizer_free(s->tok);
     qr_model_file_close(s->master);
     memset(s, 0, sizeof *s);
+}
+
+int qq_load_test(const qq_options *o, qq_session *s, qq_test_data *td)
+{
+    const char *dir = o->data_dir ? o->data_dir : getenv("QSLM_DATA_DIR") ? getenv("QSLM_DATA_DIR") : ".data";
+    char tt[4096], tl[4096];
+    snprintf(tt, sizeof tt, "%s%s%s", o->test_text ? "" : dir, o->test_text ? "" : "/", o->test_text ? o->test_text : "sotu/test.txt");
+    snprintf(tl, sizeof tl, "%s%s%s", o->test_labels ? "" : dir, o->test_labels ? "" : "/",
+             o->test_labels ? o->test_labels : "sentiment/test.jsonl");
+    qr_error err;
+    qr_model *m = NULL;
+    if (qr_model_bind(s->master, &m, &err)) {
+        fprintf(stderr, "qslm-quant: %s\n", err.msg);
+        return -1;
+    }
+    size_t total;
+    int rc = 0;
+    if ((m->has_lm_head && qr_text_load(tt, s->tok, m->vocab, &td->test_ids, &td->n_test, NULL, &err)) ||
+        (m->n_classes && qr_labels_load(tl, s->tok, m->vocab, m->n_classes, &td->test_items, &td->n_test_items,
+                                        &total, &err))) {
+        fprintf(stderr, "qslm-quant: %s\n", err.msg);
+        rc = -1;
+    }
+    qr_model_free(m);
+    return rc;
+}
+
+void qq_test_data_free(qq_test_data *td)
+{
+    free(td->test_ids);
+    qr_labels_free(td->test_items, td->n_test_items);
+    memset(td, 0, sizeof *td);
 }

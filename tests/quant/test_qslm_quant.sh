@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# test_qslm_quant.sh: qslm-quant as a user runs it, on a small random model with the default
+# tokenizer embedded and small slices of the real data: every subcommand, the cache, a budget
+# that fits nothing, the bundle and its manifest, signatures that hold and ones that must fail.
+#   test_qslm_quant.sh QSLM_QUANT MAKE_TEST_MODEL TOKENIZER_JSON DATA_DIR
+set -uo pipefail
+quant=$1 make_model=$2 tokenizer=$3 data=$4
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+pass=0 fail=0
+ok() { pass=$((pass + 1)); echo "ok   $*"; }
+bad() { fail=$((fail + 1)); echo "FAIL $*"; }
+expect() { # expect CODE PATTERN -- CMD...
+  local code=$1 pattern=$2; shift 3
+  local out rc
+  out=$("$@" 2>&1); rc=$?
+  if [ "$rc" -eq "$code" ] && grep -qE -- "$pattern" <<<"$out"; then ok "$* -> $code /$pattern/"
+  else bad "$* -> exit $rc (want $code), output: $out"; fi
+}
+
+"$make_model" "$tmp/m.qslm" --layers 2 --d 64 --classes 2 --tokenizer "$tokenizer" --seed 5 || { echo "cannot make model"; exit 1; }
+mkdir -p "$tmp/data/sotu" "$tmp/data/sentiment"
+head -c 12000 "$data/sotu/train.txt" >"$tmp/data/sotu/train.txt"
+head -c 8000 "$data/sotu/valid.txt" >"$tmp/data/sotu/valid.txt"
+head -c 8000 "$data/sotu/test.txt" >"$tmp/data/sotu/test.txt"
+for f in fit heldout test; do head -n 24 "$data/sentiment/$f.jsonl" >"$tmp/data/sentiment/$f.jsonl"; done
+small=(--data-dir "$tmp/data" --calib-tokens 256 --calib-items 8 --valid-tokens 512 --window 64 --batch 8
+       --cache "$tmp/cache" --max-ppl-increase 1000 --max-acc-drop 100)
+
+expect 0 'Commands:' -- "$quant" --help
+expect 2 "unknown command 'frobnicate'" -- "$quant" frobnicate
+expect 2 'expected 1 argument' -- "$quant" hierarchy
+expect 2 'no such file|cannot open' -- "$quant" hierarchy "$tmp/nope.qslm"
+expect 0 'block 1' -- "$quant" hierarchy "$tmp/m.qslm"
+json=$("$quant" hierarchy "$tmp/m.qslm" --json)
+if node -e 'const a=JSON.parse(process.argv[1]); const m=a.filter(n=>n.kind==="module"); const root=a[0];
+  if(!(root.node==="model" && m.reduce((s,n)=>s+n.params,0)===root.params && a.some(n=>n.node==="output"))) process.exit(1)' "$json"
+then ok "hierarchy --json: module parameters add up to the model's"; else bad "hierarchy --json: $json"; fi
+
+expect 2 "--tier must be" -- "$quant" sensitivity "$tmp/m.qslm" --tier galaxy "${small[@]}"
+expect 0 'q2_0' -- "$quant" sensitivity "$tmp/m.qslm" --tier block --svg "$tmp/s.svg" "${small[@]}"
+if grep -q '<svg' "$tmp/s.svg"; then ok "heatmap written"; else bad "no heatmap"; fi
+expect 0 ' 0 measured now, [1-9][0-9]* from the cache' -- "$quant" sensitivity "$tmp/m.qslm" --tier block "${small[@]}"
+
+expect 2 'needs --budget' -- "$quant" search "$tmp/m.qslm" "${small[@]}"
+expect 2 "not a size|needs --budget" -- "$quant" search "$tmp/m.qslm" --budget 12Q "${small[@]}"
+expect 1 'infeasible: nothing fits' -- "$quant" search "$tmp/m.qslm" --budget 1K "${small[@]}"
+expect 0 'feasible \(kept from the (global|block|module) tier\)' -- "$quant" search "$tmp/m.qslm" --budget 2M "${small[@]}"
+
+# A bundle: one budget too small, one that fits.
+expect 1 '1 variant, 1 infeasible budget' -- "$quant" build "$tmp/m.qslm" --budgets 1K,2M -o "$tmp/bundle" "${small[@]}"
+if node -e 'const m=JSON.parse(require("fs").readFileSync(process.argv[1]));
+  const v=m.variants[0]; if(!(m.variants.length===1 && m.infeasible.length===1 && m.infeasible[0].budget_bytes===1024 &&
+  v.footprint_bytes<=2*1048576 && v.metrics.ppl_test>1 && v.metrics.tokens_per_s>0 && v.metrics.energy_pj_per_token>0)) process.exit(1)' \
+   "$tmp/bundle/manifest.json"
+then ok "manifest: the variant fits its budget, the infeasible budget is listed"; else bad "manifest: $(cat "$tmp/bundle/manifest.json")"; fi
+file=$(node -pe 'JSON.parse(require("fs").readFileSync(process.argv[1])).variants[0].file' "$tmp/bundle/manifest.json")
+want=$(node -pe 'JSON.parse(require("fs").readFileSync(process.argv[1])).variants[0].sha256' "$tmp/bundle/manifest.json")
+got=$(sha256sum "$tmp/bundle/$file" | cut -d' ' -f1)
+if [ "$want" = "$got" ]; then ok "manifest sha256 = sha256sum of $file"; else bad "sha256 $want != $got"; fi
+
+expect 2 'needs --key' -- "$quant" keygen
+expect 0 'wrote' -- "$quant" keygen --key "$tmp/k.pem" --pubkey "$tmp/pub.pem"
+if [ "$(stat -c %a "$tmp/k.pem")" = 600 ]; then ok "private key mode 0600"; else bad "private key mode $(stat -c %a "$tmp/k.pem")"; fi
+expect 0 'signed' -- "$quant" sign "$tmp/bundle" --key "$tmp/k.pem"
+expect 0 'signature good' -- "$quant" verify "$tmp/bundle" --pubkey "$tmp/pub.pem"
+"$quant" keygen --key "$tmp/k2.pem" --pubkey "$tmp/pub2.pem" >/dev/null
+expect 1 'signature|does not match|verif' -- "$quant" verify "$tmp/bundle" --pubkey "$tmp/pub2.pem"
+cp "$tmp/bundle/$file" "$tmp/saved.qslm"
+printf 'X' | dd of="$tmp/bundle/$file" bs=1 seek=100 conv=notrunc status=none
+expect 1 'BAD: .*(sha|hash|SHA)' -- "$quant" verify "$tmp/bundle" --pubkey "$tmp/pub.pem"
+cp "$tmp/saved.qslm" "$tmp/bundle/$file"
+sed -i 's/"created_by": "/"created_by": "x/' "$tmp/bundle/manifest.json"
+expect 1 'signature|does not match|verif' -- "$quant" verify "$tmp/bundle" --pubkey "$tmp/pub.pem"
+
+expect 2 'expected 2 arguments' -- "$quant" report "$tmp/bundle"
+expect 0 'wrote .*report.md' -- "$quant" report "$tmp/m.qslm" "$tmp/bundle" "${small[@]}"
+if grep -q 'min-max 4' "$tmp/bundle/report.md" && grep -q '<svg' "$tmp/bundle/memory-ppl.svg"; then ok "report and plots"
+else bad "report: $(head -c 400 "$tmp/bundle/report.md")"; fi
+
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]
