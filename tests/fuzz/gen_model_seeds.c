@@ -1,5 +1,6 @@
-/* gen_model_seeds.c: writes the model-file fuzz seeds — the valid test fixture and every row of
- * the corruption table — into a directory. Run by hand when the fixture or table changes:
+/* gen_model_seeds.c: writes the model-file fuzz seeds — the valid test fixture, every row of the
+ * corruption table, and the two valid files with quantized tensors — into a directory. Run by
+ * hand when the fixtures or the table change:
  *   .build/tests/fuzz/gen-model-seeds tests/fuzz/corpus/model_file */
 #include <stdio.h>
 
@@ -17,6 +18,16 @@ static int write_seed(const char *dir, const char *name, const model_fixture *fx
         return 1;
     }
     return fclose(f) != 0;
+}
+
+/* A valid image from one of the other fixture writers. */
+static int write_writer_seed(const char *dir, const char *name, qr_model_writer *w)
+{
+    model_fixture fx = {0};
+    int rc = !w || fixture_emit(w, &fx.buf, &fx.size) || write_seed(dir, name, &fx);
+    qr_model_writer_free(w);
+    fixture_free(&fx);
+    return rc;
 }
 
 int main(int argc, char **argv)
@@ -37,6 +48,9 @@ int main(int argc, char **argv)
             return 1;
         fixture_free(&fx);
     }
-    printf("wrote %zu seeds to %s\n", fixture_corruption_count + 1, argv[1]);
+    if (write_writer_seed(argv[1], "valid_quantized", fixture_quantized_writer()) ||
+        write_writer_seed(argv[1], "valid_all_types", fixture_all_types_writer()))
+        return 1;
+    printf("wrote %zu seeds to %s\n", fixture_corruption_count + 3, argv[1]);
     return 0;
 }

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# test_cli.sh: qslm-eval and qslm-generate as a user runs them — results on a small random model
-# with the default tokenizer embedded, and every kind of bad argument or file: a clear message
-# naming what is wrong, and exit code 2.
-#   test_cli.sh QSLM_EVAL QSLM_GENERATE MAKE_TEST_MODEL TOKENIZER_JSON
+# test_cli.sh: qslm-eval, qslm-generate and qslm-quantize as a user runs them — results on a small
+# random model with the default tokenizer embedded, and every kind of bad argument or file: a
+# clear message naming what is wrong, and exit code 2 (1 when the work itself fails).
+#   test_cli.sh QSLM_EVAL QSLM_GENERATE QSLM_QUANTIZE MAKE_TEST_MODEL TOKENIZER_JSON
 set -uo pipefail
-eval_bin=$1 gen_bin=$2 make_model=$3 tokenizer=$4
+eval_bin=$1 gen_bin=$2 quant_bin=$3 make_model=$4 tokenizer=$5
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 pass=0 fail=0
@@ -78,6 +78,63 @@ expect 2 '--temperature must be a number' -- "$gen_bin" "$tmp/m.qslm" -t -1 "x"
 expect 2 '--top-p must be a number' -- "$gen_bin" "$tmp/m.qslm" -p 0 "x"
 expect 2 'the prompt is empty' -- "$gen_bin" "$tmp/m.qslm" ""
 expect 2 "$tmp/missing.qslm: cannot open" -- "$gen_bin" "$tmp/missing.qslm" "x"
+
+# qslm-quantize: a conversion qslm-eval loads, the head kept apart, and output written atomically.
+ppl() { "$eval_bin" "$1" --text "$tmp/text.txt" --json | node -pe 'JSON.parse(require("fs").readFileSync(0)).ppl'; }
+# file_has FILE STRING: the file's bytes contain STRING (quant.setting is stored as plain JSON)
+file_has() { grep -qaF -- "$2" "$1"; }
+expect 0 'usage: qslm-quantize' -- "$quant_bin" --help
+expect 0 "wrote $tmp/q4.qslm" -- "$quant_bin" "$tmp/m.qslm" "$tmp/q4.qslm" --type q4_0 --threads 2
+expect 0 '^perplexity [0-9.]+ over [0-9]+ predictions' -- "$eval_bin" "$tmp/q4.qslm" --text "$tmp/text.txt"
+# The same model: perplexity within 5% of f32's (random weights: about the vocabulary size).
+a=$(ppl "$tmp/m.qslm") b=$(ppl "$tmp/q4.qslm")
+if node -e "process.exit(Math.abs($b / $a - 1) < 0.05 ? 0 : 1)"; then ok "q4_0 ppl $b near f32's $a"
+else bad "q4_0 ppl $b is not within 5% of f32's $a"; fi
+if file_has "$tmp/q4.qslm" '"head.weight":"q4_0"' && file_has "$tmp/q4.qslm" '"emb.weight":"q4_0"' &&
+   file_has "$tmp/q4.qslm" '"blocks.1.ffn.value.weight":"q4_0"' && file_has "$tmp/q4.qslm" 'requantized from m.qslm'
+then ok "q4_0: quant.setting lists every matrix as q4_0, provenance notes the conversion"
+else bad "q4_0: quant.setting or provenance missing"; fi
+expect 0 "wrote $tmp/q4h.qslm" -- "$quant_bin" "$tmp/m.qslm" "$tmp/q4h.qslm" --type q4_0 --keep-head f32
+# The head (4096 x 32) costs 524288 bytes in f32, 73728 in q4_0: the file grows by at least that.
+grow=$(( $(stat -c %s "$tmp/q4h.qslm") - $(stat -c %s "$tmp/q4.qslm") ))
+if file_has "$tmp/q4h.qslm" '"head.weight":"f32"' && file_has "$tmp/q4h.qslm" '"cls.weight":"f32"' &&
+   file_has "$tmp/q4h.qslm" '"emb.weight":"q4_0"' && [ "$grow" -ge $((524288 - 73728)) ]
+then ok "--keep-head f32: head and classifier f32, the rest q4_0 ($grow bytes more)"
+else bad "--keep-head f32: quant.setting or size wrong (grew by $grow bytes)"; fi
+expect 0 '^perplexity [0-9.]+' -- "$eval_bin" "$tmp/q4h.qslm" --text "$tmp/text.txt"
+# Bad arguments and files: exit 2, nothing written.
+expect 2 "--type: unknown type 'q7_0'" -- "$quant_bin" "$tmp/m.qslm" "$tmp/x.qslm" --type q7_0
+expect 2 "--keep-head: unknown type 'bogus'" -- "$quant_bin" "$tmp/m.qslm" "$tmp/x.qslm" --type q4_0 --keep-head bogus
+expect 2 '--type is required' -- "$quant_bin" "$tmp/m.qslm" "$tmp/x.qslm"
+expect 2 'expected an input and an output file' -- "$quant_bin" "$tmp/m.qslm" --type q4_0
+expect 2 'must not be the input' -- "$quant_bin" "$tmp/m.qslm" "$tmp/m.qslm" --type q4_0
+expect 2 '--threads must be an integer' -- "$quant_bin" "$tmp/m.qslm" "$tmp/x.qslm" --type q4_0 --threads 0
+expect 2 "$tmp/missing.qslm: cannot open" -- "$quant_bin" "$tmp/missing.qslm" "$tmp/x.qslm" --type q4_0
+expect 2 "$tmp/junk.qslm: .*(shorter|magic)" -- "$quant_bin" "$tmp/junk.qslm" "$tmp/x.qslm" --type q4_0
+[ ! -e "$tmp/x.qslm" ] && ok "no output after bad arguments" || bad "$tmp/x.qslm written after bad arguments"
+# Failures: exit 1 naming the path; no temporary file left behind (the output directory case
+# writes the whole temporary, then cannot rename it), an existing output untouched.
+expect 1 "$tmp/nodir/out.qslm.*cannot create" -- "$quant_bin" "$tmp/m.qslm" "$tmp/nodir/out.qslm" --type q4_0
+mkdir "$tmp/outdir"
+expect 1 "$tmp/outdir: cannot rename into place" -- "$quant_bin" "$tmp/m.qslm" "$tmp/outdir" --type q4_0
+# A NaN in head.weight (patched through the tensor table): the conversion itself fails.
+node -e '
+  const fs = require("fs"), b = fs.readFileSync(process.argv[1]);
+  let o = Number(b.readBigUInt64LE(32));              // table_offset
+  for (let i = 0, n = b.readUInt32LE(56); i < n; i++) { // tensor_count entries
+    const len = b.readUInt32LE(o), name = b.toString("latin1", o + 4, o + 4 + len);
+    const nd = b.readUInt32LE(o + 8 + len);
+    o += 12 + len + 8 * nd;
+    if (name === "head.weight") b.writeFloatLE(NaN, Number(b.readBigUInt64LE(o)));
+    o += 16;
+  }
+  fs.writeFileSync(process.argv[2], b);' "$tmp/m.qslm" "$tmp/nan.qslm"
+cp "$tmp/q4.qslm" "$tmp/keep.qslm"
+expect 1 "$tmp/nan.qslm: tensor 'head.weight' has a non-finite weight" -- "$quant_bin" "$tmp/nan.qslm" "$tmp/keep.qslm" --type q4_0
+cmp -s "$tmp/q4.qslm" "$tmp/keep.qslm" && ok "a failed conversion leaves the existing output as it was" \
+  || bad "a failed conversion changed $tmp/keep.qslm"
+left=$(find "$tmp" -name '*.tmp.*')
+[ -z "$left" ] && ok "no temporary files left after failures" || bad "temporary files left: $left"
 
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -5,11 +5,13 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "kernels/kernels.h"
 #include "model_file.h"
 #include "model_fixture.h"
 #include "model_writer.h"
@@ -72,6 +74,73 @@ static void test_round_trip_memory(void **state)
     assert_int_equal(qr_model_file_get_bool(mf, "model.n_embd", false, &b, &err), QR_ERR_FORMAT);
     qr_model_file_close(mf);
     fixture_free(&fx);
+}
+
+/* Reads back tensor `name` of type `type`, (rows, cols), as f32 with the reference kernels and
+ * checks it against fixture_quant_value(t, i) within `tol`. */
+static void check_quantized(const qr_model_file *mf, const char *name, uint32_t type, int t,
+                            size_t rows, size_t cols, float tol)
+{
+    const qr_tensor_info *ti = qr_model_file_find_tensor(mf, name);
+    assert_non_null(ti);
+    assert_int_equal(ti->type, type);
+    assert_int_equal(ti->dims[ti->n_dims - 1], cols);
+    assert_int_equal(ti->n_elements, rows * cols);
+    uint64_t bytes;
+    assert_true(qr_type_bytes(type, rows * cols, &bytes));
+    assert_int_equal(ti->size, bytes);
+    assert_int_equal(ti->offset % QR_FILE_ALIGN, 0);
+    float out[128];
+    assert_true(rows * cols <= 128);
+    qr_kernels_ref(type)->to_float(ti->data, out, rows * cols);
+    for (size_t i = 0; i < rows * cols; i++)
+        if (!(fabsf(out[i] - fixture_quant_value(t, i)) <= tol))
+            fail_msg("%s[%zu] = %g, written from %g (tolerance %g)", name, i, out[i],
+                     fixture_quant_value(t, i), tol);
+}
+
+/* The fixtures with quantized tensors (fuzz seeds valid_quantized and valid_all_types) are read
+ * back with the types, sizes and values written. */
+static void test_quantized_round_trip(void **state)
+{
+    (void)state;
+    qr_model_writer *w = fixture_quantized_writer();
+    assert_non_null(w);
+    uint8_t *buf;
+    size_t size;
+    assert_int_equal(fixture_emit(w, &buf, &size), 0);
+    qr_model_writer_free(w);
+    qr_model_file *mf = NULL;
+    qr_error err = {0};
+    assert_int_equal(qr_model_file_from_memory(buf, size, "quantized", &mf, &err), QR_OK);
+    assert_int_equal(qr_model_file_tensor_count(mf), 2);
+    check_quantized(mf, "a.weight", QR_TYPE_Q4_0, 0, 2, 64, 1.0f / 8);
+    check_quantized(mf, "b", QR_TYPE_Q2_1, 1, 1, 32, 1.0f / 3);
+    assert_string_equal(qr_model_file_meta(mf, "quant.setting")->str, "{\"a.weight\":\"q4_0\",\"b\":\"q2_1\"}");
+    qr_model_file_close(mf);
+    free(buf);
+
+    w = fixture_all_types_writer();
+    assert_non_null(w);
+    assert_int_equal(fixture_emit(w, &buf, &size), 0);
+    qr_model_writer_free(w);
+    assert_int_equal(qr_model_file_from_memory(buf, size, "all types", &mf, &err), QR_OK);
+    assert_int_equal(qr_model_file_tensor_count(mf), FIXTURE_ALL_TYPES);
+    uint32_t seen = 0;
+    for (size_t i = 0; i < FIXTURE_ALL_TYPES; i++) {
+        const qr_tensor_info *t = qr_model_file_tensor(mf, i);
+        const qr_type_info *ti = qr_type_get(t->type);
+        assert_non_null(ti);
+        char name[32];
+        snprintf(name, sizeof name, "t.%s", ti->name);
+        /* Values span [-1, 1]: within a step of the type's grid (f32 exact, f16 to rounding). */
+        float tol = t->type == QR_TYPE_F32 ? 0.0f : ti->bits ? 2.0f / (float)((1u << ti->bits) - 1) : 1e-3f;
+        check_quantized(mf, name, t->type, 0, 2, 32, tol);
+        seen |= UINT32_C(1) << (t->type < QR_TYPE_FIRST_QUANT ? t->type : t->type - QR_TYPE_FIRST_QUANT + 2);
+    }
+    assert_int_equal(seen, (UINT32_C(1) << FIXTURE_ALL_TYPES) - 1); /* each type once */
+    qr_model_file_close(mf);
+    free(buf);
 }
 
 static void test_round_trip_file_is_mapped_and_aligned(void **state)
@@ -264,6 +333,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_round_trip_memory),
+        cmocka_unit_test(test_quantized_round_trip),
         cmocka_unit_test(test_round_trip_file_is_mapped_and_aligned),
         cmocka_unit_test(test_open_missing_file),
         cmocka_unit_test(test_corruptions_refused),

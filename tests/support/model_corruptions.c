@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "model_fixture.h"
+#include "tensor_types.h"
 
 /* Position of the first occurrence of a metadata key's bytes; the fixture's keys are unique. */
 static size_t key_pos(const model_fixture *fx, const char *key)
@@ -76,6 +77,15 @@ static void wrong_size(model_fixture *fx)
 {
     fixture_put64(fx->buf + fx->size_pos[0], fixture_get64(fx->buf + fx->size_pos[0]) - 4);
 }
+/* key.weight (8, 8) retyped q4_0: a row of 8 weights is not a whole block of 32. */
+static void partial_block(model_fixture *fx) { fixture_put32(fx->buf + fx->type_pos[1], QR_TYPE_Q4_0); }
+/* key.weight retyped q8_0 and reshaped (2, 32): whole blocks, but 2 × 34 bytes, not the 128 recorded. */
+static void quant_wrong_size(model_fixture *fx)
+{
+    fixture_put32(fx->buf + fx->type_pos[1], QR_TYPE_Q8_0);
+    fixture_put64(fx->buf + fx->dims_pos[1], 2);
+    fixture_put64(fx->buf + fx->dims_pos[1] + 8, 32);
+}
 static void zero_ndims(model_fixture *fx) { fixture_put32(fx->buf + fx->ndims_pos[0], 0); }
 static void many_ndims(model_fixture *fx) { fixture_put32(fx->buf + fx->ndims_pos[0], 5); }
 static void nul_in_name(model_fixture *fx) { fx->buf[fx->name_pos[0] + 2] = 0; }
@@ -139,6 +149,8 @@ const fixture_corruption fixture_corruptions[] = {
     {"unknown_type", "unknown storage type 63", unknown_type},
     {"out_of_range_type", "unknown storage type", out_of_range_type},
     {"wrong_size", "records", wrong_size},
+    {"partial_block", "last dimension 8 is not a multiple of q4_0's block of 32", partial_block},
+    {"quant_wrong_size", "records 128 bytes, its shape and type need 68", quant_wrong_size},
     {"zero_ndims", "0 dimensions", zero_ndims},
     {"many_ndims", "5 dimensions", many_ndims},
     {"nul_in_name", "NUL byte", nul_in_name},

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "quantize.h"
 #include "tensor_types.h"
 
 static float emb_data[4 * 8];
@@ -43,6 +44,76 @@ qr_model_writer *fixture_writer(void)
                                          sizeof key_data, NULL) ||
               qr_model_writer_add_tensor(w, "ln.weight", QR_TYPE_F32, 1, ln_dims, ln_data,
                                          sizeof ln_data, NULL);
+    if (bad) {
+        qr_model_writer_free(w);
+        return NULL;
+    }
+    return w;
+}
+
+float fixture_quant_value(int t, size_t i)
+{
+    /* In [-1, 1], periodic over 17 (resp. 5) so no two blocks are alike. */
+    return t == 0 ? (float)((3 * i) % 17) / 8.0f - 1.0f : (float)((int)(i % 5) - 1) / 3.0f;
+}
+
+static uint8_t quant_a[2 * 2 * 18], quant_b[12];
+
+qr_model_writer *fixture_quantized_writer(void)
+{
+    float a[128], b[32];
+    for (size_t i = 0; i < 128; i++)
+        a[i] = fixture_quant_value(0, i);
+    for (size_t i = 0; i < 32; i++)
+        b[i] = fixture_quant_value(1, i);
+    qr_model_writer *w = qr_model_writer_new();
+    if (!w || qr_quantize_row(QR_TYPE_Q4_0, a, 128, NULL, quant_a) ||
+        qr_quantize_row(QR_TYPE_Q2_1, b, 32, NULL, quant_b)) {
+        qr_model_writer_free(w);
+        return NULL;
+    }
+    const uint64_t a_dims[] = {2, 64}, b_dims[] = {32};
+    int bad = qr_model_writer_set_string(w, "general.architecture", "spikegpt", NULL) ||
+              qr_model_writer_set_u64(w, "model.n_layer", 1, NULL) ||
+              qr_model_writer_set_u64(w, "model.n_embd", 32, NULL) ||
+              qr_model_writer_set_u64(w, "model.vocab_size", 2, NULL) ||
+              qr_model_writer_set_string(w, "quant.setting", "{\"a.weight\":\"q4_0\",\"b\":\"q2_1\"}", NULL) ||
+              qr_model_writer_add_tensor(w, "a.weight", QR_TYPE_Q4_0, 2, a_dims, quant_a,
+                                         sizeof quant_a, NULL) ||
+              qr_model_writer_add_tensor(w, "b", QR_TYPE_Q2_1, 1, b_dims, quant_b, sizeof quant_b,
+                                         NULL);
+    if (bad) {
+        qr_model_writer_free(w);
+        return NULL;
+    }
+    return w;
+}
+
+static uint8_t all_types_data[FIXTURE_ALL_TYPES][2 * 32 * 4];
+
+qr_model_writer *fixture_all_types_writer(void)
+{
+    static const uint32_t types[FIXTURE_ALL_TYPES] = {
+        QR_TYPE_F32,  QR_TYPE_F16,  QR_TYPE_Q8_0, QR_TYPE_Q6_0, QR_TYPE_Q5_0,
+        QR_TYPE_Q4_0, QR_TYPE_Q3_0, QR_TYPE_Q2_0, QR_TYPE_Q8_1, QR_TYPE_Q6_1,
+        QR_TYPE_Q5_1, QR_TYPE_Q4_1, QR_TYPE_Q3_1, QR_TYPE_Q2_1};
+    float src[64];
+    for (size_t i = 0; i < 64; i++)
+        src[i] = fixture_quant_value(0, i);
+    qr_model_writer *w = qr_model_writer_new();
+    int bad = !w || qr_model_writer_set_string(w, "general.architecture", "rwkv4", NULL) ||
+              qr_model_writer_set_u64(w, "model.n_layer", 1, NULL) ||
+              qr_model_writer_set_u64(w, "model.n_embd", 32, NULL) ||
+              qr_model_writer_set_u64(w, "model.vocab_size", 2, NULL);
+    const uint64_t dims[] = {2, 32};
+    for (size_t t = 0; t < FIXTURE_ALL_TYPES && !bad; t++) {
+        uint64_t bytes;
+        char name[32];
+        snprintf(name, sizeof name, "t.%s", qr_type_get(types[t])->name);
+        bad = !qr_type_bytes(types[t], 64, &bytes) ||
+              qr_quantize_tensor(types[t], src, 2, 32, NULL, all_types_data[t], NULL) ||
+              qr_model_writer_add_tensor(w, name, types[t], 2, dims, all_types_data[t], bytes, NULL);
+    }
     if (bad) {
         qr_model_writer_free(w);
         return NULL;

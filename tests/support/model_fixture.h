@@ -25,6 +25,17 @@ float fixture_value(int t, size_t i);
 /* A writer holding the fixture's metadata and tensors (the tensor data lives in static storage). */
 qr_model_writer *fixture_writer(void);
 
+/* Matrices of group-quantized types, for the reader's block rules and the fuzz corpus:
+ * "a.weight" (2, 64) in q4_0 and "b" (32) in q2_1, quantized from fixture_quant_value(0, i) and
+ * (1, i), with quant.setting naming them. Data in static storage, as above. */
+qr_model_writer *fixture_quantized_writer(void);
+float fixture_quant_value(int t, size_t i);
+
+/* Every storage type once: a (2, 32) matrix "t.<type name>" of each (f32, f16, q8_0 .. q2_1),
+ * quantized from fixture_quant_value(0, i). */
+qr_model_writer *fixture_all_types_writer(void);
+#define FIXTURE_ALL_TYPES 14
+
 /* Serialises a writer into a malloc'd image. Returns 0 on success. */
 int fixture_emit(const qr_model_writer *w, uint8_t **buf, size_t *size);
 
