@@ -14,6 +14,12 @@
 
 #define N_CODES QR_TYPE_CODE_LIMIT
 
+typedef struct {
+    uint32_t *types;
+    const qq_split *split; /* NULL: the calibration split against the reference */
+    qq_metrics metrics;
+} memo_entry;
+
 struct qq_measurer {
     const qr_model_file *master;
     qr_pool *pool;
@@ -29,6 +35,9 @@ struct qq_measurer {
     qr_matrix **slots;   /* per master tensor: its matrix in `view`, or NULL for vectors */
     void **cache;        /* per tensor × type code: quantized copy, made on first use */
     size_t *cache_row_bytes;
+    memo_entry *memo;    /* settings already measured, per split: a search and the budgets of a
+                            build meet the same settings again */
+    size_t n_memo, cap_memo;
 };
 
 typedef struct {
@@ -127,7 +136,7 @@ static qr_status measure_model(qq_measurer *q, qr_runner *r, const qr_model *m, 
     if (split->tokens && split->n_tokens >= 2 && m->has_lm_head) {
         hook_ctx h = {q, record, 0.0, 0};
         qr_ppl_result ppl;
-        st = qr_eval_perplexity_with(r, split->tokens, split->n_tokens, q->window, q->batch,
+        st = qr_eval_perplexity_with(r, split->tokens, split->n_tokens, split->window ? split->window : q->window, q->batch,
                                      reference ? on_logits : NULL, &h, NULL, NULL, &ppl, err);
         if (st)
             return st;
@@ -263,6 +272,9 @@ void qq_measurer_free(qq_measurer *q)
         free(q->cache[i]);
     free(q->cache);
     free(q->cache_row_bytes);
+    for (size_t i = 0; i < q->n_memo; i++)
+        free(q->memo[i].types);
+    free(q->memo);
     free(q->slots);
     qr_runner_free(q->runner);
     free(q->view.layers);
@@ -277,22 +289,50 @@ const qq_metrics *qq_measurer_reference(const qq_measurer *q)
     return &q->reference;
 }
 
+static memo_entry *memo_find(qq_measurer *q, const uint32_t *types, const qq_split *split)
+{
+    size_t n = qr_model_file_tensor_count(q->master);
+    for (size_t i = 0; i < q->n_memo; i++)
+        if (q->memo[i].split == split &&
+            memcmp(q->memo[i].types, types, n * sizeof *types) == 0)
+            return &q->memo[i];
+    return NULL;
+}
+
+/* Remembers a measurement; forgetting (out of memory) only costs a measurement later. */
+static void memo_add(qq_measurer *q, const uint32_t *types, const qq_split *split, const qq_metrics *m)
+{
+    size_t n = qr_model_file_tensor_count(q->master);
+    if (q->n_memo == q->cap_memo) {
+        size_t cap = q->cap_memo ? 2 * q->cap_memo : 64;
+        memo_entry *e = realloc(q->memo, cap * sizeof *e);
+        if (!e)
+            return;
+        q->memo = e;
+        q->cap_memo = cap;
+    }
+    uint32_t *copy = malloc((n ? n : 1) * sizeof *copy);
+    if (!copy)
+        return;
+    memcpy(copy, types, n * sizeof *copy);
+    q->memo[q->n_memo++] = (memo_entry){copy, split, *m};
+}
+
 qr_status qq_measure_setting(qq_measurer *q, const uint32_t *types, const qq_split *split,
                              qq_metrics *out, qr_error *err)
 {
+    memo_entry *e = memo_find(q, types, split);
+    if (e) {
+        *out = e->metrics;
+        return QR_OK;
+    }
     qr_status st = apply_setting(q, types, err);
     if (st)
         return st;
-    return measure_model(q, q->runner, &q->view, split ? split : &q->calib, split == NULL, false,
-                         out, err);
-}
-
-qr_status qq_measurer_set_window(qq_measurer *q, size_t window, qr_error *err)
-{
-    if (window < 2)
-        return qr_fail(err, QR_ERR_INVALID, "window of %zu tokens: it must be at least 2", window);
-    q->window = window;
-    return QR_OK;
+    st = measure_model(q, q->runner, &q->view, split ? split : &q->calib, split == NULL, false, out, err);
+    if (st == QR_OK)
+        memo_add(q, types, split, out);
+    return st;
 }
 
 qr_status qq_measure_minmax(qq_measurer *q, int bits, const qq_split *split, qq_metrics *out,

@@ -23,6 +23,7 @@ typedef struct {
     size_t n_tokens;
     const qr_labelled *items; /* classifier sentences (may be NULL) */
     size_t n_items;
+    size_t window;            /* tokens per perplexity window; 0: the measurer's */
 } qq_split;
 
 typedef struct {
@@ -48,7 +49,9 @@ void qq_measurer_free(qq_measurer *q);
 const qq_metrics *qq_measurer_reference(const qq_measurer *q);
 
 /* Measures a setting (types[i] for the master's tensor i; only matrices are looked at): against
- * the reference on the calibration split when split is NULL, else plain metrics on `split`. */
+ * the reference on the calibration split when split is NULL, else plain metrics on `split`. A
+ * setting measured before on the same split (the same qq_split object) and window is answered
+ * from memory: the measurement is deterministic. */
 qr_status qq_measure_setting(qq_measurer *q, const uint32_t *types, const qq_split *split,
                              qq_metrics *out, qr_error *err);
 
@@ -60,10 +63,6 @@ qr_status qq_measure_file(qq_measurer *q, const char *path, const qq_split *spli
  * and dequantized (qr_fake_quant_minmax_per_tensor), measured like a setting. */
 qr_status qq_measure_minmax(qq_measurer *q, int bits, const qq_split *split, qq_metrics *out,
                             qr_error *err);
-
-/* Window and batch for measurements on splits from now on (the reference keeps its own). A
- * larger batch than at creation is refused (QR_ERR_INVALID): the runner was made for it. */
-qr_status qq_measurer_set_window(qq_measurer *q, size_t window, qr_error *err);
 
 /* Writes the setting as a model file at path (atomically). */
 qr_status qq_write_setting(const qr_model_file *master, const uint32_t *types, const char *path,

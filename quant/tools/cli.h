@@ -23,7 +23,7 @@ typedef struct {
     const char *model_path;
     const char *data_dir;
     const char *calib_text, *calib_labels, *valid_text, *valid_labels, *test_text, *test_labels;
-    size_t calib_tokens, calib_items, valid_tokens, window, batch, serve_batch;
+    size_t calib_tokens, calib_items, valid_tokens, calib_window, window, batch, serve_batch;
     int threads;
     const char *cache_dir;     /* NULL with --no-cache */
     bool no_cache;

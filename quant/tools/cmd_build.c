@@ -26,7 +26,7 @@
 #include "tensor_types.h"
 
 #define TEST_WINDOW 1024   /* the perplexity protocol of models/README.md */
-#define TEST_BATCH 32
+#define TEST_BATCH 64
 #define DECODE_TOKENS 64
 #define DECODE_RUNS 5
 

@@ -80,9 +80,9 @@ int qq_cmd_report(const qq_options *o)
     uint32_t *types = malloc(s.costs.n_tensors * sizeof *types);
     size_t n_uni = 0;
     rc = EXIT_FAIL;
-    if (!var || !types || qq_load_test(o, &s, &td) || qq_measurer_set_window(s.meas, 1024, &err))
+    if (!var || !types || qq_load_test(o, &s, &td))
         goto out;
-    qq_split test = {td.test_ids, td.n_test, td.test_items, td.n_test_items};
+    qq_split test = {td.test_ids, td.n_test, td.test_items, td.n_test_items, 1024};
     /* Uniform types, f32 first. */
     for (size_t r = 0; r < QQ_RUNGS; r++) {
         for (size_t i = 0; i < s.costs.n_tensors; i++)

@@ -49,8 +49,9 @@ static const char usage[] =
     "  --valid-labels FILE   sentiment/heldout.jsonl\n"
     "  --test-text FILE      sotu/test.txt (build: each variant's reported perplexity)\n"
     "  --test-labels FILE    sentiment/test.jsonl (build: each variant's reported accuracy)\n"
-    "  --window N            tokens per perplexity window on calibration/validation (default 128)\n"
-    "  --batch N             sequences evaluated together (default 16)\n"
+    "  --calib-window N      tokens per perplexity window on calibration (default 64)\n"
+    "  --window N            tokens per perplexity window on validation (default 128)\n"
+    "  --batch N             sequences evaluated together (default 64)\n"
     "\n"
     "Other:\n"
     "  --threads N           worker threads (default: one per CPU)\n"
@@ -116,7 +117,7 @@ int main(int argc, char **argv)
         return EXIT_USAGE;
     }
     enum { O_BUDGET = 256, O_BUDGETS, O_PPL, O_ACC, O_LAMBDA, O_SERVE, O_DATA, O_CT, O_CTOK, O_CL, O_CI,
-           O_VT, O_VTOK, O_VL, O_TT, O_TL, O_WIN, O_BATCH, O_THREADS, O_CACHE, O_NOCACHE, O_JSON,
+           O_VT, O_VTOK, O_VL, O_TT, O_TL, O_WIN, O_CWIN, O_BATCH, O_THREADS, O_CACHE, O_NOCACHE, O_JSON,
            O_TIER, O_SVG, O_KEY, O_PUB };
     static const struct option longopts[] = {
         {"budget", required_argument, NULL, O_BUDGET}, {"budgets", required_argument, NULL, O_BUDGETS},
@@ -127,14 +128,14 @@ int main(int argc, char **argv)
         {"calib-items", required_argument, NULL, O_CI}, {"valid-text", required_argument, NULL, O_VT},
         {"valid-tokens", required_argument, NULL, O_VTOK}, {"valid-labels", required_argument, NULL, O_VL},
         {"test-text", required_argument, NULL, O_TT}, {"test-labels", required_argument, NULL, O_TL},
-        {"window", required_argument, NULL, O_WIN}, {"batch", required_argument, NULL, O_BATCH},
+        {"window", required_argument, NULL, O_WIN}, {"calib-window", required_argument, NULL, O_CWIN}, {"batch", required_argument, NULL, O_BATCH},
         {"threads", required_argument, NULL, O_THREADS}, {"cache", required_argument, NULL, O_CACHE},
         {"no-cache", no_argument, NULL, O_NOCACHE}, {"json", no_argument, NULL, O_JSON},
         {"tier", required_argument, NULL, O_TIER}, {"svg", required_argument, NULL, O_SVG},
         {"key", required_argument, NULL, O_KEY}, {"pubkey", required_argument, NULL, O_PUB},
         {"out", required_argument, NULL, 'o'}, {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
-    qq_options o = {.calib_tokens = 1024, .calib_items = 32, .valid_tokens = 8192, .window = 128,
-                    .batch = 16, .serve_batch = 4, .floors = {5.0, 1.0}, .lambda = 0.1, .tier = "block"};
+    qq_options o = {.calib_tokens = 1024, .calib_items = 32, .valid_tokens = 8192, .calib_window = 64,
+                    .window = 128, .batch = 64, .serve_batch = 4, .floors = {5.0, 1.0}, .lambda = 0.1, .tier = "block"};
     size_t v;
     int c;
     optind = 2;
@@ -158,6 +159,7 @@ int main(int argc, char **argv)
         case O_TT: o.test_text = optarg; break;
         case O_TL: o.test_labels = optarg; break;
         case O_WIN: bad = parse_count(optarg, "--window", 2, 1 << 20, &o.window); break;
+        case O_CWIN: bad = parse_count(optarg, "--calib-window", 2, 1 << 20, &o.calib_window); break;
         case O_BATCH: bad = parse_count(optarg, "--batch", 1, 4096, &o.batch); break;
         case O_THREADS: bad = parse_count(optarg, "--threads", 1, 256, &v); o.threads = (int)v; break;
         case O_CACHE: o.cache_dir = optarg; break;

@@ -177,8 +177,8 @@ int qq_session_open(const qq_options *o, qq_session *s)
         }
         /* Calibration: the last tokens of the training text; validation: the first ones. */
         size_t nc = s->n_calib < o->calib_tokens ? s->n_calib : o->calib_tokens;
-        s->calib = (qq_split){s->calib_ids + (s->n_calib - nc), nc, NULL, 0};
-        s->valid = (qq_split){s->valid_ids, s->n_valid < o->valid_tokens ? s->n_valid : o->valid_tokens, NULL, 0};
+        s->calib = (qq_split){s->calib_ids + (s->n_calib - nc), nc, NULL, 0, o->calib_window};
+        s->valid = (qq_split){s->valid_ids, s->n_valid < o->valid_tokens ? s->n_valid : o->valid_tokens, NULL, 0, o->window};
     }
     if (classes) {
         size_t total;
@@ -195,14 +195,14 @@ int qq_session_open(const qq_options *o, qq_session *s)
     rc = EXIT_FAIL;
     qq_progress(s, "running the f32 model on the calibration split");
     if (qr_pool_new(o->threads, &s->pool, &err) || qq_costs_new(s->master, o->serve_batch, &s->costs, &err) ||
-        qq_measurer_new(s->master, s->pool, &s->calib, o->window, o->batch, &s->meas, &err)) {
+        qq_measurer_new(s->master, s->pool, &s->calib, o->calib_window, o->batch, &s->meas, &err)) {
         fprintf(stderr, "qslm-quant: %s\n", err.msg);
         goto out;
     }
     /* The cache key: the model's bytes and exactly which calibration data measured them. */
     char key[256], cpath[4096];
     snprintf(key, sizeof key, "%s calib %zu tokens %zu items window %zu", s->model_sha256, s->calib.n_tokens,
-             s->calib.n_items, o->window);
+             s->calib.n_items, o->calib_window);
     bool use_cache = !o->no_cache && cache_file(o, s, cpath, sizeof cpath) == 0;
     if (qq_sensitivity_new(s->meas, s->master, &s->h, use_cache ? cpath : NULL, key, on_sensitivity, s,
                            &s->sens, &err)) {
