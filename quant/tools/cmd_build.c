@@ -180,6 +180,7 @@ int qq_cmd_build(const qq_options *o)
     qr_bundle b = {0};
     qr_bundle_variant variants[64];
     qr_bundle_infeasible infeasible[64];
+    uint32_t *kept_types[64] = {NULL};
     memset(variants, 0, sizeof variants);
     memset(infeasible, 0, sizeof infeasible);
     char model_base[256], *path_copy = strdup(o->model_path);
@@ -230,6 +231,18 @@ int qq_cmd_build(const qq_options *o)
             qq_result_free(&res);
             continue;
         }
+        /* A larger budget whose best setting is one already written adds nothing to serve. */
+        size_t same = b.n_variants;
+        for (size_t k = 0; k < b.n_variants; k++)
+            if (kept_types[k] && memcmp(kept_types[k], res.types, s.costs.n_tensors * sizeof *res.types) == 0)
+                same = k;
+        if (same < b.n_variants) {
+            qq_progress_done(&s);
+            printf("| %s | same setting as %s (not written twice) | | | | | | | | |\n", labels[i], variants[same].name);
+            fflush(stdout);
+            qq_result_free(&res);
+            continue;
+        }
         qr_bundle_variant *v = &variants[b.n_variants];
         char vname[64], fname[300], path[4400];
         snprintf(vname, sizeof vname, "%.31s", labels[i]);
@@ -273,6 +286,8 @@ int qq_cmd_build(const qq_options *o)
         v->metrics.accuracy = (qr_bundle_metric){fig.cls, fig.accuracy};
         v->metrics.tokens_per_s = (qr_bundle_metric){true, fig.tps};
         v->metrics.energy_pj_per_token = (qr_bundle_metric){true, fig.energy_pj};
+        kept_types[b.n_variants] = res.types;
+        res.types = NULL;
         b.n_variants++;
         printf("| %s | %s | %s | %.1f%% smaller | %.2f | %s | %.3f | %.1f%% | %.0f | %.3g µJ |\n", labels[i], fname,
                qq_format_size(fig.footprint, bsz, sizeof bsz), 100.0 * (1.0 - (double)fig.footprint / (double)s.costs.f32_footprint),
@@ -294,6 +309,7 @@ int qq_cmd_build(const qq_options *o)
     rc = b.n_infeasible ? EXIT_FAIL : 0;
 out:
     for (size_t i = 0; i < b.n_variants; i++) {
+        free(kept_types[i]);
         for (size_t t = 0; t < variants[i].n_setting; t++)
             free(variants[i].setting[t].tensor);
         free(variants[i].setting);
