@@ -2,6 +2,7 @@
 #include "dataset.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -77,6 +78,15 @@ void qr_labels_free(qr_labelled *items, size_t n)
     free(items);
 }
 
+/* True if the n bytes (not NUL-terminated) are only spaces, tabs and carriage returns. */
+static bool all_blank(const char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (p[i] != ' ' && p[i] != '\t' && p[i] != '\r')
+            return false;
+    return true;
+}
+
 /* One line: {"text": non-empty string, "label": integer in range}; other members are ignored. */
 static qr_status parse_line(const char *line, size_t line_len, const char *where,
                             const qr_tokenizer *tok, size_t vocab, size_t n_classes, qr_labelled *item,
@@ -94,7 +104,7 @@ static qr_status parse_line(const char *line, size_t line_len, const char *where
     if (!obj || jerr != json_tokener_success) {
         st = qr_fail(err, QR_ERR_FORMAT, "%s: not valid JSON (%s)", where,
                      jerr == json_tokener_continue ? "unexpected end of line" : json_tokener_error_desc(jerr));
-    } else if (strspn(line + consumed, " \t\r") != line_len - consumed) {
+    } else if (!all_blank(line + consumed, line_len - consumed)) {
         st = qr_fail(err, QR_ERR_FORMAT, "%s: text after the JSON object", where);
     } else if (!json_object_is_type(obj, json_type_object) ||
                !json_object_object_get_ex(obj, "text", &jtext) ||
@@ -139,10 +149,7 @@ qr_status qr_labels_parse(const char *text, size_t len, const char *name, const 
         size_t line_len = nl ? (size_t)(nl - line) : len - pos;
         pos += line_len + (nl != NULL);
         line_no++;
-        size_t blank = 0;
-        while (blank < line_len && strchr(" \t\r", line[blank]) && line[blank])
-            blank++;
-        if (blank == line_len)
+        if (all_blank(line, line_len))
             continue;
         snprintf(where, sizeof where, "%s:%zu", name, line_no);
         if (n == cap) {
