@@ -276,8 +276,15 @@ static void time_mix(qr_runner *r, qr_state *const *states, size_t B, size_t i)
     const qr_matvec_job kvr[] = {
         {&l->att_key, r->xk, r->k}, {&l->att_value, r->xv, r->v}, {&l->att_receptance, r->xr, r->r}};
     project(r, kvr, 3, B);
+    /* Decode: on the pool. Batches: on this thread — the batched products run in OpenBLAS's
+     * own threads, and waking the pool's workers between them would only make the two sets of
+     * threads compete for the cores. */
     wkv_region region = {r, states, l, (d + WKV_SLICES - 1) / WKV_SLICES};
-    qr_pool_run(r->pool, B * WKV_SLICES, wkv_task, &region);
+    if (B == 1)
+        qr_pool_run(r->pool, WKV_SLICES, wkv_task, &region);
+    else
+        for (size_t t = 0; t < B * WKV_SLICES; t++)
+            wkv_task(&region, t);
     const qr_matvec_job o = {&l->att_output, r->wkv, r->out};
     project(r, &o, 1, B);
     residual_add(r, states, B, i, l->out_scale, m->spike_att, QR_STATE_V_ATT, true);
