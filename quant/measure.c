@@ -38,6 +38,11 @@ struct qq_measurer {
     memo_entry *memo;    /* settings already measured, per split: a search and the budgets of a
                             build meet the same settings again */
     size_t n_memo, cap_memo;
+    double **act_sums;   /* per tensor: Σ x² per input column over the reference run */
+    uint64_t *act_rows;  /* per tensor: rows of x seen */
+    float **importance;  /* per tensor: the quantizer's column weights, or NULL (uniform) */
+    qr_importance_entry *imp_entries;
+    size_t n_imp;
 };
 
 typedef struct {
@@ -59,10 +64,16 @@ static uint32_t choose_type(void *arg, const char *name, uint32_t n_dims, const 
 }
 
 qr_status qq_write_setting(const qr_model_file *master, const uint32_t *types, const char *path,
-                           qr_pool *pool, qr_error *err)
+                           const qr_importance *importance, qr_pool *pool, qr_error *err)
 {
     chooser_ctx c = {types, master};
-    return qr_requantize(master, path, choose_type, &c, NULL, pool, err);
+    return qr_requantize(master, path, choose_type, &c, importance, pool, err);
+}
+
+qr_status qq_measurer_write_setting(qq_measurer *q, const uint32_t *types, const char *path, qr_error *err)
+{
+    qr_importance imp = {q->imp_entries, q->n_imp};
+    return qq_write_setting(q->master, types, path, &imp, q->pool, err);
 }
 
 /* log-softmax of n logits into out (double accumulation). */
@@ -126,6 +137,47 @@ static void on_class(void *arg, size_t item, const float *class_logits)
     h->n++;
 }
 
+/* The reference run's product observer: Σ x² per column of each matrix the view multiplies. */
+static void observe_product(void *arg, const qr_matrix *w, const float *x, size_t B)
+{
+    qq_measurer *q = arg;
+    size_t n = qr_model_file_tensor_count(q->master);
+    for (size_t i = 0; i < n; i++) {
+        if (q->slots[i] != w)
+            continue;
+        if (!q->act_sums[i] && !(q->act_sums[i] = calloc(w->cols, sizeof(double))))
+            return; /* out of memory: this matrix keeps uniform weights */
+        for (size_t b = 0; b < B; b++)
+            for (size_t c = 0; c < w->cols; c++)
+                q->act_sums[i][c] += (double)x[b * w->cols + c] * x[b * w->cols + c];
+        q->act_rows[i] += B;
+        return;
+    }
+}
+
+/* Mean squared activation per column, plus 0.1% of its average so that no column's error is
+ * ignored outright (a column never active on calibration may be on other text). */
+static void finish_importance(qq_measurer *q)
+{
+    size_t n = qr_model_file_tensor_count(q->master);
+    for (size_t i = 0; i < n; i++) {
+        if (!q->act_sums[i] || !q->act_rows[i])
+            continue;
+        size_t cols = q->slots[i]->cols;
+        float *imp = malloc(cols * sizeof *imp);
+        if (!imp)
+            continue;
+        double mean = 0.0;
+        for (size_t c = 0; c < cols; c++)
+            mean += q->act_sums[i][c] / (double)q->act_rows[i];
+        mean /= (double)cols;
+        for (size_t c = 0; c < cols; c++)
+            imp[c] = (float)(q->act_sums[i][c] / (double)q->act_rows[i] + 1e-3 * mean + 1e-12);
+        q->importance[i] = imp;
+        q->imp_entries[q->n_imp++] = (qr_importance_entry){qr_model_file_tensor(q->master, i)->name, imp, cols};
+    }
+}
+
 /* Runs a bound model over split; with `reference` set (the calibration split), against — or,
  * when recording, into — the kept reference outputs. */
 static qr_status measure_model(qq_measurer *q, qr_runner *r, const qr_model *m, const qq_split *split,
@@ -181,7 +233,7 @@ static qr_status cached_tensor(qq_measurer *q, size_t i, uint32_t type, qr_error
     if (!buf)
         return qr_fail(err, QR_ERR_NOMEM, "out of memory for tensor '%s' as %s", t->name,
                        qr_type_get(type)->name);
-    qr_status st = qr_quantize_tensor(type, src->data, src->rows, src->cols, NULL, buf, q->pool);
+    qr_status st = qr_quantize_tensor(type, src->data, src->rows, src->cols, q->importance[i], buf, q->pool);
     if (st) {
         free(buf);
         return qr_fail(err, st, "tensor '%s' cannot be quantized to %s", t->name, qr_type_get(type)->name);
@@ -240,9 +292,14 @@ qr_status qq_measurer_new(const qr_model_file *master, qr_pool *pool, const qq_s
     q->slots = calloc(n, sizeof *q->slots);
     q->cache = calloc(n * N_CODES, sizeof *q->cache);
     q->cache_row_bytes = calloc(n * N_CODES, sizeof *q->cache_row_bytes);
+    q->act_sums = calloc(n ? n : 1, sizeof *q->act_sums);
+    q->act_rows = calloc(n ? n : 1, sizeof *q->act_rows);
+    q->importance = calloc(n ? n : 1, sizeof *q->importance);
+    q->imp_entries = calloc(n ? n : 1, sizeof *q->imp_entries);
     q->ref_logp = calib->tokens ? malloc(calib->n_tokens * q->vocab * sizeof(float)) : NULL;
     q->ref_cls = calib->items && q->n_classes ? malloc(calib->n_items * q->n_classes * sizeof(float)) : NULL;
-    if (!q->view.layers || !q->slots || !q->cache || !q->cache_row_bytes ||
+    if (!q->view.layers || !q->slots || !q->cache || !q->cache_row_bytes || !q->act_sums || !q->act_rows ||
+        !q->importance || !q->imp_entries ||
         (calib->tokens && !q->ref_logp) || (calib->items && q->n_classes && !q->ref_cls)) {
         st = qr_fail(err, QR_ERR_NOMEM, "out of memory for the measurer (reference outputs of %zu tokens x %zu)",
                      calib->n_tokens, q->vocab);
@@ -253,9 +310,14 @@ qr_status qq_measurer_new(const qr_model_file *master, qr_pool *pool, const qq_s
         const qr_tensor_info *t = qr_model_file_tensor(master, i);
         q->slots[i] = t->n_dims == 2 ? qr_model_matrix(&q->view, t->name) : NULL;
     }
-    if ((st = qr_runner_new(&q->view, pool, batch, &q->runner, err)) ||
-        (st = measure_model(q, q->runner, &q->view, calib, true, true, &q->reference, err)))
+    if ((st = qr_runner_new(&q->view, pool, batch, &q->runner, err)))
         goto fail;
+    qr_runner_set_observer(q->runner, observe_product, q);
+    st = measure_model(q, q->runner, &q->view, calib, true, true, &q->reference, err);
+    qr_runner_set_observer(q->runner, NULL, NULL);
+    if (st)
+        goto fail;
+    finish_importance(q);
     *out = q;
     return QR_OK;
 fail:
@@ -275,6 +337,16 @@ void qq_measurer_free(qq_measurer *q)
     for (size_t i = 0; i < q->n_memo; i++)
         free(q->memo[i].types);
     free(q->memo);
+    for (size_t i = 0; i < n; i++) {
+        if (q->act_sums)
+            free(q->act_sums[i]);
+        if (q->importance)
+            free(q->importance[i]);
+    }
+    free(q->act_sums);
+    free(q->act_rows);
+    free(q->importance);
+    free(q->imp_entries);
     free(q->slots);
     qr_runner_free(q->runner);
     free(q->view.layers);

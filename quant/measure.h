@@ -17,6 +17,7 @@
 #include "eval.h"
 #include "model_file.h"
 #include "pool.h"
+#include "requantize.h"
 
 typedef struct {
     const int32_t *tokens;    /* LM text (may be NULL) */
@@ -40,7 +41,9 @@ typedef struct qq_measurer qq_measurer;
 /* Prepares to measure settings of `master` (an open f32 model file, kept open by the caller).
  * Runs the master once on `calib` to keep its outputs as the reference. Settings are tried in
  * memory: each matrix is quantized once per type on first use (the same bytes a variant file
- * gets) and the model's matrices are pointed at those copies, so no file is written per try. */
+ * gets) and the model's matrices are pointed at those copies, so no file is written per try.
+ * The reference run also gathers each matrix's mean squared input per column, and every
+ * quantization weights its errors by it (the importance of llama.cpp's imatrix). */
 qr_status qq_measurer_new(const qr_model_file *master, qr_pool *pool, const qq_split *calib,
                           size_t window, size_t batch, qq_measurer **out, qr_error *err);
 void qq_measurer_free(qq_measurer *q);
@@ -64,8 +67,13 @@ qr_status qq_measure_file(qq_measurer *q, const char *path, const qq_split *spli
 qr_status qq_measure_minmax(qq_measurer *q, int bits, const qq_split *split, qq_metrics *out,
                             qr_error *err);
 
-/* Writes the setting as a model file at path (atomically). */
+/* Writes the setting as a model file at path (atomically); importance may be NULL (uniform). */
 qr_status qq_write_setting(const qr_model_file *master, const uint32_t *types, const char *path,
-                           qr_pool *pool, qr_error *err);
+                           const qr_importance *importance, qr_pool *pool, qr_error *err);
+
+/* Writes the setting with the importance gathered on the calibration split: the bytes the
+ * measurer tried in memory. */
+qr_status qq_measurer_write_setting(qq_measurer *q, const uint32_t *types, const char *path,
+                                    qr_error *err);
 
 #endif

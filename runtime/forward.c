@@ -35,6 +35,8 @@ struct qr_runner {
     float *hidden; /* B × f: channel-mix hidden activation */
     float *panel;  /* dequantized rows for batched products of non-f32 weights */
     uint32_t *active; /* f: positions of the hidden spikes of one item (spike.ffn_hidden) */
+    qr_product_observer observer;
+    void *observer_ctx;
 };
 
 /* ---------------------------------------------------------------- runner */
@@ -94,6 +96,12 @@ void qr_runner_free(qr_runner *r)
 void qr_runner_set_trace(qr_runner *r, qr_spike_trace *trace)
 {
     r->trace = trace;
+}
+
+void qr_runner_set_observer(qr_runner *r, qr_product_observer fn, void *ctx)
+{
+    r->observer = fn;
+    r->observer_ctx = ctx;
 }
 
 const qr_model *qr_runner_model(const qr_runner *r)
@@ -178,6 +186,9 @@ static void wkv(const float *k, const float *v, const float *r, const float *dec
 /* Every job y = W·x for all B rows: decode splits rows over the pool, a batch goes to BLAS. */
 static void project(qr_runner *r, const qr_matvec_job *jobs, size_t n_jobs, size_t B)
 {
+    if (r->observer)
+        for (size_t j = 0; j < n_jobs; j++)
+            r->observer(r->observer_ctx, jobs[j].w, jobs[j].x, B);
     if (B == 1) {
         qr_matvec_multi(r->pool, jobs, n_jobs);
         return;

@@ -38,6 +38,12 @@ uint64_t qr_runner_bytes(const qr_model *m, size_t max_batch);
 void qr_runner_set_trace(qr_runner *r, qr_spike_trace *trace);
 const qr_model *qr_runner_model(const qr_runner *r);
 
+/* Sees the input of every dense product before it runs: x is B rows of w->cols floats. QSLM
+ * gathers each matrix's per-column mean squared activation with it (the importance its
+ * quantizer weights errors by). NULL stops it. */
+typedef void (*qr_product_observer)(void *ctx, const qr_matrix *w, const float *x, size_t B);
+void qr_runner_set_observer(qr_runner *r, qr_product_observer fn, void *ctx);
+
 /* Advances states[b] by tokens[b] for b < B. Writes, when not NULL, logits (B × vocab, needs an
  * LM head) and features (B × d: ln_out(x), what the classifier averages). Fails without touching
  * any state if a token is out of range or B exceeds the runner's batch. */

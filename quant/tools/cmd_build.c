@@ -250,7 +250,7 @@ int qq_cmd_build(const qq_options *o)
         snprintf(path, sizeof path, "%s/%s", o->out, fname);
         qq_progress(&s, "budget %s: writing %s", labels[i], path);
         variant_figures fig;
-        if (qq_write_setting(s.master, res.types, path, s.pool, &err) ||
+        if (qq_measurer_write_setting(s.meas, res.types, path, &err) ||
             measure_variant(path, &s, &td, o->serve_batch, &fig, &err)) {
             qq_progress_done(&s);
             fprintf(stderr, "qslm-quant: %s\n", err.msg);

@@ -133,7 +133,7 @@ static void test_footprint_and_memory_measure(void **state)
     for (size_t r = 0; r < QQ_RUNGS; r++) {
         fill_all(types, &costs, qq_rung_type(r));
         uint64_t est = qq_setting_footprint(&costs, types);
-        assert_int_equal(qq_write_setting(t.file, types, out, NULL, &err), QR_OK);
+        assert_int_equal(qq_measurer_write_setting(q, types, out, &err), QR_OK);
         qr_model_file *vf;
         qr_model *vm;
         assert_int_equal(qr_model_file_open(out, &vf, &err), QR_OK);
