@@ -1,0 +1,173 @@
+/* test_ipc_budget.c: the memory and power budget strings, edge by edge. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <string.h>
+
+#include "budget.h"
+
+static uint64_t mem(const char *s)
+{
+    uint64_t v = 0;
+    qi_error e;
+    if (qi_parse_memory(s, strlen(s), "memory", &v, &e) != QI_OK)
+        fail_msg("refused \"%s\": %s", s, e.msg);
+    return v;
+}
+
+static void mem_bad(const char *s, size_t len)
+{
+    uint64_t v = 12345;
+    qi_error e;
+    if (qi_parse_memory(s, len, "memory", &v, &e) != QI_ERR_INVALID_ARGUMENT)
+        fail_msg("accepted \"%.*s\"", (int)len, s);
+    assert_int_equal(v, 12345); /* untouched */
+    assert_string_equal(e.field, "memory");
+    assert_true(strncmp(e.msg, "memory: ", 8) == 0);
+}
+
+static uint64_t pw(const char *s)
+{
+    uint64_t v = 0;
+    qi_error e;
+    if (qi_parse_power(s, strlen(s), "power", &v, &e) != QI_OK)
+        fail_msg("refused \"%s\": %s", s, e.msg);
+    return v;
+}
+
+static void pw_bad(const char *s, size_t len)
+{
+    uint64_t v = 12345;
+    qi_error e;
+    if (qi_parse_power(s, len, "power", &v, &e) != QI_ERR_INVALID_ARGUMENT)
+        fail_msg("accepted \"%.*s\"", (int)len, s);
+    assert_int_equal(v, 12345);
+    assert_string_equal(e.field, "power");
+}
+
+#define MEM_BAD(s) mem_bad(s, sizeof(s) - 1)
+#define PW_BAD(s) pw_bad(s, sizeof(s) - 1)
+
+static void test_memory(void **state)
+{
+    (void)state;
+    assert_int_equal(mem("1"), 1);
+    assert_int_equal(mem("32M"), 32u << 20);
+    assert_int_equal(mem("32m"), 32u << 20);
+    assert_int_equal(mem("32MiB"), 32u << 20);
+    assert_int_equal(mem("1536K"), 1536u << 10);
+    assert_int_equal(mem("2k"), 2048);
+    assert_int_equal(mem("2G"), 2ull << 30);
+    assert_int_equal(mem("3T"), 3ull << 40);
+    assert_int_equal(mem("3TiB"), 3ull << 40);
+    assert_int_equal(mem("100B"), 100);
+    assert_int_equal(mem("007M"), 7u << 20);
+    assert_true(mem("18446744073709551615") == UINT64_MAX);
+    assert_true(mem("16777215T") == 16777215ull << 40);
+    assert_true(mem("17179869183G") == 17179869183ull << 30);
+
+    MEM_BAD("");
+    MEM_BAD("0");
+    MEM_BAD("0K");
+    MEM_BAD("M");
+    MEM_BAD("-1");
+    MEM_BAD("+1");
+    MEM_BAD(" 32M");
+    MEM_BAD("32M ");
+    MEM_BAD("32 M");
+    MEM_BAD("32MB");      /* ambiguous: refused */
+    MEM_BAD("32mib");
+    MEM_BAD("32miB");
+    MEM_BAD("32Mi");
+    MEM_BAD("32KM");
+    MEM_BAD("1.5G");
+    MEM_BAD("1e6");
+    MEM_BAD("0x10");
+    MEM_BAD("32P");
+    MEM_BAD("32Mx");
+    MEM_BAD("auto");
+    MEM_BAD("18446744073709551616");       /* 2^64 */
+    MEM_BAD("99999999999999999999999");
+    MEM_BAD("16777216T");                  /* 2^64 bytes */
+    MEM_BAD("17179869184G");
+    MEM_BAD("000000000000000000001");      /* 21 digits */
+    MEM_BAD("32M\0");                      /* a NUL counts as a byte */
+    MEM_BAD("\xef\xbc\x93\xef\xbc\x92M");  /* full-width digits */
+    MEM_BAD("123456789012345678901234567890123"); /* longer than QI_BUDGET_TEXT_MAX */
+}
+
+static void test_power(void **state)
+{
+    (void)state;
+    assert_int_equal(pw("3.5W"), 3500000);
+    assert_int_equal(pw("3.5"), 3500000);
+    assert_int_equal(pw("3W"), 3000000);
+    assert_int_equal(pw("500mW"), 500000);
+    assert_int_equal(pw("0.5mW"), 500);
+    assert_int_equal(pw("0.001mW"), 1);
+    assert_int_equal(pw("0.000001W"), 1);
+    assert_int_equal(pw("1.000000W"), 1000000);
+    assert_int_equal(pw("03.50W"), 3500000);
+    assert_true(pw("1000000W") == UINT64_C(1000000000000));
+    assert_true(pw("1000000000mW") == UINT64_C(1000000000000));
+
+    PW_BAD("");
+    PW_BAD("0");
+    PW_BAD("0W");
+    PW_BAD("0.0000001W"); /* below the resolution */
+    PW_BAD("0.0001mW");
+    PW_BAD("-1W");
+    PW_BAD("+1W");
+    PW_BAD(".5W");
+    PW_BAD("5.W");
+    PW_BAD("5..0W");
+    PW_BAD("1e3W");
+    PW_BAD("3.5 W");
+    PW_BAD(" 3.5W");
+    PW_BAD("3.5w");
+    PW_BAD("3.5MW");
+    PW_BAD("3.5kW");
+    PW_BAD("3,5W");
+    PW_BAD("W");
+    PW_BAD("inf");
+    PW_BAD("nan");
+    PW_BAD("1000000.000001W");
+    PW_BAD("1000001W");
+    PW_BAD("1000000001mW");
+    PW_BAD("99999999999999999999W");
+    PW_BAD("3.5W\0");
+    PW_BAD("auto");
+}
+
+/* format -> parse gives the value back; format picks the largest exact unit. */
+static void test_format(void **state)
+{
+    (void)state;
+    char buf[QI_BUDGET_TEXT_MAX];
+    assert_string_equal(qi_format_memory(32u << 20, buf, sizeof buf), "32M");
+    assert_string_equal(qi_format_memory(1536u << 10, buf, sizeof buf), "1536K");
+    assert_string_equal(qi_format_memory(1000, buf, sizeof buf), "1000");
+    assert_string_equal(qi_format_memory(5ull << 50, buf, sizeof buf), "5120T");
+    assert_string_equal(qi_format_power(3500000, buf, sizeof buf), "3.5W");
+    assert_string_equal(qi_format_power(1, buf, sizeof buf), "0.000001W");
+    assert_string_equal(qi_format_power(2000000, buf, sizeof buf), "2W");
+    const uint64_t mems[] = {1, 1023, 1024, 1025, 32u << 20, 3ull << 40, 5ull << 50, UINT64_MAX,
+                             UINT64_MAX - 1023};
+    for (size_t i = 0; i < sizeof mems / sizeof mems[0]; i++)
+        assert_true(mem(qi_format_memory(mems[i], buf, sizeof buf)) == mems[i]);
+    const uint64_t pws[] = {1, 999999, 1000000, 1000001, 123456789, UINT64_C(1000000000000)};
+    for (size_t i = 0; i < sizeof pws / sizeof pws[0]; i++)
+        assert_true(pw(qi_format_power(pws[i], buf, sizeof buf)) == pws[i]);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_memory),
+        cmocka_unit_test(test_power),
+        cmocka_unit_test(test_format),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
