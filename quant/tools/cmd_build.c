@@ -166,6 +166,17 @@ int qq_cmd_build(const qq_options *o)
         fprintf(stderr, "qslm-quant: build needs -o DIR\n");
         return EXIT_USAGE;
     }
+    /* Smallest budget first, so a larger one can reuse what a smaller one found. */
+    for (size_t i = 1; i < n_budgets; i++)
+        for (size_t j = i; j > 0 && budgets[j] < budgets[j - 1]; j--) {
+            uint64_t t = budgets[j];
+            budgets[j] = budgets[j - 1];
+            budgets[j - 1] = t;
+            char l[32];
+            memcpy(l, labels[j], sizeof l);
+            memcpy(labels[j], labels[j - 1], sizeof l);
+            memcpy(labels[j - 1], l, sizeof l);
+        }
     if (mkdir(o->out, 0755) != 0 && errno != EEXIST) {
         fprintf(stderr, "qslm-quant: %s: cannot create: %s\n", o->out, strerror(errno));
         return EXIT_USAGE;
@@ -215,6 +226,7 @@ int qq_cmd_build(const qq_options *o)
     for (size_t i = 0; i < n_budgets; i++) {
         qq_constraints c = {budgets[i], o->floors, o->lambda};
         qq_result res;
+        fprintf(stderr, "qslm-quant: [%6.1f s] budget %s\n", qq_now() - s.start, labels[i]);
         qq_progress(&s, "budget %s: searching", labels[i]);
         if (qq_search(&ctx, &c, &res, &err)) {
             qq_progress_done(&s);
@@ -222,6 +234,20 @@ int qq_cmd_build(const qq_options *o)
             goto out;
         }
         char bsz[32];
+        /* A larger budget can always serve a variant a smaller one already has: the search starts
+         * afresh per budget and may find nothing within the floors where a smaller budget did. */
+        size_t fits = b.n_variants;
+        for (size_t k = 0; !res.feasible && k < b.n_variants; k++)
+            if (variants[k].footprint_bytes <= budgets[i] && (fits == b.n_variants || variants[k].footprint_bytes > variants[fits].footprint_bytes))
+                fits = k;
+        if (!res.feasible && fits < b.n_variants) {
+            qq_progress_done(&s);
+            printf("| %s | same setting as %s (nothing better within the floors found) | | | | | | | | |\n", labels[i],
+                   variants[fits].name);
+            fflush(stdout);
+            qq_result_free(&res);
+            continue;
+        }
         if (!res.feasible) {
             qq_progress_done(&s);
             infeasible[b.n_infeasible].budget_bytes = budgets[i];
@@ -258,6 +284,7 @@ int qq_cmd_build(const qq_options *o)
             goto out;
         }
         qq_progress_done(&s);
+        fprintf(stderr, "qslm-quant: [%6.1f s] budget %s: %s written and measured\n", qq_now() - s.start, labels[i], fname);
         if (fig.footprint > budgets[i]) { /* the estimate was short: say so, do not ship it */
             remove(path);
             char why[256];

@@ -13,7 +13,7 @@ static void log_line(void *ctx, const char *line)
 {
     qq_session *s = ctx;
     qq_progress_done(s);
-    fprintf(stderr, "qslm-quant: %s\n", line);
+    fprintf(stderr, "qslm-quant: [%6.1f s] %s\n", qq_now() - s->start, line);
 }
 
 /* The search context over an open session (shared with build). */

@@ -201,7 +201,7 @@ int qq_session_open(const qq_options *o, qq_session *s)
     }
     /* The cache key: the model's bytes and exactly which calibration data measured them. */
     char key[256], cpath[4096];
-    snprintf(key, sizeof key, "%s calib %zu tokens %zu items window %zu", s->model_sha256, s->calib.n_tokens,
+    snprintf(key, sizeof key, "%s calib %zu tokens %zu items window %zu quantizer importance-v1", s->model_sha256, s->calib.n_tokens,
              s->calib.n_items, o->calib_window);
     bool use_cache = !o->no_cache && cache_file(o, s, cpath, sizeof cpath) == 0;
     if (qq_sensitivity_new(s->meas, s->master, &s->h, use_cache ? cpath : NULL, key, on_sensitivity, s,
