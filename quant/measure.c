@@ -79,13 +79,7 @@ qr_status qq_measurer_write_setting(qq_measurer *q, const uint32_t *types, const
 /* log-softmax of n logits into out (double accumulation). */
 static void log_softmax(const float *logits, size_t n, float *out)
 {
-    float max = logits[0];
-    for (size_t i = 1; i < n; i++)
-        max = logits[i] > max ? logits[i] : max;
-    double sum = 0.0;
-    for (size_t i = 0; i < n; i++)
-        sum += exp((double)logits[i] - max);
-    double lse = log(sum) + max;
+    double lse = qr_log_sum_exp(logits, n);
     for (size_t i = 0; i < n; i++)
         out[i] = (float)((double)logits[i] - lse);
 }
@@ -93,13 +87,7 @@ static void log_softmax(const float *logits, size_t n, float *out)
 /* KL(p ‖ q) with p given as log-probabilities and q as logits. */
 static double kl_divergence(const float *ref_logp, const float *logits, size_t n)
 {
-    float max = logits[0];
-    for (size_t i = 1; i < n; i++)
-        max = logits[i] > max ? logits[i] : max;
-    double sum = 0.0;
-    for (size_t i = 0; i < n; i++)
-        sum += exp((double)logits[i] - max);
-    double lse = log(sum) + max, kl = 0.0;
+    double lse = qr_log_sum_exp(logits, n), kl = 0.0;
     for (size_t i = 0; i < n; i++) {
         /* Both log-probabilities rounded to float alike, so identical outputs give exactly 0. */
         double lp = ref_logp[i], lq = (float)((double)logits[i] - lse);
@@ -115,26 +103,26 @@ typedef struct {
     uint64_t n;
 } hook_ctx;
 
+/* The reference run keeps each distribution; later runs add up their divergence from it. */
+static void record_or_compare(hook_ctx *h, float *row, const float *logits, size_t n)
+{
+    if (h->record)
+        log_softmax(logits, n, row);
+    else
+        h->kl_sum += kl_divergence(row, logits, n);
+    h->n++;
+}
+
 static void on_logits(void *arg, size_t pos, const float *logits)
 {
     hook_ctx *h = arg;
-    float *row = h->q->ref_logp + pos * h->q->vocab;
-    if (h->record)
-        log_softmax(logits, h->q->vocab, row);
-    else
-        h->kl_sum += kl_divergence(row, logits, h->q->vocab);
-    h->n++;
+    record_or_compare(h, h->q->ref_logp + pos * h->q->vocab, logits, h->q->vocab);
 }
 
 static void on_class(void *arg, size_t item, const float *class_logits)
 {
     hook_ctx *h = arg;
-    float *row = h->q->ref_cls + item * h->q->n_classes;
-    if (h->record)
-        log_softmax(class_logits, h->q->n_classes, row);
-    else
-        h->kl_sum += kl_divergence(row, class_logits, h->q->n_classes);
-    h->n++;
+    record_or_compare(h, h->q->ref_cls + item * h->q->n_classes, class_logits, h->q->n_classes);
 }
 
 /* The reference run's product observer: Σ x² per column of each matrix the view multiplies. */

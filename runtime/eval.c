@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-double qr_token_nll(const float *logits, size_t n, int32_t target)
+double qr_log_sum_exp(const float *logits, size_t n)
 {
     float max = logits[0];
     for (size_t i = 1; i < n; i++)
@@ -14,7 +14,12 @@ double qr_token_nll(const float *logits, size_t n, int32_t target)
     double sum = 0.0;
     for (size_t i = 0; i < n; i++)
         sum += exp((double)logits[i] - max);
-    return log(sum) + max - logits[target];
+    return log(sum) + max;
+}
+
+double qr_token_nll(const float *logits, size_t n, int32_t target)
+{
+    return qr_log_sum_exp(logits, n) - logits[target];
 }
 
 /* B states, the batch's token row and its outputs. */

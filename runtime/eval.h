@@ -64,6 +64,9 @@ qr_status qr_eval_accuracy_with(qr_runner *r, const qr_labelled *items, size_t n
                                 qr_progress_fn progress, void *progress_ctx, qr_acc_result *out,
                                 qr_error *err);
 
+/* ln Σ exp(logits), computed stably in double (the log-softmax's normaliser). */
+double qr_log_sum_exp(const float *logits, size_t n);
+
 /* -ln softmax(logits)[target], computed stably in double. */
 double qr_token_nll(const float *logits, size_t n, int32_t target);
 

@@ -8,30 +8,12 @@
 #include <string.h>
 
 #include "dataset.h"
+#include "gpt2_bytes.h"
 #include "tokenizer.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 #define CLASSES 3
-
-/* GPT-2's byte alphabet as UTF-8: printable Latin-1 as itself, the rest from U+0100 up. */
-static size_t spell_byte(unsigned b, char *out)
-{
-    unsigned c = b;
-    if (!((b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || b >= 0xAE)) {
-        unsigned n = 0;
-        for (unsigned k = 0; k < b; k++)
-            n += !((k >= 0x21 && k <= 0x7E) || (k >= 0xA1 && k <= 0xAC) || k >= 0xAE);
-        c = 256 + n;
-    }
-    if (c < 0x80) {
-        out[0] = (char)c;
-        return 1;
-    }
-    out[0] = (char)(0xC0 | c >> 6);
-    out[1] = (char)(0x80 | (c & 0x3F));
-    return 2;
-}
 
 static qr_tokenizer *byte_tokenizer(void)
 {
@@ -39,7 +21,7 @@ static qr_tokenizer *byte_tokenizer(void)
     json_object *vocab = json_object_new_object(), *pre = json_object_new_object();
     for (unsigned b = 0; b < 256; b++) {
         char key[4];
-        key[spell_byte(b, key)] = '\0';
+        key[gpt2_spell_byte((uint8_t)b, key)] = '\0';
         json_object_object_add(vocab, key, json_object_new_int((int)b));
     }
     json_object_object_add(pre, "type", json_object_new_string("ByteLevel"));

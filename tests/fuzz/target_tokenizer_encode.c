@@ -7,35 +7,17 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gpt2_bytes.h"
 #include "tokenizer.h"
 #include "unicode_class.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-/* GPT-2's byte alphabet, appended to a JSON key as UTF-8. */
-static size_t spell_byte(uint8_t b, char *out)
-{
-    unsigned c = b;
-    if (!((b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || b >= 0xAE)) {
-        unsigned n = 0;
-        for (unsigned k = 0; k < b; k++)
-            n += !((k >= 0x21 && k <= 0x7E) || (k >= 0xA1 && k <= 0xAC) || k >= 0xAE);
-        c = 256 + n;
-    }
-    if (c < 0x80) {
-        out[0] = (char)c;
-        return 1;
-    }
-    out[0] = (char)(0xC0 | c >> 6);
-    out[1] = (char)(0x80 | (c & 0x3F));
-    return 2;
-}
-
 static void spell(const char *raw, char *out)
 {
     size_t o = 0;
     for (const uint8_t *p = (const uint8_t *)raw; *p; p++)
-        o += spell_byte(*p, out + o);
+        o += gpt2_spell_byte(*p, out + o);
     out[o] = '\0';
 }
 
@@ -56,7 +38,7 @@ static qr_tokenizer *tiny(void)
     int id = 0;
     for (int b = 0; b < 256; b++) {
         char key[4];
-        key[spell_byte((uint8_t)b, key)] = '\0';
+        key[gpt2_spell_byte((uint8_t)b, key)] = '\0';
         json_object_object_add(vocab, key, json_object_new_int(id++));
     }
     for (size_t i = 0; i < sizeof merges / sizeof *merges; i++) {
