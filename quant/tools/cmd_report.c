@@ -213,9 +213,13 @@ int qq_cmd_report(const qq_options *o)
         for (size_t k = 0; k < MINMAX_POINTS; k++)
             if (mm[k].mib <= var[v].mib && (!bm || mm[k].ppl < bm->ppl))
                 bm = &mm[k];
-        fprintf(f, "| %s | %.2f MiB | %.3f | %s | %s%.3f | %s | %s%.3f |\n", b->variants[v].name, var[v].mib, var[v].ppl,
-                bu ? bu->label : "none fits", "", bu ? bu->ppl : NAN, bm ? bm->label : "none fits", "",
-                bm ? bm->ppl : NAN);
+        char bu_ppl[32] = "—", bm_ppl[32] = "—";
+        if (bu)
+            snprintf(bu_ppl, sizeof bu_ppl, "%.3f", bu->ppl);
+        if (bm)
+            snprintf(bm_ppl, sizeof bm_ppl, "%.3f", bm->ppl);
+        fprintf(f, "| %s | %.2f MiB | %.3f | %s | %s | %s | %s |\n", b->variants[v].name, var[v].mib, var[v].ppl,
+                bu ? bu->label : "none fits", bu_ppl, bm ? bm->label : "none fits", bm_ppl);
     }
     fprintf(f, "\n## Sensitivity\n\n![sensitivity heatmap](sensitivity.svg)\n\nKL divergence (nats) of the next-token and class "
                "distributions from the f32 model's, on the calibration split, with only that unit at that type. Grey: "
