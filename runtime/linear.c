@@ -106,6 +106,11 @@ void qr_matvec_multi(qr_pool *pool, const qr_matvec_job *jobs, size_t n_jobs)
     free(heap);
 }
 
+void qr_blas_use_one_thread(void)
+{
+    openblas_set_num_threads(1);
+}
+
 size_t qr_matmul_panel_floats(size_t cols)
 {
     return PANEL_ROWS * cols;

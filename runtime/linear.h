@@ -32,6 +32,13 @@ typedef struct {
 /* Runs every job (each y = W·x) in one parallel region. */
 void qr_matvec_multi(qr_pool *pool, const qr_matvec_job *jobs, size_t n_jobs);
 
+/* Makes OpenBLAS run every product on the calling thread. The batched products here are small
+ * (quantized weights go through panels of 64 rows) and OpenBLAS's hand-offs between its threads
+ * cost more than they gain: the default model's 5M variant on the SOTU test split took 36 s with
+ * one thread against 72 s with two (this machine, 2 cores). Process-wide, so it is for a tool's
+ * start-up to call, not for the library to decide. */
+void qr_blas_use_one_thread(void);
+
 /* Y (B × rows) = X (B × cols) · Wᵀ. `panel` is scratch of qr_matmul_panel_floats(w) floats. */
 void qr_matmul(const qr_matrix *w, const float *X, size_t B, float *Y, float *panel);
 size_t qr_matmul_panel_floats(size_t cols);

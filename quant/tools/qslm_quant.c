@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "linear.h"
 
 static const char usage[] =
     "usage: qslm-quant COMMAND [ARGS] [options]\n"
@@ -90,6 +91,7 @@ static int parse_real(const char *arg, const char *name, double min, double max,
 
 int main(int argc, char **argv)
 {
+    qr_blas_use_one_thread();
     if (argc < 2) {
         fputs(usage, stderr);
         return EXIT_USAGE;

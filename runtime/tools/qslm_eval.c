@@ -16,6 +16,7 @@
 #include "dataset.h"
 #include "eval.h"
 #include "forward.h"
+#include "linear.h"
 #include "model.h"
 #include "model_file.h"
 #include "tokenizer.h"
@@ -245,6 +246,7 @@ static void print_spike_rates(const qr_model *m, const qr_spike_trace *t, int js
 
 int main(int argc, char **argv)
 {
+    qr_blas_use_one_thread();
     options o;
     if (parse_options(argc, argv, &o))
         return EXIT_USAGE;
