@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "dataset.h"
-#include "gpt2_bytes.h"
+#include "fuzz_tokenizer.h"
 #include "tokenizer.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -31,15 +31,7 @@ static qr_tokenizer *byte_tokenizer(void)
     json_object_object_add(model, "merges", json_object_new_array());
     json_object_object_add(root, "pre_tokenizer", pre);
     json_object_object_add(root, "model", model);
-    const char *s = json_object_to_json_string_ext(root, JSON_C_TO_STRING_PLAIN);
-    qr_tokenizer *t = NULL;
-    qr_error err;
-    if (qr_tokenizer_load_hf_json(s, strlen(s), "built-in", &t, &err) != QR_OK) {
-        fprintf(stderr, "%s\n", err.msg);
-        abort();
-    }
-    json_object_put(root);
-    return t;
+    return fuzz_tokenizer_from_json(root);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

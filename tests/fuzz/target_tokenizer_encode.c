@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "gpt2_bytes.h"
+#include "fuzz_tokenizer.h"
 #include "tokenizer.h"
 #include "unicode_class.h"
 
@@ -68,15 +68,7 @@ static qr_tokenizer *tiny(void)
     json_object_object_add(root, "added_tokens", added);
     json_object_object_add(root, "pre_tokenizer", pre);
     json_object_object_add(root, "model", model);
-    const char *s = json_object_to_json_string_ext(root, JSON_C_TO_STRING_PLAIN);
-    qr_tokenizer *t = NULL;
-    qr_error err;
-    if (qr_tokenizer_load_hf_json(s, strlen(s), "built-in", &t, &err) != QR_OK) {
-        fprintf(stderr, "%s\n", err.msg);
-        abort();
-    }
-    json_object_put(root);
-    return t;
+    return fuzz_tokenizer_from_json(root);
 }
 
 static bool valid_utf8(const uint8_t *s, size_t n)
