@@ -1,0 +1,320 @@
+/* control.c: the loop's control plane: telemetry and the policy (which variant the engine
+ * should serve), `reload` prepared off the loop, and the `status` and `variants` replies. */
+#include "server_impl.h"
+
+#include <json.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "reply.h"
+#include "task_impl.h"
+
+/* ---------------------------------------------------------------- policy */
+
+static bool servable(const qd_server *s, size_t i)
+{
+    return s->bundle->usable[i] && !s->refused[i][0];
+}
+
+void qd_control_decide(qd_server *s, bool log_always)
+{
+    const qr_bundle *m = s->bundle->manifest;
+    qd_policy_variant vars[QR_BUNDLE_MAX_VARIANTS > 256 ? 256 : QR_BUNDLE_MAX_VARIANTS];
+    int map[256];
+    size_t n = 0;
+    int active = -1, pinned = -1;
+    int current = s->target >= 0 ? s->target : s->active;
+    for (size_t i = 0; i < m->n_variants && n < 256; i++) {
+        if (!servable(s, i))
+            continue;
+        const qr_bundle_variant *v = &m->variants[i];
+        vars[n] = (qd_policy_variant){
+            .name = v->name,
+            .footprint_bytes = v->footprint_bytes,
+            .quality = v->metrics.ppl_test.known ? v->metrics.ppl_test.value : NAN,
+            .energy_j_per_token = v->metrics.energy_pj_per_token.known ? v->metrics.energy_pj_per_token.value * 1e-12
+                                                                      : NAN,
+        };
+        if ((int)i == current)
+            active = (int)n;
+        if ((int)i == s->pinned)
+            pinned = (int)n;
+        map[n++] = (int)i;
+    }
+    if (n == 0) {
+        memset(&s->decision, 0, sizeof s->decision);
+        s->decision.variant = -1;
+        snprintf(s->decision.reason, sizeof s->decision.reason, "no variant of the bundle can be served (every one was refused)");
+    } else {
+        s->decision = qd_policy_decide(&s->cfg.policy, &s->policy_state, vars, n, &s->budget, &s->snap, active,
+                                       pinned, s->rate_tokens_per_s, qd_now());
+        if (s->decision.variant >= 0)
+            s->decision.variant = map[s->decision.variant];
+    }
+    if (s->decision.pin_dropped && s->pinned >= 0) {
+        snprintf(s->pin_note, sizeof s->pin_note, "%s", s->decision.reason);
+        qd_log(QD_LOG_WARNING, "%s", s->decision.reason);
+        s->pinned = -1;
+    }
+    int want = s->decision.variant;
+    bool change = want != s->target && (s->decision.switch_now || want < 0 || s->target < 0);
+    if (change) {
+        qd_log(QD_LOG_NOTICE, "policy: %s -> %s: %s",
+               s->target >= 0 ? m->variants[s->target].name : "none", want >= 0 ? m->variants[want].name : "none",
+               s->decision.reason);
+        s->target = want;
+        qd_engine_set_target(s->engine, s->bundle, want);
+    } else if (log_always) {
+        qd_log(QD_LOG_INFO, "policy: keeping %s: %s", s->target >= 0 ? m->variants[s->target].name : "none",
+               s->decision.reason);
+    }
+}
+
+void qd_control_tick(qd_server *s)
+{
+    double now = qd_now();
+    qd_telemetry_read(s->telemetry, now, &s->snap);
+    double dt = now - s->last_tick;
+    if (dt > 0.05) {
+        double rate = (double)(s->tokens - s->tokens_at_tick) / dt;
+        s->rate_tokens_per_s = s->last_tick == s->started ? rate : 0.5 * s->rate_tokens_per_s + 0.5 * rate;
+        s->tokens_at_tick = s->tokens;
+        s->last_tick = now;
+    }
+    if (!s->shutting_down)
+        qd_control_decide(s, false);
+}
+
+/* ---------------------------------------------------------------- reload */
+
+static void reload_work(uv_work_t *w)
+{
+    qd_reload *r = w->data;
+    r->status = qd_bundle_open(r->srv->cfg.bundle_dir, &r->bundle, &r->err);
+}
+
+bool qd_control_replace_bundle(qd_server *s, qd_bundle *b)
+{
+    char (*refused)[QD_REFUSAL_MAX] = calloc(b->manifest->n_variants, sizeof *refused);
+    if (!refused)
+        return false;
+    const qr_bundle *old = s->bundle->manifest;
+    const char *active_name = s->active >= 0 ? old->variants[s->active].name : NULL;
+    const char *pinned_name = s->pinned >= 0 ? old->variants[s->pinned].name : NULL;
+    size_t i;
+    s->active = active_name && qr_bundle_find_variant(b->manifest, active_name, &i) ? (int)i : -1;
+    s->pinned = pinned_name && qr_bundle_find_variant(b->manifest, pinned_name, &i) && b->usable[i] ? (int)i : -1;
+    if (pinned_name && s->pinned < 0)
+        snprintf(s->pin_note, sizeof s->pin_note, "pin on %s dropped: the reloaded bundle cannot serve it", pinned_name);
+    free(s->refused);
+    s->refused = refused;
+    qd_bundle_unref(s->bundle);
+    s->bundle = b;
+    s->cfg.limits.vocab = (uint32_t)qr_tokenizer_vocab_size(b->tokenizer);
+    /* the engine must move to the new bundle's file even when the variant keeps its name */
+    s->target = -2;
+    qd_control_decide(s, true);
+    return true;
+}
+
+static void reload_done(uv_work_t *w, int status)
+{
+    qd_reload *r = w->data;
+    qd_server *s = r->srv;
+    s->reload = NULL;
+    char *line = NULL;
+    size_t len = 0;
+    if (status == 0 && r->status == QR_OK && !s->shutting_down && qd_control_replace_bundle(s, r->bundle)) {
+        char why[2048];
+        qd_bundle_refusals(s->bundle, why, sizeof why);
+        qd_log(QD_LOG_NOTICE, "reload: serving %s (%zu variants%s%s)", s->cfg.bundle_dir,
+               s->bundle->manifest->n_variants, why[0] ? "; refused: " : "", why);
+        if (r->conn)
+            qi_reply_reload(&r->id, (uint32_t)s->bundle->manifest->n_variants,
+                            s->target >= 0 ? s->bundle->manifest->variants[s->target].name : NULL, &line, &len, NULL);
+    } else {
+        const char *why = s->shutting_down ? "the daemon is stopping" : status ? uv_strerror(status) : r->err.msg;
+        if (r->status == QR_OK)
+            qd_bundle_unref(r->bundle);
+        qd_log(QD_LOG_ERR, "reload refused, still serving the old bundle: %s", why);
+        if (r->conn) {
+            char msg[QR_ERROR_MSG_MAX + 64];
+            snprintf(msg, sizeof msg, "reload refused, still serving the old bundle: %s", why);
+            qi_reply_error(&r->id, QI_ERR_INTERNAL, NULL, msg, &line, &len, NULL);
+            s->errors++;
+        }
+    }
+    if (r->conn) {
+        r->conn->in_flight--;
+        s->requests++;
+        qd_conn_send(r->conn, line, len);
+    } else {
+        free(line);
+    }
+    free(r);
+}
+
+void qd_control_start_reload(qd_server *s, qd_conn *c, const qi_id *id)
+{
+    if (s->reload) {
+        qd_log(QD_LOG_NOTICE, "reload: one is already running");
+        return;
+    }
+    qd_reload *r = calloc(1, sizeof *r);
+    if (!r) {
+        qd_log(QD_LOG_ERR, "reload: out of memory");
+        return;
+    }
+    r->srv = s;
+    r->conn = c;
+    r->id = id ? *id : qi_id_none();
+    r->work.data = r;
+    s->reload = r;
+    if (uv_queue_work(&s->loop, &r->work, reload_work, reload_done) != 0) {
+        s->reload = NULL;
+        free(r);
+        qd_log(QD_LOG_ERR, "reload: cannot start the work");
+    }
+}
+
+/* ---------------------------------------------------------------- status and variants */
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Median and 99th percentile of the switch latencies kept. */
+static void latency_quantiles(const qd_server *s, double *p50, double *p99, size_t *n)
+{
+    *n = s->n_latency < QD_LATENCY_RING ? (size_t)s->n_latency : QD_LATENCY_RING;
+    if (*n == 0)
+        return;
+    double v[QD_LATENCY_RING];
+    memcpy(v, s->latency_ms, *n * sizeof *v);
+    qsort(v, *n, sizeof *v, cmp_double);
+    *p50 = v[(*n - 1) / 2];
+    *p99 = v[(size_t)ceil(0.99 * (double)*n) - 1];
+}
+
+/* Fields the protocol lets a server add (PROTOCOL.md section 6): switch latencies, refusals,
+ * the token rate the power rule uses. */
+static char *add_status_extras(const qd_server *s, char *line, size_t *len)
+{
+    json_object *o = json_tokener_parse(line);
+    if (!o)
+        return line;
+    double p50 = 0, p99 = 0;
+    size_t n;
+    latency_quantiles(s, &p50, &p99, &n);
+    json_object *lat = json_object_new_object();
+    json_object_object_add(lat, "n", json_object_new_int64((int64_t)n));
+    json_object_object_add(lat, "p50", n ? json_object_new_double(p50) : NULL);
+    json_object_object_add(lat, "p99", n ? json_object_new_double(p99) : NULL);
+    json_object_object_add(o, "switch_latency_ms", lat);
+    json_object_object_add(o, "token_rate", json_object_new_double(s->rate_tokens_per_s));
+    json_object *ref = json_object_new_array();
+    const qr_bundle *m = s->bundle->manifest;
+    for (size_t i = 0; i < m->n_variants; i++) {
+        const char *why = s->bundle->refusal[i][0] ? s->bundle->refusal[i] : s->refused[i];
+        if (!why[0])
+            continue;
+        json_object *e = json_object_new_object();
+        json_object_object_add(e, "variant", json_object_new_string(m->variants[i].name));
+        json_object_object_add(e, "reason", json_object_new_string(why));
+        json_object_array_add(ref, e);
+    }
+    json_object_object_add(o, "refused", ref);
+    size_t n_out;
+    const char *text = json_object_to_json_string_length(o, JSON_C_TO_STRING_PLAIN, &n_out);
+    char *out = malloc(n_out + 2);
+    if (out) {
+        memcpy(out, text, n_out);
+        out[n_out] = '\n';
+        out[n_out + 1] = '\0';
+        free(line);
+        line = out;
+        *len = n_out + 1;
+    }
+    json_object_put(o);
+    return line;
+}
+
+char *qd_control_status_line(qd_server *s, const qi_id *id, size_t *len)
+{
+    qd_telemetry_read(s->telemetry, qd_now(), &s->snap);
+    qi_reading readings[QD_TELEMETRY_MAX_READINGS];
+    for (size_t i = 0; i < s->snap.n_readings; i++) {
+        const qd_reading *r = &s->snap.readings[i];
+        readings[i] = (qi_reading){r->source, r->unit, r->available, r->value, r->note[0] ? r->note : NULL};
+    }
+    const qr_bundle *m = s->bundle->manifest;
+    char reason[2 * QD_POLICY_REASON_MAX + 8];
+    snprintf(reason, sizeof reason, "%s%s%s", s->decision.reason, s->pin_note[0] ? "; " : "", s->pin_note);
+    uint32_t waiting, active;
+    qd_engine_load(s->engine, &waiting, &active);
+    qi_server_status st = {
+        .active = s->active >= 0 ? m->variants[s->active].name : NULL,
+        .reason = reason,
+        .pinned = s->pinned >= 0,
+        .has_memory_budget = s->decision.has_memory_budget,
+        .memory_budget_bytes = s->decision.memory_budget,
+        .memory_budget_source = s->decision.memory_source,
+        .has_power_budget = s->decision.has_power_budget,
+        .power_budget_uw = (uint64_t)(s->decision.power_budget_w * 1e6 + 0.5),
+        .power_budget_source = s->decision.power_source,
+        .readings = readings,
+        .n_readings = s->snap.n_readings,
+        .queue_waiting = waiting,
+        .queue_active = active,
+        .queue_limit = s->cfg.limits.queue_depth,
+        .connections = s->connections,
+        .requests = s->requests,
+        .tokens = s->tokens,
+        .errors = s->errors,
+        .cancelled = s->cancelled,
+        .switches = s->switches,
+        .uptime_s = qd_now() - s->started,
+    };
+    char *line = NULL;
+    if (qi_reply_status(id, &st, &line, len, NULL) != QI_OK)
+        return NULL;
+    return add_status_extras(s, line, len);
+}
+
+static double metric(qr_bundle_metric m)
+{
+    return m.known ? m.value : NAN;
+}
+
+char *qd_control_variants_line(qd_server *s, const qi_id *id, size_t *len)
+{
+    const qr_bundle *m = s->bundle->manifest;
+    qi_variant_info *v = calloc(m->n_variants, sizeof *v);
+    if (!v)
+        return NULL;
+    for (size_t i = 0; i < m->n_variants; i++) {
+        const qr_bundle_variant *b = &m->variants[i];
+        v[i] = (qi_variant_info){
+            .name = b->name,
+            .footprint_bytes = b->footprint_bytes,
+            .bits_per_weight = b->bits_per_weight,
+            .ppl_test = metric(b->metrics.ppl_test),
+            .ppl_valid = metric(b->metrics.ppl_valid),
+            .accuracy = metric(b->metrics.accuracy),
+            .tokens_per_s = metric(b->metrics.tokens_per_s),
+            .energy_pj_per_token = metric(b->metrics.energy_pj_per_token),
+            .verified = servable(s, i),
+            .active = (int)i == s->active,
+            .pinned = (int)i == s->pinned,
+        };
+    }
+    char *line = NULL;
+    qi_code c = qi_reply_variants(id, v, m->n_variants, &line, len, NULL);
+    free(v);
+    return c == QI_OK ? line : NULL;
+}

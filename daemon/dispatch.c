@@ -1,0 +1,318 @@
+/* dispatch.c: what each request line does, in PROTOCOL.md's order of checks (parse, id,
+ * permission, shutdown, limits, the bundle), and what the engine's events become on the wire. */
+#include "server_impl.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "reply.h"
+
+static void reply_error(qd_conn *c, const qi_id *id, qi_code code, const char *field, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+
+static void reply_error(qd_conn *c, const qi_id *id, qi_code code, const char *field, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    char *line = NULL;
+    size_t len = 0;
+    c->srv->requests++;
+    c->srv->errors++;
+    if (qi_reply_error(id, code, field, msg, &line, &len, NULL) == QI_OK)
+        qd_conn_send(c, line, len);
+}
+
+/* Sends a result line built for an answered request (NULL: out of memory, an internal error). */
+static void reply_line(qd_conn *c, const qi_id *id, char *line, size_t len)
+{
+    if (!line) {
+        reply_error(c, id, QI_ERR_INTERNAL, NULL, "out of memory building the reply");
+        return;
+    }
+    c->srv->requests++;
+    qd_conn_send(c, line, len);
+}
+
+/* Control ops are for root and the daemon's own user (the admin group: see the deployment
+ * docs). A peer whose credentials cannot be read is refused. */
+static bool may_control(const qd_conn *c)
+{
+    return c->has_cred && (c->uid == 0 || c->uid == getuid());
+}
+
+static bool id_in_flight(const qd_conn *c, const qi_id *id)
+{
+    for (const qd_job *j = c->jobs; j; j = j->conn_next)
+        if (qi_id_equal(&j->req.id, id))
+            return true;
+    const qd_reload *r = c->srv->reload;
+    return r && r->conn == c && qi_id_equal(&r->id, id);
+}
+
+static void no_variant_fits(qd_conn *c, const qi_id *id)
+{
+    reply_error(c, id, QI_ERR_NO_VARIANT_FITS, NULL, "%s", c->srv->decision.reason);
+}
+
+/* generate and classify: queue a job for the engine. */
+static void submit(qd_conn *c, qi_request *req, double t_received)
+{
+    qd_server *s = c->srv;
+    uint32_t waiting, active;
+    qd_engine_load(s->engine, &waiting, &active);
+    if (s->target < 0) {
+        no_variant_fits(c, &req->id);
+        return;
+    }
+    if (c->in_flight >= s->cfg.limits.max_in_flight) {
+        reply_error(c, &req->id, QI_ERR_BUSY, NULL, "this connection has %u requests in flight (the limit)",
+                    c->in_flight);
+        return;
+    }
+    if (waiting >= s->cfg.limits.queue_depth) {
+        reply_error(c, &req->id, QI_ERR_BUSY, NULL, "%u requests are waiting for the model (the queue depth)",
+                    waiting);
+        return;
+    }
+    qd_job *job = calloc(1, sizeof *job);
+    if (!job) {
+        reply_error(c, &req->id, QI_ERR_INTERNAL, NULL, "out of memory");
+        return;
+    }
+    job->req = *req;
+    memset(req, 0, sizeof *req);
+    job->t_received = t_received;
+    atomic_init(&job->cancel, QD_CANCEL_NONE);
+    job->conn = c;
+    job->conn_next = c->jobs;
+    if (c->jobs)
+        c->jobs->conn_prev = job;
+    c->jobs = job;
+    c->in_flight++;
+    s->n_jobs++;
+    qd_engine_submit(s->engine, job);
+}
+
+static void do_cancel(qd_conn *c, const qi_request *req)
+{
+    bool found = false;
+    for (qd_job *j = c->jobs; j; j = j->conn_next)
+        if (qi_id_equal(&j->req.id, &req->u.cancel.target)) {
+            int none = QD_CANCEL_NONE;
+            found = atomic_compare_exchange_strong(&j->cancel, &none, QD_CANCEL_REQUEST);
+            break;
+        }
+    if (found)
+        qd_engine_poke(c->srv->engine);
+    char *line = NULL;
+    size_t len = 0;
+    qi_reply_cancel(&req->id, found, &line, &len, NULL);
+    reply_line(c, &req->id, line, len);
+}
+
+static void do_set_budget(qd_conn *c, const qi_request *req)
+{
+    qd_server *s = c->srv;
+    const qi_set_budget *b = &req->u.set_budget;
+    if (b->memory == QI_BUDGET_SET) {
+        s->budget.has_memory = true;
+        s->budget.memory_bytes = b->memory_bytes;
+    } else if (b->memory == QI_BUDGET_AUTO) {
+        s->budget.has_memory = false;
+    }
+    if (b->power == QI_BUDGET_SET) {
+        s->budget.has_power = true;
+        s->budget.power_w = (double)b->power_uw / 1e6;
+    } else if (b->power == QI_BUDGET_AUTO) {
+        s->budget.has_power = false;
+    }
+    qd_log(QD_LOG_INFO, "set-budget: memory %s, power %s", s->budget.has_memory ? "explicit" : "auto",
+           s->budget.has_power ? "explicit" : "auto");
+    qd_control_decide(s, true);
+    char *line = NULL;
+    size_t len = 0;
+    qi_reply_set_budget(&req->id, s->budget.has_memory, s->budget.memory_bytes, s->budget.has_power,
+                        (uint64_t)(s->budget.power_w * 1e6 + 0.5), &line, &len, NULL);
+    reply_line(c, &req->id, line, len);
+}
+
+static void do_pin(qd_conn *c, const qi_request *req)
+{
+    qd_server *s = c->srv;
+    const char *name = req->op == QI_OP_PIN ? req->u.pin.variant : NULL;
+    if (name) {
+        size_t index;
+        if (!qr_bundle_find_variant(s->bundle->manifest, name, &index)) {
+            reply_error(c, &req->id, QI_ERR_NOT_FOUND, "variant", "variant: the bundle has no variant '%s'", name);
+            return;
+        }
+        if (!s->bundle->usable[index] || s->refused[index][0]) {
+            reply_error(c, &req->id, QI_ERR_NOT_FOUND, "variant", "variant: '%s' was refused: %s", name,
+                        s->bundle->refusal[index][0] ? s->bundle->refusal[index] : s->refused[index]);
+            return;
+        }
+        int before = s->pinned;
+        s->pinned = (int)index;
+        qd_control_decide(s, true);
+        if (s->pinned != (int)index) { /* the policy dropped it: it does not fit */
+            s->pinned = before;
+            qd_control_decide(s, false);
+            reply_error(c, &req->id, QI_ERR_NO_VARIANT_FITS, NULL, "'%s' does not fit the budgets in force: %s",
+                        name, s->pin_note);
+            return;
+        }
+        s->pin_note[0] = '\0';
+    } else {
+        s->pinned = -1;
+        qd_control_decide(s, true);
+    }
+    char *line = NULL;
+    size_t len = 0;
+    qi_reply_pin(&req->id, name, &line, &len, NULL);
+    reply_line(c, &req->id, line, len);
+}
+
+void qd_dispatch_line(qd_conn *c, const char *line, size_t len, double t_received)
+{
+    qd_server *s = c->srv;
+    qi_request req;
+    qi_error e;
+    if (qi_request_parse(line, len, &s->cfg.limits, &req, &e) != QI_OK) {
+        char *out = NULL;
+        size_t out_len = 0;
+        s->requests++;
+        s->errors++;
+        if (qi_reply_error_from(&req.id, &e, &out, &out_len, NULL) == QI_OK)
+            qd_conn_send(c, out, out_len);
+        return;
+    }
+    if (id_in_flight(c, &req.id)) {
+        reply_error(c, &req.id, QI_ERR_INVALID_ARGUMENT, "id", "id: a request of this connection with this id is still in flight");
+    } else if (qi_op_is_control(req.op) && !may_control(c)) {
+        qd_log(QD_LOG_NOTICE, "refused %s from uid %ld: not root or the daemon's user", qi_op_name(req.op),
+               c->has_cred ? (long)c->uid : -1L);
+        reply_error(c, &req.id, QI_ERR_PERMISSION_DENIED, NULL, "%s is for root and the admin group",
+                    qi_op_name(req.op));
+    } else if (s->shutting_down) {
+        reply_error(c, &req.id, QI_ERR_SHUTTING_DOWN, NULL, "the daemon is stopping");
+    } else {
+        char *out = NULL;
+        size_t out_len = 0;
+        switch (req.op) {
+        case QI_OP_GENERATE:
+        case QI_OP_CLASSIFY:
+            submit(c, &req, t_received);
+            break;
+        case QI_OP_CANCEL:
+            do_cancel(c, &req);
+            break;
+        case QI_OP_STATUS:
+            out = qd_control_status_line(s, &req.id, &out_len);
+            reply_line(c, &req.id, out, out_len);
+            break;
+        case QI_OP_VARIANTS:
+            out = qd_control_variants_line(s, &req.id, &out_len);
+            reply_line(c, &req.id, out, out_len);
+            break;
+        case QI_OP_SET_BUDGET:
+            do_set_budget(c, &req);
+            break;
+        case QI_OP_PIN:
+        case QI_OP_UNPIN:
+            do_pin(c, &req);
+            break;
+        case QI_OP_RELOAD:
+            if (s->reload) {
+                reply_error(c, &req.id, QI_ERR_BUSY, NULL, "a reload is already running");
+            } else {
+                c->in_flight++;
+                qd_control_start_reload(s, c, &req.id);
+            }
+            break;
+        case QI_OP_COUNT:
+            break;
+        }
+    }
+    qi_request_free(&req);
+}
+
+/* ---------------------------------------------------------------- engine events */
+
+static void job_done(qd_server *s, qd_job *job)
+{
+    qd_conn *c = job->conn;
+    if (c) {
+        if (job->conn_prev)
+            job->conn_prev->conn_next = job->conn_next;
+        else
+            c->jobs = job->conn_next;
+        if (job->conn_next)
+            job->conn_next->conn_prev = job->conn_prev;
+        c->in_flight--;
+    }
+    s->n_jobs--;
+    qi_request_free(&job->req);
+    qd_event_free(&job->final);
+    free(job);
+}
+
+void qd_handle_event(qd_server *s, qd_event *ev)
+{
+    switch (ev->kind) {
+    case QD_EV_LINE:
+        if (ev->job->conn) {
+            qd_conn_send(ev->job->conn, ev->line, ev->len);
+            ev->line = NULL;
+        }
+        qd_event_free(ev);
+        return;
+    case QD_EV_FINAL: {
+        qd_job *job = ev->job;
+        s->requests++;
+        s->tokens += ev->tokens;
+        s->errors += ev->is_error;
+        s->cancelled += ev->cancelled;
+        if (job->conn) {
+            qd_conn_send(job->conn, ev->line, ev->len);
+            ev->line = NULL;
+        }
+        job_done(s, job);
+        return;
+    }
+    case QD_EV_SWITCH:
+        if (ev->bundle == s->bundle) {
+            int from = s->active;
+            s->active = ev->variant;
+            if (from != ev->variant) {
+                if (from >= 0 || ev->variant >= 0)
+                    s->switches++;
+                s->latency_ms[s->n_latency++ % QD_LATENCY_RING] = ev->latency_ms;
+            }
+            qd_log(QD_LOG_NOTICE, "serving %s (%s); the switch took %.1f ms",
+                   ev->variant >= 0 ? s->bundle->manifest->variants[ev->variant].name : "no variant",
+                   s->decision.reason, ev->latency_ms);
+        }
+        qd_event_free(ev);
+        return;
+    case QD_EV_REFUSED:
+        qd_log(QD_LOG_WARNING, "refused variant %s: %s",
+               ev->bundle->manifest->variants[ev->variant].name, ev->msg);
+        if (ev->bundle == s->bundle) {
+            snprintf(s->refused[ev->variant], QD_REFUSAL_MAX, "%s", ev->msg[0] ? ev->msg : "it failed to load");
+            s->refusals++;
+            if (s->pinned == ev->variant)
+                s->pinned = -1;
+            s->target = -2; /* the engine serves what it had; decide again */
+            qd_control_decide(s, true);
+        }
+        qd_event_free(ev);
+        return;
+    }
+}

@@ -1,0 +1,494 @@
+/* engine.c: the inference thread's loop: take new jobs and the target variant, apply a switch,
+ * admit and cancel, run one round, post events. See engine.h. */
+#include "engine.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "task.h"
+#include "reply.h"
+#include "task_impl.h"
+
+struct qd_engine {
+    qd_engine_config cfg;
+    qd_wake_fn wake;
+    void *wake_ctx;
+    pthread_t thread;
+    bool started;
+    qr_pool *pool;
+
+    /* shared with the loop, under mu */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool stopping, poked;
+    qd_job *incoming, *incoming_tail;
+    uint32_t n_incoming;
+    bool target_changed;
+    qd_bundle *target_bundle; /* a reference */
+    int target_variant;
+    double target_since;
+    qd_event_list events;
+    uint32_t waiting_count, active_count;
+
+    /* the thread's own */
+    qd_job *waiting, *waiting_tail;
+    uint32_t n_waiting;
+    qd_task **active;
+    size_t n_active;
+    qd_bundle *want_bundle; /* what the loop last asked for (a reference) */
+    int want_variant;
+    qd_loaded *loaded;
+    float *logits, *features; /* batch × vocab, batch × d of the loaded model */
+    qd_slot *slots;
+    size_t slots_cap;
+    qr_state **states;
+    int32_t *tokens;
+};
+
+/* ---------------------------------------------------------------- the thread's helpers */
+
+static void remove_active(qd_engine *e, size_t i)
+{
+    qd_task_free(e->active[i]);
+    e->active[i] = e->active[--e->n_active];
+}
+
+static void fail_all_active(qd_engine *e, qi_code code, const char *msg, qd_event_list *out)
+{
+    while (e->n_active) {
+        qd_task_fail(e->active[0], code, msg, out);
+        remove_active(e, 0);
+    }
+}
+
+/* Ends a job that never started. */
+static void end_unstarted(qd_job *job, qd_cancel_reason why, qd_event_list *out)
+{
+    if (why == QD_CANCEL_SHUTDOWN) {
+        qd_event_error(out, job, QI_ERR_SHUTTING_DOWN, NULL, "the daemon is stopping");
+    } else if (why == QD_CANCEL_REQUEST && job->req.op == QI_OP_GENERATE) {
+        /* a generate cancelled before its first token still gets its done message */
+        qi_gen_stats st = {.stop_reason = QI_STOP_CANCELLED, .ms = (qd_now() - job->t_received) * 1e3};
+        char *line = NULL;
+        size_t len = 0;
+        qi_reply_done(&job->req.id, "", 0, &st, &line, &len, NULL);
+        qd_event_final(out, job, line, len, 0, false, true);
+    } else if (why == QD_CANCEL_REQUEST) {
+        qd_event_error(out, job, QI_ERR_CANCELLED, NULL, "cancelled before it started");
+    } else if (why == QD_CANCEL_FAULT) {
+        qd_event_error(out, job, QI_ERR_INTERNAL, NULL, "inference failed");
+    } else {
+        qd_event_final(out, job, NULL, 0, 0, false, true);
+    }
+}
+
+static void post_switch(qd_event_list *out, qd_event_kind kind, qd_bundle *b, int variant, double latency_ms,
+                        const char *msg)
+{
+    qd_event *ev = calloc(1, sizeof *ev);
+    if (!ev)
+        return; /* the loop's view of the active variant lags until the next switch */
+    ev->kind = kind;
+    ev->variant = variant;
+    ev->latency_ms = latency_ms;
+    if (b) {
+        qd_bundle_ref(b);
+        ev->bundle = b;
+    }
+    snprintf(ev->msg, sizeof ev->msg, "%s", msg ? msg : "");
+    qd_event_push(out, ev);
+}
+
+/* Output buffers sized for the model about to serve. */
+static qr_status size_buffers(qd_engine *e, const qr_model *m, qr_error *err)
+{
+    float *lg = realloc(e->logits, e->cfg.batch * m->vocab * sizeof *lg);
+    if (lg)
+        e->logits = lg;
+    float *ft = realloc(e->features, e->cfg.batch * m->d * sizeof *ft);
+    if (ft)
+        e->features = ft;
+    if (!lg || !ft)
+        return qr_fail(err, QR_ERR_NOMEM, "out of memory for the output buffers");
+    return QR_OK;
+}
+
+/* Makes the loop's wish the served variant. */
+static void apply_target(qd_engine *e, double since, qd_event_list *out)
+{
+    qd_bundle *b = e->want_bundle;
+    int v = e->want_variant;
+    if (e->loaded && b == e->loaded->bundle && v == (int)e->loaded->index)
+        return;
+    if (v < 0) {
+        if (e->loaded) {
+            qd_variant_unload(e->loaded);
+            e->loaded = NULL;
+            post_switch(out, QD_EV_SWITCH, b, -1, (qd_now() - since) * 1e3, NULL);
+        }
+        fail_all_active(e, QI_ERR_NO_VARIANT_FITS, "no variant fits the budgets in force any more", out);
+        return;
+    }
+    qd_loaded *next = NULL;
+    qr_error err;
+    qr_status s = qd_variant_load(b, (size_t)v, e->pool, e->cfg.batch, e->cfg.lock_memory, &next, &err);
+    if (s == QR_OK)
+        s = size_buffers(e, next->model, &err);
+    if (s) {
+        qd_variant_unload(next);
+        post_switch(out, QD_EV_REFUSED, b, v, 0, err.msg);
+        return;
+    }
+    for (size_t i = 0; i < e->n_active;) {
+        if (qd_task_fits(e->active[i], next->model)) {
+            i++;
+            continue;
+        }
+        qd_task_fail(e->active[i], QI_ERR_INTERNAL,
+                     "the new variant's model has another shape: this request cannot carry on", out);
+        remove_active(e, i);
+    }
+    qd_variant_unload(e->loaded);
+    e->loaded = next;
+    post_switch(out, QD_EV_SWITCH, b, v, (qd_now() - since) * 1e3, NULL);
+}
+
+static void admit(qd_engine *e, qd_event_list *out)
+{
+    while (e->waiting && e->n_active < e->cfg.max_active) {
+        qd_job *job = e->waiting;
+        qd_cancel_reason why = (qd_cancel_reason)atomic_load(&job->cancel);
+        if (why == QD_CANCEL_NONE && !e->loaded && e->want_variant >= 0)
+            return; /* a variant is being loaded: wait for it */
+        e->waiting = job->queue_next;
+        if (!e->waiting)
+            e->waiting_tail = NULL;
+        e->n_waiting--;
+        if (why != QD_CANCEL_NONE) {
+            end_unstarted(job, why, out);
+            continue;
+        }
+        if (!e->loaded) {
+            qd_event_error(out, job, QI_ERR_NO_VARIANT_FITS, NULL, "no variant fits the budgets in force");
+            continue;
+        }
+        qd_task_env env = {e->loaded->bundle->tokenizer, e->loaded->bundle->eot, e->loaded->model};
+        qd_task *t = qd_task_start(job, &env, out);
+        if (t)
+            e->active[e->n_active++] = t;
+    }
+}
+
+static void reap_cancelled(qd_engine *e, qd_event_list *out)
+{
+    for (size_t i = 0; i < e->n_active;) {
+        qd_cancel_reason why = (qd_cancel_reason)atomic_load(&qd_task_job(e->active[i])->cancel);
+        if (why == QD_CANCEL_NONE) {
+            i++;
+            continue;
+        }
+        qd_task_abort(e->active[i], why, out);
+        remove_active(e, i);
+    }
+}
+
+/* Runs the slots [0, n) that want the same outputs through the model, batch by batch. */
+static void run_group(qd_engine *e, qd_slot *slots, size_t n, bool logits, bool features, qd_event_list *out)
+{
+    const qr_model *m = e->loaded->model;
+    const char *name = qd_loaded_name(e->loaded);
+    for (size_t i0 = 0; i0 < n; i0 += e->cfg.batch) {
+        size_t nb = n - i0 < e->cfg.batch ? n - i0 : e->cfg.batch;
+        for (size_t b = 0; b < nb; b++) {
+            e->states[b] = slots[i0 + b].state;
+            e->tokens[b] = slots[i0 + b].token;
+        }
+        qr_error err;
+        if (qr_forward(e->loaded->runner, e->states, e->tokens, nb, logits ? e->logits : NULL,
+                       features ? e->features : NULL, &err)) {
+            /* cannot happen for tokens the tasks encoded for this model; fail them, not the daemon */
+            for (size_t b = 0; b < nb; b++)
+                atomic_store(&qd_task_job(slots[i0 + b].task)->cancel, QD_CANCEL_FAULT);
+            continue;
+        }
+        for (size_t b = 0; b < nb; b++)
+            qd_task_step(slots[i0 + b].task, &slots[i0 + b], logits ? e->logits + b * m->vocab : NULL,
+                         features ? e->features + b * m->d : NULL, name, m, out);
+    }
+}
+
+/* Every active request advances one token. Slots are grouped by the outputs they need, so a
+ * prompt token does not pay for the LM head and a classify token does not either. */
+static bool run_round(qd_engine *e, qd_event_list *out)
+{
+    size_t width = 0;
+    for (size_t i = 0; i < e->n_active; i++)
+        width += qd_task_width(e->active[i]);
+    if (width > e->slots_cap) {
+        qd_slot *s = realloc(e->slots, width * sizeof *s);
+        if (!s)
+            return false;
+        e->slots = s;
+        e->slots_cap = width;
+    }
+    size_t n = 0;
+    for (size_t i = 0; i < e->n_active; i++)
+        n += qd_task_slots(e->active[i], e->slots + n);
+    /* stable partition: logits first, then features, then neither */
+    size_t n_logits = 0, n_features = 0;
+    qd_slot tmp;
+    for (size_t i = 0; i < n; i++)
+        if (e->slots[i].want_logits) {
+            tmp = e->slots[i];
+            memmove(e->slots + n_logits + 1, e->slots + n_logits, (i - n_logits) * sizeof tmp);
+            e->slots[n_logits++] = tmp;
+        }
+    for (size_t i = n_logits; i < n; i++)
+        if (e->slots[i].want_features) {
+            tmp = e->slots[i];
+            size_t at = n_logits + n_features;
+            memmove(e->slots + at + 1, e->slots + at, (i - at) * sizeof tmp);
+            e->slots[at] = tmp;
+            n_features++;
+        }
+    run_group(e, e->slots, n_logits, true, false, out);
+    run_group(e, e->slots + n_logits, n_features, false, true, out);
+    run_group(e, e->slots + n_logits + n_features, n - n_logits - n_features, false, false, out);
+    for (size_t i = 0; i < e->n_active;) {
+        if (qd_task_settle(e->active[i], e->loaded->model, out))
+            remove_active(e, i);
+        else
+            i++;
+    }
+    return true;
+}
+
+static void publish(qd_engine *e, qd_event_list *local)
+{
+    pthread_mutex_lock(&e->mu);
+    if (local->head) {
+        if (e->events.tail)
+            e->events.tail->next = local->head;
+        else
+            e->events.head = local->head;
+        e->events.tail = local->tail;
+    }
+    e->waiting_count = e->n_waiting + e->n_incoming;
+    e->active_count = (uint32_t)e->n_active;
+    pthread_mutex_unlock(&e->mu);
+    if (local->head)
+        e->wake(e->wake_ctx);
+    local->head = local->tail = NULL;
+}
+
+static void *engine_main(void *arg)
+{
+    qd_engine *e = arg;
+    for (;;) {
+        pthread_mutex_lock(&e->mu);
+        while (!e->stopping && !e->target_changed && !e->incoming && !e->poked && e->n_active == 0 &&
+               !(e->waiting && (e->loaded || e->want_variant < 0)))
+            pthread_cond_wait(&e->cv, &e->mu);
+        if (e->stopping) {
+            pthread_mutex_unlock(&e->mu);
+            break;
+        }
+        if (e->incoming) {
+            if (e->waiting_tail)
+                e->waiting_tail->queue_next = e->incoming;
+            else
+                e->waiting = e->incoming;
+            e->waiting_tail = e->incoming_tail;
+            e->n_waiting += e->n_incoming;
+            e->incoming = e->incoming_tail = NULL;
+            e->n_incoming = 0;
+        }
+        bool changed = e->target_changed;
+        double since = e->target_since;
+        if (changed) {
+            qd_bundle_unref(e->want_bundle);
+            e->want_bundle = e->target_bundle;
+            e->target_bundle = NULL;
+            e->want_variant = e->target_variant;
+            e->target_changed = false;
+        }
+        e->poked = false;
+        pthread_mutex_unlock(&e->mu);
+
+        qd_event_list out = {0};
+        if (changed)
+            apply_target(e, since, &out);
+        reap_cancelled(e, &out);
+        admit(e, &out);
+        if (e->loaded && e->n_active)
+            run_round(e, &out);
+        publish(e, &out);
+    }
+    /* stopping: everything still held ends with shutting_down */
+    qd_event_list out = {0};
+    while (e->n_active) {
+        qd_task_abort(e->active[0], QD_CANCEL_SHUTDOWN, &out);
+        remove_active(e, 0);
+    }
+    pthread_mutex_lock(&e->mu);
+    if (e->incoming) {
+        if (e->waiting_tail)
+            e->waiting_tail->queue_next = e->incoming;
+        else
+            e->waiting = e->incoming;
+        e->n_waiting += e->n_incoming;
+        e->incoming = e->incoming_tail = NULL;
+        e->n_incoming = 0;
+    }
+    pthread_mutex_unlock(&e->mu);
+    while (e->waiting) {
+        qd_job *job = e->waiting;
+        e->waiting = job->queue_next;
+        qd_cancel_reason why = (qd_cancel_reason)atomic_load(&job->cancel);
+        end_unstarted(job, why == QD_CANCEL_GONE ? why : QD_CANCEL_SHUTDOWN, &out);
+    }
+    e->waiting_tail = NULL;
+    e->n_waiting = 0;
+    qd_variant_unload(e->loaded);
+    e->loaded = NULL;
+    publish(e, &out);
+    return NULL;
+}
+
+/* ---------------------------------------------------------------- the loop's side */
+
+qr_status qd_engine_new(const qd_engine_config *cfg, qd_wake_fn wake, void *wake_ctx, qd_engine **out,
+                        qr_error *err)
+{
+    *out = NULL;
+    if (cfg->batch < 1 || cfg->max_active < 1 || cfg->threads < 1)
+        return qr_fail(err, QR_ERR_INVALID, "engine: batch, max_active and threads must be at least 1");
+    qd_engine *e = calloc(1, sizeof *e);
+    if (!e)
+        return qr_fail(err, QR_ERR_NOMEM, "out of memory");
+    e->cfg = *cfg;
+    e->wake = wake;
+    e->wake_ctx = wake_ctx;
+    e->want_variant = -1;
+    e->target_variant = -1;
+    e->active = calloc(cfg->max_active, sizeof *e->active);
+    e->states = calloc(cfg->batch, sizeof *e->states);
+    e->tokens = calloc(cfg->batch, sizeof *e->tokens);
+    if (!e->active || !e->states || !e->tokens) {
+        qd_engine_free(e);
+        return qr_fail(err, QR_ERR_NOMEM, "out of memory");
+    }
+    qr_status s = qr_pool_new(cfg->threads, &e->pool, err);
+    if (s) {
+        qd_engine_free(e);
+        return s;
+    }
+    pthread_mutex_init(&e->mu, NULL);
+    pthread_cond_init(&e->cv, NULL);
+    if (pthread_create(&e->thread, NULL, engine_main, e) != 0) {
+        pthread_mutex_destroy(&e->mu);
+        pthread_cond_destroy(&e->cv);
+        qr_pool_free(e->pool);
+        e->pool = NULL;
+        qd_engine_free(e);
+        return qr_fail(err, QR_ERR_IO, "cannot start the inference thread");
+    }
+    e->started = true;
+    *out = e;
+    return QR_OK;
+}
+
+void qd_engine_stop(qd_engine *e)
+{
+    if (!e || !e->started)
+        return;
+    pthread_mutex_lock(&e->mu);
+    e->stopping = true;
+    pthread_cond_signal(&e->cv);
+    pthread_mutex_unlock(&e->mu);
+    pthread_join(e->thread, NULL);
+    e->started = false;
+}
+
+void qd_engine_free(qd_engine *e)
+{
+    if (!e)
+        return;
+    bool had_thread = e->pool != NULL;
+    qd_engine_stop(e);
+    qd_event_list rest = {0};
+    if (had_thread) {
+        qd_engine_take_events(e, &rest);
+        pthread_mutex_destroy(&e->mu);
+        pthread_cond_destroy(&e->cv);
+    }
+    for (qd_event *ev = rest.head, *next; ev; ev = next) {
+        next = ev->next;
+        qd_event_free(ev);
+    }
+    qd_bundle_unref(e->target_bundle);
+    qd_bundle_unref(e->want_bundle);
+    qr_pool_free(e->pool);
+    free(e->active);
+    free(e->slots);
+    free(e->states);
+    free(e->tokens);
+    free(e->logits);
+    free(e->features);
+    free(e);
+}
+
+void qd_engine_submit(qd_engine *e, qd_job *job)
+{
+    job->queue_next = NULL;
+    pthread_mutex_lock(&e->mu);
+    if (e->incoming_tail)
+        e->incoming_tail->queue_next = job;
+    else
+        e->incoming = job;
+    e->incoming_tail = job;
+    e->n_incoming++;
+    e->waiting_count++;
+    pthread_cond_signal(&e->cv);
+    pthread_mutex_unlock(&e->mu);
+}
+
+void qd_engine_poke(qd_engine *e)
+{
+    pthread_mutex_lock(&e->mu);
+    e->poked = true;
+    pthread_cond_signal(&e->cv);
+    pthread_mutex_unlock(&e->mu);
+}
+
+void qd_engine_set_target(qd_engine *e, qd_bundle *b, int variant)
+{
+    if (b)
+        qd_bundle_ref(b);
+    pthread_mutex_lock(&e->mu);
+    qd_bundle_unref(e->target_bundle);
+    e->target_bundle = b;
+    e->target_variant = variant;
+    e->target_changed = true;
+    e->target_since = qd_now();
+    pthread_cond_signal(&e->cv);
+    pthread_mutex_unlock(&e->mu);
+}
+
+void qd_engine_take_events(qd_engine *e, qd_event_list *out)
+{
+    pthread_mutex_lock(&e->mu);
+    *out = e->events;
+    e->events.head = e->events.tail = NULL;
+    pthread_mutex_unlock(&e->mu);
+}
+
+void qd_engine_load(qd_engine *e, uint32_t *waiting, uint32_t *active)
+{
+    pthread_mutex_lock(&e->mu);
+    *waiting = e->waiting_count;
+    *active = e->active_count;
+    pthread_mutex_unlock(&e->mu);
+}

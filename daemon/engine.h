@@ -1,0 +1,58 @@
+/* engine.h: the inference thread.
+ *
+ * One thread owns the loaded variant and every request being computed. Each round, every active
+ * request advances by one token, and the round's tokens go through the model together in
+ * batches (the runtime's batched path), so a long generation never starves a short classify
+ * and throughput grows with concurrency. Between two rounds the engine applies the variant the
+ * event loop asked for (qd_engine_set_target): it loads and verifies the new one, moves every
+ * request in flight onto it with its own state, and unloads the old one. It talks back only
+ * through events (job.h) and a wake callback, which the loop turns into a uv_async_send; it
+ * never blocks the loop: every call here takes a mutex for a few pointer moves at most. */
+#ifndef QD_ENGINE_H
+#define QD_ENGINE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "error.h"
+#include "job.h"
+#include "variants.h"
+
+typedef struct {
+    int threads;       /* the worker pool's size, the engine's own thread included (>= 1) */
+    size_t batch;      /* sequences per forward call (the served footprint's batch) */
+    size_t max_active; /* requests computed at once; more wait in the queue */
+    bool lock_memory;  /* mlock each variant's image */
+} qd_engine_config;
+
+typedef struct qd_engine qd_engine;
+
+/* Called from the inference thread when events are ready. */
+typedef void (*qd_wake_fn)(void *ctx);
+
+qr_status qd_engine_new(const qd_engine_config *cfg, qd_wake_fn wake, void *wake_ctx,
+                        qd_engine **out, qr_error *err);
+
+/* Stops the thread: every request still held ends with `shutting_down` (its FINAL event is
+ * queued; drain with qd_engine_take_events after this returns), the variant is unloaded. */
+void qd_engine_stop(qd_engine *e);
+void qd_engine_free(qd_engine *e);
+
+/* Hands a job over (the loop must not touch it until its FINAL event). */
+void qd_engine_submit(qd_engine *e, qd_job *job);
+
+/* Wakes the thread because a job's cancel flag was set. */
+void qd_engine_poke(qd_engine *e);
+
+/* Serve variant `variant` of bundle b from the next round on (-1: none; requests in flight
+ * then end with `no_variant_fits`). Takes its own reference on b. */
+void qd_engine_set_target(qd_engine *e, qd_bundle *b, int variant);
+
+/* Moves every pending event to out (in order). */
+void qd_engine_take_events(qd_engine *e, qd_event_list *out);
+
+/* Requests waiting to start, and being computed. */
+void qd_engine_load(qd_engine *e, uint32_t *waiting, uint32_t *active);
+
+#endif

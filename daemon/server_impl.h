@@ -1,0 +1,108 @@
+/* server_impl.h: the loop's state, shared by server.c (socket and connections), dispatch.c
+ * (requests) and control.c (policy, telemetry, reload, status). Private to the daemon. */
+#ifndef QD_SERVER_IMPL_H
+#define QD_SERVER_IMPL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <uv.h>
+
+#include "config.h"
+#include "engine.h"
+#include "job.h"
+#include "line_reader.h"
+#include "policy.h"
+#include "server.h"
+#include "telemetry.h"
+#include "variants.h"
+
+#define QD_LATENCY_RING 1024
+
+typedef struct qd_conn {
+    uv_pipe_t pipe;
+    uv_shutdown_t shutdown_req;
+    struct qd_server *srv;
+    qi_line_reader *reader;
+    qd_job *jobs;          /* computing or waiting: the engine's until their FINAL event */
+    uint32_t in_flight;    /* unanswered requests: jobs, plus a reload being prepared */
+    bool closing;          /* uv_close called */
+    bool ending;           /* no more reading: a too_large reply is flushing, then close */
+    bool has_cred;
+    uid_t uid;
+    gid_t gid;
+    struct qd_conn *prev, *next;
+} qd_conn;
+
+/* A reload being prepared on the thread pool. */
+typedef struct {
+    uv_work_t work;
+    struct qd_server *srv;
+    qd_conn *conn;      /* who asked (NULL: SIGHUP, or the client left) */
+    qi_id id;
+    qd_bundle *bundle;  /* the result */
+    qr_error err;
+    qr_status status;
+} qd_reload;
+
+struct qd_server {
+    qd_config cfg;
+    uv_loop_t loop;
+    uv_pipe_t listener;
+    bool listening;
+    uv_signal_t sig_term, sig_int, sig_hup;
+    uv_timer_t policy_timer, shutdown_timer;
+    uv_async_t wake;
+    char read_buf[65536];
+
+    qd_engine *engine;
+    qd_telemetry *telemetry;
+    qd_bundle *bundle;       /* the one served (a reference) */
+    char (*refused)[QD_REFUSAL_MAX]; /* per variant of bundle: why its load failed since it was
+                                        opened ("" while it has not) */
+    qd_conn *conns;
+    uint32_t n_jobs;         /* jobs the engine holds */
+    qd_reload *reload;       /* at most one at a time */
+
+    /* policy */
+    qd_budget budget;
+    qd_policy_state policy_state;
+    qd_decision decision;
+    int target;              /* what the engine was told to serve (-1: none) */
+    int active;              /* what it serves (from its SWITCH events; -1: none) */
+    int pinned;              /* -1: none */
+    char pin_note[QD_POLICY_REASON_MAX];
+    qd_telemetry_snapshot snap;
+    double rate_tokens_per_s;  /* smoothed tokens generated per second */
+    uint64_t tokens_at_tick;
+    double last_tick;
+
+    /* counters */
+    double started;
+    uint64_t connections, requests, tokens, errors, cancelled, switches, refusals;
+    double latency_ms[QD_LATENCY_RING]; /* switch latencies, a ring */
+    uint64_t n_latency;
+
+    bool shutting_down;
+    bool flushing;             /* shutdown's second step */
+    uint64_t shutdown_deadline; /* uv_now() in ms */
+    int exit_code;
+};
+
+/* server.c */
+void qd_conn_send(qd_conn *c, char *line, size_t len); /* takes the line */
+void qd_conn_close(qd_conn *c);
+
+/* dispatch.c */
+void qd_dispatch_line(qd_conn *c, const char *line, size_t len, double t_received);
+void qd_handle_event(struct qd_server *s, qd_event *ev);
+
+/* control.c */
+void qd_control_tick(struct qd_server *s);           /* read telemetry, re-run the policy */
+void qd_control_decide(struct qd_server *s, bool log_always);
+void qd_control_start_reload(struct qd_server *s, qd_conn *c, const qi_id *id);
+char *qd_control_status_line(struct qd_server *s, const qi_id *id, size_t *len);
+char *qd_control_variants_line(struct qd_server *s, const qi_id *id, size_t *len);
+bool qd_control_replace_bundle(struct qd_server *s, qd_bundle *b);
+
+#endif

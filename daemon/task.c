@@ -1,0 +1,101 @@
+/* task.c: one interface over the two kinds of task (task_generate.c, task_classify.c). */
+#include "task_impl.h"
+
+#include <stdlib.h>
+#include <time.h>
+
+double qd_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+qd_task *qd_task_start(qd_job *job, const qd_task_env *env, qd_event_list *out)
+{
+    qd_task *t = calloc(1, sizeof *t);
+    if (!t) {
+        qd_event_error(out, job, QI_ERR_INTERNAL, NULL, "out of memory");
+        return NULL;
+    }
+    t->job = job;
+    if (job->req.op == QI_OP_GENERATE)
+        t->gen = qd_generation_start(t, env, out);
+    else
+        t->cls = qd_classification_start(t, env, out);
+    if (!t->gen && !t->cls) { /* the start posted the error */
+        free(t);
+        return NULL;
+    }
+    return t;
+}
+
+size_t qd_task_width(const qd_task *t)
+{
+    return t->gen ? 1 : qd_classification_width(t->cls);
+}
+
+size_t qd_task_slots(qd_task *t, qd_slot *slots)
+{
+    return t->gen ? qd_generation_slots(t->gen, t, slots) : qd_classification_slots(t->cls, t, slots);
+}
+
+void qd_task_step(qd_task *t, const qd_slot *slot, float *logits, const float *features,
+                  const char *variant, const qr_model *m, qd_event_list *out)
+{
+    (void)m;
+    if (t->gen)
+        qd_generation_step(t->gen, logits, variant, out);
+    else
+        qd_classification_step(t->cls, slot->sub, features);
+}
+
+bool qd_task_settle(qd_task *t, const qr_model *m, qd_event_list *out)
+{
+    return t->gen ? qd_generation_settle(t->gen, out) : qd_classification_settle(t->cls, m, out);
+}
+
+void qd_task_abort(qd_task *t, qd_cancel_reason why, qd_event_list *out)
+{
+    if (why == QD_CANCEL_FAULT) {
+        qd_event_error(out, t->job, QI_ERR_INTERNAL, NULL, "inference failed on this request");
+        return;
+    }
+    if (t->gen) {
+        qd_generation_abort(t->gen, why, out);
+        return;
+    }
+    if (why == QD_CANCEL_SHUTDOWN)
+        qd_event_error(out, t->job, QI_ERR_SHUTTING_DOWN, NULL, "the daemon is stopping");
+    else
+        qd_event_error(out, t->job, QI_ERR_CANCELLED, NULL, "cancelled");
+}
+
+void qd_task_fail(qd_task *t, qi_code code, const char *message, qd_event_list *out)
+{
+    qd_event_error(out, t->job, code, NULL, "%s", message);
+}
+
+bool qd_task_fits(const qd_task *t, const qr_model *m)
+{
+    return t->gen ? qd_generation_fits(t->gen, m) : qd_classification_fits(t->cls, m);
+}
+
+qd_job *qd_task_job(const qd_task *t)
+{
+    return t->job;
+}
+
+uint32_t qd_task_tokens(const qd_task *t)
+{
+    return t->gen ? qd_generation_tokens(t->gen) : 0;
+}
+
+void qd_task_free(qd_task *t)
+{
+    if (!t)
+        return;
+    qd_generation_free(t->gen);
+    qd_classification_free(t->cls);
+    free(t);
+}

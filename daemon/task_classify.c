@@ -1,0 +1,162 @@
+/* task_classify.c: one classify request: every text is its own sequence, all advancing one
+ * token per round; the mean of ln_out(x) over a text's tokens goes through the classifier head
+ * (as runtime/eval.c computes accuracy), and a softmax gives the probabilities. */
+#include "task_impl.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dataset.h"
+#include "footprint.h"
+#include "reply.h"
+
+typedef struct {
+    int32_t *ids;
+    size_t n, fed;
+    qr_state *state;
+    double *sums; /* d */
+} text_seq;
+
+struct qd_classification {
+    qd_job *job;
+    text_seq *seqs;
+    size_t n;
+    size_t d;
+};
+
+qd_classification *qd_classification_start(qd_task *t, const qd_task_env *env, qd_event_list *out)
+{
+    qd_job *job = t->job;
+    const qi_classify *rq = &job->req.u.classify;
+    const qr_model *m = env->model;
+    if (m->n_classes == 0) {
+        qd_event_error(out, job, QI_ERR_INVALID_ARGUMENT, NULL, "the model has no classifier head");
+        return NULL;
+    }
+    qd_classification *c = calloc(1, sizeof *c);
+    if (!c || !(c->seqs = calloc(rq->n_texts, sizeof *c->seqs))) {
+        free(c);
+        qd_event_error(out, job, QI_ERR_INTERNAL, NULL, "out of memory");
+        return NULL;
+    }
+    c->job = job;
+    c->n = rq->n_texts;
+    c->d = m->d;
+    for (size_t i = 0; i < c->n; i++) {
+        text_seq *s = &c->seqs[i];
+        qr_error err;
+        char field[32];
+        if (rq->single)
+            snprintf(field, sizeof field, "text");
+        else
+            snprintf(field, sizeof field, "texts[%zu]", i);
+        if (qr_encode_for_model(env->tok, m->vocab, rq->texts[i], strlen(rq->texts[i]), field, &s->ids, &s->n,
+                                &err)) {
+            qd_event_error(out, job, QI_ERR_INVALID_ARGUMENT, field, "%s: %s", field, err.msg);
+            goto fail;
+        }
+        if (s->n == 0) {
+            qd_event_error(out, job, QI_ERR_INVALID_ARGUMENT, field, "%s: encodes to no token", field);
+            goto fail;
+        }
+        if (qr_state_new(m, &s->state, &err) || !(s->sums = calloc(c->d, sizeof *s->sums))) {
+            qd_event_error(out, job, QI_ERR_INTERNAL, NULL, "out of memory");
+            goto fail;
+        }
+    }
+    return c;
+fail:
+    qd_classification_free(c);
+    return NULL;
+}
+
+size_t qd_classification_width(const qd_classification *c)
+{
+    return c->n;
+}
+
+size_t qd_classification_slots(qd_classification *c, qd_task *t, qd_slot *slots)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < c->n; i++) {
+        text_seq *s = &c->seqs[i];
+        if (s->fed < s->n)
+            slots[k++] = (qd_slot){.task = t, .sub = i, .state = s->state, .token = s->ids[s->fed],
+                                   .want_features = true};
+    }
+    return k;
+}
+
+void qd_classification_step(qd_classification *c, size_t sub, const float *features)
+{
+    text_seq *s = &c->seqs[sub];
+    for (size_t j = 0; j < c->d; j++)
+        s->sums[j] += features[j];
+    s->fed++;
+}
+
+bool qd_classification_settle(qd_classification *c, const qr_model *m, qd_event_list *out)
+{
+    for (size_t i = 0; i < c->n; i++)
+        if (c->seqs[i].fed < c->seqs[i].n)
+            return false;
+    size_t k = m->n_classes;
+    float *mean = malloc(c->d * sizeof *mean);
+    float *probs = malloc(c->n * k * sizeof *probs);
+    qi_class_result *res = malloc(c->n * sizeof *res);
+    char *line = NULL;
+    size_t len = 0;
+    if (!mean || !probs || !res) {
+        free(mean);
+        free(probs);
+        free(res);
+        qd_event_error(out, c->job, QI_ERR_INTERNAL, NULL, "out of memory");
+        return true;
+    }
+    for (size_t i = 0; i < c->n; i++) {
+        const text_seq *s = &c->seqs[i];
+        for (size_t j = 0; j < c->d; j++)
+            mean[j] = (float)(s->sums[j] / (double)s->n);
+        float *p = probs + i * k;
+        qr_classify(m, mean, p);
+        size_t best = 0;
+        for (size_t j = 1; j < k; j++)
+            if (p[j] > p[best])
+                best = j;
+        double z = 0.0, top = p[best];
+        for (size_t j = 0; j < k; j++)
+            z += exp((double)p[j] - top);
+        for (size_t j = 0; j < k; j++)
+            p[j] = (float)(exp((double)p[j] - top) / z);
+        res[i] = (qi_class_result){.label = (int32_t)best, .probs = p, .n_probs = k};
+    }
+    if (atomic_load(&c->job->cancel) != QD_CANCEL_GONE)
+        qi_reply_classify(&c->job->req.id, res, c->n, &line, &len, NULL);
+    qd_event_final(out, c->job, line, len, 0, false, false);
+    free(mean);
+    free(probs);
+    free(res);
+    return true;
+}
+
+bool qd_classification_fits(const qd_classification *c, const qr_model *m)
+{
+    const qr_state *s = c->seqs[0].state;
+    return m->n_classes > 0 && s->n_layer == m->n_layer && s->d == m->d &&
+           qr_state_bytes(s) == qr_state_bytes_for(m);
+}
+
+void qd_classification_free(qd_classification *c)
+{
+    if (!c)
+        return;
+    for (size_t i = 0; i < c->n; i++) {
+        free(c->seqs[i].ids);
+        free(c->seqs[i].sums);
+        qr_state_free(c->seqs[i].state);
+    }
+    free(c->seqs);
+    free(c);
+}

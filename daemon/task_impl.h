@@ -1,0 +1,37 @@
+/* task_impl.h: what task.c's dispatch shares with the two kinds of task. Private to the
+ * engine's tasks. */
+#ifndef QD_TASK_IMPL_H
+#define QD_TASK_IMPL_H
+
+#include "task.h"
+
+typedef struct qd_generation qd_generation;
+typedef struct qd_classification qd_classification;
+
+struct qd_task {
+    qd_job *job;
+    qd_generation *gen;      /* exactly one of gen and cls */
+    qd_classification *cls;
+};
+
+/* monotonic seconds */
+double qd_now(void);
+
+qd_generation *qd_generation_start(qd_task *t, const qd_task_env *env, qd_event_list *out);
+size_t qd_generation_slots(qd_generation *g, qd_task *t, qd_slot *slots);
+void qd_generation_step(qd_generation *g, float *logits, const char *variant, qd_event_list *out);
+bool qd_generation_settle(qd_generation *g, qd_event_list *out);
+void qd_generation_abort(qd_generation *g, qd_cancel_reason why, qd_event_list *out);
+bool qd_generation_fits(const qd_generation *g, const qr_model *m);
+uint32_t qd_generation_tokens(const qd_generation *g);
+void qd_generation_free(qd_generation *g);
+
+qd_classification *qd_classification_start(qd_task *t, const qd_task_env *env, qd_event_list *out);
+size_t qd_classification_width(const qd_classification *c);
+size_t qd_classification_slots(qd_classification *c, qd_task *t, qd_slot *slots);
+void qd_classification_step(qd_classification *c, size_t sub, const float *features);
+bool qd_classification_settle(qd_classification *c, const qr_model *m, qd_event_list *out);
+bool qd_classification_fits(const qd_classification *c, const qr_model *m);
+void qd_classification_free(qd_classification *c);
+
+#endif
