@@ -1,16 +1,46 @@
 #!/usr/bin/env bash
-# run.sh: the README's run command. Installs what is missing (Debian packages, pinned data),
-# builds, then runs the main job on the bundled default model (models/spikegpt-sotu.qslm):
-# a short generation, perplexity on the SOTU test split and accuracy on the imdb sentences.
+# run.sh: the README's run command. Installs what is missing (Debian packages), builds, starts
+# qslmd on the bundled default model's variant bundle (models/bundle), and answers requests
+# through qslmctl: a generation (streamed), a classification, the status. Then stops the daemon
+# with SIGTERM, unless --serve: then it keeps serving in the foreground until Ctrl-C, for a
+# second shell's `qslmctl`.
+#   bash scripts/run.sh            # start, answer, stop
+#   bash scripts/run.sh --serve    # start, answer, keep serving
 set -euo pipefail
 cd "$(dirname "$0")/.."
+serve=0
+case "${1:-}" in
+  --serve) serve=1 ;;
+  "") ;;
+  -h|--help) sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  *) echo "run: unknown option '$1' (try --help)" >&2; exit 2 ;;
+esac
 bash scripts/setup.sh
-bash scripts/fetch-data.sh
 dir=$(bash scripts/build.sh normal)
-model=models/spikegpt-sotu.qslm
-echo "== qslm-generate: continuing \"The state of the Union is\" (greedy, 48 tokens)" >&2
-"$dir/runtime/tools/qslm-generate" "$model" -t 0 -n 48 --stats "The state of the Union is"
-echo "== qslm-eval: perplexity on the SOTU test split (2009-2021)" >&2
-"$dir/runtime/tools/qslm-eval" "$model" --text .data/sotu/test.txt
-echo "== qslm-eval: sentiment accuracy on the imdb sentences" >&2
-"$dir/runtime/tools/qslm-eval" "$model" --labels .data/sentiment/test.jsonl
+sockdir=${XDG_RUNTIME_DIR:-/tmp}/qslmd-$(id -u)
+mkdir -p "$sockdir"
+export QSLM_SOCKET=$sockdir/qslmd.sock
+qslmctl=$dir/daemon/qslmctl
+
+"$dir/daemon/qslmd" --bundle models/bundle --socket "$QSLM_SOCKET" &
+daemon=$!
+trap 'kill -TERM $daemon 2>/dev/null; wait $daemon 2>/dev/null || true' EXIT
+# ready when the socket answers
+for _ in $(seq 100); do
+  "$qslmctl" status >/dev/null 2>&1 && break
+  kill -0 $daemon 2>/dev/null || { echo "run: qslmd exited; its log is above" >&2; exit 1; }
+  sleep 0.1
+done
+
+echo "== qslmctl generate \"The state of the Union is\" (greedy, 48 tokens)" >&2
+"$qslmctl" generate --temperature 0 --max-tokens 48 "The state of the Union is"
+echo "== qslmctl classify (sentiment head: 0 negative, 1 positive)" >&2
+"$qslmctl" classify "A wonderful film, I loved every minute." "The plot was dull and the acting was awful."
+echo "== qslmctl status" >&2
+"$qslmctl" status
+if [ $serve = 1 ]; then
+  echo "== qslmd is serving on $QSLM_SOCKET; in a second shell:" >&2
+  echo "   QSLM_SOCKET=$QSLM_SOCKET $qslmctl generate \"My fellow citizens\"" >&2
+  echo "   (Ctrl-C here stops it)" >&2
+  wait $daemon
+fi
