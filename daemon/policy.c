@@ -1,0 +1,259 @@
+/* policy.c: which variant to serve. The rules are policy.h's top comment, in its order:
+ * the memory budget, the power budget, the choice, then hysteresis. Pure: no I/O, no clock.
+ *
+ * Not here: acting on the decision (the variant manager switches, the daemon logs and counts),
+ * and any smoothing of telemetry beyond the hysteresis below. */
+#include "policy.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#define MIB (1024.0 * 1024.0)
+
+qd_policy_config qd_policy_config_default(void)
+{
+    qd_policy_config c = {
+        .reserve_bytes = 64u << 20,
+        .psi_threshold = 10,
+        .up_delay_s = 10,
+        .up_headroom = 0.05,
+        .has_default_power = false,
+        .default_power_w = 0,
+    };
+    return c;
+}
+
+void qd_policy_state_init(qd_policy_state *s)
+{
+    s->up_candidate = -1;
+    s->up_since_s = 0;
+}
+
+/* Appends to the decision's reason (cut at its size, which is fine for a human line). */
+__attribute__((format(printf, 2, 3)))
+static void say(qd_decision *d, const char *f, ...)
+{
+    size_t len = strlen(d->reason);
+    if (len + 1 >= sizeof d->reason)
+        return;
+    va_list ap;
+    va_start(ap, f);
+    vsnprintf(d->reason + len, sizeof d->reason - len, f, ap);
+    va_end(ap);
+}
+
+static uint64_t sub_sat(uint64_t a, uint64_t b) { return a > b ? a - b : 0; }
+
+/* Lowers the memory budget to v if v is tighter (the first source wins a tie). */
+static void tighten(qd_decision *d, uint64_t v, const char *source)
+{
+    if (!d->has_memory_budget || v < d->memory_budget) {
+        d->has_memory_budget = true;
+        d->memory_budget = v;
+        d->memory_source = source;
+    }
+}
+
+/* The memory budget: the tightest of the sources in policy.h's comment. Under pressure the
+ * budget is one step below the active variant; when no variant is smaller it is the active
+ * footprint itself: stepping down from the smallest would unload the model, which PSI alone
+ * does not justify, and leaving PSI out would let the policy step up under pressure. */
+static void memory_budget(const qd_policy_config *cfg, const qd_policy_variant *v, size_t n,
+                          const qd_budget *budget, const qd_telemetry_snapshot *t, int active,
+                          qd_decision *d)
+{
+    uint64_t act = active >= 0 ? v[active].footprint_bytes : 0;
+    if (budget && budget->has_memory)
+        tighten(d, budget->memory_bytes, "set-budget");
+    if (!t)
+        return;
+    uint64_t others = t->has_cgroup_current ? sub_sat(t->cgroup_current, act) : 0;
+    if (t->has_cgroup_max)
+        tighten(d, sub_sat(t->cgroup_max, others), "cgroup memory.max");
+    if (t->has_cgroup_high)
+        tighten(d, sub_sat(t->cgroup_high, others), "cgroup memory.high");
+    if (t->has_mem_available) {
+        uint64_t avail = t->mem_available > UINT64_MAX - act ? UINT64_MAX : t->mem_available + act;
+        tighten(d, sub_sat(avail, cfg->reserve_bytes), "MemAvailable");
+    }
+    if (active >= 0 && cfg->psi_threshold > 0 && t->has_psi && t->psi_avg10 >= cfg->psi_threshold) {
+        bool smaller = false;
+        for (size_t i = 0; i < n; i++)
+            smaller |= v[i].footprint_bytes < act;
+        tighten(d, smaller ? act - 1 : act, "psi");
+    }
+}
+
+static double energy(const qd_policy_variant *v)
+{
+    return isfinite(v->energy_j_per_token) ? v->energy_j_per_token : 0;
+}
+
+/* Is a better than b? Lower quality numbers are better; an unknown quality is worse than any
+ * known one; equal is not better. */
+static bool better(const qd_policy_variant *a, const qd_policy_variant *b)
+{
+    if (isnan(a->quality))
+        return false;
+    return isnan(b->quality) || a->quality < b->quality;
+}
+
+static bool fits_memory(const qd_decision *d, const qd_policy_variant *v, double margin)
+{
+    return !d->has_memory_budget || (double)v->footprint_bytes <= (double)d->memory_budget * margin;
+}
+
+/* Watts the machine would draw serving v at rate: what it draws now without the active
+ * variant's share, plus v's. */
+static double power_of(const qd_policy_variant *v, double base_w, double rate)
+{
+    return base_w + energy(v) * rate;
+}
+
+static bool fits_power(const qd_decision *d, const qd_policy_variant *v, double base_w,
+                       double rate, double margin)
+{
+    return !d->has_power_budget || power_of(v, base_w, rate) <= d->power_budget_w * margin;
+}
+
+/* "32.0 MiB (set-budget)", or for PSI the pressure that set it. */
+static void describe_budget(const qd_decision *d, const qd_policy_config *cfg,
+                            const qd_telemetry_snapshot *t, uint64_t active_bytes, char *out,
+                            size_t cap)
+{
+    if (!d->has_memory_budget)
+        snprintf(out, cap, "no memory limit");
+    else if (strcmp(d->memory_source, "psi") == 0)
+        snprintf(out, cap, "%.1f MiB (memory pressure %.1f%% >= %.1f%%: %s)",
+                 (double)d->memory_budget / MIB, t->psi_avg10, cfg->psi_threshold,
+                 d->memory_budget < active_bytes ? "one step down" : "no step up");
+    else
+        snprintf(out, cap, "%.1f MiB (%s)", (double)d->memory_budget / MIB, d->memory_source);
+}
+
+/* The variant the rules pick, before hysteresis; -1 if none fits memory. Writes the reason. */
+static int choose(const qd_policy_config *cfg, const qd_policy_variant *v, size_t n,
+                  const qd_telemetry_snapshot *t, int active, int pinned, double base_w,
+                  double rate, qd_decision *d)
+{
+    char mem[96];
+    describe_budget(d, cfg, t, active >= 0 ? v[active].footprint_bytes : 0, mem, sizeof mem);
+    if (pinned >= 0 && (size_t)pinned < n) {
+        if (fits_memory(d, &v[pinned], 1)) {
+            say(d, "pinned");
+            return pinned;
+        }
+        d->pin_dropped = true;
+        say(d, "pin on %s dropped: its footprint %.1f MiB exceeds the budget %s; ", v[pinned].name,
+            (double)v[pinned].footprint_bytes / MIB, mem);
+    } else if (pinned >= 0) {
+        d->pin_dropped = true;
+        say(d, "pin on variant %d dropped: no such variant; ", pinned);
+    }
+
+    int best = -1, cheapest = -1;
+    for (size_t i = 0; i < n; i++) {
+        if (!fits_memory(d, &v[i], 1))
+            continue;
+        if (cheapest < 0 || energy(&v[i]) < energy(&v[cheapest]) ||
+            (energy(&v[i]) == energy(&v[cheapest]) && better(&v[i], &v[cheapest])))
+            cheapest = (int)i;
+        if (fits_power(d, &v[i], base_w, rate, 1) && (best < 0 || better(&v[i], &v[best])))
+            best = (int)i;
+    }
+    if (cheapest < 0) {
+        if (d->has_memory_budget)
+            say(d, "no variant fits: budget %s, smallest footprint %.1f MiB", mem,
+                (double)d->smallest_footprint / MIB);
+        return -1;
+    }
+    if (best < 0) {
+        say(d, "power %.2f W (%s) exceeded at %.0f tokens/s: least energy per token",
+            d->power_budget_w, d->power_source, rate);
+        return cheapest;
+    }
+    if (d->has_memory_budget)
+        say(d, "best quality that fits %s", mem);
+    else
+        say(d, "best quality (no memory limit known)");
+    if (d->has_power_budget)
+        say(d, " and %.2f W (%s)", d->power_budget_w, d->power_source);
+    return best;
+}
+
+qd_decision qd_policy_decide(const qd_policy_config *cfg, qd_policy_state *state,
+                             const qd_policy_variant *variants, size_t n, const qd_budget *budget,
+                             const qd_telemetry_snapshot *t, int active, int pinned,
+                             double token_rate, double now_s)
+{
+    qd_decision d;
+    memset(&d, 0, sizeof d);
+    d.variant = -1;
+    if (!variants || n == 0) {
+        state->up_candidate = -1;
+        say(&d, "no variants");
+        return d;
+    }
+    if (active >= (int)n)
+        active = -1;
+    d.smallest_footprint = variants[0].footprint_bytes;
+    for (size_t i = 1; i < n; i++)
+        if (variants[i].footprint_bytes < d.smallest_footprint)
+            d.smallest_footprint = variants[i].footprint_bytes;
+
+    memory_budget(cfg, variants, n, budget, t, active, &d);
+    if (budget && budget->has_power) {
+        d.has_power_budget = true;
+        d.power_budget_w = budget->power_w;
+        d.power_source = "set-budget";
+    } else if (cfg->has_default_power) {
+        d.has_power_budget = true;
+        d.power_budget_w = cfg->default_power_w;
+        d.power_source = "config";
+    }
+    double rate = isfinite(token_rate) && token_rate > 0 ? token_rate : 0;
+    double base_w = 0;
+    if (t && t->has_power) {
+        double share = active >= 0 ? energy(&variants[active]) * rate : 0;
+        base_w = t->power_w > share ? t->power_w - share : 0;
+    }
+
+    int c = choose(cfg, variants, n, t, active, pinned, base_w, rate, &d);
+    d.variant = c;
+
+    /* Hysteresis. A step up is to a better variant that asks for more (memory or energy per
+     * token): that one waits. Everything else is at once: nothing loaded, nothing fits, a pin,
+     * the active variant no longer fits memory (memory is hard), a step down, or a better
+     * variant that is also no bigger and no costlier (nothing to flap over). */
+    const qd_policy_variant *vc = c >= 0 ? &variants[c] : NULL;
+    const qd_policy_variant *va = active >= 0 ? &variants[active] : NULL;
+    bool up = vc && va && c != active && c != pinned && fits_memory(&d, va, 1) && better(vc, va) &&
+              (vc->footprint_bytes > va->footprint_bytes || energy(vc) > energy(va));
+    if (!up) {
+        state->up_candidate = -1;
+        d.switch_now = c != active;
+        return d;
+    }
+    double margin = 1 - cfg->up_headroom;
+    if (!fits_memory(&d, vc, margin) || !fits_power(&d, vc, base_w, rate, margin)) {
+        state->up_candidate = -1;
+        say(&d, "; staying on %s: %s fits without %.0f%% headroom", variants[active].name,
+            variants[c].name, cfg->up_headroom * 100);
+        return d;
+    }
+    if (state->up_candidate != c) {
+        state->up_candidate = c;
+        state->up_since_s = now_s;
+    }
+    double waited = now_s - state->up_since_s;
+    if (waited >= cfg->up_delay_s) {
+        state->up_candidate = -1;
+        d.switch_now = true;
+        return d;
+    }
+    say(&d, "; staying on %s until %s has fitted for %.0f s (%.1f s so far)",
+        variants[active].name, variants[c].name, cfg->up_delay_s, waited);
+    return d;
+}

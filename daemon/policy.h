@@ -1,0 +1,98 @@
+/* policy.h: which variant to serve, given the budgets in force and what telemetry says.
+ *
+ * Pure decision logic (no I/O, no clock of its own), so every rule is unit-testable:
+ *   memory budget (bytes a variant may take when served) = the tightest of
+ *     - the explicit budget (`set-budget`),
+ *     - cgroup memory.max and memory.high, each minus the service's memory that is not the
+ *       active variant (memory.current - the active variant's footprint, at least 0),
+ *     - MemAvailable + the active variant's footprint - the configured reserve,
+ *     - under memory pressure (PSI avg10 >= threshold, with an active variant): the active
+ *       variant's footprint - 1, i.e. one step down; when no variant is smaller, the active
+ *       footprint itself (under pressure the smallest stays: no unload, no step up). Each
+ *       decision steps down at most once; the caller's decision interval sets the pace;
+ *   power budget (watts) = the explicit budget, else the configured default (if any); a variant's
+ *     power is estimated as base + energy_per_token × token_rate, where base is the measured draw
+ *     minus the active variant's share (0 when no power is measured).
+ *   Choice: a pinned variant if it fits memory (else the pin is dropped, and said so); otherwise
+ *   the best-quality variant that fits memory and power (lowest quality number; unknown quality
+ *   ranks last; a tie goes to manifest order). If some fit memory but none fits
+ *   power, the one with the least energy per token among them (power is a soft limit; memory is
+ *   hard). If none fits memory: no variant (-1), and the reason gives the budget and the
+ *   smallest footprint.
+ *   Hysteresis: a switch to a smaller/cheaper variant happens at once; a switch to a better one
+ *   only once it has fitted, with `up_headroom` to spare, for `up_delay_s` without a break.
+ *   "Better" here means better quality and asking more (a bigger footprint or more energy per
+ *   token); headroom is kept on memory and, when a power budget is in force, on power. The wait
+ *   restarts when the candidate changes or stops fitting. At once, without waiting: the first
+ *   pick (active -1), unloading when none fits, a pinned variant, and any switch away from an
+ *   active variant that no longer fits memory. */
+#ifndef QD_POLICY_H
+#define QD_POLICY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "telemetry.h"
+
+#define QD_POLICY_REASON_MAX 256
+
+typedef struct {
+    const char *name;
+    uint64_t footprint_bytes;
+    double quality;            /* lower is better (the manifest's test perplexity); NAN unknown */
+    double energy_j_per_token; /* NAN: unknown (counts as 0 for power) */
+} qd_policy_variant;
+
+typedef struct {
+    uint64_t reserve_bytes;   /* MemAvailable kept for others (default 64 MiB) */
+    double psi_threshold;     /* memory PSI avg10 (%) at which memory counts as under pressure
+                                 (default 10); <= 0 disables the PSI rule */
+    double up_delay_s;        /* default 10 */
+    double up_headroom;       /* fraction of the budget to spare before switching up (0.05) */
+    bool has_default_power;   /* a power budget from configuration, when set-budget gives none */
+    double default_power_w;
+} qd_policy_config;
+
+qd_policy_config qd_policy_config_default(void);
+
+/* The explicit budgets from `set-budget` (absent = "auto"). */
+typedef struct {
+    bool has_memory;
+    uint64_t memory_bytes;
+    bool has_power;
+    double power_w;
+} qd_budget;
+
+typedef struct {
+    int variant;       /* index into the variants, or -1: none fits the memory budget */
+    bool switch_now;   /* variant differs from the active one and hysteresis allows it */
+    bool pin_dropped;  /* the pin no longer fits: the caller clears it */
+    char reason[QD_POLICY_REASON_MAX]; /* "best quality that fits 32.0 MiB (set-budget)", ... */
+    bool has_memory_budget;
+    uint64_t memory_budget;
+    const char *memory_source; /* "set-budget", "cgroup memory.max", "cgroup memory.high",
+                                  "MemAvailable", "psi"; NULL when no limit is known */
+    bool has_power_budget;
+    double power_budget_w;
+    const char *power_source;  /* "set-budget", "config"; NULL when none */
+    uint64_t smallest_footprint; /* for no_variant_fits messages */
+} qd_decision;
+
+/* Hysteresis memory between decisions. */
+typedef struct {
+    int up_candidate;      /* the better variant waiting for its delay, or -1 */
+    double up_since_s;
+} qd_policy_state;
+
+void qd_policy_state_init(qd_policy_state *s);
+
+/* Decides. variants: n >= 1, in manifest order. active: the index serving now, -1 if none.
+ * pinned: the pinned index, -1 if none. token_rate: tokens per second generated recently.
+ * now_s: a monotonic clock. t may be NULL (no telemetry). */
+qd_decision qd_policy_decide(const qd_policy_config *cfg, qd_policy_state *state,
+                             const qd_policy_variant *variants, size_t n, const qd_budget *budget,
+                             const qd_telemetry_snapshot *t, int active, int pinned,
+                             double token_rate, double now_s);
+
+#endif

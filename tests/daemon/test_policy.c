@@ -1,0 +1,469 @@
+/* test_policy.c: the switching rules of policy.h, one by one: the best fit, each memory budget
+ * source, pins, nothing fitting, the power soft limit, hysteresis both ways, PSI's step down. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <string.h>
+
+#include "policy.h"
+
+#define MIB (1024ull * 1024ull)
+
+enum { BIG, MID, SMALL, N_VARIANTS };
+
+/* Three variants in manifest order, best quality first; footprints 6.1, 4.9 and 2.0 MiB. */
+static const qd_policy_variant variants[N_VARIANTS] = {
+    {"8M", 6396314, 87.78, 3e-3},  /* 6.1 MiB */
+    {"5M", 5138022, 88.83, 2e-3},  /* 4.9 MiB */
+    {"2M", 2 * MIB, 120.0, 1e-3},
+};
+
+typedef struct {
+    qd_policy_config cfg;
+    qd_policy_state st;
+    qd_budget budget;
+    qd_telemetry_snapshot tel;
+    bool use_tel;
+} world;
+
+static void init(world *w)
+{
+    memset(w, 0, sizeof *w);
+    w->cfg = qd_policy_config_default();
+    qd_policy_state_init(&w->st);
+}
+
+static qd_decision decide(world *w, int active, int pinned, double rate, double now_s)
+{
+    return qd_policy_decide(&w->cfg, &w->st, variants, N_VARIANTS, &w->budget,
+                            w->use_tel ? &w->tel : NULL, active, pinned, rate, now_s);
+}
+
+static void set_memory(world *w, uint64_t bytes)
+{
+    w->budget.has_memory = true;
+    w->budget.memory_bytes = bytes;
+}
+
+static void assert_reason(const qd_decision *d, const char *part)
+{
+    if (!strstr(d->reason, part))
+        fail_msg("reason \"%s\" lacks \"%s\"", d->reason, part);
+}
+
+static void test_defaults(void **state)
+{
+    (void)state;
+    qd_policy_config c = qd_policy_config_default();
+    assert_int_equal(c.reserve_bytes, 64 * MIB);
+    assert_true(c.psi_threshold == 10 && c.up_delay_s == 10 && c.up_headroom == 0.05);
+    assert_false(c.has_default_power);
+    qd_policy_state s = {5, 3};
+    qd_policy_state_init(&s);
+    assert_int_equal(s.up_candidate, -1);
+}
+
+static void test_best_fit(void **state)
+{
+    (void)state;
+    world w;
+    init(&w);
+    qd_decision d = decide(&w, -1, -1, 0, 0);
+    assert_int_equal(d.variant, BIG);
+    assert_true(d.switch_now);
+    assert_false(d.has_memory_budget);
+    assert_null(d.memory_source);
+    assert_null(d.power_source);
+    assert_string_equal(d.reason, "best quality (no memory limit known)");
+
+    set_memory(&w, 32 * MIB);
+    d = decide(&w, -1, -1, 0, 0);
+    assert_int_equal(d.variant, BIG);
+    assert_string_equal(d.reason, "best quality that fits 32.0 MiB (set-budget)");
+    assert_string_equal(d.memory_source, "set-budget");
+    assert_int_equal(d.memory_budget, 32 * MIB);
+
+    set_memory(&w, 5 * MIB);
+    d = decide(&w, -1, -1, 0, 0);
+    assert_int_equal(d.variant, MID);
+    set_memory(&w, variants[MID].footprint_bytes); /* exactly fits */
+    assert_int_equal(decide(&w, -1, -1, 0, 0).variant, MID);
+    set_memory(&w, variants[MID].footprint_bytes - 1);
+    assert_int_equal(decide(&w, -1, -1, 0, 0).variant, SMALL);
+}
+
+/* An unknown quality ranks below every known one. */
+static void test_unknown_quality(void **state)
+{
+    (void)state;
+    qd_policy_variant v[2] = {{"a", MIB, NAN, NAN}, {"b", 2 * MIB, 100, 1e-3}};
+    qd_policy_config cfg = qd_policy_config_default();
+    qd_policy_state st;
+    qd_policy_state_init(&st);
+    qd_budget b = {0};
+    qd_decision d = qd_policy_decide(&cfg, &st, v, 2, &b, NULL, -1, -1, 0, 0);
+    assert_int_equal(d.variant, 1);
+    assert_int_equal(d.smallest_footprint, MIB);
+}
+
+static void test_budget_cgroup_max(void **state)
+{
+    (void)state;
+    world w;
+    init(&w);
+    w.use_tel = true;
+    /* serving MID; the service holds 3 MiB besides it; memory.max 9 MiB -> 6 MiB for a variant */
+    w.tel.has_cgroup_max = true;
+    w.tel.cgroup_max = 9 * MIB;
+    w.tel.has_cgroup_current = true;
+    w.tel.cgroup_current = variants[MID].footprint_bytes + 3 * MIB;
+    qd_decision d = decide(&w, MID, -1, 0, 0);
+    assert_string_equal(d.memory_source, "cgroup memory.max");
+    assert_int_equal(d.memory_budget, 6 * MIB);
+    assert_int_equal(d.variant, MID); /* BIG is 6.1 MiB */
+    assert_false(d.switch_now);
+    assert_reason(&d, "(cgroup memory.max)");
+    /* without memory.current nothing is set aside */
+    w.tel.has_cgroup_current = false;
+    d = decide(&w, MID, -1, 0, 0);
+    assert_int_equal(d.memory_budget, 9 * MIB);
+}
+
+static void test_budget_cgroup_high(void **state)
+{
+    (void)state;
+    world w;
+    init(&w);
+    w.use_tel = true;
+    w.tel.has_cgroup_high = true;
+    w.tel.cgroup_high = 5 * MIB;
+    w.tel.has_cgroup_current = true;
+    w.tel.cgroup_current = 1 * MIB; /* less than the active footprint: nothing else counted */
+    qd_decision d = decide(&w, BIG, -1, 0, 0);
+    assert_string_equal(d.memory_source, "cgroup memory.high");
+    assert_int_equal(d.memory_budget, 5 * MIB);
+    assert_int_equal(d.variant, MID);
+    assert_true(d.switch_now);
+}
+
+static void test_budget_mem_available(void **state)
+{
+    (void)state;
+    world w;
+    init(&w);
+    w.use_tel = true;
+    w.tel.has_mem_available = true;
+    w.tel.mem_available = 66 * MIB; /* with the 64 MiB reserve: 2 MiB + the active footprint */
+    qd_decision d = decide(&w, SMALL, -1, 0, 0);
+    assert_string_equal(d.memory_source, "MemAvailable");
+    assert_int_equal(d.memory_budget, 4 * MIB);
+    assert_int_equal(d.variant, SMALL);
+    assert_false(d.switch_now);
+    d = decide(&w, -1, -1, 0, 0);
+    assert_int_equal(d.memory_budget, 2 * MIB);
+    w.tel.mem_available = 10 * MIB; /* below the reserve: 0, not a wrapped number */
+    d = decide(&w, -1, -1, 0, 0);
+    assert_int_equal(d.memory_budget, 0);
+    assert_int_equal(d.variant, -1);
+}
+
+static void test_tightest_wins(void **state)
+{
+    (void)state;
+    world w;
+    init(&w);
+    w.use_tel = true;
+    w.tel.has_cgroup_max = true;
+    w.tel.cgroup_max = 8 * MIB;
+    w.tel.has_cgroup_high = true;
+    w.tel.cgroup_high = 7 * MIB;
+    w.tel.has_mem_available = true;
+    w.tel.mem_available = 1024 * MIB;
+    set_memory(&w, 32 * MIB);
+    qd_decision d = decide(&w, -1, -1, 0, 0);
+    assert_string_equal(d.memory_source, "cgroup memory.high");
+    assert_int_equal(d.memory_budget, 7 * MIB);
+    assert_int_equal(d.variant, BIG);
+    assert_string_equal(d.reason, "best quality that fits 7.0 MiB (cgroup memory.high)");
+
+    set_memory(&w, 5 * MIB);
+    d = decide(&w, -1, -1, 0, 0);
+    assert_string_equal(d.memory_source, "set-budget");
+    assert_int_equal(d.variant, MID);
+
+    w.tel.mem_available = 67 * MIB;
+    d = decide(&w, -1, -1, 0, 0);
+    assert_string_equal(d.memory_source, "MemAvailable");
+    assert_int_equal(d.memory_budget, 3 * MIB);
+    assert_int_equal(d.variant, SMALL);
+}
+
+static void test_pin(void **state)
+{
+    (void)state;
+    world w;
+    init(&w);
+    set_memory(&w, 32 * MIB);
+    qd_decision d = decide(&w, BIG, SMALL, 0, 0);
+    assert_int_equal(d.variant, SMALL);
+    assert_true(d.switch_now); /* a pin is the user's word: no hysteresis either way */
+    assert_false(d.pin_dropped);
+    assert_string_equal(d.reason, "pinned");
+    d = decide(&w, SMALL, BIG, 0, 0);
+    assert_int_equal(d.variant, BIG);
+    assert_true(d.switch_now);
+
+    set_memory(&w, 5 * MIB);
+    d = decide(&w, BIG, BIG, 0, 0);
+    assert_true(d.pin_dropped);
+    assert_int_equal(d.variant, MID);
+    assert_true(d.switch_now);
+    assert_reason(&d, "pin on 8M dropped: its footprint 6.1 MiB exceeds the budget 5.0 MiB "
+                      "(set-budget)");
+    assert_reason(&d, "best quality that fits 5.0 MiB (set-budget)");
+}
+
+static void test_none_fits(void **state)
+{
+    (void)state;
+    world w;
+    init(&w);
+    set_memory(&w, 1 * MIB);
+    qd_decision d = decide(&w, MID, -1, 0, 0);
+    assert_int_equal(d.variant, -1);
+    assert_true(d.switch_now); /* unload at once: memory is hard */
+    assert_int_equal(d.smallest_footprint, 2 * MIB);
+    assert_string_equal(d.reason, "no variant fits: budget 1.0 MiB (set-budget), smallest "
+                                  "footprint 2.0 MiB");
+    d = decide(&w, -1, -1, 0, 0);
+    assert_int_equal(d.variant, -1);
+    assert_false(d.switch_now);
+    /* a pin cannot rescue it */
+    d = decide(&w, -1, SMALL, 0, 0);
+    assert_int_equal(d.variant, -1);
+    assert_true(d.pin_dropped);
+}
+
+static void test_power(void **state)
+{
+    (void)state;
+    world w;
+    init(&w);
+    w.use_tel = true;
+    /* 1200 tokens/s on BIG (3 mJ/token = 3.6 W of the 4.0 W measured): 0.4 W is the rest */
+    w.tel.has_power = true;
+    w.tel.power_w = 4.0;
+    w.budget.has_power = true;
+    w.budget.power_w = 3.5;
+    qd_decision d = decide(&w, BIG, -1, 1200, 0);
+    assert_true(d.has_power_budget);
+    assert_string_equal(d.power_source, "set-budget");
+    assert_int_equal(d.variant, MID); /* 0.4 + 2.4 W */
+    assert_true(d.switch_now);
+    assert_string_equal(d.reason, "best quality (no memory limit known) and 3.50 W (set-budget)");
+
+    /* none fits 1 W: the least energy per token among those that fit memory */
+    w.budget.power_w = 1.0;
+    d = decide(&w, BIG, -1, 1200, 0);
+    assert_int_equal(d.variant, SMALL);
+    assert_string_equal(d.reason,
+                        "power 1.00 W (set-budget) exceeded at 1200 tokens/s: "
+                        "least energy per token");
+    /* ... but memory stays hard */
+    set_memory(&w, 5 * MIB);
+    w.budget.power_w = 1.0;
+    {
+        qd_policy_variant v[2] = {{"a", 4 * MIB, 10, 1e-3}, {"b", 6 * MIB, 20, 1e-4}};
+        qd_policy_state st;
+        qd_policy_state_init(&st);
+        d = qd_policy_decide(&w.cfg, &st, v, 2, &w.budget, &w.tel, -1, -1, 1200, 0);
+        assert_int_equal(d.variant, 0);
+    }
+
+    /* the configured default applies when set-budget gives none */
+    w.budget.has_power = false;
+    w.budget.has_memory = false;
+    w.cfg.has_default_power = true;
+    w.cfg.default_power_w = 3.5;
+    d = decide(&w, BIG, -1, 1200, 0);
+    assert_string_equal(d.power_source, "config");
+    assert_int_equal(d.variant, MID);
+    /* idle: power no object */
+    w.tel.power_w = 0.4;
+    d = decide(&w, BIG, -1, 0, 0);
+    assert_int_equal(d.variant, BIG);
+}
+
+static void test_up_delay(void **state)
+{
+    (void)state;
+    world w;
+    init(&w);
+    set_memory(&w, 32 * MIB);
+    qd_decision d = decide(&w, SMALL, -1, 0, 100);
+    assert_int_equal(d.variant, BIG);
+    assert_false(d.switch_now);
+    assert_reason(&d, "staying on 2M");
+    d = decide(&w, SMALL, -1, 0, 109.9);
+    assert_false(d.switch_now);
+    d = decide(&w, SMALL, -1, 0, 110);
+    assert_true(d.switch_now);
+    assert_int_equal(d.variant, BIG);
+    assert_int_equal(w.st.up_candidate, -1);
+}
+
+static void test_up_delay_reset(void **state)
+{
+    (void)state;
+    world w;
+    init(&w);
+    set_memory(&w, 32 * MIB);
+    assert_false(decide(&w, SMALL, -1, 0, 0).switch_now);
+    assert_false(decide(&w, SMALL, -1, 0, 5).switch_now);
+    /* a break: the budget drops below BIG and MID for a moment */
+    set_memory(&w, 3 * MIB);
+    qd_decision d = decide(&w, SMALL, -1, 0, 6);
+    assert_int_equal(d.variant, SMALL);
+    assert_false(d.switch_now);
+    set_memory(&w, 32 * MIB);
+    assert_false(decide(&w, SMALL, -1, 0, 7).switch_now);
+    assert_false(decide(&w, SMALL, -1, 0, 16).switch_now); /* 9 s since the break */
+    assert_true(decide(&w, SMALL, -1, 0, 17).switch_now);
+
+    /* a change of candidate restarts the wait */
+    init(&w);
+    set_memory(&w, 6 * MIB);
+    assert_int_equal(decide(&w, SMALL, -1, 0, 0).variant, MID);
+    assert_int_equal(w.st.up_candidate, MID);
+    set_memory(&w, 32 * MIB);
+    d = decide(&w, SMALL, -1, 0, 8);
+    assert_int_equal(d.variant, BIG);
+    assert_false(d.switch_now);
+    assert_false(decide(&w, SMALL, -1, 0, 10).switch_now); /* 10 s since MID, 2 since BIG */
+    assert_false(decide(&w, SMALL, -1, 0, 17).switch_now);
+    assert_true(decide(&w, SMALL, -1, 0, 18).switch_now);
+}
+
+static void test_up_headroom(void **state)
+{
+    (void)state;
+    world w;
+    init(&w);
+    w.cfg.up_delay_s = 0;
+    /* BIG fits 6.2 MiB, but not with 5% to spare */
+    set_memory(&w, (uint64_t)(6.2 * MIB));
+    qd_decision d = decide(&w, MID, -1, 0, 0);
+    assert_int_equal(d.variant, BIG);
+    assert_false(d.switch_now);
+    assert_reason(&d, "headroom");
+    d = decide(&w, MID, -1, 0, 100);
+    assert_false(d.switch_now);
+    set_memory(&w, (uint64_t)(6.5 * MIB));
+    d = decide(&w, MID, -1, 0, 101);
+    assert_true(d.switch_now);
+    /* nothing loaded: at once, headroom or not */
+    init(&w);
+    set_memory(&w, (uint64_t)(6.2 * MIB));
+    d = decide(&w, -1, -1, 0, 0);
+    assert_int_equal(d.variant, BIG);
+    assert_true(d.switch_now);
+}
+
+static void test_down_at_once(void **state)
+{
+    (void)state;
+    world w;
+    init(&w);
+    set_memory(&w, 5 * MIB);
+    qd_decision d = decide(&w, BIG, -1, 0, 0);
+    assert_int_equal(d.variant, MID);
+    assert_true(d.switch_now);
+    /* no switch when the choice is the active one */
+    d = decide(&w, MID, -1, 0, 1);
+    assert_int_equal(d.variant, MID);
+    assert_false(d.switch_now);
+    /* a candidate waiting to go up is forgotten on a step down */
+    set_memory(&w, 32 * MIB);
+    assert_false(decide(&w, MID, -1, 0, 2).switch_now);
+    assert_int_equal(w.st.up_candidate, BIG);
+    set_memory(&w, 3 * MIB);
+    assert_true(decide(&w, MID, -1, 0, 3).switch_now);
+    assert_int_equal(w.st.up_candidate, -1);
+}
+
+/* A better variant that asks no more memory and no more energy than the active one: at once. */
+static void test_better_and_lighter_at_once(void **state)
+{
+    (void)state;
+    qd_policy_variant v[2] = {{"old", 4 * MIB, 50, 2e-3}, {"new", 3 * MIB, 40, 1e-3}};
+    qd_policy_config cfg = qd_policy_config_default();
+    qd_policy_state st;
+    qd_policy_state_init(&st);
+    qd_budget b = {0};
+    qd_decision d = qd_policy_decide(&cfg, &st, v, 2, &b, NULL, 0, -1, 0, 0);
+    assert_int_equal(d.variant, 1);
+    assert_true(d.switch_now);
+}
+
+static void test_psi_step_down(void **state)
+{
+    (void)state;
+    world w;
+    init(&w);
+    w.use_tel = true;
+    w.tel.has_psi = true;
+    w.tel.psi_avg10 = 25;
+    set_memory(&w, 32 * MIB);
+    qd_decision d = decide(&w, BIG, -1, 0, 0);
+    assert_string_equal(d.memory_source, "psi");
+    assert_int_equal(d.memory_budget, variants[BIG].footprint_bytes - 1);
+    assert_int_equal(d.variant, MID);
+    assert_true(d.switch_now);
+    assert_reason(&d, "memory pressure 25.0%");
+
+    /* nothing loaded: PSI does not bound the first pick */
+    d = decide(&w, -1, -1, 0, 0);
+    assert_int_equal(d.variant, BIG);
+    /* already the smallest: stays, neither unloading nor stepping up */
+    for (double now = 0; now <= 60; now += 10) {
+        d = decide(&w, SMALL, -1, 0, now);
+        assert_int_equal(d.variant, SMALL);
+        assert_false(d.switch_now);
+    }
+    assert_string_equal(d.memory_source, "psi");
+    assert_int_equal(d.memory_budget, variants[SMALL].footprint_bytes);
+    assert_reason(&d, "no step up");
+    /* below the threshold, or the rule off */
+    w.tel.psi_avg10 = 9.9;
+    assert_int_equal(decide(&w, BIG, -1, 0, 0).variant, BIG);
+    w.tel.psi_avg10 = 10;
+    assert_int_equal(decide(&w, BIG, -1, 0, 0).variant, MID);
+    w.cfg.psi_threshold = 0;
+    assert_int_equal(decide(&w, BIG, -1, 0, 0).variant, BIG);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_best_fit),
+        cmocka_unit_test(test_unknown_quality),
+        cmocka_unit_test(test_budget_cgroup_max),
+        cmocka_unit_test(test_budget_cgroup_high),
+        cmocka_unit_test(test_budget_mem_available),
+        cmocka_unit_test(test_tightest_wins),
+        cmocka_unit_test(test_pin),
+        cmocka_unit_test(test_none_fits),
+        cmocka_unit_test(test_power),
+        cmocka_unit_test(test_up_delay),
+        cmocka_unit_test(test_up_delay_reset),
+        cmocka_unit_test(test_up_headroom),
+        cmocka_unit_test(test_down_at_once),
+        cmocka_unit_test(test_better_and_lighter_at_once),
+        cmocka_unit_test(test_psi_step_down),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,670 @@
+/* test_telemetry.c: telemetry against fake proc/sysfs trees built in a temporary directory:
+ * each memory source alone and together, "max", garbage, absent files, PSI's two homes, every
+ * power source and the board-power preference, RAPL rates across reads and a wrapped counter. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "telemetry.h"
+
+#define MIB (1024ull * 1024ull)
+#define CG "sys/fs/cgroup/system.slice/qslmd.service/"
+
+typedef struct {
+    char root[64];
+    qd_telemetry *t;
+    qd_telemetry_snapshot snap;
+} fixture;
+
+static int setup(void **state)
+{
+    fixture *f = calloc(1, sizeof *f);
+    assert_non_null(f);
+    snprintf(f->root, sizeof f->root, "/tmp/qslm-telemetry-XXXXXX");
+    assert_non_null(mkdtemp(f->root));
+    *state = f;
+    return 0;
+}
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st, (void)flag, (void)ftw;
+    return remove(path);
+}
+
+static int teardown(void **state)
+{
+    fixture *f = *state;
+    qd_telemetry_free(f->t);
+    nftw(f->root, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    free(f);
+    return 0;
+}
+
+/* Writes ROOT/rel with content, making its directories. */
+static void put(const fixture *f, const char *rel, const char *content)
+{
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/%s", f->root, rel);
+    for (char *p = path + strlen(f->root) + 1; (p = strchr(p, '/')); p++) {
+        *p = '\0';
+        if (mkdir(path, 0755) != 0 && errno != EEXIST)
+            fail_msg("mkdir %s: %s", path, strerror(errno));
+        *p = '/';
+    }
+    FILE *fp = fopen(path, "w");
+    if (!fp)
+        fail_msg("write %s: %s", path, strerror(errno));
+    fputs(content, fp);
+    fclose(fp);
+}
+
+static void rm(const fixture *f, const char *rel)
+{
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/%s", f->root, rel);
+    assert_int_equal(unlink(path), 0);
+}
+
+static void put_cgroup(const fixture *f)
+{
+    put(f, "proc/self/cgroup", "0::/system.slice/qslmd.service\n");
+}
+
+static const qd_telemetry_snapshot *read_at(fixture *f, double now_s)
+{
+    if (!f->t) {
+        qr_error err;
+        if (qd_telemetry_new(f->root, &f->t, &err) != QR_OK)
+            fail_msg("qd_telemetry_new: %s", err.msg);
+    }
+    qd_telemetry_read(f->t, now_s, &f->snap);
+    return &f->snap;
+}
+
+static const qd_telemetry_snapshot *read_now(fixture *f) { return read_at(f, 100.0); }
+
+static const qd_reading *find(const qd_telemetry_snapshot *s, const char *source)
+{
+    for (size_t i = 0; i < s->n_readings; i++)
+        if (strcmp(s->readings[i].source, source) == 0)
+            return &s->readings[i];
+    fail_msg("no reading \"%s\"", source);
+    return &s->readings[0]; /* not reached (fail_msg jumps out) */
+}
+
+static bool has_reading(const qd_telemetry_snapshot *s, const char *source)
+{
+    for (size_t i = 0; i < s->n_readings; i++)
+        if (strcmp(s->readings[i].source, source) == 0)
+            return true;
+    return false;
+}
+
+static void assert_note(const qd_reading *r, const char *part)
+{
+    if (!strstr(r->note, part))
+        fail_msg("%s: note \"%s\" lacks \"%s\"", r->source, r->note, part);
+}
+
+/* ---- construction ------------------------------------------------------------------------- */
+
+static void test_root_missing(void **state)
+{
+    fixture *f = *state;
+    char path[128];
+    snprintf(path, sizeof path, "%s/not-here", f->root);
+    qd_telemetry *t = (qd_telemetry *)&t;
+    qr_error err;
+    assert_int_equal(qd_telemetry_new(path, &t, &err), QR_ERR_IO);
+    assert_null(t);
+    assert_non_null(strstr(err.msg, "not-here"));
+
+    put(f, "file", "x");
+    snprintf(path, sizeof path, "%s/file", f->root);
+    assert_int_equal(qd_telemetry_new(path, &t, &err), QR_ERR_IO);
+    assert_non_null(strstr(err.msg, "not a directory"));
+}
+
+static void test_empty_tree(void **state)
+{
+    fixture *f = *state;
+    const qd_telemetry_snapshot *s = read_now(f);
+    assert_false(s->has_cgroup_max || s->has_cgroup_high || s->has_cgroup_current);
+    assert_false(s->has_mem_available || s->has_psi || s->has_power);
+    const qd_reading *r = find(s, "cgroup memory.max");
+    assert_false(r->available);
+    assert_note(r, "absent");
+    assert_string_equal(r->unit, "bytes");
+    assert_false(find(s, "MemAvailable")->available);
+    assert_false(find(s, "psi memory avg10")->available);
+    assert_note(find(s, "hwmon"), "absent");
+    assert_false(find(s, "power_supply")->available);
+    assert_false(find(s, "rapl")->available);
+}
+
+/* A root given with a trailing slash reads the same tree. */
+static void test_root_trailing_slash(void **state)
+{
+    fixture *f = *state;
+    put(f, "proc/meminfo", "MemTotal: 1000 kB\nMemAvailable: 2048 kB\n");
+    char root[80];
+    snprintf(root, sizeof root, "%s//", f->root);
+    qr_error err;
+    assert_int_equal(qd_telemetry_new(root, &f->t, &err), QR_OK);
+    const qd_telemetry_snapshot *s = read_now(f);
+    assert_true(s->has_mem_available);
+    assert_int_equal(s->mem_available, 2048 * 1024);
+}
+
+/* ---- memory ------------------------------------------------------------------------------- */
+
+static void test_cgroup_max_alone(void **state)
+{
+    fixture *f = *state;
+    put_cgroup(f);
+    put(f, CG "memory.max", "33554432\n");
+    const qd_telemetry_snapshot *s = read_now(f);
+    assert_true(s->has_cgroup_max);
+    assert_int_equal(s->cgroup_max, 32 * MIB);
+    const qd_reading *r = find(s, "cgroup memory.max");
+    assert_true(r->available);
+    assert_true(r->value == 32.0 * MIB);
+    assert_false(s->has_cgroup_high);
+    assert_note(find(s, "cgroup memory.high"), "absent");
+    assert_false(s->has_cgroup_current);
+    assert_false(s->has_mem_available);
+}
+
+static void test_cgroup_high_and_current_alone(void **state)
+{
+    fixture *f = *state;
+    put_cgroup(f);
+    put(f, CG "memory.high", "20971520");
+    put(f, CG "memory.current", " 1048576 \n");
+    const qd_telemetry_snapshot *s = read_now(f);
+    assert_false(s->has_cgroup_max);
+    assert_true(s->has_cgroup_high);
+    assert_int_equal(s->cgroup_high, 20 * MIB);
+    assert_true(s->has_cgroup_current);
+    assert_int_equal(s->cgroup_current, 1 * MIB);
+}
+
+static void test_meminfo_alone(void **state)
+{
+    fixture *f = *state;
+    put(f, "proc/meminfo",
+        "MemTotal:        8000000 kB\nMemFree:  100 kB\nMemAvailable:    4000000 kB\n");
+    const qd_telemetry_snapshot *s = read_now(f);
+    assert_true(s->has_mem_available);
+    assert_int_equal(s->mem_available, 4000000ull * 1024);
+    assert_true(find(s, "MemAvailable")->available);
+    assert_false(s->has_cgroup_max);
+    assert_note(find(s, "cgroup memory.max"), "absent"); /* no proc/self/cgroup */
+}
+
+static void test_all_memory_sources(void **state)
+{
+    fixture *f = *state;
+    put_cgroup(f);
+    put(f, CG "memory.max", "67108864\n");
+    put(f, CG "memory.high", "50331648\n");
+    put(f, CG "memory.current", "10485760\n");
+    put(f, "proc/meminfo", "MemAvailable: 1024 kB\n");
+    const qd_telemetry_snapshot *s = read_now(f);
+    assert_true(s->has_cgroup_max && s->has_cgroup_high && s->has_cgroup_current);
+    assert_true(s->has_mem_available);
+    assert_int_equal(s->cgroup_max, 64 * MIB);
+    assert_int_equal(s->cgroup_high, 48 * MIB);
+    assert_int_equal(s->cgroup_current, 10 * MIB);
+    assert_int_equal(s->mem_available, 1 * MIB);
+}
+
+static void test_memory_max_unlimited(void **state)
+{
+    fixture *f = *state;
+    put_cgroup(f);
+    put(f, CG "memory.max", "max\n");
+    put(f, CG "memory.high", "max\n");
+    const qd_telemetry_snapshot *s = read_now(f);
+    assert_false(s->has_cgroup_max);
+    assert_false(s->has_cgroup_high);
+    const qd_reading *r = find(s, "cgroup memory.max");
+    assert_false(r->available);
+    assert_string_equal(r->note, "max (no limit)");
+    /* "max" is no number for memory.current */
+    put(f, CG "memory.current", "max\n");
+    s = read_now(f);
+    assert_false(s->has_cgroup_current);
+    assert_note(find(s, "cgroup memory.current"), "not a number");
+}
+
+static void test_memory_garbage(void **state)
+{
+    fixture *f = *state;
+    put_cgroup(f);
+    const char *bad[] = {"", "\n", "12abc\n", "-5\n", "+5\n", "0x10\n", "1.5\n", "1 2\n",
+                         "99999999999999999999999\n", "maximum\n", "\x01\x02"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        put(f, CG "memory.max", bad[i]);
+        const qd_telemetry_snapshot *s = read_now(f);
+        if (s->has_cgroup_max)
+            fail_msg("accepted memory.max \"%s\"", bad[i]);
+        const qd_reading *r = find(s, "cgroup memory.max");
+        assert_false(r->available);
+        assert_note(r, "not a number");
+    }
+    put(f, "proc/meminfo", "MemAvailable: lots kB\n");
+    assert_false(read_now(f)->has_mem_available);
+    assert_note(find(&f->snap, "MemAvailable"), "not a number");
+    put(f, "proc/meminfo", "MemAvailable: 100\n"); /* no unit */
+    assert_false(read_now(f)->has_mem_available);
+    put(f, "proc/meminfo", "MemAvailable: 99999999999999999999 kB\n"); /* ×1024 overflows */
+    assert_false(read_now(f)->has_mem_available);
+    put(f, "proc/meminfo", "MemTotal: 100 kB\nMemFree: 50 kB\n");
+    assert_false(read_now(f)->has_mem_available);
+    assert_note(find(&f->snap, "MemAvailable"), "no MemAvailable");
+}
+
+static void test_cgroup_file_quirks(void **state)
+{
+    fixture *f = *state;
+    /* cgroup v1 only */
+    put(f, "proc/self/cgroup", "12:memory:/user.slice\n1:name=systemd:/user.slice\n");
+    put(f, CG "memory.max", "1048576\n");
+    const qd_telemetry_snapshot *s = read_now(f);
+    assert_false(s->has_cgroup_max);
+    assert_note(find(s, "cgroup memory.max"), "no cgroup v2");
+    /* a path that climbs out of the cgroup tree is refused */
+    put(f, "proc/self/cgroup", "0::/../../../proc\n");
+    s = read_now(f);
+    assert_false(s->has_cgroup_max);
+    assert_note(find(s, "cgroup memory.max"), "not usable");
+    /* the v2 line among v1 lines; the root cgroup reads sys/fs/cgroup itself */
+    put(f, "proc/self/cgroup", "3:cpu:/x\n0::/\n");
+    put(f, "sys/fs/cgroup/memory.max", "2097152\n");
+    s = read_now(f);
+    assert_true(s->has_cgroup_max);
+    assert_int_equal(s->cgroup_max, 2 * MIB);
+}
+
+/* A FIFO where a file should be is refused at once, not read (which would block forever). */
+static void test_not_regular_file(void **state)
+{
+    fixture *f = *state;
+    put_cgroup(f);
+    put(f, CG "memory.high", "1\n");
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/" CG "memory.max", f->root);
+    assert_int_equal(mkfifo(path, 0600), 0);
+    const qd_telemetry_snapshot *s = read_now(f);
+    assert_false(s->has_cgroup_max);
+    assert_note(find(s, "cgroup memory.max"), "not a regular file");
+    assert_true(s->has_cgroup_high);
+}
+
+/* ---- PSI ---------------------------------------------------------------------------------- */
+
+static void test_psi_sources(void **state)
+{
+    fixture *f = *state;
+    put(f, "proc/pressure/memory",
+        "some avg10=2.50 avg60=1.00 avg300=0.00 total=123\n"
+        "full avg10=1.00 avg60=0.00 avg300=0.00 total=45\n");
+    const qd_telemetry_snapshot *s = read_now(f);
+    assert_true(s->has_psi);
+    assert_true(s->psi_avg10 > 2.499 && s->psi_avg10 < 2.501);
+    assert_note(find(s, "psi memory avg10"), "/proc/pressure/memory");
+
+    /* the cgroup's own file wins over the machine's */
+    put_cgroup(f);
+    put(f, CG "memory.pressure", "some avg10=42.25 avg60=0.10 avg300=0.00 total=9\n"
+                                 "full avg10=0.00 avg60=0.00 avg300=0.00 total=0\n");
+    s = read_now(f);
+    assert_true(s->has_psi);
+    assert_true(s->psi_avg10 > 42.249 && s->psi_avg10 < 42.251);
+    assert_note(find(s, "psi memory avg10"), "cgroup");
+    assert_string_equal(find(s, "psi memory avg10")->unit, "%");
+
+    /* a garbled cgroup file falls back to the machine's */
+    put(f, CG "memory.pressure", "some avg10=abc avg60=0.10\n");
+    s = read_now(f);
+    assert_true(s->has_psi);
+    assert_true(s->psi_avg10 > 2.499 && s->psi_avg10 < 2.501);
+}
+
+static void test_psi_garbage(void **state)
+{
+    fixture *f = *state;
+    const char *bad[] = {"", "some\n", "full avg10=1.00 avg60=0 avg300=0 total=0\n",
+                         "some avg10= avg60=0\n", "some avg10=1.2.3 avg60=0\n",
+                         "some avg10=-1.00 avg60=0\n", "some avg10=101.00 avg60=0\n",
+                         "some avg10=1. avg60=0\n", "some avg60=1.00 total=1\n",
+                         "some avg10=12x avg60=0\n"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        put(f, "proc/pressure/memory", bad[i]);
+        const qd_telemetry_snapshot *s = read_now(f);
+        if (s->has_psi)
+            fail_msg("accepted PSI \"%s\"", bad[i]);
+        assert_false(find(s, "psi memory avg10")->available);
+    }
+    put(f, "proc/pressure/memory", "some avg10=7 avg60=0.00 avg300=0.00 total=1");
+    assert_true(read_now(f)->has_psi);
+    assert_true(f->snap.psi_avg10 == 7.0);
+}
+
+/* ---- power -------------------------------------------------------------------------------- */
+
+static void test_hwmon_power_input(void **state)
+{
+    fixture *f = *state;
+    put(f, "sys/class/hwmon/hwmon0/name", "coretemp\n");
+    put(f, "sys/class/hwmon/hwmon0/temp1_input", "45000\n"); /* not a power source */
+    put(f, "sys/class/hwmon/hwmon1/name", "ina2xx\n");
+    put(f, "sys/class/hwmon/hwmon1/power1_input", "2500000\n");
+    put(f, "sys/class/hwmon/hwmon1/in1_input", "5000\n"); /* same rail: not counted twice */
+    put(f, "sys/class/hwmon/hwmon1/curr1_input", "500\n");
+    put(f, "sys/class/hwmon/hwmon1/power2_input", "1500000\n");
+    put(f, "sys/class/hwmon/hwmon1/power2_label", "CPU\n");
+    const qd_telemetry_snapshot *s = read_now(f);
+    const qd_reading *r = find(s, "hwmon1 ina2xx power1");
+    assert_true(r->available);
+    assert_true(r->value == 2.5);
+    assert_string_equal(r->unit, "W");
+    assert_true(find(s, "hwmon1 CPU")->value == 1.5);
+    assert_false(has_reading(s, "hwmon1 ina2xx in1*curr1"));
+    /* no board rail, no battery, no RAPL: the sum of the channels */
+    assert_true(s->has_power);
+    assert_true(s->power_w == 4.0);
+    assert_string_equal(s->power_source, "hwmon power channels (2)");
+    assert_false(has_reading(s, "hwmon")); /* there were power channels */
+}
+
+static void test_hwmon_jetson_ina3221(void **state)
+{
+    fixture *f = *state;
+    const char *d = "sys/class/hwmon/hwmon2/";
+    char rel[128];
+#define PUT(file, text) (snprintf(rel, sizeof rel, "%s%s", d, file), put(f, rel, text))
+    PUT("name", "ina3221\n");
+    PUT("in1_label", "VDD_IN\n");
+    PUT("in1_input", "5080\n");
+    PUT("curr1_input", "1000\n");
+    PUT("in2_label", "VDD_CPU_GPU_CV\n");
+    PUT("in2_input", "5000\n");
+    PUT("curr2_input", "400\n");
+    PUT("in3_label", "VDD_SOC\n");
+    PUT("in3_input", "5000\n");
+    PUT("curr3_input", "garbage\n");
+    PUT("in4_input", "1200\n"); /* shunt voltage, with the chip's sum current: not a rail */
+    PUT("curr4_input", "1400\n");
+#undef PUT
+    put(f, "sys/class/hwmon/hwmon10/power1_input", "9000000\n"); /* another chip, no label */
+    const qd_telemetry_snapshot *s = read_now(f);
+    const qd_reading *r = find(s, "hwmon2 VDD_IN");
+    assert_true(r->available);
+    assert_true(r->value > 5.0799 && r->value < 5.0801);
+    assert_true(find(s, "hwmon2 VDD_CPU_GPU_CV")->value == 2.0);
+    r = find(s, "hwmon2 VDD_SOC");
+    assert_false(r->available);
+    assert_note(r, "not a number");
+    assert_false(has_reading(s, "hwmon2 ina3221 in4*curr4"));
+    /* hwmon2 sorts before hwmon10 */
+    size_t i2 = (size_t)(find(s, "hwmon2 VDD_IN") - s->readings);
+    size_t i10 = (size_t)(find(s, "hwmon10 power1") - s->readings);
+    assert_true(i2 < i10);
+    /* the board input rail, not the sum */
+    assert_true(s->has_power);
+    assert_string_equal(s->power_source, "hwmon2 VDD_IN");
+    assert_true(s->power_w > 5.0799 && s->power_w < 5.0801);
+}
+
+static void test_hwmon_board_labels(void **state)
+{
+    fixture *f = *state;
+    put(f, "sys/class/hwmon/hwmon0/power1_input", "3000000\n");
+    put(f, "sys/class/hwmon/hwmon0/power1_label", "GPU\n");
+    put(f, "sys/class/hwmon/hwmon0/power2_input", "7000000\n");
+    put(f, "sys/class/hwmon/hwmon0/power2_label", "Total Power\n");
+    const qd_telemetry_snapshot *s = read_now(f);
+    assert_string_equal(s->power_source, "hwmon0 Total Power");
+    assert_true(s->power_w == 7.0);
+    /* Nano's input rail */
+    put(f, "sys/class/hwmon/hwmon0/power2_label", "POM_5V_IN\n");
+    s = read_now(f);
+    assert_string_equal(s->power_source, "hwmon0 POM_5V_IN");
+}
+
+static void test_hwmon_unreadable_channel(void **state)
+{
+    fixture *f = *state;
+    put(f, "sys/class/hwmon/hwmon0/power1_input", "1000000\n");
+    put(f, "sys/class/hwmon/hwmon0/curr1_input", "100\n"); /* no power: pairs are skipped */
+    put(f, "sys/class/hwmon/hwmon1/curr1_input", "100\n"); /* a current without its voltage */
+    const qd_telemetry_snapshot *s = read_now(f);
+    const qd_reading *r = find(s, "hwmon1 in1*curr1");
+    assert_false(r->available);
+    assert_note(r, "in1_input absent");
+    assert_string_equal(s->power_source, "hwmon0 power1");
+    assert_true(s->power_w == 1.0);
+}
+
+static void test_power_supply(void **state)
+{
+    fixture *f = *state;
+    put(f, "sys/class/power_supply/AC/type", "Mains\n");
+    put(f, "sys/class/power_supply/AC/online", "0\n");
+    put(f, "sys/class/power_supply/BAT0/type", "Battery\n");
+    put(f, "sys/class/power_supply/BAT0/status", "Discharging\n");
+    put(f, "sys/class/power_supply/BAT0/capacity", "87\n");
+    put(f, "sys/class/power_supply/BAT0/power_now", "6500000\n");
+    const qd_telemetry_snapshot *s = read_now(f);
+    assert_false(has_reading(s, "power_supply AC"));
+    const qd_reading *r = find(s, "power_supply BAT0");
+    assert_true(r->available);
+    assert_true(r->value == 6.5);
+    assert_note(r, "Discharging");
+    r = find(s, "power_supply BAT0 capacity");
+    assert_true(r->available && r->value == 87);
+    assert_string_equal(r->unit, "%");
+    assert_true(s->has_power);
+    assert_string_equal(s->power_source, "power_supply BAT0");
+    assert_true(s->power_w == 6.5);
+
+    /* voltage × current when power_now is absent; some drivers report a negative current */
+    rm(f, "sys/class/power_supply/BAT0/power_now");
+    put(f, "sys/class/power_supply/BAT0/voltage_now", "12000000\n");
+    put(f, "sys/class/power_supply/BAT0/current_now", "-500000\n");
+    s = read_now(f);
+    r = find(s, "power_supply BAT0");
+    assert_true(r->available);
+    assert_true(r->value > 5.9999 && r->value < 6.0001);
+    assert_note(r, "voltage_now x current_now");
+    assert_true(s->power_w > 5.9999 && s->power_w < 6.0001);
+
+    /* a charging battery is no measure of the board */
+    put(f, "sys/class/power_supply/BAT0/status", "Charging\n");
+    s = read_now(f);
+    assert_true(find(s, "power_supply BAT0")->available);
+    assert_false(s->has_power);
+
+    /* garbage */
+    put(f, "sys/class/power_supply/BAT0/status", "Discharging\n");
+    put(f, "sys/class/power_supply/BAT0/current_now", "n/a\n");
+    put(f, "sys/class/power_supply/BAT0/capacity", "150\n");
+    s = read_now(f);
+    assert_false(find(s, "power_supply BAT0")->available);
+    assert_note(find(s, "power_supply BAT0"), "not a number");
+    assert_false(find(s, "power_supply BAT0 capacity")->available);
+    assert_false(s->has_power);
+}
+
+static void put_rapl(const fixture *f, const char *zone, const char *name, const char *uj,
+                     const char *range)
+{
+    char rel[128];
+    snprintf(rel, sizeof rel, "sys/class/powercap/%s/name", zone);
+    put(f, rel, name);
+    snprintf(rel, sizeof rel, "sys/class/powercap/%s/energy_uj", zone);
+    put(f, rel, uj);
+    snprintf(rel, sizeof rel, "sys/class/powercap/%s/max_energy_range_uj", zone);
+    put(f, rel, range);
+}
+
+static void test_rapl_rate(void **state)
+{
+    fixture *f = *state;
+    put_rapl(f, "intel-rapl:0", "package-0\n", "1000000\n", "262143328850\n");
+    put_rapl(f, "intel-rapl:0:0", "core\n", "500000\n", "262143328850\n"); /* subzone: skipped */
+    const qd_telemetry_snapshot *s = read_at(f, 10.0);
+    const qd_reading *r = find(s, "rapl package-0");
+    assert_false(r->available);
+    assert_note(r, "no rate yet");
+    assert_false(has_reading(s, "rapl core"));
+    assert_false(s->has_power);
+
+    put(f, "sys/class/powercap/intel-rapl:0/energy_uj", "9000000\n"); /* 8 J in 2 s */
+    s = read_at(f, 12.0);
+    r = find(s, "rapl package-0");
+    assert_true(r->available);
+    assert_true(r->value > 3.9999 && r->value < 4.0001);
+    assert_true(s->has_power);
+    assert_string_equal(s->power_source, "rapl package-0");
+
+    /* the same instant again keeps the rate */
+    s = read_at(f, 12.0);
+    assert_true(find(s, "rapl package-0")->available);
+
+    /* two packages are summed */
+    put_rapl(f, "intel-rapl:1", "package-1\n", "0\n", "1000000000\n");
+    s = read_at(f, 13.0);
+    assert_false(find(s, "rapl package-1")->available);
+    put(f, "sys/class/powercap/intel-rapl:0/energy_uj", "10000000\n"); /* 1 J in 1 s */
+    put(f, "sys/class/powercap/intel-rapl:1/energy_uj", "2000000\n");  /* 2 J in 1 s */
+    s = read_at(f, 14.0);
+    assert_true(s->power_w > 2.9999 && s->power_w < 3.0001);
+    assert_string_equal(s->power_source, "rapl packages (2)");
+}
+
+static void test_rapl_wraparound(void **state)
+{
+    fixture *f = *state;
+    put_rapl(f, "intel-rapl:0", "package-0\n", "999000000\n", "1000000000\n");
+    read_at(f, 1.0);
+    put(f, "sys/class/powercap/intel-rapl:0/energy_uj", "2000000\n"); /* 1 J + 2 J over 1 s */
+    const qd_telemetry_snapshot *s = read_at(f, 2.0);
+    const qd_reading *r = find(s, "rapl package-0");
+    assert_true(r->available);
+    assert_true(r->value > 2.9999 && r->value < 3.0001);
+
+    /* a counter that goes back with no range to say how: no rate */
+    rm(f, "sys/class/powercap/intel-rapl:0/max_energy_range_uj");
+    put(f, "sys/class/powercap/intel-rapl:0/energy_uj", "1000000\n");
+    s = read_at(f, 3.0);
+    assert_false(find(s, "rapl package-0")->available);
+    put(f, "sys/class/powercap/intel-rapl:0/energy_uj", "1500000\n");
+    s = read_at(f, 4.0);
+    assert_true(find(s, "rapl package-0")->value > 0.4999);
+
+    /* unreadable counter (energy_uj is root-only on recent kernels): a note */
+    put(f, "sys/class/powercap/intel-rapl:0/energy_uj", "oops\n");
+    s = read_at(f, 5.0);
+    assert_false(find(s, "rapl package-0")->available);
+    assert_note(find(s, "rapl package-0"), "not a number");
+}
+
+static void test_rapl_psys_preferred(void **state)
+{
+    fixture *f = *state;
+    put_rapl(f, "intel-rapl:0", "package-0\n", "0\n", "1000000000\n");
+    put_rapl(f, "intel-rapl:1", "psys\n", "0\n", "1000000000\n");
+    read_at(f, 0.0);
+    put(f, "sys/class/powercap/intel-rapl:0/energy_uj", "3000000\n");
+    put(f, "sys/class/powercap/intel-rapl:1/energy_uj", "9000000\n");
+    const qd_telemetry_snapshot *s = read_at(f, 1.0);
+    assert_string_equal(s->power_source, "rapl psys");
+    assert_true(s->power_w > 8.9999 && s->power_w < 9.0001);
+}
+
+/* Rule order: board input rail > discharging battery > RAPL > sum of hwmon channels. */
+static void test_power_preference(void **state)
+{
+    fixture *f = *state;
+    put(f, "sys/class/hwmon/hwmon0/power1_input", "1000000\n");
+    put_rapl(f, "intel-rapl:0", "package-0\n", "0\n", "1000000000\n");
+    read_at(f, 0.0);
+    put(f, "sys/class/powercap/intel-rapl:0/energy_uj", "5000000\n");
+    const qd_telemetry_snapshot *s = read_at(f, 1.0);
+    assert_string_equal(s->power_source, "rapl package-0"); /* RAPL > hwmon sum */
+
+    put(f, "sys/class/power_supply/BAT0/type", "Battery\n");
+    put(f, "sys/class/power_supply/BAT0/status", "Discharging\n");
+    put(f, "sys/class/power_supply/BAT0/power_now", "7000000\n");
+    s = read_at(f, 2.0);
+    assert_string_equal(s->power_source, "power_supply BAT0"); /* battery > RAPL */
+
+    put(f, "sys/class/hwmon/hwmon1/in1_input", "5000\n");
+    put(f, "sys/class/hwmon/hwmon1/curr1_input", "2000\n");
+    put(f, "sys/class/hwmon/hwmon1/in1_label", "VDD_IN\n");
+    s = read_at(f, 3.0);
+    assert_string_equal(s->power_source, "hwmon1 VDD_IN"); /* input rail > battery */
+    assert_true(s->power_w == 10.0);
+}
+
+/* Many sources: the readings stop at the array's size, and nothing overflows. */
+static void test_readings_bounded(void **state)
+{
+    fixture *f = *state;
+    char rel[128];
+    for (int h = 0; h < 40; h++)
+        for (int k = 1; k <= 9; k++) {
+            snprintf(rel, sizeof rel, "sys/class/hwmon/hwmon%d/power%d_input", h, k);
+            put(f, rel, "1000000\n");
+        }
+    const qd_telemetry_snapshot *s = read_now(f);
+    assert_int_equal(s->n_readings, QD_TELEMETRY_MAX_READINGS);
+    /* the sum does not depend on the readings' room: 32 chips × 8 channels */
+    assert_true(s->has_power);
+    assert_true(s->power_w == 256.0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_root_missing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_empty_tree, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_root_trailing_slash, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cgroup_max_alone, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cgroup_high_and_current_alone, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_meminfo_alone, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_all_memory_sources, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_memory_max_unlimited, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_memory_garbage, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cgroup_file_quirks, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_not_regular_file, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_psi_sources, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_psi_garbage, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_hwmon_power_input, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_hwmon_jetson_ina3221, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_hwmon_board_labels, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_hwmon_unreadable_channel, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_power_supply, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rapl_rate, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rapl_wraparound, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rapl_psys_preferred, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_power_preference, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_readings_bounded, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
