@@ -3,7 +3,13 @@
  * decode issues a region every few microseconds (about 130 per token of an 18-layer model), and
  * a futex wake-up — tens of microseconds on a virtual machine — per region would cost more than
  * the work of a small matrix. The spin is bounded in time, not iterations, so an idle pool
- * stops burning its cores after SPIN_NS whatever the CPU's speed. */
+ * stops burning its cores after SPIN_NS whatever the CPU's speed.
+ *
+ * The caller waits for the tasks, not for the workers: tasks are claimed one at a time, and a
+ * worker that the kernel has not scheduled (the machine is busy with other processes) simply
+ * claims none, while the caller and the other workers run them all. Waiting for every worker to
+ * check in, as this pool first did, made each region wait for a descheduled worker's next time
+ * slice: decode fell from 3742 to 424 tokens/s with a second busy process on a 2-core machine. */
 #include "pool.h"
 
 #include <pthread.h>
@@ -29,19 +35,25 @@
 #define PAUSE_NS 50000          /* then yield while spinning */
 #define SPINS_PER_CLOCK_READ 256
 
+/* One parallel region, on the caller's stack for as long as qr_pool_run runs. */
+typedef struct {
+    qr_pool_task task;
+    void *ctx;
+    size_t n_tasks;
+    atomic_size_t next; /* next task index to claim */
+    atomic_size_t done; /* tasks finished */
+} region;
+
 struct qr_pool {
     int n_threads;
     pthread_t *threads;
     pthread_mutex_t lock;
     pthread_cond_t wake;
     pthread_cond_t done;
-    atomic_uint generation;   /* bumped for each region */
-    atomic_size_t next_task;  /* next task index to claim */
-    atomic_int busy_workers;  /* workers still inside the current region */
-    size_t n_tasks;
-    qr_pool_task task;
-    void *ctx;
-    bool stopping;
+    atomic_uint generation;  /* bumped for each region */
+    _Atomic(region *) current; /* the region running, or NULL */
+    atomic_int inside;       /* workers that may be reading `current` */
+    atomic_bool stopping;
 };
 
 static uint64_t monotonic_ns(void)
@@ -75,13 +87,20 @@ static bool spin_budget_left(spin_budget *b)
     return true;
 }
 
-static void run_tasks(qr_pool *p)
+/* Claims and runs tasks of r until none is left; whoever finishes the last one wakes the caller
+ * in case it went to sleep. */
+static void run_tasks(qr_pool *p, region *r)
 {
     for (;;) {
-        size_t i = atomic_fetch_add_explicit(&p->next_task, 1, memory_order_relaxed);
-        if (i >= p->n_tasks)
+        size_t i = atomic_fetch_add(&r->next, 1);
+        if (i >= r->n_tasks)
             break;
-        p->task(p->ctx, i);
+        r->task(r->ctx, i);
+        if (atomic_fetch_add(&r->done, 1) + 1 == r->n_tasks) {
+            pthread_mutex_lock(&p->lock);
+            pthread_cond_signal(&p->done);
+            pthread_mutex_unlock(&p->lock);
+        }
     }
 }
 
@@ -99,20 +118,21 @@ static void *worker_main(void *arg)
             ;
         if (gen == seen) {
             pthread_mutex_lock(&p->lock);
-            while ((gen = atomic_load(&p->generation)) == seen && !p->stopping)
+            while ((gen = atomic_load(&p->generation)) == seen && !atomic_load(&p->stopping))
                 pthread_cond_wait(&p->wake, &p->lock);
-            bool stop = p->stopping;
             pthread_mutex_unlock(&p->lock);
-            if (stop)
-                return NULL;
         }
+        if (atomic_load(&p->stopping))
+            return NULL;
         seen = gen;
-        run_tasks(p);
-        if (atomic_fetch_sub_explicit(&p->busy_workers, 1, memory_order_acq_rel) == 1) {
-            pthread_mutex_lock(&p->lock);
-            pthread_cond_signal(&p->done);
-            pthread_mutex_unlock(&p->lock);
-        }
+        /* Announce, then look: the caller clears `current`, then waits for `inside` to drop to
+         * 0 (both sequentially consistent), so either it sees this worker or this worker sees
+         * NULL; a region is never read after its caller returned. */
+        atomic_fetch_add(&p->inside, 1);
+        region *r = atomic_load(&p->current);
+        if (r)
+            run_tasks(p, r);
+        atomic_fetch_sub(&p->inside, 1);
     }
 }
 
@@ -129,6 +149,7 @@ qr_status qr_pool_new(int n_threads, qr_pool **out, qr_error *err)
     if (!p)
         return qr_fail(err, QR_ERR_NOMEM, "out of memory for the worker pool");
     p->n_threads = n_threads;
+    atomic_init(&p->current, NULL);
     pthread_mutex_init(&p->lock, NULL);
     pthread_cond_init(&p->wake, NULL);
     pthread_cond_init(&p->done, NULL);
@@ -155,7 +176,7 @@ void qr_pool_free(qr_pool *p)
         return;
     if (p->threads) {
         pthread_mutex_lock(&p->lock);
-        p->stopping = true;
+        atomic_store(&p->stopping, true);
         atomic_fetch_add(&p->generation, 1);
         pthread_cond_broadcast(&p->wake);
         pthread_mutex_unlock(&p->lock);
@@ -181,24 +202,28 @@ void qr_pool_run(qr_pool *p, size_t n_tasks, qr_pool_task task, void *ctx)
             task(ctx, i);
         return;
     }
-    p->task = task;
-    p->ctx = ctx;
-    p->n_tasks = n_tasks;
-    atomic_store(&p->next_task, 0);
-    atomic_store(&p->busy_workers, p->n_threads - 1);
+    region r = {.task = task, .ctx = ctx, .n_tasks = n_tasks};
+    atomic_init(&r.next, 0);
+    atomic_init(&r.done, 0);
+    atomic_store(&p->current, &r);
     pthread_mutex_lock(&p->lock);
     atomic_fetch_add_explicit(&p->generation, 1, memory_order_release);
     pthread_cond_broadcast(&p->wake);
     pthread_mutex_unlock(&p->lock);
-    run_tasks(p);
-    /* Wait for the workers: spin first, then sleep. */
+    run_tasks(p, &r);
+    /* Wait for the tasks other threads claimed: spin first, then sleep. */
     spin_budget budget = {0, 0};
-    while (atomic_load_explicit(&p->busy_workers, memory_order_acquire) > 0 && spin_budget_left(&budget))
+    while (atomic_load(&r.done) < n_tasks && spin_budget_left(&budget))
         ;
-    if (atomic_load(&p->busy_workers) > 0) {
+    if (atomic_load(&r.done) < n_tasks) {
         pthread_mutex_lock(&p->lock);
-        while (atomic_load(&p->busy_workers) > 0)
+        while (atomic_load(&r.done) < n_tasks)
             pthread_cond_wait(&p->done, &p->lock);
         pthread_mutex_unlock(&p->lock);
     }
+    /* Then for any worker still holding a pointer to r (one that looked just before it was
+     * cleared: it finds nothing left to claim and leaves at once). */
+    atomic_store(&p->current, NULL);
+    while (atomic_load(&p->inside) > 0)
+        sched_yield();
 }
