@@ -12,6 +12,7 @@
 
 #include "budget.h"
 #include "config.h"
+#include "linear.h"
 #include "log.h"
 #include "server.h"
 
@@ -173,6 +174,7 @@ int main(int argc, char **argv)
         cfg.threads = cpus_allowed();
     qd_log_setup(cfg.log_level, getenv("JOURNAL_STREAM") != NULL);
     signal(SIGPIPE, SIG_IGN);
+    qr_blas_use_one_thread(); /* batches above 8 rows go to BLAS; the pool already has the cores */
 
     qd_server *srv;
     qr_error err;

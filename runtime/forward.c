@@ -184,13 +184,13 @@ static void wkv(const float *k, const float *v, const float *r, const float *dec
 }
 
 /* Every job y = W·x for all B rows. Decode and small batches (a daemon serving a few requests at
- * once) run one matrix-vector product per row on the pool with the decode kernels: for a few rows
- * that beats dequantizing panels for BLAS (the default model's 8M variant served 4 concurrent
- * generations at 0.59x the tokens/s of one through the panels), and every row gets the same bits
- * it would get decoded alone, so a request's tokens do not depend on what else is running.
- * Larger batches (evaluation) go to BLAS. */
+ * once) run the decode kernels on the pool, each slice of weights read once for all B rows: for a
+ * few rows that beats dequantizing panels for BLAS (the default model's 8M variant served 4
+ * concurrent generations at 0.59x the tokens/s of one through the panels), and every row gets
+ * the same bits it would get decoded alone, so a request's tokens do not depend on what else is
+ * running. Larger batches (evaluation) go to BLAS. */
 #define SMALL_BATCH 8
-#define SMALL_BATCH_JOBS 32
+#define SMALL_BATCH_JOBS 8
 
 static void project(qr_runner *r, const qr_matvec_job *jobs, size_t n_jobs, size_t B)
 {
@@ -201,19 +201,11 @@ static void project(qr_runner *r, const qr_matvec_job *jobs, size_t n_jobs, size
         qr_matvec_multi(r->pool, jobs, n_jobs);
         return;
     }
-    if (B <= SMALL_BATCH) {
-        qr_matvec_job rows[SMALL_BATCH_JOBS];
-        size_t n = 0;
-        for (size_t j = 0; j < n_jobs; j++) {
-            if (n + B > SMALL_BATCH_JOBS) {
-                qr_matvec_multi(r->pool, rows, n);
-                n = 0;
-            }
-            for (size_t b = 0; b < B; b++)
-                rows[n++] = (qr_matvec_job){.w = jobs[j].w, .x = jobs[j].x + b * jobs[j].w->cols,
-                                            .y = jobs[j].y + b * jobs[j].w->rows};
-        }
-        qr_matvec_multi(r->pool, rows, n);
+    if (B <= SMALL_BATCH && n_jobs <= SMALL_BATCH_JOBS) {
+        qr_matvec_job multi[SMALL_BATCH_JOBS];
+        for (size_t j = 0; j < n_jobs; j++)
+            multi[j] = (qr_matvec_job){jobs[j].w, jobs[j].x, jobs[j].y, B};
+        qr_matvec_multi(r->pool, multi, n_jobs);
         return;
     }
     for (size_t j = 0; j < n_jobs; j++)

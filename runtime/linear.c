@@ -20,6 +20,7 @@
 #define MAX_JOBS 8
 #define X8_STACK_GROUPS 64  /* 20 KiB of rounded inputs on the stack: up to 16384 columns */
 #define GUARD 128           /* bytes kept clear around what the workers read: a line pair */
+#define L1_SLICE_BYTES 8192 /* rows read once for all of a job's vectors: well inside L1 */
 
 typedef struct {
     const qr_matvec_job *jobs;
@@ -28,6 +29,11 @@ typedef struct {
     size_t rows_per_task[MAX_JOBS];
     const qr_x8_group *xq[MAX_JOBS]; /* job j's x rounded to 8-bit blocks, or NULL: f32 x */
 } matvec_region;
+
+static size_t job_vectors(const qr_matvec_job *job)
+{
+    return job->n_x ? job->n_x : 1;
+}
 
 static void matvec_task(void *arg, size_t task)
 {
@@ -40,10 +46,19 @@ static void matvec_task(void *arg, size_t task)
     size_t rpt = r->rows_per_task[j], row0 = (task - r->first_task[j]) * rpt;
     size_t n = w->rows - row0 < rpt ? w->rows - row0 : rpt;
     const char *rows = (const char *)w->data + row0 * w->row_bytes;
-    if (r->xq[j])
-        w->ops->dot_rows_x8(rows, w->row_bytes, n, r->xq[j], w->cols, job->y + row0);
-    else
-        w->ops->dot_rows(rows, w->row_bytes, n, job->x, w->cols, job->y + row0);
+    size_t nx = job_vectors(job), groups = qr_x8_groups(w->cols);
+    size_t slice = nx == 1 ? n : L1_SLICE_BYTES / w->row_bytes ? L1_SLICE_BYTES / w->row_bytes : 1;
+    for (size_t s0 = 0; s0 < n; s0 += slice) {
+        size_t m = n - s0 < slice ? n - s0 : slice;
+        const char *part = rows + s0 * w->row_bytes;
+        for (size_t b = 0; b < nx; b++) {
+            float *y = job->y + b * w->rows + row0 + s0;
+            if (r->xq[j])
+                w->ops->dot_rows_x8(part, w->row_bytes, m, r->xq[j] + b * groups, w->cols, y);
+            else
+                w->ops->dot_rows(part, w->row_bytes, m, job->x + b * w->cols, w->cols, y);
+        }
+    }
 }
 
 void qr_matvec_multi(qr_pool *pool, const qr_matvec_job *jobs, size_t n_jobs)
@@ -84,7 +99,7 @@ void qr_matvec_multi(qr_pool *pool, const qr_matvec_job *jobs, size_t n_jobs)
     size_t groups = 0;
     for (size_t j = 0; j < n_jobs; j++)
         if (jobs[j].w->ops->prepare_x)
-            groups += qr_x8_groups(jobs[j].w->cols);
+            groups += qr_x8_groups(jobs[j].w->cols) * job_vectors(&jobs[j]);
     qr_x8_group *heap = NULL, *xq = local.xq;
     if (groups > X8_STACK_GROUPS) {
         size_t size = (groups * sizeof *xq + 2 * GUARD + GUARD - 1) / GUARD * GUARD;
@@ -97,9 +112,11 @@ void qr_matvec_multi(qr_pool *pool, const qr_matvec_job *jobs, size_t n_jobs)
             const qr_matrix *w = jobs[j].w;
             if (!w->ops->prepare_x)
                 continue;
-            w->ops->prepare_x(jobs[j].x, w->cols, next);
             r->xq[j] = next;
-            next += qr_x8_groups(w->cols);
+            for (size_t b = 0; b < job_vectors(&jobs[j]); b++) {
+                w->ops->prepare_x(jobs[j].x + b * w->cols, w->cols, next);
+                next += qr_x8_groups(w->cols);
+            }
         }
     }
     qr_pool_run(pool, r->first_task[n_jobs], matvec_task, r);

@@ -25,11 +25,14 @@ typedef struct {
 
 typedef struct {
     const qr_matrix *w;
-    const float *x;     /* cols */
-    float *y;           /* rows */
+    const float *x;     /* cols; n_x × cols with n_x > 1 */
+    float *y;           /* rows; n_x × rows with n_x > 1 */
+    size_t n_x;         /* vectors (a few sequences decoded together); 0 means 1 */
 } qr_matvec_job;
 
-/* Runs every job (each y = W·x) in one parallel region. */
+/* Runs every job (each y = W·x, for each of its n_x vectors) in one parallel region. With
+ * several vectors each thread reads a slice of rows once for all of them (in slices small enough
+ * to stay in L1), and every vector gets exactly the bits it would get alone. */
 void qr_matvec_multi(qr_pool *pool, const qr_matvec_job *jobs, size_t n_jobs);
 
 /* Makes OpenBLAS run every product on the calling thread. The batched products here are small
