@@ -17,6 +17,7 @@ qd_policy_config qd_policy_config_default(void)
     qd_policy_config c = {
         .reserve_bytes = 64u << 20,
         .psi_threshold = 10,
+        .psi_hold_s = 10,
         .up_delay_s = 10,
         .up_headroom = 0.05,
         .has_default_power = false,
@@ -29,6 +30,8 @@ void qd_policy_state_init(qd_policy_state *s)
 {
     s->up_candidate = -1;
     s->up_since_s = 0;
+    s->psi_stepped = false;
+    s->psi_step_s = 0;
 }
 
 /* Appends to the decision's reason (cut at its size, which is fine for a human line). */
@@ -60,9 +63,9 @@ static void tighten(qd_decision *d, uint64_t v, const char *source)
  * budget is one step below the active variant; when no variant is smaller it is the active
  * footprint itself: stepping down from the smallest would unload the model, which PSI alone
  * does not justify, and leaving PSI out would let the policy step up under pressure. */
-static void memory_budget(const qd_policy_config *cfg, const qd_policy_variant *v, size_t n,
-                          const qd_budget *budget, const qd_telemetry_snapshot *t, int active,
-                          qd_decision *d)
+static void memory_budget(const qd_policy_config *cfg, const qd_policy_state *state,
+                          const qd_policy_variant *v, size_t n, const qd_budget *budget,
+                          const qd_telemetry_snapshot *t, int active, double now_s, qd_decision *d)
 {
     uint64_t act = active >= 0 ? v[active].footprint_bytes : 0;
     if (budget && budget->has_memory)
@@ -82,7 +85,8 @@ static void memory_budget(const qd_policy_config *cfg, const qd_policy_variant *
         bool smaller = false;
         for (size_t i = 0; i < n; i++)
             smaller |= v[i].footprint_bytes < act;
-        tighten(d, smaller ? act - 1 : act, "psi");
+        bool held = state->psi_stepped && now_s - state->psi_step_s < cfg->psi_hold_s;
+        tighten(d, smaller && !held ? act - 1 : act, "psi");
     }
 }
 
@@ -203,7 +207,7 @@ qd_decision qd_policy_decide(const qd_policy_config *cfg, qd_policy_state *state
         if (variants[i].footprint_bytes < d.smallest_footprint)
             d.smallest_footprint = variants[i].footprint_bytes;
 
-    memory_budget(cfg, variants, n, budget, t, active, &d);
+    memory_budget(cfg, state, variants, n, budget, t, active, now_s, &d);
     if (budget && budget->has_power) {
         d.has_power_budget = true;
         d.power_budget_w = budget->power_w;
@@ -234,6 +238,10 @@ qd_decision qd_policy_decide(const qd_policy_config *cfg, qd_policy_state *state
     if (!up) {
         state->up_candidate = -1;
         d.switch_now = c != active;
+        if (d.switch_now && active >= 0 && c >= 0 && d.memory_source && strcmp(d.memory_source, "psi") == 0) {
+            state->psi_stepped = true;
+            state->psi_step_s = now_s;
+        }
         return d;
     }
     double margin = 1 - cfg->up_headroom;

@@ -48,6 +48,10 @@ typedef struct {
     uint64_t reserve_bytes;   /* MemAvailable kept for others (default 64 MiB) */
     double psi_threshold;     /* memory PSI avg10 (%) at which memory counts as under pressure
                                  (default 10); <= 0 disables the PSI rule */
+    double psi_hold_s;        /* after a step down for pressure, the next one waits this long
+                                 (default 10: avg10's own window, so one burst of pressure is
+                                 not read again as the next); meanwhile the active variant is
+                                 held, neither stepped down nor up */
     double up_delay_s;        /* default 10 */
     double up_headroom;       /* fraction of the budget to spare before switching up (0.05) */
     bool has_default_power;   /* a power budget from configuration, when set-budget gives none */
@@ -83,6 +87,8 @@ typedef struct {
 typedef struct {
     int up_candidate;      /* the better variant waiting for its delay, or -1 */
     double up_since_s;
+    bool psi_stepped;      /* a step down for pressure happened, at psi_step_s */
+    double psi_step_s;
 } qd_policy_state;
 
 void qd_policy_state_init(qd_policy_state *s);

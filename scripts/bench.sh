@@ -2,7 +2,8 @@
 # bench.sh: the benchmarks behind the README's performance tables (prints medians and ratios).
 #   bash scripts/bench.sh            # decode: the default model at every type, the 216M shape at
 #                                    # every type (head quantized too, then f32 edges), the batched
-#                                    # path, the spike-hidden path; tokenizer
+#                                    # path, the spike-hidden path; tokenizer; qslmd serving the
+#                                    # default bundle (concurrency, classify, switches, memory)
 #   THREADS=1 bash scripts/bench.sh  # another thread count (default: one per CPU)
 #   QUICK=1 bash scripts/bench.sh    # only f32, f16, q8_0 and q4_0
 set -euo pipefail
@@ -34,3 +35,14 @@ echo
 if [ -f .data/sotu/test.txt ]; then
   "$dir/tests/bench/bench-tokenizer" .data/sotu/test.txt
 fi
+echo
+# qslmd on the default bundle: up-delay 0 so that switches up are not held back.
+sock=$tmp/qslmd.sock
+"$dir/daemon/qslmd" --bundle models/bundle --socket "$sock" --up-delay 0 --policy-interval 0.05 \
+  --log-level warning "${threads[@]}" &
+daemon=$!
+for _ in $(seq 100); do [ -S "$sock" ] && break; sleep 0.1; done
+sleep 0.2 # bound, then listening
+"$dir/tests/bench/bench-daemon" --socket "$sock" --pid $daemon --runs 5
+kill -TERM $daemon
+wait $daemon

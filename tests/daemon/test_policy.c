@@ -423,6 +423,14 @@ static void test_psi_step_down(void **state)
     assert_int_equal(d.variant, MID);
     assert_true(d.switch_now);
     assert_reason(&d, "memory pressure 25.0%");
+    /* the next step waits psi_hold_s (avg10 still counts the same burst), holding MID */
+    d = decide(&w, MID, -1, 0, 5);
+    assert_int_equal(d.variant, MID);
+    assert_false(d.switch_now);
+    assert_int_equal(d.memory_budget, variants[MID].footprint_bytes);
+    d = decide(&w, MID, -1, 0, 10);
+    assert_int_equal(d.variant, SMALL);
+    assert_true(d.switch_now);
 
     /* nothing loaded: PSI does not bound the first pick */
     d = decide(&w, -1, -1, 0, 0);
@@ -438,11 +446,11 @@ static void test_psi_step_down(void **state)
     assert_reason(&d, "no step up");
     /* below the threshold, or the rule off */
     w.tel.psi_avg10 = 9.9;
-    assert_int_equal(decide(&w, BIG, -1, 0, 0).variant, BIG);
+    assert_int_equal(decide(&w, BIG, -1, 0, 100).variant, BIG);
     w.tel.psi_avg10 = 10;
-    assert_int_equal(decide(&w, BIG, -1, 0, 0).variant, MID);
+    assert_int_equal(decide(&w, BIG, -1, 0, 100).variant, MID);
     w.cfg.psi_threshold = 0;
-    assert_int_equal(decide(&w, BIG, -1, 0, 0).variant, BIG);
+    assert_int_equal(decide(&w, BIG, -1, 0, 200).variant, BIG);
 }
 
 int main(void)
