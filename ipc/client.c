@@ -2,6 +2,7 @@
 #include "client.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
@@ -147,14 +148,19 @@ static long long now_ms(void)
 }
 
 /* Waits until the socket is readable or the deadline (< 0: none) passes. */
+/* Waits until fd is readable or the deadline (-1: none) passes. A deadline already past still
+ * polls once, so a timeout of 0 reads what has arrived. EINTR is retried. */
 static qi_code wait_readable(int fd, long long deadline, qi_error *err)
 {
     for (;;) {
         int timeout = -1;
+        bool last = false;
         if (deadline >= 0) {
             long long left = deadline - now_ms();
-            if (left <= 0)
-                return qi_fail(err, QI_ERR_TIMEOUT, NULL, "no reply in time");
+            if (left <= 0) {
+                left = 0;
+                last = true;
+            }
             timeout = left > 1000000 ? 1000000 : (int)left;
         }
         struct pollfd p = {.fd = fd, .events = POLLIN};
@@ -163,7 +169,14 @@ static qi_code wait_readable(int fd, long long deadline, qi_error *err)
             return QI_OK;
         if (r < 0 && errno != EINTR)
             return qi_fail(err, QI_ERR_IO, NULL, "poll: %s", strerror(errno));
+        if (r == 0 && last)
+            return qi_fail(err, QI_ERR_TIMEOUT, NULL, "no reply in time");
     }
+}
+
+bool qi_client_has_buffered(const qi_client *c)
+{
+    return c->pos < c->end;
 }
 
 qi_code qi_client_read_line(qi_client *c, int timeout_ms, const char **line, size_t *len,

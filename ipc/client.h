@@ -9,6 +9,7 @@
 #ifndef QI_CLIENT_H
 #define QI_CLIENT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "ipc_error.h"
@@ -46,10 +47,16 @@ qi_code qi_client_send(qi_client *c, const qi_request *req, qi_error *err);
 
 /* Reads the next reply line (without '\n'; valid until the next read). timeout_ms < 0 waits
  * forever; otherwise QI_ERR_TIMEOUT when no full line came in time (the bytes read so far are
- * kept for the next call). QI_ERR_CLOSED at end of stream, QI_ERR_PROTOCOL for a line longer
+ * kept for the next call); 0 takes only what has already arrived. A signal does not end the
+ * wait (EINTR is retried): a caller that must react to one (Ctrl-C) polls qi_client_fd in its
+ * own loop, with qi_client_has_buffered telling it when bytes are already waiting here. QI_ERR_CLOSED at end of stream, QI_ERR_PROTOCOL for a line longer
  * than max_reply (it is skipped: the next read returns the line after it). */
 qi_code qi_client_read_line(qi_client *c, int timeout_ms, const char **line, size_t *len,
                             qi_error *err);
+
+/* True when bytes read from the socket are waiting here, not yet returned as lines: poll on
+ * the socket would not show them. */
+bool qi_client_has_buffered(const qi_client *c);
 
 /* Reads and parses the next reply (qi_reply_free it). */
 qi_code qi_client_read_reply(qi_client *c, int timeout_ms, qi_reply *out, qi_error *err);

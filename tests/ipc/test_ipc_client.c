@@ -506,6 +506,30 @@ static void test_timeout_keeps_partial(void **state)
     qi_client_close(c);
 }
 
+/* A timeout of 0 takes what has already arrived (it polls once); qi_client_has_buffered says
+ * when a second line waits in the client's buffer, where poll on the socket cannot see it. */
+static void test_timeout_zero_reads_arrived(void **state)
+{
+    (void)state;
+    static const char *const chunks[] = {"{\"id\":1,\"ok\":true}\n{\"id\":2,\"ok\":true}\n"};
+    script sc = {.chunks = chunks, .n = 1};
+    pthread_t t;
+    qi_client *c = paired(&sc, 0, &t);
+    const char *line;
+    size_t len;
+    qi_error e;
+    pthread_join(t, NULL); /* both lines are in the socket now */
+    assert_false(qi_client_has_buffered(c));
+    assert_int_equal(qi_client_read_line(c, 0, &line, &len, &e), QI_OK);
+    assert_string_equal(line, "{\"id\":1,\"ok\":true}");
+    assert_true(qi_client_has_buffered(c));
+    assert_int_equal(qi_client_read_line(c, 0, &line, &len, &e), QI_OK);
+    assert_string_equal(line, "{\"id\":2,\"ok\":true}");
+    assert_false(qi_client_has_buffered(c));
+    assert_int_equal(qi_client_read_line(c, 0, &line, &len, &e), QI_ERR_CLOSED);
+    qi_client_close(c);
+}
+
 /* The server dies in the middle of a reply. */
 static void test_closed_mid_line(void **state)
 {
@@ -604,6 +628,7 @@ int main(void)
         cmocka_unit_test(test_connect_errors),
         cmocka_unit_test(test_connect_permission),
         cmocka_unit_test(test_timeout_keeps_partial),
+        cmocka_unit_test(test_timeout_zero_reads_arrived),
         cmocka_unit_test(test_closed_mid_line),
         cmocka_unit_test(test_long_and_bad_replies),
         cmocka_unit_test(test_send_after_close),
