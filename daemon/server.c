@@ -396,7 +396,11 @@ qr_status qd_server_new(const qd_config *cfg, qd_server **out, qr_error *err)
             uv_close((uv_handle_t *)&s->wake, NULL);
     }
     if (st == QR_OK && (st = listen_on(s, err)) != QR_OK) {
-        close_handle((uv_handle_t *)&s->listener);
+        /* listen_on may fail before the listener was initialised (a live or foreign file at
+         * the path): closing a zeroed handle aborts in libuv */
+        if (s->listening)
+            close_handle((uv_handle_t *)&s->listener);
+        s->listening = false;
         uv_close((uv_handle_t *)&s->wake, NULL);
     }
     if (st) {

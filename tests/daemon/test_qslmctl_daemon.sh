@@ -1,0 +1,202 @@
+#!/usr/bin/env bash
+# test_qslmctl_daemon.sh: qslmctl against a real qslmd serving $QSLM_SOURCE_DIR/models/bundle
+# (variants 5M and 8M; 8M with no budget) on a temporary socket with an empty fake telemetry
+# root: human and --json output, budgets, pin/unpin, and exit codes.
+#   usage: test_qslmctl_daemon.sh QSLMD QSLMCTL
+# No python: checks are grep on the output.
+set -uo pipefail
+
+qslmd=${1:?usage: test_qslmctl_daemon.sh QSLMD QSLMCTL}
+qslmctl=${2:?usage: test_qslmctl_daemon.sh QSLMD QSLMCTL}
+: "${QSLM_SOURCE_DIR:?QSLM_SOURCE_DIR must name the source tree}"
+
+dir=$(mktemp -d "${TMPDIR:-/tmp}/qslmctl-test-XXXXXX")
+daemon_pid=
+cleanup() {
+  if [ -n "$daemon_pid" ]; then
+    kill -KILL "$daemon_pid" 2>/dev/null
+    wait "$daemon_pid" 2>/dev/null
+  fi
+  rm -rf "$dir"
+}
+trap cleanup EXIT
+
+failures=0
+fail() {
+  echo "FAIL: $*" >&2
+  failures=$((failures + 1))
+}
+
+mkdir "$dir/root"
+sock=$dir/s.sock
+"$qslmd" --socket "$sock" --bundle "$QSLM_SOURCE_DIR/models/bundle" --threads 1 \
+  --telemetry-root "$dir/root" --policy-interval 0.05 --up-delay 0.2 2>"$dir/qslmd.log" &
+daemon_pid=$!
+
+ctl() { "$qslmctl" --socket "$sock" "$@"; }
+
+# Runs qslmctl; the exit status in $rc, stdout in $out, stderr in $err.
+run() {
+  ctl "$@" >"$dir/out" 2>"$dir/err"
+  rc=$?
+  out=$(cat "$dir/out")
+  err=$(cat "$dir/err")
+}
+
+expect_rc() { # expect_rc WANT WHAT
+  [ "$rc" -eq "$1" ] || fail "$2: exit $rc, expected $1 (stdout: $out; stderr: $err)"
+}
+
+expect_out() { # expect_out REGEX WHAT
+  grep -Eq -- "$1" <<<"$out" || fail "$2: stdout does not match /$1/: $out"
+}
+
+# Polls `status` until the active variant is $1 (up to 15 s).
+wait_active() {
+  local i
+  for i in $(seq 300); do
+    if ctl status 2>/dev/null | grep -Eq "^active: +$1\b"; then
+      return 0
+    fi
+    sleep 0.05
+  done
+  fail "the active variant did not become $1: $(ctl status 2>&1)"
+  return 1
+}
+
+# Wait until the daemon accepts (status answers), up to 20 s; stop at once if it died.
+ready=
+for i in $(seq 400); do
+  if ! kill -0 "$daemon_pid" 2>/dev/null; then
+    echo "qslmd exited before accepting:" >&2
+    cat "$dir/qslmd.log" >&2
+    exit 1
+  fi
+  if ctl status >/dev/null 2>&1; then
+    ready=1
+    break
+  fi
+  sleep 0.05
+done
+if [ -z "$ready" ]; then
+  echo "qslmd did not accept within 20 s:" >&2
+  cat "$dir/qslmd.log" >&2
+  exit 1
+fi
+
+# generate: the text on stdout, the summary on stderr, exit 0
+run generate --max-tokens 8 --seed 1 "The nation"
+expect_rc 0 "generate"
+[ -n "$out" ] || fail "generate printed no text"
+grep -Eq "8 tokens" <<<"$err" || fail "generate: no '8 tokens' summary on stderr: $err"
+grep -Eq "8M \[0,8\)" <<<"$err" || fail "generate: the summary does not name 8M for tokens [0,8): $err"
+run generate --max-tokens 8 --seed 1 --no-stream "The nation"
+expect_rc 0 "generate --no-stream"
+first=$out
+run generate --max-tokens 8 --seed 1 "The nation"
+[ "$out" = "$first" ] || fail "the same seed gave another text: '$out' vs '$first'"
+
+# status: the active variant (8M with no budget)
+wait_active 8M
+run status
+expect_rc 0 "status"
+expect_out "^active: +8M" "status"
+expect_out "^counters:" "status"
+
+# set-budget 5M: status shows 5M; auto: back to 8M (after the up delay)
+run set-budget 5M
+expect_rc 0 "set-budget 5M"
+expect_out "5242880" "set-budget 5M"
+wait_active 5M
+run status
+expect_out "^memory: +5M \(5242880 bytes\), source set-budget" "status after set-budget 5M"
+run set-budget auto
+expect_rc 0 "set-budget auto"
+expect_out "memory auto" "set-budget auto"
+wait_active 8M
+
+# variants: both, with 8M active
+run variants
+expect_rc 0 "variants"
+expect_out "^5M " "variants"
+expect_out "^8M .*active" "variants"
+
+# pin / unpin
+run pin 5M
+expect_rc 0 "pin 5M"
+expect_out "5M" "pin 5M"
+wait_active 5M
+run status
+expect_out "^active: +5M" "status after pin"
+run --json status
+expect_out '"pinned":true' "status --json after pin"
+run unpin
+expect_rc 0 "unpin"
+wait_active 8M
+
+# classify: one line per text
+run classify "A wonderful, moving film." "I walked out."
+expect_rc 0 "classify"
+[ "$(grep -Ec '^label [0-9]+ \(' <<<"$out")" -eq 2 ] || fail "classify: expected 2 label lines: $out"
+
+# --json: the server's lines as they come
+run --json status
+expect_rc 0 "status --json"
+expect_out '^\{"id":[^,]+,"protocol":1,.*"active":\{"variant":"8M"' "status --json"
+[ "$(wc -l <<<"$out")" -eq 1 ] || fail "status --json: expected one line: $out"
+run --json variants
+expect_out '"name":"5M"' "variants --json"
+expect_out '"name":"8M"' "variants --json"
+run --json classify "good"
+expect_rc 0 "classify --json"
+expect_out '^\{"id":[^,]+,"results":\[\{"label":[0-9]+,"probs":\[' "classify --json"
+run --json generate --max-tokens 5 --seed 3 "The nation"
+expect_rc 0 "generate --json"
+[ "$(grep -c '"event":"token"' <<<"$out")" -eq 5 ] || fail "generate --json: expected 5 token events: $out"
+expect_out '"event":"done".*"tokens":5' "generate --json"
+[ "$(tail -n 1 <<<"$out" | grep -c '"event":"done"')" -eq 1 ] || fail "generate --json: the done message is not last"
+run --json set-budget 5M
+expect_out '"ok":true,"memory_bytes":5242880' "set-budget --json"
+run --json set-budget auto
+expect_out '"memory_bytes":null' "set-budget auto --json"
+
+# a server error reply: exit 1, the code on stderr
+run pin nosuch
+expect_rc 1 "pin nosuch"
+grep -q "not_found" <<<"$err" || fail "pin nosuch: no not_found on stderr: $err"
+run --json pin nosuch
+expect_rc 1 "pin nosuch --json"
+expect_out '"error":\{"code":"not_found"' "pin nosuch --json"
+run set-budget 1M
+expect_rc 0 "set-budget 1M"
+run generate --max-tokens 4 "The nation"
+expect_rc 1 "generate with no variant fitting"
+grep -q "no_variant_fits" <<<"$err" || fail "generate under 1M: no no_variant_fits on stderr: $err"
+run set-budget auto
+expect_rc 0 "set-budget auto"
+run generate --max-tokens 4 --seed 1 "The nation"
+expect_rc 0 "generate after set-budget auto"
+
+# usage errors: 2, nothing sent; no daemon: 3
+run frobnicate
+expect_rc 2 "unknown op"
+"$qslmctl" --socket "$dir/nosuch.sock" status >/dev/null 2>&1
+rc=$?
+[ "$rc" -eq 3 ] || fail "no socket: exit $rc, expected 3"
+
+# the daemon is still fine, and stops cleanly
+kill -0 "$daemon_pid" 2>/dev/null || fail "qslmd died during the test"
+kill -TERM "$daemon_pid"
+wait "$daemon_pid"
+rc=$?
+daemon_pid=
+[ "$rc" -eq 0 ] || fail "qslmd exited $rc after SIGTERM"
+[ ! -e "$sock" ] || fail "the socket is still there after SIGTERM"
+
+if [ "$failures" -ne 0 ]; then
+  echo "--- qslmd's log:" >&2
+  cat "$dir/qslmd.log" >&2
+  echo "$failures check(s) failed" >&2
+  exit 1
+fi
+echo "qslmctl against qslmd: all checks passed"
