@@ -1,4 +1,4 @@
-/* config.c: the defaults (documented in qslmd --help). */
+/* config.c: the defaults (documented in qslmd --help, etc/qslmd.conf.in, qslmd.conf(5)). */
 #include "config.h"
 
 #include <string.h>
@@ -8,9 +8,10 @@
 void qd_config_init(qd_config *c)
 {
     memset(c, 0, sizeof *c);
-    c->socket_path = QD_DEFAULT_SOCKET;
-    c->bundle_dir = QSLM_BUNDLE_DIR;
-    c->telemetry_root = "/";
+    strcpy(c->socket_path, QD_DEFAULT_SOCKET);
+    strcpy(c->bundle_dir, QSLM_BUNDLE_DIR);
+    strcpy(c->telemetry_root, "/");
+    strcpy(c->admin_group, QD_DEFAULT_ADMIN_GROUP);
     c->threads = 0;
     c->batch = 4;
     c->max_active = 32;
@@ -20,4 +21,13 @@ void qd_config_init(qd_config *c)
     c->policy_interval_s = 1.0;
     c->policy = qd_policy_config_default();
     c->log_level = QD_LOG_INFO;
+}
+
+qr_status qd_config_set_string(char *dst, size_t cap, const char *s, qr_error *err)
+{
+    size_t n = strlen(s);
+    if (n >= cap)
+        return qr_fail(err, QR_ERR_INVALID, "%zu bytes is too long (expected at most %zu)", n, cap - 1);
+    memcpy(dst, s, n + 1);
+    return QR_OK;
 }

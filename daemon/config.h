@@ -1,7 +1,9 @@
 /* config.h: everything qslmd can be told, with its defaults.
  *
- * One struct, filled from the defaults and then the command line (qslmd.c), so the rest of
- * the daemon reads one place. */
+ * One struct, filled from the defaults, then the configuration file (config_file.h), then the
+ * command line (qslmd.c), so the rest of the daemon reads one place. Its strings are arrays
+ * inside the struct: a qd_config owns everything it holds, a plain struct copy is a full copy
+ * (the server keeps one; a reload swaps one in), and there is nothing to free. */
 #ifndef QD_CONFIG_H
 #define QD_CONFIG_H
 
@@ -9,15 +11,23 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "error.h"
 #include "policy.h"
 #include "request.h"
 
 #define QD_DEFAULT_SOCKET "/run/qslmd.sock"
+#define QD_DEFAULT_ADMIN_GROUP "qslm"
+
+#define QD_SOCKET_PATH_MAX 108 /* sizeof sun_path, with its NUL */
+#define QD_PATH_MAX 4096       /* PATH_MAX, with its NUL */
+#define QD_GROUP_MAX 128
 
 typedef struct {
-    char *socket_path;        /* where to listen */
-    char *bundle_dir;         /* the bundle to serve */
-    char *telemetry_root;     /* "/" in production; a fake tree in tests */
+    char socket_path[QD_SOCKET_PATH_MAX]; /* where to listen */
+    char bundle_dir[QD_PATH_MAX];         /* the bundle to serve */
+    char telemetry_root[QD_PATH_MAX];     /* "/" in production; a fake tree in tests */
+    char admin_group[QD_GROUP_MAX];       /* members may use the control ops (set-budget, pin,
+                                             unpin, reload), as root may; "": root only */
     int threads;              /* inference threads; 0: the CPUs this process may run on */
     size_t batch;             /* sequences per forward call (the manifest's footprint assumes 4) */
     size_t max_active;        /* requests computed at once */
@@ -30,7 +40,11 @@ typedef struct {
     int log_level;            /* 3 error .. 7 debug (syslog levels); default 6 (info) */
 } qd_config;
 
-/* The defaults; strings are static (qd_config_free frees only what was replaced). */
+/* The defaults (documented in qslmd --help, etc/qslmd.conf.in and qslmd.conf(5)). */
 void qd_config_init(qd_config *c);
+
+/* Copies s into one of c's string fields (dst, of cap bytes); QR_ERR_INVALID, dst untouched,
+ * when s does not fit. */
+qr_status qd_config_set_string(char *dst, size_t cap, const char *s, qr_error *err);
 
 #endif
