@@ -9,8 +9,11 @@
 #include <string.h>
 
 #include "log.h"
+#include "sd_glue.h"
 #include "reply.h"
 #include "task_impl.h"
+
+#define QD_BUNDLE_NAME_PREFIX (QR_BUNDLE_NAME_MAX + 32)
 
 /* ---------------------------------------------------------------- policy */
 
@@ -88,6 +91,28 @@ void qd_control_tick(qd_server *s)
         qd_control_decide(s, false);
 }
 
+/* ---------------------------------------------------------------- systemd */
+
+void qd_control_sd_status(qd_server *s)
+{
+    char status[QD_POLICY_REASON_MAX + 96];
+    snprintf(status, sizeof status, "serving %s: %s",
+             s->active >= 0 ? s->bundle->manifest->variants[s->active].name : "no variant", s->decision.reason);
+    qd_sd_status(status);
+}
+
+void qd_control_ready(qd_server *s)
+{
+    if (s->ready)
+        return;
+    s->ready = true;
+    char status[QD_POLICY_REASON_MAX + 96];
+    snprintf(status, sizeof status, "serving %s: %s",
+             s->active >= 0 ? s->bundle->manifest->variants[s->active].name : "no variant", s->decision.reason);
+    qd_sd_ready(status);
+    qd_log(QD_LOG_INFO, "ready: %s", status);
+}
+
 /* ---------------------------------------------------------------- reload */
 
 static void reload_work(uv_work_t *w)
@@ -155,6 +180,12 @@ static void reload_done(uv_work_t *w, int status)
         free(line);
     }
     free(r);
+    if (!s->shutting_down) { /* the reload is over, whichever way it went */
+        char served[QD_POLICY_REASON_MAX + 96];
+        snprintf(served, sizeof served, "serving %s: %s",
+                 s->active >= 0 ? s->bundle->manifest->variants[s->active].name : "no variant", s->decision.reason);
+        qd_sd_ready(served);
+    }
 }
 
 void qd_control_start_reload(qd_server *s, qd_conn *c, const qi_id *id)
@@ -173,10 +204,12 @@ void qd_control_start_reload(qd_server *s, qd_conn *c, const qi_id *id)
     r->id = id ? *id : qi_id_none();
     r->work.data = r;
     s->reload = r;
+    qd_sd_reloading();
     if (uv_queue_work(&s->loop, &r->work, reload_work, reload_done) != 0) {
         s->reload = NULL;
         free(r);
         qd_log(QD_LOG_ERR, "reload: cannot start the work");
+        qd_sd_ready(NULL);
     }
 }
 
@@ -253,8 +286,13 @@ char *qd_control_status_line(qd_server *s, const qi_id *id, size_t *len)
         readings[i] = (qi_reading){r->source, r->unit, r->available, r->value, r->note[0] ? r->note : NULL};
     }
     const qr_bundle *m = s->bundle->manifest;
-    char reason[2 * QD_POLICY_REASON_MAX + 8];
-    snprintf(reason, sizeof reason, "%s%s%s", s->decision.reason, s->pin_note[0] ? "; " : "", s->pin_note);
+    char reason[2 * QD_POLICY_REASON_MAX + QD_BUNDLE_NAME_PREFIX + 8];
+    char moving[QD_BUNDLE_NAME_PREFIX];
+    moving[0] = '\0';
+    if (s->target >= 0 && s->target != s->active)
+        snprintf(moving, sizeof moving, "switching to %s: ", m->variants[s->target].name);
+    snprintf(reason, sizeof reason, "%s%s%s%s", moving, s->decision.reason, s->pin_note[0] ? "; " : "",
+             s->pin_note);
     uint32_t waiting, active;
     qd_engine_load(s->engine, &waiting, &active);
     qi_server_status st = {

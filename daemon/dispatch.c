@@ -67,10 +67,6 @@ static void submit(qd_conn *c, qi_request *req, double t_received)
     qd_server *s = c->srv;
     uint32_t waiting, active;
     qd_engine_load(s->engine, &waiting, &active);
-    if (s->target < 0) {
-        no_variant_fits(c, &req->id);
-        return;
-    }
     if (c->in_flight >= s->cfg.limits.max_in_flight) {
         reply_error(c, &req->id, QI_ERR_BUSY, NULL, "this connection has %u requests in flight (the limit)",
                     c->in_flight);
@@ -79,6 +75,10 @@ static void submit(qd_conn *c, qi_request *req, double t_received)
     if (waiting >= s->cfg.limits.queue_depth) {
         reply_error(c, &req->id, QI_ERR_BUSY, NULL, "%u requests are waiting for the model (the queue depth)",
                     waiting);
+        return;
+    }
+    if (s->target < 0) { /* PROTOCOL.md's order: limits, then the bundle */
+        no_variant_fits(c, &req->id);
         return;
     }
     qd_job *job = calloc(1, sizeof *job);
@@ -298,6 +298,10 @@ void qd_handle_event(qd_server *s, qd_event *ev)
             qd_log(QD_LOG_NOTICE, "serving %s (%s); the switch took %.1f ms",
                    ev->variant >= 0 ? s->bundle->manifest->variants[ev->variant].name : "no variant",
                    s->decision.reason, ev->latency_ms);
+            if (s->ready)
+                qd_control_sd_status(s);
+            else
+                qd_control_ready(s);
         }
         qd_event_free(ev);
         return;
@@ -311,6 +315,8 @@ void qd_handle_event(qd_server *s, qd_event *ev)
                 s->pinned = -1;
             s->target = -2; /* the engine serves what it had; decide again */
             qd_control_decide(s, true);
+            if (s->target < 0)
+                qd_control_ready(s); /* nothing left to load: ready, and status says why */
         }
         qd_event_free(ev);
         return;

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "sd_glue.h"
 #include "reply.h"
 #include "task_impl.h"
 
@@ -241,8 +242,30 @@ static qr_status clear_stale_socket(const char *path, qr_error *err)
     return QR_OK;
 }
 
+/* The socket systemd passed (qslmd.socket), else our own at cfg.socket_path. */
 static qr_status listen_on(qd_server *s, qr_error *err)
 {
+    char activated_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+    int fd = qd_sd_listen_socket(activated_path, sizeof activated_path, err);
+    if (fd == -2)
+        return err ? err->status : QR_ERR_INVALID;
+    if (fd >= 0) {
+        uv_pipe_init(&s->loop, &s->listener, 0);
+        s->listener.data = s;
+        s->listening = true;
+        s->activated = true;
+        int r = uv_pipe_open(&s->listener, fd);
+        if (r == 0)
+            r = uv_listen((uv_stream_t *)&s->listener, 128, on_connection);
+        if (r < 0)
+            return qr_fail(err, QR_ERR_IO, "the socket systemd passed: cannot listen: %s", uv_strerror(r));
+        if (activated_path[0] && strcmp(activated_path, s->cfg.socket_path) != 0)
+            qd_log(QD_LOG_NOTICE, "serving on %s, the socket systemd passed (the configuration says %s)",
+                   activated_path, s->cfg.socket_path);
+        if (activated_path[0])
+            snprintf(s->listen_path, sizeof s->listen_path, "%s", activated_path);
+        return QR_OK;
+    }
     const char *path = s->cfg.socket_path;
     if (strlen(path) >= sizeof(((struct sockaddr_un *)0)->sun_path))
         return qr_fail(err, QR_ERR_INVALID, "%s: too long for a socket path", path);
@@ -257,6 +280,7 @@ static qr_status listen_on(qd_server *s, qr_error *err)
         r = uv_listen((uv_stream_t *)&s->listener, 128, on_connection);
     if (r < 0)
         return qr_fail(err, QR_ERR_IO, "%s: cannot listen: %s", path, uv_strerror(r));
+    snprintf(s->listen_path, sizeof s->listen_path, "%s", path);
     return QR_OK;
 }
 
@@ -283,6 +307,14 @@ static void on_policy_timer(uv_timer_t *t)
     qd_control_tick(t->data);
 }
 
+/* Pings from the loop itself: a loop that stops turning stops the pings, and systemd restarts
+ * the service. */
+static void on_watchdog_timer(uv_timer_t *t)
+{
+    (void)t;
+    qd_sd_watchdog_ping();
+}
+
 static void close_handle(uv_handle_t *h)
 {
     if (!uv_is_closing(h))
@@ -298,6 +330,7 @@ static void finish_shutdown(qd_server *s)
     for (qd_conn *c = s->conns; c; c = c->next)
         conn_end(c);
     close_handle((uv_handle_t *)&s->policy_timer);
+    close_handle((uv_handle_t *)&s->watchdog_timer);
     close_handle((uv_handle_t *)&s->sig_term);
     close_handle((uv_handle_t *)&s->sig_int);
     close_handle((uv_handle_t *)&s->sig_hup);
@@ -335,9 +368,11 @@ static void begin_shutdown(qd_server *s, const char *why)
         return;
     s->shutting_down = true;
     qd_log(QD_LOG_NOTICE, "%s: stopping (%u requests in flight end with shutting_down)", why, s->n_jobs);
+    qd_sd_stopping();
     if (s->listening) {
         close_handle((uv_handle_t *)&s->listener);
-        unlink(s->cfg.socket_path);
+        if (!s->activated) /* systemd's socket stays: it starts the next qslmd */
+            unlink(s->cfg.socket_path);
         s->listening = false;
     }
     for (qd_conn *c = s->conns; c; c = c->next)
@@ -380,6 +415,7 @@ qr_status qd_server_new(const qd_config *cfg, qd_server **out, qr_error *err)
         free(s);
         return qr_fail(err, QR_ERR_IO, "cannot create the event loop");
     }
+    qd_sd_extend_timeout(120 * 1000000ull); /* every variant is hashed before READY */
     qr_status st = qd_bundle_open(cfg->bundle_dir, &s->bundle, err);
     if (st == QR_OK && !(s->refused = calloc(s->bundle->manifest->n_variants, sizeof *s->refused)))
         st = qr_fail(err, QR_ERR_NOMEM, "out of memory");
@@ -422,17 +458,26 @@ qr_status qd_server_new(const qd_config *cfg, qd_server **out, qr_error *err)
     uv_signal_start(&s->sig_hup, on_signal, SIGHUP);
     uv_timer_init(&s->loop, &s->policy_timer);
     uv_timer_init(&s->loop, &s->shutdown_timer);
-    s->policy_timer.data = s->shutdown_timer.data = s;
+    uv_timer_init(&s->loop, &s->watchdog_timer);
+    s->policy_timer.data = s->shutdown_timer.data = s->watchdog_timer.data = s;
     *out = s;
     return QR_OK;
 }
 
 int qd_server_run(qd_server *s)
 {
+    uint64_t wd = qd_sd_watchdog_usec();
+    if (wd) {
+        uint64_t half_ms = wd / 2000 ? wd / 2000 : 1;
+        uv_timer_start(&s->watchdog_timer, on_watchdog_timer, 0, half_ms);
+        qd_log(QD_LOG_INFO, "watchdog: pinging every %llu ms", (unsigned long long)half_ms);
+    }
     qd_control_tick(s); /* first decision: which variant to load */
+    if (s->target < 0) /* nothing to load: ready as we are (status says why) */
+        qd_control_ready(s);
     uint64_t every = (uint64_t)(s->cfg.policy_interval_s * 1000);
     uv_timer_start(&s->policy_timer, on_policy_timer, every ? every : 1, every ? every : 1);
-    qd_log(QD_LOG_INFO, "listening on %s; bundle %s (%zu variants)", s->cfg.socket_path, s->cfg.bundle_dir,
+    qd_log(QD_LOG_INFO, "listening on %s; bundle %s (%zu variants)", s->listen_path, s->cfg.bundle_dir,
            s->bundle->manifest->n_variants);
     uv_run(&s->loop, UV_RUN_DEFAULT);
     return s->exit_code;

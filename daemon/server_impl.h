@@ -50,8 +50,11 @@ struct qd_server {
     uv_loop_t loop;
     uv_pipe_t listener;
     bool listening;
+    bool activated;          /* the socket came from systemd (not ours to unlink) */
+    char listen_path[108];   /* the socket's path, for logs and status */
+    bool ready;              /* READY=1 sent */
     uv_signal_t sig_term, sig_int, sig_hup;
-    uv_timer_t policy_timer, shutdown_timer;
+    uv_timer_t policy_timer, shutdown_timer, watchdog_timer;
     uv_async_t wake;
     char read_buf[65536];
 
@@ -104,5 +107,7 @@ void qd_control_start_reload(struct qd_server *s, qd_conn *c, const qi_id *id);
 char *qd_control_status_line(struct qd_server *s, const qi_id *id, size_t *len);
 char *qd_control_variants_line(struct qd_server *s, const qi_id *id, size_t *len);
 bool qd_control_replace_bundle(struct qd_server *s, qd_bundle *b);
+void qd_control_ready(struct qd_server *s);   /* READY=1 (once) and STATUS= */
+void qd_control_sd_status(struct qd_server *s); /* STATUS=: what is served and why */
 
 #endif
