@@ -115,10 +115,53 @@ void qd_control_ready(qd_server *s)
 
 /* ---------------------------------------------------------------- reload */
 
+/* On the thread pool: the configuration (when the server knows where it came from), then the
+ * bundle it names, every hash checked. The server's source is not changed after start, so
+ * reading it here is safe. */
 static void reload_work(uv_work_t *w)
 {
     qd_reload *r = w->data;
-    r->status = qd_bundle_open(r->srv->cfg.bundle_dir, &r->bundle, &r->err);
+    const char *dir = r->srv->cfg.bundle_dir;
+    if (r->srv->has_source) {
+        qr_error e;
+        r->status = qd_config_load(&r->srv->source, &r->cfg, &e);
+        if (r->status) {
+            qr_fail(&r->err, r->status, "configuration: %s", e.msg);
+            return;
+        }
+        r->has_cfg = true;
+        dir = r->cfg.bundle_dir;
+    }
+    r->status = qd_bundle_open(dir, &r->bundle, &r->err);
+}
+
+/* Applies a re-read configuration. What only a restart can change (the socket, the threads, the
+ * batch, the active limit, mlock, the telemetry root) keeps its running value, and says so. */
+static void apply_config(qd_server *s, const qd_config *fresh)
+{
+    qd_config next = *fresh;
+    const qd_config *old = &s->cfg;
+    for (int k = 0; k < QD_KEY_COUNT; k++)
+        if (qd_config_key_needs_restart((qd_config_key)k) && !qd_config_key_equal(old, &next, (qd_config_key)k))
+            qd_log(QD_LOG_WARNING, "reload: [%s] %s changed; it takes effect at the next start",
+                   qd_config_key_section((qd_config_key)k), qd_config_key_name((qd_config_key)k));
+    memcpy(next.socket_path, old->socket_path, sizeof next.socket_path);
+    memcpy(next.telemetry_root, old->telemetry_root, sizeof next.telemetry_root);
+    next.threads = old->threads;
+    next.batch = old->batch;
+    next.max_active = old->max_active;
+    next.lock_memory = old->lock_memory;
+    next.limits.vocab = old->limits.vocab;
+    bool budget_changed = memcmp(&next.initial_budget, &old->initial_budget, sizeof next.initial_budget) != 0;
+    bool interval_changed = next.policy_interval_s != old->policy_interval_s;
+    s->cfg = next;
+    if (budget_changed) { /* the file's budget changed: it replaces the one in force */
+        s->budget = next.initial_budget;
+        qd_log(QD_LOG_NOTICE, "reload: the configured memory budget changed; it is now the one in force");
+    }
+    if (interval_changed)
+        qd_server_restart_policy_timer(s);
+    qd_log_set_level(next.log_level);
 }
 
 bool qd_control_replace_bundle(qd_server *s, qd_bundle *b)
@@ -152,6 +195,8 @@ static void reload_done(uv_work_t *w, int status)
     s->reload = NULL;
     char *line = NULL;
     size_t len = 0;
+    if (status == 0 && r->status == QR_OK && !s->shutting_down && r->has_cfg)
+        apply_config(s, &r->cfg);
     if (status == 0 && r->status == QR_OK && !s->shutting_down && qd_control_replace_bundle(s, r->bundle)) {
         char why[2048];
         qd_bundle_refusals(s->bundle, why, sizeof why);
@@ -164,10 +209,10 @@ static void reload_done(uv_work_t *w, int status)
         const char *why = s->shutting_down ? "the daemon is stopping" : status ? uv_strerror(status) : r->err.msg;
         if (r->status == QR_OK)
             qd_bundle_unref(r->bundle);
-        qd_log(QD_LOG_ERR, "reload refused, still serving the old bundle: %s", why);
+        qd_log(QD_LOG_ERR, "reload refused, still serving the old configuration and bundle: %s", why);
         if (r->conn) {
             char msg[QR_ERROR_MSG_MAX + 64];
-            snprintf(msg, sizeof msg, "reload refused, still serving the old bundle: %s", why);
+            snprintf(msg, sizeof msg, "reload refused, still serving the old configuration and bundle: %s", why);
             qi_reply_error(&r->id, QI_ERR_INTERNAL, NULL, msg, &line, &len, NULL);
             s->errors++;
         }

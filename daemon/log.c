@@ -14,6 +14,11 @@ void qd_log_setup(int level, bool journal)
     journal_prefix = journal;
 }
 
+void qd_log_set_level(int level)
+{
+    max_level = level;
+}
+
 void qd_log(int level, const char *fmt, ...)
 {
     static const char *names[] = {"emerg", "alert", "crit", "error", "warning", "notice", "info", "debug"};

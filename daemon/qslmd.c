@@ -12,6 +12,7 @@
 #include "config_file.h"
 #include "linear.h"
 #include "log.h"
+#include "sd_glue.h"
 #include "server.h"
 
 #define EXIT_USAGE 2
@@ -151,7 +152,7 @@ int main(int argc, char **argv)
     if (check_only)
         return check_config(&src);
 
-    bool journal = getenv("JOURNAL_STREAM") != NULL;
+    bool journal = qd_sd_stderr_is_journal();
     qd_log_setup(QD_LOG_INFO, journal);
     qd_config cfg;
     qr_error err;
@@ -170,6 +171,7 @@ int main(int argc, char **argv)
         qd_log(QD_LOG_ERR, "%s", err.msg);
         return 1;
     }
+    qd_server_set_source(srv, &src);
     int rc = qd_server_run(srv);
     qd_server_free(srv);
     return rc;

@@ -464,6 +464,18 @@ qr_status qd_server_new(const qd_config *cfg, qd_server **out, qr_error *err)
     return QR_OK;
 }
 
+void qd_server_set_source(qd_server *s, const qd_config_source *src)
+{
+    s->source = *src;
+    s->has_source = true;
+}
+
+void qd_server_restart_policy_timer(qd_server *s)
+{
+    uint64_t every = (uint64_t)(s->cfg.policy_interval_s * 1000);
+    uv_timer_start(&s->policy_timer, on_policy_timer, every ? every : 1, every ? every : 1);
+}
+
 int qd_server_run(qd_server *s)
 {
     uint64_t wd = qd_sd_watchdog_usec();
@@ -475,8 +487,7 @@ int qd_server_run(qd_server *s)
     qd_control_tick(s); /* first decision: which variant to load */
     if (s->target < 0) /* nothing to load: ready as we are (status says why) */
         qd_control_ready(s);
-    uint64_t every = (uint64_t)(s->cfg.policy_interval_s * 1000);
-    uv_timer_start(&s->policy_timer, on_policy_timer, every ? every : 1, every ? every : 1);
+    qd_server_restart_policy_timer(s);
     qd_log(QD_LOG_INFO, "listening on %s; bundle %s (%zu variants)", s->listen_path, s->cfg.bundle_dir,
            s->bundle->manifest->n_variants);
     uv_run(&s->loop, UV_RUN_DEFAULT);

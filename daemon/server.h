@@ -8,12 +8,18 @@
 #define QD_SERVER_H
 
 #include "config.h"
+#include "config_file.h"
 #include "error.h"
 
 typedef struct qd_server qd_server;
 
 /* Opens the bundle (every hash checked), the telemetry, the engine, and binds the socket. */
 qr_status qd_server_new(const qd_config *cfg, qd_server **out, qr_error *err);
+
+/* Where the configuration came from (file and command-line overrides), so that SIGHUP and
+ * `reload` read it again; without it they reload only the bundle. src's strings are borrowed
+ * (argv): they must outlive the server. */
+void qd_server_set_source(qd_server *s, const qd_config_source *src);
 
 /* Runs until a shutdown completes; returns the process exit code. */
 int qd_server_run(qd_server *s);

@@ -9,6 +9,7 @@
 #include <uv.h>
 
 #include "config.h"
+#include "config_file.h"
 #include "engine.h"
 #include "job.h"
 #include "line_reader.h"
@@ -40,6 +41,8 @@ typedef struct {
     struct qd_server *srv;
     qd_conn *conn;      /* who asked (NULL: SIGHUP, or the client left) */
     qi_id id;
+    qd_config cfg;      /* the configuration re-read (when the server has a source) */
+    bool has_cfg;
     qd_bundle *bundle;  /* the result */
     qr_error err;
     qr_status status;
@@ -47,6 +50,8 @@ typedef struct {
 
 struct qd_server {
     qd_config cfg;
+    qd_config_source source; /* where cfg came from, to read it again on reload */
+    bool has_source;
     uv_loop_t loop;
     uv_pipe_t listener;
     bool listening;
@@ -93,6 +98,7 @@ struct qd_server {
 };
 
 /* server.c */
+void qd_server_restart_policy_timer(struct qd_server *s); /* after the interval changed */
 void qd_conn_send(qd_conn *c, char *line, size_t len); /* takes the line */
 void qd_conn_close(qd_conn *c);
 

@@ -171,6 +171,8 @@ int dh_spawn(dh_daemon *h, const char *const *extra)
         dup2(logfd, 1);
         dup2(logfd, 2);
         signal(SIGPIPE, SIG_DFL);
+        if (h->child_setup)
+            h->child_setup(h->child_ctx);
         execv(exe, (char *const *)argv);
         dprintf(2, "harness: exec %s: %s\n", exe, strerror(errno));
         _exit(127);

@@ -30,6 +30,9 @@ typedef struct {
     char root[DH_PATH_MAX];   /* DIR/root: the fake telemetry root */
     char log[DH_PATH_MAX];    /* DIR/stderr.log: the daemon's stderr, appended across starts */
     pid_t pid;                /* > 0 while a child runs (or has not been reaped) */
+    void (*child_setup)(void *ctx); /* when set: runs in the child just before exec, after its
+                                       stdio is set up (environment, inherited fds) */
+    void *child_ctx;
     char err[4096];           /* the last failure, with the daemon's stderr when it died */
 } dh_daemon;
 
