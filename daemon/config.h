@@ -16,7 +16,7 @@
 #include "request.h"
 
 #define QD_DEFAULT_SOCKET "/run/qslmd.sock"
-#define QD_DEFAULT_ADMIN_GROUP "qslm"
+#define QD_DEFAULT_ADMIN_GROUP "qslm-admin"
 
 #define QD_SOCKET_PATH_MAX 108 /* sizeof sun_path, with its NUL */
 #define QD_PATH_MAX 4096       /* PATH_MAX, with its NUL */

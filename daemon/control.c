@@ -162,6 +162,10 @@ static void apply_config(qd_server *s, const qd_config *fresh)
     if (interval_changed)
         qd_server_restart_policy_timer(s);
     qd_log_set_level(next.log_level);
+    const char *why;
+    qd_admin_resolve(&s->admin, next.admin_group, &why);
+    if (why)
+        qd_log(QD_LOG_NOTICE, "admin group '%s': %s", next.admin_group, why);
 }
 
 bool qd_control_replace_bundle(qd_server *s, qd_bundle *b)

@@ -40,11 +40,12 @@ static void reply_line(qd_conn *c, const qi_id *id, char *line, size_t len)
     qd_conn_send(c, line, len);
 }
 
-/* Control ops are for root and the daemon's own user (the admin group: see the deployment
- * docs). A peer whose credentials cannot be read is refused. */
+/* access.h says who; a peer whose credentials could not be read is refused. */
 static bool may_control(const qd_conn *c)
 {
-    return c->has_cred && (c->uid == 0 || c->uid == getuid());
+    uv_os_fd_t fd;
+    return c->has_cred && uv_fileno((const uv_handle_t *)&c->pipe, &fd) == 0 &&
+           qd_admin_allows(&c->srv->admin, fd, c->uid, c->gid);
 }
 
 static bool id_in_flight(const qd_conn *c, const qi_id *id)
@@ -196,10 +197,11 @@ void qd_dispatch_line(qd_conn *c, const char *line, size_t len, double t_receive
     if (id_in_flight(c, &req.id)) {
         reply_error(c, &req.id, QI_ERR_INVALID_ARGUMENT, "id", "id: a request of this connection with this id is still in flight");
     } else if (qi_op_is_control(req.op) && !may_control(c)) {
-        qd_log(QD_LOG_NOTICE, "refused %s from uid %ld: not root or the daemon's user", qi_op_name(req.op),
-               c->has_cred ? (long)c->uid : -1L);
-        reply_error(c, &req.id, QI_ERR_PERMISSION_DENIED, NULL, "%s is for root and the admin group",
-                    qi_op_name(req.op));
+        qd_log(QD_LOG_NOTICE, "refused %s from uid %ld gid %ld: not root, the daemon's user or in group '%s'",
+               qi_op_name(req.op), c->has_cred ? (long)c->uid : -1L, c->has_cred ? (long)c->gid : -1L,
+               s->admin.name);
+        reply_error(c, &req.id, QI_ERR_PERMISSION_DENIED, NULL, "%s is for root and the admin group%s%s%s",
+                    qi_op_name(req.op), s->admin.name[0] ? " (" : "", s->admin.name, s->admin.name[0] ? ")" : "");
     } else if (s->shutting_down) {
         reply_error(c, &req.id, QI_ERR_SHUTTING_DOWN, NULL, "the daemon is stopping");
     } else {

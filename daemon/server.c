@@ -415,6 +415,10 @@ qr_status qd_server_new(const qd_config *cfg, qd_server **out, qr_error *err)
         free(s);
         return qr_fail(err, QR_ERR_IO, "cannot create the event loop");
     }
+    const char *why;
+    qd_admin_resolve(&s->admin, cfg->admin_group, &why);
+    if (why)
+        qd_log(QD_LOG_NOTICE, "admin group '%s': %s", cfg->admin_group, why);
     qd_sd_extend_timeout(120 * 1000000ull); /* every variant is hashed before READY */
     qr_status st = qd_bundle_open(cfg->bundle_dir, &s->bundle, err);
     if (st == QR_OK && !(s->refused = calloc(s->bundle->manifest->n_variants, sizeof *s->refused)))

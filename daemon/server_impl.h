@@ -8,6 +8,7 @@
 #include <sys/types.h>
 #include <uv.h>
 
+#include "access.h"
 #include "config.h"
 #include "config_file.h"
 #include "engine.h"
@@ -51,6 +52,7 @@ typedef struct {
 struct qd_server {
     qd_config cfg;
     qd_config_source source; /* where cfg came from, to read it again on reload */
+    qd_admin admin;          /* cfg.admin_group resolved */
     bool has_source;
     uv_loop_t loop;
     uv_pipe_t listener;

@@ -75,6 +75,9 @@ IFS=: read -r _ _ uid gid _ home shell <<<"$user"
 check "user qslm: a system uid, home /var/lib/qslm, no login shell ($user)" \
   bash -c '[ -n "$1" ] && [ "$1" -lt 1000 ] && [ "$2" = /var/lib/qslm ] && [[ "$3" == */nologin ]]' _ "$uid" "$home" "$shell"
 check "group qslm, the user's primary group ($group)" test -n "$group" -a "$(cut -d: -f3 <<<"$group")" = "$gid"
+admin=$(grep '^qslm-admin:' "$root/etc/group" 2>/dev/null)
+check "group qslm-admin (qslmd.conf's default admin_group), another group ($admin)" \
+  bash -c '[ -n "$1" ] && [ "$(cut -d: -f3 <<<"$1")" != "$2" ]' _ "$admin" "$gid"
 
 # systemd's own exposure score, for the log (not a pass/fail criterion: it changes with versions).
 score=$(cd / && systemd-analyze security --offline=yes --root="$root" "$QSLM_UNITDIR/qslmd.service" 2>/dev/null | tail -n 1)
