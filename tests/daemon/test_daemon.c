@@ -1,5 +1,5 @@
 /* test_daemon.c: integration tests of the real qslmd (QSLMD) serving the real bundle
- * ($QSLM_SOURCE_DIR/models/bundle: "5M" and "8M"; with no budget it serves 8M, the better one)
+ * ($QSLM_SOURCE_DIR/models/bundle: "4.65M", "5M" and "8M"; with no budget it serves 8M, the best one)
  * on a temporary socket with a fake telemetry root, through the ipc client library.
  *
  * Each test starts its own daemon (daemon_harness.h) with --max-line 4096 and stops it in the
@@ -29,6 +29,7 @@
 #define READ_TIMEOUT_MS 30000
 #define SWITCH_TIMEOUT_MS 15000
 #define MAX_LINE "4096"
+#define FOOTPRINT_465M 4866472u
 #define FOOTPRINT_5M 5161384u
 #define FOOTPRINT_8M 6393384u
 
@@ -581,7 +582,7 @@ static void test_pipelined_ids(void **state)
             break;
         case 4:
             assert_int_equal(r.kind, QI_REPLY_RESULT);
-            assert_int_equal(json_object_array_length(jget(r.body, "variants")), 2);
+            assert_int_equal(json_object_array_length(jget(r.body, "variants")), 3);
             break;
         case 5:
             assert_int_equal(r.kind, QI_REPLY_RESULT);
@@ -961,14 +962,14 @@ static void test_power_switches(void **state)
     assert_jstr(st.body, "active.variant", "8M");
     qi_reply_free(&st);
 
-    /* 10 W drawn, 5 W allowed: no variant fits the power, so the least energy per token (5M) */
+    /* 10 W drawn, 5 W allowed: no variant fits the power, so the least energy per token (4.65M) */
     qi_reply r;
     rpc(c, &r, "{\"id\":\"p\",\"op\":\"set-budget\",\"power\":\"5W\"}");
     assert_int_equal(r.kind, QI_REPLY_RESULT);
     assert_true(fabs(json_object_get_double(jget(r.body, "power_w")) - 5.0) < 1e-9);
     assert_true(jnull(r.body, "memory_bytes"));
     qi_reply_free(&r);
-    wait_active(c, "5M", 0, SWITCH_TIMEOUT_MS);
+    wait_active(c, "4.65M", 0, SWITCH_TIMEOUT_MS);
     status(c, &st);
     assert_true(fabs(json_object_get_double(jget(st.body, "budget.power.watts")) - 5.0) < 1e-9);
     assert_jstr(st.body, "budget.power.source", "set-budget");
@@ -979,11 +980,11 @@ static void test_power_switches(void **state)
     write_root(h, "sys/class/hwmon/hwmon0/power1_input", "1000000\n");
     double took = wait_active(c, "8M", 0, SWITCH_TIMEOUT_MS);
     assert_true(took >= 190);
-    assert_true(dh_log_wait(h, "policy: 5M -> 8M", 5000));
+    assert_true(dh_log_wait(h, "policy: 4.65M -> 8M", 5000));
 
     /* and down again at once when the draw rises */
     write_root(h, "sys/class/hwmon/hwmon0/power1_input", "10000000\n");
-    wait_active(c, "5M", 0, SWITCH_TIMEOUT_MS);
+    wait_active(c, "4.65M", 0, SWITCH_TIMEOUT_MS);
     status(c, &st);
     assert_true(counter(st.body, "switches") >= switches + 2);
     qi_reply_free(&st);
@@ -1327,11 +1328,11 @@ static void test_pin_unpin(void **state)
 
     rpc(c, &r, "{\"id\":\"v\",\"op\":\"variants\"}");
     json_object *vs = jget(r.body, "variants");
-    assert_int_equal(json_object_array_length(vs), 2);
-    for (size_t i = 0; i < 2; i++) {
+    assert_int_equal(json_object_array_length(vs), 3);
+    for (size_t i = 0; i < 3; i++) {
         json_object *v = json_object_array_get_idx(vs, i);
-        bool is5 = strcmp(jstr(v, "name"), "5M") == 0;
-        assert_int_equal(jint(v, "footprint_bytes"), is5 ? FOOTPRINT_5M : FOOTPRINT_8M);
+        bool is5 = strcmp(jstr(v, "name"), "5M") == 0, is465 = strcmp(jstr(v, "name"), "4.65M") == 0;
+        assert_int_equal(jint(v, "footprint_bytes"), is5 ? FOOTPRINT_5M : is465 ? FOOTPRINT_465M : FOOTPRINT_8M);
         assert_int_equal(jbool(v, "pinned"), is5);
         assert_int_equal(jbool(v, "active"), is5);
         assert_true(jbool(v, "verified"));
@@ -1378,7 +1379,7 @@ static void test_reload(void **state)
         fail_msg("reload: %s", json_object_to_json_string(r.body));
     assert_true(id_is_str(&r.id, "r"));
     assert_true(jbool(r.body, "ok"));
-    assert_int_equal(jint(r.body, "variants"), 2);
+    assert_int_equal(jint(r.body, "variants"), 3);
     assert_jstr(r.body, "active", "8M");
     qi_reply_free(&r);
     assert_true(dh_log_wait(h, "reload: serving", 5000));

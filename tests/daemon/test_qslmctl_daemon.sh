@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # test_qslmctl_daemon.sh: qslmctl against a real qslmd serving $QSLM_SOURCE_DIR/models/bundle
-# (variants 5M and 8M; 8M with no budget) on a temporary socket with an empty fake telemetry
+# (variants 4.65M, 5M and 8M; 8M with no budget) on a temporary socket with an empty fake telemetry
 # root: human and --json output, budgets, pin/unpin, and exit codes.
 #   usage: test_qslmctl_daemon.sh QSLMD QSLMCTL
 # No python: checks are grep on the output.
