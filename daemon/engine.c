@@ -39,6 +39,9 @@ struct qd_engine {
     size_t n_active;
     qd_bundle *want_bundle; /* what the loop last asked for (a reference) */
     int want_variant;
+    bool switch_pending;    /* want_* differs from what is loaded: apply once the hold is over */
+    double pending_since;
+    size_t hold_rounds;     /* rounds before the next switch may happen (see apply_target) */
     qd_loaded *loaded;
     float *logits, *features; /* batch × vocab, batch × d of the loaded model */
     qd_slot *slots;
@@ -46,6 +49,11 @@ struct qd_engine {
     qr_state **states;
     int32_t *tokens;
 };
+
+/* After a switch, the next one waits until the requests it restarted have read their input
+ * again (qd_task_rebase), for at most this many rounds: under switches quicker than a prompt,
+ * short inputs still complete on one variant. */
+#define QD_SWITCH_HOLD_MAX 32
 
 /* ---------------------------------------------------------------- the thread's helpers */
 
@@ -141,8 +149,13 @@ static void apply_target(qd_engine *e, double since, qd_event_list *out)
         post_switch(out, QD_EV_REFUSED, b, v, 0, err.msg);
         return;
     }
+    e->hold_rounds = 0;
     for (size_t i = 0; i < e->n_active;) {
         if (qd_task_fits(e->active[i], next->model)) {
+            qd_task_rebase(e->active[i]);
+            size_t left = qd_task_input_left(e->active[i]);
+            if (left > e->hold_rounds)
+                e->hold_rounds = left < QD_SWITCH_HOLD_MAX ? left : QD_SWITCH_HOLD_MAX;
             i++;
             continue;
         }
@@ -174,7 +187,7 @@ static void admit(qd_engine *e, qd_event_list *out)
             qd_event_error(out, job, QI_ERR_NO_VARIANT_FITS, NULL, "no variant fits the budgets in force");
             continue;
         }
-        qd_task_env env = {e->loaded->bundle->tokenizer, e->loaded->bundle->eot, e->loaded->model};
+        qd_task_env env = {e->loaded->bundle->tokenizer, e->loaded->bundle->eot, e->loaded->model, e->loaded->bundle};
         qd_task *t = qd_task_start(job, &env, out);
         if (t)
             e->active[e->n_active++] = t;
@@ -288,7 +301,7 @@ static void *engine_main(void *arg)
     qd_engine *e = arg;
     for (;;) {
         pthread_mutex_lock(&e->mu);
-        while (!e->stopping && !e->target_changed && !e->incoming && !e->poked && e->n_active == 0 &&
+        while (!e->stopping && !e->target_changed && !e->switch_pending && !e->incoming && !e->poked && e->n_active == 0 &&
                !(e->waiting && (e->loaded || e->want_variant < 0)))
             pthread_cond_wait(&e->cv, &e->mu);
         if (e->stopping) {
@@ -305,25 +318,33 @@ static void *engine_main(void *arg)
             e->incoming = e->incoming_tail = NULL;
             e->n_incoming = 0;
         }
-        bool changed = e->target_changed;
-        double since = e->target_since;
-        if (changed) {
+        if (e->target_changed) {
+            double since = e->target_since;
             qd_bundle_unref(e->want_bundle);
             e->want_bundle = e->target_bundle;
             e->target_bundle = NULL;
             e->want_variant = e->target_variant;
             e->target_changed = false;
+            e->switch_pending = true;
+            e->pending_since = since;
         }
         e->poked = false;
         pthread_mutex_unlock(&e->mu);
 
         qd_event_list out = {0};
-        if (changed)
-            apply_target(e, since, &out);
+        /* a switch waits while requests restarted by the previous one read their input again
+         * (at most QD_SWITCH_HOLD_MAX rounds); to no variant, it never waits */
+        if (e->switch_pending && (e->hold_rounds == 0 || e->n_active == 0 || e->want_variant < 0 || !e->loaded)) {
+            e->switch_pending = false;
+            apply_target(e, e->pending_since, &out);
+        }
         reap_cancelled(e, &out);
         admit(e, &out);
-        if (e->loaded && e->n_active)
+        if (e->loaded && e->n_active) {
             run_round(e, &out);
+            if (e->hold_rounds)
+                e->hold_rounds--;
+        }
         publish(e, &out);
     }
     /* stopping: everything still held ends with shutting_down */

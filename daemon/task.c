@@ -19,11 +19,15 @@ qd_task *qd_task_start(qd_job *job, const qd_task_env *env, qd_event_list *out)
         return NULL;
     }
     t->job = job;
+    t->bundle = env->bundle;
+    if (t->bundle)
+        qd_bundle_ref(t->bundle);
     if (job->req.op == QI_OP_GENERATE)
         t->gen = qd_generation_start(t, env, out);
     else
         t->cls = qd_classification_start(t, env, out);
     if (!t->gen && !t->cls) { /* the start posted the error */
+        qd_bundle_unref(t->bundle);
         free(t);
         return NULL;
     }
@@ -81,6 +85,19 @@ bool qd_task_fits(const qd_task *t, const qr_model *m)
     return t->gen ? qd_generation_fits(t->gen, m) : qd_classification_fits(t->cls, m);
 }
 
+void qd_task_rebase(qd_task *t)
+{
+    if (t->gen)
+        qd_generation_rebase(t->gen);
+    else
+        qd_classification_rebase(t->cls);
+}
+
+size_t qd_task_input_left(const qd_task *t)
+{
+    return t->gen ? qd_generation_input_left(t->gen) : qd_classification_input_left(t->cls);
+}
+
 qd_job *qd_task_job(const qd_task *t)
 {
     return t->job;
@@ -97,5 +114,6 @@ void qd_task_free(qd_task *t)
         return;
     qd_generation_free(t->gen);
     qd_classification_free(t->cls);
+    qd_bundle_unref(t->bundle);
     free(t);
 }

@@ -30,11 +30,15 @@ typedef struct {
     bool want_logits, want_features;
 } qd_slot;
 
-/* What a task needs to start: the tokenizer of the bundle and the model serving now. */
+/* What a task needs to start: the tokenizer of the bundle and the model serving now. The task
+ * keeps a reference on bundle, the tokenizer's owner, for as long as it lives: a reload may
+ * switch the engine to another bundle while a generation still decodes with this one's
+ * tokenizer. */
 typedef struct {
     const qr_tokenizer *tok;
     int32_t eot;
     const qr_model *model;
+    qd_bundle *bundle;
 } qd_task_env;
 
 /* Starts job's task: tokenizes, allocates states and samplers. On failure it has posted the
@@ -61,6 +65,19 @@ bool qd_task_settle(qd_task *t, const qr_model *m, qd_event_list *out);
  * message). Posts the FINAL event. */
 void qd_task_abort(qd_task *t, qd_cancel_reason why, qd_event_list *out);
 void qd_task_fail(qd_task *t, qi_code code, const char *message, qd_event_list *out);
+
+/* The served variant just changed (the task's states fit the new one): a sequence still
+ * reading its input (a generate's prompt, a classify's texts) starts reading it again on the new
+ * variant, so that no output mixes two variants' states where the reply cannot say so (a
+ * generate's spans cover generated tokens only; a classify reply names no variant). Sequences
+ * past their input carry on with their state, and their spans show the switch. A task restarts
+ * once at most, so switches cannot starve it: after that its input carries on across switches
+ * (the engine holds the next switch until restarted inputs are read, up to a bound, so this
+ * happens only to long inputs under back-to-back switches). */
+void qd_task_rebase(qd_task *t);
+
+/* Input tokens the task has still to read (the longest of its sequences), 0 once it generates. */
+size_t qd_task_input_left(const qd_task *t);
 
 /* True when the task's states fit model m (a switch or reload to another shape cannot carry
  * them). */

@@ -24,6 +24,7 @@ struct qd_classification {
     text_seq *seqs;
     size_t n;
     size_t d;
+    bool restarted; /* the texts were read again after a switch (once at most) */
 };
 
 qd_classification *qd_classification_start(qd_task *t, const qd_task_env *env, qd_event_list *out)
@@ -146,6 +147,32 @@ bool qd_classification_fits(const qd_classification *c, const qr_model *m)
     const qr_state *s = c->seqs[0].state;
     return m->n_classes > 0 && s->n_layer == m->n_layer && s->d == m->d &&
            qr_state_bytes(s) == qr_state_bytes_for(m);
+}
+
+/* Every text again from its start: the reply gives one result per text with no variant, so all
+ * of them come from the variant that finishes them. */
+void qd_classification_rebase(qd_classification *c)
+{
+    if (c->restarted)
+        return;
+    for (size_t i = 0; i < c->n; i++) {
+        text_seq *s = &c->seqs[i];
+        if (s->fed == 0)
+            continue;
+        c->restarted = true;
+        qr_state_reset(s->state);
+        memset(s->sums, 0, c->d * sizeof *s->sums);
+        s->fed = 0;
+    }
+}
+
+size_t qd_classification_input_left(const qd_classification *c)
+{
+    size_t left = 0;
+    for (size_t i = 0; i < c->n; i++)
+        if (c->seqs[i].n - c->seqs[i].fed > left)
+            left = c->seqs[i].n - c->seqs[i].fed;
+    return left;
 }
 
 void qd_classification_free(qd_classification *c)

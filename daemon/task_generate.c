@@ -43,6 +43,7 @@ struct qd_generation {
     size_t n_spans;
     uint32_t generated, max_tokens;
     bool finished;
+    bool restarted;        /* the prompt was read again after a switch (once at most) */
     qi_stop_reason reason;
     double t_gen_start;
 };
@@ -280,6 +281,22 @@ bool qd_generation_fits(const qd_generation *g, const qr_model *m)
 {
     return g->state->n_layer == m->n_layer && g->state->d == m->d &&
            qr_state_bytes(g->state) == qr_state_bytes_for(m) && m->has_lm_head;
+}
+
+/* A prompt half read on the old variant is read again from its start: the first token's span
+ * names the variant that read the whole prompt. */
+void qd_generation_rebase(qd_generation *g)
+{
+    if (g->fed == 0 || g->fed >= g->n_prompt || g->restarted)
+        return;
+    qr_state_reset(g->state);
+    g->fed = 0;
+    g->restarted = true;
+}
+
+size_t qd_generation_input_left(const qd_generation *g)
+{
+    return g->fed < g->n_prompt ? g->n_prompt - g->fed : 0;
 }
 
 uint32_t qd_generation_tokens(const qd_generation *g)

@@ -12,6 +12,7 @@ struct qd_task {
     qd_job *job;
     qd_generation *gen;      /* exactly one of gen and cls */
     qd_classification *cls;
+    qd_bundle *bundle;       /* a reference: the tokenizer the task uses is this bundle's */
 };
 
 /* monotonic seconds */
@@ -23,6 +24,8 @@ void qd_generation_step(qd_generation *g, float *logits, const char *variant, qd
 bool qd_generation_settle(qd_generation *g, qd_event_list *out);
 void qd_generation_abort(qd_generation *g, qd_cancel_reason why, qd_event_list *out);
 bool qd_generation_fits(const qd_generation *g, const qr_model *m);
+void qd_generation_rebase(qd_generation *g);
+size_t qd_generation_input_left(const qd_generation *g);
 uint32_t qd_generation_tokens(const qd_generation *g);
 void qd_generation_free(qd_generation *g);
 
@@ -32,6 +35,8 @@ size_t qd_classification_slots(qd_classification *c, qd_task *t, qd_slot *slots)
 void qd_classification_step(qd_classification *c, size_t sub, const float *features);
 bool qd_classification_settle(qd_classification *c, const qr_model *m, qd_event_list *out);
 bool qd_classification_fits(const qd_classification *c, const qr_model *m);
+void qd_classification_rebase(qd_classification *c);
+size_t qd_classification_input_left(const qd_classification *c);
 void qd_classification_free(qd_classification *c);
 
 #endif

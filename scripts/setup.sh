@@ -8,7 +8,7 @@ set -euo pipefail
 packages=(
   gcc libc6-dev pkg-config meson ninja-build  # build (libc6-dev is only a Recommends of gcc)
   libuv1-dev libsystemd-dev libopenblas-dev libmbedtls-dev libjson-c-dev libinih-dev
-  libcmocka-dev                             # unit tests
+  libcmocka-dev valgrind                    # unit tests; valgrind: the daemon under memcheck (suite reliability)
   ca-certificates                           # scripts/fetch-data.sh (npm pack over https)
   systemd groff-base                        # tests/deploy: systemd-analyze verify, groff -man -ww
 )

@@ -134,10 +134,24 @@ int dh_spawn(dh_daemon *h, const char *const *extra)
     if (!src || !src[0])
         return fail(h, "QSLM_SOURCE_DIR is not set");
     char bundle[1024];
-    snprintf(bundle, sizeof bundle, "%s/models/bundle", src);
+    if (h->bundle[0])
+        snprintf(bundle, sizeof bundle, "%s", h->bundle);
+    else
+        snprintf(bundle, sizeof bundle, "%s/models/bundle", src);
 
     const char *argv[MAX_ARGS];
     size_t n = 0;
+    /* QSLMD_WRAPPER: a command in front of qslmd (valgrind ...), its words split at spaces */
+    char wrapper[1024];
+    const char *wrap = getenv("QSLMD_WRAPPER");
+    snprintf(wrapper, sizeof wrapper, "%s", wrap ? wrap : "");
+    char *save = NULL;
+    for (char *w = strtok_r(wrapper, " ", &save); w; w = strtok_r(NULL, " ", &save)) {
+        if (n + 1 >= MAX_ARGS / 2)
+            return fail(h, "dh_start: QSLMD_WRAPPER has too many words");
+        argv[n++] = w;
+    }
+    const char *prog = n ? argv[0] : exe;
     const char *std[] = {exe, "--socket", h->sock, "--bundle", bundle, "--threads", "1", "--telemetry-root",
                          h->root, "--policy-interval", "0.05", "--up-delay", "0.2"};
     for (size_t i = 0; i < sizeof std / sizeof *std; i++)
@@ -173,8 +187,8 @@ int dh_spawn(dh_daemon *h, const char *const *extra)
         signal(SIGPIPE, SIG_DFL);
         if (h->child_setup)
             h->child_setup(h->child_ctx);
-        execv(exe, (char *const *)argv);
-        dprintf(2, "harness: exec %s: %s\n", exe, strerror(errno));
+        execvp(prog, (char *const *)argv);
+        dprintf(2, "harness: exec %s: %s\n", prog, strerror(errno));
         _exit(127);
     }
     close(logfd);
@@ -187,7 +201,9 @@ int dh_start(dh_daemon *h, const char *const *extra)
     if (dh_spawn(h, extra) != 0)
         return -1;
     pid_t pid = h->pid;
-    double end = dh_now_ms() + START_TIMEOUT_MS;
+    const char *wrap = getenv("QSLMD_WRAPPER");
+    int timeout_ms = wrap && wrap[0] ? 180000 : START_TIMEOUT_MS;
+    double end = dh_now_ms() + timeout_ms;
     for (;;) {
         int status;
         pid_t r = waitpid(pid, &status, WNOHANG);
@@ -209,7 +225,7 @@ int dh_start(dh_daemon *h, const char *const *extra)
             kill(pid, SIGKILL);
             waitpid(pid, &status, 0);
             h->pid = 0;
-            return fail_with_log(h, "qslmd did not accept within 20 s");
+            return fail_with_log(h, "qslmd did not accept in time");
         }
         dh_sleep_ms(10);
     }

@@ -12,7 +12,10 @@
  *
  * Functions return 0 on success and -1 on failure with a message in h->err; they never call
  * cmocka themselves, so they may run on any thread (except dh_start/dh_stop/dh_teardown, which
- * are for the test's main thread). */
+ * are for the test's main thread).
+ *
+ * QSLMD_WRAPPER, when set, is a command (words split at spaces) that runs qslmd, e.g. "valgrind
+ * --error-exitcode=99 ..."; the start timeout is then 180 s instead of 20 s. */
 #ifndef DAEMON_HARNESS_H
 #define DAEMON_HARNESS_H
 
@@ -29,6 +32,8 @@ typedef struct {
     char sock[DH_PATH_MAX];   /* DIR/s.sock */
     char root[DH_PATH_MAX];   /* DIR/root: the fake telemetry root */
     char log[DH_PATH_MAX];    /* DIR/stderr.log: the daemon's stderr, appended across starts */
+    char bundle[DH_PATH_MAX]; /* when set (before dh_start): the bundle to serve instead of
+                                 $QSLM_SOURCE_DIR/models/bundle */
     pid_t pid;                /* > 0 while a child runs (or has not been reaped) */
     void (*child_setup)(void *ctx); /* when set: runs in the child just before exec, after its
                                        stdio is set up (environment, inherited fds) */
