@@ -193,7 +193,7 @@ static void test_watchdog_cadence(void **state)
 {
     fixture *f = *state;
     bind_notify(f);
-    f->watchdog_usec = 400000; /* pings expected every 200 ms */
+    f->watchdog_usec = 1000000; /* pings expected every 500 ms */
     assert_int_equal(dh_start(&f->h, NULL), 0);
     char msg[1024];
     expect_message(f, "EXTEND_TIMEOUT_USEC=", msg, sizeof msg, 10000);
@@ -205,7 +205,7 @@ static void test_watchdog_cadence(void **state)
     assert_int_equal(qi_client_send_line(c, gen, strlen(gen), &e), QI_OK);
     double first = -1, last = -1, widest = 0;
     int pings = 0;
-    double end = dh_now_ms() + 2000;
+    double end = dh_now_ms() + 3000;
     while (dh_now_ms() < end) {
         if (!next_message(f, msg, sizeof msg, (int)(end - dh_now_ms()) + 1))
             break;
@@ -220,9 +220,10 @@ static void test_watchdog_cadence(void **state)
         pings++;
     }
     qi_client_close(c);
-    /* 2 s at one ping per 200 ms: about 10; a loop that stalls would miss the 400 ms bound */
-    if (pings < 7 || pings > 13 || widest >= 400)
-        fail_msg("%d pings in 2 s, widest gap %.0f ms (expected about 10, every 200 ms)", pings, widest);
+    /* 3 s at one ping per 500 ms: about 6, never a gap as long as the watchdog's 1 s (what
+     * systemd would act on); the bounds leave room for a machine busy with other tests */
+    if (pings < 4 || pings > 8 || widest >= 1000)
+        fail_msg("%d pings in 3 s, widest gap %.0f ms (expected about 6, every 500 ms)", pings, widest);
 }
 
 /* Socket activation: the daemon serves the socket it was passed, and leaves it in place when it
