@@ -16,16 +16,14 @@ static void reply_error(qd_conn *c, const qi_id *id, qi_code code, const char *f
 
 static void reply_error(qd_conn *c, const qi_id *id, qi_code code, const char *field, const char *fmt, ...)
 {
-    char msg[512];
+    size_t len = 0;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    char *line = qi_reply_errorv(id, code, field, &len, fmt, ap);
     va_end(ap);
-    char *line = NULL;
-    size_t len = 0;
     c->srv->requests++;
     c->srv->errors++;
-    if (qi_reply_error(id, code, field, msg, &line, &len, NULL) == QI_OK)
+    if (line)
         qd_conn_send(c, line, len);
 }
 

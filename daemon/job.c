@@ -54,15 +54,14 @@ void qd_event_final(qd_event_list *l, qd_job *job, char *line, size_t len, uint3
 void qd_event_error(qd_event_list *l, qd_job *job, qi_code code, const char *field,
                     const char *fmt, ...)
 {
-    char msg[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
     char *line = NULL;
     size_t len = 0;
-    if (atomic_load(&job->cancel) != QD_CANCEL_GONE)
-        qi_reply_error(&job->req.id, code, field, msg, &line, &len, NULL);
+    if (atomic_load(&job->cancel) != QD_CANCEL_GONE) {
+        va_list ap;
+        va_start(ap, fmt);
+        line = qi_reply_errorv(&job->req.id, code, field, &len, fmt, ap);
+        va_end(ap);
+    }
     qd_event_final(l, job, line, len, 0, true, code == QI_ERR_CANCELLED);
 }
 

@@ -4,6 +4,8 @@
 
 #include <json.h>
 #include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "json_out.h"
@@ -328,6 +330,24 @@ qi_code qi_reply_error(const qi_id *id, qi_code code, const char *field, const c
         o = NULL;
     }
     return qi_json_line(o, line, len, err);
+}
+
+char *qi_reply_errorv(const qi_id *id, qi_code code, const char *field, size_t *len, const char *fmt,
+                      va_list ap)
+{
+    char msg[1024];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    char *line = NULL;
+    return qi_reply_error(id, code, field, msg, &line, len, NULL) == QI_OK ? line : NULL;
+}
+
+char *qi_reply_errorf(const qi_id *id, qi_code code, const char *field, size_t *len, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *line = qi_reply_errorv(id, code, field, len, fmt, ap);
+    va_end(ap);
+    return line;
 }
 
 qi_code qi_reply_error_from(const qi_id *id, const qi_error *e, char **line, size_t *len,

@@ -7,6 +7,7 @@
 #ifndef QI_REPLY_H
 #define QI_REPLY_H
 
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -136,6 +137,13 @@ qi_code qi_reply_variants(const qi_id *id, const qi_variant_info *v, size_t n, c
  * code must be a wire code (qi_code_is_wire); any other is sent as "internal". */
 qi_code qi_reply_error(const qi_id *id, qi_code code, const char *field, const char *message,
                        char **line, size_t *len, qi_error *err);
+
+/* qi_reply_error with a printf-style message (cut at 1 KiB). Returns the line, or NULL when
+ * out of memory: for callers that can only log that. */
+char *qi_reply_errorf(const qi_id *id, qi_code code, const char *field, size_t *len, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+char *qi_reply_errorv(const qi_id *id, qi_code code, const char *field, size_t *len, const char *fmt,
+                      va_list ap) __attribute__((format(printf, 5, 0)));
 
 /* The same from a qi_error, as qi_request_parse fills it. */
 qi_code qi_reply_error_from(const qi_id *id, const qi_error *e, char **line, size_t *len,

@@ -62,6 +62,34 @@ static json_object *member(json_object *o, const char *key)
 
 /* ---------------------------------------------------------------- events */
 
+/* The printf-style error builder: the message formatted, the field kept, the id echoed, and
+ * a non-wire code sent as internal. */
+static void test_errorf(void **state)
+{
+    (void)state;
+    qi_id id;
+    assert_true(qi_id_set_int(&id, 42));
+    size_t len = 0;
+    char *line = qi_reply_errorf(&id, QI_ERR_BUSY, "queue", &len, "%u waiting (limit %s)", 7u, "64");
+    assert_non_null(line);
+    assert_int_equal(line[len - 1], '\n');
+    qi_reply r;
+    qi_error e;
+    assert_int_equal(qi_reply_parse(line, len - 1, &r, &e), QI_OK);
+    assert_int_equal(r.kind, QI_REPLY_ERROR);
+    assert_int_equal(r.code, QI_ERR_BUSY);
+    assert_string_equal(r.message, "7 waiting (limit 64)");
+    assert_string_equal(r.field, "queue");
+    assert_int_equal(r.id.kind, QI_ID_INT);
+    assert_int_equal(r.id.num, 42);
+    qi_reply_free(&r);
+    free(line);
+    line = qi_reply_errorf(&id, QI_ERR_NOMEM, NULL, &len, "no memory");
+    assert_non_null(line);
+    assert_non_null(strstr(line, "\"code\":\"internal\""));
+    free(line);
+}
+
 static void test_token_id_echo(void **state)
 {
     (void)state;
@@ -484,6 +512,7 @@ static void test_utf8(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_errorf),
         cmocka_unit_test(test_token_id_echo),
         cmocka_unit_test(test_done),
         cmocka_unit_test(test_text_repair),
