@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "client.h"
+#include "daemon_checks.h"
 #include "daemon_harness.h"
 #include "reply_parse.h"
 
@@ -39,20 +40,6 @@ static const char *const std_args[] = {"--max-line", MAX_LINE, NULL};
 
 static double test_started_ms; /* for the time each test took, printed by the teardown */
 
-static int setup_daemon(void **state)
-{
-    test_started_ms = dh_now_ms();
-    dh_daemon *h = calloc(1, sizeof *h);
-    if (!h)
-        return -1;
-    *state = h;
-    if (dh_init(h) != 0 || dh_start(h, std_args) != 0) {
-        print_error("setup: %s\n", h->err);
-        return -1;
-    }
-    return 0;
-}
-
 /* Only the directory: the test starts the daemon itself. */
 static int setup_dir(void **state)
 {
@@ -61,225 +48,26 @@ static int setup_dir(void **state)
     if (!h)
         return -1;
     *state = h;
-    if (dh_init(h) != 0) {
-        print_error("setup: %s\n", h->err);
-        return -1;
-    }
-    return 0;
+    return dc_init(h);
 }
 
-/* Stops a daemon still running with SIGTERM and expects exit 0 (so a sanitizer's leak report
- * or a crash at shutdown fails the test), then looks for sanitizer reports in its stderr from
- * the whole test; kills and cleans up in every case. */
+static int setup_daemon(void **state)
+{
+    if (setup_dir(state) != 0)
+        return -1;
+    return dc_start(*state, std_args);
+}
+
+/* The daemon must exit 0 and its stderr hold no sanitizer report (dc_finish). */
 static int teardown_daemon(void **state)
 {
     dh_daemon *h = *state;
     if (!h)
         return 0;
-    int rc = 0;
-    if (h->pid > 0) {
-        int st = dh_stop(h);
-        if (st < 0 || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
-            print_error("teardown: qslmd did not exit 0 after SIGTERM (wait status %#x)\n", (unsigned)st);
-            rc = -1;
-        }
-    }
-    char *log = h->dir[0] ? dh_read_log(h) : NULL;
-    if (log && (strstr(log, "Sanitizer") || strstr(log, "runtime error:"))) {
-        print_error("teardown: a sanitizer report in qslmd's stderr\n");
-        rc = -1;
-    }
-    if (rc != 0 && log)
-        print_error("--- qslmd's stderr:\n%s\n", log);
-    free(log);
-    dh_teardown(h);
+    int rc = dc_finish(h);
     free(h);
     print_message("[   TIME   ] %.0f ms (daemon start and stop included)\n", dh_now_ms() - test_started_ms);
     return rc;
-}
-
-static qi_client *connect_or_fail(dh_daemon *h)
-{
-    qi_client *c = dh_connect(h);
-    if (!c)
-        fail_msg("%s", h->err);
-    return c;
-}
-
-/* ---------------------------------------------------------------- wire helpers */
-
-static void send_vf(qi_client *c, const char *fmt, va_list ap)
-{
-    char *line = NULL;
-    int n = vasprintf(&line, fmt, ap);
-    assert_true(n >= 0);
-    qi_error e;
-    qi_code rc = qi_client_send_line(c, line, (size_t)n, &e);
-    free(line);
-    if (rc != QI_OK)
-        fail_msg("send: %s", e.msg);
-}
-
-static void sendf(qi_client *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void sendf(qi_client *c, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    send_vf(c, fmt, ap);
-    va_end(ap);
-}
-
-static void read_reply(qi_client *c, qi_reply *r)
-{
-    qi_error e;
-    qi_code rc = qi_client_read_reply(c, READ_TIMEOUT_MS, r, &e);
-    if (rc != QI_OK)
-        fail_msg("reading a reply: %s (%s)", qi_code_name(rc), e.msg);
-}
-
-/* Sends one request and reads its one reply, which must be final. */
-static void rpc(qi_client *c, qi_reply *r, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void rpc(qi_client *c, qi_reply *r, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    send_vf(c, fmt, ap);
-    va_end(ap);
-    read_reply(c, r);
-    assert_true(qi_reply_is_final(r));
-}
-
-static bool id_is_str(const qi_id *id, const char *s)
-{
-    return id->kind == QI_ID_STRING && strcmp(id->str, s) == 0;
-}
-
-static bool id_is_int(const qi_id *id, uint64_t n)
-{
-    return id->kind == QI_ID_INT && id->num == n;
-}
-
-/* o at a dotted path ("active.variant"), or NULL. */
-static json_object *jget(json_object *o, const char *path)
-{
-    char buf[128];
-    snprintf(buf, sizeof buf, "%s", path);
-    char *save = NULL;
-    for (char *k = strtok_r(buf, ".", &save); k && o; k = strtok_r(NULL, ".", &save)) {
-        json_object *v = NULL;
-        if (!json_object_is_type(o, json_type_object) || !json_object_object_get_ex(o, k, &v))
-            return NULL;
-        o = v;
-    }
-    return o;
-}
-
-static const char *jstr(json_object *o, const char *path)
-{
-    json_object *v = jget(o, path);
-    return v && json_object_is_type(v, json_type_string) ? json_object_get_string(v) : NULL;
-}
-
-/* o at path is the string want; fails showing o otherwise. */
-static void assert_jstr(json_object *o, const char *path, const char *want)
-{
-    const char *v = jstr(o, path);
-    if (!v || strcmp(v, want) != 0)
-        fail_msg("%s: expected \"%s\" in %s", path, want, json_object_to_json_string(o));
-}
-
-static int64_t jint(json_object *o, const char *path)
-{
-    json_object *v = jget(o, path);
-    if (!v || !json_object_is_type(v, json_type_int))
-        fail_msg("%s: not an integer in %s", path, json_object_to_json_string(o));
-    return json_object_get_int64(v);
-}
-
-static bool jbool(json_object *o, const char *path)
-{
-    json_object *v = jget(o, path);
-    if (!v || !json_object_is_type(v, json_type_boolean))
-        fail_msg("%s: not a boolean in %s", path, json_object_to_json_string(o));
-    return json_object_get_boolean(v);
-}
-
-static bool jnull(json_object *o, const char *path)
-{
-    json_object *v = (json_object *)1;
-    char buf[128];
-    snprintf(buf, sizeof buf, "%s", path);
-    char *dot = strrchr(buf, '.');
-    json_object *parent = o;
-    const char *key = buf;
-    if (dot) {
-        *dot = '\0';
-        parent = jget(o, buf);
-        key = dot + 1;
-    }
-    return parent && json_object_object_get_ex(parent, key, &v) && v == NULL;
-}
-
-static void expect_error(const qi_reply *r, qi_code code, const char *field)
-{
-    if (r->kind != QI_REPLY_ERROR)
-        fail_msg("expected the error %s, got %s", qi_code_name(code), json_object_to_json_string(r->body));
-    if (r->code != code)
-        fail_msg("expected the error %s, got %s (%s)", qi_code_name(code), r->code_name, r->message);
-    assert_non_null(r->message);
-    assert_true(r->message[0] != '\0');
-    if (field) {
-        if (!r->field || strcmp(r->field, field) != 0)
-            fail_msg("error %s: expected field '%s', got '%s' (%s)", r->code_name, field,
-                     r->field ? r->field : "(none)", r->message);
-        assert_true(strncmp(r->message, field, strlen(field)) == 0); /* the message names it */
-    } else {
-        assert_null(r->field);
-    }
-}
-
-/* A status result (the caller frees it). */
-static void status(qi_client *c, qi_reply *r)
-{
-    rpc(c, r, "{\"id\":\"st\",\"op\":\"status\"}");
-    if (r->kind != QI_REPLY_RESULT)
-        fail_msg("status: %s", r->message ? r->message : "not a result");
-    assert_true(id_is_str(&r->id, "st"));
-    assert_int_equal(jint(r->body, "protocol"), 1);
-}
-
-static int64_t counter(json_object *st, const char *name)
-{
-    char path[64];
-    snprintf(path, sizeof path, "counters.%s", name);
-    return jint(st, path);
-}
-
-/* Polls status until active.variant is want (NULL: null) and, if pinned >= 0, active.pinned is
- * that; fails with the last status after timeout_ms. Returns the time it took. */
-static double wait_active(qi_client *c, const char *want, int pinned, int timeout_ms)
-{
-    double t0 = dh_now_ms(), end = t0 + timeout_ms;
-    for (;;) {
-        qi_reply r;
-        status(c, &r);
-        const char *v = jstr(r.body, "active.variant");
-        bool ok = want ? v && strcmp(v, want) == 0 : jnull(r.body, "active.variant");
-        if (ok && pinned >= 0)
-            ok = jbool(r.body, "active.pinned") == (pinned == 1);
-        if (ok) {
-            qi_reply_free(&r);
-            return dh_now_ms() - t0;
-        }
-        if (dh_now_ms() > end) {
-            char *last = strdup(json_object_to_json_string(r.body));
-            qi_reply_free(&r);
-            fail_msg("active variant is not %s after %d ms; last status: %s", want ? want : "null", timeout_ms,
-                     last);
-        }
-        qi_reply_free(&r);
-        dh_sleep_ms(20);
-    }
 }
 
 /* ---------------------------------------------------------------- generation helpers */
@@ -1503,6 +1291,7 @@ int main(int argc, char **argv)
 {
     if (argc > 1) /* the qslmd to test, as meson passes it */
         setenv("QSLMD", argv[1], 1);
+    dc_read_timeout_ms = READ_TIMEOUT_MS;
 #define T(f) cmocka_unit_test_setup_teardown(f, setup_daemon, teardown_daemon)
     const struct CMUnitTest tests[] = {
         T(test_generate_not_streamed),

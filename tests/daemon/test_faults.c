@@ -35,6 +35,7 @@
 #include <unistd.h>
 
 #include "client.h"
+#include "daemon_checks.h"
 #include "daemon_harness.h"
 #include "reply_parse.h"
 
@@ -47,111 +48,31 @@ static bool under_valgrind;
 
 /* ---------------------------------------------------------------- small helpers */
 
-static void sendf(qi_client *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void sendf(qi_client *c, const char *fmt, ...)
-{
-    char *line = NULL;
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vasprintf(&line, fmt, ap);
-    va_end(ap);
-    assert_true(n >= 0);
-    qi_error e;
-    qi_code rc = qi_client_send_line(c, line, (size_t)n, &e);
-    free(line);
-    if (rc != QI_OK)
-        fail_msg("send: %s", e.msg);
-}
-
-static void read_reply(qi_client *c, qi_reply *r)
-{
-    qi_error e;
-    qi_code rc = qi_client_read_reply(c, READ_TIMEOUT_MS, r, &e);
-    if (rc != QI_OK)
-        fail_msg("reading a reply: %s (%s)", qi_code_name(rc), e.msg);
-}
-
-/* Sends a request and reads its final reply (token events of a stream are skipped). */
-static void rpc(qi_client *c, qi_reply *r, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void rpc(qi_client *c, qi_reply *r, const char *fmt, ...)
-{
-    char *line = NULL;
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vasprintf(&line, fmt, ap);
-    va_end(ap);
-    assert_true(n >= 0);
-    qi_error e;
-    qi_code rc = qi_client_send_line(c, line, (size_t)n, &e);
-    free(line);
-    if (rc != QI_OK)
-        fail_msg("send: %s", e.msg);
-    for (;;) {
-        read_reply(c, r);
-        if (qi_reply_is_final(r))
-            return;
-        qi_reply_free(r);
-    }
-}
-
-static json_object *jget(json_object *o, const char *key)
-{
-    json_object *v = NULL;
-    return o && json_object_is_type(o, json_type_object) && json_object_object_get_ex(o, key, &v) ? v : NULL;
-}
-
-static const char *jstr(json_object *o, const char *key)
-{
-    json_object *v = jget(o, key);
-    return v && json_object_is_type(v, json_type_string) ? json_object_get_string(v) : NULL;
-}
-
-static qi_client *connect_or_fail(dh_daemon *h)
-{
-    qi_client *c = dh_connect(h);
-    if (!c)
-        fail_msg("%s", h->err);
-    return c;
-}
-
 /* The active variant's name from status (malloc'ed), or NULL when none. */
 static char *active_variant(qi_client *c)
 {
     qi_reply r;
-    rpc(c, &r, "{\"id\":\"st\",\"op\":\"status\"}");
-    assert_int_equal(r.kind, QI_REPLY_RESULT);
-    const char *v = jstr(jget(r.body, "active"), "variant");
+    status(c, &r);
+    const char *v = jstr(r.body, "active.variant");
     char *out = v ? strdup(v) : NULL;
     qi_reply_free(&r);
     return out;
 }
 
-/* Polls status until the active variant is not NULL (want NULL: any) or is want. */
-static char *wait_active(qi_client *c, const char *want)
+/* Polls status (up to WAIT_MS) until a variant is served that is want (NULL: any) and is not
+ * not_this (NULL: no such condition); returns its name, malloc'ed. */
+static char *wait_served(qi_client *c, const char *want, const char *not_this)
 {
     double end = dh_now_ms() + WAIT_MS;
     for (;;) {
         char *v = active_variant(c);
-        if (v && (!want || !strcmp(v, want)))
+        if (v && (!want || !strcmp(v, want)) && (!not_this || strcmp(v, not_this) != 0))
             return v;
         free(v);
-        if (dh_now_ms() > end)
-            fail_msg("no variant %s served after %d ms", want ? want : "at all", WAIT_MS);
-        dh_sleep_ms(20);
-    }
-}
-
-/* Polls status until a variant other than not_this is served. */
-static char *wait_active_not(qi_client *c, const char *not_this)
-{
-    double end = dh_now_ms() + WAIT_MS;
-    for (;;) {
-        char *v = active_variant(c);
-        if (v && strcmp(v, not_this) != 0)
-            return v;
-        free(v);
-        if (dh_now_ms() > end)
+        if (dh_now_ms() > end && not_this)
             fail_msg("%s is still served (or nothing) after %d ms", not_this, WAIT_MS);
+        else if (dh_now_ms() > end)
+            fail_msg("no variant %s served after %d ms", want ? want : "at all", WAIT_MS);
         dh_sleep_ms(20);
     }
 }
@@ -166,7 +87,7 @@ typedef struct {
 static size_t read_variants(dh_daemon *h, qi_client *c, vinfo *out, size_t cap)
 {
     qi_reply r;
-    rpc(c, &r, "{\"id\":\"v\",\"op\":\"variants\"}");
+    rpc_final(c, &r, "{\"id\":\"v\",\"op\":\"variants\"}");
     json_object *vs = jget(r.body, "variants");
     assert_non_null(vs);
     size_t n = json_object_array_length(vs);
@@ -208,7 +129,7 @@ static const vinfo *find_variant(const vinfo *v, size_t n, const char *name)
 static char *generate_ok(qi_client *c)
 {
     qi_reply d;
-    rpc(c, &d, "{\"id\":\"g\",\"op\":\"generate\",\"prompt\":\"The nation\",\"max_tokens\":4,\"seed\":3}");
+    rpc_final(c, &d, "{\"id\":\"g\",\"op\":\"generate\",\"prompt\":\"The nation\",\"max_tokens\":4,\"seed\":3}");
     if (d.kind != QI_REPLY_DONE)
         fail_msg("generate: %s", json_object_to_json_string(d.body));
     assert_int_equal(d.stats.tokens, 4);
@@ -458,10 +379,8 @@ static int setup_dir(void **state)
         return -1;
     *state = f;
     f->t0 = dh_now_ms();
-    if (dh_init(&f->h) != 0) {
-        print_error("setup: %s\n", f->h.err);
+    if (dc_init(&f->h) != 0)
         return -1;
-    }
     const char *src = getenv("QSLM_SOURCE_DIR");
     if (!src)
         return -1;
@@ -479,15 +398,11 @@ static int setup_daemon(void **state)
     if (setup_dir(state) != 0)
         return -1;
     fixture *f = *state;
-    if (dh_start(&f->h, std_args) != 0) {
-        print_error("setup: %s\n", f->h.err);
-        return -1;
-    }
-    return 0;
+    return dc_start(&f->h, std_args);
 }
 
-/* Stops a running daemon with SIGTERM expecting exit 0 (a crash, a sanitizer's or valgrind's
- * report fails the test), looks for reports in its log, cleans up. */
+/* Stops the load, then the daemon must exit 0 and its log hold no sanitizer or valgrind report
+ * (dc_finish). */
 static int teardown(void **state)
 {
     fixture *f = *state;
@@ -498,28 +413,7 @@ static int teardown(void **state)
         for (int i = 0; i < f->bg.n; i++)
             pthread_join(f->bg.th[i], NULL);
     }
-    int rc = 0;
-    if (f->h.pid > 0) {
-        int st = dh_stop(&f->h);
-        if (st < 0 || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
-            print_error("teardown: qslmd did not exit 0 after SIGTERM (wait status %#x)\n", (unsigned)st);
-            rc = -1;
-        }
-    }
-    char *log = f->h.dir[0] ? dh_read_log(&f->h) : NULL;
-    if (log && (strstr(log, "Sanitizer") || strstr(log, "runtime error:") || strstr(log, "Invalid read") ||
-                strstr(log, "Invalid write") || strstr(log, "definitely lost: ") != NULL)) {
-        const char *dl = strstr(log, "definitely lost: ");
-        bool leak = dl && strncmp(dl, "definitely lost: 0 bytes", 24) != 0;
-        if (!dl || leak || strstr(log, "Sanitizer") || strstr(log, "runtime error:") || strstr(log, "Invalid ")) {
-            print_error("teardown: a sanitizer or memcheck report in qslmd's stderr\n");
-            rc = -1;
-        }
-    }
-    if (rc != 0 && log)
-        print_error("--- qslmd's stderr:\n%s\n", log);
-    free(log);
-    dh_teardown(&f->h);
+    int rc = dc_finish(&f->h);
     print_message("[   TIME   ] %.0f ms\n", dh_now_ms() - f->t0);
     free(f);
     return rc;
@@ -540,15 +434,16 @@ static void stop_load(fixture *f, const qi_code *allowed)
 
 /* ---------------------------------------------------------------- variant files */
 
-/* The reload's reply: ok, with the active variant not `refused`. */
-static void reload_ok(qi_client *c, const char *refused)
+/* The reload's reply: ok (`when` says after what, in the failure), with the active variant not
+ * `refused` (NULL: whichever). */
+static void reload_ok(qi_client *c, const char *when, const char *refused)
 {
     qi_reply r;
-    rpc(c, &r, "{\"id\":\"rl\",\"op\":\"reload\"}");
+    rpc_final(c, &r, "{\"id\":\"rl\",\"op\":\"reload\"}");
     if (r.kind != QI_REPLY_RESULT)
-        fail_msg("reload: %s", json_object_to_json_string(r.body));
+        fail_msg("reload%s: %s", when, json_object_to_json_string(r.body));
     const char *active = jstr(r.body, "active");
-    if (!active || !strcmp(active, refused))
+    if (refused && (!active || !strcmp(active, refused)))
         fail_msg("reload: the refused variant %s is active: %s", refused, json_object_to_json_string(r.body));
     qi_reply_free(&r);
 }
@@ -557,7 +452,7 @@ static void reload_ok(qi_client *c, const char *refused)
 static void expect_refused(qi_client *c, const char *name, const char *why)
 {
     qi_reply r;
-    rpc(c, &r, "{\"id\":\"st\",\"op\":\"status\"}");
+    status(c, &r);
     json_object *ref = jget(r.body, "refused");
     assert_non_null(ref);
     bool found = false;
@@ -579,24 +474,24 @@ static void variant_fault(void **state, void (*damage)(const vinfo *victim, cons
     qi_client *c = connect_or_fail(&f->h);
     vinfo v[16];
     size_t n = read_variants(&f->h, c, v, 16);
-    char *active = wait_active(c, NULL);
+    char *active = wait_served(c, NULL, NULL);
     const vinfo *victim = find_variant(v, n, active);
     const vinfo *other = victim == &v[0] ? &v[1] : &v[0];
     start_load(f);
     damage(victim, other);
     bg_wait_ok(&f->bg, 4); /* what it serves was verified when loaded: nothing changes yet */
-    reload_ok(c, victim->name);
+    reload_ok(c, "", victim->name);
     expect_refused(c, victim->name, why);
     char logline[128];
     snprintf(logline, sizeof logline, "variant '%.64s'", victim->name);
     assert_true(dh_log_wait(&f->h, logline, 5000));
     assert_true(dh_log_wait(&f->h, "reload: serving", 5000));
-    char *now = wait_active_not(c, victim->name);
+    char *now = wait_served(c, NULL, victim->name);
     char *used = generate_ok(c);
     assert_string_not_equal(used, victim->name);
     /* a pin of the refused variant is refused, saying why */
     qi_reply r;
-    rpc(c, &r, "{\"id\":\"p\",\"op\":\"pin\",\"variant\":\"%s\"}", victim->name);
+    rpc_final(c, &r, "{\"id\":\"p\",\"op\":\"pin\",\"variant\":\"%s\"}", victim->name);
     assert_int_equal(r.kind, QI_REPLY_ERROR);
     assert_int_equal(r.code, QI_ERR_NOT_FOUND);
     assert_non_null(strstr(r.message, why));
@@ -664,7 +559,7 @@ static void test_variant_corrupted_then_switched_to(void **state)
     qi_client *c = connect_or_fail(&f->h);
     vinfo v[16];
     size_t n = read_variants(&f->h, c, v, 16);
-    char *active = wait_active(c, NULL);
+    char *active = wait_served(c, NULL, NULL);
     /* by footprint: the largest (served now), the victim (the next), the smallest */
     const vinfo *big = &v[0], *small = &v[0];
     for (size_t i = 0; i < n; i++) {
@@ -687,7 +582,7 @@ static void test_variant_corrupted_then_switched_to(void **state)
     start_load(f);
     flip_a_byte(victim, NULL);
     qi_reply r;
-    rpc(c, &r, "{\"id\":\"b\",\"op\":\"set-budget\",\"memory\":%llu}", (unsigned long long)victim->footprint);
+    rpc_final(c, &r, "{\"id\":\"b\",\"op\":\"set-budget\",\"memory\":%llu}", (unsigned long long)victim->footprint);
     assert_int_equal(r.kind, QI_REPLY_RESULT);
     qi_reply_free(&r);
     char logline[160];
@@ -695,14 +590,14 @@ static void test_variant_corrupted_then_switched_to(void **state)
     if (!dh_log_wait(&f->h, logline, WAIT_MS))
         fail_msg("no refusal of %s in the log", victim->name);
     expect_refused(c, victim->name, "SHA-256");
-    char *now = wait_active(c, small->name);
+    char *now = wait_served(c, small->name, NULL);
     free(now);
     char *used = generate_ok(c);
     assert_string_equal(used, small->name);
     free(used);
-    rpc(c, &r, "{\"id\":\"b\",\"op\":\"set-budget\",\"memory\":\"auto\"}");
+    rpc_final(c, &r, "{\"id\":\"b\",\"op\":\"set-budget\",\"memory\":\"auto\"}");
     qi_reply_free(&r);
-    now = wait_active(c, big->name);
+    now = wait_served(c, big->name, NULL);
     free(now);
     bg_wait_ok(&f->bg, 4);
     stop_load(f, NULL);
@@ -724,7 +619,7 @@ static int count_in_log(const dh_daemon *h, const char *needle)
 static void reload_refused(fixture *f, qi_client *c, const char *why, const char *active)
 {
     qi_reply r;
-    rpc(c, &r, "{\"id\":\"rl\",\"op\":\"reload\"}");
+    rpc_final(c, &r, "{\"id\":\"rl\",\"op\":\"reload\"}");
     if (r.kind != QI_REPLY_ERROR || r.code != QI_ERR_INTERNAL || !strstr(r.message, "reload refused") ||
         !strstr(r.message, why))
         fail_msg("reload: expected internal naming '%s', got %s", why, json_object_to_json_string(r.body));
@@ -753,7 +648,7 @@ static void test_bundle_dir_gone(void **state)
 {
     fixture *f = *state;
     qi_client *c = connect_or_fail(&f->h);
-    char *active = wait_active(c, NULL);
+    char *active = wait_served(c, NULL, NULL);
     start_load(f);
     char away[600];
     snprintf(away, sizeof away, "%s.away", f->h.bundle);
@@ -767,11 +662,7 @@ static void test_bundle_dir_gone(void **state)
     /* back: reload accepted */
     assert_int_equal(unlink(f->h.bundle), 0);
     assert_int_equal(rename(away, f->h.bundle), 0);
-    qi_reply r;
-    rpc(c, &r, "{\"id\":\"rl\",\"op\":\"reload\"}");
-    if (r.kind != QI_REPLY_RESULT)
-        fail_msg("reload after the bundle came back: %s", json_object_to_json_string(r.body));
-    qi_reply_free(&r);
+    reload_ok(c, " after the bundle came back", NULL);
     stop_load(f, NULL);
     free(active);
     qi_client_close(c);
@@ -781,7 +672,7 @@ static void test_manifest_invalid(void **state)
 {
     fixture *f = *state;
     qi_client *c = connect_or_fail(&f->h);
-    char *active = wait_active(c, NULL);
+    char *active = wait_served(c, NULL, NULL);
     start_load(f);
     char path[600], saved[620];
     snprintf(path, sizeof path, "%s/manifest.json", f->h.bundle);
@@ -792,11 +683,7 @@ static void test_manifest_invalid(void **state)
     reload_refused(f, c, "manifest.json", active);
     bg_wait_ok(&f->bg, 4);
     assert_int_equal(rename(saved, path), 0);
-    qi_reply r;
-    rpc(c, &r, "{\"id\":\"rl\",\"op\":\"reload\"}");
-    if (r.kind != QI_REPLY_RESULT)
-        fail_msg("reload after the manifest came back: %s", json_object_to_json_string(r.body));
-    qi_reply_free(&r);
+    reload_ok(c, " after the manifest came back", NULL);
     stop_load(f, NULL);
     free(active);
     qi_client_close(c);
@@ -814,13 +701,13 @@ static void test_budget_below_smallest_recovers(void **state)
     for (size_t i = 1; i < n; i++)
         if (v[i].footprint < smallest)
             smallest = v[i].footprint;
-    char *before = wait_active(c, NULL);
+    char *before = wait_served(c, NULL, NULL);
     start_load(f);
     qi_reply r;
-    rpc(c, &r, "{\"id\":\"b\",\"op\":\"set-budget\",\"memory\":%llu}", (unsigned long long)(smallest - 1));
+    rpc_final(c, &r, "{\"id\":\"b\",\"op\":\"set-budget\",\"memory\":%llu}", (unsigned long long)(smallest - 1));
     assert_int_equal(r.kind, QI_REPLY_RESULT);
     qi_reply_free(&r);
-    rpc(c, &r, "{\"id\":\"g\",\"op\":\"generate\",\"prompt\":\"The nation\",\"max_tokens\":4,\"seed\":3}");
+    rpc_final(c, &r, "{\"id\":\"g\",\"op\":\"generate\",\"prompt\":\"The nation\",\"max_tokens\":4,\"seed\":3}");
     if (r.kind != QI_REPLY_ERROR || r.code != QI_ERR_NO_VARIANT_FITS)
         fail_msg("expected no_variant_fits: %s", json_object_to_json_string(r.body));
     qi_reply_free(&r);
@@ -841,10 +728,10 @@ static void test_budget_below_smallest_recovers(void **state)
         none = active_variant(c);
     }
     /* restored: served again, without a restart */
-    rpc(c, &r, "{\"id\":\"b\",\"op\":\"set-budget\",\"memory\":\"auto\"}");
+    rpc_final(c, &r, "{\"id\":\"b\",\"op\":\"set-budget\",\"memory\":\"auto\"}");
     assert_int_equal(r.kind, QI_REPLY_RESULT);
     qi_reply_free(&r);
-    char *after = wait_active(c, before);
+    char *after = wait_served(c, before, NULL);
     char *used = generate_ok(c);
     assert_string_equal(used, before);
     bg_wait_ok(&f->bg, 8);
@@ -903,9 +790,9 @@ static void test_switch_storm_long_inputs(void **state)
     for (size_t i = 1; i < n; i++)
         if (v[i].footprint < st.low)
             st.low = v[i].footprint;
-    free(wait_active(c, NULL));
+    free(wait_served(c, NULL, NULL));
     qi_reply r;
-    rpc(c, &r, "{\"id\":\"s0\",\"op\":\"status\"}");
+    rpc_final(c, &r, "{\"id\":\"s0\",\"op\":\"status\"}");
     int64_t sw0 = json_object_get_int64(jget(jget(r.body, "counters"), "switches"));
     qi_reply_free(&r);
     start_load(f);
@@ -919,11 +806,11 @@ static void test_switch_storm_long_inputs(void **state)
     text[used] = '\0';
     double t0 = dh_now_ms();
     for (int i = 0; i < 3; i++) {
-        rpc(c, &r, "{\"id\":\"c%d\",\"op\":\"classify\",\"texts\":[\"%s\",\"Hope.\"]}", i, text);
+        rpc_final(c, &r, "{\"id\":\"c%d\",\"op\":\"classify\",\"texts\":[\"%s\",\"Hope.\"]}", i, text);
         if (r.kind != QI_REPLY_RESULT)
             fail_msg("classify under switches: %s", json_object_to_json_string(r.body));
         qi_reply_free(&r);
-        rpc(c, &r, "{\"id\":\"g%d\",\"op\":\"generate\",\"prompt\":\"%s\",\"max_tokens\":4,\"seed\":1,\"stream\":true}",
+        rpc_final(c, &r, "{\"id\":\"g%d\",\"op\":\"generate\",\"prompt\":\"%s\",\"max_tokens\":4,\"seed\":1,\"stream\":true}",
             i, text);
         if (r.kind != QI_REPLY_DONE || r.stats.tokens != 4)
             fail_msg("generate under switches: %s", json_object_to_json_string(r.body));
@@ -932,7 +819,7 @@ static void test_switch_storm_long_inputs(void **state)
     double took = dh_now_ms() - t0;
     atomic_store(&st.stop, true);
     pthread_join(th, NULL);
-    rpc(c, &r, "{\"id\":\"s1\",\"op\":\"status\"}");
+    rpc_final(c, &r, "{\"id\":\"s1\",\"op\":\"status\"}");
     int64_t switches = json_object_get_int64(jget(jget(r.body, "counters"), "switches")) - sw0;
     qi_reply_free(&r);
     print_message("[  STORM   ] %d budget changes, %lld switches; 6 long requests took %.0f ms\n",
@@ -951,7 +838,7 @@ static void expect_readings_unavailable(qi_client *c, bool garbage)
 {
     bool said_why = false;
     qi_reply r;
-    rpc(c, &r, "{\"id\":\"st\",\"op\":\"status\"}");
+    status(c, &r);
     json_object *rs = jget(r.body, "readings");
     assert_non_null(rs);
     size_t checked = 0;
@@ -980,7 +867,7 @@ static void test_telemetry_garbage(void **state)
     fixture *f = *state;
     dh_daemon *h = &f->h;
     qi_client *c = connect_or_fail(h);
-    char *active = wait_active(c, NULL);
+    char *active = wait_served(c, NULL, NULL);
     start_load(f);
     /* garbage */
     assert_int_equal(dh_write_root_file(h, "proc/self/cgroup", "0::/qslm.service\n"), 0);
@@ -1068,7 +955,7 @@ static void test_bad_clients(void **state)
     fixture *f = *state;
     dh_daemon *h = &f->h;
     qi_client *c = connect_or_fail(h);
-    free(wait_active(c, NULL));
+    free(wait_served(c, NULL, NULL));
     start_load(f);
     long rss0 = rss_kb(h->pid, "VmRSS");
     assert_true(rss0 > 0);
@@ -1160,7 +1047,7 @@ static void test_sigterm_under_load(void **state)
     fixture *f = *state;
     dh_daemon *h = &f->h;
     qi_client *c = connect_or_fail(h);
-    free(wait_active(c, NULL));
+    free(wait_served(c, NULL, NULL));
     start_load(f);
     int idle[20];
     for (int i = 0; i < 20; i++)
@@ -1210,20 +1097,20 @@ static void test_sighup_under_load(void **state)
     fixture *f = *state;
     dh_daemon *h = &f->h;
     qi_client *c = connect_or_fail(h);
-    char *active = wait_active(c, NULL);
+    char *active = wait_served(c, NULL, NULL);
     start_load(f);
     for (int i = 0; i < 3; i++) {
         assert_int_equal(dh_signal(h, SIGHUP), 0);
         /* a reload request racing the signal's: one runs, the other is busy or also served */
         qi_reply r;
-        rpc(c, &r, "{\"id\":\"rl\",\"op\":\"reload\"}");
+        rpc_final(c, &r, "{\"id\":\"rl\",\"op\":\"reload\"}");
         assert_true(r.kind == QI_REPLY_RESULT || (r.kind == QI_REPLY_ERROR && r.code == QI_ERR_BUSY));
         qi_reply_free(&r);
         bg_wait_ok(&f->bg, 4);
     }
     assert_true(dh_log_wait(h, "SIGHUP: reloading", 5000));
     assert_true(dh_log_wait(h, "reload: serving", 5000));
-    char *now = wait_active(c, active);
+    char *now = wait_served(c, active, NULL);
     free(now);
     free(generate_ok(c));
     stop_load(f, NULL);
@@ -1265,6 +1152,7 @@ int main(int argc, char **argv)
         setenv("QSLMD", argv[1], 1);
     const char *set = getenv("QSLM_FAULTS_SET");
     under_valgrind = set && !strcmp(set, "valgrind");
+    dc_read_timeout_ms = READ_TIMEOUT_MS;
 #define T(f) cmocka_unit_test_setup_teardown(f, setup_daemon, teardown)
     const struct CMUnitTest all[] = {
         T(test_variant_truncated),
