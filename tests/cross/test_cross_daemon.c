@@ -1,0 +1,109 @@
+/* test_cross_daemon.c: the daemon end to end on aarch64, under qemu user-mode emulation, at a
+ * size emulation affords (scripts/cross-test.sh; registered in cross builds only). The
+ * cross-built qslmd runs the real bundle on a temporary socket with a fake telemetry root
+ * (tests/daemon/daemon_harness.h; QSLMD_WRAPPER=qemu-aarch64-static runs it), and the test
+ * program itself is emulated too: a generation on the best variant, a classification, a memory
+ * budget that switches to a smaller variant, a generation there, the budget back to auto, and
+ * SIGTERM (exit 0). Everything else the daemon does is covered natively by tests/daemon; the
+ * full test_daemon also passes under emulation (scripts/cross-test.sh --full), in minutes. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <json.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "daemon_checks.h"
+
+#define SWITCH_TIMEOUT_MS 60000 /* emulated: a variant is read and hashed several times slower */
+
+static int setup_daemon(void **state)
+{
+    dh_daemon *h = calloc(1, sizeof *h);
+    if (!h)
+        return -1;
+    *state = h;
+    static const char *const args[] = {"--max-line", "4096", NULL};
+    if (dc_init(h) != 0)
+        return -1;
+    return dc_start(h, args);
+}
+
+static int teardown_daemon(void **state)
+{
+    dh_daemon *h = *state;
+    int rc = h ? dc_finish(h) : 0;
+    free(h);
+    return rc;
+}
+
+/* A non-streamed generation of max_tokens, all of it from one variant, which must be `variant`. */
+static void generate_on(qi_client *c, const char *variant, unsigned max_tokens)
+{
+    qi_reply d;
+    rpc(c, &d, "{\"id\":\"g\",\"op\":\"generate\",\"prompt\":\"The nation\",\"max_tokens\":%u,\"seed\":1}",
+        max_tokens);
+    if (d.kind != QI_REPLY_DONE)
+        fail_msg("generate: %s", json_object_to_json_string(d.body));
+    assert_true(id_is_str(&d.id, "g"));
+    assert_true(d.stats.tokens >= 1 && d.stats.tokens <= max_tokens);
+    assert_true(d.text_len > 0);
+    assert_int_equal(d.stats.n_spans, 1);
+    assert_string_equal(d.stats.spans[0].variant, variant);
+    print_message("[ %-8s ] %u tokens in %.0f ms: \"%.*s\"\n", variant, d.stats.tokens, d.stats.ms,
+                  (int)d.text_len, d.text);
+    qi_reply_free(&d);
+}
+
+static void set_memory_budget(qi_client *c, const char *value)
+{
+    qi_reply r;
+    rpc(c, &r, "{\"id\":\"b\",\"op\":\"set-budget\",\"memory\":\"%s\"}", value);
+    if (r.kind != QI_REPLY_RESULT)
+        fail_msg("set-budget %s: %s", value, json_object_to_json_string(r.body));
+    assert_true(jbool(r.body, "ok"));
+    qi_reply_free(&r);
+}
+
+static void test_serve_switch_stop(void **state)
+{
+    dh_daemon *h = *state;
+    qi_client *c = connect_or_fail(h);
+    wait_active(c, "8M", 0, SWITCH_TIMEOUT_MS);
+    generate_on(c, "8M", 8);
+
+    qi_reply r;
+    rpc(c, &r, "{\"id\":\"c\",\"op\":\"classify\",\"texts\":[\"A wonderful film.\"]}");
+    if (r.kind != QI_REPLY_RESULT)
+        fail_msg("classify: %s", json_object_to_json_string(r.body));
+    qi_reply_free(&r);
+
+    qi_reply st0;
+    status(c, &st0);
+    set_memory_budget(c, "5M");
+    wait_active(c, "5M", 0, SWITCH_TIMEOUT_MS);
+    qi_reply st;
+    status(c, &st);
+    assert_true(counter(st.body, "switches") >= counter(st0.body, "switches") + 1);
+    assert_jstr(st.body, "budget.memory.source", "set-budget");
+    qi_reply_free(&st);
+    qi_reply_free(&st0);
+    generate_on(c, "5M", 4);
+
+    set_memory_budget(c, "auto");
+    wait_active(c, "8M", 0, SWITCH_TIMEOUT_MS);
+    qi_client_close(c);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc > 1) /* the qslmd to test, as meson passes it */
+        setenv("QSLMD", argv[1], 1);
+    dc_read_timeout_ms = 120000;
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_serve_switch_stop, setup_daemon, teardown_daemon),
+    };
+    return cmocka_run_group_tests_name("cross_daemon", tests, NULL, NULL);
+}
