@@ -1,11 +1,21 @@
 /* dispatch.c: picking a kernel variant per type from what the CPU supports. The check asks
- * cpuid each time it is called (when a model is bound, not per product), so no state is kept. */
+ * cpuid (x86-64) or the kernel's hardware capabilities (aarch64: getauxval) each time it is
+ * called (when a model is bound, not per product), so no state is kept. */
 #include "kernels.h"
 
 #include "../tensor_types.h"
 
 #if defined(__x86_64__)
 #include <cpuid.h>
+#endif
+#if defined(__aarch64__)
+#include <sys/auxv.h>
+#ifndef HWCAP_ASIMD
+#define HWCAP_ASIMD (1ul << 1)
+#endif
+#ifndef HWCAP_ASIMDDP
+#define HWCAP_ASIMDDP (1ul << 20)
+#endif
 #endif
 
 bool qr_cpu_has_avx2(void)
@@ -30,49 +40,122 @@ bool qr_cpu_has_avx2(void)
 #endif
 }
 
-const qr_kernel_ops *qr_kernels_ref(uint32_t type)
+bool qr_cpu_has_neon(void)
+{
+#if defined(__aarch64__)
+    return getauxval(AT_HWCAP) & HWCAP_ASIMD;
+#else
+    return false;
+#endif
+}
+
+bool qr_cpu_has_dotprod(void)
+{
+#if defined(__aarch64__)
+    unsigned long hw = getauxval(AT_HWCAP);
+    return (hw & HWCAP_ASIMD) && (hw & HWCAP_ASIMDDP);
+#else
+    return false;
+#endif
+}
+
+/* Every type's variants in one order: f32, f16, then q8..q2 _0, then q8..q2 _1. */
+#define N_KERNEL_TYPES 14
+
+static int type_index(uint32_t type)
 {
     switch (type) {
-    case QR_TYPE_F32: return &qr_kernels_f32_ref;
-    case QR_TYPE_F16: return &qr_kernels_f16_ref;
-    case QR_TYPE_Q8_0: return &qr_kernels_q8_0_ref;
-    case QR_TYPE_Q6_0: return &qr_kernels_q6_0_ref;
-    case QR_TYPE_Q5_0: return &qr_kernels_q5_0_ref;
-    case QR_TYPE_Q4_0: return &qr_kernels_q4_0_ref;
-    case QR_TYPE_Q3_0: return &qr_kernels_q3_0_ref;
-    case QR_TYPE_Q2_0: return &qr_kernels_q2_0_ref;
-    case QR_TYPE_Q8_1: return &qr_kernels_q8_1_ref;
-    case QR_TYPE_Q6_1: return &qr_kernels_q6_1_ref;
-    case QR_TYPE_Q5_1: return &qr_kernels_q5_1_ref;
-    case QR_TYPE_Q4_1: return &qr_kernels_q4_1_ref;
-    case QR_TYPE_Q3_1: return &qr_kernels_q3_1_ref;
-    case QR_TYPE_Q2_1: return &qr_kernels_q2_1_ref;
-    default: return NULL;
+    case QR_TYPE_F32: return 0;
+    case QR_TYPE_F16: return 1;
+    case QR_TYPE_Q8_0: return 2;
+    case QR_TYPE_Q6_0: return 3;
+    case QR_TYPE_Q5_0: return 4;
+    case QR_TYPE_Q4_0: return 5;
+    case QR_TYPE_Q3_0: return 6;
+    case QR_TYPE_Q2_0: return 7;
+    case QR_TYPE_Q8_1: return 8;
+    case QR_TYPE_Q6_1: return 9;
+    case QR_TYPE_Q5_1: return 10;
+    case QR_TYPE_Q4_1: return 11;
+    case QR_TYPE_Q3_1: return 12;
+    case QR_TYPE_Q2_1: return 13;
+    default: return -1;
     }
+}
+
+static const qr_kernel_ops *const ref_ops[N_KERNEL_TYPES] = {
+    &qr_kernels_f32_ref,  &qr_kernels_f16_ref,  &qr_kernels_q8_0_ref, &qr_kernels_q6_0_ref,
+    &qr_kernels_q5_0_ref, &qr_kernels_q4_0_ref, &qr_kernels_q3_0_ref, &qr_kernels_q2_0_ref,
+    &qr_kernels_q8_1_ref, &qr_kernels_q6_1_ref, &qr_kernels_q5_1_ref, &qr_kernels_q4_1_ref,
+    &qr_kernels_q3_1_ref, &qr_kernels_q2_1_ref,
+};
+#if defined(__x86_64__)
+static const qr_kernel_ops *const avx2_ops[N_KERNEL_TYPES] = {
+    &qr_kernels_f32_avx2,  &qr_kernels_f16_avx2,  &qr_kernels_q8_0_avx2, &qr_kernels_q6_0_avx2,
+    &qr_kernels_q5_0_avx2, &qr_kernels_q4_0_avx2, &qr_kernels_q3_0_avx2, &qr_kernels_q2_0_avx2,
+    &qr_kernels_q8_1_avx2, &qr_kernels_q6_1_avx2, &qr_kernels_q5_1_avx2, &qr_kernels_q4_1_avx2,
+    &qr_kernels_q3_1_avx2, &qr_kernels_q2_1_avx2,
+};
+#endif
+#if defined(__aarch64__)
+static const qr_kernel_ops *const neon_ops[N_KERNEL_TYPES] = {
+    &qr_kernels_f32_neon,  &qr_kernels_f16_neon,  &qr_kernels_q8_0_neon, &qr_kernels_q6_0_neon,
+    &qr_kernels_q5_0_neon, &qr_kernels_q4_0_neon, &qr_kernels_q3_0_neon, &qr_kernels_q2_0_neon,
+    &qr_kernels_q8_1_neon, &qr_kernels_q6_1_neon, &qr_kernels_q5_1_neon, &qr_kernels_q4_1_neon,
+    &qr_kernels_q3_1_neon, &qr_kernels_q2_1_neon,
+};
+/* f32 and f16 have no integer dot product: NULL, their NEON variant is the best. */
+static const qr_kernel_ops *const neon_dotprod_ops[N_KERNEL_TYPES] = {
+    NULL,
+    NULL,
+    &qr_kernels_q8_0_neon_dotprod,
+    &qr_kernels_q6_0_neon_dotprod,
+    &qr_kernels_q5_0_neon_dotprod,
+    &qr_kernels_q4_0_neon_dotprod,
+    &qr_kernels_q3_0_neon_dotprod,
+    &qr_kernels_q2_0_neon_dotprod,
+    &qr_kernels_q8_1_neon_dotprod,
+    &qr_kernels_q6_1_neon_dotprod,
+    &qr_kernels_q5_1_neon_dotprod,
+    &qr_kernels_q4_1_neon_dotprod,
+    &qr_kernels_q3_1_neon_dotprod,
+    &qr_kernels_q2_1_neon_dotprod,
+};
+#endif
+
+const qr_kernel_ops *qr_kernels_ref(uint32_t type)
+{
+    int t = type_index(type);
+    return t < 0 ? NULL : ref_ops[t];
+}
+
+size_t qr_kernels_all(uint32_t type, const qr_kernel_ops **out, size_t max)
+{
+    int t = type_index(type);
+    if (t < 0)
+        return 0;
+    const qr_kernel_ops *all[3];
+    size_t n = 0;
+    all[n++] = ref_ops[t];
+#if defined(__x86_64__)
+    if (qr_cpu_has_avx2())
+        all[n++] = avx2_ops[t];
+#endif
+#if defined(__aarch64__)
+    if (qr_cpu_has_neon()) {
+        all[n++] = neon_ops[t];
+        if (qr_cpu_has_dotprod() && neon_dotprod_ops[t])
+            all[n++] = neon_dotprod_ops[t];
+    }
+#endif
+    for (size_t i = 0; i < n && i < max; i++)
+        out[i] = all[i];
+    return n < max ? n : max;
 }
 
 const qr_kernel_ops *qr_kernels_best(uint32_t type)
 {
-#if defined(__x86_64__)
-    if (qr_cpu_has_avx2()) {
-        switch (type) {
-        case QR_TYPE_F32: return &qr_kernels_f32_avx2;
-        case QR_TYPE_F16: return &qr_kernels_f16_avx2;
-        case QR_TYPE_Q8_0: return &qr_kernels_q8_0_avx2;
-        case QR_TYPE_Q6_0: return &qr_kernels_q6_0_avx2;
-        case QR_TYPE_Q5_0: return &qr_kernels_q5_0_avx2;
-        case QR_TYPE_Q4_0: return &qr_kernels_q4_0_avx2;
-        case QR_TYPE_Q3_0: return &qr_kernels_q3_0_avx2;
-        case QR_TYPE_Q2_0: return &qr_kernels_q2_0_avx2;
-        case QR_TYPE_Q8_1: return &qr_kernels_q8_1_avx2;
-        case QR_TYPE_Q6_1: return &qr_kernels_q6_1_avx2;
-        case QR_TYPE_Q5_1: return &qr_kernels_q5_1_avx2;
-        case QR_TYPE_Q4_1: return &qr_kernels_q4_1_avx2;
-        case QR_TYPE_Q3_1: return &qr_kernels_q3_1_avx2;
-        case QR_TYPE_Q2_1: return &qr_kernels_q2_1_avx2;
-        default: break;
-        }
-    }
-#endif
-    return qr_kernels_ref(type);
+    const qr_kernel_ops *all[3];
+    size_t n = qr_kernels_all(type, all, 3);
+    return n ? all[n - 1] : NULL;
 }

@@ -36,6 +36,11 @@ const qr_kernel_ops *qr_kernels_ref(uint32_t type);
 /* The fastest variant this CPU runs (checked at run time), or the reference. */
 const qr_kernel_ops *qr_kernels_best(uint32_t type);
 
+/* Every variant of a type this CPU runs, reference first and qr_kernels_best(type) last: up to
+ * `max` of them in out[], and their number (0 for an unknown type). For the tests, which hold
+ * each one to the reference, and for benchmarks. */
+size_t qr_kernels_all(uint32_t type, const qr_kernel_ops **out, size_t max);
+
 /* Per-type tables, defined in kernels/<type>.c (kernels/q<B>.c holds q<B>_0 and q<B>_1). */
 extern const qr_kernel_ops qr_kernels_f32_ref, qr_kernels_f16_ref;
 extern const qr_kernel_ops qr_kernels_q8_0_ref, qr_kernels_q8_1_ref, qr_kernels_q6_0_ref,
@@ -49,8 +54,27 @@ extern const qr_kernel_ops qr_kernels_q8_0_avx2, qr_kernels_q8_1_avx2, qr_kernel
     qr_kernels_q4_1_avx2, qr_kernels_q3_0_avx2, qr_kernels_q3_1_avx2, qr_kernels_q2_0_avx2,
     qr_kernels_q2_1_avx2;
 #endif
+#if defined(__aarch64__)
+/* _neon: any ARMv8.0 core (Cortex-A72, the Raspberry Pi 4); _neon_dotprod: the quantized types'
+ * dot products with SDOT (Cortex-A76/A78: Pi 5, Jetson Orin). */
+extern const qr_kernel_ops qr_kernels_f32_neon, qr_kernels_f16_neon;
+extern const qr_kernel_ops qr_kernels_q8_0_neon, qr_kernels_q8_1_neon, qr_kernels_q6_0_neon,
+    qr_kernels_q6_1_neon, qr_kernels_q5_0_neon, qr_kernels_q5_1_neon, qr_kernels_q4_0_neon,
+    qr_kernels_q4_1_neon, qr_kernels_q3_0_neon, qr_kernels_q3_1_neon, qr_kernels_q2_0_neon,
+    qr_kernels_q2_1_neon;
+extern const qr_kernel_ops qr_kernels_q8_0_neon_dotprod, qr_kernels_q8_1_neon_dotprod,
+    qr_kernels_q6_0_neon_dotprod, qr_kernels_q6_1_neon_dotprod, qr_kernels_q5_0_neon_dotprod,
+    qr_kernels_q5_1_neon_dotprod, qr_kernels_q4_0_neon_dotprod, qr_kernels_q4_1_neon_dotprod,
+    qr_kernels_q3_0_neon_dotprod, qr_kernels_q3_1_neon_dotprod, qr_kernels_q2_0_neon_dotprod,
+    qr_kernels_q2_1_neon_dotprod;
+#endif
 
 /* True when the CPU has AVX2, FMA and F16C (x86-64 only). */
 bool qr_cpu_has_avx2(void);
+/* True when the CPU has Advanced SIMD (aarch64 only; every aarch64 Linux board has it), and when
+ * it also has the dotprod extension, SDOT/UDOT (HWCAP_ASIMDDP: Cortex-A76 and later, not A72).
+ * Read from the kernel's hardware capabilities (getauxval), not from the compiler's flags. */
+bool qr_cpu_has_neon(void);
+bool qr_cpu_has_dotprod(void);
 
 #endif

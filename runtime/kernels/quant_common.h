@@ -2,8 +2,9 @@
  *
  * - The reference kernels, written once for every width and instantiated per type by
  *   QR_DEFINE_REF_KERNELS in kernels/q<B>.c: plain C, byte-addressed, correct on any CPU.
- * - The AVX2 building blocks the per-type SIMD kernels are made of: rebuilding 32 codes from
- *   their planes, and the 32-wide integer dot product with an x8 block.
+ * - The AVX2 (x86-64) and NEON (aarch64) building blocks the per-type SIMD kernels are made of:
+ *   rebuilding 32 codes from their planes, and the 32-wide integer dot product with an x8 block
+ *   (NEON: widening multiplies on any ARMv8.0 core, SDOT where the CPU has the dotprod feature).
  *
  * Every quantized product reads x as 8-bit blocks (qr_x8_group): the weights' integer codes meet
  * x's integer codes in integer multiply-adds (exact), and only one float multiply-add per block
@@ -25,6 +26,9 @@
 #if defined(__x86_64__)
 #include <immintrin.h>
 #endif
+#if defined(__aarch64__)
+#include <arm_neon.h>
+#endif
 
 /* ---------------------------------------------------------------- x8 (kernels/x8.c) */
 
@@ -34,6 +38,9 @@
 void qr_x8_prepare_ref(const float *x, size_t n, qr_x8_group *xq);
 #if defined(__x86_64__)
 void qr_x8_prepare_avx2(const float *x, size_t n, qr_x8_group *xq);
+#endif
+#if defined(__aarch64__)
+void qr_x8_prepare_neon(const float *x, size_t n, qr_x8_group *xq);
 #endif
 
 /* dot_rows for an f32 x, by way of the x8 kernels: x is rounded a chunk at a time into a stack
@@ -336,6 +343,233 @@ qr_avx2_to_float(int bits, bool has_min, qr_avx2_unpack_fn unpack, const void *s
     const qr_kernel_ops qr_kernels_##T##_avx2 = {#T "-avx2", T##_dot_rows_avx2,                    \
                                                  T##_to_float_avx2, qr_x8_prepare_avx2,            \
                                                  T##_dot_x8_avx2}
+#endif
+
+/* ---------------------------------------------------------------- NEON building blocks */
+
+#if defined(__aarch64__)
+/* Functions that use SDOT (vdotq_s32). arm_neon.h declares it for armv8.2-a+dotprod, so the
+ * whole function is compiled for that; it only runs where qr_cpu_has_dotprod() said so (every
+ * core with dotprod is an ARMv8.2 core). */
+#define QR_DOTPROD __attribute__((target("arch=armv8.2-a+dotprod")))
+#define QR_NEON_INLINE __attribute__((always_inline)) static inline
+
+/* The 32 codes of a block, 0..255: lo = q[0..15], hi = q[16..31]. */
+typedef struct {
+    uint8x16_t lo, hi;
+} qr_neon_codes;
+
+/* An f16 header field, converted by the FPU (exact, as qr_f16_to_f32). */
+QR_NEON_INLINE float qr_neon_f16(const uint8_t *p)
+{
+    __fp16 h;
+    memcpy(&h, p, 2);
+    return (float)h;
+}
+
+/* 4 f16 header fields `stride` bytes apart, as 4 floats. */
+QR_NEON_INLINE float32x4_t qr_neon_f16x4(const uint8_t *p, size_t stride)
+{
+    uint64_t u = 0;
+    for (int k = 0; k < 4; k++) {
+        uint16_t a;
+        memcpy(&a, p + (size_t)k * stride, 2);
+        u |= (uint64_t)a << (16 * k);
+    }
+    return vcvt_f32_f16(vreinterpret_f16_u64(vcreate_u64(u)));
+}
+
+/* 16 bytes of nibbles -> 32 codes 0..15: low nibbles are q[0..15], high nibbles q[16..31]. */
+QR_NEON_INLINE qr_neon_codes qr_neon_nibbles(const uint8_t *p)
+{
+    uint8x16_t v = vld1q_u8(p);
+    return (qr_neon_codes){vandq_u8(v, vdupq_n_u8(15)), vshrq_n_u8(v, 4)};
+}
+
+/* 8 bytes of crumbs -> 32 codes 0..3: q[j + 8k] is bits 2k..2k+1 of byte j. */
+QR_NEON_INLINE qr_neon_codes qr_neon_crumbs(const uint8_t *p)
+{
+    uint8x8_t v = vld1_u8(p), three = vdup_n_u8(3);
+    return (qr_neon_codes){vcombine_u8(vand_u8(v, three), vand_u8(vshr_n_u8(v, 2), three)),
+                           vcombine_u8(vand_u8(vshr_n_u8(v, 4), three), vshr_n_u8(v, 6))};
+}
+
+/* A 32-bit little-endian plane -> 32 bytes, `value` where bit j is set and 0 elsewhere: each
+ * plane byte is spread over 8 lanes by a table lookup, and lane i tests bit i. */
+QR_NEON_INLINE qr_neon_codes qr_neon_bitplane(const uint8_t *p, uint8_t value)
+{
+    uint32_t u;
+    memcpy(&u, p, 4);
+    uint8x16_t v = vreinterpretq_u8_u32(vdupq_n_u32(u));
+    const uint8x16_t idx_lo = vcombine_u8(vcreate_u8(0), vcreate_u8(0x0101010101010101ull));
+    const uint8x16_t idx_hi = vcombine_u8(vcreate_u8(0x0202020202020202ull),
+                                          vcreate_u8(0x0303030303030303ull));
+    const uint8x16_t bit = vreinterpretq_u8_u64(vdupq_n_u64(0x8040201008040201ull));
+    const uint8x16_t val = vdupq_n_u8(value);
+    return (qr_neon_codes){vandq_u8(vtstq_u8(vqtbl1q_u8(v, idx_lo), bit), val),
+                           vandq_u8(vtstq_u8(vqtbl1q_u8(v, idx_hi), bit), val)};
+}
+
+QR_NEON_INLINE qr_neon_codes qr_neon_or(qr_neon_codes a, qr_neon_codes b)
+{
+    return (qr_neon_codes){vorrq_u8(a.lo, b.lo), vorrq_u8(a.hi, b.hi)};
+}
+
+/* 32 codes rebuilt from a block's code bytes (the per-type part of every NEON kernel). */
+typedef qr_neon_codes (*qr_neon_unpack_fn)(const uint8_t *codes);
+
+/* Codes as signed bytes for the multiplies: as they are below 128 (6 bits or fewer); 8-bit
+ * codes as q − 128 (the top bit flipped), which the callers account for. */
+QR_NEON_INLINE int8x16_t qr_neon_signed(int bits, uint8x16_t q)
+{
+    return vreinterpretq_s8_u8(bits == 8 ? veorq_u8(q, vdupq_n_u8(0x80)) : q);
+}
+
+/* Σ q[j]·xq[j] over one block as 4 int32 partial sums, exactly. ARMv8.0 (Cortex-A72): widening
+ * multiplies to int16, two products per lane (|q|·|xq| ≤ 128·127, so a pair stays below 2^15),
+ * then a pairwise widening add to int32. */
+typedef int32x4_t (*qr_neon_isum_fn)(int bits, qr_neon_codes q, const int8_t *xq);
+
+QR_NEON_INLINE int32x4_t qr_neon_isum_mull(int bits, qr_neon_codes q, const int8_t *xq)
+{
+    int8x16_t a = qr_neon_signed(bits, q.lo), b = qr_neon_signed(bits, q.hi);
+    int8x16_t xa = vld1q_s8(xq), xb = vld1q_s8(xq + 16);
+    int16x8_t pa = vmlal_high_s8(vmull_s8(vget_low_s8(a), vget_low_s8(xa)), a, xa);
+    int16x8_t pb = vmlal_high_s8(vmull_s8(vget_low_s8(b), vget_low_s8(xb)), b, xb);
+    return vpadalq_s16(vpaddlq_s16(pa), pb);
+}
+
+/* The same with SDOT (Cortex-A76/A78: Pi 5, Jetson Orin): 4 products per lane in one op. */
+QR_DOTPROD QR_NEON_INLINE int32x4_t qr_neon_isum_sdot(int bits, qr_neon_codes q, const int8_t *xq)
+{
+    int32x4_t acc = vdotq_s32(vdupq_n_s32(0), qr_neon_signed(bits, q.lo), vld1q_s8(xq));
+    return vdotq_s32(acc, qr_neon_signed(bits, q.hi), vld1q_s8(xq + 16));
+}
+
+/* The decode loop of every quantized type on aarch64, specialised per type and per multiply
+ * (isum) by inlining; the same arithmetic as qr_avx2_dot_x8, 4 blocks at a time. Per block:
+ * rebuild 32 codes, multiply-add them with x's bytes in integers (exact). Per 4 blocks: one
+ * pairwise reduction gives their 4 sums, then one convert and one FMA apply the 4 scales d·dx.
+ * A _0 type's −2^(B−1) is taken out as 2^(B−1)·Σd·s, a _1 type's minimum adds Σm·s; 8-bit
+ * codes are read as q − 128, so q8_0 needs no offset and q8_1 adds Σ(m + 128·d)·s. */
+QR_NEON_INLINE void qr_neon_dot_x8(int bits, bool has_min, qr_neon_unpack_fn unpack,
+                                   qr_neon_isum_fn isum, const void *w, size_t row_bytes,
+                                   size_t n_rows, const qr_x8_group *x, size_t n, float *y)
+{
+    const size_t bb = qr_block_size(bits, has_min), hdr = has_min ? 4 : 2, nb = n / QR_QK;
+    const float off = bits == 8 || has_min ? 0.0f : (float)(1 << (bits - 1));
+    for (size_t r = 0; r < n_rows; r++) {
+        const uint8_t *b = (const uint8_t *)w + r * row_bytes;
+        float32x4_t acc = vdupq_n_f32(0.0f), add = vdupq_n_f32(0.0f);
+        size_t i = 0;
+        for (; i + 4 <= nb; i += 4, b += 4 * bb) {
+            /* 4 blocks never straddle a group (QR_X8_GROUP is 8). */
+            const qr_x8_group *xg = &x[i / QR_X8_GROUP];
+            size_t k = i % QR_X8_GROUP;
+            int32x4_t s0 = isum(bits, unpack(b + hdr), xg->q[k]);
+            int32x4_t s1 = isum(bits, unpack(b + bb + hdr), xg->q[k + 1]);
+            int32x4_t s2 = isum(bits, unpack(b + 2 * bb + hdr), xg->q[k + 2]);
+            int32x4_t s3 = isum(bits, unpack(b + 3 * bb + hdr), xg->q[k + 3]);
+            int32x4_t sums = vpaddq_s32(vpaddq_s32(s0, s1), vpaddq_s32(s2, s3));
+            float32x4_t d = qr_neon_f16x4(b, bb);
+            acc = vfmaq_f32(acc, vcvtq_f32_s32(sums), vmulq_f32(d, vld1q_f32(&xg->d[k])));
+            float32x4_t xs = vld1q_f32(&xg->s[k]);
+            if (has_min) {
+                float32x4_t m = qr_neon_f16x4(b + 2, bb);
+                if (bits == 8)
+                    m = vfmaq_f32(m, d, vdupq_n_f32(128.0f));
+                add = vfmaq_f32(add, m, xs);
+            } else if (bits != 8) {
+                add = vfmaq_f32(add, d, xs);
+            }
+        }
+        float sum = vaddvq_f32(acc), extra = vaddvq_f32(add);
+        /* The last 1..3 blocks, one by one. */
+        for (; i < nb; i++, b += bb) {
+            const qr_x8_group *xg = &x[i / QR_X8_GROUP];
+            size_t k = i % QR_X8_GROUP;
+            float d = qr_neon_f16(b);
+            sum += (float)vaddvq_s32(isum(bits, unpack(b + hdr), xg->q[k])) * (d * xg->d[k]);
+            if (has_min) {
+                float m = qr_neon_f16(b + 2);
+                extra += (bits == 8 ? m + 128.0f * d : m) * xg->s[k];
+            } else if (bits != 8) {
+                extra += d * xg->s[k];
+            }
+        }
+        y[r] = has_min ? sum + extra : sum - off * extra;
+    }
+}
+
+/* 16 codes -> 16 floats d·(q − off) (then + m), rounded as the reference: an exact integer
+ * subtract and convert, a multiply, then an add (no FMA), so to_float is bit-exact. */
+QR_NEON_INLINE void qr_neon_codes16_to_float(uint8x16_t q, float32x4_t d, int32x4_t off,
+                                             bool has_min, float32x4_t m, float *dst)
+{
+    uint16x8_t h[2] = {vmovl_u8(vget_low_u8(q)), vmovl_high_u8(q)};
+    for (int k = 0; k < 2; k++) {
+        int32x4_t a = vsubq_s32(vreinterpretq_s32_u32(vmovl_u16(vget_low_u16(h[k]))), off);
+        int32x4_t c = vsubq_s32(vreinterpretq_s32_u32(vmovl_high_u16(h[k])), off);
+        float32x4_t wa = vmulq_f32(d, vcvtq_f32_s32(a)), wc = vmulq_f32(d, vcvtq_f32_s32(c));
+        if (has_min) {
+            wa = vaddq_f32(wa, m);
+            wc = vaddq_f32(wc, m);
+        }
+        vst1q_f32(dst + 8 * k, wa);
+        vst1q_f32(dst + 8 * k + 4, wc);
+    }
+}
+
+QR_NEON_INLINE void qr_neon_to_float(int bits, bool has_min, qr_neon_unpack_fn unpack,
+                                     const void *src, float *dst, size_t n)
+{
+    const size_t bb = qr_block_size(bits, has_min);
+    const int32x4_t off = vdupq_n_s32(has_min ? 0 : 1 << (bits - 1));
+    const uint8_t *b = src;
+    for (size_t i = 0; i < n / QR_QK; i++, b += bb, dst += QR_QK) {
+        float32x4_t d = vdupq_n_f32(qr_neon_f16(b));
+        float32x4_t m = vdupq_n_f32(has_min ? qr_neon_f16(b + 2) : 0.0f);
+        qr_neon_codes q = unpack(b + (has_min ? 4 : 2));
+        qr_neon_codes16_to_float(q.lo, d, off, has_min, m, dst);
+        qr_neon_codes16_to_float(q.hi, d, off, has_min, m, dst + 16);
+    }
+}
+
+/* The NEON kernel tables of one type around its unpack function: qr_kernels_<T>_neon (any
+ * ARMv8.0 core) and qr_kernels_<T>_neon_dotprod (SDOT); they share prepare_x and to_float. */
+#define QR_DEFINE_NEON_KERNELS(T, BITS, HAS_MIN, UNPACK)                                           \
+    static void T##_dot_x8_neon(const void *w, size_t row_bytes, size_t n_rows,                   \
+                                const qr_x8_group *x, size_t n, float *y)                          \
+    {                                                                                              \
+        qr_neon_dot_x8(BITS, HAS_MIN, UNPACK, qr_neon_isum_mull, w, row_bytes, n_rows, x, n, y);   \
+    }                                                                                              \
+    QR_DOTPROD static void T##_dot_x8_neon_dotprod(const void *w, size_t row_bytes, size_t n_rows, \
+                                                   const qr_x8_group *x, size_t n, float *y)       \
+    {                                                                                              \
+        qr_neon_dot_x8(BITS, HAS_MIN, UNPACK, qr_neon_isum_sdot, w, row_bytes, n_rows, x, n, y);   \
+    }                                                                                              \
+    static void T##_to_float_neon(const void *src, float *dst, size_t n)                           \
+    {                                                                                              \
+        qr_neon_to_float(BITS, HAS_MIN, UNPACK, src, dst, n);                                      \
+    }                                                                                              \
+    static void T##_dot_rows_neon(const void *w, size_t row_bytes, size_t n_rows, const float *x, \
+                                  size_t n, float *y)                                              \
+    {                                                                                              \
+        qr_dot_rows_via_x8(T##_dot_x8_neon, qr_x8_prepare_neon, qr_block_size(BITS, HAS_MIN), w,  \
+                           row_bytes, n_rows, x, n, y);                                            \
+    }                                                                                              \
+    static void T##_dot_rows_neon_dotprod(const void *w, size_t row_bytes, size_t n_rows,         \
+                                          const float *x, size_t n, float *y)                      \
+    {                                                                                              \
+        qr_dot_rows_via_x8(T##_dot_x8_neon_dotprod, qr_x8_prepare_neon,                            \
+                           qr_block_size(BITS, HAS_MIN), w, row_bytes, n_rows, x, n, y);           \
+    }                                                                                              \
+    const qr_kernel_ops qr_kernels_##T##_neon = {#T "-neon", T##_dot_rows_neon,                    \
+                                                 T##_to_float_neon, qr_x8_prepare_neon,            \
+                                                 T##_dot_x8_neon};                                 \
+    const qr_kernel_ops qr_kernels_##T##_neon_dotprod = {                                          \
+        #T "-neon-dotprod", T##_dot_rows_neon_dotprod, T##_to_float_neon, qr_x8_prepare_neon,      \
+        T##_dot_x8_neon_dotprod}
 #endif
 
 #endif

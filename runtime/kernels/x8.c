@@ -1,6 +1,6 @@
 /* x8.c: rounding the input vector x to 8-bit blocks (qr_x8_group), the form every quantized
- * dot product reads — reference and AVX2 side by side, byte-identical. Not a storage type: x is
- * rounded once per product (linear.c) and thrown away. */
+ * dot product reads — reference, AVX2 and NEON side by side, byte-identical. Not a storage type:
+ * x is rounded once per product (linear.c) and thrown away. */
 #include "quant_common.h"
 
 #include <math.h>
@@ -99,6 +99,43 @@ QR_AVX2 void qr_x8_prepare_avx2(const float *x, size_t n, qr_x8_group *xq)
         _mm256_storeu_si256((__m256i *)g->q[k], p);
         g->d[k] = d;
         g->s[k] = d * (float)_mm_cvtsi128_si32(s4);
+    }
+    zero_tail(n, xq);
+}
+#endif
+
+#if defined(__aarch64__)
+/* Same arithmetic as the reference: max|x| exactly, the same d and 1/d, x·(1/d) rounded to
+ * nearest even by FCVTNS (as lrintf in the default mode), so the bytes are identical. */
+void qr_x8_prepare_neon(const float *x, size_t n, qr_x8_group *xq)
+{
+    for (size_t i = 0; i < n / QR_QK; i++, x += QR_QK) {
+        qr_x8_group *g = &xq[i / QR_X8_GROUP];
+        size_t k = i % QR_X8_GROUP;
+        float32x4_t v[8];
+        float32x4_t m = vdupq_n_f32(0.0f);
+        for (int j = 0; j < 8; j++) {
+            v[j] = vld1q_f32(x + 4 * j);
+            m = vmaxq_f32(m, vabsq_f32(v[j]));
+        }
+        float amax = vmaxvq_f32(m);
+        float d = amax / 127.0f, id = d > 0.0f ? 1.0f / d : 0.0f;
+        float32x4_t vid = vdupq_n_f32(id);
+        const int32x4_t lim = vdupq_n_s32(127);
+        int32x4_t sum = vdupq_n_s32(0);
+        int16x8_t h[4];
+        for (int j = 0; j < 8; j += 2) {
+            int32x4_t a = vcvtnq_s32_f32(vmulq_f32(v[j], vid));
+            int32x4_t b = vcvtnq_s32_f32(vmulq_f32(v[j + 1], vid));
+            a = vmaxq_s32(vminq_s32(a, lim), vnegq_s32(lim));
+            b = vmaxq_s32(vminq_s32(b, lim), vnegq_s32(lim));
+            sum = vaddq_s32(sum, vaddq_s32(a, b));
+            h[j / 2] = vcombine_s16(vmovn_s32(a), vmovn_s32(b));
+        }
+        vst1q_s8(g->q[k], vcombine_s8(vmovn_s16(h[0]), vmovn_s16(h[1])));
+        vst1q_s8(g->q[k] + 16, vcombine_s8(vmovn_s16(h[2]), vmovn_s16(h[3])));
+        g->d[k] = d;
+        g->s[k] = d * (float)vaddvq_s32(sum);
     }
     zero_tail(n, xq);
 }

@@ -287,7 +287,7 @@ static int bench_model(const char *path, const char *label, qr_pool *pool, doubl
     }
     double roof = bandwidth / (double)bytes, wbw = weights_bandwidth(m, pool);
     double wroof = wbw / (double)bytes;
-    printf("| %-26s | %-9s | %5.2f | %d | %4zu x %4zu x %6zu | %8.2f | %9.1f | %8.3f | %9.1f | %5.1f%% | %5.1f | %5.1f%% |\n",
+    printf("| %-26s | %-17s | %5.2f | %d | %4zu x %4zu x %6zu | %8.2f | %9.1f | %8.3f | %9.1f | %5.1f%% | %5.1f | %5.1f%% |\n",
            label, m->layers[0].ffn_value.ops->name, 8.0 * (double)bytes / (double)weights_per_token(m),
            qr_pool_threads(pool), m->n_layer, m->d, m->vocab, (double)bytes / 1e6, med, 1000.0 / med,
            roof, 100.0 * med / roof, wbw / 1e9, 100.0 * med / wroof);
@@ -361,8 +361,8 @@ static void bench_matmul(uint32_t type, size_t B)
         t[r] = now() - t0;
     }
     double med = median(t, 5);
-    printf("| %-5s | %5.2f | %4zu x %4zu | %4zu | %8.2f | %7.1f |\n", qr_type_get(type)->name,
-           qr_type_bits_per_weight(type), rows, cols, B, med * 1e3, 2.0 * (double)(B * rows * cols) / med / 1e9);
+    printf("| %-5s | %-17s | %5.2f | %4zu x %4zu | %4zu | %8.2f | %7.1f |\n", qr_type_get(type)->name,
+           m.ops->name, qr_type_bits_per_weight(type), rows, cols, B, med * 1e3, 2.0 * (double)(B * rows * cols) / med / 1e9);
 out:
     free(w);
     free(X);
@@ -446,7 +446,7 @@ int main(int argc, char **argv)
     printf("decode: %zu tokens per run, median of %zu runs\n\n", o.tokens, o.runs);
     printf("roofline/s and ratio: against the 1 GiB buffer's bandwidth; weights GB/s and ratio(w): against\n"
            "reading the model's own mapped matrices in this run (the fairer roofline on a VM)\n\n");
-    printf("| model                      | kernel    | bits/w | thr | layers x d x vocab      | MB/token | tokens/s  | ms/token | roofline/s | ratio  | weights GB/s | ratio(w) |\n");
+    printf("| model                      | kernel            | bits/w | thr | layers x d x vocab      | MB/token | tokens/s  | ms/token | roofline/s | ratio  | weights GB/s | ratio(w) |\n");
     printf("|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     int rc = 0;
     for (int i = optind; i < argc; i++) {
@@ -460,7 +460,7 @@ int main(int argc, char **argv)
     }
     if (o.batch) {
         printf("\nbatched path (qr_matmul: dequantized panels + OpenBLAS sgemm), median of 5\n\n");
-        printf("| type  | bits/w | rows x cols | batch | ms | GFLOP/s |\n|---|---|---|---|---|---|\n");
+        printf("| type  | to_float          | bits/w | rows x cols | batch | ms | GFLOP/s |\n|---|---|---|---|---|---|---|\n");
         for (size_t t = 0; t < n_types; t++)
             bench_matmul(types[t], o.batch);
     }
