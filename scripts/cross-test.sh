@@ -10,7 +10,8 @@
 #     again on a Cortex-A72 (the Raspberry Pi 4: no dotprod, so the plain neon kernels);
 #   - suites ipc and fuzz (the corpora replayed), the daemon's telemetry and policy unit tests;
 #   - the daemon end to end (tests/cross/test_cross_daemon.c: a request, a budget switch,
-#     SIGTERM), its systemd protocol (daemon_systemd) and access control (daemon_access).
+#     SIGTERM; a Pi without memory cgroup or PSI, with a Jetson INA3221 rail: the budget from
+#     MemAvailable), its systemd protocol (daemon_systemd) and access control (daemon_access).
 # Not emulated: the tests that are shell scripts running the built tools (cli, qslm_quant_cli,
 # qslmctl_*; they would need binfmt), config (execs qslmd without the wrapper), deploy and the
 # fetch-data test (nothing architecture-specific), the reliability suite (load and faults: minutes
@@ -23,7 +24,7 @@ full=0
 for a in "$@"; do
   case "$a" in
     --full) full=1 ;;
-    -h|--help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     -*) echo "cross-test: unknown option '$a'" >&2; exit 2 ;;
     *) dir=$a ;;
   esac

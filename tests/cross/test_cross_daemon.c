@@ -4,7 +4,10 @@
  * (tests/daemon/daemon_harness.h; QSLMD_WRAPPER=qemu-aarch64-static runs it), and the test
  * program itself is emulated too: a generation on the best variant, a classification, a memory
  * budget that switches to a smaller variant, a generation there, the budget back to auto, and
- * SIGTERM (exit 0). Everything else the daemon does is covered natively by tests/daemon; the
+ * SIGTERM (exit 0); and the telemetry of a board: a Raspberry Pi booted without
+ * cgroup_enable=memory and psi=1 (the service's cgroup has no memory.* files, /proc/pressure is
+ * absent), where the budget falls back to MemAvailable, with a Jetson's INA3221 VDD_IN rail as
+ * the power reading. Everything else the daemon does is covered natively by tests/daemon; the
  * full test_daemon also passes under emulation (scripts/cross-test.sh --full), in minutes. */
 #include <stdarg.h>
 #include <stddef.h>
@@ -12,6 +15,7 @@
 #include <cmocka.h>
 
 #include <json.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -97,6 +101,77 @@ static void test_serve_switch_stop(void **state)
     qi_client_close(c);
 }
 
+/* The reading named source in a status body, or NULL. */
+static json_object *reading(json_object *st, const char *source)
+{
+    json_object *all = jget(st, "readings");
+    for (size_t i = 0; all && i < json_object_array_length(all); i++) {
+        json_object *r = json_object_array_get_idx(all, i);
+        const char *s = jstr(r, "source");
+        if (s && strcmp(s, source) == 0)
+            return r;
+    }
+    return NULL;
+}
+
+/* A Pi's memory cgroup is off unless the kernel command line has cgroup_enable=memory: the
+ * service still has a cgroup v2 directory, but no memory.max/high/current/pressure in it; PSI
+ * is off unless psi=1 (no /proc/pressure). The daemon serves on MemAvailable alone. */
+static int setup_board(void **state)
+{
+    dh_daemon *h = calloc(1, sizeof *h);
+    if (!h)
+        return -1;
+    *state = h;
+    if (dc_init(h) != 0)
+        return -1;
+    const char *hw = "sys/class/hwmon/hwmon1/";
+    char rel[128];
+    int rc = dh_write_root_file(h, "proc/self/cgroup", "0::/system.slice/qslmd.service\n");
+    rc |= dh_write_root_file(h, "sys/fs/cgroup/system.slice/qslmd.service/cgroup.procs", "1\n");
+    rc |= dh_write_root_file(h, "proc/meminfo", "MemTotal:        3884512 kB\n"
+                                                "MemFree:         1911424 kB\n"
+                                                "MemAvailable:    2961804 kB\n");
+    static const char *const rail[][2] = {{"name", "ina3221\n"}, {"in1_label", "VDD_IN\n"},
+                                          {"in1_input", "5000\n"}, {"curr1_input", "1200\n"}};
+    for (size_t i = 0; i < sizeof rail / sizeof *rail; i++) {
+        snprintf(rel, sizeof rel, "%s%s", hw, rail[i][0]);
+        rc |= dh_write_root_file(h, rel, rail[i][1]);
+    }
+    if (rc != 0) {
+        print_error("%s\n", h->err);
+        return -1;
+    }
+    static const char *const args[] = {"--max-line", "4096", NULL};
+    return dc_start(h, args);
+}
+
+static void test_board_without_memory_cgroup_or_psi(void **state)
+{
+    dh_daemon *h = *state;
+    qi_client *c = connect_or_fail(h);
+    wait_active(c, "8M", 0, SWITCH_TIMEOUT_MS);
+    qi_reply st;
+    status(c, &st);
+    assert_jstr(st.body, "budget.memory.source", "MemAvailable");
+    static const char *const absent[] = {"cgroup memory.max", "cgroup memory.high", "psi memory avg10"};
+    for (size_t i = 0; i < sizeof absent / sizeof *absent; i++) {
+        json_object *r = reading(st.body, absent[i]);
+        if (!r || !jnull(r, "value") || !jstr(r, "note"))
+            fail_msg("%s should be listed, unavailable, with a note: %s", absent[i],
+                     json_object_to_json_string(st.body));
+    }
+    json_object *mem = reading(st.body, "MemAvailable"), *vdd = reading(st.body, "hwmon1 VDD_IN");
+    assert_non_null(mem);
+    assert_int_equal(jint(mem, "value"), 2961804ll * 1024);
+    assert_non_null(vdd);
+    double w = json_object_get_double(jget(vdd, "value"));
+    assert_true(w > 5.999 && w < 6.001);
+    qi_reply_free(&st);
+    generate_on(c, "8M", 2);
+    qi_client_close(c);
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 1) /* the qslmd to test, as meson passes it */
@@ -104,6 +179,8 @@ int main(int argc, char **argv)
     dc_read_timeout_ms = 120000;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_serve_switch_stop, setup_daemon, teardown_daemon),
+        cmocka_unit_test_setup_teardown(test_board_without_memory_cgroup_or_psi, setup_board,
+                                        teardown_daemon),
     };
     return cmocka_run_group_tests_name("cross_daemon", tests, NULL, NULL);
 }
