@@ -3,7 +3,7 @@
 # builds, then calls this). meson runs each test executable through the cross file's exe_wrapper
 # (qemu-aarch64-static); qslmd, which the daemon tests exec themselves, through QSLMD_WRAPPER.
 #   bash scripts/cross-test.sh [TREE]          # the emulated set below, about 2 minutes on 2 cores
-#   bash scripts/cross-test.sh [TREE] --full   # also the slow ones, about 7 more minutes
+#   bash scripts/cross-test.sh [TREE] --full   # also the slow ones, about 20 more minutes
 # The emulated set:
 #   - the runtime's unit tests (suite runtime) on qemu's default CPU, which has dotprod (the
 #     quantized types run their neon-dotprod kernels), then kernels, forward and spike_linear
@@ -15,8 +15,9 @@
 # Not emulated: the tests that are shell scripts running the built tools (cli, qslm_quant_cli,
 # qslmctl_*; they would need binfmt), config (execs qslmd without the wrapper), deploy and the
 # fetch-data test (nothing architecture-specific), the reliability suite (load and faults: minutes
-# natively); and, unless --full: quant_ppl (every type's perplexity on the default model, about
-# 3 minutes emulated), quant_search (about 1 minute) and daemon_integration (about 2.5 minutes).
+# natively); and, unless --full: quant_ppl (every type's perplexity on the default model: 18 s
+# natively, 18 minutes emulated on a busy 2-core machine, about 13 of CPU), quant_search (about
+# 1 minute) and daemon_integration (2 to 2.5 minutes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dir=.build-aarch64
