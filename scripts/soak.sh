@@ -40,7 +40,7 @@ last=$(sample $(( $(date +%s) - start )))
 echo "$last"
 cat "$tmp/load.txt"
 echo "qslmd log (warnings and errors):"
-grep -c . "$tmp/qslmd.log" | sed 's/^/  lines: /'
+{ grep -c . "$tmp/qslmd.log" || true; } | sed "s/^/  lines: /"
 grep -i "error" "$tmp/qslmd.log" | head -5 || true
 read -r _ rss0 fd0 <<<"$first"
 read -r _ rss1 fd1 <<<"$last"
