@@ -2,6 +2,8 @@
 # build.sh: configure (once) and compile one build tree; prints the tree's path on success.
 #   bash scripts/build.sh normal     # .build: -Werror, debugoptimized
 #   bash scripts/build.sh sanitize   # .build-san: -Werror, ASan + UBSan, no recovery
+#   bash scripts/build.sh aarch64    # .build-aarch64: -Werror, cross-built for arm64 (scripts/cross.sh
+#                                    # installs the toolchain first)
 # meson's and ninja's chatter goes to <tree>/build-output.log, shown in full if a step fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,7 +12,8 @@ case "$kind" in
   normal)   dir=.build; opts=(--werror) ;;
   sanitize) dir=.build-san
             opts=(--werror -Db_sanitize=address,undefined -Dc_args=-fno-sanitize-recover=all) ;;
-  *) echo "build: unknown build '$kind' (normal or sanitize)" >&2; exit 2 ;;
+  aarch64)  dir=.build-aarch64; opts=(--werror --cross-file scripts/cross/aarch64-linux-gnu.ini) ;;
+  *) echo "build: unknown build '$kind' (normal, sanitize or aarch64)" >&2; exit 2 ;;
 esac
 mkdir -p "$dir"
 log="$dir/build-output.log"

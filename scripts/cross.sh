@@ -41,20 +41,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-dir=.build-aarch64
-mkdir -p "$dir"
-log="$dir/build-output.log"
-run() {
-  if ! "$@" >"$log" 2>&1; then
-    cat "$log" >&2
-    echo "cross: '$*' failed (output above, also in $log)" >&2
-    exit 1
-  fi
-}
-if [ ! -f "$dir/build.ninja" ]; then
-  run meson setup "$dir" --cross-file scripts/cross/aarch64-linux-gnu.ini --werror
-fi
-run meson compile -C "$dir"
+dir=$(bash scripts/build.sh aarch64)
 if [ "$what" = build ]; then
   echo "$dir"
   exit 0
