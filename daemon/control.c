@@ -93,11 +93,19 @@ void qd_control_tick(qd_server *s)
 
 /* ---------------------------------------------------------------- systemd */
 
+#define SERVED_LINE_MAX (QD_POLICY_REASON_MAX + 96)
+
+/* "serving 8M: best quality that fits ...": systemd's STATUS= and the ready log line. */
+static void served_line(const qd_server *s, char status[SERVED_LINE_MAX])
+{
+    snprintf(status, SERVED_LINE_MAX, "serving %s: %s",
+             s->active >= 0 ? s->bundle->manifest->variants[s->active].name : "no variant", s->decision.reason);
+}
+
 void qd_control_sd_status(qd_server *s)
 {
-    char status[QD_POLICY_REASON_MAX + 96];
-    snprintf(status, sizeof status, "serving %s: %s",
-             s->active >= 0 ? s->bundle->manifest->variants[s->active].name : "no variant", s->decision.reason);
+    char status[SERVED_LINE_MAX];
+    served_line(s, status);
     qd_sd_status(status);
 }
 
@@ -106,9 +114,8 @@ void qd_control_ready(qd_server *s)
     if (s->ready)
         return;
     s->ready = true;
-    char status[QD_POLICY_REASON_MAX + 96];
-    snprintf(status, sizeof status, "serving %s: %s",
-             s->active >= 0 ? s->bundle->manifest->variants[s->active].name : "no variant", s->decision.reason);
+    char status[SERVED_LINE_MAX];
+    served_line(s, status);
     qd_sd_ready(status);
     qd_log(QD_LOG_INFO, "ready: %s", status);
 }
@@ -230,9 +237,8 @@ static void reload_done(uv_work_t *w, int status)
     }
     free(r);
     if (!s->shutting_down) { /* the reload is over, whichever way it went */
-        char served[QD_POLICY_REASON_MAX + 96];
-        snprintf(served, sizeof served, "serving %s: %s",
-                 s->active >= 0 ? s->bundle->manifest->variants[s->active].name : "no variant", s->decision.reason);
+        char served[SERVED_LINE_MAX];
+        served_line(s, served);
         qd_sd_ready(served);
     }
 }
