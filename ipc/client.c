@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -96,12 +97,16 @@ int qi_client_fd(const qi_client *c)
     return c->fd;
 }
 
-/* Writes all of data, through short writes and EINTR; MSG_NOSIGNAL so a vanished server is
- * an error return, not a SIGPIPE that kills the caller. */
-static qi_code write_all(int fd, const char *data, size_t len, qi_error *err)
+/* Writes the line's body and its newline, through short writes and EINTR, in one sendmsg
+ * when the socket takes it all: no gap between body and newline in which a server that
+ * already refused the line could hang up. MSG_NOSIGNAL so a vanished server is an error
+ * return, not a SIGPIPE that kills the caller. */
+static qi_code write_line(int fd, const char *body, size_t len, qi_error *err)
 {
-    while (len > 0) {
-        ssize_t w = send(fd, data, len, MSG_NOSIGNAL);
+    struct iovec iov[2] = {{(void *)body, len}, {"\n", 1}};
+    struct msghdr msg = {.msg_iov = iov, .msg_iovlen = 2};
+    while (msg.msg_iovlen > 0) {
+        ssize_t w = sendmsg(fd, &msg, MSG_NOSIGNAL);
         if (w < 0) {
             if (errno == EINTR)
                 continue;
@@ -109,8 +114,16 @@ static qi_code write_all(int fd, const char *data, size_t len, qi_error *err)
                 return qi_fail(err, QI_ERR_CLOSED, NULL, "the server closed the connection");
             return qi_fail(err, QI_ERR_IO, NULL, "send: %s", strerror(errno));
         }
-        data += w;
-        len -= (size_t)w;
+        size_t done = (size_t)w; /* drop the iovecs sent whole, trim the one sent in part */
+        while (msg.msg_iovlen > 0 && done >= msg.msg_iov->iov_len) {
+            done -= msg.msg_iov->iov_len;
+            msg.msg_iov++;
+            msg.msg_iovlen--;
+        }
+        if (msg.msg_iovlen > 0) {
+            msg.msg_iov->iov_base = (char *)msg.msg_iov->iov_base + done;
+            msg.msg_iov->iov_len -= done;
+        }
     }
     return QI_OK;
 }
@@ -122,10 +135,7 @@ qi_code qi_client_send_line(qi_client *c, const char *line, size_t len, qi_error
     if (memchr(line, '\n', body))
         return qi_fail(err, QI_ERR_INVALID_ARGUMENT, NULL,
                        "a request line must not hold a newline");
-    qi_code code = write_all(c->fd, line, body, err);
-    if (!code)
-        code = write_all(c->fd, "\n", 1, err);
-    return code;
+    return write_line(c->fd, line, body, err);
 }
 
 qi_code qi_client_send(qi_client *c, const qi_request *req, qi_error *err)
