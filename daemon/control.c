@@ -69,7 +69,9 @@ void qd_control_decide(qd_server *s, bool log_always)
                s->target >= 0 ? m->variants[s->target].name : "none", want >= 0 ? m->variants[want].name : "none",
                s->decision.reason);
         s->target = want;
-        qd_engine_set_target(s->engine, s->bundle, want);
+        bool unload_first = want >= 0 && s->loaded_footprint > 0 &&
+                            qd_policy_unload_first(&s->decision, s->loaded_footprint, m->variants[want].footprint_bytes);
+        qd_engine_set_target(s->engine, s->bundle, want, unload_first);
     } else if (log_always) {
         qd_log(QD_LOG_INFO, "policy: keeping %s: %s", s->target >= 0 ? m->variants[s->target].name : "none",
                s->decision.reason);

@@ -290,5 +290,8 @@ void ctl_print_gen_stats(FILE *f, const qi_gen_stats *s)
     for (size_t i = 0; i < s->n_spans; i++)
         fprintf(f, "%s%s [%" PRIu32 ",%" PRIu32 ")", i ? ", " : "", s->spans[i].variant,
                 s->spans[i].from, s->spans[i].to);
-    fprintf(f, "; switches: %" PRIu32 "\n", s->switches);
+    fprintf(f, "; switches: %" PRIu32, s->switches);
+    if (s->switch_wait_ms > 0)
+        fprintf(f, " (waited %.1f ms for one to load)", s->switch_wait_ms);
+    fputc('\n', f);
 }

@@ -287,6 +287,7 @@ void qd_handle_event(qd_server *s, qd_event *ev)
         return;
     }
     case QD_EV_SWITCH:
+        s->loaded_footprint = ev->variant >= 0 ? ev->bundle->manifest->variants[ev->variant].footprint_bytes : 0;
         if (ev->bundle == s->bundle) {
             int from = s->active;
             s->active = ev->variant;
@@ -295,9 +296,9 @@ void qd_handle_event(qd_server *s, qd_event *ev)
                     s->switches++;
                 s->latency_ms[s->n_latency++ % QD_LATENCY_RING] = ev->latency_ms;
             }
-            qd_log(QD_LOG_NOTICE, "serving %s (%s); the switch took %.1f ms",
+            qd_log(QD_LOG_NOTICE, "serving %s (%s); the switch took %.1f ms%s%s",
                    ev->variant >= 0 ? s->bundle->manifest->variants[ev->variant].name : "no variant",
-                   s->decision.reason, ev->latency_ms);
+                   s->decision.reason, ev->latency_ms, ev->msg[0] ? ": " : "", ev->msg);
             if (s->ready)
                 qd_control_sd_status(s);
             else

@@ -28,6 +28,7 @@ struct qd_engine {
     bool target_changed;
     qd_bundle *target_bundle; /* a reference */
     int target_variant;
+    bool target_unload_first;
     double target_since;
     qd_event_list events;
     uint32_t waiting_count, active_count;
@@ -39,6 +40,7 @@ struct qd_engine {
     size_t n_active;
     qd_bundle *want_bundle; /* what the loop last asked for (a reference) */
     int want_variant;
+    bool want_unload_first;
     bool switch_pending;    /* want_* differs from what is loaded: apply once the hold is over */
     double pending_since;
     size_t hold_rounds;     /* rounds before the next switch may happen (see apply_target) */
@@ -123,7 +125,38 @@ static qr_status size_buffers(qd_engine *e, const qr_model *m, qr_error *err)
     return QR_OK;
 }
 
-/* Makes the loop's wish the served variant. */
+/* Is variant v of b the very file already loaded (a reload that left it unchanged)? The new
+ * bundle hashed every file when it was opened, so equal hashes and sizes mean equal bytes. */
+static bool same_image(const qd_loaded *l, const qd_bundle *b, int v)
+{
+    const qr_bundle_variant *now = &l->bundle->manifest->variants[l->index];
+    const qr_bundle_variant *next = &b->manifest->variants[v];
+    return b->usable[v] && now->file_bytes == next->file_bytes && strcmp(now->sha256, next->sha256) == 0;
+}
+
+/* Loads variant v of b with the output buffers sized for it. */
+static qr_status load_variant(qd_engine *e, qd_bundle *b, size_t v, qd_loaded **out, qr_error *err)
+{
+    qr_status s = qd_variant_load(b, v, e->pool, e->cfg.batch, e->cfg.lock_memory, out, err);
+    if (s == QR_OK)
+        s = size_buffers(e, (*out)->model, err);
+    if (s) {
+        qd_variant_unload(*out);
+        *out = NULL;
+    }
+    return s;
+}
+
+/* Every request in flight waited ms between two tokens while nothing was loaded. */
+static void note_wait(qd_engine *e, double ms)
+{
+    for (size_t i = 0; i < e->n_active; i++)
+        qd_task_waited(e->active[i], ms);
+}
+
+/* Makes the loop's wish the served variant. The old variant goes before the new one loads when
+ * the loop said so (the two do not fit together); if the new one then fails, the old one is
+ * loaded back so the requests in flight carry on. */
 static void apply_target(qd_engine *e, double since, qd_event_list *out)
 {
     qd_bundle *b = e->want_bundle;
@@ -139,15 +172,43 @@ static void apply_target(qd_engine *e, double since, qd_event_list *out)
         fail_all_active(e, QI_ERR_NO_VARIANT_FITS, "no variant fits the budgets in force any more", out);
         return;
     }
+    if (e->loaded && same_image(e->loaded, b, v)) {
+        qd_bundle_ref(b);
+        qd_bundle_unref(e->loaded->bundle);
+        e->loaded->bundle = b;
+        e->loaded->index = (size_t)v;
+        post_switch(out, QD_EV_SWITCH, b, v, (qd_now() - since) * 1e3, "kept the loaded copy: the file is unchanged");
+        return;
+    }
+    qd_bundle *old_bundle = NULL;
+    size_t old_index = 0;
+    double wait_from = 0;
+    if (e->loaded && e->want_unload_first) {
+        old_bundle = e->loaded->bundle;
+        qd_bundle_ref(old_bundle);
+        old_index = e->loaded->index;
+        wait_from = qd_now();
+        qd_variant_unload(e->loaded);
+        e->loaded = NULL;
+    }
     qd_loaded *next = NULL;
     qr_error err;
-    qr_status s = qd_variant_load(b, (size_t)v, e->pool, e->cfg.batch, e->cfg.lock_memory, &next, &err);
-    if (s == QR_OK)
-        s = size_buffers(e, next->model, &err);
-    if (s) {
-        qd_variant_unload(next);
+    if (load_variant(e, b, (size_t)v, &next, &err)) {
         post_switch(out, QD_EV_REFUSED, b, v, 0, err.msg);
+        if (old_bundle) {
+            qr_error back_err;
+            if (load_variant(e, old_bundle, old_index, &e->loaded, &back_err)) {
+                fail_all_active(e, QI_ERR_INTERNAL, "the variant serving could not be loaded back after a failed switch", out);
+                post_switch(out, QD_EV_SWITCH, old_bundle, -1, (qd_now() - since) * 1e3, back_err.msg);
+            }
+            note_wait(e, (qd_now() - wait_from) * 1e3);
+            qd_bundle_unref(old_bundle);
+        }
         return;
+    }
+    if (old_bundle) {
+        note_wait(e, (qd_now() - wait_from) * 1e3);
+        qd_bundle_unref(old_bundle);
     }
     e->hold_rounds = 0;
     for (size_t i = 0; i < e->n_active;) {
@@ -165,7 +226,7 @@ static void apply_target(qd_engine *e, double since, qd_event_list *out)
     }
     qd_variant_unload(e->loaded);
     e->loaded = next;
-    post_switch(out, QD_EV_SWITCH, b, v, (qd_now() - since) * 1e3, NULL);
+    post_switch(out, QD_EV_SWITCH, b, v, (qd_now() - since) * 1e3, old_bundle ? "unloaded the old variant first" : NULL);
 }
 
 static void admit(qd_engine *e, qd_event_list *out)
@@ -324,6 +385,7 @@ static void *engine_main(void *arg)
             e->want_bundle = e->target_bundle;
             e->target_bundle = NULL;
             e->want_variant = e->target_variant;
+            e->want_unload_first = e->target_unload_first;
             e->target_changed = false;
             e->switch_pending = true;
             e->pending_since = since;
@@ -484,7 +546,7 @@ void qd_engine_poke(qd_engine *e)
     pthread_mutex_unlock(&e->mu);
 }
 
-void qd_engine_set_target(qd_engine *e, qd_bundle *b, int variant)
+void qd_engine_set_target(qd_engine *e, qd_bundle *b, int variant, bool unload_first)
 {
     if (b)
         qd_bundle_ref(b);
@@ -492,6 +554,7 @@ void qd_engine_set_target(qd_engine *e, qd_bundle *b, int variant)
     qd_bundle_unref(e->target_bundle);
     e->target_bundle = b;
     e->target_variant = variant;
+    e->target_unload_first = unload_first;
     e->target_changed = true;
     e->target_since = qd_now();
     pthread_cond_signal(&e->cv);

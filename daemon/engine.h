@@ -5,7 +5,10 @@
  * batches (the runtime's batched path), so a long generation never starves a short classify
  * and throughput grows with concurrency. Between two rounds the engine applies the variant the
  * event loop asked for (qd_engine_set_target): it loads and verifies the new one, moves every
- * request in flight onto it with its own state, and unloads the old one. It talks back only
+ * request in flight onto it with its own state, and unloads the old one; or, when the loop
+ * says the two do not fit the memory budget together, unloads the old one first (requests in
+ * flight wait between two tokens, and a generation's done message says how long). A target
+ * whose file is the one loaded (a reload of an unchanged variant) keeps the loaded copy. It talks back only
  * through events (job.h) and a wake callback, which the loop turns into a uv_async_send; it
  * never blocks the loop: every call here takes a mutex for a few pointer moves at most. */
 #ifndef QD_ENGINE_H
@@ -46,8 +49,10 @@ void qd_engine_submit(qd_engine *e, qd_job *job);
 void qd_engine_poke(qd_engine *e);
 
 /* Serve variant `variant` of bundle b from the next round on (-1: none; requests in flight
- * then end with `no_variant_fits`). Takes its own reference on b. */
-void qd_engine_set_target(qd_engine *e, qd_bundle *b, int variant);
+ * then end with `no_variant_fits`). Takes its own reference on b. unload_first: unload what
+ * is loaded before loading the new one (when the new one fails to load, the old one is loaded
+ * back). */
+void qd_engine_set_target(qd_engine *e, qd_bundle *b, int variant, bool unload_first);
 
 /* Moves every pending event to out (in order). */
 void qd_engine_take_events(qd_engine *e, qd_event_list *out);

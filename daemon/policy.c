@@ -18,6 +18,8 @@ qd_policy_config qd_policy_config_default(void)
         .reserve_bytes = 64u << 20,
         .psi_threshold = 10,
         .psi_hold_s = 10,
+        .throttle_stall_ms = 10,
+        .cgroup_reserve_bytes = 1u << 20,
         .up_delay_s = 10,
         .up_headroom = 0.05,
         .has_default_power = false,
@@ -32,6 +34,10 @@ void qd_policy_state_init(qd_policy_state *s)
     s->up_since_s = 0;
     s->psi_stepped = false;
     s->psi_step_s = 0;
+    s->has_events = false;
+    s->events_high = s->events_max = s->events_oom = 0;
+    s->has_stall = false;
+    s->stall_us = 0;
 }
 
 /* Appends to the decision's reason (cut at its size, which is fine for a human line). */
@@ -59,34 +65,77 @@ static void tighten(qd_decision *d, uint64_t v, const char *source)
     }
 }
 
+/* Did the kernel act on the service's own limits since the last decision (policy.h: memory
+ * .events max/oom, or high with a stall)? Remembers the totals for the next decision. A counter
+ * that went down (a new cgroup after a restart in a test tree) is taken as a fresh start. */
+static bool kernel_acted(const qd_policy_config *cfg, qd_policy_state *state, const qd_telemetry_snapshot *t,
+                         qd_decision *d)
+{
+    bool acted = false;
+    if (t->has_cgroup_events && state->has_events && t->events_high >= state->events_high &&
+        t->events_max >= state->events_max && t->events_oom >= state->events_oom) {
+        uint64_t high = t->events_high - state->events_high;
+        uint64_t max = t->events_max - state->events_max;
+        uint64_t oom = t->events_oom - state->events_oom;
+        double stalled_ms = t->has_cgroup_stall && state->has_stall && t->cgroup_stall_us >= state->stall_us
+                                ? (double)(t->cgroup_stall_us - state->stall_us) / 1e3
+                                : 0;
+        if (max || oom) {
+            acted = true;
+            snprintf(d->pressure, sizeof d->pressure, "the kernel hit memory.max (%llu max, %llu oom events)",
+                     (unsigned long long)max, (unsigned long long)oom);
+        } else if (high && stalled_ms >= cfg->throttle_stall_ms) {
+            acted = true;
+            snprintf(d->pressure, sizeof d->pressure, "throttled at memory.high (%llu events, %.0f ms stalled)",
+                     (unsigned long long)high, stalled_ms);
+        }
+    }
+    state->has_events = t->has_cgroup_events;
+    state->events_high = t->events_high;
+    state->events_max = t->events_max;
+    state->events_oom = t->events_oom;
+    state->has_stall = t->has_cgroup_stall;
+    state->stall_us = t->cgroup_stall_us;
+    return acted;
+}
+
 /* The memory budget: the tightest of the sources in policy.h's comment. Under pressure the
  * budget is one step below the active variant; when no variant is smaller it is the active
- * footprint itself: stepping down from the smallest would unload the model, which PSI alone
- * does not justify, and leaving PSI out would let the policy step up under pressure. */
-static void memory_budget(const qd_policy_config *cfg, const qd_policy_state *state,
-                          const qd_policy_variant *v, size_t n, const qd_budget *budget,
-                          const qd_telemetry_snapshot *t, int active, double now_s, qd_decision *d)
+ * footprint itself: stepping down from the smallest would unload the model, which pressure
+ * alone does not justify, and leaving pressure out would let the policy step up under it. */
+static void memory_budget(const qd_policy_config *cfg, qd_policy_state *state, const qd_policy_variant *v,
+                          size_t n, const qd_budget *budget, const qd_telemetry_snapshot *t, int active,
+                          double now_s, qd_decision *d)
 {
     uint64_t act = active >= 0 ? v[active].footprint_bytes : 0;
     if (budget && budget->has_memory)
         tighten(d, budget->memory_bytes, "set-budget");
     if (!t)
         return;
-    uint64_t others = t->has_cgroup_current ? sub_sat(t->cgroup_current, act) : 0;
+    uint64_t used = t->has_cgroup_stat ? t->cgroup_unreclaimable : t->has_cgroup_current ? t->cgroup_current : 0;
+    uint64_t set_aside = sub_sat(used, act);
+    set_aside = set_aside > UINT64_MAX - cfg->cgroup_reserve_bytes ? UINT64_MAX : set_aside + cfg->cgroup_reserve_bytes;
     if (t->has_cgroup_max)
-        tighten(d, sub_sat(t->cgroup_max, others), "cgroup memory.max");
+        tighten(d, sub_sat(t->cgroup_max, set_aside), "cgroup memory.max");
     if (t->has_cgroup_high)
-        tighten(d, sub_sat(t->cgroup_high, others), "cgroup memory.high");
+        tighten(d, sub_sat(t->cgroup_high, set_aside), "cgroup memory.high");
     if (t->has_mem_available) {
         uint64_t avail = t->mem_available > UINT64_MAX - act ? UINT64_MAX : t->mem_available + act;
         tighten(d, sub_sat(avail, cfg->reserve_bytes), "MemAvailable");
     }
-    if (active >= 0 && cfg->psi_threshold > 0 && t->has_psi && t->psi_avg10 >= cfg->psi_threshold) {
+    bool acted = kernel_acted(cfg, state, t, d);
+    bool psi = cfg->psi_threshold > 0 && t->has_psi && t->psi_avg10 >= cfg->psi_threshold;
+    if (active >= 0 && (acted || psi)) {
+        if (!acted)
+            snprintf(d->pressure, sizeof d->pressure, "memory pressure %.1f%% >= %.1f%%", t->psi_avg10,
+                     cfg->psi_threshold);
         bool smaller = false;
         for (size_t i = 0; i < n; i++)
             smaller |= v[i].footprint_bytes < act;
         bool held = state->psi_stepped && now_s - state->psi_step_s < cfg->psi_hold_s;
-        tighten(d, smaller && !held ? act - 1 : act, "psi");
+        tighten(d, smaller && !held ? act - 1 : act, acted ? "memory.events" : "psi");
+    } else {
+        d->pressure[0] = '\0';
     }
 }
 
@@ -123,27 +172,23 @@ static bool fits_power(const qd_decision *d, const qd_policy_variant *v, double 
 }
 
 /* "32.0 MiB (set-budget)", or for PSI the pressure that set it. */
-static void describe_budget(const qd_decision *d, const qd_policy_config *cfg,
-                            const qd_telemetry_snapshot *t, uint64_t active_bytes, char *out,
-                            size_t cap)
+static void describe_budget(const qd_decision *d, uint64_t active_bytes, char *out, size_t cap)
 {
     if (!d->has_memory_budget)
         snprintf(out, cap, "no memory limit");
-    else if (strcmp(d->memory_source, "psi") == 0)
-        snprintf(out, cap, "%.1f MiB (memory pressure %.1f%% >= %.1f%%: %s)",
-                 (double)d->memory_budget / MIB, t->psi_avg10, cfg->psi_threshold,
+    else if (strcmp(d->memory_source, "psi") == 0 || strcmp(d->memory_source, "memory.events") == 0)
+        snprintf(out, cap, "%.1f MiB (%s: %s)", (double)d->memory_budget / MIB, d->pressure,
                  d->memory_budget < active_bytes ? "one step down" : "no step up");
     else
         snprintf(out, cap, "%.1f MiB (%s)", (double)d->memory_budget / MIB, d->memory_source);
 }
 
 /* The variant the rules pick, before hysteresis; -1 if none fits memory. Writes the reason. */
-static int choose(const qd_policy_config *cfg, const qd_policy_variant *v, size_t n,
-                  const qd_telemetry_snapshot *t, int active, int pinned, double base_w,
+static int choose(const qd_policy_variant *v, size_t n, int active, int pinned, double base_w,
                   double rate, qd_decision *d)
 {
     char mem[96];
-    describe_budget(d, cfg, t, active >= 0 ? v[active].footprint_bytes : 0, mem, sizeof mem);
+    describe_budget(d, active >= 0 ? v[active].footprint_bytes : 0, mem, sizeof mem);
     if (pinned >= 0 && (size_t)pinned < n) {
         if (fits_memory(d, &v[pinned], 1)) {
             say(d, "pinned");
@@ -187,6 +232,22 @@ static int choose(const qd_policy_config *cfg, const qd_policy_variant *v, size_
     return best;
 }
 
+/* A switch from a to b (either may be NULL) must unload a first when the two do not fit the
+ * memory budget together (policy.h: peak). */
+static bool unload_first(const qd_decision *d, const qd_policy_variant *a, const qd_policy_variant *b)
+{
+    if (!a || !b || a == b || !d->switch_now)
+        return false;
+    return qd_policy_unload_first(d, a->footprint_bytes, b->footprint_bytes);
+}
+
+bool qd_policy_unload_first(const qd_decision *d, uint64_t loaded_bytes, uint64_t next_bytes)
+{
+    if (!d->has_memory_budget)
+        return false;
+    return loaded_bytes > d->memory_budget || next_bytes > d->memory_budget - loaded_bytes;
+}
+
 qd_decision qd_policy_decide(const qd_policy_config *cfg, qd_policy_state *state,
                              const qd_policy_variant *variants, size_t n, const qd_budget *budget,
                              const qd_telemetry_snapshot *t, int active, int pinned,
@@ -224,7 +285,7 @@ qd_decision qd_policy_decide(const qd_policy_config *cfg, qd_policy_state *state
         base_w = t->power_w > share ? t->power_w - share : 0;
     }
 
-    int c = choose(cfg, variants, n, t, active, pinned, base_w, rate, &d);
+    int c = choose(variants, n, active, pinned, base_w, rate, &d);
     d.variant = c;
 
     /* Hysteresis. A step up is to a better variant that asks for more (memory or energy per
@@ -238,10 +299,12 @@ qd_decision qd_policy_decide(const qd_policy_config *cfg, qd_policy_state *state
     if (!up) {
         state->up_candidate = -1;
         d.switch_now = c != active;
-        if (d.switch_now && active >= 0 && c >= 0 && d.memory_source && strcmp(d.memory_source, "psi") == 0) {
+        if (d.switch_now && active >= 0 && c >= 0 && d.memory_source &&
+            (strcmp(d.memory_source, "psi") == 0 || strcmp(d.memory_source, "memory.events") == 0)) {
             state->psi_stepped = true;
             state->psi_step_s = now_s;
         }
+        d.unload_first = unload_first(&d, va, vc);
         return d;
     }
     double margin = 1 - cfg->up_headroom;
@@ -259,6 +322,7 @@ qd_decision qd_policy_decide(const qd_policy_config *cfg, qd_policy_state *state
     if (waited >= cfg->up_delay_s) {
         state->up_candidate = -1;
         d.switch_now = true;
+        d.unload_first = unload_first(&d, va, vc);
         return d;
     }
     say(&d, "; staying on %s until %s has fitted for %.0f s (%.1f s so far)",

@@ -3,13 +3,39 @@
  * Pure decision logic (no I/O, no clock of its own), so every rule is unit-testable:
  *   memory budget (bytes a variant may take when served) = the tightest of
  *     - the explicit budget (`set-budget`),
- *     - cgroup memory.max and memory.high, each minus the service's memory that is not the
- *       active variant (memory.current - the active variant's footprint, at least 0),
+ *     - cgroup memory.max and memory.high, each minus `others` and minus `cgroup_reserve`, where
+ *       others = the service's unreclaimable memory - the active variant's footprint (>= 0),
+ *       unreclaimable = memory.stat's anon + shmem + file_mapped + file_dirty + file_writeback
+ *                       + kernel_stack + pagetables + percpu + sock + vmalloc
+ *                       + slab_unreclaimable.
+ *       Why: the kernel charges the service's page cache to its cgroup, so memory.current sits
+ *       at memory.high whenever files were read (the kernel trims the cache there rather than
+ *       failing anything): counting it would make every limit look full. What the kernel cannot
+ *       simply drop is counted: anonymous memory (the variant's image is anonymous, with the
+ *       heap and the stacks), shared memory (no swap to put it in), mapped files (qslmd's code
+ *       and libraries: dropping them means refaulting them at once, which is the throttling the
+ *       limit is meant to avoid), dirty and writeback pages, and kernel memory other than
+ *       reclaimable slab. cgroup_reserve (default 1 MiB) is left under the limit for what
+ *       changes between two decisions: requests' states, replies, the cache the kernel refills.
+ *       Without memory.stat, memory.current stands in for unreclaimable (and without that,
+ *       nothing is set aside);
  *     - MemAvailable + the active variant's footprint - the configured reserve,
- *     - under memory pressure (PSI avg10 >= threshold, with an active variant): the active
- *       variant's footprint - 1, i.e. one step down; when no variant is smaller, the active
- *       footprint itself (under pressure the smallest stays: no unload, no step up). Each
- *       decision steps down at most once; the caller's decision interval sets the pace;
+ *     - under memory pressure, with an active variant: the active variant's footprint - 1, i.e.
+ *       one step down; when no variant is smaller, the active footprint itself (under pressure
+ *       the smallest stays: no unload, no step up). Pressure is either
+ *         . PSI: "some" avg10 >= psi_threshold, the larger of the cgroup's memory.pressure and
+ *           /proc/pressure/memory (another service thrashing counts: it is the same RAM), or
+ *         . the kernel acting on the service's own limits since the last decision: its
+ *           memory.events "max" or "oom"/"oom_kill" grew (reclaim at memory.max, an OOM), or
+ *           "high" grew while the cgroup's memory.pressure stall total grew by at least
+ *           throttle_stall_ms (the kernel throttled it at memory.high: waiting for that to
+ *           show in avg10 would leave the service throttled for seconds).
+ *       Each decision steps down at most once; after a step down for pressure the next waits
+ *       psi_hold_s; the caller's decision interval sets the pace;
+ *   peak: a switch between two variants loads the new one before unloading the old only when
+ *     both fit in the memory budget together (old + new <= budget: with the cgroup sources that
+ *     is others + old + new + reserve <= the limit); otherwise the decision says unload_first,
+ *     and requests in flight wait between two tokens while nothing is loaded;
  *   power budget (watts) = the explicit budget, else the configured default (if any); a variant's
  *     power is estimated as base + energy_per_token × token_rate, where base is the measured draw
  *     minus the active variant's share (0 when no power is measured).
@@ -52,6 +78,9 @@ typedef struct {
                                  (default 10: avg10's own window, so one burst of pressure is
                                  not read again as the next); meanwhile the active variant is
                                  held, neither stepped down nor up */
+    double throttle_stall_ms; /* memory.high events count as pressure when the cgroup also
+                                 stalled this long since the last decision (default 10) */
+    uint64_t cgroup_reserve_bytes; /* kept free under memory.max/high (default 1 MiB) */
     double up_delay_s;        /* default 10 */
     double up_headroom;       /* fraction of the budget to spare before switching up (0.05) */
     bool has_default_power;   /* a power budget from configuration, when set-budget gives none */
@@ -71,16 +100,19 @@ typedef struct {
 typedef struct {
     int variant;       /* index into the variants, or -1: none fits the memory budget */
     bool switch_now;   /* variant differs from the active one and hysteresis allows it */
+    bool unload_first; /* switching between two variants that do not fit the budget together */
     bool pin_dropped;  /* the pin no longer fits: the caller clears it */
     char reason[QD_POLICY_REASON_MAX]; /* "best quality that fits 32.0 MiB (set-budget)", ... */
     bool has_memory_budget;
     uint64_t memory_budget;
     const char *memory_source; /* "set-budget", "cgroup memory.max", "cgroup memory.high",
-                                  "MemAvailable", "psi"; NULL when no limit is known */
+                                  "MemAvailable", "psi", "memory.events"; NULL when no limit
+                                  is known */
     bool has_power_budget;
     double power_budget_w;
     const char *power_source;  /* "set-budget", "config"; NULL when none */
     uint64_t smallest_footprint; /* for no_variant_fits messages */
+    char pressure[96];  /* what counted as memory pressure ("" when none) */
 } qd_decision;
 
 /* Hysteresis memory between decisions. */
@@ -89,6 +121,10 @@ typedef struct {
     double up_since_s;
     bool psi_stepped;      /* a step down for pressure happened, at psi_step_s */
     double psi_step_s;
+    bool has_events;       /* memory.events and the stall total at the last decision */
+    uint64_t events_high, events_max, events_oom;
+    bool has_stall;
+    uint64_t stall_us;
 } qd_policy_state;
 
 void qd_policy_state_init(qd_policy_state *s);
@@ -100,5 +136,10 @@ qd_decision qd_policy_decide(const qd_policy_config *cfg, qd_policy_state *state
                              const qd_policy_variant *variants, size_t n, const qd_budget *budget,
                              const qd_telemetry_snapshot *t, int active, int pinned,
                              double token_rate, double now_s);
+
+/* Must a switch from a variant of loaded_bytes to one of next_bytes unload first under d's
+ * memory budget (policy.h: peak)? The loop asks this too when the policy sees no switch but
+ * the engine will change files (a reload whose variant kept its name but not its file). */
+bool qd_policy_unload_first(const qd_decision *d, uint64_t loaded_bytes, uint64_t next_bytes);
 
 #endif

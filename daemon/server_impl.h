@@ -80,6 +80,8 @@ struct qd_server {
     qd_decision decision;
     int target;              /* what the engine was told to serve (-1: none) */
     int active;              /* what it serves (from its SWITCH events; -1: none) */
+    uint64_t loaded_footprint; /* the footprint of what the engine has loaded (0: nothing),
+                                  whichever bundle it came from */
     int pinned;              /* -1: none */
     char pin_note[QD_POLICY_REASON_MAX];
     qd_telemetry_snapshot snap;

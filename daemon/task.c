@@ -93,6 +93,12 @@ void qd_task_rebase(qd_task *t)
         qd_classification_rebase(t->cls);
 }
 
+void qd_task_waited(qd_task *t, double ms)
+{
+    if (t->gen)
+        qd_generation_waited(t->gen, ms);
+}
+
 size_t qd_task_input_left(const qd_task *t)
 {
     return t->gen ? qd_generation_input_left(t->gen) : qd_classification_input_left(t->cls);

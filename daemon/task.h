@@ -76,6 +76,10 @@ void qd_task_fail(qd_task *t, qi_code code, const char *message, qd_event_list *
  * happens only to long inputs under back-to-back switches). */
 void qd_task_rebase(qd_task *t);
 
+/* The task waited ms between two tokens while a switch unloaded the old variant before
+ * loading the new one: a generation's done message reports the total (switch_wait_ms). */
+void qd_task_waited(qd_task *t, double ms);
+
 /* Input tokens the task has still to read (the longest of its sequences), 0 once it generates. */
 size_t qd_task_input_left(const qd_task *t);
 

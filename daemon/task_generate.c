@@ -46,6 +46,7 @@ struct qd_generation {
     bool restarted;        /* the prompt was read again after a switch (once at most) */
     qi_stop_reason reason;
     double t_gen_start;
+    double switch_wait_ms; /* waited with no variant loaded (qd_task_waited) */
 };
 
 static uint64_t random_seed(void)
@@ -249,6 +250,7 @@ static void post_done(qd_generation *g, qi_stop_reason reason, qd_event_list *ou
         .spans = sp,
         .n_spans = n_spans,
         .switches = n_spans ? (uint32_t)(n_spans - 1) : 0,
+        .switch_wait_ms = g->switch_wait_ms,
     };
     char *line = NULL;
     size_t len = 0;
@@ -281,6 +283,11 @@ bool qd_generation_fits(const qd_generation *g, const qr_model *m)
 {
     return g->state->n_layer == m->n_layer && g->state->d == m->d &&
            qr_state_bytes(g->state) == qr_state_bytes_for(m) && m->has_lm_head;
+}
+
+void qd_generation_waited(qd_generation *g, double ms)
+{
+    g->switch_wait_ms += ms;
 }
 
 /* A prompt half read on the old variant is read again from its start: the first token's span

@@ -25,6 +25,7 @@ bool qd_generation_settle(qd_generation *g, qd_event_list *out);
 void qd_generation_abort(qd_generation *g, qd_cancel_reason why, qd_event_list *out);
 bool qd_generation_fits(const qd_generation *g, const qr_model *m);
 void qd_generation_rebase(qd_generation *g);
+void qd_generation_waited(qd_generation *g, double ms);
 size_t qd_generation_input_left(const qd_generation *g);
 uint32_t qd_generation_tokens(const qd_generation *g);
 void qd_generation_free(qd_generation *g);

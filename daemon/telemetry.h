@@ -3,9 +3,10 @@
  * Every file is read under a root directory ("/" in production; a fake tree in tests), so the
  * same code reads a real cgroup and a test's sysfs-shaped directory. Sources:
  *   - cgroup v2: the service's cgroup from ROOT/proc/self/cgroup ("0::/PATH"), then
- *     ROOT/sys/fs/cgroup/PATH/{memory.max,memory.high,memory.current,memory.pressure};
- *   - ROOT/proc/meminfo MemAvailable; ROOT/proc/pressure/memory ("some avg10=", used when the
- *     cgroup has no memory.pressure);
+ *     ROOT/sys/fs/cgroup/PATH/{memory.max,memory.high,memory.current,memory.stat,
+ *     memory.events,memory.pressure};
+ *   - ROOT/proc/meminfo MemAvailable; ROOT/proc/pressure/memory (the machine's memory PSI,
+ *     read beside the cgroup's: either one can say memory is short);
  *   - power: ROOT/sys/class/hwmon/hwmonN (power*_input in µW, or in*_input mV × curr*_input mA,
  *     with labels from *_label: the Jetson INA3221 rails such as VDD_IN), ROOT/sys/class/
  *     power_supply/NAME (power_now µW, or voltage_now µV × current_now µA; capacity; status), and
@@ -43,8 +44,21 @@ typedef struct {
     /* memory, bytes; has_* false when the source is absent, unreadable or unlimited ("max") */
     bool has_cgroup_max, has_cgroup_high, has_cgroup_current, has_mem_available;
     uint64_t cgroup_max, cgroup_high, cgroup_current, mem_available;
-    bool has_psi;           /* memory pressure, "some" avg10 in percent */
-    double psi_avg10;
+    /* memory.stat: the service's memory the kernel cannot simply drop (see policy.h for why
+     * each part counts): anon + shmem + file_mapped + file_dirty + file_writeback + kernel
+     * (kernel_stack, pagetables, percpu, sock, vmalloc, slab_unreclaimable) */
+    bool has_cgroup_stat;
+    uint64_t cgroup_unreclaimable;
+    uint64_t cgroup_file;   /* page cache charged to the service (mapped or not) */
+    /* memory.events, cumulative since the cgroup was made: the policy watches them grow */
+    bool has_cgroup_events;
+    uint64_t events_high, events_max, events_oom; /* "high", "max", "oom" + "oom_kill" */
+    /* the cgroup's memory.pressure "some" total= (µs the service's tasks stalled on memory,
+     * cumulative): how long the kernel made it wait, between two decisions */
+    bool has_cgroup_stall;
+    uint64_t cgroup_stall_us;
+    bool has_psi;           /* memory pressure, "some" avg10 in percent: the larger of the */
+    double psi_avg10;       /* cgroup's and the machine's */
     /* power drawn now, watts: the board's total if a source gives it, with the name of the
      * source it came from. Preference (telemetry.c's top comment has the detail): a hwmon rail
      * labelled as the board input (VDD_IN, *_IN, "total", "input"), else discharging

@@ -13,6 +13,8 @@
 
 #include "sha256.h"
 
+#define READ_CHUNK (256u << 10) /* read, then dropped from the page cache */
+
 static void bundle_free(qd_bundle *b)
 {
     if (!b)
@@ -23,6 +25,17 @@ static void bundle_free(qd_bundle *b)
     free(b->refusal);
     free(b->dir);
     free(b);
+}
+
+/* Drops what the kernel caches of the file at path: qslmd serves from anonymous images, so
+ * cached file pages would only sit in its cgroup's memory.current (advice; errors ignored). */
+static void drop_page_cache(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        (void)posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+        close(fd);
+    }
 }
 
 /* The tokenizer embedded in the variant file at path. */
@@ -40,6 +53,7 @@ static qr_status load_tokenizer(const char *path, qr_tokenizer **out, qr_error *
     if (s == QR_OK)
         s = qr_tokenizer_load_hf_json(json, (size_t)len, path, out, err);
     qr_model_file_close(mf);
+    drop_page_cache(path);
     return s;
 }
 
@@ -125,7 +139,9 @@ void qd_bundle_unref(qd_bundle *b)
 }
 
 /* Reads the whole file into a fresh anonymous mapping of exactly `bytes` bytes; a file of
- * another size is refused before anything is read. */
+ * another size is refused before anything is read. Each chunk read is dropped from the page
+ * cache at once, so a load never holds the variant twice (image + cache) against the cgroup's
+ * limit: with a switch that unloads first, the peak is the new image alone. */
 static qr_status read_image(const char *path, const char *name, uint64_t bytes, void **image,
                             qr_error *err)
 {
@@ -151,14 +167,17 @@ static qr_status read_image(const char *path, const char *name, uint64_t bytes, 
                         (unsigned long long)bytes, strerror(errno));
     }
     for (size_t done = 0; s == QR_OK && done < bytes;) {
-        ssize_t r = read(fd, (char *)p + done, (size_t)bytes - done);
+        size_t want = (size_t)bytes - done < READ_CHUNK ? (size_t)bytes - done : READ_CHUNK;
+        ssize_t r = read(fd, (char *)p + done, want);
         if (r < 0 && errno == EINTR)
             continue;
-        if (r <= 0)
+        if (r <= 0) {
             s = qr_fail(err, QR_ERR_IO, "%s: variant '%s': %s after %zu of %llu bytes", path, name,
                         r < 0 ? strerror(errno) : "ends", done, (unsigned long long)bytes);
-        else
+        } else {
+            (void)posix_fadvise(fd, (off_t)done, (off_t)r, POSIX_FADV_DONTNEED);
             done += (size_t)r;
+        }
     }
     close(fd);
     if (s) {

@@ -100,6 +100,7 @@ static json_object *stats_object(const qi_gen_stats *s)
     }
     json_object_object_add(o, "spans", spans);
     json_object_object_add(o, "switches", qi_json_uint(s->switches));
+    json_object_object_add(o, "switch_wait_ms", qi_json_double(s->switch_wait_ms));
     return o;
 }
 

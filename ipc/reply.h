@@ -45,6 +45,9 @@ typedef struct {
     const qi_span *spans;   /* in order, covering 0..tokens */
     size_t n_spans;
     uint32_t switches;      /* variant switches during this generation */
+    double switch_wait_ms;  /* time it waited between two tokens with no variant loaded: a
+                               switch that had to unload the old variant before loading the
+                               new one (they did not fit the memory budget together) */
 } qi_gen_stats;
 
 /* {"id":…,"event":"token","text":…,"token":N,"index":i} */

@@ -101,6 +101,9 @@ static qi_code parse_stats(json_object *o, qi_reply *r, qi_error *err)
     if (!get_int(s, "switches", 0, UINT32_MAX, &n))
         return bad(err, "stats.switches", "must be an integer in 0..2^32-1");
     st->switches = (uint32_t)n;
+    st->switch_wait_ms = 0; /* optional: servers before it was added leave it out */
+    if (json_object_object_get_ex(s, "switch_wait_ms", NULL) && !get_number(s, "switch_wait_ms", &st->switch_wait_ms))
+        return bad(err, "stats.switch_wait_ms", "must be a number or null");
     json_object *spans;
     if (!get(s, "spans", json_type_array, &spans))
         return bad(err, "stats.spans", "must be an array");

@@ -19,7 +19,10 @@ qr_status qr_sha256_buffer(const void *data, size_t len, const char *name,
     return QR_OK;
 }
 
-/* Reads the open file to its end into the running hash; *bytes counts what was read. */
+/* Reads the open file to its end into the running hash; *bytes counts what was read. What
+ * was read is dropped from the page cache as it goes (POSIX_FADV_DONTNEED): hashing a bundle
+ * must not leave its files cached and charged to the caller's cgroup, where qslmd would find
+ * a memory limit full of them (clean pages: dropping them costs nothing; advice only). */
 static qr_status hash_fd(int fd, const char *path, mbedtls_sha256_context *ctx, uint8_t *buf,
                          uint64_t *bytes, qr_error *err)
 {
@@ -34,6 +37,7 @@ static qr_status hash_fd(int fd, const char *path, mbedtls_sha256_context *ctx, 
             return QR_OK;
         if (mbedtls_sha256_update_ret(ctx, buf, (size_t)got) != 0)
             return qr_fail(err, QR_ERR_IO, "%s: SHA-256 failed", path);
+        (void)posix_fadvise(fd, (off_t)*bytes, (off_t)got, POSIX_FADV_DONTNEED);
         *bytes += (uint64_t)got;
     }
 }

@@ -261,3 +261,19 @@ double wait_active(qi_client *c, const char *want, int pinned, int timeout_ms)
         dh_sleep_ms(20);
     }
 }
+
+long rss_kb(pid_t pid, const char *field)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof path, "/proc/%ld/status", (long)pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    long kb = -1;
+    size_t fl = strlen(field);
+    while (fgets(line, sizeof line, f))
+        if (!strncmp(line, field, fl) && line[fl] == ':')
+            kb = strtol(line + fl + 1, NULL, 10);
+    fclose(f);
+    return kb;
+}

@@ -98,6 +98,9 @@ int64_t counter(json_object *st, const char *name);
 
 /* Polls status until active.variant is want (NULL: null) and, if pinned >= 0, active.pinned is
  * that; fails with the last status after timeout_ms. Returns the time it took. */
+/* A size field of /proc/PID/status ("VmRSS", "VmHWM") in KiB, or -1. */
+long rss_kb(pid_t pid, const char *field);
+
 double wait_active(qi_client *c, const char *want, int pinned, int timeout_ms);
 
 #endif

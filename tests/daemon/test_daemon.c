@@ -629,6 +629,9 @@ static void test_budget_down_during_generation(void **state)
     if (d.stats.stop_reason == QI_STOP_LENGTH)
         assert_int_equal(d.stats.tokens, 1000);
     assert_true(d.stats.switches >= 1);
+    /* 8M (6.1 MiB) and 5M (4.9 MiB) do not fit in 5 MiB together: 8M went first, and the
+     * generation waited between two tokens while 5M loaded */
+    assert_true(d.stats.switch_wait_ms > 0);
     assert_true(d.stats.n_spans >= 2);
     assert_string_equal(d.stats.spans[0].variant, "8M");
     assert_true(d.stats.spans[0].to >= 1); /* the first token came from 8M */
@@ -650,11 +653,13 @@ static void test_budget_down_during_generation(void **state)
     qi_reply_free(&st);
     qi_reply_free(&st0);
 
-    /* a short generation now runs on 5M only */
+    assert_true(dh_log_wait(h, "unloaded the old variant first", 5000));
+    /* a short generation now runs on 5M only, waiting for nothing */
     qi_reply g;
     generate(a, &g, "The nation", 4, 1);
     assert_int_equal(g.stats.n_spans, 1);
     assert_string_equal(g.stats.spans[0].variant, "5M");
+    assert_true(g.stats.switch_wait_ms == 0);
     qi_reply_free(&g);
 
     set_budget(b, "\"memory\":\"auto\"", 0);
@@ -1156,11 +1161,14 @@ static void test_pin_unpin(void **state)
     qi_client_close(c);
 }
 
+/* A reload of an unchanged bundle keeps the loaded copy of the variant: no second image, so
+ * the daemon's peak resident set does not grow by a variant (it grew by 7.3 MB before). */
 static void test_reload(void **state)
 {
     dh_daemon *h = *state;
     qi_client *c = connect_or_fail(h);
     wait_active(c, "8M", 0, SWITCH_TIMEOUT_MS);
+    long hwm0 = rss_kb(h->pid, "VmHWM");
     qi_reply r;
     rpc(c, &r, "{\"id\":\"r\",\"op\":\"reload\"}");
     if (r.kind != QI_REPLY_RESULT)
@@ -1171,6 +1179,11 @@ static void test_reload(void **state)
     assert_jstr(r.body, "active", "8M");
     qi_reply_free(&r);
     assert_true(dh_log_wait(h, "reload: serving", 5000));
+    assert_true(dh_log_wait(h, "kept the loaded copy: the file is unchanged", 5000));
+    long hwm1 = rss_kb(h->pid, "VmHWM");
+    print_message("[   RSS    ] qslmd VmHWM %ld KiB before the reload, %ld KiB after\n", hwm0, hwm1);
+    assert_true(hwm0 > 0 && hwm1 > 0);
+    assert_true(hwm1 - hwm0 < 5721992 / 1024 / 2); /* less than half of 8M's image */
     qi_reply g;
     generate(c, &g, "The nation", 4, 1);
     assert_string_equal(g.stats.spans[0].variant, "8M");

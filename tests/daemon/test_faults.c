@@ -139,23 +139,6 @@ static char *generate_ok(qi_client *c)
     return v;
 }
 
-/* VmRSS of pid in KiB (from /proc/PID/status), or -1. */
-static long rss_kb(pid_t pid, const char *field)
-{
-    char path[64], line[256];
-    snprintf(path, sizeof path, "/proc/%ld/status", (long)pid);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return -1;
-    long kb = -1;
-    size_t fl = strlen(field);
-    while (fgets(line, sizeof line, f))
-        if (!strncmp(line, field, fl) && line[fl] == ':')
-            kb = strtol(line + fl + 1, NULL, 10);
-    fclose(f);
-    return kb;
-}
-
 /* ---------------------------------------------------------------- files */
 
 static void copy_file(const char *from, const char *to)

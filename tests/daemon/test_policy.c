@@ -1,5 +1,7 @@
 /* test_policy.c: the switching rules of policy.h, one by one: the best fit, each memory budget
- * source, pins, nothing fitting, the power soft limit, hysteresis both ways, PSI's step down. */
+ * source (memory.stat's unreclaimable part, not page cache), pins, nothing fitting, the power
+ * soft limit, hysteresis both ways, PSI's step down and the kernel's memory.events, and when a
+ * switch must unload first. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -60,6 +62,8 @@ static void test_defaults(void **state)
     qd_policy_config c = qd_policy_config_default();
     assert_int_equal(c.reserve_bytes, 64 * MIB);
     assert_true(c.psi_threshold == 10 && c.up_delay_s == 10 && c.up_headroom == 0.05);
+    assert_true(c.throttle_stall_ms == 10);
+    assert_int_equal(c.cgroup_reserve_bytes, MIB);
     assert_false(c.has_default_power);
     qd_policy_state s = {5, 3};
     qd_policy_state_init(&s);
@@ -115,9 +119,10 @@ static void test_budget_cgroup_max(void **state)
     world w;
     init(&w);
     w.use_tel = true;
-    /* serving MID; the service holds 3 MiB besides it; memory.max 9 MiB -> 6 MiB for a variant */
+    /* serving MID; the service holds 3 MiB besides it and keeps the 1 MiB reserve: memory.max
+     * 10 MiB -> 6 MiB for a variant */
     w.tel.has_cgroup_max = true;
-    w.tel.cgroup_max = 9 * MIB;
+    w.tel.cgroup_max = 10 * MIB;
     w.tel.has_cgroup_current = true;
     w.tel.cgroup_current = variants[MID].footprint_bytes + 3 * MIB;
     qd_decision d = decide(&w, MID, -1, 0, 0);
@@ -126,10 +131,13 @@ static void test_budget_cgroup_max(void **state)
     assert_int_equal(d.variant, MID); /* BIG is 6.1 MiB */
     assert_false(d.switch_now);
     assert_reason(&d, "(cgroup memory.max)");
-    /* without memory.current nothing is set aside */
+    /* without memory.current only the reserve is set aside */
     w.tel.has_cgroup_current = false;
     d = decide(&w, MID, -1, 0, 0);
     assert_int_equal(d.memory_budget, 9 * MIB);
+    w.cfg.cgroup_reserve_bytes = 0;
+    d = decide(&w, MID, -1, 0, 0);
+    assert_int_equal(d.memory_budget, 10 * MIB);
 }
 
 static void test_budget_cgroup_high(void **state)
@@ -139,9 +147,9 @@ static void test_budget_cgroup_high(void **state)
     init(&w);
     w.use_tel = true;
     w.tel.has_cgroup_high = true;
-    w.tel.cgroup_high = 5 * MIB;
+    w.tel.cgroup_high = 6 * MIB;
     w.tel.has_cgroup_current = true;
-    w.tel.cgroup_current = 1 * MIB; /* less than the active footprint: nothing else counted */
+    w.tel.cgroup_current = 1 * MIB; /* less than the active footprint: only the reserve counted */
     qd_decision d = decide(&w, BIG, -1, 0, 0);
     assert_string_equal(d.memory_source, "cgroup memory.high");
     assert_int_equal(d.memory_budget, 5 * MIB);
@@ -177,9 +185,9 @@ static void test_tightest_wins(void **state)
     init(&w);
     w.use_tel = true;
     w.tel.has_cgroup_max = true;
-    w.tel.cgroup_max = 8 * MIB;
+    w.tel.cgroup_max = 9 * MIB;
     w.tel.has_cgroup_high = true;
-    w.tel.cgroup_high = 7 * MIB;
+    w.tel.cgroup_high = 8 * MIB; /* less the 1 MiB reserve */
     w.tel.has_mem_available = true;
     w.tel.mem_available = 1024 * MIB;
     set_memory(&w, 32 * MIB);
@@ -453,6 +461,139 @@ static void test_psi_step_down(void **state)
     assert_int_equal(decide(&w, BIG, -1, 0, 200).variant, BIG);
 }
 
+/* memory.stat's unreclaimable part is what counts, not memory.current: page cache the kernel
+ * would drop leaves the budget alone (the real kernel keeps memory.current at memory.high). */
+static void test_budget_memory_stat(void **state)
+{
+    (void)state;
+    world w;
+    init(&w);
+    w.use_tel = true;
+    w.tel.has_cgroup_high = true;
+    w.tel.cgroup_high = 12 * MIB;
+    w.tel.has_cgroup_current = true;
+    w.tel.cgroup_current = 12 * MIB; /* at the limit: 5 MiB of it page cache */
+    w.tel.has_cgroup_stat = true;
+    w.tel.cgroup_unreclaimable = variants[MID].footprint_bytes + 2 * MIB;
+    w.tel.cgroup_file = 5 * MIB;
+    qd_decision d = decide(&w, MID, -1, 0, 0);
+    assert_string_equal(d.memory_source, "cgroup memory.high");
+    assert_int_equal(d.memory_budget, 12 * MIB - 3 * MIB); /* 2 MiB others + the 1 MiB reserve */
+    assert_int_equal(d.variant, BIG);
+    /* the same with memory.current alone: 7.1 MiB of others, nothing fits but SMALL */
+    w.tel.has_cgroup_stat = false;
+    d = decide(&w, MID, -1, 0, 0);
+    assert_int_equal(d.variant, SMALL);
+    /* nothing loaded: every unreclaimable byte is the service's own */
+    w.tel.has_cgroup_stat = true;
+    w.tel.cgroup_unreclaimable = 4 * MIB;
+    d = decide(&w, -1, -1, 0, 0);
+    assert_int_equal(d.memory_budget, 7 * MIB);
+    assert_int_equal(d.variant, BIG);
+    /* unreclaimable above the limit: 0, not a wrapped number; nothing fits */
+    w.tel.cgroup_unreclaimable = 20 * MIB;
+    d = decide(&w, -1, -1, 0, 0);
+    assert_int_equal(d.memory_budget, 0);
+    assert_int_equal(d.variant, -1);
+    assert_reason(&d, "no variant fits: budget 0.0 MiB (cgroup memory.high)");
+}
+
+/* The kernel acting on the service's limits since the last decision steps down once: memory.max
+ * and OOM events at once, memory.high events only with a stall of throttle_stall_ms. */
+static void test_memory_events(void **state)
+{
+    (void)state;
+    world w;
+    init(&w);
+    w.use_tel = true;
+    w.tel.has_cgroup_events = true;
+    w.tel.events_high = 100;
+    w.tel.has_cgroup_stall = true;
+    w.tel.cgroup_stall_us = 5000;
+    /* the first read is a baseline: totals since the cgroup was made say nothing about now */
+    qd_decision d = decide(&w, BIG, -1, 0, 0);
+    assert_int_equal(d.variant, BIG);
+    assert_false(d.switch_now);
+    /* high events with a 5 ms stall: page cache trimmed, not a throttling */
+    w.tel.events_high = 140;
+    w.tel.cgroup_stall_us = 10000;
+    d = decide(&w, BIG, -1, 0, 1);
+    assert_int_equal(d.variant, BIG);
+    assert_string_equal(d.pressure, "");
+    /* high events with a 30 ms stall: throttled; one step down */
+    w.tel.events_high = 150;
+    w.tel.cgroup_stall_us = 40000;
+    d = decide(&w, BIG, -1, 0, 2);
+    assert_int_equal(d.variant, MID);
+    assert_true(d.switch_now);
+    assert_string_equal(d.memory_source, "memory.events");
+    assert_reason(&d, "throttled at memory.high (10 events, 30 ms stalled): one step down");
+    /* nothing new: no pressure; BIG waits for its up delay */
+    d = decide(&w, MID, -1, 0, 3);
+    assert_false(d.switch_now);
+    assert_string_equal(d.pressure, "");
+    assert_reason(&d, "staying on 5M");
+    /* a max event: at once, no stall needed; but the hold after the last step keeps MID */
+    w.tel.events_max = 1;
+    d = decide(&w, MID, -1, 0, 4);
+    assert_int_equal(d.variant, MID);
+    assert_reason(&d, "the kernel hit memory.max (1 max, 0 oom events): no step up");
+    w.tel.events_oom = 1;
+    d = decide(&w, MID, -1, 0, 20);
+    assert_int_equal(d.variant, SMALL);
+    assert_reason(&d, "the kernel hit memory.max (0 max, 1 oom events): one step down");
+    /* counters that went down (a new cgroup): a fresh baseline, not a huge delta */
+    w.tel.events_high = 0;
+    w.tel.events_max = 0;
+    w.tel.events_oom = 0;
+    d = decide(&w, BIG, -1, 0, 40);
+    assert_int_equal(d.variant, BIG);
+    assert_false(d.switch_now);
+}
+
+/* A switch loads the new variant before unloading the old only when both fit the budget. */
+static void test_unload_first(void **state)
+{
+    (void)state;
+    world w;
+    init(&w);
+    set_memory(&w, 32 * MIB);
+    qd_decision d = decide(&w, SMALL, -1, 0, 0);
+    assert_int_equal(d.variant, BIG);
+    assert_false(d.switch_now); /* up: waits */
+    d = decide(&w, SMALL, -1, 0, 10);
+    assert_true(d.switch_now);
+    assert_false(d.unload_first); /* 2 + 6.1 MiB fit in 32 */
+    /* 6 MiB: MID (4.9) and SMALL (2) do not fit together */
+    set_memory(&w, 6 * MIB);
+    d = decide(&w, SMALL, -1, 0, 20);
+    d = decide(&w, SMALL, -1, 0, 30);
+    assert_int_equal(d.variant, MID);
+    assert_true(d.switch_now);
+    assert_true(d.unload_first);
+    /* stepping down from BIG to MID under 5 MiB: BIG alone is over */
+    set_memory(&w, 5 * MIB);
+    d = decide(&w, BIG, -1, 0, 40);
+    assert_int_equal(d.variant, MID);
+    assert_true(d.unload_first);
+    /* 7 MiB: MID + SMALL = 6.9 MiB fit: load first */
+    set_memory(&w, 7 * MIB);
+    d = decide(&w, MID, SMALL, 0, 50);
+    assert_int_equal(d.variant, SMALL);
+    assert_true(d.switch_now);
+    assert_false(d.unload_first);
+    /* no budget: never; nothing loaded or nothing to load: never */
+    w.budget.has_memory = false;
+    d = decide(&w, MID, SMALL, 0, 60);
+    assert_false(d.unload_first);
+    set_memory(&w, 1 * MIB);
+    d = decide(&w, SMALL, -1, 0, 70);
+    assert_int_equal(d.variant, -1);
+    assert_false(d.unload_first);
+    d = decide(&w, -1, -1, 0, 80);
+    assert_false(d.unload_first);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -463,6 +604,9 @@ int main(void)
         cmocka_unit_test(test_budget_cgroup_high),
         cmocka_unit_test(test_budget_mem_available),
         cmocka_unit_test(test_tightest_wins),
+        cmocka_unit_test(test_budget_memory_stat),
+        cmocka_unit_test(test_memory_events),
+        cmocka_unit_test(test_unload_first),
         cmocka_unit_test(test_pin),
         cmocka_unit_test(test_none_fits),
         cmocka_unit_test(test_power),

@@ -1,5 +1,6 @@
 /* test_telemetry.c: telemetry against fake proc/sysfs trees built in a temporary directory:
- * each memory source alone and together, "max", garbage, absent files, PSI's two homes, every
+ * each memory source alone and together, "max", garbage, absent files, memory.stat's
+ * unreclaimable sum, memory.events' totals, PSI's two homes (the larger counts), every
  * power source and the board-power preference, RAPL rates across reads and a wrapped counter. */
 #include <stdarg.h>
 #include <stddef.h>
@@ -314,6 +315,70 @@ static void test_not_regular_file(void **state)
     assert_true(s->has_cgroup_high);
 }
 
+/* memory.stat as Linux 6.1 writes it: the unreclaimable sum is anon + shmem + file_mapped +
+ * file_dirty + file_writeback + the kernel parts other than reclaimable slab. */
+static const char stat_6_1[] =
+    "anon 4202496\nfile 7553024\nkernel 1187840\nkernel_stack 65536\npagetables 159744\n"
+    "sec_pagetables 0\npercpu 4320\nsock 8192\nvmalloc 16384\nshmem 12288\nzswap 0\n"
+    "zswapped 0\nfile_mapped 3334144\nfile_dirty 4096\nfile_writeback 8192\nswapcached 0\n"
+    "anon_thp 0\nfile_thp 0\nshmem_thp 0\ninactive_anon 4190208\nactive_anon 24576\n"
+    "inactive_file 5275648\nactive_file 2277376\nunevictable 0\nslab_reclaimable 700000\n"
+    "slab_unreclaimable 233472\nslab 933472\nworkingset_refault_anon 0\npgfault 3000\n";
+
+static void test_memory_stat(void **state)
+{
+    fixture *f = *state;
+    put_cgroup(f);
+    put(f, CG "memory.stat", stat_6_1);
+    const qd_telemetry_snapshot *s = read_now(f);
+    assert_true(s->has_cgroup_stat);
+    uint64_t want = 4202496ull + 12288 + 3334144 + 4096 + 8192 + 65536 + 159744 + 4320 + 8192 + 16384 + 233472;
+    assert_int_equal(s->cgroup_unreclaimable, want);
+    assert_int_equal(s->cgroup_file, 7553024);
+    assert_true(find(s, "cgroup memory unreclaimable")->value == (double)want);
+    assert_true(find(s, "cgroup page cache")->value == 7553024.0);
+    /* an older kernel without some kernel lines: those count 0 */
+    put(f, CG "memory.stat", "anon 100\nfile 50\nfile_mapped 10\n");
+    s = read_now(f);
+    assert_true(s->has_cgroup_stat);
+    assert_int_equal(s->cgroup_unreclaimable, 110);
+    /* no anon or no file line, garbage, a prefix of a key: not available */
+    const char *bad[] = {"file 50\n", "anon 100\n", "anon x\nfile 1\n", "anon -1\nfile 1\n",
+                         "anonymous 5\nfile 1\n", "anon 5\nfile_mapped 1\n", "", "anon\nfile\n",
+                         "anon 1 2\nfile 1\n", "anon 99999999999999999999999\nfile 1\n"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        put(f, CG "memory.stat", bad[i]);
+        s = read_now(f);
+        if (s->has_cgroup_stat)
+            fail_msg("accepted memory.stat \"%s\"", bad[i]);
+        assert_false(find(s, "cgroup memory unreclaimable")->available);
+    }
+    rm(f, CG "memory.stat");
+    s = read_now(f);
+    assert_false(s->has_cgroup_stat);
+    assert_note(find(s, "cgroup memory unreclaimable"), "absent");
+}
+
+static void test_memory_events(void **state)
+{
+    fixture *f = *state;
+    put_cgroup(f);
+    put(f, CG "memory.events", "low 0\nhigh 1234\nmax 5\noom 2\noom_kill 1\noom_group_kill 0\n");
+    const qd_telemetry_snapshot *s = read_now(f);
+    assert_true(s->has_cgroup_events);
+    assert_int_equal(s->events_high, 1234);
+    assert_int_equal(s->events_max, 5);
+    assert_int_equal(s->events_oom, 3);
+    const qd_reading *r = find(s, "cgroup memory.events high");
+    assert_true(r->available && r->value == 1234.0);
+    assert_note(r, "max 5, oom 2, oom_kill 1");
+    put(f, CG "memory.events", "low 0\nhigh 7\n"); /* no max line */
+    s = read_now(f);
+    assert_false(s->has_cgroup_events);
+    put(f, CG "memory.events", "high x\nmax 1\n");
+    assert_false(read_now(f)->has_cgroup_events);
+}
+
 /* ---- PSI ---------------------------------------------------------------------------------- */
 
 static void test_psi_sources(void **state)
@@ -327,7 +392,7 @@ static void test_psi_sources(void **state)
     assert_true(s->psi_avg10 > 2.499 && s->psi_avg10 < 2.501);
     assert_note(find(s, "psi memory avg10"), "/proc/pressure/memory");
 
-    /* the cgroup's own file wins over the machine's */
+    /* the larger of the cgroup's and the machine's counts; each is a reading of its own */
     put_cgroup(f);
     put(f, CG "memory.pressure", "some avg10=42.25 avg60=0.10 avg300=0.00 total=9\n"
                                  "full avg10=0.00 avg60=0.00 avg300=0.00 total=0\n");
@@ -336,6 +401,16 @@ static void test_psi_sources(void **state)
     assert_true(s->psi_avg10 > 42.249 && s->psi_avg10 < 42.251);
     assert_note(find(s, "psi memory avg10"), "cgroup");
     assert_string_equal(find(s, "psi memory avg10")->unit, "%");
+    assert_true(find(s, "psi memory avg10 cgroup")->value == 42.25);
+    assert_true(find(s, "psi memory avg10 machine")->value == 2.5);
+    assert_true(s->has_cgroup_stall);
+    assert_int_equal(s->cgroup_stall_us, 9);
+    /* a thrashing neighbour shows in the machine's figure: that one counts then */
+    put(f, "proc/pressure/memory", "some avg10=60.00 avg60=1.00 avg300=0.00 total=123\n");
+    s = read_now(f);
+    assert_true(s->psi_avg10 == 60.0);
+    assert_note(find(s, "psi memory avg10"), "/proc/pressure/memory");
+    put(f, "proc/pressure/memory", "some avg10=2.50 avg60=1.00 avg300=0.00 total=123\n");
 
     /* a garbled cgroup file falls back to the machine's */
     put(f, CG "memory.pressure", "some avg10=abc avg60=0.10\n");
@@ -653,6 +728,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_memory_garbage, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cgroup_file_quirks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_not_regular_file, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_memory_stat, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_memory_events, setup, teardown),
         cmocka_unit_test_setup_teardown(test_psi_sources, setup, teardown),
         cmocka_unit_test_setup_teardown(test_psi_garbage, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hwmon_power_input, setup, teardown),

@@ -136,7 +136,7 @@ static void test_done(void **state)
         qi_gen_stats st = {.prompt_tokens = 3, .tokens = 16, .ms = 12.5,
                            .tokens_per_s = 1280.123456789,
                            .stop_reason = (qi_stop_reason)reason, .spans = spans, .n_spans = 2,
-                           .switches = 1};
+                           .switches = 1, .switch_wait_ms = 42.25};
         char *line;
         size_t len;
         qi_error e;
@@ -155,6 +155,7 @@ static void test_done(void **state)
         assert_true(r.stats.tokens_per_s == 1280.123456789);
         assert_int_equal(r.stats.stop_reason, reason);
         assert_int_equal(r.stats.switches, 1);
+        assert_true(r.stats.switch_wait_ms == 42.25);
         assert_int_equal(r.stats.n_spans, 2);
         assert_string_equal(r.stats.spans[1].variant, "q4-block");
         assert_int_equal(r.stats.spans[1].from, 10);
