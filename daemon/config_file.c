@@ -65,6 +65,7 @@ static const key_def keys[QD_KEY_COUNT] = {
     [QD_KEY_UP_DELAY] = {"policy", "up_delay", K_SECONDS, 0, 86400, false, "seconds in 0..86400"},
     [QD_KEY_UP_HEADROOM] = {"policy", "up_headroom", K_PERCENT, 0, 90, false, "a percentage in 0..90"},
     [QD_KEY_RESERVE] = {"policy", "reserve", K_SIZE, 0, 0, false, "a size such as 64M, or 0"},
+    [QD_KEY_CGROUP_RESERVE] = {"policy", "cgroup_reserve", K_SIZE, 0, 0, false, "a size such as 1M, or 0"},
     [QD_KEY_PSI_THRESHOLD] = {"policy", "psi_threshold", K_SECONDS, 0, 100, false,
                               "a percentage in 0..100; 0 = off"},
     [QD_KEY_PSI_HOLD] = {"policy", "psi_hold", K_SECONDS, 0, 86400, false, "seconds in 0..86400"},
@@ -276,6 +277,7 @@ qr_status qd_config_set_key(qd_config *cfg, qd_config_key k, const char *v, qr_e
     case QD_KEY_UP_DELAY: cfg->policy.up_delay_s = x.d; break;
     case QD_KEY_UP_HEADROOM: cfg->policy.up_headroom = x.d; break;
     case QD_KEY_RESERVE: cfg->policy.reserve_bytes = x.u; break;
+    case QD_KEY_CGROUP_RESERVE: cfg->policy.cgroup_reserve_bytes = x.u; break;
     case QD_KEY_PSI_THRESHOLD: cfg->policy.psi_threshold = x.d; break;
     case QD_KEY_PSI_HOLD: cfg->policy.psi_hold_s = x.d; break;
     case QD_KEY_POWER_BUDGET:
@@ -312,6 +314,7 @@ bool qd_config_key_equal(const qd_config *a, const qd_config *b, qd_config_key k
     case QD_KEY_UP_DELAY: return a->policy.up_delay_s == b->policy.up_delay_s;
     case QD_KEY_UP_HEADROOM: return a->policy.up_headroom == b->policy.up_headroom;
     case QD_KEY_RESERVE: return a->policy.reserve_bytes == b->policy.reserve_bytes;
+    case QD_KEY_CGROUP_RESERVE: return a->policy.cgroup_reserve_bytes == b->policy.cgroup_reserve_bytes;
     case QD_KEY_PSI_THRESHOLD: return a->policy.psi_threshold == b->policy.psi_threshold;
     case QD_KEY_PSI_HOLD: return a->policy.psi_hold_s == b->policy.psi_hold_s;
     case QD_KEY_POWER_BUDGET:

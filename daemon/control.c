@@ -226,7 +226,8 @@ static void reload_done(uv_work_t *w, int status)
         if (r->conn) {
             char msg[QR_ERROR_MSG_MAX + 64];
             snprintf(msg, sizeof msg, "reload refused, still serving the old configuration and bundle: %s", why);
-            qi_reply_error(&r->id, QI_ERR_INTERNAL, NULL, msg, &line, &len, NULL);
+            qi_reply_error(&r->id, status == 0 && r->status != QR_OK ? QI_ERR_RELOAD_REFUSED : QI_ERR_INTERNAL,
+                           NULL, msg, &line, &len, NULL);
             s->errors++;
         }
     }

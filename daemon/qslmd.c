@@ -1,7 +1,6 @@
 /* qslmd: serves a bundle of quantization variants of one spike-driven language model over a
  * Unix socket, switching between them as the memory and power it may use change. */
 #include <getopt.h>
-#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,6 +46,7 @@ static void usage(FILE *f)
             "  --up-delay SEC         headroom must last this long before switching to a better variant (default 10)\n"
             "  --up-headroom PCT      percent of the budget to spare before switching up (default 5)\n"
             "  --reserve SIZE         MemAvailable kept for others (default 64M)\n"
+            "  --cgroup-reserve SIZE  kept free under the cgroup's memory.max and memory.high (default 1M)\n"
             "  --psi-threshold PCT    memory PSI avg10 that counts as pressure; 0 turns it off (default 10)\n"
             "  --psi-hold SEC         after a step down for pressure, the next waits this long (default 10)\n"
             "  --power-budget POWER   the default power budget, in force while set-budget gives none\n"
@@ -56,14 +56,6 @@ static void usage(FILE *f)
             "  -h, --help             this text\n"
             "  --version              the version\n",
             DEFAULT_CONFIG, QD_DEFAULT_SOCKET, QSLM_BUNDLE_DIR, QD_DEFAULT_ADMIN_GROUP);
-}
-
-static int cpus_allowed(void)
-{
-    cpu_set_t set;
-    if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0)
-        return CPU_COUNT(&set);
-    return 1;
 }
 
 /* Prints the configuration's verdict for --check-config; 0 or 1. */
@@ -107,6 +99,7 @@ int main(int argc, char **argv)
         {"up-delay", required_argument, NULL, O_KEY + QD_KEY_UP_DELAY},
         {"up-headroom", required_argument, NULL, O_KEY + QD_KEY_UP_HEADROOM},
         {"reserve", required_argument, NULL, O_KEY + QD_KEY_RESERVE},
+        {"cgroup-reserve", required_argument, NULL, O_KEY + QD_KEY_CGROUP_RESERVE},
         {"psi-threshold", required_argument, NULL, O_KEY + QD_KEY_PSI_THRESHOLD},
         {"psi-hold", required_argument, NULL, O_KEY + QD_KEY_PSI_HOLD},
         {"power-budget", required_argument, NULL, O_KEY + QD_KEY_POWER_BUDGET},
@@ -160,8 +153,6 @@ int main(int argc, char **argv)
         qd_log(QD_LOG_ERR, "%s", err.msg);
         return 1;
     }
-    if (cfg.threads == 0)
-        cfg.threads = cpus_allowed();
     qd_log_setup(cfg.log_level, journal);
     signal(SIGPIPE, SIG_IGN);
     qr_blas_use_one_thread(); /* batches above 8 rows go to BLAS; the pool already has the cores */

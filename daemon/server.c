@@ -3,6 +3,7 @@
 #include "server_impl.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -399,6 +400,16 @@ static void on_signal(uv_signal_t *h, int signum)
 
 /* ---------------------------------------------------------------- life cycle */
 
+/* threads = 0: one per CPU qslmd may run on. Resolved here, not in the configuration, so a
+ * reload compares the configured 0 with the configured 0 and says nothing changed. */
+static int cpus_allowed(void)
+{
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0)
+        return CPU_COUNT(&set);
+    return 1;
+}
+
 qr_status qd_server_new(const qd_config *cfg, qd_server **out, qr_error *err)
 {
     *out = NULL;
@@ -430,7 +441,8 @@ qr_status qd_server_new(const qd_config *cfg, qd_server **out, qr_error *err)
     if (st == QR_OK) {
         uv_async_init(&s->loop, &s->wake, on_wake);
         s->wake.data = s;
-        qd_engine_config ec = {cfg->threads, cfg->batch, cfg->max_active, cfg->lock_memory};
+        qd_engine_config ec = {cfg->threads ? cfg->threads : cpus_allowed(), cfg->batch, cfg->max_active,
+                               cfg->lock_memory};
         st = qd_engine_new(&ec, engine_wake, &s->wake, &s->engine, err);
         if (st)
             uv_close((uv_handle_t *)&s->wake, NULL);

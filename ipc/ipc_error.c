@@ -17,6 +17,7 @@ static const char *const names[] = {
     [QI_ERR_CANCELLED] = "cancelled",
     [QI_ERR_SHUTTING_DOWN] = "shutting_down",
     [QI_ERR_NOT_FOUND] = "not_found",
+    [QI_ERR_RELOAD_REFUSED] = "reload_refused",
     [QI_ERR_INTERNAL] = "internal",
     [QI_ERR_NOMEM] = "nomem",
     [QI_ERR_IO] = "io",

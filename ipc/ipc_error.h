@@ -24,6 +24,8 @@ typedef enum {
     QI_ERR_CANCELLED,         /* "cancelled" */
     QI_ERR_SHUTTING_DOWN,     /* "shutting_down" */
     QI_ERR_NOT_FOUND,         /* "not_found": e.g. pin of a variant the bundle lacks */
+    QI_ERR_RELOAD_REFUSED,    /* "reload_refused": the new configuration or bundle is bad; the
+                                 old ones are still served */
     QI_ERR_INTERNAL,          /* "internal" */
     /* Local codes: this library's own failures, never sent. */
     QI_ERR_NOMEM,             /* an allocation failed */

@@ -120,6 +120,7 @@ static void test_every_key(void **state)
         "up_delay = 2.5\n"
         "up_headroom = 12.5\n"
         "reserve = 0\n"
+        "cgroup_reserve = 3M\n"
         "psi_threshold = 20\n"
         "psi_hold = 4\n"
         "power_budget = 3500mW\n"
@@ -148,6 +149,7 @@ static void test_every_key(void **state)
     assert_true(c.policy.up_delay_s == 2.5);
     assert_true(c.policy.up_headroom == 0.125);
     assert_int_equal(c.policy.reserve_bytes, 0);
+    assert_int_equal(c.policy.cgroup_reserve_bytes, 3 << 20);
     assert_true(c.policy.psi_threshold == 20);
     assert_true(c.policy.psi_hold_s == 4);
     assert_true(c.policy.has_default_power);

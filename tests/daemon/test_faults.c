@@ -603,9 +603,9 @@ static void reload_refused(fixture *f, qi_client *c, const char *why, const char
 {
     qi_reply r;
     rpc_final(c, &r, "{\"id\":\"rl\",\"op\":\"reload\"}");
-    if (r.kind != QI_REPLY_ERROR || r.code != QI_ERR_INTERNAL || !strstr(r.message, "reload refused") ||
+    if (r.kind != QI_REPLY_ERROR || r.code != QI_ERR_RELOAD_REFUSED || !strstr(r.message, "reload refused") ||
         !strstr(r.message, why))
-        fail_msg("reload: expected internal naming '%s', got %s", why, json_object_to_json_string(r.body));
+        fail_msg("reload: expected reload_refused naming '%s', got %s", why, json_object_to_json_string(r.body));
     qi_reply_free(&r);
     int before = count_in_log(&f->h, "reload refused");
     assert_true(before >= 1); /* the request's */
@@ -1102,6 +1102,31 @@ static void test_sighup_under_load(void **state)
     qi_client_close(c);
 }
 
+/* A reload warns about a setting only a restart applies only when that setting changed: threads
+ * = 0 (one per CPU) stays 0 from one reading to the next, however many CPUs that means. */
+static void test_reload_restart_only_keys(void **state)
+{
+    fixture *f = *state;
+    dh_daemon *h = &f->h;
+    char conf[DH_PATH_MAX + 16];
+    snprintf(conf, sizeof conf, "%s/qslmd.conf", h->dir);
+    const char first[] = "[daemon]\nmax_active = 8\n";
+    write_file(conf, first, sizeof first - 1);
+    const char *const args[] = {"--config", conf, "--threads", "0", NULL};
+    assert_int_equal(dh_start(h, args), 0);
+    qi_client *c = connect_or_fail(h);
+    free(wait_served(c, NULL, NULL));
+    reload_ok(c, " with the file unchanged", NULL);
+    assert_true(dh_log_wait(h, "reload: serving", 5000));
+    assert_int_equal(count_in_log(h, "changed; it takes effect at the next start"), 0);
+    const char second[] = "[daemon]\nmax_active = 9\n";
+    write_file(conf, second, sizeof second - 1);
+    reload_ok(c, " with max_active changed", NULL);
+    assert_true(dh_log_wait(h, "[daemon] max_active changed; it takes effect at the next start", 5000));
+    assert_int_equal(count_in_log(h, "[daemon] threads changed"), 0);
+    qi_client_close(c);
+}
+
 static void test_kill9_restart_under_load(void **state)
 {
     fixture *f = *state;
@@ -1150,6 +1175,7 @@ int main(int argc, char **argv)
         T(test_bad_clients),
         T(test_sigterm_under_load),
         T(test_sighup_under_load),
+        cmocka_unit_test_setup_teardown(test_reload_restart_only_keys, setup_dir, teardown),
         cmocka_unit_test_setup_teardown(test_kill9_restart_under_load, setup_dir, teardown),
     };
     /* under valgrind: a reduced set, about 2 minutes (every path once: a variant refused by its
