@@ -9,9 +9,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 kind=${1:-normal}
 case "$kind" in
-  normal)   dir=.build; opts=(--werror) ;;
+  normal)   dir=.build; opts=(--werror -Dtests=enabled) ;;
   sanitize) dir=.build-san
-            opts=(--werror -Db_sanitize=address,undefined -Dc_args=-fno-sanitize-recover=all) ;;
+            opts=(--werror -Dtests=enabled -Db_sanitize=address,undefined -Dc_args=-fno-sanitize-recover=all) ;;
   aarch64)  dir=.build-aarch64; opts=(--werror --cross-file scripts/cross/aarch64-linux-gnu.ini) ;;
   *) echo "build: unknown build '$kind' (normal, sanitize or aarch64)" >&2; exit 2 ;;
 esac

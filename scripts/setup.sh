@@ -2,20 +2,25 @@
 # setup.sh: install the Debian bookworm packages qslm builds, tests and fetches data with.
 # Installs only what is missing; needs root (apt-get) when something is missing.
 #   bash scripts/setup.sh          # build + test + data-fetch packages
+#   bash scripts/setup.sh --deploy # only what building and installing needs (no tests, no data)
 #   bash scripts/setup.sh --fuzz   # also clang, for the libFuzzer targets (scripts/fuzz.sh)
 set -euo pipefail
 
-packages=(
+build=(
   gcc libc6-dev pkg-config meson ninja-build  # build (libc6-dev is only a Recommends of gcc)
   libuv1-dev libsystemd-dev libopenblas-dev libmbedtls-dev libjson-c-dev libinih-dev
+)
+tests=(
   libcmocka-dev valgrind                    # unit tests; valgrind: the daemon under memcheck (suite reliability)
   ca-certificates                           # scripts/fetch-data.sh (npm pack over https)
   systemd groff-base                        # tests/deploy: systemd-analyze verify, groff -man -ww
 )
+node=true
 case "${1:-}" in
-  --fuzz) packages+=(clang libclang-rt-14-dev) ;;
-  "") ;;
-  -h|--help) sed -n '2,5p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  --fuzz) packages=("${build[@]}" "${tests[@]}" clang libclang-rt-14-dev) ;;
+  --deploy) packages=("${build[@]}"); node=false ;;
+  "") packages=("${build[@]}" "${tests[@]}") ;;
+  -h|--help) sed -n '2,6p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
   *) echo "setup: unknown option '$1' (try --help)" >&2; exit 2 ;;
 esac
 
@@ -25,7 +30,9 @@ for p in "${packages[@]}"; do
 done
 # node and npm: Debian's, unless the machine already has them (say, from NodeSource, whose
 # nodejs package conflicts with Debian's npm).
-command -v node >/dev/null && command -v npm >/dev/null || missing+=(nodejs npm)
+if $node; then
+  command -v node >/dev/null && command -v npm >/dev/null || missing+=(nodejs npm)
+fi
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
 fi
