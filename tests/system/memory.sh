@@ -1,0 +1,359 @@
+# shellcheck shell=bash
+# memory.sh: the memory-budget checks of the system test (sourced by tests/system/in-vm.sh, inside
+# the VM, after qslmd.socket is enabled and qslmd has answered once). Functions only; in-vm.sh
+# calls them in order. Each check prints one TAP line (lib.sh); figures go to the summary.
+#
+# Never name a variable n here: lib.sh's TAP counter is the global n.
+#
+# The limits are derived from what the booted kernel says, not hard-coded: `others` is the
+# service's unreclaimable memory (memory.stat: anon, shmem, mapped, dirty, kernel) less the
+# footprint of the variant it serves, as qslmd computes it (daemon/policy.h). For each variant X
+# the test sets MemoryHigh = others + cgroup_reserve (1 MiB) + a budget that only X and the ones
+# below it fit (half-way between X and the next bigger one, and high enough for a step up's 5%
+# headroom), and MemoryMax 2 MiB above that; then it checks that qslmd serves X, how long the
+# switch took, that the service's anonymous memory never went above the new MemoryHigh during
+# the switch (no second image next to the first), and that the kernel never had to act at
+# MemoryMax (memory.events max and oom_kill stay 0).
+
+MIB=1048576
+RESERVE=$MIB # qslmd's default cgroup_reserve
+
+# The service's cgroup directory (empty while it has none).
+qslmd_cg() { cgroup_dir qslmd.service; }
+
+# stat_value CGDIR KEY: one line of memory.stat (0 when absent).
+stat_value() { awk -v k="$2" '$1 == k { print $2; f = 1 } END { if (!f) print 0 }' "$1/memory.stat"; }
+
+# unreclaimable CGDIR: what qslmd counts as memory it cannot give back (daemon/policy.h).
+unreclaimable() {
+  awk '$1 ~ /^(anon|shmem|file_mapped|file_dirty|file_writeback|kernel_stack|pagetables|percpu|sock|vmalloc|slab_unreclaimable)$/ { s += $2 }
+       END { print s + 0 }' "$1/memory.stat"
+}
+
+# events_value CGDIR KEY: one line of memory.events.
+events_value() { awk -v k="$2" '$1 == k { print $2 }' "$1/memory.events"; }
+
+# The active variant's name from `qslmctl --json status` ("none" when it serves none; "" when
+# qslmd did not answer within 5 s).
+active_variant() {
+  local out
+  out=$(qslmctl --timeout 5 --json status 2>/dev/null) || { echo ""; return; }
+  if [[ $out =~ \"active\":\{\"variant\":\"([^\"]*)\" ]]; then echo "${BASH_REMATCH[1]}"; else echo none; fi
+}
+status_reason() {
+  local out
+  out=$(qslmctl --timeout 5 --json status 2>/dev/null)
+  [[ $out =~ \"reason\":\"([^\"]*)\" ]] && echo "${BASH_REMATCH[1]}"
+}
+
+is_serving() { [ "$(active_variant)" = "$1" ]; }
+serving_other_than() { local a; a=$(active_variant); [ -n "$a" ] && [ "$a" != "$1" ]; }
+
+# The bundle's variants, biggest footprint first: arrays VNAME, VFP (bytes).
+load_variants() {
+  local json
+  json=$(qslmctl --json variants) || return 1
+  VNAME=()
+  VFP=()
+  local rest=$json name fp
+  while [[ $rest =~ \{\"name\":\"([^\"]*)\",\"footprint_bytes\":([0-9]+) ]]; do
+    name=${BASH_REMATCH[1]} fp=${BASH_REMATCH[2]}
+    VNAME+=("$name")
+    VFP+=("$fp")
+    rest=${rest#*"\"footprint_bytes\":$fp"}
+  done
+  # sort by footprint, biggest first
+  local sorted
+  sorted=$(for i in "${!VNAME[@]}"; do echo "${VFP[$i]} ${VNAME[$i]}"; done | sort -rn)
+  VNAME=() VFP=()
+  while read -r fp name; do VFP+=("$fp"); VNAME+=("$name"); done <<<"$sorted"
+  [ ${#VNAME[@]} -ge 2 ]
+}
+
+# footprint_of NAME
+footprint_of() { local i; for i in "${!VNAME[@]}"; do [ "${VNAME[$i]}" = "$1" ] && echo "${VFP[$i]}"; done; }
+
+# budget_for I: a budget (bytes) that variant I fits with a step up's headroom and the next
+# bigger one (I-1) does not: the middle of [fp(I) / 0.95, fp(I-1)), or fp(I) / 0.95 + 1 MiB for
+# the biggest. For I = ${#VNAME[@]} (no variant): 90% of the smallest footprint.
+budget_for() {
+  local i=$1 nv=${#VNAME[@]}
+  if [ "$i" -ge "$nv" ]; then echo $(( VFP[nv - 1] * 9 / 10 )); return; fi
+  local low=$(( VFP[i] * 100 / 95 + 4096 ))
+  if [ "$i" -eq 0 ]; then echo $(( low + MIB )); return; fi
+  local high=${VFP[$((i - 1))]}
+  if [ "$low" -ge "$high" ]; then echo $(( (VFP[i] + high) / 2 )); return; fi
+  echo $(( (low + high) / 2 ))
+}
+
+# others_now: unreclaimable less the active variant's footprint (qslmd's `others`).
+others_now() {
+  local cg act fp u
+  cg=$(qslmd_cg) act=$(active_variant)
+  u=$(unreclaimable "$cg")
+  fp=$(footprint_of "$act")
+  echo $(( u - ${fp:-0} > 0 ? u - ${fp:-0} : 0 ))
+}
+
+# Samples the service's anon memory every 20 ms into FILE's single line (the maximum seen) until
+# FILE.stop exists. Started in the background around a switch.
+sample_anon_max() {
+  local cg=$1 out=$2 max=0 v
+  while [ ! -e "$out.stop" ]; do
+    v=$(awk '$1 == "anon" { print $2; exit }' "$cg/memory.stat" 2>/dev/null)
+    [ -n "$v" ] && [ "$v" -gt "$max" ] && max=$v && echo "$max" >"$out"
+    sleep 0.02
+  done
+}
+
+# set_limits HIGH MAX (bytes or "infinity"), at run time as a user would.
+set_limits() { systemctl set-property --runtime qslmd.service "MemoryHigh=$1" "MemoryMax=$2"; }
+
+mib() { awk -v b="$1" 'BEGIN { printf "%.2f", b / 1048576 }'; }
+
+# step_to I LABEL: sets the limits for variant I (or none when I = n), waits for qslmd to serve
+# it and checks the switch. Uses and updates OTHERS (bytes).
+step_to() {
+  local i=$1 label=$2 nv=${#VNAME[@]} cg want budget high max t0 took got before anon_max
+  cg=$(qslmd_cg)
+  want=none
+  [ "$i" -lt "$nv" ] && want=${VNAME[$i]}
+  budget=$(budget_for "$i")
+  high=$(( OTHERS + RESERVE + budget ))
+  high=$(( (high + 4095) / 4096 * 4096 ))
+  max=$(( high + 2 * MIB ))
+  before=$(awk '$1 == "anon" { print $2 }' "$cg/memory.stat")
+  local samp=/tmp/anon-max.$$
+  rm -f "$samp" "$samp.stop"
+  echo "$before" >"$samp"
+  sample_anon_max "$cg" "$samp" &
+  local sampler=$!
+  t0=$(now)
+  set_limits "$high" "$max"
+  # down at once; up after up_delay (10 s) with 5% headroom; none at once
+  wait_for 45 is_serving "$want"
+  took=$(since "$t0")
+  got=$(active_variant)
+  sleep 0.3
+  touch "$samp.stop"
+  wait "$sampler" 2>/dev/null
+  anon_max=$(cat "$samp")
+  rm -f "$samp" "$samp.stop"
+  local peak_ok=1 limit_now=$high
+  # the switch may not take anon above both the new MemoryHigh and where it was before
+  [ "$anon_max" -le "$high" ] || [ "$anon_max" -le "$before" ] || peak_ok=0
+  figure "step_${label}_memory_high_mib" "$(mib "$high")"
+  figure "step_${label}_budget_mib" "$(mib "$budget")"
+  figure "step_${label}_serving" "$got"
+  figure "step_${label}_took_s" "$took"
+  figure "step_${label}_anon_peak_mib" "$(mib "$anon_max") (before $(mib "$before"), MemoryHigh $(mib "$limit_now"))"
+  if [ "$got" = "$want" ]; then
+    ok "$label: MemoryHigh=$(mib "$high")M MemoryMax=$(mib "$max")M serves $want (in $took s)"
+  else
+    bad "$label: MemoryHigh=$(mib "$high")M MemoryMax=$(mib "$max")M serves $want" \
+      "serving '$got' after $took s; others $(mib "$OTHERS") MiB; reason: $(status_reason)" \
+      "memory.stat: $(tr '\n' ' ' <"$cg/memory.stat" | cut -c1-600)"
+  fi
+  if [ "$peak_ok" = 1 ]; then
+    ok "$label: the switch kept anon memory under MemoryHigh or where it was (peak $(mib "$anon_max") MiB)"
+  else
+    bad "$label: the switch kept anon memory under MemoryHigh or where it was" \
+      "anon peak $(mib "$anon_max") MiB, before $(mib "$before") MiB, MemoryHigh $(mib "$high") MiB"
+  fi
+  # STATUS= follows every switch
+  local st
+  st=$(prop qslmd.service StatusText)
+  if [[ $st == "serving $got"* ]] || { [ "$got" = none ] && [[ $st == "serving no variant"* ]]; }; then
+    ok "$label: systemd's status line follows the switch ('${st:0:60}...')"
+  else
+    bad "$label: systemd's status line follows the switch" "StatusText: '$st', serving '$got'"
+  fi
+  STEP_MAX=$max
+}
+
+# A status answer within 5 s, every second for SECONDS (the event loop never waits).
+responsive_for() {
+  local secs=$1 i worst=0 t0 t slow=0
+  for ((i = 0; i < secs; i++)); do
+    t0=$(now)
+    qslmctl --timeout 5 status >/dev/null 2>&1 || slow=$((slow + 1))
+    t=$(since "$t0")
+    worst=$(awk -v a="$worst" -v b="$t" 'BEGIN { print (b > a ? b : a) }')
+    sleep 1
+  done
+  figure status_worst_s_under_tight_limit "$worst"
+  [ "$slow" -eq 0 ]
+}
+
+# ------------------------------------------------------------------ the sequence in-vm.sh runs
+
+# Steps MemoryHigh/MemoryMax down through every variant to below the smallest, then back up, at
+# run time; then the checks that the kernel never acted at MemoryMax.
+memory_steps() {
+  section "memory budget: MemoryHigh/MemoryMax set at run time"
+  if ! load_variants; then bad "qslmctl variants lists the bundle's variants"; return; fi
+  ok "the bundle has ${#VNAME[@]} variants: $(for i in "${!VNAME[@]}"; do printf '%s (%s MiB) ' "${VNAME[$i]}" "$(mib "${VFP[$i]}")"; done)"
+  local nv=${#VNAME[@]} cg i
+  set_limits infinity infinity
+  if ! wait_for 60 is_serving "${VNAME[0]}"; then
+    bad "with no limit qslmd serves the biggest variant, ${VNAME[0]}" "serving '$(active_variant)'"
+    return
+  fi
+  cg=$(qslmd_cg)
+  OTHERS=$(others_now)
+  figure others_mib "$(mib "$OTHERS") (unreclaimable $(mib "$(unreclaimable "$cg")") MiB less ${VNAME[0]}'s footprint)"
+  figure page_cache_mib "$(mib "$(stat_value "$cg" file)") (memory.stat file, serving ${VNAME[0]})"
+  figure memory_current_mib "$(mib "$(cat "$cg/memory.current")")"
+  local max_set=0
+  for ((i = 1; i <= nv; i++)); do
+    OTHERS=$(others_now)
+    step_to "$i" "down$i"
+    [ "$STEP_MAX" -gt "$max_set" ] && max_set=$STEP_MAX
+    if [ "$i" -eq "$nv" ]; then
+      # below every variant: serving none, and still answering at once (no throttling, no hang)
+      if responsive_for 5; then ok "below the smallest variant qslmd serves none and answers status within 5 s"
+      else bad "below the smallest variant qslmd answers status within 5 s"; fi
+    fi
+  done
+  for ((i = nv - 1; i >= 0; i--)); do
+    OTHERS=$(others_now)
+    step_to "$i" "up$((nv - i))"
+    [ "$STEP_MAX" -gt "$max_set" ] && max_set=$STEP_MAX
+  done
+  figure memory_peak_mib "$(mib "$(cat "$cg/memory.peak" 2>/dev/null || echo 0)") (highest MemoryMax set: $(mib "$max_set") MiB)"
+  local ev_max ev_oom
+  ev_max=$(events_value "$cg" max) ev_oom=$(events_value "$cg" oom_kill)
+  figure memory_events "high $(events_value "$cg" high), max $ev_max, oom $(events_value "$cg" oom), oom_kill $ev_oom"
+  if [ "$ev_max" = 0 ] && [ "$ev_oom" = 0 ]; then
+    ok "the kernel never reclaimed at MemoryMax nor OOM-killed (memory.events max 0, oom_kill 0)"
+  else
+    bad "the kernel never reclaimed at MemoryMax nor OOM-killed" "memory.events: $(tr '\n' ' ' <"$cg/memory.events")"
+  fi
+}
+
+# A restart of the service under each variant's limits serves that variant: page cache from
+# reading the bundle must not count against it.
+memory_restarts() {
+  section "restarts under each limit"
+  local nv=${#VNAME[@]} i want budget high max t0 got
+  for ((i = 0; i <= nv; i++)); do
+    want=none
+    [ "$i" -lt "$nv" ] && want=${VNAME[$i]}
+    budget=$(budget_for "$i")
+    high=$(( (OTHERS + RESERVE + budget + 4095) / 4096 * 4096 ))
+    max=$(( high + 2 * MIB ))
+    set_limits "$high" "$max"
+    t0=$(now)
+    systemctl restart qslmd.service
+    wait_for 60 is_serving "$want"
+    got=$(active_variant)
+    figure "restart$i" "MemoryHigh $(mib "$high") MiB: serving $got after $(since "$t0") s; page cache $(mib "$(stat_value "$(qslmd_cg)" file)") MiB"
+    if [ "$got" = "$want" ]; then ok "restarted under MemoryHigh=$(mib "$high")M it serves $want"
+    else bad "restarted under MemoryHigh=$(mib "$high")M it serves $want" "serving '$got'; reason: $(status_reason)"; fi
+  done
+  set_limits infinity infinity
+  wait_for 60 is_serving "${VNAME[0]}"
+}
+
+# A memory hog in a sibling cgroup, throttled at its own MemoryHigh, stalls on memory: the
+# machine's PSI rises and qslmd steps down (its own limits are off).
+memory_psi() {
+  section "memory pressure from a sibling cgroup"
+  local t0 before got reason
+  before=$(active_variant)
+  t0=$(now)
+  systemd-run --quiet --unit=qslm-hog --property=MemoryHigh=16M --property=MemoryMax=400M \
+    stress-ng --vm 2 --vm-bytes 48M --vm-keep --timeout 120s >/dev/null 2>&1
+  wait_for 60 serving_other_than "$before"
+  got=$(active_variant)
+  reason=$(status_reason)
+  figure psi_step "from $before to $got after $(since "$t0") s: $reason"
+  figure psi_machine "$(head -n 1 /proc/pressure/memory)"
+  systemctl stop qslm-hog.service 2>/dev/null
+  systemctl reset-failed qslm-hog.service 2>/dev/null
+  if [ "$got" != "$before" ] && [[ $reason == *"memory pressure"* ]]; then
+    ok "a hog in a sibling cgroup drives a PSI step down ($before -> $got)"
+  else
+    bad "a hog in a sibling cgroup drives a PSI step down" "serving '$got' (was $before); reason: $reason" \
+      "machine PSI: $(head -n 1 /proc/pressure/memory)"
+  fi
+}
+
+# systemctl reload with nothing changed keeps the loaded copy: no second image (VmHWM).
+service_reload() {
+  section "systemctl reload"
+  local pid hwm0 hwm1 fp
+  pid=$(prop qslmd.service MainPID)
+  hwm0=$(awk '/^VmHWM:/ { print $2 }' "/proc/$pid/status")
+  check "systemctl reload qslmd.service succeeds" systemctl reload qslmd.service
+  hwm1=$(awk '/^VmHWM:/ { print $2 }' "/proc/$pid/status")
+  fp=$(footprint_of "$(active_variant)")
+  figure reload_vmhwm_kib "$hwm0 before, $hwm1 after (the variant's footprint: $(( ${fp:-0} / 1024 )) KiB)"
+  if journalctl -u qslmd.service --no-pager -o cat | grep -q "kept the loaded copy"; then
+    ok "the reload kept the loaded copy of the unchanged variant"
+  else
+    bad "the reload kept the loaded copy of the unchanged variant" "$(journalctl -u qslmd.service --no-pager -o cat | tail -n 5)"
+  fi
+  if [ $(( hwm1 - hwm0 )) -lt $(( ${fp:-0} / 1024 / 2 )) ]; then ok "the reload's peak RSS grew by less than half a variant"
+  else bad "the reload's peak RSS grew by less than half a variant" "VmHWM $hwm0 -> $hwm1 KiB"; fi
+  check "qslmd.service is still the same process" test "$(prop qslmd.service MainPID)" = "$pid"
+}
+
+# systemctl stop with a generation in flight: the client gets its final message, qslmd exits
+# cleanly within its stop timeout; the socket then starts it again.
+service_stop_mid_generation() {
+  section "systemctl stop with a generation in flight"
+  local out err t0 took client rc result
+  out=$(results stop-generate.out) err=$(results stop-generate.err)
+  qslmctl generate --max-tokens 1000 --seed 3 "The state of the Union" >"$out" 2>"$err" &
+  client=$!
+  wait_for 60 test -s "$out"
+  t0=$(now)
+  systemctl stop qslmd.service
+  took=$(since "$t0")
+  wait "$client"
+  rc=$?
+  result=$(prop qslmd.service Result)
+  figure stop_s "$took (client exit $rc: $(tail -n 1 "$err"))"
+  if grep -q "shutting_down\|stop: " "$err"; then ok "the generation in flight got its final message ($(tail -n 1 "$err" | cut -c1-80))"
+  else bad "the generation in flight got its final message" "client exit $rc" "$(cat "$err")"; fi
+  if [ "$result" = success ]; then ok "qslmd stopped cleanly (Result=success, in $took s)"
+  else bad "qslmd stopped cleanly" "Result=$result"; fi
+  check "the socket starts qslmd again at the next request" qslmctl --timeout 120 status
+}
+
+service_security() {
+  section "systemd-analyze security"
+  local line
+  systemd-analyze security --no-pager qslmd.service >"$(results security.txt)" 2>&1
+  line=$(grep -a "Overall exposure level" "$(results security.txt)")
+  figure security "${line#*: }"
+  if [[ $line =~ level\ for\ qslmd.service:\ ([0-9.]+)\ (SAFE|OK) ]]; then
+    ok "systemd-analyze security rates qslmd.service ${BASH_REMATCH[1]} ${BASH_REMATCH[2]}"
+  else
+    bad "systemd-analyze security rates qslmd.service SAFE or OK" "$line"
+  fi
+}
+
+# The README's Deployment example, with its own numbers: MemoryHigh=9M MemoryMax=12M steps the
+# default bundle down from 8M to 5M; infinity brings 8M back (after up_delay).
+readme_example() {
+  section "the README's MemoryHigh/MemoryMax example"
+  local t0 got
+  set_limits infinity infinity
+  wait_for 60 is_serving 8M
+  t0=$(now)
+  set_limits 9M 12M
+  wait_for 30 is_serving 5M
+  got=$(active_variant)
+  figure readme_example "MemoryHigh=9M MemoryMax=12M: serving $got after $(since "$t0") s"
+  if [ "$got" = 5M ]; then ok "the README's example MemoryHigh=9M MemoryMax=12M steps down from 8M to 5M"
+  else bad "the README's example MemoryHigh=9M MemoryMax=12M steps down from 8M to 5M" "serving '$got'; $(status_reason)"; fi
+  t0=$(now)
+  set_limits infinity infinity
+  wait_for 60 is_serving 8M
+  got=$(active_variant)
+  figure readme_example_back "MemoryHigh=infinity MemoryMax=infinity: serving $got after $(since "$t0") s"
+  if [ "$got" = 8M ]; then ok "the README's example MemoryHigh=infinity MemoryMax=infinity brings 8M back"
+  else bad "the README's example MemoryHigh=infinity MemoryMax=infinity brings 8M back" "serving '$got'"; fi
+}
