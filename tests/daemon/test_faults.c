@@ -535,7 +535,10 @@ static void test_variant_replaced(void **state)
 }
 
 /* A variant corrupted while it is not served, then the budget makes the daemon load it: the
- * load's own hash check refuses it and a variant that fits keeps serving, without a reload. */
+ * load's own hash check refuses it and a variant that fits keeps serving, without a reload. The
+ * budget is the victim's footprint, so the served variant and the victim do not fit together:
+ * the served one is unloaded first, loaded back when the victim is refused, and the requests in
+ * flight (the background load) carry on through all of it. */
 static void test_variant_corrupted_then_switched_to(void **state)
 {
     fixture *f = *state;
@@ -575,6 +578,7 @@ static void test_variant_corrupted_then_switched_to(void **state)
     expect_refused(c, victim->name, "SHA-256");
     char *now = wait_served(c, small->name, NULL);
     free(now);
+    assert_true(dh_log_wait(&f->h, "unloaded the old variant first", WAIT_MS));
     char *used = generate_ok(c);
     assert_string_equal(used, small->name);
     free(used);

@@ -99,6 +99,7 @@ check "qslmctl status answers again" qslmctl status
 source "$(dirname "${BASH_SOURCE[0]}")/memory.sh"
 memory_steps
 readme_example
+status_line_control
 memory_restarts
 memory_psi
 service_reload

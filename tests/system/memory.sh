@@ -357,3 +357,24 @@ readme_example() {
   if [ "$got" = 8M ]; then ok "the README's example MemoryHigh=infinity MemoryMax=infinity brings 8M back"
   else bad "the README's example MemoryHigh=infinity MemoryMax=infinity brings 8M back" "serving '$got'"; fi
 }
+
+# systemd's status line follows switches made by set-budget and pin too (not only the policy's).
+status_line_control() {
+  section "STATUS= after set-budget and pin"
+  local st
+  check "qslmctl set-budget 5.5M" qslmctl set-budget 5.5M
+  wait_for 30 is_serving 5M
+  st=$(prop qslmd.service StatusText)
+  if [[ $st == "serving 5M: "*"(set-budget)"* ]]; then ok "after set-budget the status line says so ('${st:0:70}')"
+  else bad "after set-budget the status line says so" "StatusText: '$st'"; fi
+  check "qslmctl pin 4.65M" qslmctl pin 4.65M
+  wait_for 30 is_serving 4.65M
+  st=$(prop qslmd.service StatusText)
+  if [[ $st == "serving 4.65M: pinned"* ]]; then ok "after pin the status line says so ('${st:0:70}')"
+  else bad "after pin the status line says so" "StatusText: '$st'"; fi
+  check "qslmctl unpin and set-budget auto" bash -c 'qslmctl unpin && qslmctl set-budget auto'
+  wait_for 60 is_serving 8M
+  st=$(prop qslmd.service StatusText)
+  if [[ $st == "serving 8M: "* ]]; then ok "back on 8M, the status line says so ('${st:0:70}')"
+  else bad "back on 8M, the status line says so" "StatusText: '$st'"; fi
+}
