@@ -180,10 +180,11 @@ static void apply_target(qd_engine *e, double since, qd_event_list *out)
         post_switch(out, QD_EV_SWITCH, b, v, (qd_now() - since) * 1e3, "kept the loaded copy: the file is unchanged");
         return;
     }
-    qd_bundle *old_bundle = NULL;
+    qd_bundle *old_bundle = NULL; /* set when the old variant went first */
     size_t old_index = 0;
     double wait_from = 0;
-    if (e->loaded && e->want_unload_first) {
+    bool unloaded_first = e->loaded && e->want_unload_first;
+    if (unloaded_first) {
         old_bundle = e->loaded->bundle;
         qd_bundle_ref(old_bundle);
         old_index = e->loaded->index;
@@ -226,7 +227,7 @@ static void apply_target(qd_engine *e, double since, qd_event_list *out)
     }
     qd_variant_unload(e->loaded);
     e->loaded = next;
-    post_switch(out, QD_EV_SWITCH, b, v, (qd_now() - since) * 1e3, old_bundle ? "unloaded the old variant first" : NULL);
+    post_switch(out, QD_EV_SWITCH, b, v, (qd_now() - since) * 1e3, unloaded_first ? "unloaded the old variant first" : NULL);
 }
 
 static void admit(qd_engine *e, qd_event_list *out)
