@@ -7,14 +7,18 @@
 #   bash scripts/vm-test.sh --rebuild-image  # build the image again even when the cached one is current
 #   bash scripts/vm-test.sh --shell          # no test: boot with the staged tree on /mnt/qslm's share
 #                                            # and a root shell on the serial console (Ctrl-A x quits)
-#   bash scripts/vm-test.sh --arch amd64     # the guest's architecture (amd64 is the only one so far)
+#   bash scripts/vm-test.sh --arch arm64     # the guest's architecture: amd64 (the default) or arm64
+#                                            # (qemu-system-aarch64 -M virt -cpu cortex-a72, the
+#                                            # cross-built tree of .build-vm-arm64)
 # Environment: QSLM_VM_ACCEL auto (KVM when it works, else TCG), kvm or tcg; QSLM_VM_TIMEOUT
-# seconds from qemu's start to the guest's power-off before qemu is killed (600); QSLM_VM_MEM MiB
-# (512); QSLM_VM_SMP (2); QSLM_VM_CACHE the image cache (/var/cache/qslm-vm: one directory per
-# arch); QSLM_VM_MIRROR (http://deb.debian.org/debian).
-# Installs qemu-system-x86, qemu-utils, debootstrap and e2fsprogs when missing, and builds the
-# image, as root. The in-VM TAP streams to stdout; progress and diagnostics go to stderr; the
-# guest's results, serial log and a summary land in .build-vm/vm-test-results/.
+# seconds from qemu's start to the guest's power-off before qemu is killed (600; arm64: 1500);
+# QSLM_VM_MEM MiB (512); QSLM_VM_SMP (2); QSLM_VM_CACHE the image cache (/var/cache/qslm-vm: one
+# directory per arch); QSLM_VM_MIRROR (http://deb.debian.org/debian).
+# Installs qemu-system-x86 (arm64: qemu-system-arm, qemu-user-static and scripts/cross.sh's cross
+# toolchain and :arm64 libraries), qemu-utils, debootstrap and e2fsprogs when missing, and builds
+# the image, as root. The in-VM TAP streams to stdout; progress and diagnostics go to stderr; the
+# guest's results, serial log and a summary land in .build-vm/vm-test-results/ (arm64:
+# .build-vm-arm64/vm-test-results/).
 # Exit status: 0 every check passed; 1 a check failed, the run timed out or something broke;
 # 2 usage error; 77 skipped: qemu cannot run here (not installed and not installable, or it
 # cannot start a machine even with TCG). Nothing else skips.
@@ -24,24 +28,31 @@ cd "$(dirname "$0")/.."
 arch=amd64 keep=0 rebuild=0 shell=0
 while [ $# -gt 0 ]; do
   case "$1" in
-    --arch) [ $# -ge 2 ] || { echo "vm-test: --arch needs a value (amd64)" >&2; exit 2; }
+    --arch) [ $# -ge 2 ] || { echo "vm-test: --arch needs a value (amd64 or arm64)" >&2; exit 2; }
             arch=$2; shift ;;
     --arch=*) arch=${1#--arch=} ;;
     --keep) keep=1 ;;
     --rebuild-image) rebuild=1 ;;
     --shell) shell=1 ;;
-    -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "vm-test: unknown option '$1' (try --help)" >&2; exit 2 ;;
   esac
   shift
 done
+# Per guest architecture: qemu and its package, the machine, the CPU under TCG, the serial console
+# (the kernel's console= and the device the guest writes the TAP to), the build tree, the timeout.
+# arm64: the Raspberry Pi 4's core (Cortex-A72: ARMv8.0, no dotprod, so qslmd runs its plain
+# neon kernels); emulating it costs more than emulating x86 on x86 (see tests/system/README.md).
 case "$arch" in
-  amd64) qemu=qemu-system-x86_64 qemu_pkg=qemu-system-x86 ;;
-  *) echo "vm-test: unsupported --arch '$arch' (amd64 only)" >&2; exit 2 ;;
+  amd64) qemu=qemu-system-x86_64 qemu_pkg=qemu-system-x86 machine=q35 tcg_cpu=max kvm_host=x86_64
+         console=ttyS0 build_dir=.build-vm default_timeout=600 ;;
+  arm64) qemu=qemu-system-aarch64 qemu_pkg=qemu-system-arm machine=virt tcg_cpu=cortex-a72 kvm_host=aarch64
+         console=ttyAMA0 build_dir=.build-vm-arm64 default_timeout=1500 ;;
+  *) echo "vm-test: unsupported --arch '$arch' (amd64 or arm64)" >&2; exit 2 ;;
 esac
 accel=${QSLM_VM_ACCEL:-auto}
 case "$accel" in auto|kvm|tcg) ;; *) echo "vm-test: QSLM_VM_ACCEL must be auto, kvm or tcg" >&2; exit 2 ;; esac
-timeout=${QSLM_VM_TIMEOUT:-600}
+timeout=${QSLM_VM_TIMEOUT:-$default_timeout}
 kvm_stall=30 # seconds without a kernel message before KVM counts as unable to run the guest
 mem=${QSLM_VM_MEM:-512}
 smp=${QSLM_VM_SMP:-2}
@@ -49,7 +60,6 @@ mirror=${QSLM_VM_MIRROR:-http://deb.debian.org/debian}
 suite=bookworm
 cache_root=${QSLM_VM_CACHE:-/var/cache/qslm-vm}
 cache=$cache_root/$arch
-build_dir=.build-vm
 results_out=$build_dir/vm-test-results
 for v in timeout mem smp; do
   [[ ${!v} =~ ^[1-9][0-9]*$ ]] || { echo "vm-test: QSLM_VM_${v^^} must be a positive integer" >&2; exit 2; }
@@ -67,6 +77,7 @@ run=
 qpid=
 build_pid=
 build_tmp=
+binfmt_ours=
 cleanup() {
   local rc=$?
   if [ -n "$build_pid" ]; then
@@ -78,6 +89,7 @@ cleanup() {
     say "interrupted the image build"
   fi
   if [ -n "$build_tmp" ]; then rm -rf "$build_tmp"; fi
+  if [ -n "$binfmt_ours" ]; then binfmt_remove; fi
   if [ -n "$qpid" ]; then
     kill "$qpid" 2>/dev/null || true
     wait "$qpid" 2>/dev/null || true
@@ -114,7 +126,8 @@ probe() { echo quit | timeout 60 "$qemu" -accel "$1" -M none -nodefaults -displa
 probe_why() { grep -v '^QEMU .*monitor\|^(qemu)' "$probe_log" | tr '\n' ' ' | sed 's/ *$//'; }
 kvm_why=
 if [ "$accel" != tcg ]; then
-  if [ ! -e /dev/kvm ]; then kvm_why="no /dev/kvm"
+  if [ "$(uname -m)" != "$kvm_host" ]; then kvm_why="an $arch guest needs an $kvm_host host for KVM, this one is $(uname -m)"
+  elif [ ! -e /dev/kvm ]; then kvm_why="no /dev/kvm"
   elif [ -d /sys/module/kvm_pvm ] && [ ! -d /sys/module/kvm_intel ] && [ ! -d /sys/module/kvm_amd ]; then
     # PVM (pagetable-based nested virtualization): /dev/kvm works, but runs only guest kernels
     # built for it; Debian's hangs before its first message.
@@ -139,7 +152,25 @@ say "qemu: $("$qemu" --version | head -n 1), accelerator $accel"
 # sysusers file would land under /usr/local/lib. The VM gets what a Debian package would install,
 # so it has its own build tree, .build-vm: --prefix=/usr --sysconfdir=/etc --localstatedir=/var,
 # -Werror like .build. meson's chatter goes to .build-vm/build-output.log, shown on failure.
+# arm64: .build-vm-arm64, the same options and scripts/cross's aarch64 cross file.
 bash scripts/setup.sh
+cross=()
+if [ "$arch" = arm64 ]; then
+  cross=(--cross-file scripts/cross/aarch64-linux-gnu.ini)
+  # scripts/cross.sh's packages (but cmocka: no tests run here), and qemu-user-static: the
+  # libraries' list below and the image build run arm64 programs through it.
+  cross_missing=()
+  for p in gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static \
+           libc6-dev:arm64 pkgconf:arm64 libuv1-dev:arm64 libsystemd-dev:arm64 libopenblas-dev:arm64 \
+           libmbedtls-dev:arm64 libjson-c-dev:arm64 libinih-dev:arm64; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || cross_missing+=("$p")
+  done
+  if [ ${#cross_missing[@]} -gt 0 ]; then
+    is_root || die "missing for the arm64 cross build: ${cross_missing[*]} (run as root, or scripts/cross.sh's instructions)"
+    dpkg --print-foreign-architectures | grep -qx arm64 || dpkg --add-architecture arm64
+    apt_install "${cross_missing[@]}" || die "cannot install ${cross_missing[*]} (see ${TMPDIR:-/tmp}/vm-test-apt.log)"
+  fi
+fi
 mkdir -p "$build_dir"
 blog=$build_dir/build-output.log
 quietly() {
@@ -150,7 +181,7 @@ quietly() {
 }
 t=$(usec)
 if [ ! -f "$build_dir/build.ninja" ]; then
-  quietly meson setup "$build_dir" --werror --prefix=/usr --sysconfdir=/etc --localstatedir=/var
+  quietly meson setup "$build_dir" --werror --prefix=/usr --sysconfdir=/etc --localstatedir=/var "${cross[@]}"
 fi
 dirs=$(meson introspect --buildoptions "$build_dir" | python3 -c '
 import json, sys
@@ -158,10 +189,16 @@ o = {x["name"]: x["value"] for x in json.load(sys.stdin)}
 print(o["prefix"], o["sysconfdir"], o["localstatedir"])')
 [ "$dirs" = "/usr /etc /var" ] ||
   die "$build_dir is configured with prefix, sysconfdir, localstatedir '$dirs', not '/usr /etc /var': remove $build_dir"
+if [ "$arch" = arm64 ]; then
+  host_cpu=$(meson introspect --machines "$build_dir" | python3 -c 'import json, sys; print(json.load(sys.stdin)["host"]["cpu_family"])')
+  [ "$host_cpu" = aarch64 ] || die "$build_dir builds for $host_cpu, not aarch64 (no cross file?): remove $build_dir"
+fi
 quietly meson compile -C "$build_dir"
 say "built $build_dir in $(secs "$t") s"
 
-# The Debian packages of the libraries qslmd and qslmctl load (ldd), for the image.
+# The Debian packages of the libraries qslmd and qslmctl load (ldd), for the image. arm64: the
+# dynamic loader of libc6:arm64 lists them (ldd's own way, `ld.so --list`) under qemu-user; the
+# libraries are the host's :arm64 ones, from the same Debian packages as the guest's.
 pkg_of() {
   local c p
   for c in "$1" "/usr$1" "$(readlink -f "$1")"; do
@@ -171,7 +208,14 @@ pkg_of() {
   done
   return 1
 }
-libs=$(ldd "$build_dir/daemon/qslmd" "$build_dir/daemon/qslmctl")
+if [ "$arch" = arm64 ]; then
+  libs=$(for b in qslmd qslmctl; do
+           qemu-aarch64-static /lib/ld-linux-aarch64.so.1 --list "$build_dir/daemon/$b" ||
+             echo "ld.so --list $b failed: not found"
+         done)
+else
+  libs=$(ldd "$build_dir/daemon/qslmd" "$build_dir/daemon/qslmctl")
+fi
 if grep -q 'not found' <<<"$libs"; then die "ldd: $(grep 'not found' <<<"$libs" | tr -s ' \t\n' ' ')"; fi
 runtime_pkgs=()
 for lib in $(awk '$2 == "=>" && $3 ~ /^\// { print $3 }' <<<"$libs" | sort -u); do
@@ -194,6 +238,49 @@ image_ok() {
   [ -f "$cache/rootfs.ext4" ] && [ -f "$cache/vmlinuz" ] && [ -f "$cache/initrd.img" ] &&
     [ "$(cat "$cache/recipe.sha256" 2>/dev/null)" = "$hash" ]
 }
+
+# binfmt_misc, for an arm64 image: debootstrap's second stage, the maintainer scripts and
+# update-initramfs run arm64 programs in the image's root. qemu-aarch64-static alone cannot run
+# them (a program it emulates execs the next one natively, which fails), so the kernel has to hand
+# every arm64 executable to it: a binfmt_misc entry with the F flag (the interpreter opened when
+# registered, so it needs no copy inside the root). An enabled entry doing that already (Debian's
+# qemu-user-static registered by binfmt-support or systemd-binfmt) is used as it is; else the
+# build registers its own, qslm-vm-aarch64, only for the build: removed when it ends or is
+# interrupted, and a leftover of a killed run before the next registration. binfmt_misc is mounted,
+# if it is not, only in a private mount namespace (its entries are the kernel's, not the mount's).
+binfmt() { # SCRIPT: runs the sh SCRIPT in binfmt_misc's directory
+  unshare --mount --propagation private -- sh -c '
+    d=/proc/sys/fs/binfmt_misc
+    [ -e "$d/register" ] || mount -t binfmt_misc binfmt_misc "$d" || exit 1
+    cd "$d" && eval "$1"' sh "$1"
+}
+binfmt_setup() {
+  local out
+  out=$(QSLM_BINFMT=':qslm-vm-aarch64:M::\x7fELF\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\xb7\x00:\xff\xff\xff\xff\xff\xff\xff\x00\xff\xff\xff\xff\xff\xff\xff\xff\xfe\xff\xff\xff:/usr/bin/qemu-aarch64-static:F' \
+    binfmt '
+    [ "$(cat status)" = enabled ] || { echo "binfmt_misc is disabled (its status file)"; exit 1; }
+    [ ! -e qslm-vm-aarch64 ] || echo -1 >qslm-vm-aarch64
+    for e in *; do
+      case $e in register|status) continue ;; esac
+      if grep -qx enabled "$e" && grep -qx "magic 7f454c460201010000000000000000000200b700" "$e" &&
+         grep -q "^flags:.*F" "$e"; then
+        echo "the registered entry $e ($(sed -n "s/^interpreter //p" "$e"))"; exit 0
+      fi
+    done
+    printf "%s\n" "$QSLM_BINFMT" >register && echo registered' 2>&1) ||
+    die "the arm64 image needs arm64 programs run through qemu-aarch64-static by binfmt_misc, which does not work here: ${out:-no message}"
+  if [ "$out" = registered ]; then
+    binfmt_ours=1
+    say "binfmt_misc: registered qslm-vm-aarch64 (/usr/bin/qemu-aarch64-static, flag F) for the build"
+  else
+    say "binfmt_misc: arm64 programs run through $out"
+  fi
+}
+binfmt_remove() {
+  binfmt '[ ! -e qslm-vm-aarch64 ] || echo -1 >qslm-vm-aarch64' || say "could not remove the binfmt_misc entry qslm-vm-aarch64"
+  binfmt_ours=
+}
+
 mkdir -p "$cache_root" 2>/dev/null || true
 lockfd=
 if exec {lockfd}>>"$cache_root/.lock-$arch"; then flock -x "$lockfd"; else lockfd=; fi 2>/dev/null
@@ -211,20 +298,23 @@ if [ "$rebuild" = 1 ] || ! image_ok; then
     apt_install "${missing[@]}" || die "cannot install ${missing[*]} (see ${TMPDIR:-/tmp}/vm-test-apt.log)"
   fi
   say "building the image: $why"
+  [ "$arch" = amd64 ] || binfmt_setup
   # In a temporary directory beside the cache, renamed into place only when complete; in its own
   # process group (killed if this script is interrupted).
   tmp=$(mktemp -d "$cache_root/.$arch.build.XXXXXX")
   build_tmp=$tmp
   chmod 0755 "$tmp"
   t=$(usec)
-  setsid bash tests/system/image.sh "$tmp" "${runtime_pkgs[@]}" &
+  QSLM_VM_ARCH=$arch setsid bash tests/system/image.sh "$tmp" "${runtime_pkgs[@]}" &
   build_pid=$!
   if ! wait "$build_pid"; then
     build_pid=
+    [ -z "$binfmt_ours" ] || binfmt_remove
     mv "$tmp/build.log" "$cache_root/.$arch.failed-build.log" 2>/dev/null || true
     die "the image build failed (log: $cache_root/.$arch.failed-build.log)"
   fi
   build_pid=
+  [ -z "$binfmt_ours" ] || binfmt_remove
   recipe >"$tmp/recipe.txt"
   echo "$hash" >"$tmp/recipe.sha256"
   chmod a-w "$tmp/rootfs.ext4"
@@ -254,15 +344,16 @@ cp -r tests/system/. "$share/tests/system/"
 say "staged the install tree ($(du -sh "$share/root" | cut -f1)) in $share"
 
 # ------------------------------------------------------------------ boot
-cmdline="root=/dev/vda rw console=ttyS0,115200 panic=-1 systemd.unified_cgroup_hierarchy=1 psi=1"
+cmdline="root=/dev/vda rw console=$console,115200 panic=-1 systemd.unified_cgroup_hierarchy=1 psi=1"
 cmdline+=" systemd.firstboot=off"
 if [ "$shell" = 0 ]; then
   # the test unit, and no login prompt on the console the test writes to
-  cmdline+=" qslm.vmtest=1 systemd.wants=qslm-vm-test.service systemd.mask=serial-getty@ttyS0.service"
+  cmdline+=" qslm.vmtest=1 systemd.wants=qslm-vm-test.service systemd.mask=serial-getty@$console.service"
 fi
 qemu_args() { # ACCEL
-  local cpu=max disk
+  local cpu=$tcg_cpu disk
   [ "$1" = kvm ] && cpu=host
+  cpu_used=$cpu
   if command -v qemu-img >/dev/null; then
     rm -f "$run/root.qcow2"
     qemu-img create -q -f qcow2 -F raw -b "$cache/rootfs.ext4" "$run/root.qcow2"
@@ -270,7 +361,7 @@ qemu_args() { # ACCEL
   else
     disk=(-drive "file=$cache/rootfs.ext4,format=raw,if=virtio,cache=unsafe" -snapshot)
   fi
-  args=(-name qslm-vm -machine q35 -accel "$1" -cpu "$cpu" -smp "$smp" -m "$mem"
+  args=(-name qslm-vm -machine "$machine" -accel "$1" -cpu "$cpu" -smp "$smp" -m "$mem"
         -nodefaults -no-user-config -display none -no-reboot
         -kernel "$cache/vmlinuz" -initrd "$cache/initrd.img" -append "$cmdline"
         "${disk[@]}"
@@ -306,8 +397,9 @@ boot() {
   qemu_args "$1"
   rm -f "$run/serial.log" "$share/results/"*
   # when in-vm.sh must be over: 20 s before the host's timeout, to report and power off
-  echo "QSLM_VM_DEADLINE=$(( $(date +%s) + timeout - 20 ))" >"$share/vm.env"
-  say "booting Debian $suite with $1 (-m $mem -smp $smp; timeout $timeout s; serial log $run/serial.log)"
+  # and the serial console, where the guest copies the TAP
+  { echo "QSLM_VM_DEADLINE=$(( $(date +%s) + timeout - 20 ))"; echo "QSLM_VM_CONSOLE=/dev/$console"; } >"$share/vm.env"
+  say "booting Debian $suite $arch with $1 (-machine $machine -cpu $cpu_used -m $mem -smp $smp; timeout $timeout s; serial log $run/serial.log)"
   t_boot=$(usec)
   "$qemu" "${args[@]}" -serial "file:$run/serial.log" -monitor none >"$run/qemu.log" 2>&1 &
   qpid=$!
@@ -388,8 +480,10 @@ else
 fi
 
 # The summary: TAP comments on stdout, copied to the results.
+arch_note=
+[ "$arch" = amd64 ] || arch_note="$arch (-machine $machine -cpu $cpu_used), "
 {
-  echo "# vm-test summary: accel $accel, -m $mem -smp $smp, kernel $(cat "$cache/kernel-version")"
+  echo "# vm-test summary: ${arch_note}accel $accel, -m $mem -smp $smp, kernel $(cat "$cache/kernel-version")"
   echo "# figure: host.accel $accel"
   echo "# figure: host.qemu_start_to_runner_s ${boot_s:--}"
   echo "# figure: host.qemu_wall_s $wall_s"

@@ -1183,7 +1183,11 @@ static void test_reload(void **state)
     long hwm1 = rss_kb(h->pid, "VmHWM");
     print_message("[   RSS    ] qslmd VmHWM %ld KiB before the reload, %ld KiB after\n", hwm0, hwm1);
     assert_true(hwm0 > 0 && hwm1 > 0);
+#ifndef __SANITIZE_ADDRESS__
+    /* 1.4 MB here (the new bundle's tokenizer and manifest); a second image would add 5.5 MiB.
+     * Not under ASan, whose quarantine keeps freed heap resident (4.1 MB measured). */
     assert_true(hwm1 - hwm0 < 5721992 / 1024 / 2); /* less than half of 8M's image */
+#endif
     qi_reply g;
     generate(c, &g, "The nation", 4, 1);
     assert_string_equal(g.stats.spans[0].variant, "8M");

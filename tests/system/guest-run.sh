@@ -4,7 +4,8 @@
 #   1. installs the staged tree (share/root: `meson install --destdir` of the /usr build) into /,
 #   2. systemd-sysusers (the qslm user and group) and systemctl daemon-reload (qslmd's units),
 #   3. runs tests/system/in-vm.sh, its output to results/in-vm.tap on the share and to the serial
-#      console, within the time the host allows (QSLM_VM_DEADLINE in share/vm.env),
+#      console (QSLM_VM_CONSOLE in share/vm.env: /dev/ttyS0 on amd64, /dev/ttyAMA0 on arm64's virt
+#      machine), within the time the host allows (QSLM_VM_DEADLINE in share/vm.env),
 #   4. writes its exit status to results/exit-status.
 # The unit powers the machine off when this script ends, whatever its exit status.
 set -uo pipefail
@@ -12,18 +13,20 @@ share=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 results=$share/results
 tap=$results/in-vm.tap
 mkdir -p "$results"
+QSLM_VM_DEADLINE=
+QSLM_VM_CONSOLE=/dev/ttyS0
+# shellcheck source=/dev/null
+[ -f "$share/vm.env" ] && source "$share/vm.env"
+console=$QSLM_VM_CONSOLE
 say() { echo "guest-run: [$(cut -d' ' -f1 /proc/uptime)s] $*"; }
 # The run's verdict when in-vm.sh cannot give one.
 give_up() {
-  { echo "Bail out! $*"; echo "vm-test: FAIL"; } | tee -a "$tap" >/dev/ttyS0
+  { echo "Bail out! $*"; echo "vm-test: FAIL"; } | tee -a "$tap" >"$console"
   echo 1 >"$results/exit-status"
   sync
   exit 1
 }
 say "started; the share is $share" | tee "$results/started"
-QSLM_VM_DEADLINE=
-# shellcheck source=/dev/null
-[ -f "$share/vm.env" ] && source "$share/vm.env"
 
 # tar, not `cp -a root/. /`: cp would give / and /usr the staging directories' owner and modes;
 # --no-overwrite-dir keeps existing directories as they are, --no-same-owner makes root own it all.
@@ -45,7 +48,7 @@ fi
 say "running tests/system/in-vm.sh (at most $limit s)"
 export QSLM_VM_RESULTS=$results
 cd /
-timeout --kill-after=5 "$limit" bash "$share/tests/system/in-vm.sh" 2>&1 | tee -a "$tap" >/dev/ttyS0
+timeout --kill-after=5 "$limit" bash "$share/tests/system/in-vm.sh" 2>&1 | tee -a "$tap" >"$console"
 rc=${PIPESTATUS[0]}
 if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
   give_up "in-vm.sh did not finish within $limit s"
