@@ -14,7 +14,8 @@
 #
 # Every chroot step runs in a private mount namespace (unshare --mount): the /proc, /sys and /dev
 # mounts that debootstrap and the steps make vanish with the process, even when it is killed, so a
-# failed build never leaves mounts behind.
+# failed build never leaves mounts behind. Inside a chroot, where that cannot be had, the steps
+# unmount what they mounted themselves (see ns below).
 set -euo pipefail
 
 out=${1:?usage: image.sh OUTDIR PACKAGE...}
@@ -53,13 +54,27 @@ step() {
   t1=$(date +%s)
   say "$name: done in $((t1 - t0)) s"
 }
-# in_root CMD...: CMD inside the image root with /proc, /sys and /dev, in a private mount namespace.
+# A private mount namespace needs / to be a mount point. Inside a chroot (a CI or a fresh-machine
+# check that runs the tests in one) it is not, and unshare's --propagation private fails; there
+# the mounts are made in the caller's namespace, /dev's as a slave (so unmounting it cannot
+# unmount the host's /dev/pts), and undone when each step ends and, for a killed build, by a trap.
+if unshare --mount --propagation private -- true 2>/dev/null; then
+  ns=(unshare --mount --propagation private --)
+else
+  ns=()
+  trap 'for m in dev sys proc; do umount -R -l "$root/$m" 2>/dev/null; done' EXIT
+fi
+# in_root CMD...: CMD inside the image root with /proc, /sys and /dev (see ns above).
 in_root() {
-  unshare --mount --propagation private -- /bin/sh -c '
+  "${ns[@]}" /bin/sh -c '
     r=$1; shift
     mount -t proc proc "$r/proc" && mount -t sysfs sysfs "$r/sys" && mount --rbind /dev "$r/dev" &&
-      exec chroot "$r" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LC_ALL=C.UTF-8 \
-        DEBIAN_FRONTEND=noninteractive "$@"' sh "$root" "$@"
+      mount --make-rslave "$r/dev" || exit 1
+    chroot "$r" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LC_ALL=C.UTF-8 \
+      DEBIAN_FRONTEND=noninteractive "$@"
+    rc=$?
+    umount -R -l "$r/dev" "$r/sys" "$r/proc" 2>/dev/null
+    exit $rc' sh "$root" "$@"
 }
 
 [ "$(id -u)" -eq 0 ] || { echo "image: must run as root (debootstrap, chroot)" >&2; exit 1; }
@@ -69,7 +84,7 @@ say "building Debian $suite ($arch) from $mirror into $out"
 say "packages: ${packages[*]}"
 
 step "debootstrap (download and install $suite, minbase + ${#packages[@]} packages)" \
-  unshare --mount --propagation private -- \
+  "${ns[@]}" \
   debootstrap --variant=minbase --arch="$arch" --include="$(IFS=,; echo "${packages[*]}")" \
   "$suite" "$root" "$mirror"
 
