@@ -189,11 +189,11 @@ o = {x["name"]: x["value"] for x in json.load(sys.stdin)}
 print(o["prefix"], o["sysconfdir"], o["localstatedir"])')
 [ "$dirs" = "/usr /etc /var" ] ||
   die "$build_dir is configured with prefix, sysconfdir, localstatedir '$dirs', not '/usr /etc /var': remove $build_dir"
-if [ "$arch" = arm64 ]; then
-  host_cpu=$(meson introspect --machines "$build_dir" | python3 -c 'import json, sys; print(json.load(sys.stdin)["host"]["cpu_family"])')
-  [ "$host_cpu" = aarch64 ] || die "$build_dir builds for $host_cpu, not aarch64 (no cross file?): remove $build_dir"
-fi
 quietly meson compile -C "$build_dir"
+# and an arm64 tree holds arm64 programs (ELF e_machine 183, AArch64): it was set up with the cross file
+if [ "$arch" = arm64 ] && [ "$(od -An -tu2 -j18 -N2 "$build_dir/daemon/qslmd" | tr -d ' ')" != 183 ]; then
+  die "$build_dir/daemon/qslmd is not an AArch64 program ($build_dir was not set up with the cross file?): remove $build_dir"
+fi
 say "built $build_dir in $(secs "$t") s"
 
 # The Debian packages of the libraries qslmd and qslmctl load (ldd), for the image. arm64: the

@@ -62,7 +62,7 @@ if unshare --mount --propagation private -- true 2>/dev/null; then
   ns=(unshare --mount --propagation private --)
 else
   ns=()
-  trap 'for m in dev sys proc; do umount -R -l "$root/$m" 2>/dev/null; done' EXIT
+  trap 'for m in dev sys proc; do umount -R -l "$root/$m" 2>/dev/null || true; done' EXIT
 fi
 # in_root CMD...: CMD inside the image root with /proc, /sys and /dev (see ns above).
 in_root() {
