@@ -77,7 +77,6 @@ run=
 qpid=
 build_pid=
 build_tmp=
-binfmt_ours=
 cleanup() {
   local rc=$?
   if [ -n "$build_pid" ]; then
@@ -89,7 +88,6 @@ cleanup() {
     say "interrupted the image build"
   fi
   if [ -n "$build_tmp" ]; then rm -rf "$build_tmp"; fi
-  if [ -n "$binfmt_ours" ]; then binfmt_remove; fi
   if [ -n "$qpid" ]; then
     kill "$qpid" 2>/dev/null || true
     wait "$qpid" 2>/dev/null || true
@@ -239,47 +237,44 @@ image_ok() {
     [ "$(cat "$cache/recipe.sha256" 2>/dev/null)" = "$hash" ]
 }
 
-# binfmt_misc, for an arm64 image: debootstrap's second stage, the maintainer scripts and
+# The image build's command. arm64: debootstrap's second stage, the maintainer scripts and
 # update-initramfs run arm64 programs in the image's root. qemu-aarch64-static alone cannot run
 # them (a program it emulates execs the next one natively, which fails), so the kernel has to hand
-# every arm64 executable to it: a binfmt_misc entry with the F flag (the interpreter opened when
-# registered, so it needs no copy inside the root). An enabled entry doing that already (Debian's
-# qemu-user-static registered by binfmt-support or systemd-binfmt) is used as it is; else the
-# build registers its own, qslm-vm-aarch64, only for the build: removed when it ends or is
-# interrupted, and a leftover of a killed run before the next registration. binfmt_misc is mounted,
-# if it is not, only in a private mount namespace (its entries are the kernel's, not the mount's).
-binfmt() { # SCRIPT: runs the sh SCRIPT in binfmt_misc's directory
-  unshare --mount --propagation private -- sh -c '
+# every arm64 executable to it: a binfmt_misc entry with the F flag (the interpreter is opened when
+# registered, so it needs no copy inside the root). The build runs in a private mount namespace
+# with binfmt_misc mounted (if it is not already): an enabled entry that does the job (Debian's
+# qemu-user-static, registered by binfmt-support or systemd-binfmt) is used as it is; else it
+# registers its own, qslm-vm-aarch64, for the build only. Since Linux 6.7 a binfmt_misc mount's
+# entries vanish with its last unmount, so that entry goes with the namespace even when the build
+# is killed; the build also removes it when it ends (older kernels keep entries), and a leftover
+# of a killed build is replaced by the next.
+image_cmd=(bash tests/system/image.sh)
+if [ "$arch" = arm64 ]; then
+  # shellcheck disable=SC2016
+  image_cmd=(unshare --mount --propagation private -- bash -c '
     d=/proc/sys/fs/binfmt_misc
-    [ -e "$d/register" ] || mount -t binfmt_misc binfmt_misc "$d" || exit 1
-    cd "$d" && eval "$1"' sh "$1"
-}
-binfmt_setup() {
-  local out
-  out=$(QSLM_BINFMT=':qslm-vm-aarch64:M::\x7fELF\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\xb7\x00:\xff\xff\xff\xff\xff\xff\xff\x00\xff\xff\xff\xff\xff\xff\xff\xff\xfe\xff\xff\xff:/usr/bin/qemu-aarch64-static:F' \
-    binfmt '
-    [ "$(cat status)" = enabled ] || { echo "binfmt_misc is disabled (its status file)"; exit 1; }
-    [ ! -e qslm-vm-aarch64 ] || echo -1 >qslm-vm-aarch64
-    for e in *; do
-      case $e in register|status) continue ;; esac
+    say() { echo "vm-test: binfmt_misc: $*" >&2; }
+    [ -e "$d/register" ] || mount -t binfmt_misc binfmt_misc "$d" || { say "cannot mount it"; exit 1; }
+    [ "$(cat "$d/status")" = enabled ] || { say "it is disabled ($d/status)"; exit 1; }
+    [ ! -e "$d/qslm-vm-aarch64" ] || echo -1 >"$d/qslm-vm-aarch64"
+    use=
+    for e in "$d"/*; do
+      case ${e##*/} in register|status) continue ;; esac
       if grep -qx enabled "$e" && grep -qx "magic 7f454c460201010000000000000000000200b700" "$e" &&
-         grep -q "^flags:.*F" "$e"; then
-        echo "the registered entry $e ($(sed -n "s/^interpreter //p" "$e"))"; exit 0
-      fi
+         grep -q "^flags:.*F" "$e"; then use=$e; break; fi
     done
-    printf "%s\n" "$QSLM_BINFMT" >register && echo registered' 2>&1) ||
-    die "the arm64 image needs arm64 programs run through qemu-aarch64-static by binfmt_misc, which does not work here: ${out:-no message}"
-  if [ "$out" = registered ]; then
-    binfmt_ours=1
-    say "binfmt_misc: registered qslm-vm-aarch64 (/usr/bin/qemu-aarch64-static, flag F) for the build"
-  else
-    say "binfmt_misc: arm64 programs run through $out"
-  fi
-}
-binfmt_remove() {
-  binfmt '[ ! -e qslm-vm-aarch64 ] || echo -1 >qslm-vm-aarch64' || say "could not remove the binfmt_misc entry qslm-vm-aarch64"
-  binfmt_ours=
-}
+    if [ -n "$use" ]; then
+      say "arm64 programs run through the registered ${use##*/} ($(sed -n "s/^interpreter //p" "$use"))"
+    else
+      printf "%s\n" ":qslm-vm-aarch64:M::\x7fELF\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\xb7\x00:\xff\xff\xff\xff\xff\xff\xff\x00\xff\xff\xff\xff\xff\xff\xff\xff\xfe\xff\xff\xff:/usr/bin/qemu-aarch64-static:F" \
+        >"$d/register" || { say "cannot register qemu-aarch64-static"; exit 1; }
+      trap "echo -1 >$d/qslm-vm-aarch64 2>/dev/null" EXIT
+      trap "exit 143" TERM
+      trap "exit 130" INT
+      say "registered qslm-vm-aarch64 (/usr/bin/qemu-aarch64-static, flag F) for the build"
+    fi
+    "$@"' binfmt bash tests/system/image.sh)
+fi
 
 mkdir -p "$cache_root" 2>/dev/null || true
 lockfd=
@@ -298,23 +293,20 @@ if [ "$rebuild" = 1 ] || ! image_ok; then
     apt_install "${missing[@]}" || die "cannot install ${missing[*]} (see ${TMPDIR:-/tmp}/vm-test-apt.log)"
   fi
   say "building the image: $why"
-  [ "$arch" = amd64 ] || binfmt_setup
   # In a temporary directory beside the cache, renamed into place only when complete; in its own
   # process group (killed if this script is interrupted).
   tmp=$(mktemp -d "$cache_root/.$arch.build.XXXXXX")
   build_tmp=$tmp
   chmod 0755 "$tmp"
   t=$(usec)
-  QSLM_VM_ARCH=$arch setsid bash tests/system/image.sh "$tmp" "${runtime_pkgs[@]}" &
+  QSLM_VM_ARCH=$arch setsid "${image_cmd[@]}" "$tmp" "${runtime_pkgs[@]}" &
   build_pid=$!
   if ! wait "$build_pid"; then
     build_pid=
-    [ -z "$binfmt_ours" ] || binfmt_remove
     mv "$tmp/build.log" "$cache_root/.$arch.failed-build.log" 2>/dev/null || true
     die "the image build failed (log: $cache_root/.$arch.failed-build.log)"
   fi
   build_pid=
-  [ -z "$binfmt_ours" ] || binfmt_remove
   recipe >"$tmp/recipe.txt"
   echo "$hash" >"$tmp/recipe.sha256"
   chmod a-w "$tmp/rootfs.ext4"

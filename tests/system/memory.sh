@@ -362,7 +362,7 @@ readme_example() {
 status_line_control() {
   section "STATUS= after set-budget and pin"
   local st
-  check "qslmctl set-budget 5.5M" qslmctl set-budget 5.5M
+  check "qslmctl set-budget 5632K (5.5 MiB)" qslmctl set-budget 5632K
   wait_for 30 is_serving 5M
   st=$(prop qslmd.service StatusText)
   if [[ $st == "serving 5M: "*"(set-budget)"* ]]; then ok "after set-budget the status line says so ('${st:0:70}')"
