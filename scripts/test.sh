@@ -3,7 +3,7 @@
 # then builds and runs every test twice: the normal build (with the daemon's fault tests under
 # valgrind memcheck too) and the sanitizer build; then the system test in a booted VM
 # (scripts/vm-test.sh: Debian bookworm's kernel and systemd 252 in QEMU; builds its image once,
-# about 2.5 minutes, then about 4 minutes a run under TCG); then the aarch64 cross-build and its
+# about 2.5 minutes, then about 4.5 minutes a run under TCG); then the aarch64 cross-build and its
 # tests under qemu (scripts/cross.sh test: installs the cross toolchain and the :arm64 libraries
 # when missing; about 2 minutes on 2 cores once installed).
 set -euo pipefail
