@@ -320,6 +320,8 @@ service_stop_mid_generation() {
   if [ "$result" = success ]; then ok "qslmd stopped cleanly (Result=success, in $took s)"
   else bad "qslmd stopped cleanly" "Result=$result"; fi
   check "the socket starts qslmd again at the next request" qslmctl --timeout 120 status
+  # status answers before READY=1; the end's "still active" check needs the start finished
+  wait_for 60 systemctl is-active --quiet qslmd.service
 }
 
 service_security() {
