@@ -385,6 +385,12 @@ stream() {
 }
 # boot ACCEL: runs the machine until it powers off or the timeout; sets qrc, timed_out, boot_s
 # (qemu's start to the guest runner's start, empty if it never started) and wall_s.
+# stop_qemu GRACE: SIGTERM to the running qemu, then SIGKILL after GRACE seconds.
+stop_qemu() {
+  kill "$qpid" 2>/dev/null || true
+  sleep "$1"
+  kill -9 "$qpid" 2>/dev/null || true
+}
 boot() {
   qemu_args "$1"
   rm -f "$run/serial.log" "$share/results/"*
@@ -404,9 +410,7 @@ boot() {
        ! grep -q 'Linux version' "$run/serial.log" 2>/dev/null; then
       stalled=1
       say "no kernel message $kvm_stall s after qemu started with KVM: KVM cannot run this guest here"
-      kill "$qpid" 2>/dev/null || true
-      sleep 2
-      kill -9 "$qpid" 2>/dev/null || true
+      stop_qemu 2
       break
     fi
     if [ -z "$boot_s" ] && [ -f "$share/results/started" ]; then
@@ -417,9 +421,7 @@ boot() {
     if [ "$(usec)" -ge "$limit" ]; then
       timed_out=1
       say "timeout: $timeout s since qemu started; killing qemu"
-      kill "$qpid" 2>/dev/null || true
-      sleep 3
-      kill -9 "$qpid" 2>/dev/null || true
+      stop_qemu 3
       break
     fi
     sleep 0.2
