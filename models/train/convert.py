@@ -37,12 +37,39 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 from qslm_format import write_qslm  # noqa: E402
+import tensor_names  # noqa: E402
 
-ATT_VEC = ("time_decay", "time_first", "time_mix_k", "time_mix_v", "time_mix_r")
-ATT_MAT = ("key", "value", "receptance", "output")
-FFN_VEC = ("time_mix_k", "time_mix_r")
-FFN_MAT = ("key", "receptance", "value")
 DROPPED = ("copy_mask",)
+
+# --upstream: the published checkpoints and the upstream inference code each is run with.
+# Everything that code does beyond the tensors goes into the metadata, so the C runtime
+# reproduces it (tests/reference/README.md, "Upstream checkpoints").
+UPSTREAM = {
+    "spikegpt": {
+        "code": "ridgerchu/SpikeGPT src/model_run.py RWKV_RNN (029f86f)",
+        "architecture": "spikegpt",
+        # RWKV_RESCALE_LAYER = 6 there, for every model: att.output and ffn.value of block i
+        # divided by 2^(i // 6) at load, x halved after every 6th block.
+        "rescale_layer": 6,
+    },
+    "rwkv4": {
+        "code": "BlinkDL/RWKV-LM RWKV-v4/src/model_run.py RWKV_RNN (fp32, no rescale)",
+        "architecture": "rwkv4",
+        "rescale_layer": 0,
+    },
+}
+# (n_layer, n_embd, vocab) of the published checkpoints -> (upstream, name). SpikeGPT and
+# RWKV-4 checkpoints hold the same tensor names, so only the layout tells them apart.
+KNOWN_LAYOUTS = {
+    (12, 512, 50277): ("spikegpt", "SpikeGPT-OpenWebText-45M"),
+    (18, 768, 50277): ("spikegpt", "SpikeGPT-OpenWebText-216M"),
+    (12, 768, 50277): ("rwkv4", "RWKV-4-Pile-169M"),
+    (24, 1024, 50277): ("rwkv4", "RWKV-4-Pile-430M"),
+}
+# Both upstream RWKV_RNNs set RWKV_HEAD_QK_DIM = 0 and never read these.
+UPSTREAM_IGNORED = ("head_q.weight", "head_k.weight", "copy_mask")
+# Position embeddings: upstream adds pos_emb[len(ctx) - 1] to x; the runtime has no position.
+UPSTREAM_REFUSED = ("pos_emb_x", "pos_emb_y", "pos_emb")
 
 
 class ConvertError(ValueError):
@@ -102,30 +129,64 @@ def infer_shape(sd):
 
 
 def expected_tensors(n_layer, d, n_ffn, vocab, n_classes, head_lm):
-    """[(name, shape as stored in .qslm)] in the canonical order."""
-    out = [("emb.weight", (vocab, d))]
-    for i in range(n_layer):
-        p = "blocks.%d." % i
-        lns = (["ln0"] if i == 0 else []) + ["ln1", "ln2"]
-        for ln in lns:
-            out += [(p + ln + ".weight", (d,)), (p + ln + ".bias", (d,))]
-        out += [(p + "att." + n, (d,)) for n in ATT_VEC]
-        out += [(p + "att." + n + ".weight", (d, d)) for n in ATT_MAT]
-        out += [(p + "ffn." + n, (d,)) for n in FFN_VEC]
-        out += [(p + "ffn.key.weight", (n_ffn, d)), (p + "ffn.receptance.weight", (d, d)),
-                (p + "ffn.value.weight", (d, n_ffn))]
-    out += [("ln_out.weight", (d,)), ("ln_out.bias", (d,))]
-    if head_lm:
-        out.append(("head.weight", (vocab, d)))
+    """[(name, shape as stored in .qslm)] in the canonical order (runtime/tensor_names.def,
+    then the classifier)."""
+    out = tensor_names.model_tensors(n_layer, d, n_ffn, vocab, head_lm)
     if n_classes:
         out += [("cls.weight", (n_classes, d)), ("cls.bias", (n_classes,))]
     return out
 
 
+def detect_upstream(sd, upstream):
+    """(upstream key, layout name) for --upstream (auto: from the published layouts)."""
+    vocab, d = sd["emb.weight"].shape
+    n_layer = len({k.split(".")[1] for k in sd if k.startswith("blocks.")})
+    known = KNOWN_LAYOUTS.get((n_layer, d, vocab))
+    if upstream == "auto":
+        if vocab == 77:
+            return "spikegpt", "SpikeGPT character model (vocab 77)"
+        if not known:
+            raise ConvertError("--upstream auto: %d layers, n_embd %d, vocab %d is not a published "
+                               "layout (SpikeGPT and RWKV-4 checkpoints hold the same tensor names); "
+                               "pass --upstream spikegpt or --upstream rwkv4"
+                               % (n_layer, d, vocab))
+        return known
+    return upstream, known[1] if known and known[0] == upstream else "%d x %d, vocab %d" % (
+        n_layer, d, vocab)
+
+
 def convert(pth, out_path, tokenizer=None, dtype="f32", name=None, architecture="spikegpt",
             tau=2.0, threshold=1.0, spike_att=None, spike_ffn=None, spike_emb=False,
-            rescale_layer=0, provenance_extra="", log=print, spike_ffn_hidden=False):
+            rescale_layer=0, provenance_extra="", log=print, spike_ffn_hidden=False,
+            upstream=None):
+    """Converts pth to out_path. With upstream ("auto", "spikegpt" or "rwkv4") the checkpoint
+    is one as published, and the metadata is what that upstream inference code does (UPSTREAM):
+    architecture, spikes, tau, threshold, rescale and the embedding spike are then not taken
+    from the arguments."""
     sd = load_state_dict(pth)
+    upstream_md = {}
+    if upstream:
+        for k in sorted(sd):
+            if k in UPSTREAM_REFUSED:
+                raise ConvertError("%s: %s: a position embedding (upstream adds pos_emb[len(ctx)-1] "
+                                   "to the input); the runtime has no positions" % (pth, k))
+        for k in UPSTREAM_IGNORED:
+            if k in sd:
+                log("dropping %s: the upstream RWKV_RNN runs with RWKV_HEAD_QK_DIM = 0 and never "
+                    "reads it" % k)
+                del sd[k]
+        if "emb.weight" not in sd:
+            raise ConvertError("no emb.weight: not a SpikeGPT / RWKV-4 state_dict")
+        kind, layout = detect_upstream(sd, upstream)
+        u = UPSTREAM[kind]
+        architecture, rescale_layer = u["architecture"], u["rescale_layer"]
+        tau, threshold, spike_att, spike_ffn, spike_ffn_hidden = 2.0, 1.0, None, None, False
+        # SpikeGPT's model_run.py sends the embedding through ATan() (Heaviside) only for its
+        # 77-character vocabulary.
+        spike_emb = kind == "spikegpt" and sd["emb.weight"].shape[0] == 77
+        upstream_md["general.upstream"] = "%s; layout %s" % (u["code"], layout)
+        provenance_extra += "; --upstream %s (%s)" % (kind, layout)
+        log("upstream %s (%s): %s" % (kind, layout, u["code"]))
     n_layer, d, n_ffn, vocab, n_classes, head_lm = infer_shape(sd)
     exp = expected_tensors(n_layer, d, n_ffn, vocab, n_classes, head_lm)
     names = {n for n, _ in exp}
@@ -175,7 +236,10 @@ def convert(pth, out_path, tokenizer=None, dtype="f32", name=None, architecture=
         "spike.ffn": spiking if spike_ffn is None else bool(spike_ffn),
         "spike.emb": bool(spike_emb),
         "spike.ffn_hidden": bool(spike_ffn_hidden),
+        "spike.reset": "hard",
+        "model.time_decay": "neg_exp",
     }
+    md.update(upstream_md)
     if tokenizer:
         with open(tokenizer, "rb") as f:
             tj = f.read()
@@ -216,6 +280,11 @@ def main():
                     help="the checkpoint's channel-mix hidden activation is a LIF spike")
     ap.add_argument("--rescale-layer", type=int, default=0)
     ap.add_argument("--provenance", default="", help="text appended to general.provenance")
+    ap.add_argument("--upstream", choices=("auto", "spikegpt", "rwkv4"),
+                    help="a checkpoint as published, run as the upstream inference code runs "
+                         "it (auto: tell SpikeGPT-45M/216M, the vocab-77 character model and "
+                         "RWKV-4-Pile-169M/430M by their layout); overrides the spike and "
+                         "rescale options")
     args = ap.parse_args()
     try:
         convert(args.pth, args.out, args.tokenizer, args.dtype, args.name, args.architecture,
@@ -223,7 +292,7 @@ def main():
                 False if args.no_spike_att else None, False if args.no_spike_ffn else None,
                 args.spike_emb, args.rescale_layer,
                 ("; " + args.provenance) if args.provenance else "",
-                spike_ffn_hidden=args.spike_ffn_hidden)
+                spike_ffn_hidden=args.spike_ffn_hidden, upstream=args.upstream)
     except ConvertError as e:
         print("convert.py: %s" % e, file=sys.stderr)
         return 2
