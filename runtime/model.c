@@ -91,6 +91,18 @@ static qr_status bind_vector(binder *b, const float **out, size_t n, const char 
     return QR_OK;
 }
 
+/* A string key, or `fallback` when the file does not have it. */
+static qr_status get_string_or(const qr_model_file *file, const char *key, const char *fallback,
+                               const char **out, uint64_t *len, qr_error *err)
+{
+    qr_status st = qr_model_file_get_blob(file, key, out, len, err);
+    if (st == QR_OK && !*out) {
+        *out = fallback;
+        *len = strlen(fallback);
+    }
+    return st;
+}
+
 static qr_status read_hparams(const qr_model_file *file, qr_model *m, qr_error *err)
 {
     const char *path = qr_model_file_path(file);
@@ -118,6 +130,20 @@ static qr_status read_hparams(const qr_model_file *file, qr_model *m, qr_error *
                                      qr_model_file_find_tensor(file, "head.weight") != NULL,
                                      &m->has_lm_head, err)))
         return st;
+    /* Keys that name a transform the runtime has exactly one of: refuse anything else rather
+     * than compute something different from what the file's producer meant. */
+    const char *reset, *decay;
+    uint64_t reset_len, decay_len;
+    if ((st = get_string_or(file, "spike.reset", "hard", &reset, &reset_len, err)) ||
+        (st = get_string_or(file, "model.time_decay", "neg_exp", &decay, &decay_len, err)))
+        return st;
+    if (strcmp(reset, "hard") != 0)
+        return qr_fail(err, QR_ERR_FORMAT, "%s: spike.reset '%s' is not supported (only 'hard': to 0)",
+                       path, reset);
+    if (strcmp(decay, "neg_exp") != 0)
+        return qr_fail(err, QR_ERR_FORMAT,
+                       "%s: model.time_decay '%s' is not supported (only 'neg_exp': w = -exp(time_decay))",
+                       path, decay);
     if (!spiking && (m->spike_att || m->spike_ffn || m->spike_emb || m->spike_ffn_hidden))
         return qr_fail(err, QR_ERR_FORMAT, "%s: architecture rwkv4 cannot have spikes turned on", path);
     /* Limits that keep every size_t product and int BLAS dimension in range. */
@@ -142,42 +168,95 @@ static qr_status read_hparams(const qr_model_file *file, qr_model *m, qr_error *
     return QR_OK;
 }
 
+/* The table's kinds (tensor_names.def): a vector becomes f32 in the parameter block; a matrix
+ * is bound where it lies; MAT_SPIKE_IN is stored transposed with spike.ffn_hidden (FORMAT.md):
+ * row j is what hidden unit j adds when it fires. */
+#define bind_VEC(b, out, rows, cols, ...) bind_vector(b, out, rows, __VA_ARGS__)
+#define bind_MAT(b, out, rows, cols, ...) bind_matrix(b, out, rows, cols, __VA_ARGS__)
+#define bind_MAT_SPIKE_IN(b, out, rows, cols, ...)                                          \
+    ((b)->m->spike_ffn_hidden ? bind_matrix(b, out, cols, rows, __VA_ARGS__)                \
+                              : bind_matrix(b, out, rows, cols, __VA_ARGS__))
+#define DIM_D (m->d)
+#define DIM_F (m->f)
+#define DIM_V (m->vocab)
+#define DIM_1 ((size_t)1)
+
 static qr_status bind_layer(binder *b, size_t i)
 {
     qr_model *m = b->m;
     qr_layer *l = &m->layers[i];
-    size_t d = m->d, f = m->f;
-    qr_status st;
-    if ((st = bind_vector(b, &l->ln1_w, d, "blocks.%zu.ln1.weight", i)) ||
-        (st = bind_vector(b, &l->ln1_b, d, "blocks.%zu.ln1.bias", i)) ||
-        (st = bind_vector(b, &l->ln2_w, d, "blocks.%zu.ln2.weight", i)) ||
-        (st = bind_vector(b, &l->ln2_b, d, "blocks.%zu.ln2.bias", i)) ||
-        (st = bind_vector(b, &l->att_decay, d, "blocks.%zu.att.time_decay", i)) ||
-        (st = bind_vector(b, &l->att_first, d, "blocks.%zu.att.time_first", i)) ||
-        (st = bind_vector(b, &l->att_mix_k, d, "blocks.%zu.att.time_mix_k", i)) ||
-        (st = bind_vector(b, &l->att_mix_v, d, "blocks.%zu.att.time_mix_v", i)) ||
-        (st = bind_vector(b, &l->att_mix_r, d, "blocks.%zu.att.time_mix_r", i)) ||
-        (st = bind_matrix(b, &l->att_key, d, d, "blocks.%zu.att.key.weight", i)) ||
-        (st = bind_matrix(b, &l->att_value, d, d, "blocks.%zu.att.value.weight", i)) ||
-        (st = bind_matrix(b, &l->att_receptance, d, d, "blocks.%zu.att.receptance.weight", i)) ||
-        (st = bind_matrix(b, &l->att_output, d, d, "blocks.%zu.att.output.weight", i)) ||
-        (st = bind_vector(b, &l->ffn_mix_k, d, "blocks.%zu.ffn.time_mix_k", i)) ||
-        (st = bind_vector(b, &l->ffn_mix_r, d, "blocks.%zu.ffn.time_mix_r", i)) ||
-        (st = bind_matrix(b, &l->ffn_key, f, d, "blocks.%zu.ffn.key.weight", i)) ||
-        (st = bind_matrix(b, &l->ffn_receptance, d, d, "blocks.%zu.ffn.receptance.weight", i)) ||
-        /* With spike.ffn_hidden the value matrix reads {0,1} inputs and is stored transposed
-         * (FORMAT.md): row j is what hidden unit j adds when it fires. */
-        (st = b->m->spike_ffn_hidden
-                  ? bind_matrix(b, &l->ffn_value, f, d, "blocks.%zu.ffn.value.weight", i)
-                  : bind_matrix(b, &l->ffn_value, d, f, "blocks.%zu.ffn.value.weight", i)))
+    qr_status st = QR_OK;
+#define QR_TENSOR(where, name, kind, rows, cols, field, group) BIND_##where(name, kind, rows, cols, field)
+#define BIND_INPUT(name, kind, rows, cols, field)
+#define BIND_FIRST(name, kind, rows, cols, field)
+#define BIND_OUTPUT(name, kind, rows, cols, field)
+#define BIND_LM_HEAD(name, kind, rows, cols, field)
+#define BIND_LAYER(name, kind, rows, cols, field)                                               \
+    if ((st = bind_##kind(b, &l->field, DIM_##rows, DIM_##cols, "blocks.%zu." name, i)))    \
         return st;
-    /* w = -exp(time_decay), computed once here rather than per token. */
+#include "tensor_names.def"
+#undef QR_TENSOR
+#undef BIND_INPUT
+#undef BIND_FIRST
+#undef BIND_OUTPUT
+#undef BIND_LM_HEAD
+#undef BIND_LAYER
+    /* w = -exp(time_decay) (model.time_decay 'neg_exp'), computed once here, not per token. */
     float *decay = (float *)l->att_decay;
-    for (size_t j = 0; j < d; j++)
+    for (size_t j = 0; j < m->d; j++)
         decay[j] = -expf(decay[j]);
     l->out_scale = m->rescale_layer ? ldexpf(1.0f, -(int)(i / m->rescale_layer)) : 1.0f;
     return QR_OK;
 }
+
+/* The tensors outside the blocks: INPUT, FIRST (block 0's ln0), OUTPUT, and LM_HEAD when the
+ * model has an LM head. */
+static qr_status bind_globals(binder *b)
+{
+    qr_model *m = b->m;
+    qr_status st = QR_OK;
+#define QR_TENSOR(where, name, kind, rows, cols, field, group) BIND_##where(name, kind, rows, cols, field)
+#define BIND_ONE(name, kind, rows, cols, field)                                                 \
+    if ((st = bind_##kind(b, &m->field, DIM_##rows, DIM_##cols, name)))                       \
+        return st;
+#define BIND_INPUT BIND_ONE
+#define BIND_OUTPUT BIND_ONE
+#define BIND_FIRST(name, kind, rows, cols, field) BIND_ONE("blocks.0." name, kind, rows, cols, field)
+#define BIND_LM_HEAD(name, kind, rows, cols, field)                                             \
+    if (m->has_lm_head) {                                                                       \
+        BIND_ONE(name, kind, rows, cols, field)                                                 \
+    }
+#define BIND_LAYER(name, kind, rows, cols, field)
+#include "tensor_names.def"
+#undef QR_TENSOR
+#undef BIND_ONE
+#undef BIND_INPUT
+#undef BIND_OUTPUT
+#undef BIND_FIRST
+#undef BIND_LM_HEAD
+#undef BIND_LAYER
+    return st;
+}
+
+/* Vectors (all of d values) per block and outside the blocks, counted from the table. */
+#define QR_TENSOR(where, name, kind, rows, cols, field, group) +(IS_VEC_##kind && IS_LAYER_##where)
+#define IS_VEC_VEC 1
+#define IS_VEC_MAT 0
+#define IS_VEC_MAT_SPIKE_IN 0
+#define IS_LAYER_LAYER 1
+#define IS_LAYER_INPUT 0
+#define IS_LAYER_FIRST 0
+#define IS_LAYER_OUTPUT 0
+#define IS_LAYER_LM_HEAD 0
+enum { LAYER_VECTORS = 0
+#include "tensor_names.def"
+};
+#undef QR_TENSOR
+#define QR_TENSOR(where, name, kind, rows, cols, field, group) +(IS_VEC_##kind && !IS_LAYER_##where)
+enum { GLOBAL_VECTORS = 0
+#include "tensor_names.def"
+};
+#undef QR_TENSOR
 
 qr_status qr_model_bind(const qr_model_file *file, qr_model **out, qr_error *err)
 {
@@ -189,7 +268,7 @@ qr_status qr_model_bind(const qr_model_file *file, qr_model **out, qr_error *err
     qr_status st = read_hparams(file, m, err);
     if (st)
         goto fail;
-    size_t n_params = (11 * m->n_layer + 4) * m->d + m->n_classes;
+    size_t n_params = (LAYER_VECTORS * m->n_layer + GLOBAL_VECTORS) * m->d + m->n_classes;
     m->params = malloc(n_params * sizeof(float));
     m->params_bytes = n_params * sizeof(float);
     m->layers = calloc(m->n_layer, sizeof *m->layers);
@@ -198,17 +277,11 @@ qr_status qr_model_bind(const qr_model_file *file, qr_model **out, qr_error *err
         goto fail;
     }
     binder b = {file, m, m->params, err};
-    if ((st = bind_matrix(&b, &m->emb, m->vocab, m->d, "emb.weight")) ||
-        (st = bind_vector(&b, &m->ln0_w, m->d, "blocks.0.ln0.weight")) ||
-        (st = bind_vector(&b, &m->ln0_b, m->d, "blocks.0.ln0.bias")) ||
-        (st = bind_vector(&b, &m->ln_out_w, m->d, "ln_out.weight")) ||
-        (st = bind_vector(&b, &m->ln_out_b, m->d, "ln_out.bias")))
+    if ((st = bind_globals(&b)))
         goto fail;
     for (size_t i = 0; i < m->n_layer; i++)
         if ((st = bind_layer(&b, i)))
             goto fail;
-    if (m->has_lm_head && (st = bind_matrix(&b, &m->head, m->vocab, m->d, "head.weight")))
-        goto fail;
     if (m->n_classes && ((st = bind_matrix(&b, &m->cls, m->n_classes, m->d, "cls.weight")) ||
                          (st = bind_vector(&b, &m->cls_b, m->n_classes, "cls.bias"))))
         goto fail;
@@ -230,10 +303,21 @@ void qr_model_free(qr_model *m)
 
 qr_matrix *qr_model_matrix(qr_model *m, const char *name)
 {
-    if (strcmp(name, "emb.weight") == 0)
-        return &m->emb;
-    if (strcmp(name, "head.weight") == 0)
-        return m->has_lm_head ? &m->head : NULL;
+#define QR_TENSOR(where, tname, kind, rows, cols, field, group) GLOBAL_MAT_##where(tname, kind, field)
+#define GLOBAL_MAT_INPUT(tname, kind, field) GLOBAL_MAT_##kind(tname, field)
+#define GLOBAL_MAT_LM_HEAD(tname, kind, field)                                                  \
+    if (!m->has_lm_head && strcmp(name, tname) == 0)                                            \
+        return NULL;                                                                            \
+    GLOBAL_MAT_##kind(tname, field)
+#define GLOBAL_MAT_OUTPUT GLOBAL_MAT_INPUT
+#define GLOBAL_MAT_FIRST(tname, kind, field)
+#define GLOBAL_MAT_LAYER(tname, kind, field)
+#define GLOBAL_MAT_MAT(tname, field)                                                            \
+    if (strcmp(name, tname) == 0)                                                               \
+        return &m->field;
+#define GLOBAL_MAT_VEC(tname, field)
+#include "tensor_names.def"
+#undef QR_TENSOR
     if (strcmp(name, "cls.weight") == 0)
         return m->n_classes ? &m->cls : NULL;
     unsigned long i;
@@ -241,21 +325,19 @@ qr_matrix *qr_model_matrix(qr_model *m, const char *name)
     if (sscanf(name, "blocks.%lu.%n", &i, &used) != 1 || used == 0 || i >= m->n_layer)
         return NULL;
     qr_layer *l = &m->layers[i];
-    static const struct {
-        const char *suffix;
-        size_t offset;
-    } fields[] = {
-        {"att.key.weight", offsetof(qr_layer, att_key)},
-        {"att.value.weight", offsetof(qr_layer, att_value)},
-        {"att.receptance.weight", offsetof(qr_layer, att_receptance)},
-        {"att.output.weight", offsetof(qr_layer, att_output)},
-        {"ffn.key.weight", offsetof(qr_layer, ffn_key)},
-        {"ffn.receptance.weight", offsetof(qr_layer, ffn_receptance)},
-        {"ffn.value.weight", offsetof(qr_layer, ffn_value)},
-    };
-    for (size_t f = 0; f < sizeof fields / sizeof fields[0]; f++)
-        if (strcmp(name + used, fields[f].suffix) == 0)
-            return (qr_matrix *)((char *)l + fields[f].offset);
+#define QR_TENSOR(where, tname, kind, rows, cols, field, group) LAYER_MAT_##where(tname, kind, field)
+#define LAYER_MAT_LAYER(tname, kind, field) LAYER_MAT_##kind(tname, field)
+#define LAYER_MAT_INPUT(tname, kind, field)
+#define LAYER_MAT_FIRST(tname, kind, field)
+#define LAYER_MAT_OUTPUT(tname, kind, field)
+#define LAYER_MAT_LM_HEAD(tname, kind, field)
+#define LAYER_MAT_MAT(tname, field)                                                             \
+    if (strcmp(name + used, tname) == 0)                                                        \
+        return &l->field;
+#define LAYER_MAT_MAT_SPIKE_IN LAYER_MAT_MAT
+#define LAYER_MAT_VEC(tname, field)
+#include "tensor_names.def"
+#undef QR_TENSOR
     return NULL;
 }
 
@@ -264,10 +346,11 @@ uint64_t qr_model_bytes_per_token(const qr_model *m, bool with_head)
     uint64_t bytes = m->emb.row_bytes;
     for (size_t i = 0; i < m->n_layer; i++) {
         const qr_layer *l = &m->layers[i];
-        const qr_matrix *mats[] = {&l->att_key, &l->att_value, &l->att_receptance, &l->att_output,
-                                   &l->ffn_key, &l->ffn_receptance, &l->ffn_value};
-        for (size_t j = 0; j < sizeof mats / sizeof mats[0]; j++)
-            bytes += (uint64_t)mats[j]->rows * mats[j]->row_bytes;
+#define QR_TENSOR(where, name, kind, rows, cols, field, group) LAYER_MAT_##where(name, kind, field)
+#undef LAYER_MAT_MAT
+#define LAYER_MAT_MAT(name, field) bytes += (uint64_t)l->field.rows * l->field.row_bytes;
+#include "tensor_names.def"
+#undef QR_TENSOR
     }
     if (with_head && m->has_lm_head)
         bytes += (uint64_t)m->head.rows * m->head.row_bytes;
