@@ -17,37 +17,47 @@ typedef struct {
     size_t tensor;
 } placement;
 
-/* Where a tensor belongs, from its name; false for a name SpikeGPT does not have. */
+/* Where a tensor belongs, from its name (runtime/tensor_names.def, plus the classifier's
+ * cls.*); false for a name a SpikeGPT / RWKV-4 model does not have. */
 static bool place(const char *name, size_t n_layer, placement *p)
 {
     unsigned long layer;
     int used = 0;
-    if (strcmp(name, "emb.weight") == 0)
-        *p = (placement){0, SUB_EMBEDDING, 0};
-    else if (strncmp(name, "ln_out.", 7) == 0)
-        *p = (placement){n_layer + 1, SUB_LN_OUT, 0};
-    else if (strcmp(name, "head.weight") == 0)
-        *p = (placement){n_layer + 1, SUB_HEAD, 0};
-    else if (strncmp(name, "cls.", 4) == 0)
-        *p = (placement){n_layer + 1, SUB_CLASSIFIER, 0};
-    else if (sscanf(name, "blocks.%lu.%n", &layer, &used) == 1 && used > 0 && layer < n_layer) {
-        const char *rest = name + used;
-        if (strncmp(rest, "ln0.", 4) == 0 && layer == 0)
-            *p = (placement){0, SUB_LN0, 0};
-        else if (strncmp(rest, "ln1.", 4) == 0)
-            *p = (placement){layer + 1, SUB_LN1, 0};
-        else if (strncmp(rest, "ln2.", 4) == 0)
-            *p = (placement){layer + 1, SUB_LN2, 0};
-        else if (strncmp(rest, "att.", 4) == 0)
-            *p = (placement){layer + 1, SUB_TIME_MIX, 0};
-        else if (strncmp(rest, "ffn.", 4) == 0)
-            *p = (placement){layer + 1, SUB_CHANNEL_MIX, 0};
-        else
+    const char *rest = NULL;
+    if (sscanf(name, "blocks.%lu.%n", &layer, &used) == 1 && used > 0) {
+        if (layer >= n_layer)
             return false;
-    } else {
-        return false;
+        rest = name + used;
     }
-    return true;
+    if (strncmp(name, "cls.", 4) == 0) {
+        *p = (placement){n_layer + 1, SUB_CLASSIFIER, 0};
+        return true;
+    }
+#define QR_TENSOR(where, tname, kind, rows, cols, field, group) PLACE_##where(tname, SUB_##group)
+#define PLACE_INPUT(tname, sub)                                                                 \
+    if (!rest && strcmp(name, tname) == 0) {                                                    \
+        *p = (placement){0, sub, 0};                                                            \
+        return true;                                                                            \
+    }
+#define PLACE_FIRST(tname, sub)                                                                 \
+    if (rest && layer == 0 && strcmp(rest, tname) == 0) {                                       \
+        *p = (placement){0, sub, 0};                                                            \
+        return true;                                                                            \
+    }
+#define PLACE_LAYER(tname, sub)                                                                 \
+    if (rest && strcmp(rest, tname) == 0) {                                                     \
+        *p = (placement){layer + 1, sub, 0};                                                    \
+        return true;                                                                            \
+    }
+#define PLACE_OUTPUT(tname, sub)                                                                \
+    if (!rest && strcmp(name, tname) == 0) {                                                    \
+        *p = (placement){n_layer + 1, sub, 0};                                                  \
+        return true;                                                                            \
+    }
+#define PLACE_LM_HEAD PLACE_OUTPUT
+#include "tensor_names.def"
+#undef QR_TENSOR
+    return false;
 }
 
 static int by_place(const void *a, const void *b)
