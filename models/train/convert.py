@@ -36,7 +36,7 @@ import torch
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from qslm_format import write_qslm  # noqa: E402
+from qslm_format import Lazy, write_qslm_stream  # noqa: E402
 import tensor_names  # noqa: E402
 
 DROPPED = ("copy_mask",)
@@ -201,8 +201,18 @@ def convert(pth, out_path, tokenizer=None, dtype="f32", name=None, architecture=
     if missing:
         raise ConvertError("%s: missing tensors: %s" % (pth, missing[:10]))
     tensors, setting = [], {}
+
+    def make(n, shape):
+        # Called by the writer when it reaches n: the checkpoint's copy is dropped as soon as
+        # it is converted, so memory is the checkpoint plus one tensor (a 216M bf16 checkpoint
+        # converts to f32 in about 1.3 GB).
+        a = sd.pop(n).detach().to(torch.float32).reshape(shape).numpy()
+        if not np.isfinite(a).all():
+            raise ConvertError("%s has non-finite values" % n)
+        return a
+
     for n, shape in exp:
-        t = sd[n].detach().to(torch.float32)
+        t = sd[n]
         if t.numel() != int(np.prod(shape)):
             raise ConvertError("%s has shape %s, expected %s" % (n, tuple(t.shape), shape))
         if t.dim() != len(shape):
@@ -211,12 +221,11 @@ def convert(pth, out_path, tokenizer=None, dtype="f32", name=None, architecture=
                 raise ConvertError("%s has shape %s, expected %s" % (n, tuple(t.shape), shape))
         elif tuple(t.shape) != shape:
             raise ConvertError("%s has shape %s, expected %s" % (n, tuple(t.shape), shape))
-        a = t.reshape(shape).numpy()
-        if not np.isfinite(a).all():
-            raise ConvertError("%s has non-finite values" % n)
+        if not t.is_floating_point():
+            raise ConvertError("%s is %s, not a floating-point tensor" % (n, t.dtype))
         ttype = dtype if len(shape) == 2 else "f32"
         setting[n] = ttype
-        tensors.append((n, a, ttype))
+        tensors.append((n, Lazy(shape, lambda n=n, shape=shape: make(n, shape)), ttype))
     spiking = architecture == "spikegpt"
     md = {
         "general.architecture": architecture,
@@ -254,8 +263,8 @@ def convert(pth, out_path, tokenizer=None, dtype="f32", name=None, architecture=
         md["tokenizer.json"] = tj
     types = set(setting.values())
     md["quant.setting"] = types.pop() if len(types) == 1 else json.dumps(setting)
-    size = write_qslm(out_path, md, tensors)
-    n_params = sum(a.size for _, a, _ in tensors)
+    n_params = sum(int(np.prod(lazy.shape)) for _, lazy, _ in tensors)
+    size = write_qslm_stream(out_path, md, tensors)
     log("wrote %s: %d layers, d %d, n_ffn %d, vocab %d, classes %d, lm %s%s; %d parameters, "
         "%d bytes (%s)" % (out_path, n_layer, d, n_ffn, vocab, n_classes, head_lm,
                            ", spike.ffn_hidden (ffn.value stored transposed)"

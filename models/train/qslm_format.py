@@ -509,6 +509,93 @@ def write_qslm(path, metadata, tensors, check=True, layout="module"):
     return len(blob)
 
 
+class Lazy:
+    """A tensor for write_qslm_stream: its shape (as given, before any transposition) and a
+    function that makes the array when the writer reaches it."""
+
+    def __init__(self, shape, make):
+        self.shape = tuple(int(d) for d in shape)
+        self.make = make
+
+
+def write_qslm_stream(path, metadata, tensors, layout="module"):
+    """write_qslm for models larger than one wants to hold twice: tensors are
+    [(name, Lazy, type)] with type f32 or f16, and each is made, checked (as write_qslm checks
+    it), written and dropped before the next, so memory is one tensor rather than the file.
+    The header, metadata and table are the ones encode_qslm lays out. The file is not read
+    back whole (that would hold it all): the metadata is checked for the required keys here
+    and the runtime validates the rest on load. Returns the file size."""
+    if layout not in ("module", "stored"):
+        raise ValueError("layout must be 'module' or 'stored'")
+    entries = _normalize_meta(metadata)
+    keys = {k.decode("ascii"): t for k, t, _ in entries}
+    for key, tname in REQUIRED_KEYS.items():
+        if keys.get(key) != tname:
+            raise QslmFormatError("metadata %s (%s) is required" % (key, tname))
+    meta = b"".join(_encode_meta(k, t, v) for k, t, v in entries)
+    values = {k.decode("ascii"): (v if t in ("bool", "u64") else None) for k, t, v in entries}
+    hidden = _ffn_hidden_dims(values)
+    specs, seen = [], set()
+    for name, lazy, ttype in tensors:
+        code = _tensor_type_code(name, ttype)
+        if code not in TENSOR_TYPES:
+            raise QslmFormatError("tensor %r: write_qslm_stream writes f32 and f16 only" % name)
+        if name in seen:
+            raise QslmFormatError("tensor %r added twice" % name)
+        seen.add(name)
+        dims = lazy.shape
+        if hidden is not None and layout == "module" and FFN_VALUE_RE.fullmatch(name):
+            dims = dims[::-1]
+        size = int(np.prod(dims)) * np.dtype(TENSOR_TYPES[code][1]).itemsize
+        specs.append((name, lazy, ttype, code, dims, size))
+    if len(specs) > MAX_TENSORS:
+        raise QslmFormatError("too many tensors (limit %d)" % MAX_TENSORS)
+    table_size = sum(4 + len(n.encode("utf-8")) + 4 + 4 + 8 * len(dims) + 16
+                     for n, _, _, _, dims, _ in specs)
+    table_offset = HEADER_SIZE + len(meta)
+    data_offset = _align_up(table_offset + table_size)
+    table, offset, placed = [], data_offset, []
+    for name, _, _, code, dims, size in specs:
+        aligned = _align_up(offset)
+        raw = name.encode("utf-8")
+        table.append(struct.pack("<I", len(raw)) + raw + struct.pack("<II", code, len(dims)) +
+                     struct.pack("<%dQ" % len(dims), *dims) + struct.pack("<QQ", aligned, size))
+        placed.append(aligned)
+        offset = aligned + size
+    file_size = offset
+    header = (MAGIC + struct.pack("<IQQQQQQII", VERSION, file_size, HEADER_SIZE, len(meta),
+                                  table_offset, table_size, data_offset, len(specs),
+                                  len(entries)))
+    path = os.fspath(path)
+    tmp = "%s.tmp.%d" % (path, os.getpid())
+    try:
+        with open(tmp, "wb") as f:
+            f.write(header + meta + b"".join(table))
+            f.write(b"\0" * (data_offset - table_offset - table_size))
+            for (name, lazy, ttype, code, dims, size), at in zip(specs, placed):
+                arr = lazy.make()
+                if tuple(arr.shape) != lazy.shape:
+                    raise QslmFormatError("tensor %r: made %s, announced %s"
+                                          % (name, tuple(arr.shape), lazy.shape))
+                _, _, got_dims, blob = _normalize_tensors([(name, arr, ttype)], hidden, layout)[0]
+                del arr
+                assert got_dims == dims and len(blob) == size, (name, got_dims, dims)
+                f.write(b"\0" * (at - f.tell()))
+                f.write(blob)
+                del blob
+            assert f.tell() == file_size
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return file_size
+
+
 # ------------------------------------------------------------------------------------ reading
 
 

@@ -83,7 +83,7 @@ def check_file(path, sd, dtype, n_layer, d, n_ffn, vocab, n_classes, pth, tokeni
             "model.n_ffn": n_ffn, "model.vocab_size": vocab, "model.rescale_layer": 0,
             "head.lm": "head.weight" in sd, "head.n_classes": n_classes, "spike.tau": 2.0,
             "spike.threshold": 1.0, "spike.att": True, "spike.ffn": True, "spike.emb": False,
-            "spike.ffn_hidden": False}
+            "spike.ffn_hidden": False, "spike.reset": "hard", "model.time_decay": "neg_exp"}
     for k, v in want.items():
         assert md[k] == v and type(md[k]) == type(v), (k, md.get(k), v)
     h = hashlib.sha256(open(pth, "rb").read()).hexdigest()
@@ -152,6 +152,65 @@ def test_small_variants(tmp):
         except convert.ConvertError as e:
             assert what in str(e), str(e)
     print("small bf16/wrapped/classifier checkpoint and refusals: ok", flush=True)
+
+
+def test_upstream(tmp):
+    """--upstream: the metadata says what the upstream RWKV_RNN does, detected from the layout
+    or given; what that code ignores is dropped, what the runtime cannot do is refused by name."""
+    out = os.path.join(tmp, "up.qslm")
+    pth = os.path.join(tmp, "up.pth")
+    quiet = lambda m: None  # noqa: E731
+
+    def conv(sd, upstream):
+        torch.save(sd, pth)
+        convert.convert(pth, out, None, "f32", upstream=upstream, log=quiet)
+        return read_qslm(out)
+
+    def refused(sd, upstream, what):
+        torch.save(sd, pth)
+        try:
+            convert.convert(pth, out, None, "f32", upstream=upstream, log=quiet)
+        except convert.ConvertError as e:
+            assert what in str(e), str(e)
+            return
+        raise AssertionError("accepted (%s)" % what)
+
+    # the vocab-77 character model: SpikeGPT, embedding through Heaviside, rescale 6
+    char = spikegpt_state_dict(2, 16, 64, 77, dtype=torch.float16, seed=3)
+    md = conv(char, "auto").metadata
+    assert md["general.architecture"] == "spikegpt" and md["spike.emb"] is True, md
+    assert md["model.rescale_layer"] == 6 and md["spike.att"] and md["spike.ffn"], md
+    assert md["spike.reset"] == "hard" and md["model.time_decay"] == "neg_exp", md
+    assert "SpikeGPT src/model_run.py" in md["general.upstream"], md["general.upstream"]
+    # same tensors, vocab 64: SpikeGPT or RWKV-4 cannot be told apart without the flag
+    small = spikegpt_state_dict(2, 16, 64, 64, dtype=torch.bfloat16, seed=4)
+    refused(small, "auto", "--upstream spikegpt or --upstream rwkv4")
+    md = conv(small, "spikegpt").metadata
+    assert md["spike.emb"] is False and md["model.rescale_layer"] == 6, md
+    # RWKV-4 with the tiny-attention head of training: RWKV_RNN ignores it, so do we
+    qk = dict(small, **{"head_q.weight": torch.zeros(8, 16), "head_k.weight": torch.zeros(8, 16),
+                        "copy_mask": torch.ones(32, 32)})
+    qf = conv(qk, "rwkv4")
+    md = qf.metadata
+    assert md["general.architecture"] == "rwkv4" and md["model.rescale_layer"] == 0, md
+    assert not md["spike.att"] and not md["spike.ffn"] and not md["spike.emb"], md
+    assert "head_q.weight" not in qf.tensors and "copy_mask" not in qf.tensors
+    assert qf.tensors["blocks.1.att.time_mix_k"].shape == (16,)
+    assert np.array_equal(qf.tensors["blocks.1.att.time_mix_k"],
+                          small["blocks.1.att.time_mix_k"].float().numpy().reshape(16))
+    # position embeddings: refused, naming the key
+    refused(dict(small, pos_emb_x=torch.zeros(1, 33, 16), pos_emb_y=torch.zeros(33, 1, 16)),
+            "rwkv4", "pos_emb_x")
+    # anything else unknown: refused, naming it (RWKV-ffnPre's block 0)
+    refused(dict(small, **{"blocks.0.ffnPre.key.weight": torch.zeros(64, 16)}), "rwkv4",
+            "blocks.0.ffnPre.key.weight")
+    # the published layouts are recognised (shapes only: names from the table, no values)
+    for (n_layer, d, vocab), (kind, _) in convert.KNOWN_LAYOUTS.items():
+        fake = {"emb.weight": torch.empty(vocab, d)}
+        fake.update({"blocks.%d.ln1.weight" % i: torch.empty(d) for i in range(n_layer)})
+        assert convert.detect_upstream(fake, "auto")[0] == kind
+    print("--upstream: detection, metadata, dropped head_qk, refused pos_emb/ffnPre: ok",
+          flush=True)
 
 
 def test_trained(tmp, ckpt, qslm_eval):
@@ -377,6 +436,7 @@ def main():
     torch.set_num_threads(2)
     with tempfile.TemporaryDirectory() as tmp:
         test_small_variants(tmp)
+        test_upstream(tmp)
         test_ffn_hidden(tmp)
         test_quant_by_hand(tmp)
         if os.path.exists(args.qslm_quantize):

@@ -40,25 +40,26 @@ typedef struct {
     qr_runner *runner;
 } fixture;
 
-static void data_path(char *out, size_t cap, const char *name, const char *suffix)
+/* by_hand: QSLM_UPSTREAM_DIR when set (the full-size layouts), else the committed ones. */
+static void data_path(char *out, size_t cap, bool by_hand, const char *name, const char *suffix)
 {
     const char *dir = getenv("QSLM_UPSTREAM_DIR");
-    if (dir)
+    if (dir && by_hand)
         snprintf(out, cap, "%s/%s%s", dir, name, suffix);
     else
         snprintf(out, cap, "%s/tests/data/upstream/%s%s", getenv("QSLM_SOURCE_DIR"), name, suffix);
 }
 
-static void load(fixture *fx, const char *name, size_t batch)
+static void load_from(fixture *fx, bool by_hand, const char *name, size_t batch)
 {
     memset(fx, 0, sizeof *fx);
-    assert_true(getenv("QSLM_SOURCE_DIR") || getenv("QSLM_UPSTREAM_DIR"));
+    assert_non_null(getenv("QSLM_SOURCE_DIR"));
     char path[4096];
-    data_path(path, sizeof path, name, ".golden.json");
+    data_path(path, sizeof path, by_hand, name, ".golden.json");
     fx->golden = json_object_from_file(path);
     if (!fx->golden)
         fail_msg("cannot read %s", path);
-    data_path(path, sizeof path, name, ".qslm");
+    data_path(path, sizeof path, by_hand, name, ".qslm");
     qr_error err;
     if (qr_model_file_open(path, &fx->file, &err) || qr_model_bind(fx->file, &fx->model, &err) ||
         qr_pool_new(2, &fx->pool, &err) || qr_runner_new(fx->model, fx->pool, batch, &fx->runner, &err))
@@ -71,7 +72,7 @@ static void load(fixture *fx, const char *name, size_t batch)
         fx->tokens[i] = json_object_get_int(json_object_array_get_idx(toks, i));
     size_t vocab = fx->model->vocab;
     assert_int_equal(json_object_get_int64(json_object_object_get(fx->golden, "vocab")), vocab);
-    data_path(path, sizeof path, name, ".logits.f32");
+    data_path(path, sizeof path, by_hand, name, ".logits.f32");
     FILE *f = fopen(path, "rb");
     if (!f)
         fail_msg("cannot open %s", path);
@@ -79,6 +80,11 @@ static void load(fixture *fx, const char *name, size_t batch)
     assert_int_equal(fread(fx->logits, sizeof(float), fx->n_tokens * vocab, f), fx->n_tokens * vocab);
     assert_int_equal(fgetc(f), EOF); /* exactly n_tokens × vocab floats */
     fclose(f);
+}
+
+static void load(fixture *fx, const char *name, size_t batch)
+{
+    load_from(fx, false, name, batch);
 }
 
 static void unload(fixture *fx)
@@ -166,7 +172,7 @@ static void test_matches_upstream(void **state)
     char *names = strdup(list ? list : default_models), *save = NULL;
     for (char *name = strtok_r(names, ",", &save); name; name = strtok_r(NULL, ",", &save)) {
         fixture fx;
-        load(&fx, name, 1);
+        load_from(&fx, list != NULL, name, 1);
         json_object *emb;
         /* the vocab-77 model's embedding goes through Heaviside upstream; the others' not */
         assert_int_equal(fx.model->spike_emb, json_object_object_get_ex(fx.golden, "spikes_emb", &emb));
