@@ -3,9 +3,10 @@
  * Per block:  x += LIF1(TimeMix(LN1(x)));  x += LIF2(ChannelMix(LN2(x)))
  * with LN0 before block 0 and the head on LN_out(x). Spikes replace the sub-block output in the
  * residual stream, as in SpikeGPT (ridgerchu/SpikeGPT src/model.py). Each layer keeps its own
- * membranes, as SpikeGPT's GPT-mode training code does (its model_run.py shares one neuron
- * across layers; we do not: see tests/reference/README.md). The model file's metadata decides
- * which spikes apply, so RWKV-4 is the same code with every spike off.
+ * membranes, as both SpikeGPT's training code and its inference code (src/model_run.py, one
+ * LIFNode per layer and sub-block) do; tests/runtime/test_upstream.c holds this file to the
+ * latter's outputs. The model file's metadata decides which spikes apply, so RWKV-4 is the
+ * same code with every spike off.
  *
  * With spike.ffn_hidden the channel-mix hidden activation is a LIF spike instead of relu(k)²,
  * and the value projection becomes a sum of the weight rows of the units that fired

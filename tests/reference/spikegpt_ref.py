@@ -50,14 +50,16 @@ Per token:
   classifier (SpikeGPT SST-2 style), over a whole input: cls.weight @ mean_t(xo_t) + cls.bias
   LN is torch's F.layer_norm with eps 1e-5.
 
-Two deliberate departures from model_run.py:
-  * model_run.py makes ONE lif1 and ONE lif2 object shared by all layers, so a membrane potential
-    leaks from one layer into the next. SpikeGPT's training code (src/model.py) has a
-    MultiStepLIFNode per Block whose membrane is carried over time, not across layers. We keep a
-    membrane per layer and sub-block, as trained, so RNN mode reproduces the trained model (the
-    GPT-mode check below proves it).
-  * model_run.py applies the embedding spike unconditionally (later versions only when the vocab
-    is 77). Here it is the metadata flag spike.emb.
+How this relates to model_run.py (ridgerchu/SpikeGPT 029f86f, checked against its own outputs
+by make_upstream_golden.py and tests/runtime/test_upstream.c):
+  * membranes: model_run.py creates one LIFNode per layer for each sub-block (mem1[i], mem2[i])
+    when the state starts, carried over tokens, as here and as the training code's
+    MultiStepLIFNode per Block.
+  * embedding spike: model_run.py sends the embedding through ATan() (Heaviside) only when the
+    vocab is 77; here it is the metadata flag spike.emb, which convert.py --upstream sets that way.
+  * rescale: model_run.py always runs with RWKV_RESCALE_LAYER = 6; here it is
+    model.rescale_layer (make_golden.py's models use 0, spike_rescale 1; convert.py --upstream
+    writes 6 for SpikeGPT checkpoints).
 """
 
 import glob
