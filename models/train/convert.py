@@ -11,7 +11,19 @@ SpikeGPT-216M layout (vocab 50277, 18 layers, d 768): ln0 on block 0 only, time_
 time_first as (d,) and the time_mix tensors as (1, 1, d) (squeezed to (d,) here), an optional
 classifier, bf16/f16/f32 storage, a {"state_dict": ...} or {"model": ...} wrapper and
 "module." prefixes. The buffer copy_mask is dropped; head_q/head_k (RWKV's tiny-attention head)
-are refused, since the runtime does not implement them.
+are refused, since the runtime does not implement them. The tensor names and shapes come from
+runtime/tensor_names.def (tensor_names.py), the table the C runtime binds by.
+
+--upstream {auto,spikegpt,rwkv4}: the checkpoint is one as published, and the metadata records
+what the upstream inference code does with it (UPSTREAM below; tests/reference/README.md,
+"Upstream checkpoints"): SpikeGPT's src/model_run.py (LIF per layer and sub-block, rescale 6,
+the embedding's Heaviside for vocab 77) or RWKV-LM's RWKV-v4/src/model_run.py (no spikes, no
+rescale). head_q/head_k/copy_mask, which that code never reads, are then dropped; a position
+embedding (pos_emb_x/pos_emb_y) is refused. auto tells the published layouts apart by n_layer,
+n_embd and vocab.
+
+The file is written tensor by tensor (qslm_format.write_qslm_stream), so memory is the
+checkpoint plus one tensor.
 
 --dtype f16 stores the 2-D matrices (emb, projections, heads) as f16; LayerNorm, time_* and the
 classifier bias stay f32 (as runtime/FORMAT.md's reference files do). Spiking options (tau,

@@ -209,6 +209,19 @@ def test_upstream(tmp):
         fake = {"emb.weight": torch.empty(vocab, d)}
         fake.update({"blocks.%d.ln1.weight" % i: torch.empty(d) for i in range(n_layer)})
         assert convert.detect_upstream(fake, "auto")[0] == kind
+    # the one table: convert.py's names are runtime/tensor_names.def's; a line the parser does
+    # not understand is an error, not a silently missing tensor
+    import tensor_names
+    names = [n for n, _ in convert.expected_tensors(2, 16, 64, 64, 0, True)]
+    assert names[0] == "emb.weight" and names[-1] == "head.weight" and len(names) == 1 + 2 + 2 * 18 + 2 + 1
+    bad = os.path.join(tmp, "bad.def")
+    with open(bad, "w") as f:
+        f.write('QR_TENSOR(LAYER,   "ln1.weight", VEC, D)\n')
+    try:
+        tensor_names.load(bad)
+        raise AssertionError("a malformed QR_TENSOR line was accepted")
+    except ValueError as e:
+        assert "bad.def:1" in str(e), str(e)
     print("--upstream: detection, metadata, dropped head_qk, refused pos_emb/ffnPre: ok",
           flush=True)
 

@@ -273,7 +273,8 @@ def run_layout(name, lay, args, out_dir, work):
               % (name, seed, len(tokens), time.time() - t0,
                  {k: ([round(x, 3) for x in v] if isinstance(v, list) else round(v, 3))
                   for k, v in rates.items()}, {k: "%.2g" % v for k, v in mins.items()},
-                 ("; rejected: " + ", ".join(problems)) if problems else ""), flush=True)
+                 ("; %s: " % ("below the small layouts' rules" if lay["full"] else "rejected")
+                  + ", ".join(problems)) if problems else ""), flush=True)
         if not problems or lay["full"]:
             break
     else:

@@ -245,12 +245,56 @@ static void test_golden_detects_a_missing_transform(void **state)
     unload(&fx);
 }
 
+/* A converted file whose spike.reset or model.time_decay names a transform the runtime does not
+ * have is refused at bind, naming the key: patched in memory, same length ("hard" -> "soft",
+ * "neg_exp" -> "pos_exp"). */
+static void test_bind_refuses_unknown_transforms(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *key, *from, *to;
+    } cases[] = {{"spike.reset", "hard", "soft"}, {"model.time_decay", "neg_exp", "pos_exp"}};
+    char path[4096];
+    data_path(path, sizeof path, false, "spikegpt-small", ".qslm");
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    fseek(f, 0, SEEK_END);
+    size_t size = (size_t)ftell(f);
+    rewind(f);
+    char *image = malloc(size);
+    assert_int_equal(fread(image, 1, size, f), size);
+    fclose(f);
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        qr_model_file *file;
+        qr_model *m;
+        qr_error err;
+        /* the value follows its key: u32 type, u64 length, the bytes */
+        char *k = memmem(image, size, cases[c].key, strlen(cases[c].key));
+        assert_non_null(k);
+        char *v = k + strlen(cases[c].key) + 4 + 8;
+        assert_memory_equal(v, cases[c].from, strlen(cases[c].from));
+        assert_int_equal(qr_model_file_from_memory(image, size, "patched", &file, &err), QR_OK);
+        assert_int_equal(qr_model_bind(file, &m, &err), QR_OK); /* as converted: accepted */
+        qr_model_free(m);
+        qr_model_file_close(file);
+        memcpy(v, cases[c].to, strlen(cases[c].to));
+        assert_int_equal(qr_model_file_from_memory(image, size, "patched", &file, &err), QR_OK);
+        assert_int_equal(qr_model_bind(file, &m, &err), QR_ERR_FORMAT);
+        assert_non_null(strstr(err.msg, cases[c].key));
+        assert_non_null(strstr(err.msg, cases[c].to));
+        qr_model_file_close(file);
+        memcpy(v, cases[c].from, strlen(cases[c].from));
+    }
+    free(image);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_matches_upstream),
         cmocka_unit_test(test_batched_matches_upstream),
         cmocka_unit_test(test_golden_detects_a_missing_transform),
+        cmocka_unit_test(test_bind_refuses_unknown_transforms),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
