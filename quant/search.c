@@ -305,6 +305,8 @@ qr_status qq_search(const qq_search_ctx *ctx, const qq_constraints *c, qq_result
     double loss_per_damage = damage_sum > 0 ? loss_sum / damage_sum : 0.1;
     loss_per_damage = loss_per_damage < 0.01 ? 0.01 : loss_per_damage > 1.0 ? 1.0 : loss_per_damage;
     say(ctx, "1 nat of KL on calibration costs about %.1f%% of performance here", 100.0 * loss_per_damage);
+    if (c->max_tier == QQ_TIER_GLOBAL)
+        goto done;
     /* Block tier around the global rung. */
     size_t g_rung = node_rung(ctx, best.types, 0), n_units = 0;
     for (size_t b = ctx->h->first_block; b < ctx->h->first_block + ctx->h->n_blocks; b++) {
@@ -320,6 +322,8 @@ qr_status qq_search(const qq_search_ctx *ctx, const qq_constraints *c, qq_result
         if (kept)
             out->tier = "block";
     }
+    if (c->max_tier == QQ_TIER_BLOCK)
+        goto done;
     /* Module tier around each matrix's block rung. */
     memcpy(cand.types, best.types, n * sizeof *cand.types);
     n_units = 0;
@@ -338,6 +342,7 @@ qr_status qq_search(const qq_search_ctx *ctx, const qq_constraints *c, qq_result
         if (kept)
             out->tier = "module";
     }
+done:
     out->feasible = best.within;
     if (!best.within)
         snprintf(out->reason, sizeof out->reason, "no setting within the floors fits: the best found (%.2f MB) has %s",

@@ -25,10 +25,16 @@
 #include "setting.h"
 #include "tradeoff.h"
 
+/* The last tier a search runs. A tier costs a calibration pass per (unit, type) it has not
+ * measured before; at hundreds of millions of parameters the module tier's passes take hours, so
+ * a user may stop after the global or block tier and keep that tier's pick. */
+typedef enum { QQ_TIER_GLOBAL, QQ_TIER_BLOCK, QQ_TIER_MODULE } qq_tier;
+
 typedef struct {
     uint64_t budget;              /* served bytes */
     qq_floors floors;
     double lambda;                /* the trade-off's memory weight */
+    qq_tier max_tier;             /* the last tier to run (QQ_TIER_MODULE: all three) */
 } qq_constraints;
 
 typedef struct {

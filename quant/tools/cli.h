@@ -11,6 +11,7 @@
 #include "measure.h"
 #include "model_file.h"
 #include "pool.h"
+#include "search.h"
 #include "sensitivity.h"
 #include "setting.h"
 #include "tokenizer.h"
@@ -29,6 +30,7 @@ typedef struct {
     bool no_cache;
     qq_floors floors;
     double lambda;
+    qq_tier max_tier;             /* search, build: the last tier to run */
     const char *budget, *budgets, *out, *tier, *svg, *key, *pubkey;
     bool json, quiet;
     char **rest;               /* positional arguments after the subcommand's own */

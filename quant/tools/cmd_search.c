@@ -47,7 +47,7 @@ int qq_cmd_search(const qq_options *o)
     qr_error err;
     qq_search_ctx ctx;
     qq_result res = {0};
-    qq_constraints c = {budget, o->floors, o->lambda};
+    qq_constraints c = {budget, o->floors, o->lambda, o->max_tier};
     rc = EXIT_FAIL;
     if (qq_search_context(&s, &ctx, &err) || qq_search(&ctx, &c, &res, &err)) {
         qq_progress_done(&s);

@@ -41,6 +41,8 @@ static const char usage[] =
     "  --max-ppl-increase P  validation perplexity at most P% over f32 (default 5)\n"
     "  --max-acc-drop P      validation accuracy at most P points under f32 (default 1)\n"
     "  --lambda L            trade-off weight of memory (default 0.1: see quant/README.md)\n"
+    "  --max-tier T          search, build: stop after tier T (global, block or module;\n"
+    "                        default module, all three)\n"
     "  --serve-batch N       sequences served at once, counted in the footprint (default 4)\n"
     "\n"
     "Data (defaults under --data-dir, itself $QSLM_DATA_DIR or ./.data):\n"
@@ -89,6 +91,18 @@ static int parse_real(const char *arg, const char *name, double min, double max,
     return 0;
 }
 
+static int parse_max_tier(const char *arg, qq_tier *out)
+{
+    static const char *const names[] = {"global", "block", "module"};
+    for (int t = QQ_TIER_GLOBAL; t <= QQ_TIER_MODULE; t++)
+        if (strcmp(arg, names[t]) == 0) {
+            *out = (qq_tier)t;
+            return 0;
+        }
+    fprintf(stderr, "qslm-quant: --max-tier must be global, block or module, not '%s'\n", arg);
+    return -1;
+}
+
 int main(int argc, char **argv)
 {
     qr_blas_use_one_thread();
@@ -120,7 +134,7 @@ int main(int argc, char **argv)
     }
     enum { O_BUDGET = 256, O_BUDGETS, O_PPL, O_ACC, O_LAMBDA, O_SERVE, O_DATA, O_CT, O_CTOK, O_CL, O_CI,
            O_VT, O_VTOK, O_VL, O_TT, O_TL, O_WIN, O_CWIN, O_BATCH, O_THREADS, O_CACHE, O_NOCACHE, O_JSON,
-           O_TIER, O_SVG, O_KEY, O_PUB };
+           O_TIER, O_MAXTIER, O_SVG, O_KEY, O_PUB };
     static const struct option longopts[] = {
         {"budget", required_argument, NULL, O_BUDGET}, {"budgets", required_argument, NULL, O_BUDGETS},
         {"max-ppl-increase", required_argument, NULL, O_PPL}, {"max-acc-drop", required_argument, NULL, O_ACC},
@@ -133,11 +147,12 @@ int main(int argc, char **argv)
         {"window", required_argument, NULL, O_WIN}, {"calib-window", required_argument, NULL, O_CWIN}, {"batch", required_argument, NULL, O_BATCH},
         {"threads", required_argument, NULL, O_THREADS}, {"cache", required_argument, NULL, O_CACHE},
         {"no-cache", no_argument, NULL, O_NOCACHE}, {"json", no_argument, NULL, O_JSON},
-        {"tier", required_argument, NULL, O_TIER}, {"svg", required_argument, NULL, O_SVG},
+        {"tier", required_argument, NULL, O_TIER}, {"max-tier", required_argument, NULL, O_MAXTIER}, {"svg", required_argument, NULL, O_SVG},
         {"key", required_argument, NULL, O_KEY}, {"pubkey", required_argument, NULL, O_PUB},
         {"out", required_argument, NULL, 'o'}, {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
     qq_options o = {.calib_tokens = 1024, .calib_items = 32, .valid_tokens = 8192, .calib_window = 64,
-                    .window = 128, .batch = 64, .serve_batch = 4, .floors = {5.0, 1.0}, .lambda = 0.1, .tier = "block"};
+                    .window = 128, .batch = 64, .serve_batch = 4, .floors = {5.0, 1.0}, .lambda = 0.1, .tier = "block",
+                    .max_tier = QQ_TIER_MODULE};
     size_t v;
     int c;
     optind = 2;
@@ -168,6 +183,7 @@ int main(int argc, char **argv)
         case O_NOCACHE: o.no_cache = true; break;
         case O_JSON: o.json = true; break;
         case O_TIER: o.tier = optarg; break;
+        case O_MAXTIER: bad = parse_max_tier(optarg, &o.max_tier); break;
         case O_SVG: o.svg = optarg; break;
         case O_KEY: o.key = optarg; break;
         case O_PUB: o.pubkey = optarg; break;

@@ -46,6 +46,16 @@ expect 2 'needs --budget' -- "$quant" search "$tmp/m.qslm" "${small[@]}"
 expect 2 "not a size|needs --budget" -- "$quant" search "$tmp/m.qslm" --budget 12Q "${small[@]}"
 expect 1 'infeasible: nothing fits' -- "$quant" search "$tmp/m.qslm" --budget 1K "${small[@]}"
 expect 0 'feasible \(kept from the (global|block|module) tier\)' -- "$quant" search "$tmp/m.qslm" --budget 2M "${small[@]}"
+expect 2 "--max-tier must be global, block or module, not 'atomic'" -- "$quant" search "$tmp/m.qslm" --budget 2M --max-tier atomic "${small[@]}"
+# --max-tier global: the global pick, and no block or module tier is even tried
+out=$("$quant" search "$tmp/m.qslm" --budget 2M --max-tier global "${small[@]}" 2>&1)
+if grep -q 'kept from the global tier' <<<"$out" && ! grep -qE '(block|module) tier' <<<"$out"; then
+  ok "search --max-tier global stops after the global tier"
+else bad "search --max-tier global: $out"; fi
+out=$("$quant" search "$tmp/m.qslm" --budget 2M --max-tier block "${small[@]}" 2>&1)
+if grep -q 'block tier' <<<"$out" && ! grep -q 'module tier' <<<"$out"; then
+  ok "search --max-tier block runs the block tier, not the module tier"
+else bad "search --max-tier block: $out"; fi
 
 # A bundle: one budget too small, one that fits.
 expect 1 '1 variant, 1 infeasible budget' -- "$quant" build "$tmp/m.qslm" --budgets 1K,2M -o "$tmp/bundle" "${small[@]}"
