@@ -4,6 +4,7 @@ published layouts, as golden data for the C runtime (tests/runtime/test_upstream
 
     /usr/bin/python3 tests/reference/make_upstream_golden.py \\
         --spikegpt /tmp/up-spikegpt --rwkv /tmp/up-rwkv/RWKV-v4 [--full NAME ...] [--work DIR]
+    /usr/bin/python3 tests/reference/make_upstream_golden.py --write-checkpoint NAME [--seed N] -o F.pth
 
 --spikegpt is an extracted ridgerchu/SpikeGPT tree, --rwkv the RWKV-v4 folder of an extracted
 BlinkDL/RWKV-LM tree (tests/reference/README.md gives the commits and the commands). Neither is
@@ -325,15 +326,33 @@ def git_head(git_dir):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--spikegpt", required=True, help="extracted ridgerchu/SpikeGPT tree")
-    ap.add_argument("--rwkv", required=True, help="RWKV-v4 folder of an extracted RWKV-LM tree")
+    ap.add_argument("--spikegpt", help="extracted ridgerchu/SpikeGPT tree")
+    ap.add_argument("--rwkv", help="RWKV-v4 folder of an extracted RWKV-LM tree")
     ap.add_argument("--spikegpt-git", default="/work/.mirror/ridgerchu+SpikeGPT/repo")
     ap.add_argument("--rwkv-git", default="/work/.mirror/BlinkDL+RWKV-LM/repo")
     ap.add_argument("--full", nargs="*", metavar="NAME",
                     help="full-size layouts to run (into --work), instead of the small ones")
     ap.add_argument("--only", nargs="*", metavar="NAME", help="small layouts to (re)make")
     ap.add_argument("--work", default="/tmp/qslm-upstream")
+    ap.add_argument("--write-checkpoint", metavar="NAME",
+                    help="only write layout NAME's seeded random .pth to -o (no upstream code "
+                         "needed): what scripts/big-model.sh converts")
+    ap.add_argument("--seed", type=int, help="with --write-checkpoint: instead of the layout's")
+    ap.add_argument("-o", "--out", help="with --write-checkpoint: the .pth to write")
     args = ap.parse_args()
+    if args.write_checkpoint is not None:
+        if args.write_checkpoint not in LAYOUTS:
+            ap.error("unknown layout %s (one of %s)" % (args.write_checkpoint, ", ".join(LAYOUTS)))
+        if not args.out:
+            ap.error("--write-checkpoint needs -o FILE.pth")
+        lay = LAYOUTS[args.write_checkpoint]
+        sd = build_state_dict(lay, lay["seed"] if args.seed is None else args.seed)
+        torch.save(sd, args.out)
+        print("wrote %s: layout %s, %d tensors, %d parameters"
+              % (args.out, args.write_checkpoint, len(sd), sum(v.numel() for v in sd.values())))
+        return 0
+    if not args.spikegpt or not args.rwkv:
+        ap.error("--spikegpt and --rwkv are both needed to run the upstream code")
     args.spikegpt = os.path.abspath(args.spikegpt)
     args.rwkv = os.path.abspath(args.rwkv)
     # what the upstream modules read from the environment at import
