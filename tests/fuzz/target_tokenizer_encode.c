@@ -9,7 +9,7 @@
 
 #include "fuzz_tokenizer.h"
 #include "tokenizer.h"
-#include "unicode_class.h"
+#include "unicode.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
