@@ -497,7 +497,12 @@ static int32_t added_at(const qr_tokenizer *t, const qr_tok_added_set *set, cons
         const qr_tok_added *a = &set->tok[k];
         if (skip_special && (t->flags[a->id] & QR_TOK_SPECIAL))
             continue;
-        if (a->len <= len - i && memcmp(s + i, t->added_bytes + a->off, a->len) == 0) {
+        const uint8_t *m = t->added_bytes + a->off;
+        /* The second byte first: it turns away most candidates (a single space, for the runs of
+         * spaces) without a call. */
+        if (a->len > len - i || (a->len > 1 && s[i + 1] != m[1]))
+            continue;
+        if (memcmp(s + i, m, a->len) == 0) {
             *match_len = a->len;
             return a->id;
         }

@@ -154,16 +154,10 @@ static bool buf_put(buf *b, const uint8_t *s, size_t n)
     return true;
 }
 
-/* Normalizes one well-formed run s[0..len) through every form and appends it to out. ASCII is
- * left as it is: every form maps it to itself. */
-static bool normalize_run(const qr_norm_form *forms, size_t n_forms, const uint8_t *s, size_t len,
-                          buf *out)
+/* Normalizes one well-formed stretch s[0..len) through every form and appends it to out. */
+static bool normalize_stretch(const qr_norm_form *forms, size_t n_forms, const uint8_t *s,
+                              size_t len, buf *out)
 {
-    size_t i = 0;
-    while (i < len && s[i] < 0x80)
-        i++;
-    if (i == len || n_forms == 0)
-        return buf_put(out, s, len);
     uint8_t *cur = NULL;
     const uint8_t *in = s;
     size_t in_len = len;
@@ -174,7 +168,7 @@ static bool normalize_run(const qr_norm_form *forms, size_t n_forms, const uint8
         utf8proc_ssize_t r = utf8proc_map(in, (utf8proc_ssize_t)in_len, &dst, options_of(forms[f]));
         free(cur);
         if (r < 0) {
-            /* Only NOMEM can happen: the run is well-formed and no option rejects anything. */
+            /* Only NOMEM can happen: the stretch is well-formed and no option rejects anything. */
             free(dst);
             return false;
         }
@@ -185,6 +179,35 @@ static bool normalize_run(const qr_norm_form *forms, size_t n_forms, const uint8
     bool ok = cur && buf_put(out, cur, in_len);
     free(cur);
     return ok;
+}
+
+/* Normalizes one well-formed run s[0..len) and appends it to out. Most text is mostly ASCII, and
+ * every form maps an ASCII character to itself; more, a text may be cut before any ASCII
+ * character and each side normalized on its own: no canonical reordering moves across a starter,
+ * and no composition has an ASCII second element. So ASCII is copied, and only each stretch of
+ * non-ASCII characters, with the one ASCII character before it (which may compose with it: e +
+ * U+0301), goes through utf8proc. */
+static bool normalize_run(const qr_norm_form *forms, size_t n_forms, const uint8_t *s, size_t len,
+                          buf *out)
+{
+    if (n_forms == 0)
+        return buf_put(out, s, len);
+    size_t i = 0, copied = 0;
+    while (i < len) {
+        if (s[i] < 0x80) {
+            i++;
+            continue;
+        }
+        size_t start = i > copied ? i - 1 : i; /* the ASCII character before, if not yet out */
+        size_t end = i;
+        while (end < len && s[end] >= 0x80)
+            end++;
+        if (!buf_put(out, s + copied, start - copied) ||
+            !normalize_stretch(forms, n_forms, s + start, end - start, out))
+            return false;
+        copied = i = end;
+    }
+    return buf_put(out, s + copied, len - copied);
 }
 
 qr_status qr_normalize(const qr_norm_form *forms, size_t n_forms, const uint8_t *s, size_t len,
