@@ -1,9 +1,10 @@
 /* tokenizer.c: encoding text to ids and decoding ids to bytes, on tables built by
  * tokenizer_load.c; and the streaming UTF-8 decoder.
  *
- * Encoding is three nested steps: split off added tokens (leftmost-longest verbatim match),
- * split each remaining segment with GPT-2's regex (written out by hand below, over code points),
- * then BPE-merge each pre-token on its own with a heap of candidate pairs, so the cost is
+ * Encoding is nested steps: split off the raw added tokens (leftmost-longest verbatim match),
+ * normalize each remaining segment (unicode.c) and split off the normalized added tokens, split
+ * each remaining piece with GPT-2's regex (written out by hand below, over code points), then
+ * BPE-merge each pre-token on its own with a heap of candidate pairs, so the cost is
  * O(n log n) in the length of a pre-token and linear in the text. A small cache of pre-token ->
  * ids lives in each call, never in the tokenizer, which stays read-only and shareable between
  * threads. This file does not read files or JSON. */
@@ -11,7 +12,6 @@
 
 #include <stdlib.h>
 #include <string.h>
-
 
 /* ---------------------------------------------------------------- vocabulary */
 

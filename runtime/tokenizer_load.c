@@ -4,10 +4,12 @@
  * Tokens in these files are written in GPT-2's byte alphabet (bytes_to_unicode(): ' ' is 'Ġ');
  * the alphabet is undone here, once, so the tables hold raw bytes. A file is refused, with a
  * message naming it and the fault, unless every id is unique and the ids run 0..N-1, every token
- * is spelled in the alphabet, every byte has a token (so any input can be encoded), every merge
- * joins two known tokens into a known token, and added tokens agree with the vocab. Options
- * that would change the ids and that we do not implement are refused rather than ignored.
- * This file does not encode; JSON is parsed by json-c. */
+ * is spelled in the alphabet, every byte that UTF-8 text can hold has a token (so any valid text
+ * can be encoded; the 13 others may be missing), every merge joins two known tokens into a known
+ * token, and added tokens agree with the vocab. It also reads the normalizer and indexes the
+ * added tokens the way the encoder matches them. Options that would change the ids and that we
+ * do not implement are refused rather than ignored. This file does not encode; JSON is parsed by
+ * json-c. */
 #include "tokenizer_internal.h"
 
 #include <errno.h>
