@@ -1,9 +1,10 @@
 /* tokenizer.c: encoding text to ids and decoding ids to bytes, on tables built by
  * tokenizer_load.c; and the streaming UTF-8 decoder.
  *
- * Encoding is three nested steps: split off added tokens (leftmost-longest verbatim match),
- * split each remaining segment with GPT-2's regex (written out by hand below, over code points),
- * then BPE-merge each pre-token on its own with a heap of candidate pairs, so the cost is
+ * Encoding is nested steps: split off the raw added tokens (leftmost-longest verbatim match),
+ * normalize each remaining segment (unicode.c) and split off the normalized added tokens, split
+ * each remaining piece with GPT-2's regex (written out by hand below, over code points), then
+ * BPE-merge each pre-token on its own with a heap of candidate pairs, so the cost is
  * O(n log n) in the length of a pre-token and linear in the text. A small cache of pre-token ->
  * ids lives in each call, never in the tokenizer, which stays read-only and shareable between
  * threads. This file does not read files or JSON. */
@@ -11,8 +12,6 @@
 
 #include <stdlib.h>
 #include <string.h>
-
-#include "unicode_class.h"
 
 /* ---------------------------------------------------------------- vocabulary */
 
@@ -35,17 +34,19 @@ size_t qr_tokenizer_vocab_size(const qr_tokenizer *tok)
 
 int32_t qr_tokenizer_token_id(const qr_tokenizer *tok, const char *text)
 {
+    /* Added tokens first, as Hugging Face's token_to_id: GPT-NeoX's "  " is both an added
+     * token and a vocab token, and the text "  " encodes to the added one. */
     size_t n = strlen(text);
-    int32_t id = qr_tok_vocab_find(tok, (const uint8_t *)text, n);
-    if (id >= 0)
-        return id;
-    for (size_t i = 0; i < tok->n_added; i++) {
-        int32_t a = tok->added[i];
-        size_t len = tok->offset[a + 1] - tok->offset[a];
-        if (len == n && memcmp(tok->bytes + tok->offset[a], text, n) == 0)
-            return a;
+    const qr_tok_added_set *sets[2] = {&tok->added_raw, &tok->added_norm};
+    for (int k = 0; k < 2; k++) {
+        for (size_t i = 0; i < sets[k]->n; i++) {
+            int32_t a = sets[k]->tok[i].id;
+            size_t len = tok->offset[a + 1] - tok->offset[a];
+            if (len == n && memcmp(tok->bytes + tok->offset[a], text, n) == 0)
+                return a;
+        }
     }
-    return -1;
+    return qr_tok_vocab_find(tok, (const uint8_t *)text, n);
 }
 
 const uint8_t *qr_tokenizer_decode_token(const qr_tokenizer *tok, int32_t id, size_t *len)
@@ -72,7 +73,9 @@ void qr_tokenizer_free(qr_tokenizer *tok)
     free(tok->flags);
     free(tok->vocab_slots);
     free(tok->merges);
-    free(tok->added);
+    free(tok->added_raw.tok);
+    free(tok->added_norm.tok);
+    free(tok->added_bytes);
     free(tok);
 }
 
@@ -113,6 +116,7 @@ typedef struct {
 
 typedef struct {
     const qr_tokenizer *t;
+    bool skip_special;            /* QR_TOKENIZE_SPECIAL_AS_TEXT */
     int32_t *ids;                 /* the output */
     size_t n_ids, cap_ids;
     bpe_sym *sym;
@@ -294,7 +298,7 @@ static bool bpe_piece(encoder *e, const uint8_t *p, size_t n)
 {
     const qr_tokenizer *t = e->t;
     if (n == 1)
-        return push_id(e, t->byte_token[p[0]]);
+        return t->byte_token[p[0]] < 0 || push_id(e, t->byte_token[p[0]]);
     if (t->ignore_merges) {
         int32_t id = qr_tok_vocab_find(t, p, n);
         if (id >= 0)
@@ -339,11 +343,21 @@ static bool bpe_piece(encoder *e, const uint8_t *p, size_t n)
         }
         e->cap_sym = cap;
     }
+    /* One symbol per byte; a byte without a token (only in invalid UTF-8) is left out, as
+     * Hugging Face's BPE leaves out a character it has no token for when there is no unk. */
     bpe_sym *s = e->sym;
+    size_t m = 0;
     for (size_t i = 0; i < n; i++)
-        s[i] = (bpe_sym){t->byte_token[p[i]], (int32_t)i - 1, i + 1 < n ? (int32_t)i + 1 : -1};
+        if (t->byte_token[p[i]] >= 0)
+            s[m++].id = t->byte_token[p[i]];
+    if (m == 0)
+        return true;
+    for (size_t i = 0; i < m; i++) {
+        s[i].prev = (int32_t)i - 1;
+        s[i].next = i + 1 < m ? (int32_t)i + 1 : -1;
+    }
     size_t n_heap = 0;
-    for (size_t i = 0; i + 1 < n; i++)
+    for (size_t i = 0; i + 1 < m; i++)
         queue_pair(e, &n_heap, (int32_t)i);
 
     while (n_heap > 0) {
@@ -377,7 +391,8 @@ static bool bpe_piece(encoder *e, const uint8_t *p, size_t n)
 
 /* The character at s[i]: its length in bytes and class. A byte that does not begin a
  * well-formed UTF-8 sequence is a one-byte character of class OTHER. */
-static inline size_t char_at(const uint8_t *s, size_t len, size_t i, qr_uclass *cls)
+static inline size_t char_at(const qr_tokenizer *t, const uint8_t *s, size_t len, size_t i,
+                             qr_uclass *cls)
 {
     uint32_t cp;
     int n = s[i] < 0x80 ? (cp = s[i], 1) : qr_utf8_scan(s + i, len - i, &cp);
@@ -385,16 +400,16 @@ static inline size_t char_at(const uint8_t *s, size_t len, size_t i, qr_uclass *
         *cls = QR_UCLASS_OTHER;
         return 1;
     }
-    *cls = qr_uclass_of(cp);
+    *cls = qr_uclass_of(cp, t->space);
     return (size_t)n;
 }
 
 /* The end of the run of class cls characters starting at byte j. */
-static size_t run_end(const uint8_t *s, size_t len, size_t j, qr_uclass cls)
+static size_t run_end(const qr_tokenizer *t, const uint8_t *s, size_t len, size_t j, qr_uclass cls)
 {
     while (j < len) {
         qr_uclass c;
-        size_t k = char_at(s, len, j, &c);
+        size_t k = char_at(t, s, len, j, &c);
         if (c != cls)
             break;
         j += k;
@@ -407,7 +422,7 @@ static size_t run_end(const uint8_t *s, size_t len, size_t j, qr_uclass cls)
  * at i, alternatives tried in order as a backtracking regex engine would. Every character is
  * a letter, number, space or other, so some alternative always matches and the matches tile
  * the text. */
-static size_t next_pretoken(const uint8_t *s, size_t len, size_t i)
+static size_t next_pretoken(const qr_tokenizer *t, const uint8_t *s, size_t len, size_t i)
 {
     if (s[i] == '\'' && i + 1 < len) {
         uint8_t c = s[i + 1];
@@ -420,22 +435,22 @@ static size_t next_pretoken(const uint8_t *s, size_t len, size_t i)
         }
     }
     qr_uclass cls;
-    size_t n = char_at(s, len, i, &cls);
+    size_t n = char_at(t, s, len, i, &cls);
     /* " ?X+": a space takes the following run with it when one follows. */
     if (s[i] == ' ' && i + 1 < len) {
         qr_uclass next_cls;
-        size_t n1 = char_at(s, len, i + 1, &next_cls);
+        size_t n1 = char_at(t, s, len, i + 1, &next_cls);
         if (next_cls != QR_UCLASS_SPACE)
-            return run_end(s, len, i + 1 + n1, next_cls);
+            return run_end(t, s, len, i + 1 + n1, next_cls);
     }
     if (cls != QR_UCLASS_SPACE)
-        return run_end(s, len, i + n, cls);
+        return run_end(t, s, len, i + n, cls);
     /* "\s+(?!\S)|\s+": a space run; unless it ends the text, leave its last character to
      * the next match (where " ?X+" picks up a final ' '), but never match less than one. */
     size_t last = i, j = i + n;
     while (j < len) {
         qr_uclass c;
-        size_t k = char_at(s, len, j, &c);
+        size_t k = char_at(t, s, len, j, &c);
         if (c != QR_UCLASS_SPACE)
             break;
         last = j;
@@ -465,7 +480,7 @@ static bool encode_segment(encoder *e, const uint8_t *s, size_t len)
     if (!t->use_regex)
         return bpe_piece(e, s, len);
     for (size_t i = 0; i < len;) {
-        size_t end = next_pretoken(s, len, i);
+        size_t end = next_pretoken(t, s, len, i);
         if (!bpe_piece(e, s + i, end - i))
             return false;
         i = end;
@@ -473,22 +488,72 @@ static bool encode_segment(encoder *e, const uint8_t *s, size_t len)
     return true;
 }
 
-/* The added token that starts at s[i] (the longest, if several do), or -1. */
-static int32_t added_at(const qr_tokenizer *t, const uint8_t *s, size_t len, size_t i,
-                        bool skip_special, size_t *match_len)
+/* The added token of set that starts at s[i] (the longest, if several do), or -1. */
+static int32_t added_at(const qr_tokenizer *t, const qr_tok_added_set *set, const uint8_t *s,
+                        size_t len, size_t i, bool skip_special, size_t *match_len)
 {
     uint8_t b = s[i];
-    for (uint32_t k = t->added_start[b]; k < t->added_start[b + 1]; k++) {
-        int32_t id = t->added[k];
-        if (skip_special && (t->flags[id] & QR_TOK_SPECIAL))
+    for (uint32_t k = set->start[b]; k < set->start[b + 1]; k++) {
+        const qr_tok_added *a = &set->tok[k];
+        if (skip_special && (t->flags[a->id] & QR_TOK_SPECIAL))
             continue;
-        size_t n = t->offset[id + 1] - t->offset[id];
-        if (n <= len - i && memcmp(s + i, t->bytes + t->offset[id], n) == 0) {
-            *match_len = n;
-            return id;
+        const uint8_t *m = t->added_bytes + a->off;
+        /* The second byte first: it turns away most candidates (a single space, for the runs of
+         * spaces) without a call. */
+        if (a->len > len - i || (a->len > 1 && s[i + 1] != m[1]))
+            continue;
+        if (memcmp(s + i, m, a->len) == 0) {
+            *match_len = a->len;
+            return a->id;
         }
     }
     return -1;
+}
+
+typedef bool (*segment_fn)(encoder *e, const uint8_t *s, size_t len);
+
+/* Splits s[0..len) on the added tokens of set (leftmost, then longest, as Hugging Face's
+ * matcher), appending their ids and passing the text between them to each(). */
+static bool split_added(encoder *e, const qr_tok_added_set *set, const uint8_t *s, size_t len,
+                        segment_fn each)
+{
+    size_t seg = 0;
+    if (set->n > 0) {
+        for (size_t i = 0; i < len;) {
+            size_t match_len = 0;
+            int32_t id = added_at(e->t, set, s, len, i, e->skip_special, &match_len);
+            if (id < 0) {
+                i++;
+                continue;
+            }
+            if (!each(e, s + seg, i - seg) || !push_id(e, id))
+                return false;
+            i += match_len;
+            seg = i;
+        }
+    }
+    return each(e, s + seg, len - seg);
+}
+
+/* Encodes text between two raw added tokens: normalizes it, then splits it on the normalized
+ * added tokens, as Hugging Face does. ASCII needs no normalizing: every form keeps it. */
+static bool encode_unnormalized(encoder *e, const uint8_t *s, size_t len)
+{
+    const qr_tokenizer *t = e->t;
+    if (len == 0)
+        return true;
+    bool ascii = true;
+    for (size_t i = 0; i < len && ascii; i++)
+        ascii = s[i] < 0x80;
+    if (t->n_norm == 0 || ascii)
+        return split_added(e, &t->added_norm, s, len, encode_segment);
+    uint8_t *norm;
+    size_t norm_len;
+    if (qr_normalize(t->norm, t->n_norm, s, len, &norm, &norm_len, NULL) != QR_OK)
+        return false;
+    bool ok = split_added(e, &t->added_norm, norm, norm_len, encode_segment);
+    free(norm);
+    return ok;
 }
 
 qr_status qr_tokenizer_encode(const qr_tokenizer *tok, const void *text, size_t len,
@@ -498,9 +563,7 @@ qr_status qr_tokenizer_encode(const qr_tokenizer *tok, const void *text, size_t 
         return qr_fail(err, QR_ERR_INVALID, "qr_tokenizer_encode: NULL argument");
     *ids = NULL;
     *n = 0;
-    const uint8_t *s = text;
-    encoder e = {.t = tok};
-    bool ok = true;
+    encoder e = {.t = tok, .skip_special = (flags & QR_TOKENIZE_SPECIAL_AS_TEXT) != 0};
     if (len >= CACHE_MIN_TEXT) {
         size_t slots = CACHE_MIN_SLOTS;
         while (slots < CACHE_MAX_SLOTS && slots < len / 16)
@@ -508,23 +571,7 @@ qr_status qr_tokenizer_encode(const qr_tokenizer *tok, const void *text, size_t 
         e.cache = calloc(slots, sizeof *e.cache); /* on failure: no cache, still correct */
         e.cache_mask = slots - 1;
     }
-    bool skip_special = (flags & QR_TOKENIZE_SPECIAL_AS_TEXT) != 0;
-    size_t seg = 0;
-    if (tok->n_added > 0) {
-        for (size_t i = 0; i < len && ok;) {
-            size_t match_len = 0;
-            int32_t id = added_at(tok, s, len, i, skip_special, &match_len);
-            if (id < 0) {
-                i++;
-                continue;
-            }
-            ok = encode_segment(&e, s + seg, i - seg) && push_id(&e, id);
-            i += match_len;
-            seg = i;
-        }
-    }
-    ok = ok && encode_segment(&e, s + seg, len - seg);
-    if (!ok) {
+    if (!split_added(&e, &tok->added_raw, text, len, encode_unnormalized)) {
         encoder_free(&e);
         return qr_fail(err, QR_ERR_NOMEM, "tokenizer: out of memory encoding %zu bytes", len);
     }

@@ -2,18 +2,36 @@
  *
  * A tokenizer is loaded once, from a Hugging Face tokenizer.json (in memory, as embedded in a
  * model file, or from a path) or from GPT-2's encoder.json + vocab.bpe, and is read-only after:
- * encode and decode may run concurrently on one tokenizer from several threads.
+ * encode and decode may run concurrently on one tokenizer from several threads. Files read
+ * include GPT-2's and GPT-NeoX's 20B_tokenizer.json (SpikeGPT, RWKV-4 Pile); their ids match the
+ * reference libraries' (tests/runtime/test_tokenizer_hf.c, test_tokenizer.c).
  *
- * Encoding works on bytes, not on text: any byte string, invalid UTF-8 included, encodes, and
- * decoding the ids gives the same bytes back. What this does not do: normalizers, other
- * pre-tokenizer regexes (Llama 3, Qwen), WordPiece/Unigram models, BPE dropout, and the
- * post-processor's BOS/EOS templates (the caller adds those ids itself).
+ * Encoding, as Hugging Face's tokenizers does it:
+ *   1. added tokens with "normalized": false are split off the text as it is (leftmost, then
+ *      longest match);
+ *   2. each piece between them is normalized (NFC, NFD, NFKC, NFKD or a Sequence of them, by
+ *      libutf8proc), then added tokens with "normalized": true (matched by their normalized
+ *      content) are split off;
+ *   3. each remaining piece is split by the pre-tokenizer regex and BPE-merged.
+ * Added tokens match anywhere ("single_word", "lstrip", "rstrip" true are refused at load).
+ *
+ * Encoding works on bytes: any byte string encodes. A byte that does not begin a well-formed
+ * UTF-8 sequence is one character of the "other" class for the regex, and normalization leaves
+ * it as it is (each well-formed run between such bytes is normalized on its own). Without a
+ * normalizer, decoding the ids gives the same bytes back; with one, it gives the normalized text.
+ * A vocab may lack tokens for the 13 bytes well-formed UTF-8 never holds (0xC0, 0xC1,
+ * 0xF5..0xFF; GPT-NeoX's does): such a byte in the input is dropped, as Hugging Face's BPE drops
+ * a character it has no token for (the reference never sees one: it takes only valid Unicode).
+ * Every other byte must have a token, or the file is refused.
+ *
+ * What this does not do: Lowercase, Replace, Strip and other normalizers, other pre-tokenizer
+ * regexes (Llama 3, Qwen), WordPiece/Unigram models, BPE dropout, and the post-processor's
+ * BOS/EOS templates (the caller adds those ids itself).
  *
  * Pre-tokenization is GPT-2's split regex
  *     's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
- * with \p{L}, \p{N} and \s as node's regex engine defines them (unicode_class.h). A byte that
- * does not begin a well-formed UTF-8 sequence is one character of the "other" class (neither
- * letter, number nor space), so invalid input splits deterministically. */
+ * with \p{L} and \p{N} from utf8proc's general categories, and \s as the reference's regex
+ * engine has it (unicode.h): node's for GPT-2's files, Oniguruma's for tokenizer.json. */
 #ifndef QR_TOKENIZER_H
 #define QR_TOKENIZER_H
 
@@ -30,10 +48,11 @@ typedef struct qr_tokenizer qr_tokenizer;
 /* Loads a Hugging Face tokenizer.json held in memory (json[0..len), need not be NUL-terminated;
  * copied, so it may be freed afterwards). source_name is what error messages call it (the
  * model file's path, say). Accepted: model.type "BPE" with model.vocab and model.merges (merges
- * as "a b" strings or ["a", "b"] pairs), pre_tokenizer ByteLevel, normalizer null, and
- * added_tokens (matched verbatim, before pre-tokenization). The decoder and post_processor are
- * not read. Every malformed or unsupported file gets QR_ERR_FORMAT and a message naming
- * source_name and the fault. */
+ * as "a b" strings or ["a", "b"] pairs), pre_tokenizer ByteLevel, normalizer null, NFC, NFD,
+ * NFKC, NFKD or a Sequence of those, and added_tokens (see above; "normalized" defaults to
+ * !special, as in Hugging Face). The decoder and post_processor are not read. Every malformed
+ * or unsupported file gets QR_ERR_FORMAT and a message naming source_name and the fault (an
+ * unsupported normalizer by its type). `qslm-eval --check-tokenizer FILE` runs this. */
 qr_status qr_tokenizer_load_hf_json(const char *json, size_t len, const char *source_name,
                                     qr_tokenizer **out, qr_error *err);
 
@@ -55,7 +74,8 @@ void qr_tokenizer_free(qr_tokenizer *tok);
 size_t qr_tokenizer_vocab_size(const qr_tokenizer *tok);
 
 /* The id of the token whose bytes are the NUL-terminated text (raw bytes: " the", not "Ġthe"),
- * or -1 if there is none. Finds added tokens too: qr_tokenizer_token_id(tok, "<|endoftext|>"). */
+ * or -1 if there is none. Added tokens first, then the vocab (Hugging Face's token_to_id order:
+ * GPT-NeoX's "  " is added token 50276 and also vocab token 245; the text "  " encodes to 50276). */
 int32_t qr_tokenizer_token_id(const qr_tokenizer *tok, const char *text);
 
 /* The bytes of token id (not NUL-terminated; *len set), or NULL if id is out of range. The
@@ -76,8 +96,9 @@ enum {
     QR_TOKENIZE_SPECIAL_AS_TEXT = 1u << 0,
 };
 
-/* Encodes text[0..len) (any bytes). On success *ids is a malloc'ed array of *n ids (free() it;
- * NULL when *n is 0). Fails only with QR_ERR_NOMEM or QR_ERR_INVALID (NULL arguments). */
+/* Encodes text[0..len) (any bytes; see the top of this file). On success *ids is a malloc'ed
+ * array of *n ids (free() it; NULL when *n is 0). Fails only with QR_ERR_NOMEM or
+ * QR_ERR_INVALID (NULL arguments). */
 qr_status qr_tokenizer_encode(const qr_tokenizer *tok, const void *text, size_t len,
                               unsigned flags, int32_t **ids, size_t *n, qr_error *err);
 

@@ -11,11 +11,13 @@
 #include <stdint.h>
 
 #include "tokenizer.h"
+#include "unicode.h"
 
 /* Per-id flags. */
 #define QR_TOK_VOCAB 1u   /* in model.vocab / encoder.json: merges and ignore_merges see it */
 #define QR_TOK_ADDED 2u   /* an added token: matched verbatim in the text before splitting */
 #define QR_TOK_SPECIAL 4u /* an added token marked "special" */
+#define QR_TOK_NORMALIZED 8u /* an added token matched in the normalized text (HF "normalized") */
 
 /* No token can have this pair key: ids are below INT32_MAX. */
 #define QR_TOK_NO_PAIR UINT64_MAX
@@ -28,12 +30,30 @@ typedef struct {
     int32_t merged;
 } qr_tok_merge;
 
+/* An added token as the encoder looks for it: its id and the text that matches it, which for a
+ * "normalized" token is its content normalized (Hugging Face matches those after normalizing). */
+typedef struct {
+    int32_t id;
+    uint32_t off, len; /* the match text: added_bytes[off .. off + len) */
+} qr_tok_added;
+
+/* One set of added tokens, sorted by first byte, then longest first. */
+typedef struct {
+    qr_tok_added *tok;
+    size_t n;
+    uint32_t start[257]; /* tok[start[b] .. start[b + 1]) start with byte b */
+} qr_tok_added_set;
+
+/* Most normalization steps a tokenizer.json "Sequence" may hold. */
+#define QR_TOK_MAX_NORM 4
+
 struct qr_tokenizer {
     size_t n_tokens;          /* ids are 0 .. n_tokens - 1, no holes */
     uint8_t *bytes;           /* every token's bytes, back to back */
     uint32_t *offset;         /* (n_tokens + 1): token id is bytes[offset[id] .. offset[id + 1]) */
     uint8_t *flags;           /* (n_tokens): QR_TOK_* */
-    int32_t byte_token[256];  /* the id of each single-byte token; every byte has one */
+    int32_t byte_token[256];  /* the id of each single-byte token; -1 only for the 13 bytes that
+                               * well-formed UTF-8 never holds (0xC0, 0xC1, 0xF5..0xFF) */
 
     int32_t *vocab_slots;     /* (vocab_mask + 1): open addressing over QR_TOK_VOCAB ids by
                                * their bytes, -1 for a free slot */
@@ -43,9 +63,14 @@ struct qr_tokenizer {
     size_t merge_mask;
     size_t n_merges;
 
-    int32_t *added;           /* (n_added): added token ids, by first byte, then longest first */
-    size_t n_added;
-    uint32_t added_start[257]; /* added[added_start[b] .. added_start[b + 1]) start with byte b */
+    size_t n_added;           /* added tokens, both sets */
+    qr_tok_added_set added_raw;  /* matched in the text as given, first */
+    qr_tok_added_set added_norm; /* matched in each remaining piece once it is normalized */
+    uint8_t *added_bytes;     /* the match texts of both sets */
+
+    qr_norm_form norm[QR_TOK_MAX_NORM]; /* the normalizer, steps in order; none if n_norm 0 */
+    size_t n_norm;
+    qr_space_flavour space;   /* which \s the split regex uses */
 
     bool ignore_merges;       /* HF: a pre-token that is itself in the vocab is not merged */
     bool add_prefix_space;    /* HF ByteLevel: a segment not starting with ' ' gets one */

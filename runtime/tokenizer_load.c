@@ -4,10 +4,12 @@
  * Tokens in these files are written in GPT-2's byte alphabet (bytes_to_unicode(): ' ' is 'Ġ');
  * the alphabet is undone here, once, so the tables hold raw bytes. A file is refused, with a
  * message naming it and the fault, unless every id is unique and the ids run 0..N-1, every token
- * is spelled in the alphabet, every byte has a token (so any input can be encoded), every merge
- * joins two known tokens into a known token, and added tokens agree with the vocab. Options
- * that would change the ids and that we do not implement are refused rather than ignored.
- * This file does not encode; JSON is parsed by json-c. */
+ * is spelled in the alphabet, every byte that UTF-8 text can hold has a token (so any valid text
+ * can be encoded; the 13 others may be missing), every merge joins two known tokens into a known
+ * token, and added tokens agree with the vocab. It also reads the normalizer and indexes the
+ * added tokens the way the encoder matches them. Options that would change the ids and that we
+ * do not implement are refused rather than ignored. This file does not encode; JSON is parsed by
+ * json-c. */
 #include "tokenizer_internal.h"
 
 #include <errno.h>
@@ -21,7 +23,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "unicode_class.h"
+#include "unicode.h"
 
 /* Files larger than this are refused before reading (GPT-2's tokenizer.json is 1.4 MB). */
 #define MAX_FILE_SIZE (256u << 20)
@@ -127,6 +129,7 @@ typedef struct {
     size_t len;
     int64_t id;
     bool special;
+    bool normalized; /* matched after normalization (HF "normalized") */
 } added_spec;
 
 /* What the loader knows about one id while it builds the tables. */
@@ -149,6 +152,7 @@ typedef struct {
     const uint8_t *bytes;
     size_t len;
     int32_t id;
+    uint32_t off;
 } added_key;
 
 static int cmp_added(const void *a, const void *b)
@@ -161,46 +165,105 @@ static int cmp_added(const void *a, const void *b)
     return memcmp(x->bytes, y->bytes, x->len);
 }
 
-/* Sorts the added tokens into t->added / t->added_start, refusing two with the same content. */
-static qr_status index_added(qr_tokenizer *t, const char *src, qr_error *err)
+/* Sorts keys[0..n) into set, refusing two with the same match text (which id would it get?). */
+static qr_status index_set(qr_tok_added_set *set, added_key *keys, size_t n, const char *src,
+                           qr_error *err)
 {
-    size_t n = 0;
-    for (size_t id = 0; id < t->n_tokens; id++)
-        n += (t->flags[id] & QR_TOK_ADDED) != 0;
-    t->n_added = n;
-    t->added = malloc((n ? n : 1) * sizeof *t->added);
-    added_key *keys = malloc((n ? n : 1) * sizeof *keys);
-    if (!t->added || !keys) {
-        free(keys);
-        return qr_fail(err, QR_ERR_NOMEM, "%s: out of memory", src);
-    }
-    size_t k = 0;
-    for (size_t id = 0; id < t->n_tokens; id++)
-        if (t->flags[id] & QR_TOK_ADDED)
-            keys[k++] = (added_key){t->bytes + t->offset[id], t->offset[id + 1] - t->offset[id],
-                                    (int32_t)id};
     qsort(keys, n, sizeof *keys, cmp_added);
+    set->n = n;
+    set->tok = malloc((n ? n : 1) * sizeof *set->tok);
+    if (!set->tok)
+        return qr_fail(err, QR_ERR_NOMEM, "%s: out of memory", src);
     for (size_t i = 0; i < n; i++) {
         if (i > 0 && cmp_added(&keys[i - 1], &keys[i]) == 0) {
             char q[QUOTE_SIZE];
-            qr_status st = qr_fail(err, QR_ERR_FORMAT,
-                                   "%s: added_tokens: ids %d and %d have the same content %s", src,
-                                   (int)keys[i - 1].id, (int)keys[i].id,
-                                   quote(q, (const char *)keys[i].bytes, keys[i].len));
-            free(keys);
-            return st;
+            return qr_fail(err, QR_ERR_FORMAT,
+                           "%s: added_tokens: ids %d and %d match the same text %s", src,
+                           (int)keys[i - 1].id, (int)keys[i].id,
+                           quote(q, (const char *)keys[i].bytes, keys[i].len));
         }
-        t->added[i] = keys[i].id;
+        set->tok[i] = (qr_tok_added){keys[i].id, keys[i].off, (uint32_t)keys[i].len};
     }
-    /* added_start[b] = index of the first token whose first byte is >= b. */
+    /* start[b] = index of the first token whose first byte is >= b. */
     size_t i = 0;
     for (unsigned b = 0; b <= 256; b++) {
         while (i < n && keys[i].bytes[0] < b)
             i++;
-        t->added_start[b] = (uint32_t)i;
+        set->start[b] = (uint32_t)i;
+    }
+    return QR_OK;
+}
+
+/* Builds the two sets of added tokens the encoder matches: "normalized" ones by their content
+ * normalized with the tokenizer's normalizer (as Hugging Face builds its second matcher), the
+ * others by their content as it is. */
+static qr_status index_added(qr_tokenizer *t, const char *src, qr_error *err)
+{
+    size_t n = 0, total = 0;
+    for (size_t id = 0; id < t->n_tokens; id++)
+        n += (t->flags[id] & QR_TOK_ADDED) != 0;
+    t->n_added = n;
+    added_key *keys = malloc((n ? n : 1) * sizeof *keys);
+    if (!keys)
+        return qr_fail(err, QR_ERR_NOMEM, "%s: out of memory", src);
+    qr_status st = QR_OK;
+    size_t k = 0, cap = 0;
+    for (size_t id = 0; id < t->n_tokens && st == QR_OK; id++) {
+        if (!(t->flags[id] & QR_TOK_ADDED))
+            continue;
+        const uint8_t *s = t->bytes + t->offset[id];
+        size_t len = t->offset[id + 1] - t->offset[id];
+        uint8_t *norm = NULL;
+        if ((t->flags[id] & QR_TOK_NORMALIZED) && t->n_norm > 0) {
+            st = qr_normalize(t->norm, t->n_norm, s, len, &norm, &len, err);
+            if (st != QR_OK)
+                break;
+            s = norm;
+            if (len == 0) {
+                char q[QUOTE_SIZE];
+                st = qr_fail(err, QR_ERR_FORMAT, "%s: added token %zu %s is empty once normalized",
+                             src, id, quote(q, (const char *)t->bytes + t->offset[id],
+                                            t->offset[id + 1] - t->offset[id]));
+                free(norm);
+                break;
+            }
+        }
+        if (total + len > cap || !t->added_bytes) {
+            size_t c = cap ? cap : 256;
+            while (c < total + len)
+                c *= 2;
+            uint8_t *p = realloc(t->added_bytes, c);
+            if (!p) {
+                free(norm);
+                st = qr_fail(err, QR_ERR_NOMEM, "%s: out of memory", src);
+                break;
+            }
+            t->added_bytes = p;
+            cap = c;
+        }
+        memcpy(t->added_bytes + total, s, len);
+        keys[k++] = (added_key){NULL, len, (int32_t)id, (uint32_t)total};
+        total += len;
+        free(norm);
+    }
+    if (st == QR_OK) {
+        /* The arena no longer moves: point the keys into it, raw ones first. */
+        size_t n_raw = 0;
+        for (size_t i = 0; i < k; i++)
+            keys[i].bytes = t->added_bytes + keys[i].off;
+        for (size_t i = 0; i < k; i++) {
+            if (!(t->flags[keys[i].id] & QR_TOK_NORMALIZED)) {
+                added_key tmp = keys[n_raw];
+                keys[n_raw++] = keys[i];
+                keys[i] = tmp;
+            }
+        }
+        st = index_set(&t->added_raw, keys, n_raw, src, err);
+        if (st == QR_OK)
+            st = index_set(&t->added_norm, keys + n_raw, k - n_raw, src, err);
     }
     free(keys);
-    return QR_OK;
+    return st;
 }
 
 /* Builds the token tables from a vocab object (token in the alphabet -> id) and the added
@@ -266,7 +329,8 @@ static qr_status build_vocab(qr_tokenizer *t, const char *src, const char *what,
                          quote(q2, a->content, a->len));
             goto out;
         }
-        uint8_t special = a->special ? QR_TOK_SPECIAL : 0;
+        uint8_t special = (uint8_t)((a->special ? QR_TOK_SPECIAL : 0) |
+                                    (a->normalized ? QR_TOK_NORMALIZED : 0));
         if (d->flags & QR_TOK_VOCAB) {
             d->flags |= QR_TOK_ADDED | special; /* content checked against the bytes below */
         } else {
@@ -341,8 +405,9 @@ static qr_status build_vocab(qr_tokenizer *t, const char *src, const char *what,
         t->vocab_slots[i] = (int32_t)id;
     }
 
-    /* An added token that is also a vocab id must be that token; one that is not must not
-     * spell a vocab token (which id would the text get?). */
+    /* An added token that is also a vocab id must be that token. One with an id of its own
+     * may spell a vocab token (GPT-NeoX's runs of spaces do): the text then gets the added id,
+     * since added tokens are matched before the model sees the text, as in Hugging Face. */
     for (size_t i = 0; i < n_added; i++) {
         const added_spec *a = &added[i];
         if (a->len == 0) {
@@ -360,25 +425,20 @@ static qr_status build_vocab(qr_tokenizer *t, const char *src, const char *what,
                              quote(q2, e[id].text, e[id].len));
                 goto out;
             }
-        } else {
-            int32_t other = qr_tok_vocab_find(t, (const uint8_t *)a->content, a->len);
-            if (other >= 0) {
-                st = qr_fail(err, QR_ERR_FORMAT,
-                             "%s: added_tokens[%zu] %s has id %zu but is vocab token %d", src, i,
-                             quote(q, a->content, a->len), id, (int)other);
-                goto out;
-            }
         }
     }
 
+    /* Every byte that well-formed UTF-8 can hold needs a token. The other 13 (0xC0, 0xC1,
+     * 0xF5..0xFF) may lack one, as in GPT-NeoX's vocab: the encoder then drops them (see
+     * tokenizer.h); valid text never holds them. */
     for (unsigned b = 0; b < 256; b++) {
         uint8_t byte = (uint8_t)b;
         t->byte_token[b] = qr_tok_vocab_find(t, &byte, 1);
-        if (t->byte_token[b] < 0) {
+        if (t->byte_token[b] < 0 && b != 0xC0 && b != 0xC1 && b < 0xF5) {
             uint32_t c = char_of_byte(byte);
             st = qr_fail(err, QR_ERR_FORMAT,
                          "%s: %sno token for byte 0x%02X (U+%04X in GPT-2's alphabet), so some "
-                         "text could not be encoded",
+                         "UTF-8 text could not be encoded",
                          src, what, b, (unsigned)c);
             goto out;
         }
@@ -585,7 +645,12 @@ static qr_status read_added(json_object *arr, const char *src, added_spec **out,
         bool special = false;
         if (st == QR_OK)
             st = opt_bool(o, "special", "added_tokens[]", src, &special, err);
-        /* These strip or refuse text around the token: the decoded text would lose bytes. */
+        /* Hugging Face's default for a token that does not say: normalized unless special. */
+        bool normalized = !special;
+        if (st == QR_OK)
+            st = opt_bool(o, "normalized", "added_tokens[]", src, &normalized, err);
+        /* These widen or narrow a match by the text around it; not implemented, so refused
+         * rather than ignored (the ids would differ from the reference's). */
         static const char *const unsupported[] = {"lstrip", "rstrip", "single_word"};
         for (size_t u = 0; st == QR_OK && u < 3; u++) {
             bool on = false;
@@ -600,10 +665,52 @@ static qr_status read_added(json_object *arr, const char *src, added_spec **out,
         }
         a[i] = (added_spec){json_object_get_string(content),
                             (size_t)json_object_get_string_len(content),
-                            json_object_get_int64(id), special};
+                            json_object_get_int64(id), special, normalized};
     }
     *out = a;
     *n_out = n;
+    return QR_OK;
+}
+
+/* Reads the "normalizer" (null, or one of NFC, NFD, NFKC, NFKD, or a Sequence of those, nested
+ * or not) into t->norm, steps in the order they apply. Any other type is refused by name: a
+ * normalizer we ignored would make ids the reference never makes. */
+static qr_status read_normalizer(qr_tokenizer *t, json_object *norm, const char *where,
+                                 const char *src, qr_error *err)
+{
+    if (!norm)
+        return QR_OK;
+    json_object *type = json_object_is_type(norm, json_type_object) ? member(norm, "type") : NULL;
+    if (!type || !json_object_is_type(type, json_type_string))
+        return qr_fail(err, QR_ERR_FORMAT, "%s: %s must be null or an object with a string \"type\"",
+                       src, where);
+    const char *name = json_object_get_string(type);
+    if (strcmp(name, "Sequence") == 0) {
+        json_object *list = member(norm, "normalizers");
+        if (!list || !json_object_is_type(list, json_type_array))
+            return qr_fail(err, QR_ERR_FORMAT, "%s: %s: a Sequence needs a \"normalizers\" array",
+                           src, where);
+        for (size_t i = 0; i < json_object_array_length(list); i++) {
+            char sub[64];
+            snprintf(sub, sizeof sub, "%s.normalizers[%zu]", where, i);
+            json_object *step = json_object_array_get_idx(list, i);
+            if (!step)
+                return qr_fail(err, QR_ERR_FORMAT, "%s: %s is null", src, sub);
+            qr_status st = read_normalizer(t, step, sub, src, err);
+            if (st != QR_OK)
+                return st;
+        }
+        return QR_OK;
+    }
+    qr_norm_form form = qr_norm_form_named(name);
+    if (!form)
+        return qr_fail(err, QR_ERR_FORMAT,
+                       "%s: %s %s is not supported (only NFC, NFD, NFKC, NFKD, and a Sequence of them)",
+                       src, where, name);
+    if (t->n_norm == QR_TOK_MAX_NORM)
+        return qr_fail(err, QR_ERR_FORMAT, "%s: %s: more than %d normalization steps", src, where,
+                       QR_TOK_MAX_NORM);
+    t->norm[t->n_norm++] = form;
     return QR_OK;
 }
 
@@ -611,13 +718,9 @@ static qr_status read_added(json_object *arr, const char *src, added_spec **out,
  * split does is accepted. */
 static qr_status read_pipeline(qr_tokenizer *t, json_object *root, const char *src, qr_error *err)
 {
-    json_object *norm = member(root, "normalizer");
-    if (norm) {
-        json_object *type = json_object_is_type(norm, json_type_object) ? member(norm, "type") : NULL;
-        return qr_fail(err, QR_ERR_FORMAT, "%s: normalizer %s is not supported (only null)", src,
-                       type && json_object_is_type(type, json_type_string) ? json_object_get_string(type)
-                                                                          : type_name(norm));
-    }
+    qr_status st = read_normalizer(t, member(root, "normalizer"), "normalizer", src, err);
+    if (st != QR_OK)
+        return st;
     json_object *pre = member(root, "pre_tokenizer");
     if (!pre)
         return qr_fail(err, QR_ERR_FORMAT, "%s: missing pre_tokenizer (byte-level BPE needs ByteLevel)",
@@ -633,7 +736,8 @@ static qr_status read_pipeline(qr_tokenizer *t, json_object *root, const char *s
                        src, json_object_get_string(type));
     t->add_prefix_space = true; /* HF's defaults, when the file leaves them out */
     t->use_regex = true;
-    qr_status st = opt_bool(pre, "add_prefix_space", "pre_tokenizer", src, &t->add_prefix_space, err);
+    t->space = QR_SPACE_ONIG;   /* HF's regex engine */
+    st = opt_bool(pre, "add_prefix_space", "pre_tokenizer", src, &t->add_prefix_space, err);
     if (st == QR_OK)
         st = opt_bool(pre, "use_regex", "pre_tokenizer", src, &t->use_regex, err);
     return st;

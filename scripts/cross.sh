@@ -22,7 +22,7 @@ esac
 bash scripts/setup.sh
 host_packages=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static)
 arm64_packages=(libc6-dev pkgconf libuv1-dev libsystemd-dev libopenblas-dev libmbedtls-dev
-                libjson-c-dev libinih-dev libcmocka-dev)
+                libjson-c-dev libinih-dev libutf8proc-dev libcmocka-dev)
 missing=()
 for p in "${host_packages[@]}" "${arm64_packages[@]/%/:arm64}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

