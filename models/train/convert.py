@@ -40,6 +40,8 @@ import hashlib
 import json
 import os
 import re
+import shutil
+import subprocess
 import sys
 
 import numpy as np
@@ -167,14 +169,42 @@ def detect_upstream(sd, upstream):
         n_layer, d, vocab)
 
 
+def find_tokenizer_checker():
+    """The qslm-eval that checks a tokenizer file: $QSLM_EVAL, the repository's normal build,
+    then PATH. None if there is none."""
+    for cand in (os.environ.get("QSLM_EVAL"),
+                 os.path.join(HERE, "..", "..", ".build", "runtime", "tools", "qslm-eval"),
+                 shutil.which("qslm-eval")):
+        if cand and os.access(cand, os.X_OK):
+            return cand
+    return None
+
+
+def check_tokenizer(path, checker):
+    """Loads the tokenizer file with the C runtime's own loader (qslm-eval --check-tokenizer)
+    before anything is converted: every tool reads the embedded copy with that loader, so a
+    file it refuses must be refused here, not when the converted model is first used."""
+    if checker is None:
+        raise ConvertError("cannot check %s: no qslm-eval found (build it: bash scripts/build.sh "
+                           "normal; or set QSLM_EVAL=PATH; or pass --no-tokenizer-check)" % path)
+    r = subprocess.run([checker, "--check-tokenizer", path], capture_output=True, text=True)
+    if r.returncode != 0:
+        msg = (r.stderr or r.stdout).strip().replace("qslm-eval: ", "", 1)
+        raise ConvertError("the tokenizer is refused by the runtime's loader: %s" % msg)
+
+
 def convert(pth, out_path, tokenizer=None, dtype="f32", name=None, architecture="spikegpt",
             tau=2.0, threshold=1.0, spike_att=None, spike_ffn=None, spike_emb=False,
             rescale_layer=0, provenance_extra="", log=print, spike_ffn_hidden=False,
-            upstream=None):
+            upstream=None, tokenizer_checker="find"):
     """Converts pth to out_path. With upstream ("auto", "spikegpt" or "rwkv4") the checkpoint
     is one as published, and the metadata is what that upstream inference code does (UPSTREAM):
     architecture, spikes, tau, threshold, rescale and the embedding spike are then not taken
-    from the arguments."""
+    from the arguments. A tokenizer is first checked with tokenizer_checker (a qslm-eval path;
+    "find": find_tokenizer_checker(); None: not checked)."""
+    if tokenizer and tokenizer_checker is not None:
+        check_tokenizer(tokenizer, find_tokenizer_checker() if tokenizer_checker == "find"
+                        else tokenizer_checker)
     sd = load_state_dict(pth)
     upstream_md = {}
     if upstream:
@@ -288,7 +318,11 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("pth", help="PyTorch state_dict (SpikeGPT names)")
     ap.add_argument("-o", "--out", required=True)
-    ap.add_argument("--tokenizer", help="Hugging Face tokenizer.json to embed")
+    ap.add_argument("--tokenizer", help="Hugging Face tokenizer.json to embed (first loaded "
+                    "with the runtime's loader: qslm-eval --check-tokenizer, found as $QSLM_EVAL, "
+                    "in .build/ or on PATH)")
+    ap.add_argument("--no-tokenizer-check", action="store_true",
+                    help="embed the tokenizer without loading it first")
     ap.add_argument("--dtype", choices=("f32", "f16"), default="f32")
     ap.add_argument("--name")
     ap.add_argument("--architecture", choices=("spikegpt", "rwkv4"), default="spikegpt")
@@ -313,7 +347,8 @@ def main():
                 False if args.no_spike_att else None, False if args.no_spike_ffn else None,
                 args.spike_emb, args.rescale_layer,
                 ("; " + args.provenance) if args.provenance else "",
-                spike_ffn_hidden=args.spike_ffn_hidden, upstream=args.upstream)
+                spike_ffn_hidden=args.spike_ffn_hidden, upstream=args.upstream,
+                tokenizer_checker=None if args.no_tokenizer_check else "find")
     except ConvertError as e:
         print("convert.py: %s" % e, file=sys.stderr)
         return 2

@@ -140,6 +140,19 @@ def test_small_variants(tmp):
         raise AssertionError("tokenizer larger than the vocab accepted")
     except convert.ConvertError as e:
         assert "tokenizer" in str(e)
+    # a tokenizer the runtime's loader refuses is refused before anything is converted
+    with open(tokp) as f:
+        tj = json.load(f)
+    tj["normalizer"] = {"type": "Lowercase"}
+    badtok = os.path.join(tmp, "lowercase-tokenizer.json")
+    with open(badtok, "w") as f:
+        json.dump(tj, f)
+    try:
+        convert.convert(pth, out, badtok, "f32")
+        raise AssertionError("a tokenizer the runtime refuses was embedded")
+    except convert.ConvertError as e:
+        assert "refused by the runtime's loader" in str(e) and "Lowercase" in str(e), str(e)
+    assert not os.path.exists(out)
     convert.convert(pth, out, None, "f32")
     check_file(out, sd, "f32", 2, 16, 64, 50, 3, pth)
     for bad, what in ((dict(sd, **{"head_q.weight": torch.zeros(16, 16)}), "does not know"),
