@@ -30,9 +30,9 @@
 #define READ_TIMEOUT_MS 30000
 #define SWITCH_TIMEOUT_MS 15000
 #define MAX_LINE "4096"
-#define FOOTPRINT_465M 4866472u
-#define FOOTPRINT_5M 5161384u
-#define FOOTPRINT_8M 6393384u
+#define FOOTPRINT_465M 4866600u
+#define FOOTPRINT_5M 5161512u
+#define FOOTPRINT_8M 6393512u
 
 static const char *const std_args[] = {"--max-line", MAX_LINE, NULL};
 
