@@ -118,10 +118,26 @@ qi_code qi_reply_done(const qi_id *id, const char *text, size_t text_len,
 
 /* ---------------------------------------------------------------- classification */
 
-qi_code qi_reply_classify(const qi_id *id, const qi_class_result *results, size_t n,
-                          char **line, size_t *len, qi_error *err)
+qi_code qi_reply_classify(const qi_id *id, const qi_class_head *hd, const qi_class_result *results,
+                          size_t n, char **line, size_t *len, qi_error *err)
 {
+    *line = NULL;
+    *len = 0;
+    for (size_t i = 0; i < n; i++)
+        if (results[i].label < 0 || (size_t)results[i].label >= hd->n_labels)
+            return qi_fail(err, QI_ERR_INTERNAL, NULL, "result %zu has label %d of %zu", i,
+                           (int)results[i].label, hd->n_labels);
     json_object *o = head(id);
+    json_object *names = o ? json_object_new_array_ext((int)hd->n_labels) : NULL;
+    for (size_t k = 0; names && k < hd->n_labels; k++)
+        json_object_array_add(names, json_object_new_string(hd->labels[k]));
+    if (o && names) {
+        json_object_object_add(o, "task", json_object_new_string(hd->task));
+        json_object_object_add(o, "labels", names);
+    } else {
+        json_object_put(o);
+        o = NULL;
+    }
     json_object *arr = o ? json_object_new_array_ext((int)n) : NULL;
     for (size_t i = 0; arr && i < n; i++) {
         json_object *r = json_object_new_object();
@@ -135,7 +151,8 @@ qi_code qi_reply_classify(const qi_id *id, const qi_class_result *results, size_
         }
         for (size_t k = 0; k < results[i].n_probs; k++)
             json_object_array_add(probs, qi_json_float(results[i].probs[k]));
-        json_object_object_add(r, "label", json_object_new_int(results[i].label));
+        json_object_object_add(r, "label", json_object_new_string(hd->labels[results[i].label]));
+        json_object_object_add(r, "label_index", json_object_new_int(results[i].label));
         json_object_object_add(r, "probs", probs);
         json_object_array_add(arr, r);
     }

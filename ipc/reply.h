@@ -61,14 +61,23 @@ qi_code qi_reply_done(const qi_id *id, const char *text, size_t text_len,
 /* ---------------------------------------------------------------- classification */
 
 typedef struct {
-    int32_t label;      /* the most probable class */
-    const float *probs; /* n_probs class probabilities */
+    int32_t label;      /* the most probable class: an index into the labels */
+    const float *probs; /* n_probs class probabilities, in label order */
     size_t n_probs;
 } qi_class_result;
 
-/* {"id":…,"results":[{"label":i,"probs":[…]},…]} */
-qi_code qi_reply_classify(const qi_id *id, const qi_class_result *results, size_t n,
-                          char **line, size_t *len, qi_error *err);
+/* Which head answered: its task name and its n_labels label names (class-index order). */
+typedef struct {
+    const char *task;
+    const char *const *labels;
+    size_t n_labels;
+} qi_class_head;
+
+/* {"id":…,"task":"sentiment","labels":["negative","positive"],
+ *  "results":[{"label":"positive","label_index":1,"probs":[…]},…]}. Every result's label must be
+ * below head->n_labels. */
+qi_code qi_reply_classify(const qi_id *id, const qi_class_head *head, const qi_class_result *results,
+                          size_t n, char **line, size_t *len, qi_error *err);
 
 /* ---------------------------------------------------------------- control */
 
