@@ -218,6 +218,32 @@ static void print_variant(json_object *v, int width)
     putchar('\n');
 }
 
+/* "8M tasks: sentiment (negative, positive); topic (...)", under the table, for a variant that
+ * has classifier heads. */
+static void print_variant_tasks(json_object *v, int width)
+{
+    json_object *tasks = member(v, "tasks");
+    size_t n = tasks && json_object_is_type(tasks, json_type_array) ? json_object_array_length(tasks) : 0;
+    if (n == 0)
+        return;
+    char buf[256];
+    printf("%-*s tasks: ", width, str_of(member(v, "name")));
+    for (size_t i = 0; i < n; i++) {
+        json_object *t = json_object_array_get_idx(tasks, i), *labels = member(t, "labels");
+        json_object *name = member(t, "name");
+        printf("%s%s (", i ? "; " : "", name && json_object_is_type(name, json_type_string)
+                                            ? printable(name, buf, sizeof buf) : DASH);
+        size_t k = labels && json_object_is_type(labels, json_type_array) ? json_object_array_length(labels) : 0;
+        for (size_t j = 0; j < k; j++) {
+            json_object *l = json_object_array_get_idx(labels, j);
+            printf("%s%s", j ? ", " : "",
+                   json_object_is_type(l, json_type_string) ? printable(l, buf, sizeof buf) : DASH);
+        }
+        putchar(')');
+    }
+    putchar('\n');
+}
+
 static void print_variants(json_object *body)
 {
     json_object *list = member(body, "variants");
@@ -232,6 +258,8 @@ static void print_variants(json_object *body)
            "ACCURACY", "TOKENS/S", "MJ/TOKEN", "VERIFIED");
     for (size_t i = 0; i < n; i++)
         print_variant(json_object_array_get_idx(list, i), width);
+    for (size_t i = 0; i < n; i++)
+        print_variant_tasks(json_object_array_get_idx(list, i), width);
 }
 
 /* ---------------------------------------------------------------- the other ops */

@@ -297,6 +297,26 @@ static json_object *metric(double v)
     return isnan(v) ? NULL : qi_json_double(v);
 }
 
+/* [{"name":task,"labels":[…]},…]: what a variant can classify. */
+static json_object *tasks_array(const qi_class_head *t, size_t n)
+{
+    json_object *arr = json_object_new_array_ext((int)n);
+    for (size_t i = 0; arr && i < n; i++) {
+        json_object *x = json_object_new_object(), *labels = json_object_new_array_ext((int)t[i].n_labels);
+        if (!x || !labels) {
+            json_object_put(x);
+            json_object_put(labels);
+            break;
+        }
+        for (size_t k = 0; k < t[i].n_labels; k++)
+            json_object_array_add(labels, json_object_new_string(t[i].labels[k]));
+        json_object_object_add(x, "name", json_object_new_string(t[i].task));
+        json_object_object_add(x, "labels", labels);
+        json_object_array_add(arr, x);
+    }
+    return arr;
+}
+
 qi_code qi_reply_variants(const qi_id *id, const qi_variant_info *v, size_t n, char **line,
                           size_t *len, qi_error *err)
 {
@@ -321,6 +341,7 @@ qi_code qi_reply_variants(const qi_id *id, const qi_variant_info *v, size_t n, c
         json_object_object_add(x, "verified", json_object_new_boolean(v[i].verified));
         json_object_object_add(x, "active", json_object_new_boolean(v[i].active));
         json_object_object_add(x, "pinned", json_object_new_boolean(v[i].pinned));
+        json_object_object_add(x, "tasks", tasks_array(v[i].tasks, v[i].n_tasks));
         json_object_array_add(arr, x);
     }
     if (o)

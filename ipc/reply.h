@@ -138,6 +138,8 @@ typedef struct {
     double ppl_test, ppl_valid, accuracy, tokens_per_s, energy_pj_per_token;
     bool verified; /* its SHA-256 was checked against the manifest */
     bool active, pinned;
+    const qi_class_head *tasks; /* n_tasks classifier heads (sent as "tasks"), in the file's order */
+    size_t n_tasks;
 } qi_variant_info;
 
 qi_code qi_reply_variants(const qi_id *id, const qi_variant_info *v, size_t n, char **line,
