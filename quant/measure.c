@@ -197,6 +197,20 @@ static qr_status measure_model(qq_measurer *q, qr_runner *r, const qr_model *m, 
         out->accuracy = acc.accuracy;
         out->cls_nll = acc.nll_mean;
         out->cls_kl = reference && !record && h.n ? h.kl_sum / (double)h.n : 0.0;
+        out->head_measured[0] = true;
+        out->head_accuracy[0] = acc.accuracy;
+    }
+    /* Every other head with sentences: its accuracy (the search's KL stays head 0's). */
+    for (size_t hd = 1; hd < QQ_HEADS_MAX && hd < m->head_info.n; hd++) {
+        const qq_head_items *hi = &split->heads[hd];
+        if (!hi->items || !hi->n_items)
+            continue;
+        qr_acc_result acc;
+        st = qr_eval_accuracy_head(r, hd, hi->items, hi->n_items, q->batch, NULL, NULL, NULL, NULL, &acc, err);
+        if (st)
+            return st;
+        out->head_measured[hd] = true;
+        out->head_accuracy[hd] = acc.accuracy;
     }
     return QR_OK;
 }
