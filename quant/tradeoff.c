@@ -69,9 +69,13 @@ bool qq_within_floors(const qq_metrics *m, const qq_metrics *ref, const qq_floor
             continue;
         double drop = 100.0 * (ref->head_accuracy[h] - m->head_accuracy[h]);
         if (drop > f->max_acc_drop + FLOOR_SLACK) {
-            snprintf(why, why_size,
-                     "head %zu's validation accuracy %.2f%% is %.2f points under f32's %.2f%% (floor: %.2f points)", h,
-                     100.0 * m->head_accuracy[h], drop, 100.0 * ref->head_accuracy[h], f->max_acc_drop);
+            char name[48];
+            if (f->head_names[h])
+                snprintf(name, sizeof name, "task %s", f->head_names[h]);
+            else
+                snprintf(name, sizeof name, "head %zu", h);
+            snprintf(why, why_size, "%s: validation accuracy %.2f%% is %.2f points under f32's %.2f%% (floor: %.2f points)",
+                     name, 100.0 * m->head_accuracy[h], drop, 100.0 * ref->head_accuracy[h], f->max_acc_drop);
             return false;
         }
     }

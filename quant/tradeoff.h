@@ -19,7 +19,8 @@
 
 typedef struct {
     double max_ppl_increase;      /* percent over f32, on validation */
-    double max_acc_drop;          /* points below f32, on validation */
+    double max_acc_drop;          /* points below f32, on validation; for each head */
+    const char *head_names[QQ_HEADS_MAX]; /* task names for the messages (NULL: "head N") */
 } qq_floors;
 
 /* Performance lost in percent/points (the first two terms). */

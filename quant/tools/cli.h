@@ -85,6 +85,9 @@ typedef struct {
     size_t n_head_items[QQ_HEADS_MAX];
 } qq_test_data;
 
+/* Points the floors' head names at the session's task names (for the floor messages). */
+void qq_name_heads(const qq_session *s, qq_floors *f);
+
 /* The data folder of head h from --classify TASK=DIR, or NULL when none names it. */
 const char *qq_classify_dir(const qq_options *o, const qq_session *s, size_t head);
 

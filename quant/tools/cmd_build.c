@@ -277,6 +277,7 @@ int qq_cmd_build(const qq_options *o)
     qq_format_size(s.costs.f32_footprint, f32size, sizeof f32size);
     for (size_t i = 0; i < n_budgets; i++) {
         qq_constraints c = {budgets[i], o->floors, o->lambda};
+        qq_name_heads(&s, &c.floors);
         qq_result res;
         fprintf(stderr, "qslm-quant: [%6.1f s] budget %s\n", qq_now() - s.start, labels[i]);
         qq_progress(&s, "budget %s: searching", labels[i]);

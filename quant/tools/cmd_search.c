@@ -65,6 +65,7 @@ int qq_cmd_search(const qq_options *o)
     qq_search_ctx ctx;
     qq_result res = {0};
     qq_constraints c = {budget, o->floors, o->lambda};
+    qq_name_heads(&s, &c.floors);
     rc = EXIT_FAIL;
     if (qq_search_context(&s, &ctx, &err) || qq_search(&ctx, &c, &res, &err)) {
         qq_progress_done(&s);

@@ -126,6 +126,12 @@ static int check_classify(const qq_options *o, qq_session *s, const qr_model *m)
     return 0;
 }
 
+void qq_name_heads(const qq_session *s, qq_floors *f)
+{
+    for (size_t h = 0; h < s->n_heads; h++)
+        f->head_names[h] = s->head_task[h];
+}
+
 const char *qq_classify_dir(const qq_options *o, const qq_session *s, size_t head)
 {
     if (head >= s->n_heads)
@@ -248,7 +254,6 @@ int qq_session_open(const qq_options *o, qq_session *s)
             goto out;
         }
         free(path);
-        s->valid.heads[h] = (qq_head_items){s->head_valid[h], s->n_head_valid[h]};
     }
     size_t bytes;
     if (lm) {
@@ -275,6 +280,8 @@ int qq_session_open(const qq_options *o, qq_session *s)
         s->valid.items = s->valid_items;
         s->valid.n_items = s->n_valid_items;
     }
+    for (size_t h = 1; h < s->n_heads; h++) /* set here: the split is assembled above */
+        s->valid.heads[h] = (qq_head_items){s->head_valid[h], s->n_head_valid[h]};
     rc = EXIT_FAIL;
     qq_progress(s, "running the f32 model on the calibration split");
     if (qr_pool_new(o->threads, &s->pool, &err) || qq_costs_new(s->master, o->serve_batch, &s->costs, &err) ||
