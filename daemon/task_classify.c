@@ -45,7 +45,7 @@ qd_classification *qd_classification_start(qd_task *t, const qd_task_env *env, q
         for (size_t i = 0; i < m->head_info.n; i++)
             used += (size_t)snprintf(tasks + used, sizeof tasks - used, "%s%s", i ? ", " : "",
                                      m->head_info.heads[i].name);
-        qd_event_error(out, job, QI_ERR_INVALID_ARGUMENT, "task", "unknown task '%s'; the model's tasks: %s",
+        qd_event_error(out, job, QI_ERR_INVALID_ARGUMENT, "task", "task: unknown task '%s'; the model's tasks: %s",
                        rq->task, tasks);
         return NULL;
     }
