@@ -12,8 +12,11 @@ its tensor's rows.
 
 With --bundle DIR every variant file of DIR/manifest.json is rewritten the same way and the
 manifest is edited in place (its text otherwise unchanged): each variant's sha256, file_bytes and
-footprint_bytes (the footprint counts the whole file, so it grows by what the file grew), and
-model.source_sha256 when the FILE given is the bundle's source. A manifest.json.sig would no
+footprint_bytes (the footprint counts the whole file, so it grows by what the file grew),
+model.source_sha256 when the FILE given is the bundle's source, and metrics.accuracy_by_task
+when the variant has none (runtime/BUNDLE.md: the first head's is metrics.accuracy, the others
+null: not measured), as qslm-quant build writes it for a model whose heads have names. Running
+it again with the same names changes nothing. A manifest.json.sig would no
 longer match: the script refuses a signed bundle (sign it again after, see runtime/BUNDLE.md).
 """
 
@@ -52,6 +55,22 @@ def replace_once(text, old, new, what):
     if text.count(old) != 1:
         raise SystemExit("set_heads.py: %s: expected once in the manifest, found %d" % (what, text.count(old)))
     return text.replace(old, new)
+
+
+def add_task_accuracy(text, v, tasks):
+    """Adds metrics.accuracy_by_task to variant v's block of the manifest text, in the C writer's
+    layout (after energy_pj_per_token), unless it is there."""
+    if "accuracy_by_task" in v["metrics"]:
+        return text
+    start = re.search(r'\{[^{}]*"file": "%s"' % re.escape(v["file"]), text).start()
+    m = re.compile(r'"accuracy": ([^,\n]+),').search(text, start)
+    acc = m.group(1)
+    e = re.compile(r'("energy_pj_per_token": [^\n]+)\n(\s*)\}').search(text, m.end())
+    indent = e.group(2)
+    values = [acc] + ["null"] * (len(tasks) - 1)
+    inner = ",\n".join('%s    "%s": %s' % (indent, t, x) for t, x in zip(tasks, values))
+    block = '%s,\n%s  "accuracy_by_task": {\n%s\n%s  }\n%s}' % (e.group(1), indent, inner, indent, indent)
+    return text[:e.start()] + block + text[e.end():]
 
 
 def main():
@@ -99,6 +118,7 @@ def main():
                 part = replace_once(part, '"footprint_bytes": %d' % fp,
                                     '"footprint_bytes": %d' % (fp + grow), "footprint_bytes")
                 text = text[:start] + part + text[end:]
+                text = add_task_accuracy(text, v, [t for t in args.task])
                 print("%s: %d bytes, sha256 %s" % (path, size, new))
             tmp = mpath + ".tmp"
             with open(tmp, "w", encoding="utf-8") as f:
