@@ -21,6 +21,11 @@ threshold, which sub-blocks spike) are written as metadata with SpikeGPT's defau
 activation (train.py --spike-ffn-hidden; a state_dict does not say it, its shapes are the same):
 the file gets spike.ffn_hidden = true and qslm_format.write_qslm stores every
 blocks.N.ffn.value.weight transposed, (n_ffn, d), as runtime/FORMAT.md requires.
+
+--task NAME --labels A,B,... names the checkpoint's classifier head (runtime/FORMAT.md
+"Classification heads": head.n_tasks, head.task.0.name, head.task.0.labels), one label per row
+of cls.weight in index order; the sentiment model: --task sentiment --labels negative,positive.
+Without them the file has only head.n_classes (read as task "default", labels "0", "1", ...).
 """
 
 import argparse
@@ -36,7 +41,7 @@ import torch
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from qslm_format import write_qslm  # noqa: E402
+from qslm_format import heads_metadata, write_qslm  # noqa: E402
 
 ATT_VEC = ("time_decay", "time_first", "time_mix_k", "time_mix_v", "time_mix_r")
 ATT_MAT = ("key", "value", "receptance", "output")
@@ -124,7 +129,7 @@ def expected_tensors(n_layer, d, n_ffn, vocab, n_classes, head_lm):
 
 def convert(pth, out_path, tokenizer=None, dtype="f32", name=None, architecture="spikegpt",
             tau=2.0, threshold=1.0, spike_att=None, spike_ffn=None, spike_emb=False,
-            rescale_layer=0, provenance_extra="", log=print, spike_ffn_hidden=False):
+            rescale_layer=0, provenance_extra="", log=print, spike_ffn_hidden=False, heads=None):
     sd = load_state_dict(pth)
     n_layer, d, n_ffn, vocab, n_classes, head_lm = infer_shape(sd)
     exp = expected_tensors(n_layer, d, n_ffn, vocab, n_classes, head_lm)
@@ -188,6 +193,15 @@ def convert(pth, out_path, tokenizer=None, dtype="f32", name=None, architecture=
         if n_tok != vocab:
             log("note: tokenizer has %d tokens, the model %d embedding rows" % (n_tok, vocab))
         md["tokenizer.json"] = tj
+    if heads:  # [(task, [labels])] naming the checkpoint's classifier (cls.weight: one head)
+        if n_classes == 0 or len(heads) != 1 or len(heads[0][1]) != n_classes:
+            raise ConvertError("--task/--labels: the checkpoint has %s; got %d task(s) with %s labels"
+                               % ("a %d-class classifier" % n_classes if n_classes else "no classifier",
+                                  len(heads), "/".join(str(len(ls)) for _, ls in heads)))
+        try:
+            md.update(heads_metadata(heads))
+        except ValueError as e:
+            raise ConvertError("--task/--labels: %s" % e)
     types = set(setting.values())
     md["quant.setting"] = types.pop() if len(types) == 1 else json.dumps(setting)
     size = write_qslm(out_path, md, tensors)
@@ -216,14 +230,19 @@ def main():
                     help="the checkpoint's channel-mix hidden activation is a LIF spike")
     ap.add_argument("--rescale-layer", type=int, default=0)
     ap.add_argument("--provenance", default="", help="text appended to general.provenance")
+    ap.add_argument("--task", help="name of the classifier head's task (a-z 0-9 _ -)")
+    ap.add_argument("--labels", help="its class names in index order, comma-separated")
     args = ap.parse_args()
+    if (args.task is None) != (args.labels is None):
+        ap.error("--task and --labels go together")
     try:
         convert(args.pth, args.out, args.tokenizer, args.dtype, args.name, args.architecture,
                 args.tau, args.threshold,
                 False if args.no_spike_att else None, False if args.no_spike_ffn else None,
                 args.spike_emb, args.rescale_layer,
                 ("; " + args.provenance) if args.provenance else "",
-                spike_ffn_hidden=args.spike_ffn_hidden)
+                spike_ffn_hidden=args.spike_ffn_hidden,
+                heads=[(args.task, args.labels.split(","))] if args.task else None)
     except ConvertError as e:
         print("convert.py: %s" % e, file=sys.stderr)
         return 2
