@@ -15,7 +15,7 @@
 #include "id.h"
 #include "ipc_error.h"
 
-#define QI_PROTOCOL_VERSION 1
+#define QI_PROTOCOL_VERSION 2 /* 2: classify replies name their labels (PROTOCOL.md, section 6) */
 
 /* ---------------------------------------------------------------- generation */
 

@@ -82,7 +82,7 @@ if [ "$rc" -eq 0 ] && cmp -s "$tmp/out" "$tmp/help"; then pass "--help after an 
 else fail "--help after an op still helps"; fi
 
 run --version
-if [ "$rc" -eq 0 ] && grep -qE '^qslmctl [0-9]+\.[0-9]+\.[0-9]+ \(protocol 1\)$' "$tmp/out"; then
+if [ "$rc" -eq 0 ] && grep -qE '^qslmctl [0-9]+\.[0-9]+\.[0-9]+ \(protocol 2\)$' "$tmp/out"; then
   pass "--version prints the version and the protocol"
 else
   fail "--version prints the version and the protocol"

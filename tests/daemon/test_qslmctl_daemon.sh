@@ -153,7 +153,7 @@ expect_out '^8M +tasks: sentiment \(negative, positive\)$' "variants: the tasks"
 # --json: the server's lines as they come
 run --json status
 expect_rc 0 "status --json"
-expect_out '^\{"id":[^,]+,"protocol":1,.*"active":\{"variant":"8M"' "status --json"
+expect_out '^\{"id":[^,]+,"protocol":2,.*"active":\{"variant":"8M"' "status --json"
 [ "$(wc -l <<<"$out")" -eq 1 ] || fail "status --json: expected one line: $out"
 run --json variants
 expect_out '"name":"5M"' "variants --json"
