@@ -193,6 +193,9 @@ def convert(pth, out_path, tokenizer=None, dtype="f32", name=None, architecture=
         if n_tok != vocab:
             log("note: tokenizer has %d tokens, the model %d embedding rows" % (n_tok, vocab))
         md["tokenizer.json"] = tj
+    types = set(setting.values())
+    md["quant.setting"] = types.pop() if len(types) == 1 else json.dumps(setting)
+    # Last, so the keys sit where models/train/set_heads.py puts them in an existing file.
     if heads:  # [(task, [labels])] naming the checkpoint's classifier (cls.weight: one head)
         if n_classes == 0 or len(heads) != 1 or len(heads[0][1]) != n_classes:
             raise ConvertError("--task/--labels: the checkpoint has %s; got %d task(s) with %s labels"
@@ -202,8 +205,6 @@ def convert(pth, out_path, tokenizer=None, dtype="f32", name=None, architecture=
             md.update(heads_metadata(heads))
         except ValueError as e:
             raise ConvertError("--task/--labels: %s" % e)
-    types = set(setting.values())
-    md["quant.setting"] = types.pop() if len(types) == 1 else json.dumps(setting)
     size = write_qslm(out_path, md, tensors)
     n_params = sum(a.size for _, a, _ in tensors)
     log("wrote %s: %d layers, d %d, n_ffn %d, vocab %d, classes %d, lm %s%s; %d parameters, "

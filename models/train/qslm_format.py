@@ -37,6 +37,12 @@ dequantize() turns blocks of 32 codes with f16 scales into float32 exactly as th
 (an f32 multiply, then for qB_1 an f32 add). The writer stores f32 and f16, and quantized
 tensors given already packed (Packed(shape, blocks)).
 
+Classifier heads (FORMAT.md "Classification heads"): heads_metadata([(task, [labels])]) gives
+the metadata keys to write, head_tensor_name(i[, bias]) each head's tensor names, and
+QslmFile.heads() / heads_of(metadata) read them back, checked as runtime/heads.c checks them
+(a file with only head.n_classes reads as task "default", labels "0", "1", ...).
+rewrite_metadata(src, dst, updates) changes a file's metadata and copies its tensors' bytes.
+
 spike.ffn_hidden: when the metadata has spike.ffn_hidden = true, the file stores every
 blocks.N.ffn.value.weight transposed, (n_ffn, d) (FORMAT.md). Both sides convert, so callers
 always see nn.Linear's layout (d, n_ffn): the writer transposes a (d, n_ffn) array on the way in
