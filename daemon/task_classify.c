@@ -119,6 +119,10 @@ bool qd_classification_settle(qd_classification *c, const qr_model *m, qd_event_
         if (c->seqs[i].fed < c->seqs[i].n)
             return false;
     int head = qr_model_task(m, c->task); /* fits() made sure the variant has it */
+    if (head < 0) {
+        qd_event_error(out, c->job, QI_ERR_INTERNAL, NULL, "task '%s' is gone from the variant", c->task);
+        return true;
+    }
     size_t k = m->cls[head].n_classes;
     float *mean = malloc(c->d * sizeof *mean);
     float *probs = malloc(c->n * k * sizeof *probs);

@@ -405,7 +405,7 @@ static void test_pipelined_ids(void **state)
             break;
         case 3:
             assert_int_equal(r.kind, QI_REPLY_RESULT);
-            assert_int_equal(jint(r.body, "protocol"), 1);
+            assert_int_equal(jint(r.body, "protocol"), QI_PROTOCOL_VERSION);
             break;
         case 4:
             assert_int_equal(r.kind, QI_REPLY_RESULT);
