@@ -391,10 +391,18 @@ char *qd_control_variants_line(qd_server *s, const qi_id *id, size_t *len)
 {
     const qr_bundle *m = s->bundle->manifest;
     qi_variant_info *v = calloc(m->n_variants, sizeof *v);
-    if (!v)
+    qi_class_head *heads = calloc(m->n_variants * QR_HEADS_MAX, sizeof *heads);
+    if (!v || !heads) {
+        free(v);
+        free(heads);
         return NULL;
+    }
     for (size_t i = 0; i < m->n_variants; i++) {
         const qr_bundle_variant *b = &m->variants[i];
+        const qr_heads *h = &s->bundle->heads[i];
+        for (size_t k = 0; k < h->n; k++)
+            heads[i * QR_HEADS_MAX + k] = (qi_class_head){h->heads[k].name, h->heads[k].labels,
+                                                          h->heads[k].n_classes};
         v[i] = (qi_variant_info){
             .name = b->name,
             .footprint_bytes = b->footprint_bytes,
@@ -407,10 +415,13 @@ char *qd_control_variants_line(qd_server *s, const qi_id *id, size_t *len)
             .verified = servable(s, i),
             .active = (int)i == s->active,
             .pinned = (int)i == s->pinned,
+            .tasks = heads + i * QR_HEADS_MAX,
+            .n_tasks = h->n,
         };
     }
     char *line = NULL;
     qi_code c = qi_reply_variants(id, v, m->n_variants, &line, len, NULL);
     free(v);
+    free(heads);
     return c == QI_OK ? line : NULL;
 }

@@ -19,7 +19,7 @@
 typedef enum {
     OPT_SOCKET, OPT_JSON, OPT_TIMEOUT, OPT_HELP, OPT_VERSION,
     OPT_MAX_TOKENS, OPT_TEMPERATURE, OPT_TOP_K, OPT_TOP_P, OPT_REPETITION_PENALTY,
-    OPT_SEED, OPT_STOP, OPT_NO_STREAM, OPT_POWER,
+    OPT_SEED, OPT_STOP, OPT_NO_STREAM, OPT_POWER, OPT_TASK,
 } opt_id;
 
 typedef struct {
@@ -44,6 +44,7 @@ static const opt_def opts[] = {
     {"stop", OPT_STOP, true, QI_OP_GENERATE},
     {"no-stream", OPT_NO_STREAM, false, QI_OP_GENERATE},
     {"power", OPT_POWER, true, QI_OP_SET_BUDGET},
+    {"task", OPT_TASK, true, QI_OP_CLASSIFY},
 };
 
 /* One synopsis line per op, shared by --help and the hint after a usage error. */
@@ -53,7 +54,7 @@ static const struct {
 } synopses[] = {
     {QI_OP_GENERATE, "generate [--max-tokens N] [--temperature T] [--top-k K] [--top-p P]\n"
                      "         [--repetition-penalty R] [--seed S] [--stop STR]... [--no-stream] TEXT"},
-    {QI_OP_CLASSIFY, "classify TEXT..."},
+    {QI_OP_CLASSIFY, "classify [--task TASK] TEXT..."},
     {QI_OP_STATUS, "status"},
     {QI_OP_VARIANTS, "variants"},
     {QI_OP_SET_BUDGET, "set-budget [SIZE | auto] [--power POWER | auto]"},
@@ -71,8 +72,10 @@ void ctl_print_usage(FILE *f)
         "\n"
         "Ops:\n"
         "  generate TEXT          continue the prompt TEXT; tokens are printed as they come\n"
-        "  classify TEXT...       label each TEXT (1..64 of them): one \"label N (P)\" line\n"
-        "                         per text, in order, P the label's probability\n"
+        "  classify [--task TASK] TEXT...\n"
+        "                         label each TEXT (1..64 of them): one \"LABEL P\" line per\n"
+        "                         text, in order: the label's name and its probability;\n"
+        "                         --task picks the model's head (default: its first)\n"
         "  status                 the active variant and why, budgets and their sources,\n"
         "                         telemetry readings, queue, counters, uptime\n"
         "  variants               the bundle's variants: footprint, bits/weight, metrics\n"
@@ -306,6 +309,16 @@ static bool apply_generate_opt(ctl_args *a, const opt_use *u)
     }
 }
 
+/* classify --task: checked against the protocol's grammar here, so a typo is a usage error;
+ * whether the model has the task is the server's answer. */
+static bool apply_task(ctl_args *a, const char *v)
+{
+    if (!qi_task_name_ok(v))
+        return usage_error(a, true, "--task: '%s' is not a task name (1..%d of a-z 0-9 _ -)", v, QI_TASK_MAX);
+    a->req.u.classify.task = (char *)v;
+    return true;
+}
+
 /* Applies the options common to every op. */
 static bool apply_common_opt(ctl_args *a, const opt_use *u)
 {
@@ -445,6 +458,7 @@ bool ctl_parse_args(int argc, char **argv, ctl_args *a)
             return usage_error(a, true, "--%s is an option of %s", u->name,
                                qi_op_name((qi_op)u->def->op));
         bool ok = u->def->id == OPT_POWER ? (power = u->value, true)
+                  : u->def->id == OPT_TASK ? apply_task(a, u->value)
                   : u->def->op == QI_OP_GENERATE ? apply_generate_opt(a, u)
                                                  : apply_common_opt(a, u);
         if (!ok)

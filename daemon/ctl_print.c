@@ -30,6 +30,18 @@ static const char *str_of(json_object *v)
     return v && json_object_is_type(v, json_type_string) ? json_object_get_string(v) : DASH;
 }
 
+/* A string from the server with control bytes shown as '?', so a label cannot move the cursor
+ * or forge lines on the user's terminal; cut to fit buf. */
+static const char *printable(json_object *v, char *buf, size_t cap)
+{
+    const char *s = json_object_get_string(v);
+    size_t i = 0;
+    for (; s[i] && i + 1 < cap; i++)
+        buf[i] = (unsigned char)s[i] < 0x20 || s[i] == 0x7f ? '?' : s[i];
+    buf[i] = '\0';
+    return buf;
+}
+
 static bool is_number(json_object *v)
 {
     return v && (json_object_is_type(v, json_type_int) || json_object_is_type(v, json_type_double));
@@ -206,6 +218,32 @@ static void print_variant(json_object *v, int width)
     putchar('\n');
 }
 
+/* "8M tasks: sentiment (negative, positive); topic (...)", under the table, for a variant that
+ * has classifier heads. */
+static void print_variant_tasks(json_object *v, int width)
+{
+    json_object *tasks = member(v, "tasks");
+    size_t n = tasks && json_object_is_type(tasks, json_type_array) ? json_object_array_length(tasks) : 0;
+    if (n == 0)
+        return;
+    char buf[256];
+    printf("%-*s tasks: ", width, str_of(member(v, "name")));
+    for (size_t i = 0; i < n; i++) {
+        json_object *t = json_object_array_get_idx(tasks, i), *labels = member(t, "labels");
+        json_object *name = member(t, "name");
+        printf("%s%s (", i ? "; " : "", name && json_object_is_type(name, json_type_string)
+                                            ? printable(name, buf, sizeof buf) : DASH);
+        size_t k = labels && json_object_is_type(labels, json_type_array) ? json_object_array_length(labels) : 0;
+        for (size_t j = 0; j < k; j++) {
+            json_object *l = json_object_array_get_idx(labels, j);
+            printf("%s%s", j ? ", " : "",
+                   json_object_is_type(l, json_type_string) ? printable(l, buf, sizeof buf) : DASH);
+        }
+        putchar(')');
+    }
+    putchar('\n');
+}
+
 static void print_variants(json_object *body)
 {
     json_object *list = member(body, "variants");
@@ -220,11 +258,14 @@ static void print_variants(json_object *body)
            "ACCURACY", "TOKENS/S", "MJ/TOKEN", "VERIFIED");
     for (size_t i = 0; i < n; i++)
         print_variant(json_object_array_get_idx(list, i), width);
+    for (size_t i = 0; i < n; i++)
+        print_variant_tasks(json_object_array_get_idx(list, i), width);
 }
 
 /* ---------------------------------------------------------------- the other ops */
 
-/* "label 1 (0.88)": the label and its probability, one line per text in request order. */
+/* "positive 0.88": the label's name and its probability, one line per text in request order.
+ * A reply from a daemon older than named heads has an integer label: its index is printed. */
 static void print_classify(json_object *body)
 {
     json_object *list = member(body, "results");
@@ -232,14 +273,18 @@ static void print_classify(json_object *body)
                                                                    : 0;
     for (size_t i = 0; i < n; i++) {
         json_object *r = json_object_array_get_idx(list, i), *label = member(r, "label");
+        json_object *index = member(r, "label_index");
         json_object *probs = member(r, "probs"), *p = NULL;
-        char lb[32], pb[32];
-        if (label && json_object_is_type(label, json_type_int) && probs &&
-            json_object_is_type(probs, json_type_array) && json_object_get_int64(label) >= 0 &&
-            (size_t)json_object_get_int64(label) < json_object_array_length(probs))
-            p = json_object_array_get_idx(probs, (size_t)json_object_get_int64(label));
-        printf("label %s (%s)\n", num_of(label, "%g", lb, sizeof lb),
-               scaled_of(p, 1, "%.2f", pb, sizeof pb));
+        char lb[256], pb[32];
+        if (!index && label && json_object_is_type(label, json_type_int))
+            index = label;
+        if (index && json_object_is_type(index, json_type_int) && probs &&
+            json_object_is_type(probs, json_type_array) && json_object_get_int64(index) >= 0 &&
+            (size_t)json_object_get_int64(index) < json_object_array_length(probs))
+            p = json_object_array_get_idx(probs, (size_t)json_object_get_int64(index));
+        const char *name = label && json_object_is_type(label, json_type_string) ? printable(label, lb, sizeof lb)
+                                                                                  : num_of(label, "%g", lb, sizeof lb);
+        printf("%s %s\n", name, scaled_of(p, 1, "%.2f", pb, sizeof pb));
     }
 }
 

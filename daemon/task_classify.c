@@ -24,6 +24,8 @@ struct qd_classification {
     text_seq *seqs;
     size_t n;
     size_t d;
+    char task[QR_TASK_NAME_MAX + 1]; /* the head's name: looked up again in whichever variant settles */
+    size_t n_classes;
     bool restarted; /* the texts were read again after a switch (once at most) */
 };
 
@@ -32,8 +34,19 @@ qd_classification *qd_classification_start(qd_task *t, const qd_task_env *env, q
     qd_job *job = t->job;
     const qi_classify *rq = &job->req.u.classify;
     const qr_model *m = env->model;
-    if (m->n_classes == 0) {
+    if (m->head_info.n == 0) {
         qd_event_error(out, job, QI_ERR_INVALID_ARGUMENT, NULL, "the model has no classifier head");
+        return NULL;
+    }
+    int head = qr_model_task(m, rq->task);
+    if (head < 0) {
+        char tasks[QR_HEADS_MAX * (QR_TASK_NAME_MAX + 2) + 1];
+        size_t used = 0;
+        for (size_t i = 0; i < m->head_info.n; i++)
+            used += (size_t)snprintf(tasks + used, sizeof tasks - used, "%s%s", i ? ", " : "",
+                                     m->head_info.heads[i].name);
+        qd_event_error(out, job, QI_ERR_INVALID_ARGUMENT, "task", "task: unknown task '%s'; the model's tasks: %s",
+                       rq->task, tasks);
         return NULL;
     }
     qd_classification *c = calloc(1, sizeof *c);
@@ -45,6 +58,8 @@ qd_classification *qd_classification_start(qd_task *t, const qd_task_env *env, q
     c->job = job;
     c->n = rq->n_texts;
     c->d = m->d;
+    snprintf(c->task, sizeof c->task, "%s", m->head_info.heads[head].name);
+    c->n_classes = m->cls[head].n_classes;
     for (size_t i = 0; i < c->n; i++) {
         text_seq *s = &c->seqs[i];
         qr_error err;
@@ -103,7 +118,12 @@ bool qd_classification_settle(qd_classification *c, const qr_model *m, qd_event_
     for (size_t i = 0; i < c->n; i++)
         if (c->seqs[i].fed < c->seqs[i].n)
             return false;
-    size_t k = m->n_classes;
+    int head = qr_model_task(m, c->task); /* fits() made sure the variant has it */
+    if (head < 0) {
+        qd_event_error(out, c->job, QI_ERR_INTERNAL, NULL, "task '%s' is gone from the variant", c->task);
+        return true;
+    }
+    size_t k = m->cls[head].n_classes;
     float *mean = malloc(c->d * sizeof *mean);
     float *probs = malloc(c->n * k * sizeof *probs);
     qi_class_result *res = malloc(c->n * sizeof *res);
@@ -121,7 +141,7 @@ bool qd_classification_settle(qd_classification *c, const qr_model *m, qd_event_
         for (size_t j = 0; j < c->d; j++)
             mean[j] = (float)(s->sums[j] / (double)s->n);
         float *p = probs + i * k;
-        qr_classify(m, mean, p);
+        qr_classify_head(m, (size_t)head, mean, p);
         size_t best = 0;
         for (size_t j = 1; j < k; j++)
             if (p[j] > p[best])
@@ -133,8 +153,10 @@ bool qd_classification_settle(qd_classification *c, const qr_model *m, qd_event_
             p[j] = (float)(exp((double)p[j] - top) / z);
         res[i] = (qi_class_result){.label = (int32_t)best, .probs = p, .n_probs = k};
     }
+    const qr_head_info *hi = &m->head_info.heads[head];
+    const qi_class_head hd = {hi->name, hi->labels, hi->n_classes};
     if (atomic_load(&c->job->cancel) != QD_CANCEL_GONE)
-        qi_reply_classify(&c->job->req.id, res, c->n, &line, &len, NULL);
+        qi_reply_classify(&c->job->req.id, &hd, res, c->n, &line, &len, NULL);
     qd_event_final(out, c->job, line, len, 0, false, false);
     free(mean);
     free(probs);
@@ -145,7 +167,8 @@ bool qd_classification_settle(qd_classification *c, const qr_model *m, qd_event_
 bool qd_classification_fits(const qd_classification *c, const qr_model *m)
 {
     const qr_state *s = c->seqs[0].state;
-    return m->n_classes > 0 && s->n_layer == m->n_layer && s->d == m->d &&
+    int head = qr_model_task(m, c->task);
+    return head >= 0 && m->cls[head].n_classes == c->n_classes && s->n_layer == m->n_layer && s->d == m->d &&
            qr_state_bytes(s) == qr_state_bytes_for(m);
 }
 

@@ -20,6 +20,9 @@ static void bundle_free(qd_bundle *b)
     if (!b)
         return;
     qr_tokenizer_free(b->tokenizer);
+    for (size_t i = 0; b->heads && i < b->manifest->n_variants; i++)
+        qr_heads_free(&b->heads[i]);
+    free(b->heads);
     qr_bundle_free(b->manifest);
     free(b->usable);
     free(b->refusal);
@@ -36,6 +39,19 @@ static void drop_page_cache(const char *path)
         (void)posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
         close(fd);
     }
+}
+
+/* The classifier heads named in the variant file at path (the variants op lists them). */
+static qr_status load_heads(const char *path, qr_heads *out, qr_error *err)
+{
+    qr_model_file *mf = NULL;
+    qr_status s = qr_model_file_open(path, &mf, err);
+    if (s)
+        return s;
+    s = qr_heads_read(mf, out, err);
+    qr_model_file_close(mf);
+    drop_page_cache(path);
+    return s;
 }
 
 /* The tokenizer embedded in the variant file at path. */
@@ -89,18 +105,23 @@ qr_status qd_bundle_open(const char *dir, qd_bundle **out, qr_error *err)
     size_t n = b->manifest->n_variants;
     b->usable = calloc(n, sizeof *b->usable);
     b->refusal = calloc(n, sizeof *b->refusal);
-    if (!b->usable || !b->refusal) {
+    b->heads = calloc(n, sizeof *b->heads);
+    if (!b->usable || !b->refusal || !b->heads) {
         bundle_free(b);
         return qr_fail(err, QR_ERR_NOMEM, "%s: out of memory", dir);
     }
     for (size_t i = 0; i < n; i++) {
-        qr_error e;
-        if (qr_bundle_verify_variant(b->manifest, dir, i, &e) == QR_OK) {
+        qr_error e = {0};
+        char *path = NULL;
+        if (qr_bundle_verify_variant(b->manifest, dir, i, &e) == QR_OK &&
+            (path = qr_bundle_path(dir, b->manifest->variants[i].file)) &&
+            load_heads(path, &b->heads[i], &e) == QR_OK) {
             b->usable[i] = true;
             b->n_usable++;
         } else {
-            snprintf(b->refusal[i], QD_REFUSAL_MAX, "%s", e.msg);
+            snprintf(b->refusal[i], QD_REFUSAL_MAX, "%s", path || e.msg[0] ? e.msg : "out of memory");
         }
+        free(path);
     }
     /* The tokenizer of the first variant that passed (they all embed the model's own). */
     for (size_t i = 0; i < n && !b->tokenizer; i++) {

@@ -35,6 +35,7 @@ typedef struct {
     bool *usable;                /* per variant: its file matched the manifest when opened */
     char (*refusal)[QD_REFUSAL_MAX]; /* per variant: why it was refused ("" when usable) */
     size_t n_usable;
+    qr_heads *heads;             /* per variant: its classifier heads (read when it passed) */
     qr_tokenizer *tokenizer;     /* from the first usable variant's file */
     int32_t eot;                 /* "<|endoftext|>", or -1 */
     atomic_int refs;

@@ -118,10 +118,26 @@ qi_code qi_reply_done(const qi_id *id, const char *text, size_t text_len,
 
 /* ---------------------------------------------------------------- classification */
 
-qi_code qi_reply_classify(const qi_id *id, const qi_class_result *results, size_t n,
-                          char **line, size_t *len, qi_error *err)
+qi_code qi_reply_classify(const qi_id *id, const qi_class_head *hd, const qi_class_result *results,
+                          size_t n, char **line, size_t *len, qi_error *err)
 {
+    *line = NULL;
+    *len = 0;
+    for (size_t i = 0; i < n; i++)
+        if (results[i].label < 0 || (size_t)results[i].label >= hd->n_labels)
+            return qi_fail(err, QI_ERR_INTERNAL, NULL, "result %zu has label %d of %zu", i,
+                           (int)results[i].label, hd->n_labels);
     json_object *o = head(id);
+    json_object *names = o ? json_object_new_array_ext((int)hd->n_labels) : NULL;
+    for (size_t k = 0; names && k < hd->n_labels; k++)
+        json_object_array_add(names, json_object_new_string(hd->labels[k]));
+    if (o && names) {
+        json_object_object_add(o, "task", json_object_new_string(hd->task));
+        json_object_object_add(o, "labels", names);
+    } else {
+        json_object_put(o);
+        o = NULL;
+    }
     json_object *arr = o ? json_object_new_array_ext((int)n) : NULL;
     for (size_t i = 0; arr && i < n; i++) {
         json_object *r = json_object_new_object();
@@ -135,7 +151,8 @@ qi_code qi_reply_classify(const qi_id *id, const qi_class_result *results, size_
         }
         for (size_t k = 0; k < results[i].n_probs; k++)
             json_object_array_add(probs, qi_json_float(results[i].probs[k]));
-        json_object_object_add(r, "label", json_object_new_int(results[i].label));
+        json_object_object_add(r, "label", json_object_new_string(hd->labels[results[i].label]));
+        json_object_object_add(r, "label_index", json_object_new_int(results[i].label));
         json_object_object_add(r, "probs", probs);
         json_object_array_add(arr, r);
     }
@@ -280,6 +297,26 @@ static json_object *metric(double v)
     return isnan(v) ? NULL : qi_json_double(v);
 }
 
+/* [{"name":task,"labels":[…]},…]: what a variant can classify. */
+static json_object *tasks_array(const qi_class_head *t, size_t n)
+{
+    json_object *arr = json_object_new_array_ext((int)n);
+    for (size_t i = 0; arr && i < n; i++) {
+        json_object *x = json_object_new_object(), *labels = json_object_new_array_ext((int)t[i].n_labels);
+        if (!x || !labels) {
+            json_object_put(x);
+            json_object_put(labels);
+            break;
+        }
+        for (size_t k = 0; k < t[i].n_labels; k++)
+            json_object_array_add(labels, json_object_new_string(t[i].labels[k]));
+        json_object_object_add(x, "name", json_object_new_string(t[i].task));
+        json_object_object_add(x, "labels", labels);
+        json_object_array_add(arr, x);
+    }
+    return arr;
+}
+
 qi_code qi_reply_variants(const qi_id *id, const qi_variant_info *v, size_t n, char **line,
                           size_t *len, qi_error *err)
 {
@@ -304,6 +341,7 @@ qi_code qi_reply_variants(const qi_id *id, const qi_variant_info *v, size_t n, c
         json_object_object_add(x, "verified", json_object_new_boolean(v[i].verified));
         json_object_object_add(x, "active", json_object_new_boolean(v[i].active));
         json_object_object_add(x, "pinned", json_object_new_boolean(v[i].pinned));
+        json_object_object_add(x, "tasks", tasks_array(v[i].tasks, v[i].n_tasks));
         json_object_array_add(arr, x);
     }
     if (o)

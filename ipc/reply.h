@@ -15,7 +15,7 @@
 #include "id.h"
 #include "ipc_error.h"
 
-#define QI_PROTOCOL_VERSION 1
+#define QI_PROTOCOL_VERSION 2 /* 2: classify replies name their labels (PROTOCOL.md, section 6) */
 
 /* ---------------------------------------------------------------- generation */
 
@@ -61,14 +61,23 @@ qi_code qi_reply_done(const qi_id *id, const char *text, size_t text_len,
 /* ---------------------------------------------------------------- classification */
 
 typedef struct {
-    int32_t label;      /* the most probable class */
-    const float *probs; /* n_probs class probabilities */
+    int32_t label;      /* the most probable class: an index into the labels */
+    const float *probs; /* n_probs class probabilities, in label order */
     size_t n_probs;
 } qi_class_result;
 
-/* {"id":…,"results":[{"label":i,"probs":[…]},…]} */
-qi_code qi_reply_classify(const qi_id *id, const qi_class_result *results, size_t n,
-                          char **line, size_t *len, qi_error *err);
+/* Which head answered: its task name and its n_labels label names (class-index order). */
+typedef struct {
+    const char *task;
+    const char *const *labels;
+    size_t n_labels;
+} qi_class_head;
+
+/* {"id":…,"task":"sentiment","labels":["negative","positive"],
+ *  "results":[{"label":"positive","label_index":1,"probs":[…]},…]}. Every result's label must be
+ * below head->n_labels. */
+qi_code qi_reply_classify(const qi_id *id, const qi_class_head *head, const qi_class_result *results,
+                          size_t n, char **line, size_t *len, qi_error *err);
 
 /* ---------------------------------------------------------------- control */
 
@@ -129,6 +138,8 @@ typedef struct {
     double ppl_test, ppl_valid, accuracy, tokens_per_s, energy_pj_per_token;
     bool verified; /* its SHA-256 was checked against the manifest */
     bool active, pinned;
+    const qi_class_head *tasks; /* n_tasks classifier heads (sent as "tasks"), in the file's order */
+    size_t n_tasks;
 } qi_variant_info;
 
 qi_code qi_reply_variants(const qi_id *id, const qi_variant_info *v, size_t n, char **line,

@@ -26,7 +26,7 @@ static const char *const op_names[QI_OP_COUNT] = {
 static const char *const generate_fields[] = {"prompt", "max_tokens", "temperature", "top_k",
                                               "top_p", "repetition_penalty", "seed", "stop",
                                               "stream", NULL};
-static const char *const classify_fields[] = {"text", "texts", NULL};
+static const char *const classify_fields[] = {"text", "texts", "task", NULL};
 static const char *const cancel_fields[] = {"target", NULL};
 static const char *const budget_fields[] = {"memory", "power", NULL};
 static const char *const pin_fields[] = {"variant", NULL};
@@ -108,6 +108,7 @@ void qi_request_free(qi_request *r)
         break;
     case QI_OP_CLASSIFY:
         free_strings(r->u.classify.texts, r->u.classify.n_texts);
+        free(r->u.classify.task);
         break;
     case QI_OP_PIN:
         free(r->u.pin.variant);
@@ -116,6 +117,17 @@ void qi_request_free(qi_request *r)
         break;
     }
     memset(r, 0, sizeof *r);
+}
+
+bool qi_task_name_ok(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > QI_TASK_MAX)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '_' || s[i] == '-'))
+            return false;
+    return true;
 }
 
 /* ---------------------------------------------------------------- typed fields */
@@ -306,6 +318,15 @@ static qi_code parse_classify(json_object *obj, qi_classify *cl, qi_error *err)
         if (c)
             return c;
         cl->n_texts = i + 1;
+    }
+    json_object *task = NULL;
+    if (json_object_object_get_ex(obj, "task", &task)) {
+        qi_code c = string_value(task, "task", QI_TASK_MAX, &cl->task, err);
+        if (c)
+            return c;
+        if (!qi_task_name_ok(cl->task))
+            return qi_fail(err, QI_ERR_INVALID_ARGUMENT, "task", "must be 1..%d characters of a-z 0-9 _ -",
+                           QI_TASK_MAX);
     }
     return QI_OK;
 }

@@ -27,6 +27,7 @@
 #define QI_STOP_MAX 8          /* stop strings per request */
 #define QI_STOP_MAX_LEN 64     /* bytes of one stop string */
 #define QI_TEXTS_MAX 64        /* texts of one classify request */
+#define QI_TASK_MAX 32         /* bytes of a classify task name: a-z 0-9 _ - */
 #define QI_VARIANT_NAME_MAX 64 /* bytes of a variant name: [A-Za-z0-9._-] */
 #define QI_TOP_K_MAX 2147483647u
 
@@ -66,6 +67,8 @@ bool qi_op_from_name(const char *name, qi_op *op);
 
 /* True for set-budget, pin, unpin and reload: the ops only privileged peers may use. */
 bool qi_op_is_control(qi_op op);
+/* A classify task name as the protocol allows it: 1..QI_TASK_MAX characters of a-z 0-9 _ -. */
+bool qi_task_name_ok(const char *s);
 
 /* Every string below is NUL-terminated, valid UTF-8 and holds no NUL (the parser refuses
  * \u0000), so strlen is its length. */
@@ -87,6 +90,7 @@ typedef struct {
     char **texts;  /* n_texts strings, each 1.. bytes */
     size_t n_texts; /* 1..64 */
     bool single;   /* the request used "text" (one string), not "texts" */
+    char *task;    /* the classifier head to run, 1..32 of a-z 0-9 _ -; NULL: the model's first */
 } qi_classify;
 
 typedef struct {

@@ -75,6 +75,9 @@ static qi_code check(const qi_request *r, qi_error *err)
         for (size_t i = 0; i < c->n_texts; i++)
             if (!c->texts[i])
                 return qi_fail(err, QI_ERR_INVALID_ARGUMENT, "texts", "holds a NULL string");
+        if (c->task && !qi_task_name_ok(c->task))
+            return qi_fail(err, QI_ERR_INVALID_ARGUMENT, "task", "must be 1..%d characters of a-z 0-9 _ -",
+                           QI_TASK_MAX);
     }
     if (r->op == QI_OP_PIN && !r->u.pin.variant)
         return qi_fail(err, QI_ERR_INVALID_ARGUMENT, "variant", "required");
@@ -101,6 +104,8 @@ qi_code qi_request_build(const qi_request *r, char **line, size_t *len, qi_error
         else
             json_object_object_add(o, "texts",
                                    string_array(r->u.classify.texts, r->u.classify.n_texts));
+        if (r->u.classify.task)
+            json_object_object_add(o, "task", string_of(r->u.classify.task));
         break;
     case QI_OP_CANCEL:
         json_object_object_add(o, "target", qi_id_to_json(&r->u.cancel.target));

@@ -197,6 +197,20 @@ static qr_status measure_model(qq_measurer *q, qr_runner *r, const qr_model *m, 
         out->accuracy = acc.accuracy;
         out->cls_nll = acc.nll_mean;
         out->cls_kl = reference && !record && h.n ? h.kl_sum / (double)h.n : 0.0;
+        out->head_measured[0] = true;
+        out->head_accuracy[0] = acc.accuracy;
+    }
+    /* Every other head with sentences: its accuracy (the search's KL stays head 0's). */
+    for (size_t hd = 1; hd < QQ_HEADS_MAX && hd < m->head_info.n; hd++) {
+        const qq_head_items *hi = &split->heads[hd];
+        if (!hi->items || !hi->n_items)
+            continue;
+        qr_acc_result acc;
+        st = qr_eval_accuracy_head(r, hd, hi->items, hi->n_items, q->batch, NULL, NULL, NULL, NULL, &acc, err);
+        if (st)
+            return st;
+        out->head_measured[hd] = true;
+        out->head_accuracy[hd] = acc.accuracy;
     }
     return QR_OK;
 }
@@ -277,6 +291,7 @@ qr_status qq_measurer_new(const qr_model_file *master, qr_pool *pool, const qq_s
     q->n_classes = q->base->n_classes;
     q->view = *q->base;
     q->view.layers = malloc(q->base->n_layer * sizeof *q->view.layers);
+    q->view.cls = malloc((q->base->head_info.n ? q->base->head_info.n : 1) * sizeof *q->view.cls);
     q->slots = calloc(n, sizeof *q->slots);
     q->cache = calloc(n * N_CODES, sizeof *q->cache);
     q->cache_row_bytes = calloc(n * N_CODES, sizeof *q->cache_row_bytes);
@@ -286,7 +301,7 @@ qr_status qq_measurer_new(const qr_model_file *master, qr_pool *pool, const qq_s
     q->imp_entries = calloc(n ? n : 1, sizeof *q->imp_entries);
     q->ref_logp = calib->tokens ? malloc(calib->n_tokens * q->vocab * sizeof(float)) : NULL;
     q->ref_cls = calib->items && q->n_classes ? malloc(calib->n_items * q->n_classes * sizeof(float)) : NULL;
-    if (!q->view.layers || !q->slots || !q->cache || !q->cache_row_bytes || !q->act_sums || !q->act_rows ||
+    if (!q->view.layers || !q->view.cls || !q->slots || !q->cache || !q->cache_row_bytes || !q->act_sums || !q->act_rows ||
         !q->importance || !q->imp_entries ||
         (calib->tokens && !q->ref_logp) || (calib->items && q->n_classes && !q->ref_cls)) {
         st = qr_fail(err, QR_ERR_NOMEM, "out of memory for the measurer (reference outputs of %zu tokens x %zu)",
@@ -294,6 +309,7 @@ qr_status qq_measurer_new(const qr_model_file *master, qr_pool *pool, const qq_s
         goto fail;
     }
     memcpy(q->view.layers, q->base->layers, q->base->n_layer * sizeof *q->view.layers);
+    memcpy(q->view.cls, q->base->cls, q->base->head_info.n * sizeof *q->view.cls); /* its own heads too */
     for (size_t i = 0; i < n; i++) {
         const qr_tensor_info *t = qr_model_file_tensor(master, i);
         q->slots[i] = t->n_dims == 2 ? qr_model_matrix(&q->view, t->name) : NULL;
@@ -338,6 +354,7 @@ void qq_measurer_free(qq_measurer *q)
     free(q->slots);
     qr_runner_free(q->runner);
     free(q->view.layers);
+    free(q->view.cls);
     qr_model_free(q->base);
     free(q->ref_logp);
     free(q->ref_cls);

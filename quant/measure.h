@@ -19,12 +19,22 @@
 #include "pool.h"
 #include "requantize.h"
 
+#define QQ_HEADS_MAX 16          /* = QR_HEADS_MAX: classifier heads measured */
+
+/* Labelled sentences of one classifier head. */
+typedef struct {
+    const qr_labelled *items;
+    size_t n_items;
+} qq_head_items;
+
 typedef struct {
     const int32_t *tokens;    /* LM text (may be NULL) */
     size_t n_tokens;
     const qr_labelled *items; /* classifier sentences (may be NULL) */
     size_t n_items;
     size_t window;            /* tokens per perplexity window; 0: the measurer's */
+    qq_head_items heads[QQ_HEADS_MAX]; /* heads[h], h ≥ 1: sentences of head h (accuracy only);
+                                          head 0's are items above */
 } qq_split;
 
 typedef struct {
@@ -33,7 +43,9 @@ typedef struct {
     double nll, ppl;          /* LM: mean NLL per prediction, exp of it */
     uint64_t predictions;
     double cls_kl;            /* classifier: mean KL of the class distributions (reference runs) */
-    double accuracy, cls_nll;
+    double accuracy, cls_nll; /* head 0's */
+    bool head_measured[QQ_HEADS_MAX];   /* per head: accuracy measured ([0] is cls) */
+    double head_accuracy[QQ_HEADS_MAX]; /* per head ([0] is accuracy) */
 } qq_metrics;
 
 typedef struct qq_measurer qq_measurer;

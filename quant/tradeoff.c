@@ -4,6 +4,17 @@
 #include <math.h>
 #include <stdio.h>
 
+/* Points of accuracy lost by the heads after the first (each head's drop counts; a gain
+ * counts nothing, as for head 0). */
+static double other_heads_loss(const qq_metrics *m, const qq_metrics *ref)
+{
+    double loss = 0.0;
+    for (size_t h = 1; h < QQ_HEADS_MAX; h++)
+        if (m->head_measured[h] && ref->head_measured[h] && ref->head_accuracy[h] > m->head_accuracy[h])
+            loss += 100.0 * (ref->head_accuracy[h] - m->head_accuracy[h]);
+    return loss;
+}
+
 double qq_performance_loss(const qq_metrics *m, const qq_metrics *ref)
 {
     double loss = 0.0;
@@ -11,7 +22,7 @@ double qq_performance_loss(const qq_metrics *m, const qq_metrics *ref)
         loss += 100.0 * (m->ppl / ref->ppl - 1.0);
     if (m->cls && ref->cls && ref->accuracy > m->accuracy)
         loss += 100.0 * (ref->accuracy - m->accuracy);
-    return loss;
+    return loss + other_heads_loss(m, ref);
 }
 
 double qq_calib_loss(const qq_metrics *m, const qq_metrics *ref)
@@ -21,7 +32,7 @@ double qq_calib_loss(const qq_metrics *m, const qq_metrics *ref)
         loss += 100.0 * expm1(m->nll - ref->nll);
     if (m->cls && ref->cls && ref->accuracy > m->accuracy)
         loss += 100.0 * (ref->accuracy - m->accuracy);
-    return loss;
+    return loss + other_heads_loss(m, ref);
 }
 
 double qq_objective(double loss, uint64_t footprint, uint64_t f32_footprint, double lambda)
@@ -49,6 +60,22 @@ bool qq_within_floors(const qq_metrics *m, const qq_metrics *ref, const qq_floor
         if (drop > f->max_acc_drop + FLOOR_SLACK) {
             snprintf(why, why_size, "validation accuracy %.2f%% is %.2f points under f32's %.2f%% (floor: %.2f points)",
                      100.0 * m->accuracy, drop, 100.0 * ref->accuracy, f->max_acc_drop);
+            return false;
+        }
+    }
+    /* The floor holds for every head, not for their sum or mean. */
+    for (size_t h = 1; h < QQ_HEADS_MAX; h++) {
+        if (!m->head_measured[h] || !ref->head_measured[h])
+            continue;
+        double drop = 100.0 * (ref->head_accuracy[h] - m->head_accuracy[h]);
+        if (drop > f->max_acc_drop + FLOOR_SLACK) {
+            char name[48];
+            if (f->head_names[h])
+                snprintf(name, sizeof name, "task %s", f->head_names[h]);
+            else
+                snprintf(name, sizeof name, "head %zu", h);
+            snprintf(why, why_size, "%s: validation accuracy %.2f%% is %.2f points under f32's %.2f%% (floor: %.2f points)",
+                     name, 100.0 * m->head_accuracy[h], drop, 100.0 * ref->head_accuracy[h], f->max_acc_drop);
             return false;
         }
     }

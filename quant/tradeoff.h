@@ -6,7 +6,9 @@
  * M: the setting's served footprint, M₀: the f32 model's. So J is "percent of perplexity lost +
  * points of accuracy lost + λ × percent of the f32 memory kept", lower is better, and λ says how
  * many points of performance one percent of memory is worth. On the calibration split the same
- * terms are computed from its NLL and accuracy against the f32 model's there. */
+ * terms are computed from its NLL and accuracy against the f32 model's there. A model with
+ * several classifier heads adds each further head's points of accuracy lost, and the accuracy
+ * floor holds for each head on its own. */
 #ifndef QQ_TRADEOFF_H
 #define QQ_TRADEOFF_H
 
@@ -17,7 +19,8 @@
 
 typedef struct {
     double max_ppl_increase;      /* percent over f32, on validation */
-    double max_acc_drop;          /* points below f32, on validation */
+    double max_acc_drop;          /* points below f32, on validation; for each head */
+    const char *head_names[QQ_HEADS_MAX]; /* task names for the messages (NULL: "head N") */
 } qq_floors;
 
 /* Performance lost in percent/points (the first two terms). */

@@ -292,10 +292,59 @@ static qr_status parse_setting(const ctx *c, json_object *v, const char *path, q
     return QR_OK;
 }
 
+/* A task name as FORMAT.md's heads allow it: 1..32 characters of a-z 0-9 _ -. */
+static bool valid_task_name(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 32)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '_' || s[i] == '-'))
+            return false;
+    return true;
+}
+
+/* metrics.accuracy_by_task (optional): {"task": accuracy or null, ...}, one per classifier head
+ * measured, in the model's head order. */
+static qr_status parse_by_task(const ctx *c, json_object *m, const char *mp, qr_bundle_variant *out)
+{
+    json_object *o;
+    char p[PATH_MAX_LEN];
+    if (!json_object_object_get_ex(m, "accuracy_by_task", &o))
+        return QR_OK;
+    child_path(p, mp, "accuracy_by_task");
+    if (!json_object_is_type(o, json_type_object))
+        return fail_at(c, p, "must be an object");
+    size_t n = (size_t)json_object_object_length(o);
+    if (n > 16)
+        return fail_at(c, p, "at most 16 tasks");
+    out->metrics.by_task = calloc(n ? n : 1, sizeof *out->metrics.by_task);
+    if (!out->metrics.by_task)
+        return qr_fail(c->err, QR_ERR_NOMEM, "%s: out of memory", c->name);
+    json_object_object_foreach(o, task, val) {
+        char tp[PATH_MAX_LEN + 80], k[64];
+        printable(task, k, sizeof k);
+        snprintf(tp, sizeof tp, "%s[\"%s\"]", p, k);
+        if (!valid_task_name(task))
+            return fail_at(c, tp, "a task name is 1..32 characters of a-z 0-9 _ -");
+        qr_bundle_task_metric *t = &out->metrics.by_task[out->metrics.n_by_task];
+        t->accuracy.known = val != NULL;
+        if (val) {
+            qr_status st = number_value(c, val, tp, 0.0, 1.0, "between 0 and 1", &t->accuracy.value);
+            if (st)
+                return st;
+        }
+        if (!(t->task = strdup(task)))
+            return qr_fail(c->err, QR_ERR_NOMEM, "%s: out of memory", c->name);
+        out->metrics.n_by_task++;
+    }
+    return QR_OK;
+}
+
 static qr_status parse_metrics(const ctx *c, json_object *v, const char *path, qr_bundle_variant *out)
 {
     static const char *const keys[] = {"ppl_test", "ppl_valid", "accuracy", "tokens_per_s",
-                                       "energy_pj_per_token", NULL};
+                                       "energy_pj_per_token", "accuracy_by_task", NULL};
     char p[PATH_MAX_LEN];
     json_object *m;
     qr_status st = get_object(c, v, path, "metrics", &m, p);
@@ -308,6 +357,7 @@ static qr_status parse_metrics(const ctx *c, json_object *v, const char *path, q
     if (!st) st = get_metric(c, m, mp, "tokens_per_s", 0.0, INFINITY, "at least 0", &out->metrics.tokens_per_s);
     if (!st) st = get_metric(c, m, mp, "energy_pj_per_token", 0.0, INFINITY, "at least 0",
                              &out->metrics.energy_pj_per_token);
+    if (!st) st = parse_by_task(c, m, mp, out);
     return st;
 }
 
@@ -533,6 +583,9 @@ void qr_bundle_free(qr_bundle *b)
         for (size_t j = 0; j < v->n_setting; j++)
             free(v->setting[j].tensor);
         free(v->setting);
+        for (size_t j = 0; j < v->metrics.n_by_task; j++)
+            free(v->metrics.by_task[j].task);
+        free(v->metrics.by_task);
         free(v->name);
         free(v->file);
     }
@@ -578,6 +631,12 @@ static bool variant_eq(const qr_bundle_variant *a, const qr_bundle_variant *b)
         return false;
     for (size_t i = 0; i < a->n_setting; i++)
         if (!str_eq(a->setting[i].tensor, b->setting[i].tensor) || a->setting[i].type != b->setting[i].type)
+            return false;
+    if (a->metrics.n_by_task != b->metrics.n_by_task)
+        return false;
+    for (size_t i = 0; i < a->metrics.n_by_task; i++)
+        if (!str_eq(a->metrics.by_task[i].task, b->metrics.by_task[i].task) ||
+            !metric_eq(a->metrics.by_task[i].accuracy, b->metrics.by_task[i].accuracy))
             return false;
     return metric_eq(a->metrics.ppl_test, b->metrics.ppl_test) &&
            metric_eq(a->metrics.ppl_valid, b->metrics.ppl_valid) &&

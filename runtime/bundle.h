@@ -37,6 +37,12 @@ typedef struct {
     uint32_t type;   /* storage type code (tensor_types.h); written as its name */
 } qr_bundle_setting;
 
+/* One classifier head's accuracy (metrics.accuracy_by_task). */
+typedef struct {
+    char *task;                       /* the head's task name: 1..32 of a-z 0-9 _ - */
+    qr_bundle_metric accuracy;        /* 0..1, or unknown (JSON null) */
+} qr_bundle_task_metric;
+
 typedef struct {
     char *name;                       /* unique in the bundle, [A-Za-z0-9._-], 1..64 bytes */
     char *file;                       /* model file name inside the bundle directory */
@@ -53,6 +59,9 @@ typedef struct {
         qr_bundle_metric accuracy;            /* classification accuracy, 0..1 */
         qr_bundle_metric tokens_per_s;        /* decode speed, >= 0 */
         qr_bundle_metric energy_pj_per_token; /* energy.h's estimate, >= 0 */
+        qr_bundle_task_metric *by_task;       /* accuracy_by_task, n_by_task entries in manifest
+                                                 order (optional: 0 when absent) */
+        size_t n_by_task;
     } metrics;
 } qr_bundle_variant;
 

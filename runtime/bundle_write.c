@@ -112,6 +112,13 @@ static json_object *variant_json(builder *bd, const qr_bundle_variant *v, size_t
                                        v->metrics.tokens_per_s, v->metrics.energy_pj_per_token};
     for (size_t i = 0; i < 5; i++)
         put(bd, m, names[i], metric(bd, values[i]));
+    if (v->metrics.n_by_task) {
+        json_object *t = checked(bd, json_object_new_object());
+        for (size_t i = 0; i < v->metrics.n_by_task; i++)
+            put(bd, t, v->metrics.by_task[i].task ? v->metrics.by_task[i].task : "",
+                metric(bd, v->metrics.by_task[i].accuracy));
+        put(bd, m, "accuracy_by_task", t);
+    }
     put(bd, o, "metrics", m);
     return o;
 }

@@ -159,19 +159,32 @@ qr_status qr_eval_accuracy_with(qr_runner *r, const qr_labelled *items, size_t n
                                 qr_progress_fn progress, void *progress_ctx, qr_acc_result *out,
                                 qr_error *err)
 {
+    return qr_eval_accuracy_head(r, 0, items, n_items, batch, on_class, class_ctx, progress,
+                                 progress_ctx, out, err);
+}
+
+qr_status qr_eval_accuracy_head(qr_runner *r, size_t head, const qr_labelled *items, size_t n_items,
+                                size_t batch, qr_class_fn on_class, void *class_ctx,
+                                qr_progress_fn progress, void *progress_ctx, qr_acc_result *out,
+                                qr_error *err)
+{
     const qr_model *m = qr_runner_model(r);
     memset(out, 0, sizeof *out);
-    if (m->n_classes == 0)
+    if (m->head_info.n == 0)
         return qr_fail(err, QR_ERR_INVALID, "accuracy needs a classifier head; the model has none");
+    if (head >= m->head_info.n)
+        return qr_fail(err, QR_ERR_INVALID, "head %zu does not exist; the model has %zu", head,
+                       m->head_info.n);
+    const size_t n_classes = m->cls[head].n_classes;
     if (n_items == 0)
         return qr_fail(err, QR_ERR_INVALID, "no labelled items to evaluate");
     uint64_t total = 0;
     for (size_t i = 0; i < n_items; i++) {
         if (items[i].n_tokens == 0)
             return qr_fail(err, QR_ERR_INVALID, "item %zu has no tokens", i);
-        if (items[i].label < 0 || (size_t)items[i].label >= m->n_classes)
+        if (items[i].label < 0 || (size_t)items[i].label >= n_classes)
             return qr_fail(err, QR_ERR_INVALID, "item %zu has label %d; the classifier has %zu classes",
-                           i, items[i].label, m->n_classes);
+                           i, items[i].label, n_classes);
         total += items[i].n_tokens;
     }
     if (batch > n_items)
@@ -181,7 +194,7 @@ qr_status qr_eval_accuracy_with(qr_runner *r, const qr_labelled *items, size_t n
     if (st)
         return st;
     double *sums = calloc(batch * m->d, sizeof *sums);
-    float *mean = malloc(m->d * sizeof *mean), *cls = malloc(m->n_classes * sizeof *cls);
+    float *mean = malloc(m->d * sizeof *mean), *cls = malloc(n_classes * sizeof *cls);
     if (!sums || !mean || !cls) {
         st = qr_fail(err, QR_ERR_NOMEM, "out of memory for accuracy evaluation");
         goto done;
@@ -223,15 +236,15 @@ qr_status qr_eval_accuracy_with(qr_runner *r, const qr_labelled *items, size_t n
             const qr_labelled *it = &items[i0 + b];
             for (size_t j = 0; j < m->d; j++)
                 mean[j] = (float)(sums[b * m->d + j] / (double)it->n_tokens);
-            qr_classify(m, mean, cls);
+            qr_classify_head(m, head, mean, cls);
             if (on_class)
                 on_class(class_ctx, i0 + b, cls);
             size_t best = 0;
-            for (size_t c = 1; c < m->n_classes; c++)
+            for (size_t c = 1; c < n_classes; c++)
                 if (cls[c] > cls[best])
                     best = c;
             out->correct += best == (size_t)it->label;
-            nll += qr_token_nll(cls, m->n_classes, it->label);
+            nll += qr_token_nll(cls, n_classes, it->label);
         }
         out->total += nb;
     }

@@ -64,6 +64,13 @@ qr_status qr_eval_accuracy_with(qr_runner *r, const qr_labelled *items, size_t n
                                 qr_progress_fn progress, void *progress_ctx, qr_acc_result *out,
                                 qr_error *err);
 
+/* qr_eval_accuracy_with for classifier head `head` (m->head_info.heads[head]); items' labels are
+ * that head's class indices. */
+qr_status qr_eval_accuracy_head(qr_runner *r, size_t head, const qr_labelled *items, size_t n_items,
+                                size_t batch, qr_class_fn on_class, void *class_ctx,
+                                qr_progress_fn progress, void *progress_ctx, qr_acc_result *out,
+                                qr_error *err);
+
 /* ln Σ exp(logits), computed stably in double (the log-softmax's normaliser). */
 double qr_log_sum_exp(const float *logits, size_t n);
 

@@ -392,10 +392,15 @@ qr_status qr_forward(qr_runner *r, qr_state *const *states, const int32_t *token
     return QR_OK;
 }
 
+void qr_classify_head(const qr_model *m, size_t head, const float *mean_feature, float *class_logits)
+{
+    const qr_cls_head *h = &m->cls[head];
+    h->w.ops->dot_rows(h->w.data, h->w.row_bytes, h->n_classes, mean_feature, m->d, class_logits);
+    for (size_t c = 0; c < h->n_classes; c++)
+        class_logits[c] += h->b[c];
+}
+
 void qr_classify(const qr_model *m, const float *mean_feature, float *class_logits)
 {
-    m->cls.ops->dot_rows(m->cls.data, m->cls.row_bytes, m->n_classes, mean_feature, m->d,
-                         class_logits);
-    for (size_t c = 0; c < m->n_classes; c++)
-        class_logits[c] += m->cls_b[c];
+    qr_classify_head(m, 0, mean_feature, class_logits);
 }

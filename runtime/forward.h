@@ -50,7 +50,9 @@ void qr_runner_set_observer(qr_runner *r, qr_product_observer fn, void *ctx);
 qr_status qr_forward(qr_runner *r, qr_state *const *states, const int32_t *tokens, size_t B,
                      float *logits, float *features, qr_error *err);
 
-/* Classifier logits (n_classes) from the mean feature of a sequence. */
+/* Classifier logits (n_classes) of head 0 from the mean feature of a sequence. */
 void qr_classify(const qr_model *m, const float *mean_feature, float *class_logits);
+/* The same for head `head` (< m->head_info.n): m->cls[head].n_classes logits. */
+void qr_classify_head(const qr_model *m, size_t head, const float *mean_feature, float *class_logits);
 
 #endif

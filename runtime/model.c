@@ -106,7 +106,7 @@ static qr_status get_string_or(const qr_model_file *file, const char *key, const
 static qr_status read_hparams(const qr_model_file *file, qr_model *m, qr_error *err)
 {
     const char *path = qr_model_file_path(file);
-    uint64_t n_layer, d, vocab, f, classes, rescale;
+    uint64_t n_layer, d, vocab, f, rescale;
     const char *arch;
     uint64_t arch_len;
     double tau, threshold;
@@ -116,7 +116,6 @@ static qr_status read_hparams(const qr_model_file *file, qr_model *m, qr_error *
         (st = qr_model_file_get_u64(file, "model.vocab_size", 0, &vocab, err)) ||
         (st = qr_model_file_get_u64(file, "model.n_ffn", 4 * d, &f, err)) ||
         (st = qr_model_file_get_u64(file, "model.rescale_layer", 0, &rescale, err)) ||
-        (st = qr_model_file_get_u64(file, "head.n_classes", 0, &classes, err)) ||
         (st = qr_model_file_get_blob(file, "general.architecture", &arch, &arch_len, err)))
         return st;
     bool spiking = strcmp(arch, "spikegpt") == 0;
@@ -146,11 +145,15 @@ static qr_status read_hparams(const qr_model_file *file, qr_model *m, qr_error *
                        path, decay);
     if (!spiking && (m->spike_att || m->spike_ffn || m->spike_emb || m->spike_ffn_hidden))
         return qr_fail(err, QR_ERR_FORMAT, "%s: architecture rwkv4 cannot have spikes turned on", path);
-    /* Limits that keep every size_t product and int BLAS dimension in range. */
-    if (n_layer > 4096 || d > 65536 || f > 262144 || vocab > 4000000 || classes > 65536)
-        return qr_fail(err, QR_ERR_FORMAT, "%s: dimensions out of range (layers %llu, d %llu, ffn %llu, vocab %llu, classes %llu)",
+    /* Limits that keep every size_t product and int BLAS dimension in range (heads.c bounds the
+     * classes). */
+    if (n_layer > 4096 || d > 65536 || f > 262144 || vocab > 4000000)
+        return qr_fail(err, QR_ERR_FORMAT, "%s: dimensions out of range (layers %llu, d %llu, ffn %llu, vocab %llu)",
                        path, (unsigned long long)n_layer, (unsigned long long)d, (unsigned long long)f,
-                       (unsigned long long)vocab, (unsigned long long)classes);
+                       (unsigned long long)vocab);
+    if ((st = qr_heads_read(file, &m->head_info, err)))
+        return st;
+    size_t classes = m->head_info.n ? m->head_info.heads[0].n_classes : 0;
     if (f == 0)
         return qr_fail(err, QR_ERR_FORMAT, "%s: model.n_ffn is zero", path);
     if (!(tau >= 1.0) || !(threshold > 0.0))
@@ -268,11 +271,14 @@ qr_status qr_model_bind(const qr_model_file *file, qr_model **out, qr_error *err
     qr_status st = read_hparams(file, m, err);
     if (st)
         goto fail;
-    size_t n_params = (LAYER_VECTORS * m->n_layer + GLOBAL_VECTORS) * m->d + m->n_classes;
+    size_t n_params = (LAYER_VECTORS * m->n_layer + GLOBAL_VECTORS) * m->d;
+    for (size_t h = 0; h < m->head_info.n; h++)
+        n_params += m->head_info.heads[h].n_classes;
     m->params = malloc(n_params * sizeof(float));
     m->params_bytes = n_params * sizeof(float);
     m->layers = calloc(m->n_layer, sizeof *m->layers);
-    if (!m->params || !m->layers) {
+    m->cls = calloc(m->head_info.n ? m->head_info.n : 1, sizeof *m->cls);
+    if (!m->params || !m->layers || !m->cls) {
         st = qr_fail(err, QR_ERR_NOMEM, "%s: out of memory", qr_model_file_path(file));
         goto fail;
     }
@@ -282,9 +288,14 @@ qr_status qr_model_bind(const qr_model_file *file, qr_model **out, qr_error *err
     for (size_t i = 0; i < m->n_layer; i++)
         if ((st = bind_layer(&b, i)))
             goto fail;
-    if (m->n_classes && ((st = bind_matrix(&b, &m->cls, m->n_classes, m->d, "cls.weight")) ||
-                         (st = bind_vector(&b, &m->cls_b, m->n_classes, "cls.bias"))))
-        goto fail;
+    for (size_t h = 0; h < m->head_info.n; h++) {
+        qr_cls_head *c = &m->cls[h];
+        char wname[32], bname[32];
+        c->n_classes = m->head_info.heads[h].n_classes;
+        if ((st = bind_matrix(&b, &c->w, c->n_classes, m->d, "%s", qr_head_tensor_name(h, false, wname, sizeof wname))) ||
+            (st = bind_vector(&b, &c->b, c->n_classes, "%s", qr_head_tensor_name(h, true, bname, sizeof bname))))
+            goto fail;
+    }
     *out = m;
     return QR_OK;
 fail:
@@ -298,6 +309,8 @@ void qr_model_free(qr_model *m)
         return;
     free(m->params);
     free(m->layers);
+    free(m->cls);
+    qr_heads_free(&m->head_info);
     free(m);
 }
 
@@ -318,8 +331,10 @@ qr_matrix *qr_model_matrix(qr_model *m, const char *name)
 #define GLOBAL_MAT_VEC(tname, field)
 #include "tensor_names.def"
 #undef QR_TENSOR
-    if (strcmp(name, "cls.weight") == 0)
-        return m->n_classes ? &m->cls : NULL;
+    bool bias;
+    int h = qr_head_tensor_index(name, &bias);
+    if (h >= 0)
+        return !bias && (size_t)h < m->head_info.n ? &m->cls[h].w : NULL;
     unsigned long i;
     int used = 0;
     if (sscanf(name, "blocks.%lu.%n", &i, &used) != 1 || used == 0 || i >= m->n_layer)
@@ -339,6 +354,13 @@ qr_matrix *qr_model_matrix(qr_model *m, const char *name)
 #include "tensor_names.def"
 #undef QR_TENSOR
     return NULL;
+}
+
+int qr_model_task(const qr_model *m, const char *task)
+{
+    if (!task || !task[0])
+        return m->head_info.n ? 0 : -1;
+    return qr_heads_find(&m->head_info, task);
 }
 
 uint64_t qr_model_bytes_per_token(const qr_model *m, bool with_head)

@@ -12,6 +12,7 @@
 #include <stddef.h>
 
 #include "error.h"
+#include "heads.h"
 #include "linear.h"
 #include "model_file.h"
 
@@ -28,9 +29,17 @@ typedef struct {
     float out_scale;          /* 2^-(layer / rescale_layer), or 1 */
 } qr_layer;
 
+/* One classification head: logits = w · mean_t(ln_out(x_t)) + b. */
+typedef struct {
+    qr_matrix w;              /* (n_classes, d) */
+    const float *b;           /* (n_classes) */
+    size_t n_classes;
+} qr_cls_head;
+
 typedef struct {
     /* hyperparameters */
-    size_t n_layer, d, f, vocab, n_classes;
+    size_t n_layer, d, f, vocab;
+    size_t n_classes;         /* classes of head 0 (0: no classifier) */
     size_t rescale_layer;     /* 0: off */
     bool spike_att, spike_ffn, spike_emb, spike_ffn_hidden;
     float tau, threshold;
@@ -41,8 +50,8 @@ typedef struct {
     qr_layer *layers;         /* n_layer */
     const float *ln_out_w, *ln_out_b; /* (d) */
     qr_matrix head;           /* (vocab, d) when has_lm_head */
-    qr_matrix cls;            /* (n_classes, d) when n_classes > 0 */
-    const float *cls_b;       /* (n_classes) */
+    qr_heads head_info;       /* owned: task names and labels, head_info.n heads */
+    qr_cls_head *cls;         /* head_info.n classifier heads, in the file's order */
 
     const qr_model_file *file;
     float *params;            /* owned: every 1-D parameter, as f32 */
@@ -53,6 +62,9 @@ typedef struct {
 /* Binds a model to an open file, which must outlive it. Errors name the file and the tensor. */
 qr_status qr_model_bind(const qr_model_file *file, qr_model **out, qr_error *err);
 void qr_model_free(qr_model *m);
+
+/* The index of the head for a task name; NULL or "" picks head 0. -1 when there is no such task. */
+int qr_model_task(const qr_model *m, const char *task);
 
 /* The bound matrix of a tensor name ("blocks.2.ffn.key.weight", "head.weight", ...), or NULL if
  * the model has no such matrix. QSLM points it at other storage to try a setting in memory. */

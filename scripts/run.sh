@@ -34,7 +34,7 @@ done
 
 echo "== qslmctl generate \"The state of the Union is\" (greedy, 48 tokens)" >&2
 "$qslmctl" generate --temperature 0 --max-tokens 48 "The state of the Union is"
-echo "== qslmctl classify (sentiment head: 0 negative, 1 positive)" >&2
+echo "== qslmctl classify (the sentiment head: each text's label and its probability)" >&2
 "$qslmctl" classify "A wonderful film, I loved every minute." "The plot was dull and the acting was awful."
 echo "== qslmctl status" >&2
 "$qslmctl" status

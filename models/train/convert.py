@@ -33,6 +33,11 @@ threshold, which sub-blocks spike) are written as metadata with SpikeGPT's defau
 activation (train.py --spike-ffn-hidden; a state_dict does not say it, its shapes are the same):
 the file gets spike.ffn_hidden = true and qslm_format.write_qslm stores every
 blocks.N.ffn.value.weight transposed, (n_ffn, d), as runtime/FORMAT.md requires.
+
+--task NAME --labels A,B,... names the checkpoint's classifier head (runtime/FORMAT.md
+"Classification heads": head.n_tasks, head.task.0.name, head.task.0.labels), one label per row
+of cls.weight in index order; the sentiment model: --task sentiment --labels negative,positive.
+Without them the file has only head.n_classes (read as task "default", labels "0", "1", ...).
 """
 
 import argparse
@@ -50,7 +55,7 @@ import torch
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from qslm_format import Lazy, write_qslm_stream  # noqa: E402
+from qslm_format import Lazy, heads_metadata, write_qslm_stream  # noqa: E402
 import tensor_names  # noqa: E402
 
 DROPPED = ("copy_mask",)
@@ -196,12 +201,13 @@ def check_tokenizer(path, checker):
 def convert(pth, out_path, tokenizer=None, dtype="f32", name=None, architecture="spikegpt",
             tau=2.0, threshold=1.0, spike_att=None, spike_ffn=None, spike_emb=False,
             rescale_layer=0, provenance_extra="", log=print, spike_ffn_hidden=False,
-            upstream=None, tokenizer_checker="find"):
+            upstream=None, tokenizer_checker="find", heads=None):
     """Converts pth to out_path. With upstream ("auto", "spikegpt" or "rwkv4") the checkpoint
     is one as published, and the metadata is what that upstream inference code does (UPSTREAM):
     architecture, spikes, tau, threshold, rescale and the embedding spike are then not taken
     from the arguments. A tokenizer is first checked with tokenizer_checker (a qslm-eval path;
-    "find": find_tokenizer_checker(); None: not checked)."""
+    "find": find_tokenizer_checker(); None: not checked). heads: [(task, [labels])] naming the
+    checkpoint's classifier."""
     if tokenizer and tokenizer_checker is not None:
         check_tokenizer(tokenizer, find_tokenizer_checker() if tokenizer_checker == "find"
                         else tokenizer_checker)
@@ -305,6 +311,16 @@ def convert(pth, out_path, tokenizer=None, dtype="f32", name=None, architecture=
         md["tokenizer.json"] = tj
     types = set(setting.values())
     md["quant.setting"] = types.pop() if len(types) == 1 else json.dumps(setting)
+    # Last, so the keys sit where models/train/set_heads.py puts them in an existing file.
+    if heads:  # [(task, [labels])] naming the checkpoint's classifier (cls.weight: one head)
+        if n_classes == 0 or len(heads) != 1 or len(heads[0][1]) != n_classes:
+            raise ConvertError("--task/--labels: the checkpoint has %s; got %d task(s) with %s labels"
+                               % ("a %d-class classifier" % n_classes if n_classes else "no classifier",
+                                  len(heads), "/".join(str(len(ls)) for _, ls in heads)))
+        try:
+            md.update(heads_metadata(heads))
+        except ValueError as e:
+            raise ConvertError("--task/--labels: %s" % e)
     n_params = sum(int(np.prod(lazy.shape)) for _, lazy, _ in tensors)
     size = write_qslm_stream(out_path, md, tensors)
     log("wrote %s: %d layers, d %d, n_ffn %d, vocab %d, classes %d, lm %s%s; %d parameters, "
@@ -340,7 +356,11 @@ def main():
                          "it (auto: tell SpikeGPT-45M/216M, the vocab-77 character model and "
                          "RWKV-4-Pile-169M/430M by their layout); overrides the spike and "
                          "rescale options")
+    ap.add_argument("--task", help="name of the classifier head's task (a-z 0-9 _ -)")
+    ap.add_argument("--labels", help="its class names in index order, comma-separated")
     args = ap.parse_args()
+    if (args.task is None) != (args.labels is None):
+        ap.error("--task and --labels go together")
     try:
         convert(args.pth, args.out, args.tokenizer, args.dtype, args.name, args.architecture,
                 args.tau, args.threshold,
@@ -348,7 +368,8 @@ def main():
                 args.spike_emb, args.rescale_layer,
                 ("; " + args.provenance) if args.provenance else "",
                 spike_ffn_hidden=args.spike_ffn_hidden, upstream=args.upstream,
-                tokenizer_checker=None if args.no_tokenizer_check else "find")
+                tokenizer_checker=None if args.no_tokenizer_check else "find",
+                heads=[(args.task, args.labels.split(","))] if args.task else None)
     except ConvertError as e:
         print("convert.py: %s" % e, file=sys.stderr)
         return 2

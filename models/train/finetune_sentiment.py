@@ -25,6 +25,9 @@ AFINN scores of the tokens, a score negated when the previous token is one of it
 positive; we report that rule (ties -> positive) and score > 0 (ties -> negative).
 
 Writes models/train/out/spikegpt-sotu-final.pth (LM + cls) and models/train/out/sentiment.json.
+The head's task and class names (TASK, LABELS below: class 0 negative, 1 positive, the data's
+"label" values) go into sentiment.json and, through convert.py --task/--labels, into the model
+file's metadata (runtime/FORMAT.md "Classification heads").
 """
 
 import argparse
@@ -38,6 +41,9 @@ import time
 
 import numpy as np
 import torch
+
+TASK = "sentiment"
+LABELS = ["negative", "positive"]  # index = the data's "label" (1 = positive, make-splits.js)
 import torch.nn as nn
 import torch.nn.functional as F
 
@@ -338,6 +344,7 @@ def main():
     else:
         chosen, final_sd = "joint", joint_sd
     results["chosen"] = chosen
+    results["task"], results["labels"] = TASK, LABELS
     results["chosen_by"] = "held-out accuracy (10% of amazon+yelp)" if args.mode == "auto" else "--mode"
     results["minutes"] = (time.time() - t_start) / 60
     torch.save(final_sd, args.out + ".tmp")
@@ -347,6 +354,8 @@ def main():
     print("chosen: %s; imdb accuracy %.4f (AFINN %.4f); saved %s" % (
         chosen, results[chosen]["test_imdb"], results["afinn"]["accuracy_ties_positive"],
         args.out), flush=True)
+    print("convert it with: models/train/convert.py %s --task %s --labels %s ..." % (
+        args.out, TASK, ",".join(LABELS)), flush=True)
     return 0
 
 

@@ -37,6 +37,12 @@ dequantize() turns blocks of 32 codes with f16 scales into float32 exactly as th
 (an f32 multiply, then for qB_1 an f32 add). The writer stores f32 and f16, and quantized
 tensors given already packed (Packed(shape, blocks)).
 
+Classifier heads (FORMAT.md "Classification heads"): heads_metadata([(task, [labels])]) gives
+the metadata keys to write, head_tensor_name(i[, bias]) each head's tensor names, and
+QslmFile.heads() / heads_of(metadata) read them back, checked as runtime/heads.c checks them
+(a file with only head.n_classes reads as task "default", labels "0", "1", ...).
+rewrite_metadata(src, dst, updates) changes a file's metadata and copies its tensors' bytes.
+
 spike.ffn_hidden: when the metadata has spike.ffn_hidden = true, the file stores every
 blocks.N.ffn.value.weight transposed, (n_ffn, d) (FORMAT.md). Both sides convert, so callers
 always see nn.Linear's layout (d, n_ffn): the writer transposes a (d, n_ffn) array on the way in
@@ -627,6 +633,10 @@ class QslmFile:
         """Tensor `name` converted to float32."""
         return self.tensors[name].astype(np.float32)
 
+    def heads(self):
+        """[(task name, [label, ...])] of the classification heads (see heads_of)."""
+        return heads_of(self.metadata, self.path)
+
 
 class _Cursor:
     def __init__(self, buf, pos, end, path, what):
@@ -819,8 +829,152 @@ def decode_qslm(buf, path="<memory>", layout="module"):
         tensors[name] = arr
         tensor_types[name] = tname
         offsets[name] = offset
+    heads = heads_of(metadata, path)
+    for i, (task, labels) in enumerate(heads):
+        w, b = head_tensor_name(i), head_tensor_name(i, bias=True)
+        if w in stored_shapes and stored_shapes[w][0] != len(labels):
+            fail("tensor '%s' has %d rows but task '%s' has %d labels", w, stored_shapes[w][0],
+                 task, len(labels))
     return QslmFile(path, size, metadata, meta_types, tensors, tensor_types, offsets,
                     stored_shapes, layout)
+
+
+# ------------------------------------------------------------------- classification heads
+# FORMAT.md "Classification heads"; the C side is runtime/heads.c.
+
+HEADS_MAX = 16
+TASK_NAME_MAX = 32
+LABEL_MAX = 64
+LEGACY_TASK = "default"
+_TASK_RE = re.compile(r"[a-z0-9_-]{1,%d}" % TASK_NAME_MAX)
+
+
+def head_tensor_name(i, bias=False):
+    """Head i's weight or bias tensor: cls.weight / cls.bias for head 0, cls.<i>.* after it
+    (runtime/heads.c qr_head_tensor_name)."""
+    part = "bias" if bias else "weight"
+    return "cls.%s" % part if i == 0 else "cls.%d.%s" % (i, part)
+
+
+def _check_label(key, k, label):
+    raw = label.encode("utf-8") if isinstance(label, str) else bytes(label)
+    if not raw:
+        return "%s: label %d is empty" % (key, k)
+    if len(raw) > LABEL_MAX:
+        return "%s: label %d is longer than %d bytes" % (key, k, LABEL_MAX)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return "%s: label %d is not valid UTF-8" % (key, k)
+    if any(ord(c) < 0x20 or ord(c) == 0x7f for c in text):
+        return "%s: label %d holds a control character" % (key, k)
+    return None
+
+
+def heads_metadata(heads):
+    """The metadata keys for heads = [(task name, [label, ...]), ...], in order (head i's tensors
+    are head_tensor_name(i)). Validated as the reader validates them."""
+    heads = [(t, list(ls)) for t, ls in heads]
+    md = {"head.n_classes": len(heads[0][1]) if heads else 0, "head.n_tasks": len(heads)}
+    for i, (task, labels) in enumerate(heads):
+        md["head.task.%d.name" % i] = task
+        md["head.task.%d.labels" % i] = "\n".join(labels)
+    heads_of(md, "<heads_metadata>")
+    return md
+
+
+def heads_of(metadata, path="<metadata>"):
+    """[(task name, [label, ...])] from a file's metadata, checked as runtime/heads.c checks it.
+    A file with only head.n_classes (written before heads had names) is one task "default" whose
+    labels are "0", "1", ..."""
+    def fail(msg, *args):
+        raise QslmFormatError("%s: %s" % (path, msg % args))
+
+    classes = metadata.get("head.n_classes")
+    if "head.n_tasks" not in metadata:
+        if "head.task.0.name" in metadata:
+            fail("metadata 'head.task.0.name' without head.n_tasks")
+        if not classes:
+            return []
+        return [(LEGACY_TASK, [str(c) for c in range(classes)])]
+    n = metadata["head.n_tasks"]
+    if not isinstance(n, int) or isinstance(n, bool) or not 0 <= n <= HEADS_MAX:
+        fail("head.n_tasks is %r (at most %d)", n, HEADS_MAX)
+    heads = []
+    for i in range(n):
+        key = "head.task.%d.name" % i
+        name = metadata.get(key)
+        if name is None:
+            fail("metadata '%s' is missing (head.n_tasks says the head exists)", key)
+        if not isinstance(name, str) or not _TASK_RE.fullmatch(name):
+            fail("metadata '%s': a task name is 1..%d characters of a-z 0-9 _ -", key, TASK_NAME_MAX)
+        for j, (other, _) in enumerate(heads):
+            if other == name:
+                fail("heads %d and %d are both named '%s'", j, i, name)
+        key = "head.task.%d.labels" % i
+        text = metadata.get(key)
+        if text is None:
+            fail("metadata '%s' is missing (head.n_tasks says the head exists)", key)
+        if not isinstance(text, str):
+            fail("metadata '%s' must be a string", key)
+        labels = text.split("\n")
+        for k, label in enumerate(labels):
+            why = _check_label(key, k, label)
+            if why:
+                fail("metadata %s", why)
+            if label in labels[:k]:
+                fail("metadata '%s': labels %d and %d are both '%s'", key, labels.index(label), k, label)
+        heads.append((name, labels))
+    if classes is not None and classes != (len(heads[0][1]) if heads else 0):
+        fail("head.n_classes is %d but head 0 has %d labels", classes, len(heads[0][1]) if heads else 0)
+    return heads
+
+
+def rewrite_metadata(src, dst, updates, drop=()):
+    """Copies the .qslm file src to dst with metadata keys set (updates: dict, values as for
+    write_qslm; an existing key keeps its place, a new one goes last) and the keys in drop
+    removed. The tensor table keeps its order and every tensor's bytes are copied unchanged; only
+    the offsets move with the metadata section. Returns dst's size."""
+    src, dst = os.fspath(src), os.fspath(dst)
+    with open(src, "rb") as f:
+        buf = f.read()
+    old = decode_qslm(buf, src, layout="stored")
+    (_, _, _, meta_size, table_offset, table_size, data_offset, n_tensors,
+     _) = struct.unpack_from("<IQQQQQQII", buf, 4)
+    md = {k: v for k, v in old.typed_metadata().items() if k not in drop}
+    for k, v in updates.items():
+        md[k] = v
+    entries = _normalize_meta(md)
+    meta = b"".join(_encode_meta(k, t, v) for k, t, v in entries)
+    new_table_offset = HEADER_SIZE + len(meta)
+    new_data_offset = _align_up(new_table_offset + table_size)
+    shift = new_data_offset - data_offset
+    table = bytearray(buf[table_offset:table_offset + table_size])
+    pos = 0
+    for _ in range(n_tensors):   # move each entry's offset by the shift
+        (nlen,) = struct.unpack_from("<I", table, pos)
+        pos += 4 + nlen
+        _, ndims = struct.unpack_from("<II", table, pos)
+        pos += 8 + 8 * ndims
+        (off,) = struct.unpack_from("<Q", table, pos)
+        struct.pack_into("<Q", table, pos, off + shift)
+        pos += 16
+    assert pos == table_size
+    file_size = len(buf) + shift
+    header = MAGIC + struct.pack("<IQQQQQQII", VERSION, file_size, HEADER_SIZE, len(meta),
+                                 new_table_offset, table_size, new_data_offset, n_tensors,
+                                 len(entries))
+    pad = b"\0" * (new_data_offset - new_table_offset - table_size)
+    out = b"".join([header, meta, bytes(table), pad, buf[data_offset:]])
+    assert len(out) == file_size
+    decode_qslm(out, dst, layout="stored")
+    tmp = "%s.tmp.%d" % (dst, os.getpid())
+    with open(tmp, "wb") as f:
+        f.write(out)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, dst)
+    return file_size
 
 
 def read_qslm(path, layout="module"):

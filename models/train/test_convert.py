@@ -237,6 +237,30 @@ def test_upstream(tmp):
         assert "bad.def:1" in str(e), str(e)
     print("--upstream: detection, metadata, dropped head_qk, refused pos_emb/ffnPre: ok",
           flush=True)
+def test_heads(tmp):
+    """--task/--labels: the classifier named in the file (FORMAT.md "Classification heads"), the
+    tensors unchanged; a label count that is not the classifier's is refused."""
+    sd = spikegpt_state_dict(1, 16, 64, 50, n_classes=3, seed=2)
+    pth = os.path.join(tmp, "heads.pth")
+    torch.save(sd, pth)
+    plain, named = os.path.join(tmp, "plain.qslm"), os.path.join(tmp, "named.qslm")
+    convert.convert(pth, plain, None, "f32")
+    convert.convert(pth, named, None, "f32", heads=[("topic", ["war", "\u00e9conomie", "health"])])
+    a, b = read_qslm(plain), read_qslm(named)
+    assert a.heads() == [("default", ["0", "1", "2"])], a.heads()
+    assert b.heads() == [("topic", ["war", "\u00e9conomie", "health"])], b.heads()
+    assert b.metadata["head.n_tasks"] == 1 and b.metadata["head.n_classes"] == 3
+    for n in a.tensors:
+        assert np.array_equal(a.tensors[n], b.tensors[n]), n
+    for heads, what in (([("topic", ["a", "b"])], "3-class classifier"),
+                        ([("Topic", ["a", "b", "c"])], "a task name"),
+                        ([("t", ["a", "a", "c"])], "both 'a'")):
+        try:
+            convert.convert(pth, named, None, "f32", heads=heads)
+            raise AssertionError("accepted %s" % heads)
+        except convert.ConvertError as e:
+            assert what in str(e), str(e)
+    print("--task/--labels: named head, same tensors, refusals: ok", flush=True)
 
 
 def test_trained(tmp, ckpt, qslm_eval):
@@ -463,6 +487,7 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         test_small_variants(tmp)
         test_upstream(tmp)
+        test_heads(tmp)
         test_ffn_hidden(tmp)
         test_quant_by_hand(tmp)
         if os.path.exists(args.qslm_quantize):

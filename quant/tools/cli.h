@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "eval.h"
+#include "heads.h"
 #include "hierarchy.h"
 #include "measure.h"
 #include "model_file.h"
@@ -24,6 +25,8 @@ typedef struct {
     const char *model_path;
     const char *data_dir;
     const char *calib_text, *calib_labels, *valid_text, *valid_labels, *test_text, *test_labels;
+    const char *classify[QQ_HEADS_MAX]; /* --classify TASK=DIR: DIR/{fit,heldout,test}.jsonl of head TASK */
+    size_t n_classify;
     size_t calib_tokens, calib_items, valid_tokens, calib_window, window, batch, serve_batch;
     int threads;
     const char *cache_dir;     /* NULL with --no-cache */
@@ -48,6 +51,11 @@ typedef struct {
     size_t n_calib, n_valid;
     qr_labelled *calib_items, *valid_items;
     size_t n_calib_items, n_valid_items;
+    qr_labelled *head_valid[QQ_HEADS_MAX]; /* heads ≥ 1: their validation sentences */
+    size_t n_head_valid[QQ_HEADS_MAX];
+    size_t n_heads;                        /* the master's classifier heads */
+    bool head_legacy;                      /* one unnamed head (head.n_classes only) */
+    char head_task[QQ_HEADS_MAX][QR_TASK_NAME_MAX + 1]; /* their task names */
     qq_split calib, valid;
     qq_measurer *meas;
     qq_sensitivity *sens;
@@ -75,7 +83,15 @@ typedef struct {
     size_t n_test;
     qr_labelled *test_items;
     size_t n_test_items;
+    qr_labelled *head_items[QQ_HEADS_MAX]; /* heads ≥ 1 given --classify: their test sentences */
+    size_t n_head_items[QQ_HEADS_MAX];
 } qq_test_data;
+
+/* Points the floors' head names at the session's task names (for the floor messages). */
+void qq_name_heads(const qq_session *s, qq_floors *f);
+
+/* The data folder of head h from --classify TASK=DIR, or NULL when none names it. */
+const char *qq_classify_dir(const qq_options *o, const qq_session *s, size_t head);
 
 int qq_load_test(const qq_options *o, qq_session *s, qq_test_data *td);
 void qq_test_data_free(qq_test_data *td);

@@ -88,6 +88,8 @@ typedef struct {
     double ppl, accuracy, tps, energy_pj, firing;
     uint64_t footprint, file_bytes;
     bool lm, cls;
+    bool head_ok[QQ_HEADS_MAX];     /* per head: test accuracy measured ([0] is cls) */
+    double head_acc[QQ_HEADS_MAX];
     char sha256[QR_SHA256_HEX_SIZE];
 } variant_figures;
 
@@ -155,6 +157,21 @@ static qr_status measure_variant(const char *path, qq_session *s, const qq_test_
         }
         v->cls = true;
         v->accuracy = acc.acc.accuracy;
+        v->head_ok[0] = true;
+        v->head_acc[0] = v->accuracy;
+    }
+    /* The other heads that have test sentences, one after the other. */
+    for (size_t h = 1; h < QQ_HEADS_MAX && h < m->head_info.n; h++) {
+        if (!td->n_head_items[h])
+            continue;
+        qq_progress(s, "%s: accuracy of task %s on its test sentences (%zu)", path, m->head_info.heads[h].name,
+                    td->n_head_items[h]);
+        qr_acc_result a;
+        if ((st = qr_eval_accuracy_head(r, h, td->head_items[h], td->n_head_items[h], TEST_BATCH, NULL, NULL, NULL,
+                                        NULL, &a, err)))
+            goto out;
+        v->head_ok[h] = true;
+        v->head_acc[h] = a.accuracy;
     }
     qq_progress(s, "%s: decode speed", path);
     if ((st = decode_speed(m, s->pool, &v->tps, &v->firing, err)))
@@ -260,6 +277,7 @@ int qq_cmd_build(const qq_options *o)
     qq_format_size(s.costs.f32_footprint, f32size, sizeof f32size);
     for (size_t i = 0; i < n_budgets; i++) {
         qq_constraints c = {budgets[i], o->floors, o->lambda, o->max_tier};
+        qq_name_heads(&s, &c.floors);
         qq_result res;
         fprintf(stderr, "qslm-quant: [%6.1f s] budget %s\n", qq_now() - s.start, labels[i]);
         qq_progress(&s, "budget %s: searching", labels[i]);
@@ -346,6 +364,16 @@ int qq_cmd_build(const qq_options *o)
         v->metrics.ppl_test = (qr_bundle_metric){fig.lm, fig.ppl};
         v->metrics.ppl_valid = (qr_bundle_metric){res.valid.lm, res.valid.ppl};
         v->metrics.accuracy = (qr_bundle_metric){fig.cls, fig.accuracy};
+        if (s.n_heads && !s.head_legacy) { /* every named head; null when it had no data set */
+            v->metrics.by_task = calloc(s.n_heads, sizeof *v->metrics.by_task);
+            for (size_t h = 0; v->metrics.by_task && h < s.n_heads; h++) {
+                v->metrics.by_task[h] = (qr_bundle_task_metric){strdup(s.head_task[h]), {fig.head_ok[h], fig.head_acc[h]}};
+                v->metrics.n_by_task++;
+                if (h && fig.head_ok[h])
+                    fprintf(stderr, "qslm-quant: budget %s: task %s: test accuracy %.1f%%\n", labels[i], s.head_task[h],
+                            100.0 * fig.head_acc[h]);
+            }
+        }
         v->metrics.tokens_per_s = (qr_bundle_metric){true, fig.tps};
         v->metrics.energy_pj_per_token = (qr_bundle_metric){true, fig.energy_pj};
         kept_types[b.n_variants] = res.types;
@@ -375,6 +403,9 @@ out:
         for (size_t t = 0; t < variants[i].n_setting; t++)
             free(variants[i].setting[t].tensor);
         free(variants[i].setting);
+        for (size_t t = 0; t < variants[i].metrics.n_by_task; t++)
+            free(variants[i].metrics.by_task[t].task);
+        free(variants[i].metrics.by_task);
         free(variants[i].name);
         free(variants[i].file);
     }

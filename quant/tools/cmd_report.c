@@ -60,6 +60,28 @@ static void fill_series(qq_svg_series *se, const char *name, const point *p, siz
     *se = (qq_svg_series){name, xs, ys, n, labels, line, colour, marker};
 }
 
+/* "## Accuracy per task": each variant's test accuracy per classifier head, from the manifest's
+ * accuracy_by_task (written by build for a model whose heads have names); nothing without it. */
+static void write_task_table(FILE *f, const qr_bundle *b)
+{
+    bool any = false;
+    for (size_t v = 0; v < b->n_variants; v++)
+        any |= b->variants[v].metrics.n_by_task > 0;
+    if (!any)
+        return;
+    fprintf(f, "\n## Accuracy per task\n\nEach classifier head on its own test sentences (`--classify TASK=DIR`; "
+               "the first head's are the accuracy above). The accuracy floor holds for each head.\n\n"
+               "| variant | task | test accuracy |\n|---|---|---|\n");
+    for (size_t v = 0; v < b->n_variants; v++)
+        for (size_t t = 0; t < b->variants[v].metrics.n_by_task; t++) {
+            const qr_bundle_task_metric *m = &b->variants[v].metrics.by_task[t];
+            if (m->accuracy.known)
+                fprintf(f, "| %s | %s | %.1f%% |\n", b->variants[v].name, m->task, 100.0 * m->accuracy.value);
+            else
+                fprintf(f, "| %s | %s | not measured (no data set) |\n", b->variants[v].name, m->task);
+        }
+}
+
 int qq_cmd_report(const qq_options *o)
 {
     const char *dir = o->rest[1];
@@ -191,6 +213,7 @@ int qq_cmd_report(const qq_options *o)
     for (size_t i = 0; i < b->n_infeasible; i++)
         fprintf(f, "| (none) | %.2f MiB | infeasible: %s | | | | | | | | |\n", (double)b->infeasible[i].budget_bytes / 1048576.0,
                 b->infeasible[i].reason);
+    write_task_table(f, b);
     fprintf(f, "\n## Baselines\n\n| setting | served | vs f32 | test ppl | vs f32 | accuracy | vs f32 |\n|---|---|---|---|---|---|---|\n");
     fprintf(f, "| f32 | %.2f MiB | | %.3f | | %.1f%% | |\n", f32.mib, f32.ppl, 100.0 * f32.acc);
     for (size_t k = 0; k < n_uni; k++)

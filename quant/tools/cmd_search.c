@@ -33,6 +33,23 @@ qr_status qq_search_context(qq_session *s, qq_search_ctx *ctx, qr_error *err)
     return st;
 }
 
+/* The end of search's JSON object: "tasks", each measured head's validation accuracy against
+ * f32's. */
+static void print_tasks_json(const qq_session *s, const qq_metrics *m, const qq_metrics *ref)
+{
+    printf(", \"tasks\": [");
+    bool first = true;
+    for (size_t h = 0; h < s->n_heads; h++) {
+        if (!m->head_measured[h])
+            continue;
+        printf("%s{\"task\": \"%s\", \"valid_accuracy\": %.6f, \"f32_valid_accuracy\": %.6f}", first ? "" : ", ",
+               s->head_task[h], m->head_accuracy[h], ref->head_measured[h] ? ref->head_accuracy[h] : 0.0);
+        first = false;
+    }
+    printf("]}\n");
+}
+
+
 int qq_cmd_search(const qq_options *o)
 {
     uint64_t budget;
@@ -48,6 +65,7 @@ int qq_cmd_search(const qq_options *o)
     qq_search_ctx ctx;
     qq_result res = {0};
     qq_constraints c = {budget, o->floors, o->lambda, o->max_tier};
+    qq_name_heads(&s, &c.floors);
     rc = EXIT_FAIL;
     if (qq_search_context(&s, &ctx, &err) || qq_search(&ctx, &c, &res, &err)) {
         qq_progress_done(&s);
@@ -63,10 +81,11 @@ int qq_cmd_search(const qq_options *o)
     char *setting = qq_setting_json(s.master, res.types);
     if (o->json) {
         printf("{\"budget\": %llu, \"feasible\": %s, \"tier\": \"%s\", \"footprint\": %llu, \"bits_per_weight\": %.4f, "
-               "\"valid_ppl\": %.6f, \"valid_accuracy\": %.6f, \"objective\": %.6f, \"setting\": %s}\n",
+               "\"valid_ppl\": %.6f, \"valid_accuracy\": %.6f, \"objective\": %.6f, \"setting\": %s",
                (unsigned long long)budget, res.feasible ? "true" : "false", res.tier,
                (unsigned long long)res.footprint_est, qq_setting_bits_per_weight(&s.costs, res.types), res.valid.ppl,
                res.valid.accuracy, res.objective, setting ? setting : "null");
+        print_tasks_json(&s, &res.valid, &ctx.valid_ref);
     } else {
         printf("budget %s: %s (kept from the %s tier)\n", qq_format_size(budget, b1, sizeof b1),
                res.feasible ? "feasible" : res.reason, res.tier);
@@ -76,6 +95,10 @@ int qq_cmd_search(const qq_options *o)
         printf("validation: perplexity %.3f (f32 %.3f, %+.2f%%), accuracy %.2f%% (f32 %.2f%%); objective %.3f\n",
                res.valid.ppl, ctx.valid_ref.ppl, 100.0 * (res.valid.ppl / ctx.valid_ref.ppl - 1.0),
                100.0 * res.valid.accuracy, 100.0 * ctx.valid_ref.accuracy, res.objective);
+        for (size_t h = 0; h < s.n_heads; h++)
+            if (res.valid.head_measured[h] && ctx.valid_ref.head_measured[h] && (h || s.n_heads > 1))
+                printf("  task %s: validation accuracy %.2f%% (f32 %.2f%%)\n", s.head_task[h],
+                       100.0 * res.valid.head_accuracy[h], 100.0 * ctx.valid_ref.head_accuracy[h]);
         printf("%zu settings measured whole; sensitivities: %zu measured, %zu from the cache\n\nsetting:\n",
                res.whole_measurements, qq_sensitivity_measured(s.sens), qq_sensitivity_cached(s.sens));
         for (size_t i = 0; i < s.costs.n_tensors; i++)

@@ -52,6 +52,11 @@ static const char usage[] =
     "  --valid-labels FILE   sentiment/heldout.jsonl\n"
     "  --test-text FILE      sotu/test.txt (build: each variant's reported perplexity)\n"
     "  --test-labels FILE    sentiment/test.jsonl (build: each variant's reported accuracy)\n"
+    "  --classify TASK=DIR   the classifier head named TASK is measured on DIR/heldout.jsonl\n"
+    "                        (validation: the accuracy floor holds per head) and DIR/test.jsonl\n"
+    "                        (build, report); repeat it for each head. For the model's first\n"
+    "                        head it replaces the three --*-labels files (DIR/fit.jsonl is its\n"
+    "                        calibration set); a head with no data set is not measured\n"
     "  --calib-window N      tokens per perplexity window on calibration (default 64)\n"
     "  --window N            tokens per perplexity window on validation (default 128)\n"
     "  --batch N             sequences evaluated together (default 64)\n"
@@ -134,7 +139,7 @@ int main(int argc, char **argv)
     }
     enum { O_BUDGET = 256, O_BUDGETS, O_PPL, O_ACC, O_LAMBDA, O_SERVE, O_DATA, O_CT, O_CTOK, O_CL, O_CI,
            O_VT, O_VTOK, O_VL, O_TT, O_TL, O_WIN, O_CWIN, O_BATCH, O_THREADS, O_CACHE, O_NOCACHE, O_JSON,
-           O_TIER, O_MAXTIER, O_SVG, O_KEY, O_PUB };
+           O_TIER, O_MAXTIER, O_SVG, O_KEY, O_PUB, O_CLASSIFY };
     static const struct option longopts[] = {
         {"budget", required_argument, NULL, O_BUDGET}, {"budgets", required_argument, NULL, O_BUDGETS},
         {"max-ppl-increase", required_argument, NULL, O_PPL}, {"max-acc-drop", required_argument, NULL, O_ACC},
@@ -149,6 +154,7 @@ int main(int argc, char **argv)
         {"no-cache", no_argument, NULL, O_NOCACHE}, {"json", no_argument, NULL, O_JSON},
         {"tier", required_argument, NULL, O_TIER}, {"max-tier", required_argument, NULL, O_MAXTIER}, {"svg", required_argument, NULL, O_SVG},
         {"key", required_argument, NULL, O_KEY}, {"pubkey", required_argument, NULL, O_PUB},
+        {"classify", required_argument, NULL, O_CLASSIFY},
         {"out", required_argument, NULL, 'o'}, {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
     qq_options o = {.calib_tokens = 1024, .calib_items = 32, .valid_tokens = 8192, .calib_window = 64,
                     .window = 128, .batch = 64, .serve_batch = 4, .floors = {5.0, 1.0}, .lambda = 0.1, .tier = "block",
@@ -187,6 +193,13 @@ int main(int argc, char **argv)
         case O_SVG: o.svg = optarg; break;
         case O_KEY: o.key = optarg; break;
         case O_PUB: o.pubkey = optarg; break;
+        case O_CLASSIFY:
+            if (o.n_classify == QQ_HEADS_MAX) {
+                fprintf(stderr, "qslm-quant: at most %d --classify\n", QQ_HEADS_MAX);
+                return EXIT_USAGE;
+            }
+            o.classify[o.n_classify++] = optarg;
+            break;
         case 'o': o.out = optarg; break;
         case 'h': fputs(usage, stdout); return 0;
         default: fputs(usage, stderr); return EXIT_USAGE;

@@ -91,6 +91,64 @@ static char *data_path(const char *dir, const char *given, const char *rel)
     return p;
 }
 
+/* Checks every --classify TASK=DIR against the master's heads (a task it does not have is named,
+ * with the ones it has) and keeps the heads' names for reports. */
+static int check_classify(const qq_options *o, qq_session *s, const qr_model *m)
+{
+    s->n_heads = m->head_info.n < QQ_HEADS_MAX ? m->head_info.n : QQ_HEADS_MAX;
+    s->head_legacy = m->head_info.legacy;
+    for (size_t h = 0; h < s->n_heads; h++)
+        snprintf(s->head_task[h], sizeof s->head_task[h], "%s", m->head_info.heads[h].name);
+    for (size_t i = 0; i < o->n_classify; i++) {
+        const char *spec = o->classify[i], *eq = strchr(spec, '=');
+        if (!eq || eq == spec || !eq[1]) {
+            fprintf(stderr, "qslm-quant: --classify '%s': expected TASK=DIR\n", spec);
+            return -1;
+        }
+        char task[QR_TASK_NAME_MAX + 2];
+        snprintf(task, sizeof task, "%.*s", (int)(eq - spec < QR_TASK_NAME_MAX + 1 ? eq - spec : QR_TASK_NAME_MAX + 1), spec);
+        int h = qr_model_task(m, task);
+        if (h < 0) {
+            char tasks[QQ_HEADS_MAX * (QR_TASK_NAME_MAX + 2) + 1] = "";
+            size_t used = 0;
+            for (size_t k = 0; k < s->n_heads; k++)
+                used += (size_t)snprintf(tasks + used, sizeof tasks - used, "%s%s", k ? ", " : "", s->head_task[k]);
+            fprintf(stderr, "qslm-quant: --classify: %s has no task '%s' (its tasks: %s)\n", o->model_path, task,
+                    s->n_heads ? tasks : "none");
+            return -1;
+        }
+        for (size_t j = 0; j < i; j++)
+            if (strncmp(o->classify[j], spec, (size_t)(eq - spec) + 1) == 0) {
+                fprintf(stderr, "qslm-quant: --classify: task '%s' given twice\n", task);
+                return -1;
+            }
+    }
+    return 0;
+}
+
+void qq_name_heads(const qq_session *s, qq_floors *f)
+{
+    for (size_t h = 0; h < s->n_heads; h++)
+        f->head_names[h] = s->head_task[h];
+}
+
+const char *qq_classify_dir(const qq_options *o, const qq_session *s, size_t head)
+{
+    if (head >= s->n_heads)
+        return NULL;
+    size_t n = strlen(s->head_task[head]);
+    for (size_t i = 0; i < o->n_classify; i++)
+        if (strncmp(o->classify[i], s->head_task[head], n) == 0 && o->classify[i][n] == '=')
+            return o->classify[i] + n + 1;
+    return NULL;
+}
+
+/* DIR/NAME into a new string. */
+static char *join(const char *dir, const char *name)
+{
+    return data_path(dir, NULL, name);
+}
+
 /* The default cache folder, created if needed: $XDG_CACHE_HOME/qslm or ~/.cache/qslm. */
 static int cache_file(const qq_options *o, const qq_session *s, char *path, size_t cap)
 {
@@ -164,9 +222,39 @@ int qq_session_open(const qq_options *o, qq_session *s)
         qr_model_free(m);
         goto out;
     }
-    size_t vocab = m->vocab, classes = m->n_classes;
+    size_t vocab = m->vocab, classes = m->n_classes, head_classes[QQ_HEADS_MAX] = {0};
     bool lm = m->has_lm_head;
+    int bad = check_classify(o, s, m);
+    for (size_t h = 0; h < s->n_heads; h++)
+        head_classes[h] = m->cls[h].n_classes;
     qr_model_free(m);
+    if (bad)
+        goto out;
+    const char *d0 = qq_classify_dir(o, s, 0);
+    if (d0) { /* --classify FIRST_TASK=DIR stands for --calib-labels and --valid-labels */
+        free(cl);
+        free(vl);
+        cl = join(d0, "fit.jsonl");
+        vl = join(d0, "heldout.jsonl");
+        if (!cl || !vl) {
+            fprintf(stderr, "qslm-quant: out of memory\n");
+            goto out;
+        }
+    }
+    for (size_t h = 1; h < s->n_heads; h++) {
+        const char *dir_h = qq_classify_dir(o, s, h);
+        if (!dir_h)
+            continue;
+        char *path = join(dir_h, "heldout.jsonl");
+        size_t total;
+        if (!path || qr_labels_load(path, s->tok, vocab, head_classes[h], &s->head_valid[h], &s->n_head_valid[h],
+                                    &total, &err)) {
+            fprintf(stderr, "qslm-quant: %s\n", path ? err.msg : "out of memory");
+            free(path);
+            goto out;
+        }
+        free(path);
+    }
     size_t bytes;
     if (lm) {
         qq_progress(s, "reading %s and %s", ct, vt);
@@ -192,6 +280,8 @@ int qq_session_open(const qq_options *o, qq_session *s)
         s->valid.items = s->valid_items;
         s->valid.n_items = s->n_valid_items;
     }
+    for (size_t h = 1; h < s->n_heads; h++) /* set here: the split is assembled above */
+        s->valid.heads[h] = (qq_head_items){s->head_valid[h], s->n_head_valid[h]};
     rc = EXIT_FAIL;
     qq_progress(s, "running the f32 model on the calibration split");
     if (qr_pool_new(o->threads, &s->pool, &err) || qq_costs_new(s->master, o->serve_batch, &s->costs, &err) ||
@@ -230,6 +320,8 @@ void qq_session_close(qq_session *s)
     free(s->valid_ids);
     qr_labels_free(s->calib_items, s->n_calib_items);
     qr_labels_free(s->valid_items, s->n_valid_items);
+    for (size_t h = 0; h < QQ_HEADS_MAX; h++)
+        qr_labels_free(s->head_valid[h], s->n_head_valid[h]);
     qq_hierarchy_free(&s->h);
     qr_tokenizer_free(s->tok);
     qr_model_file_close(s->master);
@@ -240,9 +332,13 @@ int qq_load_test(const qq_options *o, qq_session *s, qq_test_data *td)
 {
     const char *dir = o->data_dir ? o->data_dir : getenv("QSLM_DATA_DIR") ? getenv("QSLM_DATA_DIR") : ".data";
     char tt[4096], tl[4096];
+    const char *d0 = qq_classify_dir(o, s, 0);
     snprintf(tt, sizeof tt, "%s%s%s", o->test_text ? "" : dir, o->test_text ? "" : "/", o->test_text ? o->test_text : "sotu/test.txt");
-    snprintf(tl, sizeof tl, "%s%s%s", o->test_labels ? "" : dir, o->test_labels ? "" : "/",
-             o->test_labels ? o->test_labels : "sentiment/test.jsonl");
+    if (d0)
+        snprintf(tl, sizeof tl, "%s/test.jsonl", d0);
+    else
+        snprintf(tl, sizeof tl, "%s%s%s", o->test_labels ? "" : dir, o->test_labels ? "" : "/",
+                 o->test_labels ? o->test_labels : "sentiment/test.jsonl");
     qr_error err;
     qr_model *m = NULL;
     if (qr_model_bind(s->master, &m, &err)) {
@@ -257,6 +353,18 @@ int qq_load_test(const qq_options *o, qq_session *s, qq_test_data *td)
         fprintf(stderr, "qslm-quant: %s\n", err.msg);
         rc = -1;
     }
+    /* Every other head that --classify gave a folder: its test sentences. */
+    for (size_t h = 1; rc == 0 && h < s->n_heads && h < m->head_info.n; h++) {
+        const char *dh = qq_classify_dir(o, s, h);
+        if (!dh)
+            continue;
+        snprintf(tl, sizeof tl, "%s/test.jsonl", dh);
+        if (qr_labels_load(tl, s->tok, m->vocab, m->cls[h].n_classes, &td->head_items[h], &td->n_head_items[h], &total,
+                           &err)) {
+            fprintf(stderr, "qslm-quant: %s\n", err.msg);
+            rc = -1;
+        }
+    }
     qr_model_free(m);
     return rc;
 }
@@ -265,5 +373,7 @@ void qq_test_data_free(qq_test_data *td)
 {
     free(td->test_ids);
     qr_labels_free(td->test_items, td->n_test_items);
+    for (size_t h = 0; h < QQ_HEADS_MAX; h++)
+        qr_labels_free(td->head_items[h], td->n_head_items[h]);
     memset(td, 0, sizeof *td);
 }

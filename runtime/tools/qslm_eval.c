@@ -1,7 +1,7 @@
 /* qslm-eval: perplexity of a model on a text file, or accuracy on labelled sentences.
  *
  *   qslm-eval MODEL --text FILE [--window N] [options]
- *   qslm-eval MODEL --labels FILE.jsonl [options]
+ *   qslm-eval MODEL --labels [TASK=]FILE.jsonl [--labels TASK=FILE.jsonl]... [options]
  *   qslm-eval --check-tokenizer FILE
  *
  * Runs the batched evaluator (the same code QSLM's search uses). Exit codes: 0 success, 1 the
@@ -26,7 +26,7 @@
 #define EXIT_USAGE 2
 
 static const char usage[] =
-    "usage: qslm-eval MODEL (--text FILE | --labels FILE.jsonl) [options]\n"
+    "usage: qslm-eval MODEL (--text FILE | --labels [TASK=]FILE.jsonl...) [options]\n"
     "       qslm-eval --check-tokenizer FILE\n"
     "\n"
     "Measures a .qslm model on a data set, on the batched evaluation path.\n"
@@ -35,6 +35,8 @@ static const char usage[] =
     "                     scoring its tokens 2..N\n"
     "  --labels FILE      accuracy: one JSON object per line, {\"text\": \"...\", \"label\": N};\n"
     "                     the classifier head reads the mean of ln_out(x) over the text's tokens\n"
+    "  --labels TASK=FILE accuracy of the head named TASK (the model's tasks; plain FILE is\n"
+    "                     the first head); repeat it to measure several heads, one line each\n"
     "  --window N         tokens per perplexity window (default 1024)\n"
     "  --batch N          sequences evaluated together (default 16)\n"
     "  --threads N        worker threads (default: one per CPU)\n"
@@ -50,8 +52,12 @@ static const char usage[] =
     "\n"
     "Exit status: 0 success, 1 evaluation failed, 2 bad arguments or a bad file.\n";
 
+#define MAX_LABELS QR_HEADS_MAX
+
 typedef struct {
-    const char *model_path, *text_path, *labels_path, *tokenizer_path, *check_path;
+    const char *model_path, *text_path, *tokenizer_path, *check_path;
+    const char *labels[MAX_LABELS]; /* --labels arguments, [TASK=]FILE */
+    size_t n_labels;
     size_t window, batch;
     int threads;
     int json;
@@ -87,7 +93,13 @@ static int parse_options(int argc, char **argv, options *o)
     while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
         switch (c) {
         case 't': o->text_path = optarg; break;
-        case 'l': o->labels_path = optarg; break;
+        case 'l':
+            if (o->n_labels == MAX_LABELS) {
+                fprintf(stderr, "qslm-eval: at most %d --labels\n", MAX_LABELS);
+                return -1;
+            }
+            o->labels[o->n_labels++] = optarg;
+            break;
         case 'C': o->check_path = optarg; break;
         case 'k': o->tokenizer_path = optarg; break;
         case 'J': o->json = 1; break;
@@ -110,7 +122,7 @@ static int parse_options(int argc, char **argv, options *o)
         }
     }
     if (o->check_path) {
-        if (optind != argc || o->text_path || o->labels_path || o->tokenizer_path) {
+        if (optind != argc || o->text_path || o->n_labels || o->tokenizer_path) {
             fprintf(stderr, "qslm-eval: --check-tokenizer takes no MODEL and no other option\n");
             return -1;
         }
@@ -121,7 +133,7 @@ static int parse_options(int argc, char **argv, options *o)
         return -1;
     }
     o->model_path = argv[optind];
-    if (!o->text_path == !o->labels_path) {
+    if (!o->text_path == !o->n_labels) {
         fprintf(stderr, "qslm-eval: give exactly one of --text and --labels\n");
         return -1;
     }
@@ -188,36 +200,91 @@ static int run_text(const options *o, const qr_tokenizer *tok, qr_runner *runner
     return 0;
 }
 
-static int run_labels(const options *o, const qr_tokenizer *tok, qr_runner *runner, const qr_model *m)
+/* Which head a --labels argument measures and from which file: "TASK=FILE" when the text before
+ * the first '=' names one of the model's tasks, else the whole argument is a file for head 0. */
+static void labels_target(const char *arg, const qr_model *m, size_t *head, const char **path)
 {
-    if (m->n_classes == 0) {
-        fprintf(stderr, "qslm-eval: %s: the model has no classifier head (head.n_classes is 0)\n", o->model_path);
-        return EXIT_USAGE;
+    const char *eq = strchr(arg, '=');
+    *head = 0;
+    *path = arg;
+    if (eq && (size_t)(eq - arg) <= QR_TASK_NAME_MAX) {
+        char task[QR_TASK_NAME_MAX + 1];
+        snprintf(task, sizeof task, "%.*s", (int)(eq - arg), arg);
+        int h = qr_model_task(m, task);
+        if (h >= 0) {
+            *head = (size_t)h;
+            *path = eq + 1;
+        }
     }
+}
+
+/* Accuracy of one head on one labelled file; prints its line (or JSON member). */
+static int run_head(const options *o, const qr_tokenizer *tok, qr_runner *runner, const qr_model *m, size_t head,
+                    const char *path, bool named, bool first)
+{
+    const qr_head_info *hi = &m->head_info.heads[head];
     qr_labelled *items;
     size_t n, tokens;
     qr_error err;
-    if (qr_labels_load(o->labels_path, tok, m->vocab, m->n_classes, &items, &n, &tokens, &err)) {
+    if (qr_labels_load(path, tok, m->vocab, hi->n_classes, &items, &n, &tokens, &err)) {
         fprintf(stderr, "qslm-eval: %s\n", err.msg);
         return EXIT_USAGE;
     }
     progress_state p = {now_seconds(), 0, isatty(STDERR_FILENO)};
     qr_acc_result res;
-    qr_status st = qr_eval_accuracy(runner, items, n, o->batch, show_progress, &p, &res, &err);
+    qr_status st = qr_eval_accuracy_head(runner, head, items, n, o->batch, NULL, NULL, show_progress, &p, &res, &err);
     double secs = now_seconds() - p.start;
     qr_labels_free(items, n);
     if (st) {
         fprintf(stderr, "qslm-eval: %s\n", err.msg);
         return EXIT_RUNTIME;
     }
-    if (o->json)
+    if (o->json && named)
+        printf("%s{\"task\": \"%s\", \"accuracy\": %.6f, \"correct\": %llu, \"total\": %llu, \"nll\": %.6f, "
+               "\"tokens\": %zu, \"seconds\": %.3f}",
+               first ? "" : ", ", hi->name, res.accuracy, (unsigned long long)res.correct,
+               (unsigned long long)res.total, res.nll_mean, tokens, secs);
+    else if (o->json)
         printf("{\"accuracy\": %.6f, \"correct\": %llu, \"total\": %llu, \"nll\": %.6f, \"tokens\": %zu, "
                "\"seconds\": %.3f",
                res.accuracy, (unsigned long long)res.correct, (unsigned long long)res.total, res.nll_mean,
                tokens, secs);
     else
-        printf("accuracy %.4f (%llu/%llu), classifier NLL %.4f, %zu tokens in %.2f s\n", res.accuracy,
-               (unsigned long long)res.correct, (unsigned long long)res.total, res.nll_mean, tokens, secs);
+        printf("%s%s%saccuracy %.4f (%llu/%llu), classifier NLL %.4f, %zu tokens in %.2f s\n", named ? "task " : "",
+               named ? hi->name : "", named ? ": " : "", res.accuracy, (unsigned long long)res.correct,
+               (unsigned long long)res.total, res.nll_mean, tokens, secs);
+    return 0;
+}
+
+/* Every --labels: one head each. With a single plain FILE the output is the one-head form of
+ * before heads had names; otherwise one "task NAME:" line per head (JSON: a "tasks" array). */
+static int run_labels(const options *o, const qr_tokenizer *tok, qr_runner *runner, const qr_model *m)
+{
+    if (m->head_info.n == 0) {
+        fprintf(stderr, "qslm-eval: %s: the model has no classifier head\n", o->model_path);
+        return EXIT_USAGE;
+    }
+    size_t heads[MAX_LABELS];
+    const char *paths[MAX_LABELS];
+    bool named = o->n_labels > 1;
+    for (size_t i = 0; i < o->n_labels; i++) {
+        labels_target(o->labels[i], m, &heads[i], &paths[i]);
+        named |= paths[i] != o->labels[i];
+        for (size_t j = 0; j < i; j++)
+            if (heads[j] == heads[i]) {
+                fprintf(stderr, "qslm-eval: two --labels for task '%s'\n", m->head_info.heads[heads[i]].name);
+                return EXIT_USAGE;
+            }
+    }
+    if (o->json && named)
+        printf("{\"tasks\": [");
+    for (size_t i = 0; i < o->n_labels; i++) {
+        int rc = run_head(o, tok, runner, m, heads[i], paths[i], named, i == 0);
+        if (rc)
+            return rc;
+    }
+    if (o->json && named)
+        printf("]");
     return 0;
 }
 

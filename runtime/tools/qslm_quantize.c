@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "heads.h"
 #include "model_file.h"
 #include "pool.h"
 #include "requantize.h"
@@ -31,7 +32,8 @@ static const char usage[] =
     "  --type TYPE        f32 f16 q8_0 q6_0 q5_0 q4_0 q3_0 q2_0 q8_1 q6_1 q5_1 q4_1 q3_1 q2_1\n"
     "                     (qB_0: B-bit codes and a scale per 32 weights, B + 0.5 bits/weight;\n"
     "                     qB_1: also a minimum, B + 1 bits/weight)\n"
-    "  --keep-head TYPE   store the LM head (head.weight) and classifier (cls.weight) as TYPE\n"
+    "  --keep-head TYPE   store the LM head (head.weight) and every classifier head (cls.weight,\n"
+    "                     cls.N.weight) as TYPE\n"
     "  --keep-emb TYPE    store the embedding (emb.weight) as TYPE\n"
     "  --threads N        worker threads (default: one per CPU)\n"
     "  -h, --help         this help\n"
@@ -50,7 +52,8 @@ static uint32_t choose(void *ctx, const char *name, uint32_t n_dims, const uint6
 {
     chooser *c = ctx;
     uint32_t t = c->type;
-    if (c->keep_head && (!strcmp(name, "head.weight") || !strcmp(name, "cls.weight")))
+    bool bias;
+    if (c->keep_head && (!strcmp(name, "head.weight") || qr_head_tensor_index(name, &bias) >= 0))
         t = c->head;
     else if (c->keep_emb && !strcmp(name, "emb.weight"))
         t = c->emb;

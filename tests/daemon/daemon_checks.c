@@ -227,7 +227,7 @@ void status(qi_client *c, qi_reply *r)
     if (r->kind != QI_REPLY_RESULT)
         fail_msg("status: %s", r->message ? r->message : "not a result");
     assert_true(id_is_str(&r->id, "st"));
-    assert_int_equal(jint(r->body, "protocol"), 1);
+    assert_int_equal(jint(r->body, "protocol"), QI_PROTOCOL_VERSION);
 }
 
 int64_t counter(json_object *st, const char *name)

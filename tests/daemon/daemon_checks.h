@@ -90,7 +90,7 @@ bool jnull(json_object *o, const char *path);
 
 /* ---------------------------------------------------------------- status */
 
-/* A status result (the caller frees it): request id "st", protocol 1. */
+/* A status result (the caller frees it): request id "st", protocol 2. */
 void status(qi_client *c, qi_reply *r);
 
 /* counters.NAME of a status body. */

@@ -30,9 +30,9 @@
 #define READ_TIMEOUT_MS 30000
 #define SWITCH_TIMEOUT_MS 15000
 #define MAX_LINE "4096"
-#define FOOTPRINT_465M 4866472u
-#define FOOTPRINT_5M 5161384u
-#define FOOTPRINT_8M 6393384u
+#define FOOTPRINT_465M 4866600u
+#define FOOTPRINT_5M 5161512u
+#define FOOTPRINT_8M 6393512u
 
 static const char *const std_args[] = {"--max-line", MAX_LINE, NULL};
 
@@ -266,8 +266,25 @@ static size_t check_class_result(json_object *res, double *probs, size_t cap)
             probs[i] = v;
     }
     assert_true(fabs(sum - 1) < 1e-4);
-    assert_int_equal(jint(res, "label"), arg);
+    assert_int_equal(jint(res, "label_index"), arg);
+    /* The default model's head: "sentiment", index 1 positive (as fine-tuned). */
+    static const char *const names[] = {"negative", "positive"};
+    assert_int_equal(n, 2);
+    json_object *label = jget(res, "label");
+    assert_true(json_object_is_type(label, json_type_string));
+    assert_string_equal(json_object_get_string(label), names[arg]);
     return n;
+}
+
+/* The reply's head: task "sentiment" and its labels, in class order. */
+static void check_sentiment_head(json_object *body)
+{
+    assert_string_equal(json_object_get_string(jget(body, "task")), "sentiment");
+    json_object *labels = jget(body, "labels");
+    assert_non_null(labels);
+    assert_int_equal(json_object_array_length(labels), 2);
+    assert_string_equal(json_object_get_string(json_object_array_get_idx(labels, 0)), "negative");
+    assert_string_equal(json_object_get_string(json_object_array_get_idx(labels, 1)), "positive");
 }
 
 static void test_classify(void **state)
@@ -283,6 +300,26 @@ static void test_classify(void **state)
     assert_int_equal(json_object_array_length(res), 1);
     double single[8];
     size_t classes = check_class_result(json_object_array_get_idx(res, 0), single, 8);
+    check_sentiment_head(r.body);
+    /* A film praised is positive, one walked out of negative: the names mean what they say. */
+    assert_string_equal(json_object_get_string(jget(json_object_array_get_idx(res, 0), "label")), "positive");
+    qi_reply_free(&r);
+
+    /* The same text with the task named: the same answer. */
+    rpc(c, &r, "{\"id\":\"named\",\"op\":\"classify\",\"task\":\"sentiment\",\"text\":\"A wonderful, moving film.\"}");
+    assert_int_equal(r.kind, QI_REPLY_RESULT);
+    check_sentiment_head(r.body);
+    double named[8];
+    assert_int_equal(check_class_result(json_object_array_get_idx(jget(r.body, "results"), 0), named, 8), classes);
+    for (size_t k = 0; k < classes; k++)
+        assert_true(fabs(named[k] - single[k]) < 1e-6);
+    qi_reply_free(&r);
+
+    /* A task the model does not have: named, with the tasks it has; the connection goes on. */
+    rpc(c, &r, "{\"id\":\"t\",\"op\":\"classify\",\"task\":\"topic\",\"text\":\"x\"}");
+    expect_error(&r, QI_ERR_INVALID_ARGUMENT, "task");
+    assert_non_null(strstr(r.message, "unknown task 'topic'"));
+    assert_non_null(strstr(r.message, "the model's tasks: sentiment"));
     qi_reply_free(&r);
 
     rpc(c, &r, "{\"id\":2,\"op\":\"classify\",\"texts\":[\"Dull and far too long.\",\"A wonderful, moving film.\","
@@ -292,6 +329,8 @@ static void test_classify(void **state)
     res = jget(r.body, "results");
     assert_non_null(res);
     assert_int_equal(json_object_array_length(res), 3);
+    check_sentiment_head(r.body);
+    assert_string_equal(json_object_get_string(jget(json_object_array_get_idx(res, 2), "label")), "negative");
     for (size_t i = 0; i < 3; i++) {
         double p[8];
         assert_int_equal(check_class_result(json_object_array_get_idx(res, i), p, 8), classes);
@@ -366,7 +405,7 @@ static void test_pipelined_ids(void **state)
             break;
         case 3:
             assert_int_equal(r.kind, QI_REPLY_RESULT);
-            assert_int_equal(jint(r.body, "protocol"), 1);
+            assert_int_equal(jint(r.body, "protocol"), QI_PROTOCOL_VERSION);
             break;
         case 4:
             assert_int_equal(r.kind, QI_REPLY_RESULT);
@@ -857,6 +896,9 @@ static void test_bad_requests(void **state)
         {"{\"id\":1,\"op\":\"classify\"}", QI_ERR_INVALID_ARGUMENT, "text", false},
         {"{\"id\":1,\"op\":\"classify\",\"text\":\"a\",\"texts\":[\"b\"]}", QI_ERR_INVALID_ARGUMENT, "texts", false},
         {"{\"id\":1,\"op\":\"classify\",\"texts\":[\"a\",\"\"]}", QI_ERR_INVALID_ARGUMENT, "texts[1]", false},
+        {"{\"id\":1,\"op\":\"classify\",\"text\":\"a\",\"task\":\"Sentiment\"}", QI_ERR_INVALID_ARGUMENT, "task", false},
+        {"{\"id\":1,\"op\":\"classify\",\"text\":\"a\",\"task\":7}", QI_ERR_INVALID_ARGUMENT, "task", false},
+        {"{\"id\":1,\"op\":\"classify\",\"text\":\"a\",\"task\":\"\"}", QI_ERR_INVALID_ARGUMENT, "task", false},
         {"{\"id\":1,\"op\":\"cancel\"}", QI_ERR_INVALID_ARGUMENT, "target", false},
         {"{\"id\":1,\"op\":\"set-budget\"}", QI_ERR_INVALID_ARGUMENT, "memory", false},
         {"{\"id\":1,\"op\":\"set-budget\",\"memory\":\"1.5G\"}", QI_ERR_INVALID_ARGUMENT, "memory", false},
@@ -1129,6 +1171,15 @@ static void test_pin_unpin(void **state)
         assert_int_equal(jbool(v, "pinned"), is5);
         assert_int_equal(jbool(v, "active"), is5);
         assert_true(jbool(v, "verified"));
+        /* Each variant's file names its head: sentiment, negative and positive. */
+        json_object *tasks = jget(v, "tasks");
+        assert_non_null(tasks);
+        assert_int_equal(json_object_array_length(tasks), 1);
+        json_object *t = json_object_array_get_idx(tasks, 0);
+        assert_jstr(t, "name", "sentiment");
+        json_object *labels = jget(t, "labels");
+        assert_int_equal(json_object_array_length(labels), 2);
+        assert_string_equal(json_object_get_string(json_object_array_get_idx(labels, 1)), "positive");
     }
     qi_reply_free(&r);
 

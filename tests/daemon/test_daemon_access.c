@@ -106,7 +106,7 @@ static void test_not_in_group(void **state)
                                    "{\"id\":1,\"op\":\"generate\",\"prompt\":\"The\",\"max_tokens\":3}",
                                    "\"event\":\"done\""),
                      0);
-    assert_int_equal(as_other_user(h, TEST_UID, NULL, 0, "{\"id\":1,\"op\":\"status\"}", "\"protocol\":1"), 0);
+    assert_int_equal(as_other_user(h, TEST_UID, NULL, 0, "{\"id\":1,\"op\":\"status\"}", "\"protocol\":2"), 0);
     assert_true(dh_log_wait(h, "refused set-budget from uid 4242", 5000));
     /* nothing changed: no explicit budget */
     assert_int_equal(as_other_user(h, TEST_UID, NULL, 0, "{\"id\":1,\"op\":\"status\"}", "\"source\":\"MemAvailable\""),

@@ -61,7 +61,7 @@ cp "$tmp/out" "$tmp/help"
 
 for word in generate classify status variants set-budget pin unpin reload --power auto \
             --socket --json --timeout --version --max-tokens --temperature --top-k --top-p \
-            --repetition-penalty --seed --stop --no-stream QSLM_SOCKET /run/qslmd.sock \
+            --repetition-penalty --seed --stop --no-stream --task QSLM_SOCKET /run/qslmd.sock \
             'Exit status' Ctrl-C; do
   if grep -qF -- "$word" "$tmp/help"; then pass "--help mentions $word"
   else fail "--help mentions $word"; fi
@@ -82,7 +82,7 @@ if [ "$rc" -eq 0 ] && cmp -s "$tmp/out" "$tmp/help"; then pass "--help after an 
 else fail "--help after an op still helps"; fi
 
 run --version
-if [ "$rc" -eq 0 ] && grep -qE '^qslmctl [0-9]+\.[0-9]+\.[0-9]+ \(protocol 1\)$' "$tmp/out"; then
+if [ "$rc" -eq 0 ] && grep -qE '^qslmctl [0-9]+\.[0-9]+\.[0-9]+ \(protocol 2\)$' "$tmp/out"; then
   pass "--version prints the version and the protocol"
 else
   fail "--version prints the version and the protocol"
@@ -131,6 +131,10 @@ usage "nine --stop" "at most 8" generate "${nine[@]}" hi
 usage "a generate option on status" "--max-tokens is an option of generate" --max-tokens 5 status
 usage "--power on classify" "--power is an option of set-budget" classify --power 3W hi
 
+usage "--task on generate" "--task is an option of classify" generate --task sentiment hi
+usage "--task with a capital" "--task: 'Sentiment' is not a task name" classify --task Sentiment hi
+usage "--task too long" "is not a task name (1..32" classify --task "$(printf 't%.0s' {1..33})" hi
+usage "--task without a value" "--task needs a value" classify --task
 usage "classify without TEXT" "classify takes 1..64" classify
 usage "classify with an empty TEXT" "TEXT 2 is empty" classify good ''
 texts=()

@@ -134,22 +134,33 @@ run unpin
 expect_rc 0 "unpin"
 wait_active 8M
 
-# classify: one line per text
+# classify: one "LABEL P" line per text, the label by its name (the model's sentiment head)
 run classify "A wonderful, moving film." "I walked out."
 expect_rc 0 "classify"
-[ "$(grep -Ec '^label [0-9]+ \(' <<<"$out")" -eq 2 ] || fail "classify: expected 2 label lines: $out"
+[ "$out" = "$(printf 'positive %s\nnegative %s' "$(sed -n 1p <<<"$out" | cut -d' ' -f2)" "$(sed -n 2p <<<"$out" | cut -d' ' -f2)")" ] ||
+  fail "classify: expected 'positive P' then 'negative P': $out"
+[ "$(grep -Ec '^(positive|negative) (0\.[5-9][0-9]|1\.00)$' <<<"$out")" -eq 2 ] || fail "classify: the label's probability: $out"
+run classify --task sentiment "A wonderful, moving film."
+expect_rc 0 "classify --task sentiment"
+expect_out '^positive (0\.[5-9][0-9]|1\.00)$' "classify --task sentiment"
+run classify --task topic "A wonderful, moving film."
+expect_rc 1 "classify --task topic"
+grep -Fq "qslmctl: invalid_argument: task: unknown task 'topic'; the model's tasks: sentiment" <<<"$err" ||
+  fail "classify --task topic: stderr: $err"
+run variants
+expect_out '^8M +tasks: sentiment \(negative, positive\)$' "variants: the tasks"
 
 # --json: the server's lines as they come
 run --json status
 expect_rc 0 "status --json"
-expect_out '^\{"id":[^,]+,"protocol":1,.*"active":\{"variant":"8M"' "status --json"
+expect_out '^\{"id":[^,]+,"protocol":2,.*"active":\{"variant":"8M"' "status --json"
 [ "$(wc -l <<<"$out")" -eq 1 ] || fail "status --json: expected one line: $out"
 run --json variants
 expect_out '"name":"5M"' "variants --json"
 expect_out '"name":"8M"' "variants --json"
 run --json classify "good"
 expect_rc 0 "classify --json"
-expect_out '^\{"id":[^,]+,"results":\[\{"label":[0-9]+,"probs":\[' "classify --json"
+expect_out '^\{"id":[^,]+,"task":"sentiment","labels":\["negative","positive"\],"results":\[\{"label":"(negative|positive)","label_index":[01],"probs":\[' "classify --json"
 run --json generate --max-tokens 5 --seed 3 "The nation"
 expect_rc 0 "generate --json"
 [ "$(grep -c '"event":"token"' <<<"$out")" -eq 5 ] || fail "generate --json: expected 5 token events: $out"

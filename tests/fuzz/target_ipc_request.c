@@ -45,6 +45,8 @@ static void check_valid(const qi_request *r, const qi_limits *lim)
             abort();
         for (size_t i = 0; i < r->u.classify.n_texts; i++)
             check_string(r->u.classify.texts[i], SIZE_MAX);
+        if (r->u.classify.task && !qi_task_name_ok(r->u.classify.task))
+            abort();
         break;
     case QI_OP_CANCEL:
         if (r->u.cancel.target.kind == QI_ID_NONE)
@@ -93,6 +95,9 @@ static bool same(const qi_request *a, const qi_request *b)
         for (size_t i = 0; i < a->u.classify.n_texts; i++)
             if (strcmp(a->u.classify.texts[i], b->u.classify.texts[i]))
                 return false;
+        if (!a->u.classify.task != !b->u.classify.task ||
+            (a->u.classify.task && strcmp(a->u.classify.task, b->u.classify.task)))
+            return false;
         return true;
     case QI_OP_CANCEL: return qi_id_equal(&a->u.cancel.target, &b->u.cancel.target);
     case QI_OP_SET_BUDGET: {

@@ -80,7 +80,9 @@ static void answer(int fd, const qi_request *r)
             probs[i][1] = 1 - probs[i][0];
             res[i] = (qi_class_result){odd, probs[i], 2};
         }
-        if (qi_reply_classify(&r->id, res, r->u.classify.n_texts, &line, &len, &e) == QI_OK)
+        static const char *const names[] = {"even", "odd"};
+        const qi_class_head hd = {r->u.classify.task ? r->u.classify.task : "parity", names, 2};
+        if (qi_reply_classify(&r->id, &hd, res, r->u.classify.n_texts, &line, &len, &e) == QI_OK)
             send_line(fd, line, len);
         break;
     }

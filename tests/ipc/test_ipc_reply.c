@@ -209,8 +209,12 @@ static void test_classify(void **state)
     size_t len;
     qi_error e;
     qi_id id = sid("c");
-    assert_int_equal(qi_reply_classify(&id, res, 3, &line, &len, &e), QI_OK);
-    assert_non_null(strstr(line, "{\"label\":1,\"probs\":[0.1,0.9]}"));
+    static const char *const names[] = {"negative", "positive \xc3\xa9\"q\""};
+    const qi_class_head hd = {"sentiment", names, 2};
+    assert_int_equal(qi_reply_classify(&id, &hd, res, 3, &line, &len, &e), QI_OK);
+    assert_non_null(strstr(line, "\"task\":\"sentiment\",\"labels\":[\"negative\",\"positive \xc3\xa9\\\"q\\\"\"]"));
+    assert_non_null(strstr(line, "{\"label\":\"positive \xc3\xa9\\\"q\\\"\",\"label_index\":1,\"probs\":[0.1,0.9]}"));
+    assert_non_null(strstr(line, "{\"label\":\"negative\",\"label_index\":0,\"probs\":[0.75,0.25]}"));
     qi_reply r = parse(line, len);
     assert_int_equal(r.kind, QI_REPLY_RESULT);
     assert_true(qi_reply_is_final(&r));
@@ -218,13 +222,19 @@ static void test_classify(void **state)
     assert_int_equal(json_object_array_length(results), 3);
     for (size_t i = 0; i < 3; i++) {
         json_object *x = json_object_array_get_idx(results, i);
-        assert_int_equal(json_object_get_int(member(x, "label")), res[i].label);
+        assert_int_equal(json_object_get_int(member(x, "label_index")), res[i].label);
+        assert_string_equal(json_object_get_string(member(x, "label")), names[res[i].label]);
         json_object *probs = member(x, "probs");
         for (size_t k = 0; k < 2; k++)
             assert_true((float)json_object_get_double(json_object_array_get_idx(probs, k)) ==
                         res[i].probs[k]);
     }
     qi_reply_free(&r);
+    /* A label index outside the head's labels is refused, not sent. */
+    const qi_class_result bad[] = {{2, p0, 2}};
+    line = NULL;
+    assert_int_equal(qi_reply_classify(&id, &hd, bad, 1, &line, &len, &e), QI_ERR_INTERNAL);
+    assert_null(line);
 }
 
 static void test_control_replies(void **state)

@@ -545,7 +545,7 @@ static void handle_line(client *cl, const char *line, size_t len)
             ok = json_object_object_get_ex(rp.body, "ok", &v) && json_object_get_boolean(v) &&
                  json_object_object_get_ex(rp.body, "found", &found) && json_object_is_type(found, json_type_boolean);
         } else if (r->op == OP_STATUS) {
-            ok = json_object_object_get_ex(rp.body, "protocol", &v) && json_object_get_int(v) == 1 &&
+            ok = json_object_object_get_ex(rp.body, "protocol", &v) && json_object_get_int(v) == QI_PROTOCOL_VERSION &&
                  json_object_object_get_ex(rp.body, "counters", &v);
         }
         if (!ok)

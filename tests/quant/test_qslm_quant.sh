@@ -88,5 +88,35 @@ expect 0 'wrote .*report.md' -- "$quant" report "$tmp/m.qslm" "$tmp/bundle" "${s
 if grep -q 'min-max 4' "$tmp/bundle/report.md" && grep -q '<svg' "$tmp/bundle/memory-ppl.svg"; then ok "report and plots"
 else bad "report: $(head -c 400 "$tmp/bundle/report.md")"; fi
 
+# Two named heads: each measured on its own data (--classify TASK=DIR), each in the manifest and the
+# report, and the accuracy floor holding per head. The topic labels are the text's length mod 3.
+"$make_model" "$tmp/h.qslm" --layers 2 --d 64 --task sentiment=negative,positive --task topic=a,b,c \
+  --tokenizer "$tokenizer" --seed 5 || { echo "cannot make the two-head model"; exit 1; }
+mkdir -p "$tmp/topic"
+for f in fit heldout test; do
+  node -e 'for (const x of require("fs").readFileSync(process.argv[1], "utf8").trim().split("\n")) {
+    const o = JSON.parse(x); console.log(JSON.stringify({text: o.text, label: o.text.length % 3})) }' \
+    "$tmp/data/sentiment/$f.jsonl" >"$tmp/topic/$f.jsonl"
+done
+expect 2 "has no task 'nope' \(its tasks: sentiment, topic\)" -- "$quant" search "$tmp/h.qslm" --budget 2M --classify nope=x "${small[@]}"
+expect 2 "task 'topic' given twice" -- "$quant" search "$tmp/h.qslm" --budget 2M --classify topic=a --classify topic=b "${small[@]}"
+expect 2 'nowhere/heldout.jsonl' -- "$quant" search "$tmp/h.qslm" --budget 2M --classify topic="$tmp/nowhere" "${small[@]}"
+expect 0 'task topic: validation accuracy [0-9.]+% \(f32 [0-9.]+%\)' -- "$quant" search "$tmp/h.qslm" --budget 2M --classify topic="$tmp/topic" "${small[@]}"
+# A 0-point floor: some candidate loses topic accuracy, and the floor names that head.
+expect 0 'task topic: validation accuracy [0-9.]+% is [0-9.]+ points under f32' -- "$quant" search "$tmp/h.qslm" --budget 2M --classify topic="$tmp/topic" "${small[@]}" --max-acc-drop 0
+expect 0 'task topic: test accuracy' -- "$quant" build "$tmp/h.qslm" --budgets 2M -o "$tmp/hbundle" --classify topic="$tmp/topic" "${small[@]}"
+if node -e 'const m=JSON.parse(require("fs").readFileSync(process.argv[1])); const v=m.variants[0].metrics;
+  const t=v.accuracy_by_task; if(!(t && Object.keys(t).join()==="sentiment,topic" && t.sentiment===v.accuracy &&
+  t.topic>=0 && t.topic<=1)) process.exit(1)' "$tmp/hbundle/manifest.json"
+then ok "manifest: accuracy_by_task has both heads, the first equal to accuracy"; else bad "manifest: $(cat "$tmp/hbundle/manifest.json")"; fi
+expect 0 'wrote .*report.md' -- "$quant" report "$tmp/h.qslm" "$tmp/hbundle" --classify topic="$tmp/topic" "${small[@]}"
+if grep -qE '^\| 2M \| topic \| [0-9.]+% \|$' "$tmp/hbundle/report.md"; then ok "report: accuracy per task"
+else bad "report: no per-task row: $(grep -A6 'per task' "$tmp/hbundle/report.md")"; fi
+# Without --classify the second head has no data: measured nowhere, null in the manifest.
+expect 0 'Wrote' -- "$quant" build "$tmp/h.qslm" --budgets 2M -o "$tmp/hbundle0" "${small[@]}"
+if node -e 'const t=JSON.parse(require("fs").readFileSync(process.argv[1])).variants[0].metrics.accuracy_by_task;
+  if(!(t.topic===null && typeof t.sentiment==="number")) process.exit(1)' "$tmp/hbundle0/manifest.json"
+then ok "manifest: a head without data is null"; else bad "manifest: $(cat "$tmp/hbundle0/manifest.json")"; fi
+
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -63,6 +63,7 @@ by make_upstream_golden.py and tests/runtime/test_upstream.c):
 """
 
 import glob
+import re
 import os
 import sys
 
@@ -219,9 +220,12 @@ def run_rnn(qf, tokens):
 
 def run_gpt(qf, tokens, wkv=wkv_loop):
     """Runs tokens as one sequence through GPT mode (SpikeGPT module loaded from the file)."""
-    cfg = SpikeGPTConfig.from_metadata(qf.metadata, list(qf.tensors))
+    # The module has one classifier, head 0 (cls.*); a file's further heads (cls.N.*, N >= 1) are
+    # linear maps of the same mean feature, checked per head in RNN mode (make_heads.py).
+    tensors = {n: t for n, t in qf.tensors.items() if not re.fullmatch(r"cls\.\d+\.(weight|bias)", n)}
+    cfg = SpikeGPTConfig.from_metadata(qf.metadata, list(tensors))
     model = SpikeGPT(cfg)
-    model.load_qslm_tensors(qf.tensors)
+    model.load_qslm_tensors(tensors)
     model.eval()
     with torch.no_grad():
         return model(torch.tensor([list(tokens)]), trace=True, wkv=wkv)

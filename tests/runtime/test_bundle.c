@@ -127,6 +127,12 @@ static qr_bundle *sample_bundle(void)
         v->metrics.tokens_per_s = (qr_bundle_metric){true, 1601.25};
         v->metrics.energy_pj_per_token = (qr_bundle_metric){i == 1, 1.0e7 / 3.0};
     }
+    /* The second variant's model has two named heads, the second not measured. */
+    qr_bundle_variant *v1 = &b->variants[1];
+    v1->metrics.n_by_task = 2;
+    v1->metrics.by_task = calloc(2, sizeof *v1->metrics.by_task);
+    v1->metrics.by_task[0] = (qr_bundle_task_metric){dup_str("sentiment"), {true, 0.7}};
+    v1->metrics.by_task[1] = (qr_bundle_task_metric){dup_str("topic_2"), {false, 0}};
     b->n_infeasible = 1;
     b->infeasible = calloc(1, sizeof *b->infeasible);
     b->infeasible[0].budget_bytes = 1048576;
@@ -153,6 +159,7 @@ static void test_round_trip(void **state)
     assert_non_null(strstr(json, "\"ppl_valid\": null,"));
     assert_non_null(strstr(json, "\"blocks.0.att.key.weight\": \"q4_1\""));
     assert_non_null(strstr(json, "\"energy_pj_per_token\": 3333333.3333333335"));
+    assert_non_null(strstr(json, "\"accuracy_by_task\": {\n          \"sentiment\": 0.7,\n          \"topic_2\": null\n        }"));
     assert_true(strstr(json, "\"name\": \"f16\"") < strstr(json, "\"name\": \"q4-mixed\""));
 
     qr_bundle *back = NULL;
@@ -161,6 +168,10 @@ static void test_round_trip(void **state)
     assert_int_equal(back->variants[1].setting[2].type, QR_TYPE_Q8_0);
     assert_false(back->variants[0].has_budget);
     assert_false(back->variants[1].metrics.ppl_valid.known);
+    assert_int_equal(back->variants[0].metrics.n_by_task, 0); /* absent stays absent */
+    assert_int_equal(back->variants[1].metrics.n_by_task, 2);
+    assert_string_equal(back->variants[1].metrics.by_task[1].task, "topic_2");
+    assert_false(back->variants[1].metrics.by_task[1].accuracy.known);
     /* The text is canonical: writing what was read gives the same bytes. */
     char *again;
     size_t again_len;
@@ -172,7 +183,13 @@ static void test_round_trip(void **state)
     free(again);
     assert_int_equal(qr_bundle_to_json(back, &again, &again_len, &err), QR_OK);
     assert_non_null(strstr(again, "\"accuracy\": 0,"));
-    /* Any change is seen by qr_bundle_equal. */
+    /* Any change is seen by qr_bundle_equal, the per-task accuracies' too. */
+    back->variants[1].metrics.accuracy.value = 0.7;
+    assert_true(qr_bundle_equal(b, back));
+    back->variants[1].metrics.by_task[0].accuracy.value = 0.71;
+    assert_false(qr_bundle_equal(b, back));
+    back->variants[1].metrics.by_task[0].accuracy.value = 0.7;
+    assert_true(qr_bundle_equal(b, back));
     back->variants[1].metrics.accuracy.value = 0.7000000000000001;
     assert_false(qr_bundle_equal(b, back));
 
@@ -384,6 +401,17 @@ static const rule rules[] = {
     {"\"tokens_per_s\": 1500", "\"tokens_per_s\": 18446744073709551614", NULL},
     {"\"energy_pj_per_token\": 12.5", "\"energy_pj_per_token\": -Infinity",
      "variants[1].metrics.energy_pj_per_token: must be a finite number"},
+    /* accuracy_by_task: optional; task names as FORMAT.md's heads have them, accuracies 0..1 */
+    {"\"energy_pj_per_token\": 12.5", "\"energy_pj_per_token\": 12.5, \"accuracy_by_task\": {\"sentiment\": 0.5, \"topic-2\": null}", NULL},
+    {"\"energy_pj_per_token\": 12.5", "\"energy_pj_per_token\": 12.5, \"accuracy_by_task\": {}", NULL},
+    {"\"energy_pj_per_token\": 12.5", "\"energy_pj_per_token\": 12.5, \"accuracy_by_task\": {\"Sentiment\": 0.5}",
+     "variants[1].metrics.accuracy_by_task[\"Sentiment\"]: a task name is 1..32 characters of a-z 0-9 _ -"},
+    {"\"energy_pj_per_token\": 12.5", "\"energy_pj_per_token\": 12.5, \"accuracy_by_task\": {\"s\": 1.5}",
+     "variants[1].metrics.accuracy_by_task[\"s\"]: must be between 0 and 1, not 1.5"},
+    {"\"energy_pj_per_token\": 12.5", "\"energy_pj_per_token\": 12.5, \"accuracy_by_task\": {\"s\": \"0.5\"}",
+     "variants[1].metrics.accuracy_by_task[\"s\"]: must be a number"},
+    {"\"energy_pj_per_token\": 12.5", "\"energy_pj_per_token\": 12.5, \"accuracy_by_task\": [0.5]",
+     "variants[1].metrics.accuracy_by_task: must be an object"},
     /* unique names and files */
     {"\"name\": \"q4\"", "\"name\": \"q8\"", "variants[1].name: \"q8\" is also the name of variants[0]"},
     {"\"file\": \"q4.qslm\"", "\"file\": \"q8.qslm\"", "variants[1].file: \"q8.qslm\" is also the file of variants[0]"},

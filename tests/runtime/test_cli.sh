@@ -40,6 +40,23 @@ if node -e 'const o=JSON.parse(process.argv[1]); if(!(o.total===3 && o.correct<=
 then ok "--json accuracy object: $json"; else bad "--json accuracy object: $json"; fi
 expect 0 'usage: qslm-eval' -- "$eval_bin" --help
 
+# Two named heads: --labels TASK=FILE measures each head on its own file, one line each; a plain
+# FILE is the first head; the second head's labels go to 0..2.
+"$make_model" "$tmp/h.qslm" --layers 1 --d 32 --task sentiment=negative,positive --task topic=a,b,c \
+  --tokenizer "$tokenizer" --seed 4 || exit 1
+printf '{"text": "war", "label": 2}\n{"text": "jobs", "label": 0}\n' >"$tmp/topic.jsonl"
+expect 0 '^task topic: accuracy [0-9.]+ \([0-9]/2\)' -- "$eval_bin" "$tmp/h.qslm" --labels topic="$tmp/topic.jsonl"
+out=$("$eval_bin" "$tmp/h.qslm" --labels sentiment="$tmp/labels.jsonl" --labels topic="$tmp/topic.jsonl")
+if grep -qE '^task sentiment: accuracy [0-9.]+ \([0-9]/3\)' <<<"$out" && grep -qE '^task topic: accuracy [0-9.]+ \([0-9]/2\)' <<<"$out" &&
+   [ "$(wc -l <<<"$out")" -eq 2 ]; then ok "--labels per task: one line per head"; else bad "--labels per task: $out"; fi
+a=$("$eval_bin" "$tmp/h.qslm" --labels "$tmp/labels.jsonl" --json | node -pe 'JSON.parse(require("fs").readFileSync(0)).nll')
+b=$("$eval_bin" "$tmp/h.qslm" --labels sentiment="$tmp/labels.jsonl" --json | node -pe 'JSON.parse(require("fs").readFileSync(0)).tasks[0].nll')
+c=$("$eval_bin" "$tmp/h.qslm" --labels topic="$tmp/topic.jsonl" --json | node -pe 'const t=JSON.parse(require("fs").readFileSync(0)).tasks[0]; t.task+" "+t.total')
+if [ "$a" = "$b" ] && [ "$c" = "topic 2" ]; then ok "plain FILE = the first task; --json tasks array"; else bad "first head $a vs $b; topic: $c"; fi
+expect 2 'topic.jsonl:1: needs an integer field "label" in 0..1' -- "$eval_bin" "$tmp/h.qslm" --labels "$tmp/topic.jsonl"
+expect 2 "two --labels for task 'topic'" -- "$eval_bin" "$tmp/h.qslm" --labels topic="$tmp/topic.jsonl" --labels topic="$tmp/topic.jsonl"
+expect 2 "mood=.*cannot open" -- "$eval_bin" "$tmp/h.qslm" --labels mood="$tmp/topic.jsonl"
+
 # Bad arguments.
 expect 2 'exactly one of --text and --labels' -- "$eval_bin" "$tmp/m.qslm"
 expect 2 'exactly one of --text and --labels' -- "$eval_bin" "$tmp/m.qslm" --text "$tmp/text.txt" --labels "$tmp/labels.jsonl"
@@ -108,6 +125,11 @@ if file_has "$tmp/q4h.qslm" '"head.weight":"f32"' && file_has "$tmp/q4h.qslm" '"
 then ok "--keep-head f32: head and classifier f32, the rest q4_0 ($grow bytes more)"
 else bad "--keep-head f32: quant.setting or size wrong (grew by $grow bytes)"; fi
 expect 0 '^perplexity [0-9.]+' -- "$eval_bin" "$tmp/q4h.qslm" --text "$tmp/text.txt"
+expect 0 "wrote $tmp/hq4.qslm" -- "$quant_bin" "$tmp/h.qslm" "$tmp/hq4.qslm" --type q4_0 --keep-head f32
+if file_has "$tmp/hq4.qslm" '"cls.weight":"f32"' && file_has "$tmp/hq4.qslm" '"cls.1.weight":"f32"' &&
+   file_has "$tmp/hq4.qslm" 'head.task.1.name'
+then ok "--keep-head f32 keeps every classifier head, and the head names come along"
+else bad "--keep-head with two heads: quant.setting or names wrong"; fi
 # Bad arguments and files: exit 2, nothing written.
 expect 2 "--type: unknown type 'q7_0'" -- "$quant_bin" "$tmp/m.qslm" "$tmp/x.qslm" --type q7_0
 expect 2 "--keep-head: unknown type 'bogus'" -- "$quant_bin" "$tmp/m.qslm" "$tmp/x.qslm" --type q4_0 --keep-head bogus

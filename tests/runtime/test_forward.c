@@ -321,6 +321,113 @@ static void test_eval_accuracy(void **state)
     unload(&fx);
 }
 
+/* Two heads on one backbone (tests/reference/make_heads.py): each head's logits match the
+ * reference's, names and labels read as written, and the evaluator runs the head asked for. */
+static void test_golden_heads(void **state)
+{
+    (void)state;
+    fixture fx;
+    load(&fx, "spike_heads", 1, 2);
+    const qr_model *m = fx.model;
+    json_object *heads = json_object_object_get(fx.golden, "heads");
+    assert_int_equal(m->head_info.n, 2);
+    assert_int_equal(json_object_array_length(heads), 2);
+    qr_state *s;
+    qr_error err;
+    if (qr_state_new(m, &s, &err))
+        fail_msg("%s", err.msg);
+    float feat[64], mean[64], out[8];
+    double sum[64] = {0};
+    for (size_t t = 0; t < fx.n_tokens; t++) {
+        if (qr_forward(fx.runner, &s, &fx.tokens[t], 1, NULL, feat, &err))
+            fail_msg("%s", err.msg);
+        for (size_t i = 0; i < m->d; i++)
+            sum[i] += feat[i];
+    }
+    for (size_t i = 0; i < m->d; i++)
+        mean[i] = (float)(sum[i] / (double)fx.n_tokens);
+    int best[2] = {0, 0};
+    for (size_t h = 0; h < 2; h++) {
+        json_object *g = json_object_array_get_idx(heads, h), *labels = json_object_object_get(g, "labels");
+        const qr_head_info *hi = &m->head_info.heads[h];
+        assert_string_equal(hi->name, json_object_get_string(json_object_object_get(g, "task")));
+        assert_int_equal(hi->n_classes, json_object_array_length(labels));
+        assert_int_equal(m->cls[h].n_classes, hi->n_classes);
+        for (size_t c = 0; c < hi->n_classes; c++)
+            assert_string_equal(hi->labels[c], json_object_get_string(json_object_array_get_idx(labels, c)));
+        assert_int_equal(qr_model_task(m, hi->name), (int)h);
+        qr_classify_head(m, h, mean, out);
+        json_object *gl = json_object_object_get(g, "cls_logits");
+        double d = max_abs_diff(out, gl, hi->n_classes);
+        if (d > LOGIT_TOL)
+            fail_msg("head %zu (%s): logits differ by %g", h, hi->name, d);
+        for (int c = 1; c < (int)hi->n_classes; c++)
+            if (jnum(gl, (size_t)c) > jnum(gl, (size_t)best[h]))
+                best[h] = c;
+    }
+    assert_string_equal(m->head_info.heads[0].labels[2], "joyful \xc3\xa9");
+    assert_int_equal(qr_model_task(m, NULL), 0);
+    assert_int_equal(qr_model_task(m, ""), 0);
+    assert_int_equal(qr_model_task(m, "nope"), -1);
+    /* The evaluator on head 1: right with its argmax as label, wrong with the other. */
+    qr_labelled items[2] = {{fx.tokens, fx.n_tokens, best[1]}, {fx.tokens, fx.n_tokens, 1 - best[1]}};
+    qr_acc_result res;
+    assert_int_equal(qr_eval_accuracy_head(fx.runner, 1, items, 2, 2, NULL, NULL, NULL, NULL, &res, &err), QR_OK);
+    assert_int_equal(res.correct, 1);
+    assert_int_equal(qr_eval_accuracy_head(fx.runner, 1, items, 1, 1, NULL, NULL, NULL, NULL, &res, &err), QR_OK);
+    assert_int_equal(res.correct, 1);
+    assert_int_equal(qr_eval_accuracy_head(fx.runner, 2, items, 1, 1, NULL, NULL, NULL, NULL, &res, &err),
+                     QR_ERR_INVALID);
+    items[0].label = 2; /* head 1 has 2 classes (head 0 has 3) */
+    assert_int_equal(qr_eval_accuracy_head(fx.runner, 1, items, 1, 1, NULL, NULL, NULL, NULL, &res, &err),
+                     QR_ERR_INVALID);
+    assert_non_null(strstr(err.msg, "label 2"));
+    /* QSLM finds each head's matrix by its tensor name. */
+    assert_ptr_equal(qr_model_matrix(fx.model, "cls.1.weight"), &fx.model->cls[1].w);
+    assert_ptr_equal(qr_model_matrix(fx.model, "cls.weight"), &fx.model->cls[0].w);
+    assert_null(qr_model_matrix(fx.model, "cls.2.weight"));
+    assert_null(qr_model_matrix(fx.model, "cls.1.bias"));
+    qr_state_free(s);
+    unload(&fx);
+}
+
+/* A head whose labels do not match its tensor's rows: the binder names the tensor. */
+static void test_head_rows_mismatch(void **state)
+{
+    (void)state;
+    char path[] = "/tmp/qslm-heads-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    synthetic_shape shape = {1, 32, 128, 64, QR_TYPE_F32, 1};
+    shape.tasks[0] = "s=a,b";
+    shape.tasks[1] = "t=x,y,z";
+    shape.n_tasks = 2;
+    qr_error err;
+    assert_int_equal(synthetic_model_write(&shape, path, &err), QR_OK);
+    qr_model_file *file;
+    qr_model *m;
+    assert_int_equal(qr_model_file_open(path, &file, &err), QR_OK);
+    assert_int_equal(qr_model_bind(file, &m, &err), QR_OK);
+    assert_int_equal(m->cls[1].n_classes, 3);
+    qr_model_free(m);
+    qr_model_file_close(file);
+    /* "x\ny\nz" becomes "x\nyQz": two labels for cls.1.weight's three rows. */
+    FILE *f = fopen(path, "r+b");
+    char buf[4096];
+    size_t n = fread(buf, 1, sizeof buf, f);
+    char *k = memmem(buf, n, "x\ny\nz", 5);
+    assert_non_null(k);
+    fseek(f, (long)(k - buf) + 3, SEEK_SET);
+    fputc('Q', f);
+    fclose(f);
+    assert_int_equal(qr_model_file_open(path, &file, &err), QR_OK);
+    assert_int_equal(qr_model_bind(file, &m, &err), QR_ERR_FORMAT);
+    assert_non_null(strstr(err.msg, "tensor 'cls.1.weight' must be 2 x 32"));
+    qr_model_file_close(file);
+    unlink(path);
+}
+
 /* A bad token is refused before any state changes. */
 static void test_forward_rejects_bad_input(void **state)
 {
@@ -457,6 +564,8 @@ int main(void)
         cmocka_unit_test(test_eval_accuracy),
         cmocka_unit_test(test_forward_rejects_bad_input),
         cmocka_unit_test(test_bind_errors),
+        cmocka_unit_test(test_golden_heads),
+        cmocka_unit_test(test_head_rows_mismatch),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,8 +1,10 @@
 /* make-test-model: writes a small random SpikeGPT for the command-line tests.
  *
- *   make-test-model OUT.qslm [--layers N] [--d N] [--classes N] [--f16] [--seed N]
- *                   [--tokenizer tokenizer.json | --vocab N]
+ *   make-test-model OUT.qslm [--layers N] [--d N] [--classes N] [--task NAME=L1,L2,...]...
+ *                   [--f16] [--seed N] [--tokenizer tokenizer.json | --vocab N]
  *
+ * --classes makes one unnamed classifier head (a file from before heads had names); each --task
+ * adds a named head instead (FORMAT.md "Classification heads"), up to 8.
  * With --tokenizer the file is embedded and the vocabulary is the tokenizer's. */
 #include <getopt.h>
 #include <stdio.h>
@@ -18,8 +20,9 @@ int main(int argc, char **argv)
         {"layers", required_argument, NULL, 'l'}, {"d", required_argument, NULL, 'd'},
         {"classes", required_argument, NULL, 'c'}, {"f16", no_argument, NULL, 'h'},
         {"seed", required_argument, NULL, 's'},    {"tokenizer", required_argument, NULL, 't'},
-        {"vocab", required_argument, NULL, 'v'},   {NULL, 0, NULL, 0}};
-    synthetic_shape sh = {1, 32, 128, 64, QR_TYPE_F32, 1, 0, NULL, 0};
+        {"vocab", required_argument, NULL, 'v'},   {"task", required_argument, NULL, 'k'},
+        {NULL, 0, NULL, 0}};
+    synthetic_shape sh = {.n_layer = 1, .d = 32, .f = 128, .vocab = 64, .matrix_type = QR_TYPE_F32, .seed = 1};
     const char *tok_path = NULL;
     int c;
     while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
@@ -31,11 +34,16 @@ int main(int argc, char **argv)
         case 's': sh.seed = strtoull(optarg, NULL, 10); break;
         case 't': tok_path = optarg; break;
         case 'v': sh.vocab = strtoul(optarg, NULL, 10); break;
+        case 'k':
+            if (sh.n_tasks == sizeof sh.tasks / sizeof sh.tasks[0])
+                return 2;
+            sh.tasks[sh.n_tasks++] = optarg;
+            break;
         default: return 2;
         }
     }
     if (optind + 1 != argc || sh.n_layer == 0 || sh.d == 0 || sh.vocab == 0) {
-        fprintf(stderr, "usage: make-test-model OUT.qslm [--layers N] [--d N] [--classes N] [--f16] [--seed N] [--tokenizer FILE | --vocab N]\n");
+        fprintf(stderr, "usage: make-test-model OUT.qslm [--layers N] [--d N] [--classes N] [--task NAME=L1,L2,...]... [--f16] [--seed N] [--tokenizer FILE | --vocab N]\n");
         return 2;
     }
     qr_error err;

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "heads.h"
 #include "model_writer.h"
 #include "quantize.h"
 #include "tensor_types.h"
@@ -79,6 +80,44 @@ static qr_status add(qr_model_writer *w, owned *o, const char *name, size_t rows
                                       data, bytes, err);
 }
 
+/* The heads of sh->tasks ("NAME=A,B,C"): FORMAT.md's head.n_tasks, head.task.N.{name,labels}
+ * and one random weight and bias per head, named by qr_head_tensor_name. */
+static qr_status add_named_heads(qr_model_writer *w, owned *o, const synthetic_shape *sh, uint32_t type,
+                                 float ws, uint64_t *seed, qr_pool *pool, qr_error *err)
+{
+    qr_status st;
+    if ((st = qr_model_writer_set_u64(w, "head.n_tasks", sh->n_tasks, err)))
+        return st;
+    for (size_t i = 0; i < sh->n_tasks; i++) {
+        const char *eq = strchr(sh->tasks[i], '=');
+        if (!eq)
+            return qr_fail(err, QR_ERR_INVALID, "task '%s' is not NAME=LABEL,...", sh->tasks[i]);
+        char key[64], name[QR_TASK_NAME_MAX + 1], labels[1024], wname[32], bname[32];
+        snprintf(name, sizeof name, "%.*s", (int)(eq - sh->tasks[i]), sh->tasks[i]);
+        snprintf(labels, sizeof labels, "%s", eq + 1);
+        size_t classes = 1;
+        for (char *c = labels; *c; c++)
+            if (*c == ',') {
+                *c = '\n';
+                classes++;
+            }
+        snprintf(key, sizeof key, "head.task.%zu.name", i);
+        if ((st = qr_model_writer_set_string(w, key, name, err)))
+            return st;
+        snprintf(key, sizeof key, "head.task.%zu.labels", i);
+        if ((st = qr_model_writer_set_string(w, key, labels, err)))
+            return st;
+        if (i == 0 && (st = qr_model_writer_set_u64(w, "head.n_classes", classes, err)))
+            return st;
+        if ((st = add(w, o, qr_head_tensor_name(i, false, wname, sizeof wname), classes, sh->d, type, ws, 0.0f,
+                      seed, pool, err)) ||
+            (st = add(w, o, qr_head_tensor_name(i, true, bname, sizeof bname), 1, classes, QR_TYPE_F32, 0.1f,
+                      0.0f, seed, NULL, err)))
+            return st;
+    }
+    return QR_OK;
+}
+
 qr_status synthetic_model_write(const synthetic_shape *sh, const char *path, qr_error *err)
 {
     qr_model_writer *w = qr_model_writer_new();
@@ -130,7 +169,9 @@ qr_status synthetic_model_write(const synthetic_shape *sh, const char *path, qr_
     TRY(add(w, &o, "ln_out.weight", 1, d, QR_TYPE_F32, 0.1f, 1.0f, &seed, NULL, err));
     TRY(add(w, &o, "ln_out.bias", 1, d, QR_TYPE_F32, 0.1f, 0.0f, &seed, NULL, err));
     TRY(add(w, &o, "head.weight", sh->vocab, d, ht, ws, 0.0f, &seed, pool, err));
-    if (sh->n_classes) {
+    if (sh->n_tasks)
+        TRY(add_named_heads(w, &o, sh, ht, ws, &seed, pool, err));
+    else if (sh->n_classes) {
         TRY(qr_model_writer_set_u64(w, "head.n_classes", sh->n_classes, err));
         TRY(add(w, &o, "cls.weight", sh->n_classes, d, ht, ws, 0.0f, &seed, pool, err));
         TRY(add(w, &o, "cls.bias", 1, sh->n_classes, QR_TYPE_F32, 0.1f, 0.0f, &seed, NULL, err));

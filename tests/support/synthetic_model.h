@@ -17,7 +17,8 @@ typedef struct {
     uint32_t matrix_type;   /* storage type of every 2-D weight (any type: quantized by
                                qr_quantize_tensor) */
     uint64_t seed;
-    size_t n_classes;       /* 0: no classifier head */
+    size_t n_classes;       /* 0: no classifier head; an unnamed one (head.n_classes only) when
+                               n_tasks is 0 */
     const char *tokenizer_json; /* embedded as metadata when not NULL */
     size_t tokenizer_len;
     bool own_edge_types;    /* false: emb and head use matrix_type too */
@@ -25,6 +26,8 @@ typedef struct {
     qr_pool *pool;          /* quantization runs over it when not NULL */
     bool spike_ffn_hidden;  /* LIF hidden units, value matrix stored transposed (f × d); the
                                key weights are doubled so that about 1 in 6 units fires */
+    const char *tasks[8];   /* named heads instead of n_classes, "NAME=LABEL,LABEL,...", head 0 first */
+    size_t n_tasks;
 } synthetic_shape;
 
 /* Writes the model to path. */
