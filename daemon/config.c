@@ -18,6 +18,8 @@ void qd_config_init(qd_config *c)
     c->lock_memory = false;
     c->limits = qi_limits_default();
     c->max_output = (size_t)8 << 20;
+    c->max_connections = 0;
+    c->idle_timeout_s = 300;
     c->policy_interval_s = 1.0;
     c->policy = qd_policy_config_default();
     c->log_level = QD_LOG_INFO;

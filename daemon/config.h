@@ -34,6 +34,10 @@ typedef struct {
     bool lock_memory;         /* mlock the served variant */
     qi_limits limits;         /* max line, max tokens, queue depth, max in flight */
     size_t max_output;        /* bytes queued to one slow client before it is dropped */
+    size_t max_connections;   /* connections open at once; 0: the fd limit less a reserve
+                                 (conn_limits.h); more get too_many_connections */
+    double idle_timeout_s;    /* a connection without a request line or anything in flight
+                                 this long gets idle_timeout and is closed; 0: never */
     double policy_interval_s; /* how often telemetry is read and the policy re-run */
     qd_policy_config policy;
     qd_budget initial_budget; /* as if set by `set-budget` at start */

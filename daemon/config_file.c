@@ -61,6 +61,10 @@ static const key_def keys[QD_KEY_COUNT] = {
     [QD_KEY_MAX_IN_FLIGHT] = {"limits", "max_in_flight", K_UINT, 1, 1 << 20, false, "1..1048576"},
     [QD_KEY_MAX_OUTPUT] = {"limits", "max_output", K_SIZE, 1024, (double)(SIZE_MAX > UINT32_MAX ? 1ull << 40 : UINT32_MAX),
                            false, "a size of at least 1K, such as 8M"},
+    [QD_KEY_MAX_CONNECTIONS] = {"limits", "max_connections", K_UINT, 0, 1 << 20, false,
+                                "0..1048576; 0 = the file descriptor limit less 32"},
+    [QD_KEY_IDLE_TIMEOUT] = {"limits", "idle_timeout", K_SECONDS, 0, 86400, false,
+                             "seconds in 0..86400; 0 = never"},
     [QD_KEY_INTERVAL] = {"policy", "interval", K_SECONDS, 0.01, 86400, false, "seconds in 0.01..86400"},
     [QD_KEY_UP_DELAY] = {"policy", "up_delay", K_SECONDS, 0, 86400, false, "seconds in 0..86400"},
     [QD_KEY_UP_HEADROOM] = {"policy", "up_headroom", K_PERCENT, 0, 90, false, "a percentage in 0..90"},
@@ -273,6 +277,8 @@ qr_status qd_config_set_key(qd_config *cfg, qd_config_key k, const char *v, qr_e
     case QD_KEY_QUEUE_DEPTH: cfg->limits.queue_depth = (uint32_t)x.u; break;
     case QD_KEY_MAX_IN_FLIGHT: cfg->limits.max_in_flight = (uint32_t)x.u; break;
     case QD_KEY_MAX_OUTPUT: cfg->max_output = (size_t)x.u; break;
+    case QD_KEY_MAX_CONNECTIONS: cfg->max_connections = (size_t)x.u; break;
+    case QD_KEY_IDLE_TIMEOUT: cfg->idle_timeout_s = x.d; break;
     case QD_KEY_INTERVAL: cfg->policy_interval_s = x.d; break;
     case QD_KEY_UP_DELAY: cfg->policy.up_delay_s = x.d; break;
     case QD_KEY_UP_HEADROOM: cfg->policy.up_headroom = x.d; break;
@@ -310,6 +316,8 @@ bool qd_config_key_equal(const qd_config *a, const qd_config *b, qd_config_key k
     case QD_KEY_QUEUE_DEPTH: return a->limits.queue_depth == b->limits.queue_depth;
     case QD_KEY_MAX_IN_FLIGHT: return a->limits.max_in_flight == b->limits.max_in_flight;
     case QD_KEY_MAX_OUTPUT: return a->max_output == b->max_output;
+    case QD_KEY_MAX_CONNECTIONS: return a->max_connections == b->max_connections;
+    case QD_KEY_IDLE_TIMEOUT: return a->idle_timeout_s == b->idle_timeout_s;
     case QD_KEY_INTERVAL: return a->policy_interval_s == b->policy_interval_s;
     case QD_KEY_UP_DELAY: return a->policy.up_delay_s == b->policy.up_delay_s;
     case QD_KEY_UP_HEADROOM: return a->policy.up_headroom == b->policy.up_headroom;
@@ -368,6 +376,8 @@ static const char *key_problem(const qd_config *c, qd_config_key k)
     case QD_KEY_QUEUE_DEPTH: return in(c->limits.queue_depth, d) ? NULL : "out of range";
     case QD_KEY_MAX_IN_FLIGHT: return in(c->limits.max_in_flight, d) ? NULL : "out of range";
     case QD_KEY_MAX_OUTPUT: return in((double)c->max_output, d) ? NULL : "out of range";
+    case QD_KEY_MAX_CONNECTIONS: return in((double)c->max_connections, d) ? NULL : "out of range";
+    case QD_KEY_IDLE_TIMEOUT: return in(c->idle_timeout_s, d) ? NULL : "out of range";
     case QD_KEY_INTERVAL: return in(c->policy_interval_s, d) ? NULL : "out of range";
     case QD_KEY_UP_DELAY: return in(c->policy.up_delay_s, d) ? NULL : "out of range";
     case QD_KEY_UP_HEADROOM: return in(c->policy.up_headroom * 100, d) ? NULL : "out of range";

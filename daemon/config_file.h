@@ -48,6 +48,8 @@ typedef enum {
     QD_KEY_QUEUE_DEPTH,
     QD_KEY_MAX_IN_FLIGHT,
     QD_KEY_MAX_OUTPUT,
+    QD_KEY_MAX_CONNECTIONS,
+    QD_KEY_IDLE_TIMEOUT,
     /* [policy] */
     QD_KEY_INTERVAL,
     QD_KEY_UP_DELAY,

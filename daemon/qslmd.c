@@ -42,6 +42,10 @@ static void usage(FILE *f)
             "  --queue-depth N        requests waiting for the model before `busy` (default 64)\n"
             "  --max-in-flight N      unanswered requests per connection before `busy` (default 16)\n"
             "  --max-output SIZE      replies queued to one client before it is dropped as too slow (default 8M)\n"
+            "  --max-connections N    connections open at once; more get too_many_connections\n"
+            "                         (default 0: the file descriptor limit less 32)\n"
+            "  --idle-timeout SEC     close a connection without a request or anything in flight\n"
+            "                         for this long, with idle_timeout; 0: never (default 300)\n"
             "  --policy-interval SEC  how often telemetry is read and the policy re-run (default 1)\n"
             "  --up-delay SEC         headroom must last this long before switching to a better variant (default 10)\n"
             "  --up-headroom PCT      percent of the budget to spare before switching up (default 5)\n"
@@ -95,6 +99,8 @@ int main(int argc, char **argv)
         {"queue-depth", required_argument, NULL, O_KEY + QD_KEY_QUEUE_DEPTH},
         {"max-in-flight", required_argument, NULL, O_KEY + QD_KEY_MAX_IN_FLIGHT},
         {"max-output", required_argument, NULL, O_KEY + QD_KEY_MAX_OUTPUT},
+        {"max-connections", required_argument, NULL, O_KEY + QD_KEY_MAX_CONNECTIONS},
+        {"idle-timeout", required_argument, NULL, O_KEY + QD_KEY_IDLE_TIMEOUT},
         {"policy-interval", required_argument, NULL, O_KEY + QD_KEY_INTERVAL},
         {"up-delay", required_argument, NULL, O_KEY + QD_KEY_UP_DELAY},
         {"up-headroom", required_argument, NULL, O_KEY + QD_KEY_UP_HEADROOM},

@@ -81,6 +81,8 @@ static void on_conn_closed(uv_handle_t *h)
         s->conns = c->next;
     if (c->next)
         c->next->prev = c->prev;
+    s->lim.n_conns--;
+    s->lim.closed++;
     qi_line_reader_free(c->reader);
     free(c);
 }
@@ -125,6 +127,11 @@ static void conn_end(qd_conn *c)
         qd_conn_close(c);
 }
 
+void qd_conn_end(qd_conn *c)
+{
+    conn_end(c);
+}
+
 /* ---------------------------------------------------------------- reading */
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
@@ -152,6 +159,7 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
         case QI_LINE_NONE:
             break;
         case QI_LINE_READY:
+            c->last_active = t;
             qd_dispatch_line(c, line, len, t);
             break;
         case QI_LINE_TOO_LARGE: {
@@ -174,44 +182,37 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     }
 }
 
-static void on_connection(uv_stream_t *listener, int status)
+/* A connection limits.c accepted and will have served: the bookkeeping, then reading. */
+qd_conn *qd_conn_open(qd_server *s, int fd)
 {
-    qd_server *s = listener->data;
-    if (status < 0) {
-        qd_log(QD_LOG_WARNING, "accept: %s", uv_strerror(status));
-        return;
-    }
     qd_conn *c = calloc(1, sizeof *c);
     if (!c || qi_line_reader_new(s->cfg.limits.max_line, &c->reader, NULL)) {
         free(c);
-        qd_log(QD_LOG_WARNING, "accept: out of memory");
-        return;
+        return NULL;
+    }
+    struct ucred cred;
+    socklen_t cl = sizeof cred;
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) == 0) {
+        c->has_cred = true;
+        c->uid = cred.uid;
+        c->gid = cred.gid;
     }
     c->srv = s;
+    c->last_active = qd_now();
     uv_pipe_init(&s->loop, &c->pipe, 0);
     c->pipe.data = c;
     c->next = s->conns;
     if (s->conns)
         s->conns->prev = c;
     s->conns = c;
-    if (uv_accept(listener, (uv_stream_t *)&c->pipe) < 0) {
-        qd_conn_close(c);
-        return;
+    s->lim.n_conns++;
+    if (uv_pipe_open(&c->pipe, fd) < 0) {
+        qd_conn_close(c); /* the handle never took fd */
+        return NULL;
     }
     s->connections++;
-    uv_os_fd_t fd;
-    struct ucred cred;
-    socklen_t cl = sizeof cred;
-    if (uv_fileno((uv_handle_t *)&c->pipe, &fd) == 0 && getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) == 0) {
-        c->has_cred = true;
-        c->uid = cred.uid;
-        c->gid = cred.gid;
-    }
-    if (s->shutting_down) {
-        qd_conn_close(c);
-        return;
-    }
     uv_read_start((uv_stream_t *)&c->pipe, on_alloc, on_read);
+    return c;
 }
 
 /* ---------------------------------------------------------------- the socket */
@@ -257,7 +258,7 @@ static qr_status listen_on(qd_server *s, qr_error *err)
         s->activated = true;
         int r = uv_pipe_open(&s->listener, fd);
         if (r == 0)
-            r = uv_listen((uv_stream_t *)&s->listener, 128, on_connection);
+            r = qd_limits_listen(s, 128);
         if (r < 0)
             return qr_fail(err, QR_ERR_IO, "the socket systemd passed: cannot listen: %s", uv_strerror(r));
         if (activated_path[0] && strcmp(activated_path, s->cfg.socket_path) != 0)
@@ -278,7 +279,7 @@ static qr_status listen_on(qd_server *s, qr_error *err)
     s->listening = true;
     int r = uv_pipe_bind(&s->listener, path);
     if (r == 0)
-        r = uv_listen((uv_stream_t *)&s->listener, 128, on_connection);
+        r = qd_limits_listen(s, 128);
     if (r < 0)
         return qr_fail(err, QR_ERR_IO, "%s: cannot listen: %s", path, uv_strerror(r));
     snprintf(s->listen_path, sizeof s->listen_path, "%s", path);
@@ -370,6 +371,7 @@ static void begin_shutdown(qd_server *s, const char *why)
     s->shutting_down = true;
     qd_log(QD_LOG_NOTICE, "%s: stopping (%u requests in flight end with shutting_down)", why, s->n_jobs);
     qd_sd_stopping();
+    qd_limits_close(s); /* stops accepting, before the listener closes */
     if (s->listening) {
         close_handle((uv_handle_t *)&s->listener);
         if (!s->activated) /* systemd's socket stays: it starts the next qslmd */
@@ -417,6 +419,7 @@ qr_status qd_server_new(const qd_config *cfg, qd_server **out, qr_error *err)
     if (!s)
         return qr_fail(err, QR_ERR_NOMEM, "out of memory");
     s->cfg = *cfg;
+    s->lim.spare_fd = s->lim.listen_fd = -1;
     s->target = s->active = s->pinned = -1;
     s->budget = cfg->initial_budget;
     s->started = qd_now();
@@ -447,7 +450,10 @@ qr_status qd_server_new(const qd_config *cfg, qd_server **out, qr_error *err)
         if (st)
             uv_close((uv_handle_t *)&s->wake, NULL);
     }
+    if (st == QR_OK)
+        qd_limits_init(s);
     if (st == QR_OK && (st = listen_on(s, err)) != QR_OK) {
+        qd_limits_close(s);
         /* listen_on may fail before the listener was initialised (a live or foreign file at
          * the path): closing a zeroed handle aborts in libuv */
         if (s->listening)
@@ -457,6 +463,7 @@ qr_status qd_server_new(const qd_config *cfg, qd_server **out, qr_error *err)
     }
     if (st) {
         uv_run(&s->loop, UV_RUN_NOWAIT);
+        qd_limits_free(s);
         qd_engine_free(s->engine);
         qd_telemetry_free(s->telemetry);
         qd_bundle_unref(s->bundle);
@@ -504,6 +511,7 @@ int qd_server_run(qd_server *s)
     if (s->target < 0) /* nothing to load: ready as we are (status says why) */
         qd_control_ready(s);
     qd_server_restart_policy_timer(s);
+    qd_limits_start(s);
     qd_log(QD_LOG_INFO, "listening on %s; bundle %s (%zu variants)", s->listen_path, s->cfg.bundle_dir,
            s->bundle->manifest->n_variants);
     uv_run(&s->loop, UV_RUN_DEFAULT);
@@ -517,6 +525,7 @@ void qd_server_free(qd_server *s)
     qd_engine_free(s->engine);
     uv_run(&s->loop, UV_RUN_NOWAIT);
     uv_loop_close(&s->loop);
+    qd_limits_free(s);
     qd_telemetry_free(s->telemetry);
     qd_bundle_unref(s->bundle);
     free(s->refused);

@@ -13,6 +13,7 @@
 #include "config_file.h"
 #include "engine.h"
 #include "job.h"
+#include "conn_limits.h"
 #include "line_reader.h"
 #include "policy.h"
 #include "server.h"
@@ -31,6 +32,8 @@ typedef struct qd_conn {
     bool closing;          /* uv_close called */
     bool ending;           /* no more reading: a too_large reply is flushing, then close */
     bool has_cred;
+    double last_active;    /* qd_now() of its last request line, or of when it last had
+                              something in flight (conn_limits.c: idle_timeout) */
     uid_t uid;
     gid_t gid;
     struct qd_conn *prev, *next;
@@ -71,6 +74,7 @@ struct qd_server {
     char (*refused)[QD_REFUSAL_MAX]; /* per variant of bundle: why its load failed since it was
                                         opened ("" while it has not) */
     qd_conn *conns;
+    qd_limits lim;           /* accepting, connection cap, idle timeout, malloc_trim */
     uint32_t n_jobs;         /* jobs the engine holds */
     qd_reload *reload;       /* at most one at a time */
 
@@ -105,6 +109,8 @@ struct qd_server {
 void qd_server_restart_policy_timer(struct qd_server *s); /* after the interval changed */
 void qd_conn_send(qd_conn *c, char *line, size_t len); /* takes the line */
 void qd_conn_close(qd_conn *c);
+void qd_conn_end(qd_conn *c); /* stop reading, close once the queued replies are written */
+qd_conn *qd_conn_open(struct qd_server *s, int fd); /* NULL: out of memory, fd still the caller's */
 
 /* dispatch.c */
 void qd_dispatch_line(qd_conn *c, const char *line, size_t len, double t_received);

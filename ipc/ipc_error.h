@@ -26,6 +26,10 @@ typedef enum {
     QI_ERR_NOT_FOUND,         /* "not_found": e.g. pin of a variant the bundle lacks */
     QI_ERR_RELOAD_REFUSED,    /* "reload_refused": the new configuration or bundle is bad; the
                                  old ones are still served */
+    QI_ERR_TOO_MANY_CONNECTIONS, /* "too_many_connections": the server is at its connection
+                                    limit (or out of file descriptors); it closes this one */
+    QI_ERR_IDLE_TIMEOUT,      /* "idle_timeout": no request line for the idle timeout; the
+                                 server closes the connection */
     QI_ERR_INTERNAL,          /* "internal" */
     /* Local codes: this library's own failures, never sent. */
     QI_ERR_NOMEM,             /* an allocation failed */

@@ -115,6 +115,8 @@ static void test_every_key(void **state)
         "queue_depth = 5\n"
         "max_in_flight = 6\n"
         "max_output = 1M\n"
+        "max_connections = 40\n"
+        "idle_timeout = 2.5\n"
         "[policy]\n"
         "interval = 0.25\n"
         "up_delay = 2.5\n"
@@ -145,6 +147,8 @@ static void test_every_key(void **state)
     assert_int_equal(c.limits.queue_depth, 5);
     assert_int_equal(c.limits.max_in_flight, 6);
     assert_int_equal(c.max_output, 1 << 20);
+    assert_int_equal(c.max_connections, 40);
+    assert_true(c.idle_timeout_s == 2.5);
     assert_true(c.policy_interval_s == 0.25);
     assert_true(c.policy.up_delay_s == 2.5);
     assert_true(c.policy.up_headroom == 0.125);
@@ -295,6 +299,8 @@ static void test_errors(void **state)
     expect_error("[limits]\nmax_in_flight = 0\n", "[limits] max_in_flight: '0' is out of range", NULL);
     expect_error("[limits]\nmax_line = 65M\n", "[limits] max_line: '65M' is out of range", NULL);
     expect_error("[limits]\nmax_output = 1000\n", "[limits] max_output: '1000' is out of range", NULL);
+    expect_error("[limits]\nmax_connections = -1\n", "[limits] max_connections: '-1' is not a whole number", NULL);
+    expect_error("[limits]\nidle_timeout = 90000\n", "[limits] idle_timeout: '90000' is out of range", NULL);
     expect_error("[policy]\ninterval = 0\n", "[policy] interval: '0' is out of range (expected seconds in 0.01..86400)",
                  NULL);
     expect_error("[policy]\nup_headroom = 95\n", "[policy] up_headroom: '95' is out of range", NULL);

@@ -59,6 +59,13 @@ check "qslmd.service: no ProcSubset=pid (qslmd reads /proc/meminfo and /proc/pre
   bash -c '! grep -q "^ProcSubset=pid" "$1"' _ "$service"
 check "qslmd.service: no DynamicUser= (the socket's group must be a real group)" \
   bash -c '! grep -q "^DynamicUser=yes" "$1"' _ "$service"
+nofile=$(sed -n 's/^LimitNOFILE=//p' "$service")
+check "qslmd.service: LimitNOFILE= a number that leaves qslmd's 32-descriptor reserve and room for clients ($nofile)" \
+  bash -c '[[ "$1" =~ ^[0-9]+$ ]] && [ "$1" -ge 64 ] && [ "$1" -le 65536 ]' _ "$nofile"
+conf="$root$QSLM_SYSCONFDIR/qslm/qslmd.conf"
+check "qslmd.conf: max_connections defaults to 0, derived from LimitNOFILE= (the unit and the daemon agree)" \
+  grep -qx '#max_connections = 0' "$conf"
+check "qslmd.conf: idle_timeout = 300 by default" grep -qx '#idle_timeout = 300' "$conf"
 check "qslmd.service: a commented MemoryHigh=/MemoryMax= example" \
   bash -c 'grep -q "^#MemoryHigh=" "$1" && grep -q "^#MemoryMax=" "$1"' _ "$service"
 for line in ListenStream=/run/qslmd.sock SocketUser=root SocketGroup=qslm SocketMode=0660 WantedBy=sockets.target; do
