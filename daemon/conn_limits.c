@@ -330,10 +330,9 @@ void qd_limits_start(qd_server *s)
     if (s->cfg.max_connections && l->nofile > QD_LIMITS_FD_RESERVE &&
         s->cfg.max_connections > l->nofile - QD_LIMITS_FD_RESERVE)
         qd_log(QD_LOG_WARNING,
-               "max_connections %zu is more than the file descriptor limit (%llu) leaves: clients past "
-               "about %llu get too_many_connections when descriptors run out",
-               s->cfg.max_connections, (unsigned long long)l->nofile,
-               (unsigned long long)(l->nofile - QD_LIMITS_FD_RESERVE));
+               "max_connections %zu is above what the file descriptor limit (%llu, less %d kept for the rest) "
+               "allows: once descriptors run out, new clients get too_many_connections",
+               s->cfg.max_connections, (unsigned long long)l->nofile, QD_LIMITS_FD_RESERVE);
     l->tick_every_s = tick_period(s);
     uint64_t ms = (uint64_t)(l->tick_every_s * 1000);
     uv_timer_start(&l->tick, on_tick, ms, ms);
