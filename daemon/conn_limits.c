@@ -21,7 +21,7 @@
 #define ACCEPT_BATCH 64     /* connections taken per wake-up, so a storm cannot starve the loop */
 #define ACCEPT_PAUSE_MS 100 /* when nothing can be accepted now */
 #define BURST_END_S 2.0     /* no refusal for this long ends a burst */
-#define TRIM_QUIET_S 1.0    /* no new request or connection for this long: trim */
+#define TRIM_QUIET_S 1.0    /* no request, connection or close for this long: trim */
 #define TRIM_EVERY_S 5.0    /* at most one trim per this long */
 
 /* ---------------------------------------------------------------- refusing */
@@ -107,7 +107,7 @@ static void take(qd_server *s, int fd)
     }
     if (l->n_conns >= cap) {
         char msg[128];
-        snprintf(msg, sizeof msg, "the server has %u connections open, its limit; try again later", l->n_conns);
+        snprintf(msg, sizeof msg, "the server is at its limit of %zu connections; try again later", cap);
         refuse(fd, QI_ERR_TOO_MANY_CONNECTIONS, msg);
         refused(s, "at the connection limit");
         return;

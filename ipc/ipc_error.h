@@ -27,7 +27,7 @@ typedef enum {
     QI_ERR_RELOAD_REFUSED,    /* "reload_refused": the new configuration or bundle is bad; the
                                  old ones are still served */
     QI_ERR_TOO_MANY_CONNECTIONS, /* "too_many_connections": the server is at its connection
-                                    limit (or out of file descriptors); it closes this one */
+                                    limit (or out of descriptors or memory); it closes this one */
     QI_ERR_IDLE_TIMEOUT,      /* "idle_timeout": no request line for the idle timeout; the
                                  server closes the connection */
     QI_ERR_INTERNAL,          /* "internal" */
