@@ -31,6 +31,7 @@ typedef struct qd_conn {
     bool closing;          /* uv_close called */
     bool ending;           /* no more reading: a too_large reply is flushing, then close */
     bool has_cred;
+    uint64_t serial;       /* the connection's number since start: its jobs' flow (engine.h) */
     uid_t uid;
     gid_t gid;
     struct qd_conn *prev, *next;
@@ -72,6 +73,8 @@ struct qd_server {
                                         opened ("" while it has not) */
     qd_conn *conns;
     uint32_t n_jobs;         /* jobs the engine holds */
+    double job_ms;           /* smoothed time from request to final reply of answered jobs: the
+                                base of `busy`'s retry_after_ms (dispatch.c) */
     qd_reload *reload;       /* at most one at a time */
 
     /* policy */
