@@ -113,7 +113,9 @@ static void submit(qd_conn *c, qi_request *req, double t_received)
     job->t_received = t_received;
     atomic_init(&job->cancel, QD_CANCEL_NONE);
     job->conn = c;
-    job->flow = c->serial;
+    /* the fair share's owner (engine.h): the connection, or its peer's uid (set apart from
+     * connection numbers by the top bit) */
+    job->flow = s->cfg.share_by_uid && c->has_cred ? (UINT64_C(1) << 63) | (uint64_t)c->uid : c->serial;
     job->conn_next = c->jobs;
     if (c->jobs)
         c->jobs->conn_prev = job;

@@ -37,6 +37,7 @@ static void usage(FILE *f)
             "  --max-active-per-conn N  of those, at most N from one connection; the rest of its requests\n"
             "                         wait (default 4)\n"
             "  --round-tokens N       tokens computed per round, split fairly across connections (default 16)\n"
+            "  --share-by-uid         connections of one peer uid share one share of the model\n"
             "  --mlock                lock the served variant in memory\n"
             "  --log-level LEVEL      error, warning, notice, info or debug (default info)\n"
             "  --admin-group GROUP    who besides root may use set-budget, pin, unpin, reload (default %s)\n"
@@ -92,6 +93,7 @@ int main(int argc, char **argv)
         {"max-active", required_argument, NULL, O_KEY + QD_KEY_MAX_ACTIVE},
         {"max-active-per-conn", required_argument, NULL, O_KEY + QD_KEY_MAX_ACTIVE_PER_CONN},
         {"round-tokens", required_argument, NULL, O_KEY + QD_KEY_ROUND_TOKENS},
+        {"share-by-uid", no_argument, NULL, O_KEY + QD_KEY_SHARE_BY_UID},
         {"mlock", no_argument, NULL, O_KEY + QD_KEY_MLOCK},
         {"log-level", required_argument, NULL, O_KEY + QD_KEY_LOG_LEVEL},
         {"admin-group", required_argument, NULL, O_KEY + QD_KEY_ADMIN_GROUP},

@@ -10,7 +10,8 @@
  *     server-wide queue depth does not turn away a connection with nothing in flight (but
  *     does, with a hint, its next request);
  *   - under a mixed load (two classify floods, a connection of streamed generates) the later
- *     flood shares the slots with the earlier one and the generates end before the floods. */
+ *     flood shares the slots with the earlier one and the generates end before the floods;
+ *   - with --share-by-uid, two connections of one uid share one share of the slots. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -108,6 +109,12 @@ static int setup_limits(void **state)
 {
     const char *extra[] = {"--max-active", "1",    "--max-active-per-conn", "1", "--queue-depth", "1",
                            "--max-in-flight", "2", NULL};
+    return start(state, extra);
+}
+
+static int setup_by_uid(void **state)
+{
+    const char *extra[] = {"--max-active", "4", "--max-active-per-conn", "2", "--share-by-uid", NULL};
     return start(state, extra);
 }
 
@@ -249,6 +256,44 @@ static void test_fair_under_mixed_load(void **state)
     free(text);
 }
 
+/* With --share-by-uid, two connections of this process's uid share one share: of their 8
+ * classifies, 2 at most are computed at once (each connection alone would get 2, and the
+ * connections together 3 or 4 of the 4 slots). */
+static void test_share_by_uid(void **state)
+{
+    dh_daemon *h = *state;
+    char *text = long_text(4);
+    qi_client *a = connect_or_fail(h), *b = connect_or_fail(h), *c = connect_or_fail(h);
+    send_classifies(a, text, 1, 4);
+    send_classifies(b, text, 1, 4);
+    int64_t most = 0, seen = 0;
+    for (int i = 0; i < 3000 && seen < 8; i++) { /* until all 8 are in the daemon */
+        qi_reply r;
+        status(c, &r);
+        int64_t active = jint(r.body, "queue.active");
+        seen = active + jint(r.body, "queue.waiting");
+        most = active > most ? active : most;
+        qi_reply_free(&r);
+        dh_sleep_ms(5);
+    }
+    assert_int_equal(seen, 8);
+    for (int i = 0; i < 20; i++) { /* and a while after: admission has had its rounds */
+        qi_reply r;
+        status(c, &r);
+        int64_t active = jint(r.body, "queue.active");
+        most = active > most ? active : most;
+        qi_reply_free(&r);
+        dh_sleep_ms(10);
+    }
+    if (most != 2)
+        fail_msg("%lld requests of one uid were computed at once (its share: 2)", (long long)most);
+    assert_int_equal(drain_results(a) + drain_results(b), 0);
+    qi_client_close(a);
+    qi_client_close(b);
+    qi_client_close(c);
+    free(text);
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 1) /* the qslmd to test, as meson passes it */
@@ -258,6 +303,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_flood_cannot_starve, setup_fair, teardown),
         cmocka_unit_test_setup_teardown(test_busy_with_retry_hint, setup_limits, teardown),
         cmocka_unit_test_setup_teardown(test_fair_under_mixed_load, setup_fair, teardown),
+        cmocka_unit_test_setup_teardown(test_share_by_uid, setup_by_uid, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
