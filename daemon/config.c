@@ -15,6 +15,8 @@ void qd_config_init(qd_config *c)
     c->threads = 0;
     c->batch = 4;
     c->max_active = 32;
+    c->max_active_per_conn = 4;
+    c->round_tokens = 16;
     c->lock_memory = false;
     c->limits = qi_limits_default();
     c->max_output = (size_t)8 << 20;

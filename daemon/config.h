@@ -31,6 +31,11 @@ typedef struct {
     int threads;              /* inference threads; 0: the CPUs this process may run on */
     size_t batch;             /* sequences per forward call (the manifest's footprint assumes 4) */
     size_t max_active;        /* requests computed at once */
+    size_t max_active_per_conn; /* of those, at most this many from one connection; the rest of
+                                   its requests wait (engine.h: fair scheduling) */
+    size_t round_tokens;      /* tokens computed per round, shared fairly across connections */
+    bool share_by_uid;        /* the share is the peer uid's, not the connection's: one user's
+                                 connections share one share */
     bool lock_memory;         /* mlock the served variant */
     qi_limits limits;         /* max line, max tokens, queue depth, max in flight */
     size_t max_output;        /* bytes queued to one slow client before it is dropped */

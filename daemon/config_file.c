@@ -50,6 +50,9 @@ static const key_def keys[QD_KEY_COUNT] = {
     [QD_KEY_THREADS] = {"daemon", "threads", K_UINT, 0, 256, true, "0..256; 0 = the CPUs qslmd may run on"},
     [QD_KEY_BATCH] = {"daemon", "batch", K_UINT, 1, 1024, true, "1..1024"},
     [QD_KEY_MAX_ACTIVE] = {"daemon", "max_active", K_UINT, 1, 4096, true, "1..4096"},
+    [QD_KEY_MAX_ACTIVE_PER_CONN] = {"daemon", "max_active_per_conn", K_UINT, 1, 4096, true, "1..4096"},
+    [QD_KEY_ROUND_TOKENS] = {"daemon", "round_tokens", K_UINT, 1, 65536, true, "1..65536"},
+    [QD_KEY_SHARE_BY_UID] = {"daemon", "share_by_uid", K_BOOL, 0, 0, false, "true or false"},
     [QD_KEY_MLOCK] = {"daemon", "mlock", K_BOOL, 0, 0, true, "true or false"},
     [QD_KEY_LOG_LEVEL] = {"daemon", "log_level", K_LOG_LEVEL, 0, 0, false,
                           "error, warning, notice, info or debug"},
@@ -270,6 +273,9 @@ qr_status qd_config_set_key(qd_config *cfg, qd_config_key k, const char *v, qr_e
     case QD_KEY_THREADS: cfg->threads = (int)x.u; break;
     case QD_KEY_BATCH: cfg->batch = (size_t)x.u; break;
     case QD_KEY_MAX_ACTIVE: cfg->max_active = (size_t)x.u; break;
+    case QD_KEY_MAX_ACTIVE_PER_CONN: cfg->max_active_per_conn = (size_t)x.u; break;
+    case QD_KEY_ROUND_TOKENS: cfg->round_tokens = (size_t)x.u; break;
+    case QD_KEY_SHARE_BY_UID: cfg->share_by_uid = x.b; break;
     case QD_KEY_MLOCK: cfg->lock_memory = x.b; break;
     case QD_KEY_LOG_LEVEL: cfg->log_level = x.level; break;
     case QD_KEY_MAX_LINE: cfg->limits.max_line = (size_t)x.u; break;
@@ -309,6 +315,9 @@ bool qd_config_key_equal(const qd_config *a, const qd_config *b, qd_config_key k
     case QD_KEY_THREADS: return a->threads == b->threads;
     case QD_KEY_BATCH: return a->batch == b->batch;
     case QD_KEY_MAX_ACTIVE: return a->max_active == b->max_active;
+    case QD_KEY_MAX_ACTIVE_PER_CONN: return a->max_active_per_conn == b->max_active_per_conn;
+    case QD_KEY_ROUND_TOKENS: return a->round_tokens == b->round_tokens;
+    case QD_KEY_SHARE_BY_UID: return a->share_by_uid == b->share_by_uid;
     case QD_KEY_MLOCK: return a->lock_memory == b->lock_memory;
     case QD_KEY_LOG_LEVEL: return a->log_level == b->log_level;
     case QD_KEY_MAX_LINE: return a->limits.max_line == b->limits.max_line;
@@ -370,6 +379,8 @@ static const char *key_problem(const qd_config *c, qd_config_key k)
     case QD_KEY_THREADS: return c->threads >= 0 && in(c->threads, d) ? NULL : "out of range";
     case QD_KEY_BATCH: return in((double)c->batch, d) ? NULL : "out of range";
     case QD_KEY_MAX_ACTIVE: return in((double)c->max_active, d) ? NULL : "out of range";
+    case QD_KEY_MAX_ACTIVE_PER_CONN: return in((double)c->max_active_per_conn, d) ? NULL : "out of range";
+    case QD_KEY_ROUND_TOKENS: return in((double)c->round_tokens, d) ? NULL : "out of range";
     case QD_KEY_LOG_LEVEL: return c->log_level >= QD_LOG_ERR && c->log_level <= QD_LOG_DEBUG ? NULL : "out of range";
     case QD_KEY_MAX_LINE: return in((double)c->limits.max_line, d) ? NULL : "out of range";
     case QD_KEY_MAX_TOKENS: return in(c->limits.max_tokens, d) ? NULL : "out of range";

@@ -159,6 +159,8 @@ static void apply_config(qd_server *s, const qd_config *fresh)
     next.threads = old->threads;
     next.batch = old->batch;
     next.max_active = old->max_active;
+    next.max_active_per_conn = old->max_active_per_conn;
+    next.round_tokens = old->round_tokens;
     next.lock_memory = old->lock_memory;
     next.limits.vocab = old->limits.vocab;
     bool budget_changed = memcmp(&next.initial_budget, &old->initial_budget, sizeof next.initial_budget) != 0;

@@ -10,6 +10,7 @@
 
 #include "log.h"
 #include "reply.h"
+#include "task_impl.h"
 
 static void reply_error(qd_conn *c, const qi_id *id, qi_code code, const char *field, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
@@ -60,20 +61,42 @@ static void no_variant_fits(qd_conn *c, const qi_id *id)
     reply_error(c, id, QI_ERR_NO_VARIANT_FITS, NULL, "%s", c->srv->decision.reason);
 }
 
-/* generate and classify: queue a job for the engine. */
+/* A `busy` reply with a retry hint: `ahead` requests must end before this one would be taken,
+ * `together` of them are computed at once, and one takes s->job_ms or so; the hint is that
+ * estimate, clamped to 50 ms .. 60 s. */
+static void reply_busy(qd_conn *c, const qi_id *id, double ahead, double together, const char *why)
+{
+    qd_server *s = c->srv;
+    double ms = s->job_ms * ahead / (together >= 1 ? together : 1);
+    uint64_t hint = ms < 50 ? 50 : ms > 60000 ? 60000 : (uint64_t)ms;
+    size_t len = 0;
+    char *line = qi_reply_busyf(id, hint, &len, "%s; try again in about %llu ms", why, (unsigned long long)hint);
+    s->requests++;
+    s->errors++;
+    if (line)
+        qd_conn_send(c, line, len);
+}
+
+/* generate and classify: queue a job for the engine. The queue depth bounds the jobs waiting
+ * server-wide, but a connection with fewer requests in flight than its share of the model
+ * (max_active_per_conn) is not refused for the others' backlog: a flood from some connections
+ * must not turn every other client away. That lets at most max_active_per_conn jobs per
+ * connection past the depth. */
 static void submit(qd_conn *c, qi_request *req, double t_received)
 {
     qd_server *s = c->srv;
     uint32_t waiting, active;
     qd_engine_load(s->engine, &waiting, &active);
+    char why[128];
     if (c->in_flight >= s->cfg.limits.max_in_flight) {
-        reply_error(c, &req->id, QI_ERR_BUSY, NULL, "this connection has %u requests in flight (the limit)",
-                    c->in_flight);
+        snprintf(why, sizeof why, "this connection has %u requests in flight (the limit)", c->in_flight);
+        size_t share = s->cfg.max_active_per_conn < c->in_flight ? s->cfg.max_active_per_conn : c->in_flight;
+        reply_busy(c, &req->id, 1, (double)share, why);
         return;
     }
-    if (waiting >= s->cfg.limits.queue_depth) {
-        reply_error(c, &req->id, QI_ERR_BUSY, NULL, "%u requests are waiting for the model (the queue depth)",
-                    waiting);
+    if (waiting >= s->cfg.limits.queue_depth && c->in_flight >= s->cfg.max_active_per_conn) {
+        snprintf(why, sizeof why, "%u requests are waiting for the model (the queue depth)", waiting);
+        reply_busy(c, &req->id, (double)waiting - s->cfg.limits.queue_depth + 1, (double)s->cfg.max_active, why);
         return;
     }
     if (s->target < 0) { /* PROTOCOL.md's order: limits, then the bundle */
@@ -90,6 +113,9 @@ static void submit(qd_conn *c, qi_request *req, double t_received)
     job->t_received = t_received;
     atomic_init(&job->cancel, QD_CANCEL_NONE);
     job->conn = c;
+    /* the fair share's owner (engine.h): the connection, or its peer's uid (set apart from
+     * connection numbers by the top bit) */
+    job->flow = s->cfg.share_by_uid && c->has_cred ? (UINT64_C(1) << 63) | (uint64_t)c->uid : c->serial;
     job->conn_next = c->jobs;
     if (c->jobs)
         c->jobs->conn_prev = job;
@@ -279,6 +305,10 @@ void qd_handle_event(qd_server *s, qd_event *ev)
         s->tokens += ev->tokens;
         s->errors += ev->is_error;
         s->cancelled += ev->cancelled;
+        if (!ev->is_error && !ev->cancelled) { /* the retry hint's base: recent answers weigh 1/8 */
+            double ms = (qd_now() - job->t_received) * 1e3;
+            s->job_ms = s->job_ms > 0 ? s->job_ms + (ms - s->job_ms) / 8 : ms;
+        }
         if (job->conn) {
             qd_conn_send(job->conn, ev->line, ev->len);
             ev->line = NULL;

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fair.h"
 #include "task.h"
 #include "reply.h"
 #include "task_impl.h"
@@ -48,6 +49,11 @@ struct qd_engine {
     float *logits, *features; /* batch × vocab, batch × d of the loaded model */
     qd_slot *slots;
     size_t slots_cap;
+    /* a round's plan (fair.h), max_active entries each: per flow with a request being
+     * computed, then per active request */
+    uint64_t *flow_key;
+    size_t *flow_demand, *flow_give, *task_flow, *task_demand, *task_give, *sub_demand, *sub_give;
+    size_t rotate; /* moves every round, so the split's leftovers rotate */
     qr_state **states;
     int32_t *tokens;
 };
@@ -56,6 +62,9 @@ struct qd_engine {
  * again (qd_task_rebase), for at most this many rounds: under switches quicker than a prompt,
  * short inputs still complete on one variant. */
 #define QD_SWITCH_HOLD_MAX 32
+
+/* max_active / QD_RESERVE_DIV slots are kept for flows with no request being computed. */
+#define QD_RESERVE_DIV 4
 
 /* ---------------------------------------------------------------- the thread's helpers */
 
@@ -230,21 +239,110 @@ static void apply_target(qd_engine *e, double since, qd_event_list *out)
     post_switch(out, QD_EV_SWITCH, b, v, (qd_now() - since) * 1e3, unloaded_first ? "unloaded the old variant first" : NULL);
 }
 
-static void admit(qd_engine *e, qd_event_list *out)
+/* Takes job (whose predecessor in the waiting list is prev, NULL for the head) off the list. */
+static void unlink_waiting(qd_engine *e, qd_job *job, qd_job *prev)
 {
-    while (e->waiting && e->n_active < e->cfg.max_active) {
-        qd_job *job = e->waiting;
-        qd_cancel_reason why = (qd_cancel_reason)atomic_load(&job->cancel);
-        if (why == QD_CANCEL_NONE && !e->loaded && e->want_variant >= 0)
-            return; /* a variant is being loaded: wait for it */
+    if (prev)
+        prev->queue_next = job->queue_next;
+    else
         e->waiting = job->queue_next;
-        if (!e->waiting)
-            e->waiting_tail = NULL;
-        e->n_waiting--;
-        if (why != QD_CANCEL_NONE) {
-            end_unstarted(job, why, out);
+    if (e->waiting_tail == job)
+        e->waiting_tail = prev;
+    e->n_waiting--;
+}
+
+/* Ends every waiting job that was cancelled: it need not wait for a slot to be told. */
+static void end_cancelled_waiting(qd_engine *e, qd_event_list *out)
+{
+    for (qd_job *job = e->waiting, *prev = NULL, *next; job; job = next) {
+        next = job->queue_next;
+        qd_cancel_reason why = (qd_cancel_reason)atomic_load(&job->cancel);
+        if (why == QD_CANCEL_NONE) {
+            prev = job;
             continue;
         }
+        unlink_waiting(e, job, prev);
+        end_unstarted(job, why, out);
+    }
+}
+
+static size_t flow_active(const qd_engine *e, uint64_t flow)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < e->n_active; i++)
+        n += qd_task_job(e->active[i])->flow == flow;
+    return n;
+}
+
+/* Flows with a request being computed or waiting (e->flow_key is the scratch). */
+static size_t count_flows(qd_engine *e)
+{
+    size_t nf = 0;
+    for (size_t i = 0; i < e->n_active; i++) {
+        uint64_t flow = qd_task_job(e->active[i])->flow;
+        size_t f = 0;
+        while (f < nf && e->flow_key[f] != flow)
+            f++;
+        if (f == nf)
+            e->flow_key[nf++] = flow;
+    }
+    size_t n = nf;
+    for (const qd_job *job = e->waiting; job; job = job->queue_next) {
+        size_t f = 0;
+        while (f < nf && e->flow_key[f] != job->flow)
+            f++;
+        if (f == nf) {
+            n++; /* counted, not remembered: flow_key has room for max_active flows only */
+            if (nf < e->cfg.max_active)
+                e->flow_key[nf++] = job->flow;
+        }
+    }
+    return n;
+}
+
+/* The waiting job to start next: the oldest job (the list is in arrival order) of the flow with
+ * the fewest requests being computed, among the flows below their share: max_active_per_flow,
+ * or fewer when many flows have work (the slots outside the reserve, split evenly, at least 1).
+ * The reserve, the last QD_RESERVE_DIV-th of the slots, goes only to flows with nothing being
+ * computed: a newcomer never waits for a long request of a flooding connection to end. NULL
+ * when no waiting job may start now. */
+static qd_job *pick_waiting(qd_engine *e, qd_job **prev_out)
+{
+    size_t reserve = e->cfg.max_active / QD_RESERVE_DIV;
+    size_t free_slots = e->cfg.max_active - e->n_active;
+    size_t flows = count_flows(e);
+    size_t share = (e->cfg.max_active - reserve + flows - 1) / (flows ? flows : 1);
+    if (share > e->cfg.max_active_per_flow)
+        share = e->cfg.max_active_per_flow;
+    if (share < 1)
+        share = 1;
+    qd_job *best = NULL, *best_prev = NULL;
+    size_t best_n = SIZE_MAX;
+    for (qd_job *job = e->waiting, *prev = NULL; job; prev = job, job = job->queue_next) {
+        size_t n = flow_active(e, job->flow);
+        if (n >= share || n >= best_n || (n > 0 && free_slots <= reserve))
+            continue;
+        best = job;
+        best_prev = prev;
+        best_n = n;
+        if (n == 0)
+            break; /* nobody can have fewer */
+    }
+    *prev_out = best_prev;
+    return best;
+}
+
+static void admit(qd_engine *e, qd_event_list *out)
+{
+    end_cancelled_waiting(e, out);
+    while (e->waiting && e->n_active < e->cfg.max_active) {
+        if (!e->loaded && e->want_variant >= 0)
+            return; /* a variant is being loaded: wait for it */
+        qd_job *prev;
+        qd_job *job = pick_waiting(e, &prev);
+        if (!job)
+            return; /* the flows waiting are at their cap */
+        unlink_waiting(e, job, prev);
         if (!e->loaded) {
             qd_event_error(out, job, QI_ERR_NO_VARIANT_FITS, NULL, "no variant fits the budgets in force");
             continue;
@@ -294,8 +392,55 @@ static void run_group(qd_engine *e, qd_slot *slots, size_t n, bool logits, bool 
     }
 }
 
-/* Every active request advances one token. Slots are grouped by the outputs they need, so a
- * prompt token does not pay for the LM head and a classify token does not either. */
+/* Fills e->slots with this round's tokens: the budget split max-min fairly across flows, then
+ * across each flow's requests (engine.h). Returns how many. */
+static size_t plan_round(qd_engine *e)
+{
+    size_t nf = 0, busy_flows = 0;
+    for (size_t i = 0; i < e->n_active; i++) {
+        uint64_t flow = qd_task_job(e->active[i])->flow;
+        size_t f = 0;
+        while (f < nf && e->flow_key[f] != flow)
+            f++;
+        if (f == nf) {
+            e->flow_key[nf] = flow;
+            e->flow_demand[nf++] = 0;
+        }
+        e->task_flow[i] = f;
+        e->task_demand[i] = qd_task_demand(e->active[i]);
+        busy_flows += e->task_demand[i] && e->flow_demand[f] == 0;
+        e->flow_demand[f] += e->task_demand[i];
+    }
+    /* every flow with work gets a token at least, however small round_tokens is; while a switch
+     * is held (apply_target) every sequence advances, so the inputs it restarted are read
+     * again within the hold, as the hold's length assumes */
+    size_t budget = e->cfg.round_tokens > busy_flows ? e->cfg.round_tokens : busy_flows;
+    if (e->hold_rounds)
+        for (size_t f = 0, total = 0; f < nf; f++)
+            if ((total += e->flow_demand[f]) > budget)
+                budget = total;
+    size_t rot = e->rotate++;
+    qd_fair_split(e->flow_demand, nf, budget, rot, e->flow_give);
+    for (size_t f = 0; f < nf; f++) {
+        size_t m = 0;
+        for (size_t i = 0; i < e->n_active; i++)
+            if (e->task_flow[i] == f)
+                e->sub_demand[m++] = e->task_demand[i];
+        qd_fair_split(e->sub_demand, m, e->flow_give[f], rot, e->sub_give);
+        m = 0;
+        for (size_t i = 0; i < e->n_active; i++)
+            if (e->task_flow[i] == f)
+                e->task_give[i] = e->sub_give[m++];
+    }
+    size_t n = 0;
+    for (size_t i = 0; i < e->n_active; i++)
+        n += qd_task_slots(e->active[i], e->slots + n, e->task_give[i]);
+    return n;
+}
+
+/* Every active request advances by its share of the round (plan_round). Slots are grouped by
+ * the outputs they need, so a prompt token does not pay for the LM head and a classify token
+ * does not either. */
 static bool run_round(qd_engine *e, qd_event_list *out)
 {
     size_t width = 0;
@@ -308,9 +453,7 @@ static bool run_round(qd_engine *e, qd_event_list *out)
         e->slots = s;
         e->slots_cap = width;
     }
-    size_t n = 0;
-    for (size_t i = 0; i < e->n_active; i++)
-        n += qd_task_slots(e->active[i], e->slots + n);
+    size_t n = plan_round(e);
     /* stable partition: logits first, then features, then neither */
     size_t n_logits = 0, n_features = 0;
     qd_slot tmp;
@@ -447,8 +590,10 @@ qr_status qd_engine_new(const qd_engine_config *cfg, qd_wake_fn wake, void *wake
                         qr_error *err)
 {
     *out = NULL;
-    if (cfg->batch < 1 || cfg->max_active < 1 || cfg->threads < 1)
-        return qr_fail(err, QR_ERR_INVALID, "engine: batch, max_active and threads must be at least 1");
+    if (cfg->batch < 1 || cfg->max_active < 1 || cfg->threads < 1 || cfg->max_active_per_flow < 1 ||
+        cfg->round_tokens < 1)
+        return qr_fail(err, QR_ERR_INVALID,
+                       "engine: batch, max_active, max_active_per_flow, round_tokens and threads must be at least 1");
     qd_engine *e = calloc(1, sizeof *e);
     if (!e)
         return qr_fail(err, QR_ERR_NOMEM, "out of memory");
@@ -460,7 +605,12 @@ qr_status qd_engine_new(const qd_engine_config *cfg, qd_wake_fn wake, void *wake
     e->active = calloc(cfg->max_active, sizeof *e->active);
     e->states = calloc(cfg->batch, sizeof *e->states);
     e->tokens = calloc(cfg->batch, sizeof *e->tokens);
-    if (!e->active || !e->states || !e->tokens) {
+    size_t **plan[] = {&e->flow_demand, &e->flow_give, &e->task_flow, &e->task_demand,
+                       &e->task_give,   &e->sub_demand, &e->sub_give};
+    bool plan_ok = (e->flow_key = calloc(cfg->max_active, sizeof *e->flow_key)) != NULL;
+    for (size_t i = 0; i < sizeof plan / sizeof *plan; i++)
+        plan_ok = (*plan[i] = calloc(cfg->max_active, sizeof **plan[i])) != NULL && plan_ok;
+    if (!e->active || !e->states || !e->tokens || !plan_ok) {
         qd_engine_free(e);
         return qr_fail(err, QR_ERR_NOMEM, "out of memory");
     }
@@ -516,6 +666,14 @@ void qd_engine_free(qd_engine *e)
     qd_bundle_unref(e->want_bundle);
     qr_pool_free(e->pool);
     free(e->active);
+    free(e->flow_key);
+    free(e->flow_demand);
+    free(e->flow_give);
+    free(e->task_flow);
+    free(e->task_demand);
+    free(e->task_give);
+    free(e->sub_demand);
+    free(e->sub_give);
     free(e->slots);
     free(e->states);
     free(e->tokens);

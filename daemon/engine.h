@@ -1,9 +1,22 @@
 /* engine.h: the inference thread.
  *
- * One thread owns the loaded variant and every request being computed. Each round, every active
- * request advances by one token, and the round's tokens go through the model together in
- * batches (the runtime's batched path), so a long generation never starves a short classify
- * and throughput grows with concurrency. Between two rounds the engine applies the variant the
+ * One thread owns the loaded variant and every request being computed. Each round computes one
+ * token for at most round_tokens sequences, and the round's tokens go through the model together
+ * in batches (the runtime's batched path), so throughput grows with concurrency.
+ *
+ * Fair scheduling. Every job names its flow (the loop sets job->flow: its connection). A round's
+ * token budget (round_tokens, or the number of flows with work if that is more) is split
+ * max-min fairly across flows by the tokens each can use this round (fair.h), then within a
+ * flow across its requests, and within a classify across its texts; leftovers rotate. So a
+ * flow with one short generate gets its token every round however many long classify texts
+ * other flows have in flight: a 60 KB text is read a few tokens per round, in turn with
+ * everyone else, never in one go. Admission is fair too: a free slot goes to the waiting job
+ * whose flow has the fewest requests being computed (the oldest among equals); no flow has
+ * more than its share of slots computed at once (max_active_per_flow, or fewer when many
+ * flows have work), and a quarter of max_active is kept for flows with nothing computed, so a
+ * connection that pipelines many long requests leaves slots for others and a newcomer starts
+ * at once; the flooder's other requests wait their turn (the loop answers `busy` beyond its
+ * limits). Slots already taken are never taken back: a share shrinks as requests end. Between two rounds the engine applies the variant the
  * event loop asked for (qd_engine_set_target): it loads and verifies the new one, moves every
  * request in flight onto it with its own state, and unloads the old one; or, when the loop
  * says the two do not fit the memory budget together, unloads the old one first (requests in
@@ -26,6 +39,8 @@ typedef struct {
     int threads;       /* the worker pool's size, the engine's own thread included (>= 1) */
     size_t batch;      /* sequences per forward call (the served footprint's batch) */
     size_t max_active; /* requests computed at once; more wait in the queue */
+    size_t max_active_per_flow; /* of those, at most this many of one flow (>= 1) */
+    size_t round_tokens; /* tokens computed per round, shared fairly across flows (>= 1) */
     bool lock_memory;  /* mlock each variant's image */
 } qd_engine_config;
 

@@ -58,6 +58,7 @@ typedef struct qd_job {
     qi_request req;      /* owns its strings */
     double t_received;   /* monotonic seconds when the request line was read */
     atomic_int cancel;   /* qd_cancel_reason */
+    uint64_t flow;       /* whose share it counts against (engine.h): its connection */
     /* the loop's */
     struct qd_conn *conn; /* NULL once the connection is gone */
     struct qd_job *conn_prev, *conn_next;

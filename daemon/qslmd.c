@@ -34,6 +34,10 @@ static void usage(FILE *f)
             "  --threads N            inference threads (default 0: the CPUs qslmd may run on)\n"
             "  --batch N              sequences per forward call (default 4, as the manifest's footprints assume)\n"
             "  --max-active N         requests computed at once; more wait in the queue (default 32)\n"
+            "  --max-active-per-conn N  of those, at most N from one connection; the rest of its requests\n"
+            "                         wait (default 4)\n"
+            "  --round-tokens N       tokens computed per round, split fairly across connections (default 16)\n"
+            "  --share-by-uid         connections of one peer uid share one share of the model\n"
             "  --mlock                lock the served variant in memory\n"
             "  --log-level LEVEL      error, warning, notice, info or debug (default info)\n"
             "  --admin-group GROUP    who besides root may use set-budget, pin, unpin, reload (default %s)\n"
@@ -91,6 +95,9 @@ int main(int argc, char **argv)
         {"threads", required_argument, NULL, O_KEY + QD_KEY_THREADS},
         {"batch", required_argument, NULL, O_KEY + QD_KEY_BATCH},
         {"max-active", required_argument, NULL, O_KEY + QD_KEY_MAX_ACTIVE},
+        {"max-active-per-conn", required_argument, NULL, O_KEY + QD_KEY_MAX_ACTIVE_PER_CONN},
+        {"round-tokens", required_argument, NULL, O_KEY + QD_KEY_ROUND_TOKENS},
+        {"share-by-uid", no_argument, NULL, O_KEY + QD_KEY_SHARE_BY_UID},
         {"mlock", no_argument, NULL, O_KEY + QD_KEY_MLOCK},
         {"log-level", required_argument, NULL, O_KEY + QD_KEY_LOG_LEVEL},
         {"admin-group", required_argument, NULL, O_KEY + QD_KEY_ADMIN_GROUP},

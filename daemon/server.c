@@ -211,6 +211,7 @@ qd_conn *qd_conn_open(qd_server *s, int fd)
         return NULL;
     }
     s->connections++;
+    c->serial = s->connections;
     uv_read_start((uv_stream_t *)&c->pipe, on_alloc, on_read);
     return c;
 }
@@ -444,8 +445,9 @@ qr_status qd_server_new(const qd_config *cfg, qd_server **out, qr_error *err)
     if (st == QR_OK) {
         uv_async_init(&s->loop, &s->wake, on_wake);
         s->wake.data = s;
-        qd_engine_config ec = {cfg->threads ? cfg->threads : cpus_allowed(), cfg->batch, cfg->max_active,
-                               cfg->lock_memory};
+        qd_engine_config ec = {.threads = cfg->threads ? cfg->threads : cpus_allowed(), .batch = cfg->batch,
+                               .max_active = cfg->max_active, .max_active_per_flow = cfg->max_active_per_conn,
+                               .round_tokens = cfg->round_tokens, .lock_memory = cfg->lock_memory};
         st = qd_engine_new(&ec, engine_wake, &s->wake, &s->engine, err);
         if (st)
             uv_close((uv_handle_t *)&s->wake, NULL);

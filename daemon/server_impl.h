@@ -34,6 +34,7 @@ typedef struct qd_conn {
     bool has_cred;
     double last_active;    /* qd_now() of its last request line, or of when it last had
                               something in flight (conn_limits.c: idle_timeout) */
+    uint64_t serial;       /* the connection's number since start: its jobs' flow (engine.h) */
     uid_t uid;
     gid_t gid;
     struct qd_conn *prev, *next;
@@ -76,6 +77,8 @@ struct qd_server {
     qd_conn *conns;
     qd_limits lim;           /* accepting, connection cap, idle timeout, malloc_trim */
     uint32_t n_jobs;         /* jobs the engine holds */
+    double job_ms;           /* smoothed time from request to final reply of answered jobs: the
+                                base of `busy`'s retry_after_ms (dispatch.c) */
     qd_reload *reload;       /* at most one at a time */
 
     /* policy */

@@ -39,9 +39,16 @@ size_t qd_task_width(const qd_task *t)
     return t->gen ? 1 : qd_classification_width(t->cls);
 }
 
-size_t qd_task_slots(qd_task *t, qd_slot *slots)
+size_t qd_task_slots(qd_task *t, qd_slot *slots, size_t max)
 {
-    return t->gen ? qd_generation_slots(t->gen, t, slots) : qd_classification_slots(t->cls, t, slots);
+    if (!max)
+        return 0;
+    return t->gen ? qd_generation_slots(t->gen, t, slots) : qd_classification_slots(t->cls, t, slots, max);
+}
+
+size_t qd_task_demand(const qd_task *t)
+{
+    return t->gen ? !qd_generation_finished(t->gen) : qd_classification_demand(t->cls);
 }
 
 void qd_task_step(qd_task *t, const qd_slot *slot, float *logits, const float *features,

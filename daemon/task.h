@@ -1,7 +1,9 @@
-/* task.h: the per-request work the inference thread interleaves, one token per round.
+/* task.h: the per-request work the inference thread interleaves, one token per sequence per
+ * round at most.
  *
  * A generate request is one sequence; a classify request is one sequence per text. Each round
- * the engine asks every task for its next input tokens (slots), runs them through the model in
+ * the engine asks every task for up to its share of next input tokens (slots; engine.h says how
+ * the shares are made), runs them through the model in
  * batches, and hands each task its outputs back. A task builds its own reply lines (token
  * events, the done message, the classification result) and ends by posting its job's FINAL
  * event. Tasks never see the variant directly: the engine passes the model and the variant's
@@ -45,9 +47,14 @@ typedef struct {
  * job's FINAL error event to out and returns NULL. */
 qd_task *qd_task_start(qd_job *job, const qd_task_env *env, qd_event_list *out);
 
-/* Appends the task's slots for this round to slots (room for at least qd_task_width) and
- * returns how many. */
-size_t qd_task_slots(qd_task *t, qd_slot *slots);
+/* Appends at most max of the task's slots for this round to slots (room for at least
+ * min(max, qd_task_width)) and returns how many. A task given fewer slots than it wants
+ * rotates which of its sequences advance, so all of them do over a few rounds. */
+size_t qd_task_slots(qd_task *t, qd_slot *slots, size_t max);
+
+/* How many slots the task would give this round without a limit (its sequences still reading
+ * or generating). */
+size_t qd_task_demand(const qd_task *t);
 
 /* The most slots the task can give in one round. */
 size_t qd_task_width(const qd_task *t);

@@ -27,6 +27,7 @@ struct qd_classification {
     char task[QR_TASK_NAME_MAX + 1]; /* the head's name: looked up again in whichever variant settles */
     size_t n_classes;
     bool restarted; /* the texts were read again after a switch (once at most) */
+    size_t next;    /* the text that gets the first slot next round, when not all get one */
 };
 
 qd_classification *qd_classification_start(qd_task *t, const qd_task_env *env, qd_event_list *out)
@@ -93,15 +94,26 @@ size_t qd_classification_width(const qd_classification *c)
     return c->n;
 }
 
-size_t qd_classification_slots(qd_classification *c, qd_task *t, qd_slot *slots)
+size_t qd_classification_demand(const qd_classification *c)
 {
     size_t k = 0;
-    for (size_t i = 0; i < c->n; i++) {
+    for (size_t i = 0; i < c->n; i++)
+        k += c->seqs[i].fed < c->seqs[i].n;
+    return k;
+}
+
+/* One token for each of at most max texts still being read, from c->next on: with fewer
+ * slots than texts, the texts take turns. */
+size_t qd_classification_slots(qd_classification *c, qd_task *t, qd_slot *slots, size_t max)
+{
+    size_t k = 0, i = c->next;
+    for (size_t seen = 0; seen < c->n && k < max; seen++, i = (i + 1) % c->n) {
         text_seq *s = &c->seqs[i];
         if (s->fed < s->n)
             slots[k++] = (qd_slot){.task = t, .sub = i, .state = s->state, .token = s->ids[s->fed],
                                    .want_features = true};
     }
+    c->next = i;
     return k;
 }
 

@@ -114,6 +114,11 @@ fail:
     return NULL;
 }
 
+bool qd_generation_finished(const qd_generation *g)
+{
+    return g->finished;
+}
+
 size_t qd_generation_slots(qd_generation *g, qd_task *t, qd_slot *slots)
 {
     if (g->finished)

@@ -389,6 +389,27 @@ char *qi_reply_errorf(const qi_id *id, qi_code code, const char *field, size_t *
     return line;
 }
 
+char *qi_reply_busyf(const qi_id *id, uint64_t retry_ms, size_t *len, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    json_object *o = head(id);
+    json_object *e = o ? json_object_new_object() : NULL;
+    if (!e) {
+        json_object_put(o);
+        return NULL;
+    }
+    json_object_object_add(e, "code", json_object_new_string(qi_code_name(QI_ERR_BUSY)));
+    json_object_object_add(e, "message", str_or_null(msg));
+    json_object_object_add(e, "retry_after_ms", json_object_new_int64((int64_t)retry_ms));
+    json_object_object_add(o, "error", e);
+    char *line = NULL;
+    return qi_json_line(o, &line, len, NULL) == QI_OK ? line : NULL;
+}
+
 qi_code qi_reply_error_from(const qi_id *id, const qi_error *e, char **line, size_t *len,
                             qi_error *err)
 {

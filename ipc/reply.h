@@ -159,6 +159,11 @@ char *qi_reply_errorf(const qi_id *id, qi_code code, const char *field, size_t *
 char *qi_reply_errorv(const qi_id *id, qi_code code, const char *field, size_t *len, const char *fmt,
                       va_list ap) __attribute__((format(printf, 5, 0)));
 
+/* A `busy` error carrying "retry_after_ms": retry_ms, the server's estimate of when the same
+ * request is likely to be accepted. Returns the line, or NULL when out of memory. */
+char *qi_reply_busyf(const qi_id *id, uint64_t retry_ms, size_t *len, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
 /* The same from a qi_error, as qi_request_parse fills it. */
 qi_code qi_reply_error_from(const qi_id *id, const qi_error *e, char **line, size_t *len,
                             qi_error *err);

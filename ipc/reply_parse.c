@@ -64,6 +64,12 @@ static qi_code parse_error(json_object *e, qi_reply *r, qi_error *err)
             return bad(err, "error.field", "must be a string");
         r->field = json_object_get_string(v);
     }
+    r->retry_after_ms = -1;
+    if (json_object_object_get_ex(e, "retry_after_ms", &v)) {
+        if (!json_object_is_type(v, json_type_int) || json_object_get_int64(v) < 0)
+            return bad(err, "error.retry_after_ms", "must be a non-negative integer");
+        r->retry_after_ms = json_object_get_int64(v);
+    }
     r->kind = QI_REPLY_ERROR;
     return QI_OK;
 }

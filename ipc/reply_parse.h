@@ -11,6 +11,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "id.h"
 #include "ipc_error.h"
@@ -42,6 +43,9 @@ typedef struct {
     const char *code_name;
     const char *message;
     const char *field;
+    /* ERROR: the error's retry_after_ms (a `busy` reply's hint: milliseconds after which the
+     * same request is likely to be accepted), -1 when the reply gives none. */
+    int64_t retry_after_ms;
     /* The whole reply: results are read from here (json-c accessors). */
     struct json_object *body;
 } qi_reply;

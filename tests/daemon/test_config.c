@@ -106,6 +106,9 @@ static void test_every_key(void **state)
         "threads = 3\n"
         "batch = 2\n"
         "max_active = 8\n"
+        "max_active_per_conn = 3\n"
+        "round_tokens = 40\n"
+        "share_by_uid = yes\n"
         "mlock = true\n"
         "log_level = debug\n"
         "admin_group = wheel\n"
@@ -139,6 +142,9 @@ static void test_every_key(void **state)
     assert_int_equal(c.threads, 3);
     assert_int_equal(c.batch, 2);
     assert_int_equal(c.max_active, 8);
+    assert_int_equal(c.max_active_per_conn, 3);
+    assert_int_equal(c.round_tokens, 40);
+    assert_true(c.share_by_uid);
     assert_true(c.lock_memory);
     assert_int_equal(c.log_level, QD_LOG_DEBUG);
     assert_string_equal(c.admin_group, "wheel");

@@ -62,6 +62,34 @@ static json_object *member(json_object *o, const char *key)
 
 /* ---------------------------------------------------------------- events */
 
+/* busy with a retry hint: the field on the wire and parsed; any other error parses as no hint,
+ * and a hint that is not a non-negative integer is refused. */
+static void test_busy_retry_hint(void **state)
+{
+    (void)state;
+    qi_id id;
+    assert_true(qi_id_set_int(&id, 5));
+    size_t len = 0;
+    char *line = qi_reply_busyf(&id, 1250, &len, "%u requests in flight", 16u);
+    assert_non_null(line);
+    assert_non_null(strstr(line, "\"retry_after_ms\":1250"));
+    qi_reply r;
+    qi_error e;
+    assert_int_equal(qi_reply_parse(line, len - 1, &r, &e), QI_OK);
+    assert_int_equal(r.kind, QI_REPLY_ERROR);
+    assert_int_equal(r.code, QI_ERR_BUSY);
+    assert_int_equal(r.retry_after_ms, 1250);
+    assert_string_equal(r.message, "16 requests in flight");
+    qi_reply_free(&r);
+    free(line);
+    const char *plain = "{\"id\":1,\"error\":{\"code\":\"busy\",\"message\":\"m\"}}";
+    assert_int_equal(qi_reply_parse(plain, strlen(plain), &r, &e), QI_OK);
+    assert_int_equal(r.retry_after_ms, -1);
+    qi_reply_free(&r);
+    const char *bad = "{\"id\":1,\"error\":{\"code\":\"busy\",\"message\":\"m\",\"retry_after_ms\":-3}}";
+    assert_int_equal(qi_reply_parse(bad, strlen(bad), &r, &e), QI_ERR_PROTOCOL);
+}
+
 /* The printf-style error builder: the message formatted, the field kept, the id echoed, and
  * a non-wire code sent as internal. */
 static void test_errorf(void **state)
@@ -524,6 +552,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_errorf),
+        cmocka_unit_test(test_busy_retry_hint),
         cmocka_unit_test(test_token_id_echo),
         cmocka_unit_test(test_done),
         cmocka_unit_test(test_text_repair),

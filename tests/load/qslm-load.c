@@ -2,6 +2,8 @@
  *
  *   qslm-load --socket PATH [--clients N] [--requests N | --duration SEC] [--pipeline N]
  *             [--budget-every SEC] [--seed S] [--check-sample N] [--timeout SEC] [--json]
+ *   qslm-load flood --socket PATH [...]   (load_flood.c: long-text classify floods next to short
+ *                                          generates; `qslm-load flood --help`)
  *
  * N client threads, one connection each, pipeline a mix of requests (up to --pipeline unanswered
  * at a time): generate streamed and not (short max_tokens, fixed seeds), classify (1..4 texts),
@@ -42,6 +44,7 @@
 #include <unistd.h>
 
 #include "client.h"
+#include "load_flood.h"
 #include "reply_parse.h"
 
 /* ---------------------------------------------------------------- options */
@@ -883,6 +886,7 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: qslm-load --socket PATH [options]\n"
+            "       qslm-load flood --socket PATH [options]   (see qslm-load flood --help)\n"
             "Loads a running qslmd with concurrent pipelining clients and checks every reply.\n\n"
             "  --socket PATH         the daemon's socket (required)\n"
             "  --clients N           concurrent client connections (default 64)\n"
@@ -922,6 +926,8 @@ int main(int argc, char **argv)
         {"timeout", required_argument, 0, O_TIMEOUT},   {"json", no_argument, 0, O_JSON},
         {"help", no_argument, 0, 'h'},                  {0, 0, 0, 0},
     };
+    if (argc > 1 && strcmp(argv[1], "flood") == 0) /* the flood mode: load_flood.c */
+        return qslm_load_flood(argc - 1, argv + 1);
     int ch;
     double v;
     while ((ch = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {

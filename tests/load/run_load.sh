@@ -4,6 +4,9 @@
 # and an empty fake telemetry root (so only the load's set-budget decides), runs qslm-load
 # (default: 16 clients, 200 requests, a budget change every 0.2 s, 24 streams replayed pinned),
 # and asserts that it exits 0 and that qslmd then stops with exit 0 on SIGTERM.
+# With `flood` as the first option, it runs qslm-load's flood mode instead (long-text classify
+# floods next to short generates; its options follow). QSLMD_EXTRA (words split at spaces) adds
+# options to qslmd's command line, e.g. QSLMD_EXTRA="--threads 2" for the full-size run by hand.
 set -euo pipefail
 qslmd=$1 load=$2
 shift 2
@@ -16,8 +19,9 @@ cleanup() {
 }
 trap cleanup EXIT
 mkdir "$dir/root"
+# shellcheck disable=SC2086 # QSLMD_EXTRA is words
 "$qslmd" --socket "$dir/s.sock" --bundle "$bundle" --threads 1 --telemetry-root "$dir/root" \
-  --policy-interval 0.05 --up-delay 0.1 2>"$dir/qslmd.log" &
+  --policy-interval 0.05 --up-delay 0.1 ${QSLMD_EXTRA:-} 2>"$dir/qslmd.log" &
 pid=$!
 # wait (up to 30 s) until the daemon answers
 for _ in $(seq 300); do
@@ -32,7 +36,12 @@ if [ $# -eq 0 ]; then
   set -- --clients 16 --requests 200 --budget-every 0.2 --check-sample 24 --timeout 60
 fi
 rc=0
-"$load" --socket "$dir/s.sock" "$@" || rc=$?
+if [ "$1" = flood ]; then
+  shift
+  "$load" flood --socket "$dir/s.sock" "$@" || rc=$?
+else
+  "$load" --socket "$dir/s.sock" "$@" || rc=$?
+fi
 kill -TERM "$pid"
 st=0
 wait "$pid" || st=$?
