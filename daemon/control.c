@@ -373,6 +373,7 @@ char *qd_control_status_line(qd_server *s, const qi_id *id, size_t *len)
         .tokens = s->tokens,
         .errors = s->errors,
         .cancelled = s->cancelled,
+        .disconnected = s->disconnected,
         .switches = s->switches,
         .uptime_s = qd_now() - s->started,
     };

@@ -173,8 +173,8 @@ static void print_readings(json_object *body)
 
 static void print_queue_counters(json_object *body)
 {
-    static const char *const counters[] = {"connections", "requests", "tokens",
-                                           "errors",      "cancelled", "switches"};
+    static const char *const counters[] = {"connections", "requests",     "tokens",  "errors",
+                                           "cancelled",   "disconnected", "switches"};
     char a[32], b[32], c[32];
     json_object *q = member(body, "queue"), *cnt = member(body, "counters");
     printf("queue:     %s waiting, %s active, limit %s\n", num_of(member(q, "waiting"), "%g", a, 32),

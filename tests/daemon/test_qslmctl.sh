@@ -120,6 +120,8 @@ usage "--temperature hex" "'0x1'" generate --temperature 0x1 hi
 usage "--top-k -1" "'-1'" generate --top-k -1 hi
 usage "--top-p 0" "'0'" generate --top-p 0 hi
 usage "--top-p 1.5" "'1.5'" generate --top-p 1.5 hi
+usage "--top-p 1e-40 (below a 32-bit float)" "'1e-40'" generate --top-p 1e-40 hi
+usage "--temperature 1e-40 (below a 32-bit float)" "'1e-40'" generate --temperature 1e-40 hi
 usage "--repetition-penalty 0.5" "'0.5'" generate --repetition-penalty 0.5 hi
 usage "--seed -1" "'-1'" generate --seed -1 hi
 usage "--seed 2^64" "'18446744073709551616'" generate --seed 18446744073709551616 hi
