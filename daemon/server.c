@@ -348,8 +348,8 @@ static void on_shutdown_timer(uv_timer_t *t)
         if (s->n_jobs && now < s->shutdown_deadline)
             return;
         if (s->n_jobs)
-            qd_log(QD_LOG_WARNING, "%u requests still running after %.0f s: ending them", s->n_jobs,
-                   SHUTDOWN_GRACE_S);
+            qd_log(QD_LOG_WARNING, "%u request%s still running after %.0f s: ending them", s->n_jobs,
+                   s->n_jobs == 1 ? "" : "s", SHUTDOWN_GRACE_S);
         finish_shutdown(s);
         s->flushing = true;
         s->shutdown_deadline = now + 2000;
@@ -368,7 +368,8 @@ static void begin_shutdown(qd_server *s, const char *why)
     if (s->shutting_down)
         return;
     s->shutting_down = true;
-    qd_log(QD_LOG_NOTICE, "%s: stopping (%u requests in flight end with shutting_down)", why, s->n_jobs);
+    qd_log(QD_LOG_NOTICE, "%s: stopping (%u request%s in flight end%s with shutting_down)", why, s->n_jobs,
+           s->n_jobs == 1 ? "" : "s", s->n_jobs == 1 ? "s" : "");
     qd_sd_stopping();
     if (s->listening) {
         close_handle((uv_handle_t *)&s->listener);
@@ -504,8 +505,8 @@ int qd_server_run(qd_server *s)
     if (s->target < 0) /* nothing to load: ready as we are (status says why) */
         qd_control_ready(s);
     qd_server_restart_policy_timer(s);
-    qd_log(QD_LOG_INFO, "listening on %s; bundle %s (%zu variants)", s->listen_path, s->cfg.bundle_dir,
-           s->bundle->manifest->n_variants);
+    qd_log(QD_LOG_INFO, "listening on %s; bundle %s (%zu variant%s)", s->listen_path, s->cfg.bundle_dir,
+           s->bundle->manifest->n_variants, s->bundle->manifest->n_variants == 1 ? "" : "s");
     uv_run(&s->loop, UV_RUN_DEFAULT);
     return s->exit_code;
 }

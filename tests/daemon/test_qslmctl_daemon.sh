@@ -90,6 +90,8 @@ expect_rc 0 "generate"
 [ -n "$out" ] || fail "generate printed no text"
 grep -Eq "8 tokens" <<<"$err" || fail "generate: no '8 tokens' summary on stderr: $err"
 grep -Eq "8M \[0,8\)" <<<"$err" || fail "generate: the summary does not name 8M for tokens [0,8): $err"
+run generate --max-tokens 1 --seed 1 "The nation"
+grep -Eq "^qslmctl: 1 token;" <<<"$err" || fail "generate --max-tokens 1: not '1 token;' on stderr: $err"
 run generate --max-tokens 8 --seed 1 --no-stream "The nation"
 expect_rc 0 "generate --no-stream"
 first=$out
@@ -102,6 +104,9 @@ run status
 expect_rc 0 "status"
 expect_out "^active: +8M" "status"
 expect_out "^counters:" "status"
+# every counter, singular for 1 (one connection so far per qslmctl run: never "1 connections")
+expect_out "^counters: +[0-9]+ connections?, [0-9]+ requests?, [0-9]+ tokens?, [0-9]+ errors?, [0-9]+ cancelled, [0-9]+ disconnected, [0-9]+ switch(es)?$" "status counters"
+grep -Eq "(^|[^0-9])1 (connections|requests|tokens|errors|switches)\b" <<<"$out" && fail "status: a plural after 1: $out"
 
 # set-budget 5M: status shows 5M; auto: back to 8M (after the up delay)
 run set-budget 5M
@@ -120,6 +125,9 @@ run variants
 expect_rc 0 "variants"
 expect_out "^5M " "variants"
 expect_out "^8M .*active" "variants"
+# energy per token is in millijoules: mJ, not MJ (megajoules)
+expect_out "^NAME .* mJ/TOKEN " "variants header"
+grep -q "MJ/" <<<"$out" && fail "variants: the header says MJ (megajoules): $out"
 
 # pin / unpin
 run pin 5M
@@ -178,6 +186,9 @@ grep -q "not_found" <<<"$err" || fail "pin nosuch: no not_found on stderr: $err"
 run --json pin nosuch
 expect_rc 1 "pin nosuch --json"
 expect_out '"error":\{"code":"not_found"' "pin nosuch --json"
+run set-budget 1
+expect_rc 0 "set-budget 1"
+expect_out "^budget: memory .*\(1 byte\)" "set-budget 1: '1 byte', not '1 bytes'"
 run set-budget 1M
 expect_rc 0 "set-budget 1M"
 run generate --max-tokens 4 "The nation"
