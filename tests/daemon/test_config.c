@@ -220,6 +220,9 @@ static void test_value_grammars(void **state)
     assert_true(c.initial_budget.has_memory && c.initial_budget.memory_bytes == 1u << 30);
     assert_int_equal(load_text("[policy]\nmemory_budget = auto\n", &c, &err), QR_OK);
     assert_false(c.initial_budget.has_memory);
+    /* the one size grammar (ipc/budget.h): a fraction with a unit, rounded down to whole bytes */
+    assert_int_equal(load_text("[policy]\nmemory_budget = 5.5M\nreserve = 0.5K\n", &c, &err), QR_OK);
+    assert_true(c.initial_budget.has_memory && c.initial_budget.memory_bytes == 5767168);
     /* sizes in bytes, KiB; percent 0; threads 0 (auto); an empty admin group (root only) */
     assert_int_equal(load_text("[limits]\nmax_line = 100000\nmax_output = 64KiB\n", &c, &err), QR_OK);
     assert_int_equal(c.limits.max_line, 100000);
@@ -307,6 +310,8 @@ static void test_errors(void **state)
     expect_error("[limits]\nmax_output = 8 M\n", "[limits] max_output: '8 M' is not a size", NULL);
     expect_error("[policy]\nmemory_budget = 0\n", "[policy] memory_budget: '0' is not a size", "or auto", NULL);
     expect_error("[policy]\nmemory_budget = none\n", "is not a size", NULL);
+    expect_error("[policy]\nmemory_budget = 32MB\n", "[policy] memory_budget: '32MB' is not a size", NULL);
+    expect_error("[policy]\nreserve = 1.5\n", "[policy] reserve: '1.5' is not a size", NULL);
     expect_error("[policy]\npower_budget = 3.5 W\n", "[policy] power_budget: '3.5 W' is not a power", "or none",
                  NULL);
     expect_error("[policy]\npower_budget = auto\n", "is not a power", NULL);

@@ -153,14 +153,17 @@ usage "pin with a 65-byte NAME" "is not a variant name" pin "$(printf 'v%.0s' {1
 
 usage "set-budget without a value" "needs a SIZE" set-budget
 usage "set-budget with two SIZEs" "one SIZE" set-budget 32M 64M
-for bad in 1.5G 32MB 32mb 32kB -1 0 0K '' ' 32M' '32M ' 32Mi 1e9 +5 0x10 32M5 \
-           18446744073709551616 99999999999999999999G; do
+for bad in 32MB 32mb 32kB -1 0 0K '' ' 32M' '32M ' 32Mi 1e9 +5 0x10 32M5 \
+           18446744073709551616 99999999999999999999G 1.5 1.5B .5M 5.M 5..5M 5,5M 0.0000001K; do
   usage "memory budget '$bad'" "bad memory budget '$bad'" set-budget "$bad"
 done
 for bad in 3.5w -1W 0 0W 0.0000001W 1.5kW .5W 5.W 3.5WW 1000001W 'auto ' AUTO ''; do
   usage "power budget '$bad'" "bad power budget '$bad'" set-budget --power "$bad"
 done
 usage "--power without a value" "--power needs a value" set-budget --power
+# MB is refused with the spelling to use instead (the grammar is systemd's MemoryMax=)
+usage "set-budget 32MB says to write M or MiB" "'MB' is refused: write M or MiB" set-budget 32MB
+usage "set-budget 32kB says to write K or KiB" "'kB' is refused: write K or KiB" set-budget 32kB
 
 # ------------------------------------------------------------------ cannot connect: exit 3
 
@@ -197,7 +200,7 @@ fi
 # ------------------------------------------------------------------ valid values pass
 
 # These get as far as connecting (exit 3): the local checks accept what the protocol allows.
-for good in 32M 1536K 1GiB 512MiB 4096 4096B 00032m 1T auto; do
+for good in 32M 1536K 1GiB 512MiB 4096 4096B 00032m 1T 5632K 5.5M 4.65M 1.5G 0.5GiB auto; do
   expect "memory budget '$good' is accepted" 3 "no such socket" set-budget "$good"
 done
 for good in 3.5W 500mW 2 0.000001W 1000000W 0.001mW auto; do

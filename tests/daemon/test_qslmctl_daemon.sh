@@ -118,6 +118,15 @@ expect_out "^memory: +5M \(5242880 bytes\), source set-budget" "status after set
 run set-budget auto
 expect_rc 0 "set-budget auto"
 expect_out "memory auto" "set-budget auto"
+# the size grammar of qslm-quant's variant names: 5.5M is 5767168 bytes, and 32MB is refused
+run set-budget 5.5M
+expect_rc 0 "set-budget 5.5M"
+expect_out "\(5767168 bytes\)" "set-budget 5.5M"
+run set-budget 32MB
+expect_rc 2 "set-budget 32MB"
+grep -q "'MB' is refused: write M or MiB" <<<"$err" || fail "set-budget 32MB: no hint on stderr: $err"
+run set-budget auto
+expect_rc 0 "set-budget auto"
 wait_active 8M
 
 # variants: both, with 8M active
