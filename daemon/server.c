@@ -13,6 +13,7 @@
 
 #include "log.h"
 #include "sd_glue.h"
+#include "socket_access.h"
 #include "reply.h"
 #include "task_impl.h"
 
@@ -265,6 +266,9 @@ static qr_status listen_on(qd_server *s, qr_error *err)
                    activated_path, s->cfg.socket_path);
         if (activated_path[0])
             snprintf(s->listen_path, sizeof s->listen_path, "%s", activated_path);
+        if (s->cfg.socket_mode >= 0 || s->cfg.socket_group[0])
+            qd_log(QD_LOG_NOTICE, "socket_mode and socket_group are for a socket qslmd creates; "
+                                  "qslmd.socket's SocketMode= and SocketGroup= apply to this one");
         return QR_OK;
     }
     const char *path = s->cfg.socket_path;
@@ -277,6 +281,10 @@ static qr_status listen_on(qd_server *s, qr_error *err)
     s->listener.data = s;
     s->listening = true;
     int r = uv_pipe_bind(&s->listener, path);
+    if (r == 0 && (st = qd_socket_set_access(path, s->cfg.socket_mode, s->cfg.socket_group, err))) {
+        unlink(path); /* nobody could connect yet: listen comes after */
+        return st;
+    }
     if (r == 0)
         r = uv_listen((uv_stream_t *)&s->listener, 128, on_connection);
     if (r < 0)

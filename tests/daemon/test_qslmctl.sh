@@ -190,6 +190,34 @@ else
   skip "a socket nobody listens on" "no stale-socket helper"
   skip "a socket in a directory we may not enter" "no stale-socket helper"
 fi
+# permission denied says what stands in the way (it said "is this user in the service's
+# group?" even when the socket's mode let no group in): as root, connect as nobody
+pdir=$tmp/perm
+if [ -n "$stale" ] && [ "$(id -u)" -eq 0 ] && command -v setpriv >/dev/null &&
+   setpriv --reuid=65534 --regid=65534 --clear-groups true 2>/dev/null; then
+  mkdir "$pdir" && chmod 711 "$tmp" && chmod 755 "$pdir" && "$stale" "$pdir/s.sock"
+  ctl_saved=$ctl
+  as_nobody() { setpriv --reuid=65534 --regid=65534 --clear-groups "$ctl_saved" "$@"; }
+  chmod 0755 "$pdir/s.sock"
+  ctl=as_nobody
+  expect "permission denied: a mode that lets only the owner in says so" 3 \
+    "$pdir/s.sock: permission denied: the socket is mode 0755, group 'root': only its owner (uid 0) may connect (see qslmd --socket-mode and --socket-group)" \
+    --socket "$pdir/s.sock" status
+  chmod 0770 "$pdir/s.sock"
+  expect "permission denied: a group socket asks about the group" 3 \
+    "$pdir/s.sock: permission denied: the socket is mode 0770, group 'root': is this user in group 'root'?" \
+    --socket "$pdir/s.sock" status
+  chmod 700 "$pdir"
+  expect "permission denied: a directory on the way" 3 \
+    "$pdir/s.sock: permission denied: a directory on the way is not searchable by this user" \
+    --socket "$pdir/s.sock" status
+  ctl=$ctl_saved
+  chmod 700 "$tmp"
+else
+  skip "permission denied: a mode that lets only the owner in says so" "needs root, setpriv and the helper"
+  skip "permission denied: a group socket asks about the group" "needs root, setpriv and the helper"
+  skip "permission denied: a directory on the way" "needs root, setpriv and the helper"
+fi
 if [ -e /run/qslmd.sock ]; then
   skip "empty \$QSLM_SOCKET falls back to /run/qslmd.sock" "a daemon may be listening there"
 else

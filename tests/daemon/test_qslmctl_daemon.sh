@@ -29,8 +29,24 @@ fail() {
 
 mkdir "$dir/root"
 sock=$dir/s.sock
-"$qslmd" --socket "$sock" --bundle "$QSLM_SOURCE_DIR/models/bundle" --threads 1 \
-  --telemetry-root "$dir/root" --policy-interval 0.05 --up-delay 0.2 2>"$dir/qslmd.log" &
+# --socket-mode and --socket-group, under a umask that alone would make the socket 0700: root may
+# give it any group (nogroup), another user only one of its own
+sock_group=$(id -gn)
+if [ "$(id -u)" -eq 0 ] && getent group nogroup >/dev/null; then sock_group=nogroup; fi
+# a bad mode is a usage error; a group that does not exist stops the start, leaving no socket
+"$qslmd" --socket "$dir/bad.sock" --socket-mode 0800 >/dev/null 2>"$dir/bad.log"
+rc=$?
+[ "$rc" -eq 2 ] && grep -q "socket-mode: '0800' is not an octal mode" "$dir/bad.log" ||
+  fail "--socket-mode 0800: exit $rc, $(cat "$dir/bad.log")"
+"$qslmd" --socket "$dir/bad.sock" --socket-group no-such-group-qslm --bundle "$QSLM_SOURCE_DIR/models/bundle" \
+  --threads 1 --telemetry-root "$dir/root" >/dev/null 2>"$dir/bad.log"
+rc=$?
+[ "$rc" -eq 1 ] && grep -q "socket group 'no-such-group-qslm': no such group" "$dir/bad.log" ||
+  fail "--socket-group no-such-group-qslm: exit $rc, $(cat "$dir/bad.log")"
+[ ! -e "$dir/bad.sock" ] || fail "--socket-group no-such-group-qslm left its socket behind"
+(umask 077 && exec "$qslmd" --socket "$sock" --socket-mode 0660 --socket-group "$sock_group" \
+  --bundle "$QSLM_SOURCE_DIR/models/bundle" --threads 1 \
+  --telemetry-root "$dir/root" --policy-interval 0.05 --up-delay 0.2 2>"$dir/qslmd.log") &
 daemon_pid=$!
 
 ctl() { "$qslmctl" --socket "$sock" "$@"; }
@@ -83,6 +99,10 @@ if [ -z "$ready" ]; then
   cat "$dir/qslmd.log" >&2
   exit 1
 fi
+
+# the socket got the mode and group asked for, not what the umask (077) would leave
+[ "$(stat -c '%a %G' "$sock")" = "660 $sock_group" ] ||
+  fail "--socket-mode 0660 --socket-group $sock_group: the socket is $(stat -c '%a %G' "$sock")"
 
 # generate: the text on stdout, the summary on stderr, exit 0
 run generate --max-tokens 8 --seed 1 "The nation"
