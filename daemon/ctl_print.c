@@ -159,7 +159,8 @@ static void print_reading(json_object *r, int width)
         printf("unavailable%s%s\n", note ? ": " : "", note ? str_of(note) : "");
         return;
     }
-    printf("%s %s", num_of(value, "%.6g", buf, sizeof buf), str_of(member(r, "unit")));
+    const char *unit = str_of(member(r, "unit"));
+    printf("%s%s%s", num_of(value, "%.6g", buf, sizeof buf), unit[0] ? " " : "", unit); /* "" for a count */
     if (note)
         printf(" (%s)", str_of(note));
     putchar('\n');
