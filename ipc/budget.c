@@ -82,17 +82,19 @@ qi_code qi_parse_memory(const char *s, size_t len, const char *field, uint64_t *
                        count > 0 ? "; too large" : "");
     if (i < len && s[i] == '.') {
         i++;
-        if (!digits(s, len, &i, &frac, &frac_digits) || frac_digits > QI_MEMORY_DECIMALS_MAX)
-            return qi_fail(err, QI_ERR_INVALID_ARGUMENT, field, "%s; at most %d decimals after the point",
-                           rule, QI_MEMORY_DECIMALS_MAX);
+        bool ok = digits(s, len, &i, &frac, &frac_digits);
+        if (!ok || frac_digits > QI_MEMORY_DECIMALS_MAX)
+            return qi_fail(err, QI_ERR_INVALID_ARGUMENT, field, "%s%s", rule,
+                           frac_digits > QI_MEMORY_DECIMALS_MAX ? "; at most 18 decimals after the point"
+                                                                : "");
     }
     unsigned shift;
     bool mb;
     if (!memory_unit(s, len, i, &shift, &mb)) {
         if (mb)
             return qi_fail(err, QI_ERR_INVALID_ARGUMENT, field,
-                           "%s; '%.2s' is refused: write %c or %ciB (1024-based), as systemd's MemoryMax= does",
-                           rule, s + i, s[i] & ~0x20, s[i] & ~0x20);
+                           "%s; '%.2s' is refused: write %c or %ciB (1024-based; %.2s could mean 1000)",
+                           rule, s + i, s[i] & ~0x20, s[i] & ~0x20, s + i);
         return qi_fail(err, QI_ERR_INVALID_ARGUMENT, field, "%s", rule);
     }
     if (frac_digits && shift == 0)

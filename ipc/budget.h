@@ -28,7 +28,8 @@
 #include "ipc_error.h"
 
 #define QI_BUDGET_TEXT_MAX 32
-#define QI_MEMORY_DECIMALS_MAX 18 /* 10^18 < 2^63: the fraction's arithmetic stays exact */
+#define QI_MEMORY_DECIMALS_MAX 18 /* 10^18 < 2^63: the fraction's arithmetic stays exact (the
+                                   * messages say 18) */
 #define QI_POWER_MAX_UW UINT64_C(1000000000000) /* 1,000,000 W */
 
 /* "32M" -> 33554432. Errors are QI_ERR_INVALID_ARGUMENT naming `field` (may be NULL). */

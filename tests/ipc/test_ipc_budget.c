@@ -179,13 +179,15 @@ static void test_memory_hints(void **state)
     uint64_t v;
     qi_error e;
     assert_int_equal(qi_parse_memory("32MB", 4, "memory", &v, &e), QI_ERR_INVALID_ARGUMENT);
-    assert_non_null(strstr(e.msg, "'MB' is refused: write M or MiB (1024-based)"));
+    assert_non_null(strstr(e.msg, "'MB' is refused: write M or MiB (1024-based; MB could mean 1000)"));
     assert_int_equal(qi_parse_memory("4kB", 3, "memory", &v, &e), QI_ERR_INVALID_ARGUMENT);
     assert_non_null(strstr(e.msg, "'kB' is refused: write K or KiB"));
     assert_int_equal(qi_parse_memory("1.5", 3, "memory", &v, &e), QI_ERR_INVALID_ARGUMENT);
     assert_non_null(strstr(e.msg, "a fraction needs a unit"));
     assert_int_equal(qi_parse_memory("1.1234567890123456789M", 22, NULL, &v, &e), QI_ERR_INVALID_ARGUMENT);
     assert_non_null(strstr(e.msg, "at most 18 decimals"));
+    assert_int_equal(qi_parse_memory("5.M", 3, NULL, &v, &e), QI_ERR_INVALID_ARGUMENT);
+    assert_null(strstr(e.msg, "decimals")); /* no digit after the point: the rule, no more */
 }
 
 /* format -> parse gives the value back; format picks the largest exact unit. */
