@@ -9,6 +9,7 @@ void qd_config_init(qd_config *c)
 {
     memset(c, 0, sizeof *c);
     strcpy(c->socket_path, QD_DEFAULT_SOCKET);
+    c->socket_mode = -1;
     strcpy(c->bundle_dir, QSLM_BUNDLE_DIR);
     strcpy(c->telemetry_root, "/");
     strcpy(c->admin_group, QD_DEFAULT_ADMIN_GROUP);

@@ -24,6 +24,10 @@
 
 typedef struct {
     char socket_path[QD_SOCKET_PATH_MAX]; /* where to listen */
+    int socket_mode;                      /* our socket's permission bits (0..0777); -1: what the
+                                             umask leaves. Not for systemd's socket (SocketMode=) */
+    char socket_group[QD_GROUP_MAX];      /* our socket's group (a name or a gid); "": the
+                                             daemon's own. Not for systemd's (SocketGroup=) */
     char bundle_dir[QD_PATH_MAX];         /* the bundle to serve */
     char telemetry_root[QD_PATH_MAX];     /* "/" in production; a fake tree in tests */
     char admin_group[QD_GROUP_MAX];       /* members may use the control ops (set-budget, pin,

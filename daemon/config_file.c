@@ -21,6 +21,8 @@
 typedef enum {
     K_PATH,       /* a non-empty string without control characters */
     K_GROUP,      /* a group name or "" */
+    K_GROUP_OPT,  /* a group name or gid; "none" or "" for none (stored as "") */
+    K_MODE,       /* permission bits in octal, 0..0777 (3 or 4 digits); "umask" or "": none */
     K_UINT,       /* DIGITS in lo..hi */
     K_SIZE,       /* qi_parse_memory's grammar, in lo..hi bytes (lo 0: "0" too) */
     K_SECONDS,    /* DIGITS [. DIGITS] in lo..hi */
@@ -58,6 +60,10 @@ static const key_def keys[QD_KEY_COUNT] = {
                           "error, warning, notice, info or debug"},
     [QD_KEY_ADMIN_GROUP] = {"daemon", "admin_group", K_GROUP, 0, 0, false,
                             "a group name, or nothing for root only"},
+    [QD_KEY_SOCKET_MODE] = {"daemon", "socket_mode", K_MODE, 0, 0, true,
+                            "an octal mode such as 0660, or umask"},
+    [QD_KEY_SOCKET_GROUP] = {"daemon", "socket_group", K_GROUP_OPT, 0, 0, true,
+                             "a group name or number, or none"},
     [QD_KEY_MAX_LINE] = {"limits", "max_line", K_SIZE, 64, 64 << 20, false, "a size in 64..64M, such as 64K"},
     [QD_KEY_MAX_TOKENS] = {"limits", "max_tokens", K_UINT, 1, 1 << 20, false, "1..1048576"},
     [QD_KEY_QUEUE_DEPTH] = {"limits", "queue_depth", K_UINT, 1, 1 << 20, false, "1..1048576"},
@@ -136,6 +142,7 @@ typedef struct {
     double d;    /* K_SECONDS, K_PERCENT (already / 100), K_POWER_OPT watts */
     bool b;      /* K_BOOL; K_POWER_OPT, K_MEMORY_OPT: a budget is set */
     int level;   /* K_LOG_LEVEL */
+    int mode;    /* K_MODE: 0..0777, -1 for umask */
 } parsed;
 
 static bool all_digits(const char *v)
@@ -164,6 +171,15 @@ static qr_status parse(const key_def *d, size_t cap, const char *v, parsed *x, q
             return qr_fail(err, QR_ERR_INVALID, "%zu bytes is too long (expected %s, at most %zu bytes)",
                            len, d->expect, cap - 1);
         return QR_OK;
+    case K_MODE:
+        x->mode = -1;
+        if (len == 0 || strcmp(v, "umask") == 0)
+            return QR_OK;
+        if (len < 3 || len > 4 || strspn(v, "01234567") != len || (len == 4 && v[0] != '0'))
+            return bad(err, d, v, "is not an octal mode");
+        x->mode = (int)strtol(v, NULL, 8);
+        return QR_OK;
+    case K_GROUP_OPT:
     case K_GROUP:
         for (size_t i = 0; i < len; i++)
             if ((unsigned char)v[i] <= 0x20 || v[i] == 0x7f || v[i] == ':' || v[i] == ',' || v[i] == '/')
@@ -248,6 +264,7 @@ static char *string_field(qd_config *c, qd_config_key k, size_t *cap)
 {
     switch (k) {
     case QD_KEY_SOCKET: *cap = sizeof c->socket_path; return c->socket_path;
+    case QD_KEY_SOCKET_GROUP: *cap = sizeof c->socket_group; return c->socket_group;
     case QD_KEY_BUNDLE: *cap = sizeof c->bundle_dir; return c->bundle_dir;
     case QD_KEY_ADMIN_GROUP: *cap = sizeof c->admin_group; return c->admin_group;
     case QD_KEY_TELEMETRY_ROOT: *cap = sizeof c->telemetry_root; return c->telemetry_root;
@@ -266,10 +283,13 @@ qr_status qd_config_set_key(qd_config *cfg, qd_config_key k, const char *v, qr_e
     if (st)
         return st;
     if (str) {
+        if (keys[k].kind == K_GROUP_OPT && strcmp(v, "none") == 0)
+            v = "";
         memcpy(str, v, strlen(v) + 1); /* parse checked it fits */
         return QR_OK;
     }
     switch (k) {
+    case QD_KEY_SOCKET_MODE: cfg->socket_mode = x.mode; break;
     case QD_KEY_THREADS: cfg->threads = (int)x.u; break;
     case QD_KEY_BATCH: cfg->batch = (size_t)x.u; break;
     case QD_KEY_MAX_ACTIVE: cfg->max_active = (size_t)x.u; break;
@@ -309,6 +329,8 @@ bool qd_config_key_equal(const qd_config *a, const qd_config *b, qd_config_key k
 {
     switch (k) {
     case QD_KEY_SOCKET: return strcmp(a->socket_path, b->socket_path) == 0;
+    case QD_KEY_SOCKET_MODE: return a->socket_mode == b->socket_mode;
+    case QD_KEY_SOCKET_GROUP: return strcmp(a->socket_group, b->socket_group) == 0;
     case QD_KEY_BUNDLE: return strcmp(a->bundle_dir, b->bundle_dir) == 0;
     case QD_KEY_ADMIN_GROUP: return strcmp(a->admin_group, b->admin_group) == 0;
     case QD_KEY_TELEMETRY_ROOT: return strcmp(a->telemetry_root, b->telemetry_root) == 0;
@@ -376,6 +398,7 @@ static const char *key_problem(const qd_config *c, qd_config_key k)
         return parse(d, cap, s, &x, &e) == QR_OK ? NULL : "not valid";
     }
     switch (k) {
+    case QD_KEY_SOCKET_MODE: return c->socket_mode >= -1 && c->socket_mode <= 0777 ? NULL : "out of range";
     case QD_KEY_THREADS: return c->threads >= 0 && in(c->threads, d) ? NULL : "out of range";
     case QD_KEY_BATCH: return in((double)c->batch, d) ? NULL : "out of range";
     case QD_KEY_MAX_ACTIVE: return in((double)c->max_active, d) ? NULL : "out of range";

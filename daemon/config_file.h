@@ -45,6 +45,8 @@ typedef enum {
     QD_KEY_MLOCK,
     QD_KEY_LOG_LEVEL,
     QD_KEY_ADMIN_GROUP,
+    QD_KEY_SOCKET_MODE,
+    QD_KEY_SOCKET_GROUP,
     /* [limits] */
     QD_KEY_MAX_LINE,
     QD_KEY_MAX_TOKENS,

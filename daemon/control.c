@@ -215,8 +215,9 @@ static void reload_done(uv_work_t *w, int status)
     if (status == 0 && r->status == QR_OK && !s->shutting_down && qd_control_replace_bundle(s, r->bundle)) {
         char why[2048];
         qd_bundle_refusals(s->bundle, why, sizeof why);
-        qd_log(QD_LOG_NOTICE, "reload: serving %s (%zu variants%s%s)", s->cfg.bundle_dir,
-               s->bundle->manifest->n_variants, why[0] ? "; refused: " : "", why);
+        qd_log(QD_LOG_NOTICE, "reload: serving %s (%zu variant%s%s%s)", s->cfg.bundle_dir,
+               s->bundle->manifest->n_variants, s->bundle->manifest->n_variants == 1 ? "" : "s",
+               why[0] ? "; refused: " : "", why);
         if (r->conn)
             qi_reply_reload(&r->id, (uint32_t)s->bundle->manifest->n_variants,
                             s->target >= 0 ? s->bundle->manifest->variants[s->target].name : NULL, &line, &len, NULL);
@@ -375,6 +376,7 @@ char *qd_control_status_line(qd_server *s, const qi_id *id, size_t *len)
         .tokens = s->tokens,
         .errors = s->errors,
         .cancelled = s->cancelled,
+        .disconnected = s->disconnected,
         .switches = s->switches,
         .uptime_s = qd_now() - s->started,
     };

@@ -175,7 +175,8 @@ static bool parse_real(const char *s, double lo, double hi, bool lo_open, double
     char *end;
     errno = 0;
     double v = strtod(s, &end);
-    if (*end || errno == ERANGE || !isfinite(v) || v > hi || v < lo || (lo_open && v == lo))
+    if (*end || errno == ERANGE || !qi_number_representable(v) || v > hi || v < lo ||
+        (lo_open && v == lo))
         return false;
     *out = v;
     return true;

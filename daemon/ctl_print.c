@@ -81,6 +81,18 @@ static const char *bool_of(json_object *v)
     return json_object_get_boolean(v) ? "yes" : "no";
 }
 
+/* "" for 1, "s" for any other count: "1 token", "2 tokens". */
+static const char *plural(uint64_t n)
+{
+    return n == 1 ? "" : "s";
+}
+
+/* The same for a count read from a reply ("-" and non-integers take the plural). */
+static const char *plural_of(json_object *v)
+{
+    return v && json_object_is_type(v, json_type_int) && json_object_get_int64(v) == 1 ? "" : "s";
+}
+
 static bool is_true(json_object *v)
 {
     return v && json_object_is_type(v, json_type_boolean) && json_object_get_boolean(v);
@@ -99,7 +111,7 @@ static const char *memory_of(json_object *v, char *buf, size_t cap)
     qi_format_memory(bytes, size, sizeof size);
     if (strspn(size, "0123456789") == strlen(size))
         snprintf(size, sizeof size, "%.1f MiB", (double)bytes / 1048576.0);
-    snprintf(buf, cap, "%s (%" PRIu64 " bytes)", size, bytes);
+    snprintf(buf, cap, "%s (%" PRIu64 " byte%s)", size, bytes, plural(bytes));
     return buf;
 }
 
@@ -147,7 +159,8 @@ static void print_reading(json_object *r, int width)
         printf("unavailable%s%s\n", note ? ": " : "", note ? str_of(note) : "");
         return;
     }
-    printf("%s %s", num_of(value, "%.6g", buf, sizeof buf), str_of(member(r, "unit")));
+    const char *unit = str_of(member(r, "unit"));
+    printf("%s%s%s", num_of(value, "%.6g", buf, sizeof buf), unit[0] ? " " : "", unit); /* "" for a count */
     if (note)
         printf(" (%s)", str_of(note));
     putchar('\n');
@@ -173,16 +186,23 @@ static void print_readings(json_object *body)
 
 static void print_queue_counters(json_object *body)
 {
-    static const char *const counters[] = {"connections", "requests", "tokens",
-                                           "errors",      "cancelled", "switches"};
+    /* each counter's key, its word for a count of 1, and the ending for other counts */
+    static const struct {
+        const char *key, *word, *plural;
+    } counters[] = {{"connections", "connection", "s"}, {"requests", "request", "s"},
+                    {"tokens", "token", "s"},           {"errors", "error", "s"},
+                    {"cancelled", "cancelled", ""},     {"disconnected", "disconnected", ""},
+                    {"switches", "switch", "es"}};
     char a[32], b[32], c[32];
     json_object *q = member(body, "queue"), *cnt = member(body, "counters");
     printf("queue:     %s waiting, %s active, limit %s\n", num_of(member(q, "waiting"), "%g", a, 32),
            num_of(member(q, "active"), "%g", b, 32), num_of(member(q, "limit"), "%g", c, 32));
     fputs("counters: ", stdout);
-    for (size_t i = 0; i < sizeof counters / sizeof counters[0]; i++)
-        printf("%s %s %s", i ? "," : "", num_of(member(cnt, counters[i]), "%g", a, 32),
-               counters[i]);
+    for (size_t i = 0; i < sizeof counters / sizeof counters[0]; i++) {
+        json_object *v = member(cnt, counters[i].key);
+        printf("%s %s %s%s", i ? "," : "", num_of(v, "%g", a, 32), counters[i].word,
+               *plural_of(v) ? counters[i].plural : "");
+    }
     putchar('\n');
 }
 
@@ -255,7 +275,7 @@ static void print_variants(json_object *body)
         width = len > width ? len : width;
     }
     printf("%-*s %9s %7s %9s %9s %9s %9s %9s\n", width, "NAME", "MiB", "BITS/W", "PPL_TEST",
-           "ACCURACY", "TOKENS/S", "MJ/TOKEN", "VERIFIED");
+           "ACCURACY", "TOKENS/S", "mJ/TOKEN", "VERIFIED");
     for (size_t i = 0; i < n; i++)
         print_variant(json_object_array_get_idx(list, i), width);
     for (size_t i = 0; i < n; i++)
@@ -308,9 +328,9 @@ void ctl_print_result(qi_op op, const qi_reply *r)
     case QI_OP_PIN: printf("pinned %s\n", str_of(member(body, "variant"))); break;
     case QI_OP_UNPIN: puts("unpinned: the policy chooses the variant"); break;
     case QI_OP_RELOAD:
-        printf("reloaded: %s variants, active %s\n",
+        printf("reloaded: %s variant%s, active %s\n",
                num_of(member(body, "variants"), "%g", buf, sizeof buf),
-               str_of(member(body, "active")));
+               plural_of(member(body, "variants")), str_of(member(body, "active")));
         break;
     default: break;
     }
@@ -320,7 +340,7 @@ void ctl_print_result(qi_op op, const qi_reply *r)
 
 void ctl_print_gen_stats(FILE *f, const qi_gen_stats *s)
 {
-    fprintf(f, "qslmctl: %" PRIu32 " tokens; ", s->tokens);
+    fprintf(f, "qslmctl: %" PRIu32 " token%s; ", s->tokens, plural(s->tokens));
     if (isnan(s->tokens_per_s))
         fputs("- tokens/s; ", f);
     else

@@ -219,7 +219,13 @@ void qd_dispatch_line(qd_conn *c, const char *line, size_t len, double t_receive
         return;
     }
     if (id_in_flight(c, &req.id)) {
-        reply_error(c, &req.id, QI_ERR_INVALID_ARGUMENT, "id", "id: a request of this connection with this id is still in flight");
+        /* id null: this error must not read as the final message of the request in flight */
+        char *out = NULL;
+        size_t out_len = 0;
+        s->requests++;
+        s->errors++;
+        if (qi_reply_duplicate_id(&req.id, &out, &out_len, NULL) == QI_OK)
+            qd_conn_send(c, out, out_len);
     } else if (qi_op_is_control(req.op) && !may_control(c)) {
         qd_log(QD_LOG_NOTICE, "refused %s from uid %ld gid %ld: not root, the daemon's user or in group '%s'",
                qi_op_name(req.op), c->has_cred ? (long)c->uid : -1L, c->has_cred ? (long)c->gid : -1L,
@@ -303,11 +309,15 @@ void qd_handle_event(qd_server *s, qd_event *ev)
         qd_job *job = ev->job;
         s->requests++;
         s->tokens += ev->tokens;
-        s->errors += ev->is_error;
-        s->cancelled += ev->cancelled;
-        if (!ev->is_error && !ev->cancelled) { /* the retry hint's base: recent answers weigh 1/8 */
-            double ms = (qd_now() - job->t_received) * 1e3;
-            s->job_ms = s->job_ms > 0 ? s->job_ms + (ms - s->job_ms) / 8 : ms;
+        if (!job->conn) { /* the client went away: nothing was sent, nobody cancelled it */
+            s->disconnected++;
+        } else {
+            s->errors += ev->is_error;
+            s->cancelled += ev->cancelled;
+            if (!ev->is_error && !ev->cancelled) { /* the retry hint's base: recent answers weigh 1/8 */
+                double ms = (qd_now() - job->t_received) * 1e3;
+                s->job_ms = s->job_ms > 0 ? s->job_ms + (ms - s->job_ms) / 8 : ms;
+            }
         }
         if (job->conn) {
             qd_conn_send(job->conn, ev->line, ev->len);

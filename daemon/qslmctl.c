@@ -206,7 +206,8 @@ static int read_reply(ctl_conn *cx, qi_reply *out)
 }
 
 /* True when r answers request `id`. A null id answers a line the server could not read at
- * all (too_large, invalid_json): with one request in flight, that line was ours. */
+ * all (too_large, invalid_json) or one that reused an id in flight (duplicate_id): with one
+ * request in flight, that line was ours. */
 static bool reply_for(const qi_reply *r, uint64_t id)
 {
     if (r->id.kind == QI_ID_NONE)

@@ -30,6 +30,10 @@ static void usage(FILE *f)
             "  --config FILE          the configuration file (default %s; that one may be absent)\n"
             "  --check-config         load and check the configuration, print FILE: ok or the error, exit\n"
             "  --socket PATH          socket to listen on (default %s)\n"
+            "  --socket-mode MODE     its permission bits in octal, e.g. 0660 (default umask: what the\n"
+            "                         umask leaves); not for a socket systemd passes (SocketMode=)\n"
+            "  --socket-group GROUP   its group, a name or number (default none: qslmd's own group);\n"
+            "                         not for a socket systemd passes (SocketGroup=)\n"
             "  --bundle DIR           the bundle to serve (default %s)\n"
             "  --threads N            inference threads (default 0: the CPUs qslmd may run on)\n"
             "  --batch N              sequences per forward call (default 4, as the manifest's footprints assume)\n"
@@ -91,6 +95,8 @@ int main(int argc, char **argv)
         {"config", required_argument, NULL, O_CONFIG},
         {"check-config", no_argument, NULL, O_CHECK},
         {"socket", required_argument, NULL, O_KEY + QD_KEY_SOCKET},
+        {"socket-mode", required_argument, NULL, O_KEY + QD_KEY_SOCKET_MODE},
+        {"socket-group", required_argument, NULL, O_KEY + QD_KEY_SOCKET_GROUP},
         {"bundle", required_argument, NULL, O_KEY + QD_KEY_BUNDLE},
         {"threads", required_argument, NULL, O_KEY + QD_KEY_THREADS},
         {"batch", required_argument, NULL, O_KEY + QD_KEY_BATCH},

@@ -13,6 +13,7 @@
 
 #include "log.h"
 #include "sd_glue.h"
+#include "socket_access.h"
 #include "reply.h"
 #include "task_impl.h"
 
@@ -267,6 +268,9 @@ static qr_status listen_on(qd_server *s, qr_error *err)
                    activated_path, s->cfg.socket_path);
         if (activated_path[0])
             snprintf(s->listen_path, sizeof s->listen_path, "%s", activated_path);
+        if (s->cfg.socket_mode >= 0 || s->cfg.socket_group[0])
+            qd_log(QD_LOG_NOTICE, "socket_mode and socket_group are for a socket qslmd creates; "
+                                  "qslmd.socket's SocketMode= and SocketGroup= apply to this one");
         return QR_OK;
     }
     const char *path = s->cfg.socket_path;
@@ -279,6 +283,10 @@ static qr_status listen_on(qd_server *s, qr_error *err)
     s->listener.data = s;
     s->listening = true;
     int r = uv_pipe_bind(&s->listener, path);
+    if (r == 0 && (st = qd_socket_set_access(path, s->cfg.socket_mode, s->cfg.socket_group, err))) {
+        unlink(path); /* nobody could connect yet: listen comes after */
+        return st;
+    }
     if (r == 0)
         r = qd_limits_listen(s, 128);
     if (r < 0)
@@ -350,8 +358,8 @@ static void on_shutdown_timer(uv_timer_t *t)
         if (s->n_jobs && now < s->shutdown_deadline)
             return;
         if (s->n_jobs)
-            qd_log(QD_LOG_WARNING, "%u requests still running after %.0f s: ending them", s->n_jobs,
-                   SHUTDOWN_GRACE_S);
+            qd_log(QD_LOG_WARNING, "%u request%s still running after %.0f s: ending them", s->n_jobs,
+                   s->n_jobs == 1 ? "" : "s", SHUTDOWN_GRACE_S);
         finish_shutdown(s);
         s->flushing = true;
         s->shutdown_deadline = now + 2000;
@@ -370,7 +378,8 @@ static void begin_shutdown(qd_server *s, const char *why)
     if (s->shutting_down)
         return;
     s->shutting_down = true;
-    qd_log(QD_LOG_NOTICE, "%s: stopping (%u requests in flight end with shutting_down)", why, s->n_jobs);
+    qd_log(QD_LOG_NOTICE, "%s: stopping (%u request%s in flight end%s with shutting_down)", why, s->n_jobs,
+           s->n_jobs == 1 ? "" : "s", s->n_jobs == 1 ? "s" : "");
     qd_sd_stopping();
     qd_limits_close(s); /* stops accepting, before the listener closes */
     if (s->listening) {
@@ -514,8 +523,8 @@ int qd_server_run(qd_server *s)
         qd_control_ready(s);
     qd_server_restart_policy_timer(s);
     qd_limits_start(s);
-    qd_log(QD_LOG_INFO, "listening on %s; bundle %s (%zu variants)", s->listen_path, s->cfg.bundle_dir,
-           s->bundle->manifest->n_variants);
+    qd_log(QD_LOG_INFO, "listening on %s; bundle %s (%zu variant%s)", s->listen_path, s->cfg.bundle_dir,
+           s->bundle->manifest->n_variants, s->bundle->manifest->n_variants == 1 ? "" : "s");
     uv_run(&s->loop, UV_RUN_DEFAULT);
     return s->exit_code;
 }

@@ -98,7 +98,7 @@ struct qd_server {
 
     /* counters */
     double started;
-    uint64_t connections, requests, tokens, errors, cancelled, switches, refusals;
+    uint64_t connections, requests, tokens, errors, cancelled, disconnected, switches, refusals;
     double latency_ms[QD_LATENCY_RING]; /* switch latencies, a ring */
     uint64_t n_latency;
 

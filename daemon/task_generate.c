@@ -279,7 +279,8 @@ void qd_generation_abort(qd_generation *g, qd_cancel_reason why, qd_event_list *
     g->finished = true;
     if (why == QD_CANCEL_SHUTDOWN)
         qd_event_error(out, g->job, QI_ERR_SHUTTING_DOWN, NULL,
-                       "the daemon is stopping (%u tokens were generated)", g->generated);
+                       "the daemon is stopping (%u token%s generated)", g->generated,
+                       g->generated == 1 ? " was" : "s were");
     else
         post_done(g, QI_STOP_CANCELLED, out);
 }

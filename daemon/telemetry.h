@@ -4,7 +4,8 @@
  * same code reads a real cgroup and a test's sysfs-shaped directory. Sources:
  *   - cgroup v2: the service's cgroup from ROOT/proc/self/cgroup ("0::/PATH"), then
  *     ROOT/sys/fs/cgroup/PATH/{memory.max,memory.high,memory.current,memory.stat,
- *     memory.events,memory.pressure};
+ *     memory.events,memory.pressure}; on a cgroup v1 or hybrid host (the memory controller on a
+ *     v1 line of proc/self/cgroup) none of them, and the reading "cgroup version" says so;
  *   - ROOT/proc/meminfo MemAvailable; ROOT/proc/pressure/memory (the machine's memory PSI,
  *     read beside the cgroup's: either one can say memory is short);
  *   - power: ROOT/sys/class/hwmon/hwmonN (power*_input in µW, or in*_input mV × curr*_input mA,

@@ -13,6 +13,57 @@
 #include <stdio.h>
 #include <string.h>
 
+/* How the host mounts cgroups, as far as memory goes: qslmd reads cgroup v2's memory files only,
+ * and on a legacy (v1 only) or hybrid host (v2 mounted beside v1 controllers, at
+ * sys/fs/cgroup/unified) the memory controller is v1's. Without this, status would show each
+ * cgroup reading "absent" with no word of why. */
+typedef enum { CG_UNKNOWN, CG_V2, CG_HYBRID, CG_V1 } cg_layout;
+
+/* The layout from proc/self/cgroup's lines ("0::/PATH" for v2, "N:CONTROLLERS:/PATH" for a v1
+ * hierarchy) and, to tell hybrid from legacy, whether sys/fs/cgroup/unified is there. The
+ * reading "cgroup version" says it: 2, or 1 (legacy or hybrid) with what that means. */
+static cg_layout read_cgroup_layout(const qd_telemetry *t, qd_telemetry_snapshot *s, char *note)
+{
+    qd_reading *r = tel_add_reading(s, "", "cgroup version");
+    char buf[SMALL_FILE_MAX], unused[QD_READING_NOTE_MAX];
+    if (tel_read_small(t, "proc/self/cgroup", buf, sizeof buf, note) != RD_OK) {
+        tel_set_unavailable(r, note);
+        return CG_UNKNOWN;
+    }
+    bool v2 = false, v1_memory = false, v1_any = false;
+    char *save = NULL;
+    for (char *line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        if (strncmp(line, "0::", 3) == 0) {
+            v2 = true;
+            continue;
+        }
+        char *colon = strchr(line, ':'), *end = colon ? strchr(colon + 1, ':') : NULL;
+        if (!end)
+            continue;
+        v1_any = true;
+        *end = '\0';
+        for (char *c = strtok_r(colon + 1, ",", &end); c; c = strtok_r(NULL, ",", &end))
+            v1_memory |= strcmp(c, "memory") == 0;
+    }
+    if (v1_memory || (!v2 && v1_any)) {
+        bool hybrid = v2 || tel_read_small(t, "sys/fs/cgroup/unified/cgroup.controllers", buf, sizeof buf,
+                                           unused) != RD_ABSENT;
+        tel_fmt(note, QD_READING_NOTE_MAX, "%s: qslmd reads cgroup v2 memory limits only, not v1's",
+                hybrid ? "hybrid host, memory controller on cgroup v1" : "cgroup v1 host");
+        tel_set_value(r, 1, hybrid ? "hybrid (v1 controllers, v2 at sys/fs/cgroup/unified): v1 memory "
+                                     "limits are not read"
+                                   : "legacy cgroup v1: v1 memory limits (memory.limit_in_bytes) are not read");
+        return hybrid ? CG_HYBRID : CG_V1;
+    }
+    if (!v2) {
+        tel_fmt(note, QD_READING_NOTE_MAX, "no cgroup v2 entry (0::) in proc/self/cgroup");
+        tel_set_unavailable(r, note);
+        return CG_UNKNOWN;
+    }
+    tel_set_value(r, 2, "unified");
+    return CG_V2;
+}
+
 /* The service's cgroup v2 directory, relative to ROOT ("sys/fs/cgroup/PATH"), from the "0::"
  * line of proc/self/cgroup. A path with ".." is refused: it could leave the cgroup tree. */
 static bool find_cgroup(const qd_telemetry *t, char *dir, size_t cap, char *note)
@@ -272,7 +323,8 @@ static void read_psi(const qd_telemetry *t, qd_telemetry_snapshot *s, const char
 void tel_read_memory(const qd_telemetry *t, qd_telemetry_snapshot *out)
 {
     char cg[PATH_MAX], cg_note[QD_READING_NOTE_MAX];
-    bool has_cg = find_cgroup(t, cg, sizeof cg, cg_note);
+    cg_layout layout = read_cgroup_layout(t, out, cg_note);
+    bool has_cg = layout == CG_V2 && find_cgroup(t, cg, sizeof cg, cg_note);
     const char *cgp = has_cg ? cg : NULL;
     read_cgroup_file(t, out, cgp, cg_note, "memory.max", true, &out->has_cgroup_max, &out->cgroup_max);
     read_cgroup_file(t, out, cgp, cg_note, "memory.high", true, &out->has_cgroup_high, &out->cgroup_high);

@@ -1,4 +1,6 @@
-/* budget.c: the budget-string parsers and their inverses. */
+/* budget.c: the budget-string parsers and their inverses. The memory parser is the one size
+ * grammar of every qslm tool: qslmctl set-budget, qslmd's options and configuration, qslm-quant's
+ * budgets. Integer arithmetic only, so "4.65M" is the same byte count everywhere. */
 #include "budget.h"
 
 #include <inttypes.h>
@@ -32,33 +34,77 @@ static bool rest_is(const char *s, size_t len, size_t i, const char *t)
     return len - i == n && memcmp(s + i, t, n) == 0;
 }
 
+/* floor(frac / 10^frac_digits * 2^shift): the bytes a fraction of a unit adds, exact. Long
+ * division in base 2, one bit of the result per step; r < 10^18 < 2^63, so 2r does not wrap. */
+static uint64_t fraction_bytes(uint64_t frac, size_t frac_digits, unsigned shift)
+{
+    uint64_t den = 1, r = frac, q = 0;
+    for (size_t k = 0; k < frac_digits; k++)
+        den *= 10;
+    for (unsigned b = 0; b < shift; b++) {
+        r *= 2;
+        q = q * 2 + (r >= den);
+        if (r >= den)
+            r -= den;
+    }
+    return q;
+}
+
+/* The unit at s[i..len): its shift (K = 10, ..., T = 40; 0 for bytes), or false; then *mb says
+ * whether it was the refused "MB"-style spelling, so the caller can say what to write instead. */
+static bool memory_unit(const char *s, size_t len, size_t i, unsigned *shift, bool *mb)
+{
+    static const char units[] = "KMGT", lower[] = "kmgt";
+    *shift = 0;
+    *mb = false;
+    if (i == len || rest_is(s, len, i, "B"))
+        return true;
+    const char *u = s[i] ? strchr(units, s[i]) : NULL, *l = s[i] ? strchr(lower, s[i]) : NULL;
+    if (!u && !l)
+        return false;
+    *shift = 10u * (unsigned)(1 + (u ? u - units : l - lower));
+    if (i + 1 == len || (u && rest_is(s, len, i + 1, "iB")))
+        return true;
+    *mb = len - i == 2 && (s[i + 1] == 'B' || s[i + 1] == 'b');
+    return false;
+}
+
 qi_code qi_parse_memory(const char *s, size_t len, const char *field, uint64_t *bytes,
                         qi_error *err)
 {
-    static const char rule[] = "must be a size like 32M (bytes, or K/M/G/T = 1024-based)";
+    static const char rule[] = "must be a size like 32M or 5.5M (bytes, or K/M/G/T = 1024-based)";
     if (len == 0 || len > QI_BUDGET_TEXT_MAX)
         return qi_fail(err, QI_ERR_INVALID_ARGUMENT, field, "%s", rule);
-    size_t i = 0, count;
-    uint64_t v;
+    size_t i = 0, count, frac_digits = 0;
+    uint64_t v, frac = 0;
     if (!digits(s, len, &i, &v, &count))
         return qi_fail(err, QI_ERR_INVALID_ARGUMENT, field, "%s%s", rule,
                        count > 0 ? "; too large" : "");
-    unsigned shift = 0;
-    if (i < len) {
-        static const char units[] = "KMGT", lower[] = "kmgt";
-        const char *u = strchr(units, s[i]), *l = strchr(lower, s[i]);
-        if (s[i] != '\0' && (u || l)) {
-            shift = 10u * (unsigned)(1 + (u ? u - units : l - lower));
-            if (!(i + 1 == len || (u && rest_is(s, len, i + 1, "iB"))))
-                return qi_fail(err, QI_ERR_INVALID_ARGUMENT, field, "%s", rule);
-        } else if (!rest_is(s, len, i, "B")) {
-            return qi_fail(err, QI_ERR_INVALID_ARGUMENT, field, "%s", rule);
-        }
+    if (i < len && s[i] == '.') {
+        i++;
+        bool ok = digits(s, len, &i, &frac, &frac_digits);
+        if (!ok || frac_digits > QI_MEMORY_DECIMALS_MAX)
+            return qi_fail(err, QI_ERR_INVALID_ARGUMENT, field, "%s%s", rule,
+                           frac_digits > QI_MEMORY_DECIMALS_MAX ? "; at most 18 decimals after the point"
+                                                                : "");
     }
-    if (shift && v > (UINT64_MAX >> shift))
+    unsigned shift;
+    bool mb;
+    if (!memory_unit(s, len, i, &shift, &mb)) {
+        if (mb)
+            return qi_fail(err, QI_ERR_INVALID_ARGUMENT, field,
+                           "%s; '%.2s' is refused: write %c or %ciB (1024-based; %.2s could mean 1000)",
+                           rule, s + i, s[i] & ~0x20, s[i] & ~0x20, s + i);
+        return qi_fail(err, QI_ERR_INVALID_ARGUMENT, field, "%s", rule);
+    }
+    if (frac_digits && shift == 0)
+        return qi_fail(err, QI_ERR_INVALID_ARGUMENT, field,
+                       "%s; a fraction needs a unit K, M, G or T (bytes are whole)", rule);
+    uint64_t extra = frac_digits ? fraction_bytes(frac, frac_digits, shift) : 0;
+    if ((shift && v > (UINT64_MAX >> shift)) || (v << shift) > UINT64_MAX - extra)
         return qi_fail(err, QI_ERR_INVALID_ARGUMENT, field, "%s; too large (at most 2^64-1 bytes)",
                        rule);
-    v <<= shift;
+    v = (v << shift) + extra;
     if (v == 0)
         return qi_fail(err, QI_ERR_INVALID_ARGUMENT, field, "must be at least 1 byte");
     *bytes = v;

@@ -1,12 +1,17 @@
-/* budget.h: the memory and power budget strings of set-budget ("32M", "3.5W").
+/* budget.h: the memory and power budget strings of set-budget ("32M", "3.5W"), and the one size
+ * grammar of every qslm tool (qslmctl, qslmd and its configuration, qslm-quant).
  *
  * Strict on purpose: these come from people (qslmctl set-budget 32M) and from scripts, and a
  * typo must be refused, not read as something else. No sign, no spaces, no exponent, nothing
  * after the unit, no value that overflows. The grammars (also in PROTOCOL.md):
  *
- *   memory := DIGITS [ "K" | "M" | "G" | "T" | "k" | "m" | "g" | "t"
- *                    | "KiB" | "MiB" | "GiB" | "TiB" | "B" ]
- *             1024-based (K = 1024 bytes); no unit or "B" = bytes; 1 .. 2^64-1 bytes.
+ *   memory := DIGITS [ "." DIGITS ] UNIT | DIGITS [ "B" ]
+ *   UNIT   := "K" | "M" | "G" | "T" | "k" | "m" | "g" | "t" | "KiB" | "MiB" | "GiB" | "TiB"
+ *             1024-based (K = 1024 bytes), as systemd's MemoryMax=; no unit or "B" = bytes.
+ *             A fraction (at most QI_MEMORY_DECIMALS_MAX decimals) needs a unit and is rounded
+ *             down to whole bytes, as systemd does: "5.5M" = 5767168, "4.65M" = 4875878.
+ *             "MB", "kB" and the like are refused with a hint (systemd refuses them too: a
+ *             reader cannot tell 1000 from 1024). 1 .. 2^64-1 bytes.
  *   power  := DIGITS [ "." DIGITS ] [ "W" | "mW" ]
  *             watts when no unit; at most 6 decimals for W (1 uW resolution) and 3 for mW;
  *             1 uW .. 1,000,000 W.
@@ -23,6 +28,8 @@
 #include "ipc_error.h"
 
 #define QI_BUDGET_TEXT_MAX 32
+#define QI_MEMORY_DECIMALS_MAX 18 /* 10^18 < 2^63: the fraction's arithmetic stays exact (the
+                                   * messages say 18) */
 #define QI_POWER_MAX_UW UINT64_C(1000000000000) /* 1,000,000 W */
 
 /* "32M" -> 33554432. Errors are QI_ERR_INVALID_ARGUMENT naming `field` (may be NULL). */

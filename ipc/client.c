@@ -2,11 +2,14 @@
 #include "client.h"
 
 #include <errno.h>
+#include <grp.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 #include <sys/un.h>
 #include <time.h>
@@ -42,6 +45,33 @@ qi_code qi_client_from_fd(int fd, size_t max_reply, qi_client **out, qi_error *e
     return QI_OK;
 }
 
+/* Why connect(path) was refused, from what this user can see of the socket: a directory on
+ * the way it may not enter, a socket whose mode lets only its owner connect (qslmd run by hand
+ * under a umask of 022), or a socket for its group's members. The old hint ("is this user in
+ * the service's group?") was wrong in the first two cases. */
+static void access_hint(const char *path, char *buf, size_t cap)
+{
+    struct stat st;
+    if (stat(path, &st) != 0) {
+        snprintf(buf, cap, "a directory on the way is not searchable by this user");
+        return;
+    }
+    char group[64];
+    struct group gr, *res = NULL;
+    char grbuf[4096];
+    if (getgrgid_r(st.st_gid, &gr, grbuf, sizeof grbuf, &res) == 0 && res)
+        snprintf(group, sizeof group, "'%s'", gr.gr_name);
+    else
+        snprintf(group, sizeof group, "%lu", (unsigned long)st.st_gid);
+    unsigned mode = (unsigned)st.st_mode & 0777;
+    if (mode & 0020)
+        snprintf(buf, cap, "the socket is mode %04o, group %s: is this user in group %s? "
+                 "(after usermod -aG, log in again)", mode, group, group);
+    else
+        snprintf(buf, cap, "the socket is mode %04o, group %s: only its owner (uid %lu) may connect "
+                 "(see qslmd --socket-mode and --socket-group)", mode, group, (unsigned long)st.st_uid);
+}
+
 qi_code qi_client_connect(const char *path, qi_client **out, qi_error *err)
 {
     *out = NULL;
@@ -69,9 +99,11 @@ qi_code qi_client_connect(const char *path, qi_client **out, qi_error *err)
             return qi_fail(err, QI_ERR_NO_SOCKET, NULL, "%s: no such socket (is qslmd running?)",
                            path);
         case EACCES:
-        case EPERM:
-            return qi_fail(err, QI_ERR_ACCESS, NULL,
-                           "%s: permission denied (is this user in the service's group?)", path);
+        case EPERM: {
+            char hint[256];
+            access_hint(path, hint, sizeof hint);
+            return qi_fail(err, QI_ERR_ACCESS, NULL, "%s: permission denied: %s", path, hint);
+        }
         case ECONNREFUSED:
             return qi_fail(err, QI_ERR_REFUSED, NULL,
                            "%s: connection refused (nothing listens there: a stale socket?)",

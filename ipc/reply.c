@@ -285,6 +285,7 @@ qi_code qi_reply_status(const qi_id *id, const qi_server_status *s, char **line,
         json_object_object_add(counters, "tokens", qi_json_uint(s->tokens));
         json_object_object_add(counters, "errors", qi_json_uint(s->errors));
         json_object_object_add(counters, "cancelled", qi_json_uint(s->cancelled));
+        json_object_object_add(counters, "disconnected", qi_json_uint(s->disconnected));
         json_object_object_add(counters, "switches", qi_json_uint(s->switches));
     }
     json_object_object_add(o, "counters", counters);
@@ -351,12 +352,12 @@ qi_code qi_reply_variants(const qi_id *id, const qi_variant_info *v, size_t n, c
 
 /* ---------------------------------------------------------------- errors */
 
-qi_code qi_reply_error(const qi_id *id, qi_code code, const char *field, const char *message,
-                       char **line, size_t *len, qi_error *err)
+/* An error reply whose object o (holding the id, or NULL when out of memory) gets the error. */
+static qi_code error_reply(json_object *o, qi_code code, const char *field, const char *message,
+                           char **line, size_t *len, qi_error *err)
 {
     if (!qi_code_is_wire(code))
         code = QI_ERR_INTERNAL;
-    json_object *o = head(id);
     json_object *e = o ? json_object_new_object() : NULL;
     if (e) {
         json_object_object_add(e, "code", json_object_new_string(qi_code_name(code)));
@@ -369,6 +370,24 @@ qi_code qi_reply_error(const qi_id *id, qi_code code, const char *field, const c
         o = NULL;
     }
     return qi_json_line(o, line, len, err);
+}
+
+qi_code qi_reply_error(const qi_id *id, qi_code code, const char *field, const char *message,
+                       char **line, size_t *len, qi_error *err)
+{
+    return error_reply(head(id), code, field, message, line, len, err);
+}
+
+qi_code qi_reply_duplicate_id(const qi_id *dup, char **line, size_t *len, qi_error *err)
+{
+    char shown[QI_ID_MAX_LEN + 8], msg[160];
+    snprintf(msg, sizeof msg, "id: %s is still in flight on this connection; this request was not run",
+             qi_id_format(dup, shown, sizeof shown));
+    qi_id none = qi_id_none();
+    json_object *o = head(&none);
+    if (o)
+        json_object_object_add(o, "duplicate_id", qi_id_to_json(dup));
+    return error_reply(o, QI_ERR_INVALID_ARGUMENT, "id", msg, line, len, err);
 }
 
 char *qi_reply_errorv(const qi_id *id, qi_code code, const char *field, size_t *len, const char *fmt,

@@ -122,7 +122,10 @@ typedef struct {
     const qi_reading *readings;
     size_t n_readings;
     uint32_t queue_waiting, queue_active, queue_limit;
-    uint64_t connections, requests, tokens, errors, cancelled, switches;
+    uint64_t connections, requests, tokens, errors;
+    uint64_t cancelled;    /* requests ended by a `cancel` of their client */
+    uint64_t disconnected; /* requests dropped because their client's connection closed */
+    uint64_t switches;
     double uptime_s;
 } qi_server_status;
 
@@ -163,6 +166,10 @@ char *qi_reply_errorv(const qi_id *id, qi_code code, const char *field, size_t *
  * request is likely to be accepted. Returns the line, or NULL when out of memory. */
 char *qi_reply_busyf(const qi_id *id, uint64_t retry_ms, size_t *len, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+/* The answer to a request whose id is still in flight on its connection (PROTOCOL.md 2):
+ * {"id":null,"duplicate_id":dup,"error":{"code":"invalid_argument","field":"id",…}}. Its id is
+ * null, not dup, so a client never reads it as the final message of the request in flight. */
+qi_code qi_reply_duplicate_id(const qi_id *dup, char **line, size_t *len, qi_error *err);
 
 /* The same from a qi_error, as qi_request_parse fills it. */
 qi_code qi_reply_error_from(const qi_id *id, const qi_error *e, char **line, size_t *len,

@@ -194,6 +194,12 @@ qi_code qi_reply_parse(const char *line, size_t len, qi_reply *out, qi_error *er
             c = bad(err, "id", "must be null, a string of 1..64 printable ASCII characters or "
                                "an integer in 0..2^53-1");
     }
+    if (!c && r.id.kind == QI_ID_NONE && json_object_object_get_ex(o, "duplicate_id", &v) && v) {
+        qi_error e;
+        if (qi_id_from_json(v, "duplicate_id", &r.duplicate_id, &e) != QI_OK)
+            c = bad(err, "duplicate_id", "must be null, a string of 1..64 printable ASCII "
+                                         "characters or an integer in 0..2^53-1");
+    }
     if (!c)
         c = parse_body(o, &r, err);
     if (c) {

@@ -28,6 +28,9 @@ typedef enum {
 
 typedef struct {
     qi_id id;              /* QI_ID_NONE when the reply's id is null */
+    qi_id duplicate_id;    /* ERROR with a null id answering a line that reused an id still in
+                            * flight: that id (PROTOCOL.md 2); QI_ID_NONE otherwise. The
+                            * request in flight still gets its own final message. */
     qi_reply_kind kind;
     /* TOKEN and DONE: the text (NUL-terminated, valid UTF-8, owned by body) */
     const char *text;

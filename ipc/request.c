@@ -173,7 +173,14 @@ static qi_code int_value(json_object *v, const char *field, int64_t lo, int64_t 
     return QI_OK;
 }
 
-/* A JSON number (integer or not) in [lo, hi], or (lo, hi] when lo_open. */
+bool qi_number_representable(double x)
+{
+    return isfinite(x) && (x == 0 || fabs(x) >= QI_NUMBER_MIN);
+}
+
+/* A JSON number (integer or not) in [lo, hi], or (lo, hi] when lo_open, that the sampler's
+ * floats can hold (qi_number_representable): a value checked here must not change class on
+ * its way to the model. */
 static qi_code number_value(json_object *v, const char *field, double lo, bool lo_open, double hi,
                             double *out, qi_error *err)
 {
@@ -186,6 +193,10 @@ static qi_code number_value(json_object *v, const char *field, double lo, bool l
     if (!ok)
         return qi_fail(err, QI_ERR_INVALID_ARGUMENT, field, "must be a number in %s%g, %g]",
                        lo_open ? "(" : "[", lo, hi);
+    if (!qi_number_representable(x))
+        return qi_fail(err, QI_ERR_INVALID_ARGUMENT, field,
+                       "must be 0 or at least %g: smaller numbers do not fit a 32-bit float",
+                       QI_NUMBER_MIN);
     *out = x == 0 ? 0 : x; /* no -0 */
     return QI_OK;
 }

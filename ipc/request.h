@@ -67,6 +67,12 @@ bool qi_op_from_name(const char *name, qi_op *op);
 
 /* True for set-budget, pin, unpin and reload: the ops only privileged peers may use. */
 bool qi_op_is_control(qi_op op);
+/* The smallest magnitude a nonzero sampling number (temperature, top_p, repetition_penalty)
+ * may have: 2^-126, FLT_MIN. The daemon samples in 32-bit floats, and a smaller double would
+ * turn into 0 (top_p 1e-46 would become "top_p 0") or a denormal. */
+#define QI_NUMBER_MIN 1.17549435082228750797e-38
+/* True when x is 0 or at least QI_NUMBER_MIN in magnitude (and finite): representable. */
+bool qi_number_representable(double x);
 /* A classify task name as the protocol allows it: 1..QI_TASK_MAX characters of a-z 0-9 _ -. */
 bool qi_task_name_ok(const char *s);
 

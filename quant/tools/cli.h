@@ -64,9 +64,9 @@ typedef struct {
     double start;
 } qq_session;
 
-/* Parses "32M", "512K", "1.5G", "4000000" (K/M/G are powers of 1024). */
-bool qq_parse_size(const char *s, uint64_t *out);
-/* "12.3 MB"-style text for a byte count (powers of 1024, matching qq_parse_size). */
+/* Sizes given to qslm-quant ("8M", "4.65M") are read by ipc/budget.h's qi_parse_memory, the
+ * one size grammar of qslmctl, qslmd and qslm-quant. This is their display form for reports:
+ * "12.30 MiB" (powers of 1024), rounded, not meant to be read back. */
 const char *qq_format_size(uint64_t bytes, char *buf, size_t cap);
 
 /* Opens the model, loads the data and the reference, sets up the sensitivity cache. */

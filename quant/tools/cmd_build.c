@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "budget.h"
 #include "bundle.h"
 #include "cli.h"
 #include "dataset.h"
@@ -195,8 +196,14 @@ static size_t parse_budgets(const char *list, uint64_t *sizes, char (*labels)[32
     snprintf(buf, sizeof buf, "%s", list);
     size_t n = 0;
     for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-        if (n == cap || strlen(tok) >= 32 || !qq_parse_size(tok, &sizes[n]) || sizes[n] == 0) {
-            fprintf(stderr, "qslm-quant: --budgets: '%s' is not a size like 8M (at most %zu budgets)\n", tok, cap);
+        qi_error err;
+        if (n == cap) {
+            fprintf(stderr, "qslm-quant: --budgets: at most %zu budgets\n", cap);
+            return 0;
+        }
+        if (strlen(tok) >= 32 || qi_parse_memory(tok, strlen(tok), NULL, &sizes[n], &err) != QI_OK) {
+            fprintf(stderr, "qslm-quant: --budgets: '%s' %s\n", tok,
+                    strlen(tok) >= 32 ? "is longer than 31 bytes" : err.msg);
             return 0;
         }
         snprintf(labels[n++], 32, "%s", tok);

@@ -5,6 +5,7 @@
 
 #include <json-c/json.h>
 
+#include "budget.h"
 #include "cli.h"
 #include "search.h"
 #include "tensor_types.h"
@@ -53,8 +54,13 @@ static void print_tasks_json(const qq_session *s, const qq_metrics *m, const qq_
 int qq_cmd_search(const qq_options *o)
 {
     uint64_t budget;
-    if (!o->budget || !qq_parse_size(o->budget, &budget)) {
-        fprintf(stderr, "qslm-quant: search needs --budget SIZE (e.g. 8M), got '%s'\n", o->budget ? o->budget : "");
+    qi_error bad;
+    if (!o->budget) {
+        fprintf(stderr, "qslm-quant: search needs --budget SIZE (e.g. 8M)\n");
+        return EXIT_USAGE;
+    }
+    if (qi_parse_memory(o->budget, strlen(o->budget), NULL, &budget, &bad) != QI_OK) {
+        fprintf(stderr, "qslm-quant: --budget: '%s' %s\n", o->budget, bad.msg);
         return EXIT_USAGE;
     }
     qq_session s;

@@ -21,27 +21,6 @@ double qq_now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-bool qq_parse_size(const char *s, uint64_t *out)
-{
-    char *end;
-    double v = strtod(s, &end);
-    if (end == s || !(v >= 0) || s[0] == '-')
-        return false;
-    double mult = 1;
-    if (*end == 'K' || *end == 'k')
-        mult = 1024.0, end++;
-    else if (*end == 'M' || *end == 'm')
-        mult = 1024.0 * 1024.0, end++;
-    else if (*end == 'G' || *end == 'g')
-        mult = 1024.0 * 1024.0 * 1024.0, end++;
-    if (*end == 'B' || *end == 'b' || *end == 'i')
-        end += *end == 'i' && (end[1] == 'B' || end[1] == 'b') ? 2 : 1;
-    if (*end || v * mult > 1e18)
-        return false;
-    *out = (uint64_t)(v * mult + 0.5);
-    return true;
-}
-
 const char *qq_format_size(uint64_t bytes, char *buf, size_t cap)
 {
     if (bytes >= (uint64_t)1 << 30)

@@ -112,6 +112,8 @@ static void test_every_key(void **state)
         "mlock = true\n"
         "log_level = debug\n"
         "admin_group = wheel\n"
+        "socket_mode = 0660\n"
+        "socket_group = qslm\n"
         "[limits]\n"
         "max_line = 4K\n"
         "max_tokens = 99\n"
@@ -148,6 +150,8 @@ static void test_every_key(void **state)
     assert_true(c.lock_memory);
     assert_int_equal(c.log_level, QD_LOG_DEBUG);
     assert_string_equal(c.admin_group, "wheel");
+    assert_int_equal(c.socket_mode, 0660);
+    assert_string_equal(c.socket_group, "qslm");
     assert_int_equal(c.limits.max_line, 4096);
     assert_int_equal(c.limits.max_tokens, 99);
     assert_int_equal(c.limits.queue_depth, 5);
@@ -216,6 +220,15 @@ static void test_value_grammars(void **state)
         assert_int_equal(load_text(text, &c, &err), QR_OK);
         assert_int_equal(c.log_level, QD_LOG_ERR + i);
     }
+    /* socket_mode: octal or umask; socket_group: a name, a number, none */
+    assert_int_equal(load_text("[daemon]\nsocket_mode = 660\nsocket_group = 0\n", &c, &err), QR_OK);
+    assert_true(c.socket_mode == 0660 && strcmp(c.socket_group, "0") == 0);
+    assert_int_equal(load_text("[daemon]\nsocket_mode = 0600\n", &c, &err), QR_OK);
+    assert_int_equal(c.socket_mode, 0600);
+    assert_int_equal(load_text("[daemon]\nsocket_mode = umask\nsocket_group = none\n", &c, &err), QR_OK);
+    assert_true(c.socket_mode == -1 && c.socket_group[0] == '\0');
+    assert_int_equal(load_text("[daemon]\nsocket_mode =\nsocket_group =\n", &c, &err), QR_OK);
+    assert_true(c.socket_mode == -1 && c.socket_group[0] == '\0');
     /* power: watts, mW, none, empty */
     assert_int_equal(load_text("[policy]\npower_budget = 2W\n", &c, &err), QR_OK);
     assert_true(c.policy.has_default_power && c.policy.default_power_w == 2);
@@ -230,6 +243,9 @@ static void test_value_grammars(void **state)
     assert_true(c.initial_budget.has_memory && c.initial_budget.memory_bytes == 1u << 30);
     assert_int_equal(load_text("[policy]\nmemory_budget = auto\n", &c, &err), QR_OK);
     assert_false(c.initial_budget.has_memory);
+    /* the one size grammar (ipc/budget.h): a fraction with a unit, rounded down to whole bytes */
+    assert_int_equal(load_text("[policy]\nmemory_budget = 5.5M\nreserve = 0.5K\n", &c, &err), QR_OK);
+    assert_true(c.initial_budget.has_memory && c.initial_budget.memory_bytes == 5767168);
     /* sizes in bytes, KiB; percent 0; threads 0 (auto); an empty admin group (root only) */
     assert_int_equal(load_text("[limits]\nmax_line = 100000\nmax_output = 64KiB\n", &c, &err), QR_OK);
     assert_int_equal(c.limits.max_line, 100000);
@@ -319,6 +335,14 @@ static void test_errors(void **state)
     expect_error("[limits]\nmax_output = 8 M\n", "[limits] max_output: '8 M' is not a size", NULL);
     expect_error("[policy]\nmemory_budget = 0\n", "[policy] memory_budget: '0' is not a size", "or auto", NULL);
     expect_error("[policy]\nmemory_budget = none\n", "is not a size", NULL);
+    expect_error("[daemon]\nsocket_mode = 0800\n", "[daemon] socket_mode: '0800' is not an octal mode",
+                 "(expected an octal mode such as 0660, or umask)", NULL);
+    expect_error("[daemon]\nsocket_mode = 1777\n", "is not an octal mode", NULL);
+    expect_error("[daemon]\nsocket_mode = 66\n", "is not an octal mode", NULL);
+    expect_error("[daemon]\nsocket_mode = 0o660\n", "is not an octal mode", NULL);
+    expect_error("[daemon]\nsocket_group = a:b\n", "[daemon] socket_group: 'a:b' is not a group name", NULL);
+    expect_error("[policy]\nmemory_budget = 32MB\n", "[policy] memory_budget: '32MB' is not a size", NULL);
+    expect_error("[policy]\nreserve = 1.5\n", "[policy] reserve: '1.5' is not a size", NULL);
     expect_error("[policy]\npower_budget = 3.5 W\n", "[policy] power_budget: '3.5 W' is not a power", "or none",
                  NULL);
     expect_error("[policy]\npower_budget = auto\n", "is not a power", NULL);

@@ -438,14 +438,20 @@ static void test_pipelined_ids(void **state)
     while (!dup_error || !dup_done) {
         qi_reply r;
         read_reply(c, &r);
-        assert_true(id_is_str(&r.id, "dup"));
         if (r.kind == QI_REPLY_ERROR) {
-            assert_false(dup_done); /* the status was refused while the generate ran */
+            /* the status was refused while the generate ran, with an id that cannot be taken
+             * for the generate's final message: null, and the reused id in duplicate_id */
+            assert_false(dup_done);
+            assert_false(dup_error);
+            assert_int_equal(r.id.kind, QI_ID_NONE);
+            assert_true(r.duplicate_id.kind == QI_ID_STRING && strcmp(r.duplicate_id.str, "dup") == 0);
             expect_error(&r, QI_ERR_INVALID_ARGUMENT, "id");
             dup_error = true;
         } else if (r.kind == QI_REPLY_DONE) {
+            assert_true(id_is_str(&r.id, "dup"));
             dup_done = true;
         } else {
+            assert_true(id_is_str(&r.id, "dup"));
             assert_int_equal(r.kind, QI_REPLY_TOKEN);
         }
         qi_reply_free(&r);
@@ -889,6 +895,9 @@ static void test_bad_requests(void **state)
         {"{\"id\":1,\"op\":\"generate\",\"prompt\":\"x\",\"max_tokens\":2000}", QI_ERR_INVALID_ARGUMENT, "max_tokens", false},
         {"{\"id\":1,\"op\":\"generate\",\"prompt\":\"x\",\"max_tokens\":\"5\"}", QI_ERR_INVALID_ARGUMENT, "max_tokens", false},
         {"{\"id\":1,\"op\":\"generate\",\"prompt\":\"x\",\"temperature\":9}", QI_ERR_INVALID_ARGUMENT, "temperature", false},
+        /* nonzero but below a 32-bit float's range: refused, not sampled as 0 (was internal) */
+        {"{\"id\":1,\"op\":\"generate\",\"prompt\":\"x\",\"top_p\":1e-46}", QI_ERR_INVALID_ARGUMENT, "top_p", false},
+        {"{\"id\":1,\"op\":\"generate\",\"prompt\":\"x\",\"temperature\":1e-46}", QI_ERR_INVALID_ARGUMENT, "temperature", false},
         {"{\"id\":1,\"op\":\"generate\",\"prompt\":\"\"}", QI_ERR_INVALID_ARGUMENT, "prompt", false},
         {"{\"id\":1,\"op\":\"generate\"}", QI_ERR_INVALID_ARGUMENT, "prompt", false},
         {"{\"id\":1,\"op\":\"generate\",\"prompt\":\"x\",\"stop\":[\"a\",\"\"]}", QI_ERR_INVALID_ARGUMENT, "stop[1]", false},
@@ -901,7 +910,7 @@ static void test_bad_requests(void **state)
         {"{\"id\":1,\"op\":\"classify\",\"text\":\"a\",\"task\":\"\"}", QI_ERR_INVALID_ARGUMENT, "task", false},
         {"{\"id\":1,\"op\":\"cancel\"}", QI_ERR_INVALID_ARGUMENT, "target", false},
         {"{\"id\":1,\"op\":\"set-budget\"}", QI_ERR_INVALID_ARGUMENT, "memory", false},
-        {"{\"id\":1,\"op\":\"set-budget\",\"memory\":\"1.5G\"}", QI_ERR_INVALID_ARGUMENT, "memory", false},
+        {"{\"id\":1,\"op\":\"set-budget\",\"memory\":\"32MB\"}", QI_ERR_INVALID_ARGUMENT, "memory", false},
         {"{\"id\":1,\"op\":\"set-budget\",\"power\":\"5kW\"}", QI_ERR_INVALID_ARGUMENT, "power", false},
         {"{\"id\":1,\"op\":\"pin\"}", QI_ERR_INVALID_ARGUMENT, "variant", false},
         {"{\"id\":1,\"op\":\"pin\",\"variant\":\"no/such\"}", QI_ERR_INVALID_ARGUMENT, "variant", false},
@@ -1021,12 +1030,14 @@ static void test_client_vanishes_mid_stream(void **state)
     }
     qi_client_close(a);
 
-    /* the daemon notices: the request ends (counted as cancelled) long before 1000 tokens */
+    /* the daemon notices: the request ends (counted as disconnected, not as a client's cancel)
+     * long before 1000 tokens */
     double end = dh_now_ms() + SWITCH_TIMEOUT_MS;
     qi_reply st;
     for (;;) {
         status(watch, &st);
-        if (counter(st.body, "cancelled") == counter(st0.body, "cancelled") + 1 && jint(st.body, "queue.active") == 0)
+        if (counter(st.body, "disconnected") == counter(st0.body, "disconnected") + 1 &&
+            jint(st.body, "queue.active") == 0)
             break;
         if (dh_now_ms() > end)
             fail_msg("the vanished client's request is still counted as running: %s",
@@ -1035,6 +1046,7 @@ static void test_client_vanishes_mid_stream(void **state)
         dh_sleep_ms(10);
     }
     assert_true(counter(st.body, "tokens") - counter(st0.body, "tokens") < 1000);
+    assert_int_equal(counter(st.body, "cancelled"), counter(st0.body, "cancelled"));
     qi_reply_free(&st);
 
     /* a new client is served */
@@ -1142,6 +1154,7 @@ static void test_cancel(void **state)
 
     status(c, &r);
     assert_int_equal(counter(r.body, "cancelled"), 2);
+    assert_int_equal(counter(r.body, "disconnected"), 0);
     qi_reply_free(&r);
     qi_client_close(c);
 }

@@ -120,6 +120,8 @@ usage "--temperature hex" "'0x1'" generate --temperature 0x1 hi
 usage "--top-k -1" "'-1'" generate --top-k -1 hi
 usage "--top-p 0" "'0'" generate --top-p 0 hi
 usage "--top-p 1.5" "'1.5'" generate --top-p 1.5 hi
+usage "--top-p 1e-40 (below a 32-bit float)" "'1e-40'" generate --top-p 1e-40 hi
+usage "--temperature 1e-40 (below a 32-bit float)" "'1e-40'" generate --temperature 1e-40 hi
 usage "--repetition-penalty 0.5" "'0.5'" generate --repetition-penalty 0.5 hi
 usage "--seed -1" "'-1'" generate --seed -1 hi
 usage "--seed 2^64" "'18446744073709551616'" generate --seed 18446744073709551616 hi
@@ -151,14 +153,17 @@ usage "pin with a 65-byte NAME" "is not a variant name" pin "$(printf 'v%.0s' {1
 
 usage "set-budget without a value" "needs a SIZE" set-budget
 usage "set-budget with two SIZEs" "one SIZE" set-budget 32M 64M
-for bad in 1.5G 32MB 32mb 32kB -1 0 0K '' ' 32M' '32M ' 32Mi 1e9 +5 0x10 32M5 \
-           18446744073709551616 99999999999999999999G; do
+for bad in 32MB 32mb 32kB -1 0 0K '' ' 32M' '32M ' 32Mi 1e9 +5 0x10 32M5 \
+           18446744073709551616 99999999999999999999G 1.5 1.5B .5M 5.M 5..5M 5,5M 0.0000001K; do
   usage "memory budget '$bad'" "bad memory budget '$bad'" set-budget "$bad"
 done
 for bad in 3.5w -1W 0 0W 0.0000001W 1.5kW .5W 5.W 3.5WW 1000001W 'auto ' AUTO ''; do
   usage "power budget '$bad'" "bad power budget '$bad'" set-budget --power "$bad"
 done
 usage "--power without a value" "--power needs a value" set-budget --power
+# MB is refused with the spelling to use instead (the grammar is systemd's MemoryMax=)
+usage "set-budget 32MB says to write M or MiB" "'MB' is refused: write M or MiB" set-budget 32MB
+usage "set-budget 32kB says to write K or KiB" "'kB' is refused: write K or KiB" set-budget 32kB
 
 # ------------------------------------------------------------------ cannot connect: exit 3
 
@@ -185,6 +190,34 @@ else
   skip "a socket nobody listens on" "no stale-socket helper"
   skip "a socket in a directory we may not enter" "no stale-socket helper"
 fi
+# permission denied says what stands in the way (it said "is this user in the service's
+# group?" even when the socket's mode let no group in): as root, connect as nobody
+pdir=$tmp/perm
+if [ -n "$stale" ] && [ "$(id -u)" -eq 0 ] && command -v setpriv >/dev/null &&
+   setpriv --reuid=65534 --regid=65534 --clear-groups true 2>/dev/null; then
+  mkdir "$pdir" && chmod 711 "$tmp" && chmod 755 "$pdir" && "$stale" "$pdir/s.sock"
+  ctl_saved=$ctl
+  as_nobody() { setpriv --reuid=65534 --regid=65534 --clear-groups "$ctl_saved" "$@"; }
+  chmod 0755 "$pdir/s.sock"
+  ctl=as_nobody
+  expect "permission denied: a mode that lets only the owner in says so" 3 \
+    "$pdir/s.sock: permission denied: the socket is mode 0755, group 'root': only its owner (uid 0) may connect (see qslmd --socket-mode and --socket-group)" \
+    --socket "$pdir/s.sock" status
+  chmod 0770 "$pdir/s.sock"
+  expect "permission denied: a group socket asks about the group" 3 \
+    "$pdir/s.sock: permission denied: the socket is mode 0770, group 'root': is this user in group 'root'?" \
+    --socket "$pdir/s.sock" status
+  chmod 700 "$pdir"
+  expect "permission denied: a directory on the way" 3 \
+    "$pdir/s.sock: permission denied: a directory on the way is not searchable by this user" \
+    --socket "$pdir/s.sock" status
+  ctl=$ctl_saved
+  chmod 700 "$tmp"
+else
+  skip "permission denied: a mode that lets only the owner in says so" "needs root, setpriv and the helper"
+  skip "permission denied: a group socket asks about the group" "needs root, setpriv and the helper"
+  skip "permission denied: a directory on the way" "needs root, setpriv and the helper"
+fi
 if [ -e /run/qslmd.sock ]; then
   skip "empty \$QSLM_SOCKET falls back to /run/qslmd.sock" "a daemon may be listening there"
 else
@@ -195,7 +228,7 @@ fi
 # ------------------------------------------------------------------ valid values pass
 
 # These get as far as connecting (exit 3): the local checks accept what the protocol allows.
-for good in 32M 1536K 1GiB 512MiB 4096 4096B 00032m 1T auto; do
+for good in 32M 1536K 1GiB 512MiB 4096 4096B 00032m 1T 5632K 5.5M 4.65M 1.5G 0.5GiB auto; do
   expect "memory budget '$good' is accepted" 3 "no such socket" set-budget "$good"
 done
 for good in 3.5W 500mW 2 0.000001W 1000000W 0.001mW auto; do

@@ -29,8 +29,24 @@ fail() {
 
 mkdir "$dir/root"
 sock=$dir/s.sock
-"$qslmd" --socket "$sock" --bundle "$QSLM_SOURCE_DIR/models/bundle" --threads 1 \
-  --telemetry-root "$dir/root" --policy-interval 0.05 --up-delay 0.2 2>"$dir/qslmd.log" &
+# --socket-mode and --socket-group, under a umask that alone would make the socket 0700: root may
+# give it any group (nogroup), another user only one of its own
+sock_group=$(id -gn)
+if [ "$(id -u)" -eq 0 ] && getent group nogroup >/dev/null; then sock_group=nogroup; fi
+# a bad mode is a usage error; a group that does not exist stops the start, leaving no socket
+"$qslmd" --socket "$dir/bad.sock" --socket-mode 0800 >/dev/null 2>"$dir/bad.log"
+rc=$?
+[ "$rc" -eq 2 ] && grep -q "socket-mode: '0800' is not an octal mode" "$dir/bad.log" ||
+  fail "--socket-mode 0800: exit $rc, $(cat "$dir/bad.log")"
+"$qslmd" --socket "$dir/bad.sock" --socket-group no-such-group-qslm --bundle "$QSLM_SOURCE_DIR/models/bundle" \
+  --threads 1 --telemetry-root "$dir/root" >/dev/null 2>"$dir/bad.log"
+rc=$?
+[ "$rc" -eq 1 ] && grep -q "socket group 'no-such-group-qslm': no such group" "$dir/bad.log" ||
+  fail "--socket-group no-such-group-qslm: exit $rc, $(cat "$dir/bad.log")"
+[ ! -e "$dir/bad.sock" ] || fail "--socket-group no-such-group-qslm left its socket behind"
+(umask 077 && exec "$qslmd" --socket "$sock" --socket-mode 0660 --socket-group "$sock_group" \
+  --bundle "$QSLM_SOURCE_DIR/models/bundle" --threads 1 \
+  --telemetry-root "$dir/root" --policy-interval 0.05 --up-delay 0.2 2>"$dir/qslmd.log") &
 daemon_pid=$!
 
 ctl() { "$qslmctl" --socket "$sock" "$@"; }
@@ -84,12 +100,18 @@ if [ -z "$ready" ]; then
   exit 1
 fi
 
+# the socket got the mode and group asked for, not what the umask (077) would leave
+[ "$(stat -c '%a %G' "$sock")" = "660 $sock_group" ] ||
+  fail "--socket-mode 0660 --socket-group $sock_group: the socket is $(stat -c '%a %G' "$sock")"
+
 # generate: the text on stdout, the summary on stderr, exit 0
 run generate --max-tokens 8 --seed 1 "The nation"
 expect_rc 0 "generate"
 [ -n "$out" ] || fail "generate printed no text"
 grep -Eq "8 tokens" <<<"$err" || fail "generate: no '8 tokens' summary on stderr: $err"
 grep -Eq "8M \[0,8\)" <<<"$err" || fail "generate: the summary does not name 8M for tokens [0,8): $err"
+run generate --max-tokens 1 --seed 1 "The nation"
+grep -Eq "^qslmctl: 1 token;" <<<"$err" || fail "generate --max-tokens 1: not '1 token;' on stderr: $err"
 run generate --max-tokens 8 --seed 1 --no-stream "The nation"
 expect_rc 0 "generate --no-stream"
 first=$out
@@ -102,6 +124,9 @@ run status
 expect_rc 0 "status"
 expect_out "^active: +8M" "status"
 expect_out "^counters:" "status"
+# every counter, singular for 1 (one connection so far per qslmctl run: never "1 connections")
+expect_out "^counters: +[0-9]+ connections?, [0-9]+ requests?, [0-9]+ tokens?, [0-9]+ errors?, [0-9]+ cancelled, [0-9]+ disconnected, [0-9]+ switch(es)?$" "status counters"
+grep -Eq "(^|[^0-9])1 (connections|requests|tokens|errors|switches)\b" <<<"$out" && fail "status: a plural after 1: $out"
 
 # set-budget 5M: status shows 5M; auto: back to 8M (after the up delay)
 run set-budget 5M
@@ -113,6 +138,15 @@ expect_out "^memory: +5M \(5242880 bytes\), source set-budget" "status after set
 run set-budget auto
 expect_rc 0 "set-budget auto"
 expect_out "memory auto" "set-budget auto"
+# the size grammar of qslm-quant's variant names: 5.5M is 5767168 bytes, and 32MB is refused
+run set-budget 5.5M
+expect_rc 0 "set-budget 5.5M"
+expect_out "\(5767168 bytes\)" "set-budget 5.5M"
+run set-budget 32MB
+expect_rc 2 "set-budget 32MB"
+grep -q "'MB' is refused: write M or MiB" <<<"$err" || fail "set-budget 32MB: no hint on stderr: $err"
+run set-budget auto
+expect_rc 0 "set-budget auto"
 wait_active 8M
 
 # variants: both, with 8M active
@@ -120,6 +154,9 @@ run variants
 expect_rc 0 "variants"
 expect_out "^5M " "variants"
 expect_out "^8M .*active" "variants"
+# energy per token is in millijoules: mJ, not MJ (megajoules)
+expect_out "^NAME .* mJ/TOKEN " "variants header"
+grep -q "MJ/" <<<"$out" && fail "variants: the header says MJ (megajoules): $out"
 
 # pin / unpin
 run pin 5M
@@ -178,6 +215,9 @@ grep -q "not_found" <<<"$err" || fail "pin nosuch: no not_found on stderr: $err"
 run --json pin nosuch
 expect_rc 1 "pin nosuch --json"
 expect_out '"error":\{"code":"not_found"' "pin nosuch --json"
+run set-budget 1
+expect_rc 0 "set-budget 1"
+expect_out "^budget: memory .*\(1 byte\)" "set-budget 1: '1 byte', not '1 bytes'"
 run set-budget 1M
 expect_rc 0 "set-budget 1M"
 run generate --max-tokens 4 "The nation"

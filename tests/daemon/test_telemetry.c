@@ -286,7 +286,7 @@ static void test_cgroup_file_quirks(void **state)
     put(f, CG "memory.max", "1048576\n");
     const qd_telemetry_snapshot *s = read_now(f);
     assert_false(s->has_cgroup_max);
-    assert_note(find(s, "cgroup memory.max"), "no cgroup v2");
+    assert_note(find(s, "cgroup memory.max"), "cgroup v1 host");
     /* a path that climbs out of the cgroup tree is refused */
     put(f, "proc/self/cgroup", "0::/../../../proc\n");
     s = read_now(f);
@@ -298,6 +298,67 @@ static void test_cgroup_file_quirks(void **state)
     s = read_now(f);
     assert_true(s->has_cgroup_max);
     assert_int_equal(s->cgroup_max, 2 * MIB);
+}
+
+/* The host's cgroup layout: v2 says 2; on a legacy (v1) or hybrid host, where the memory
+ * controller is v1's, "cgroup version" says 1 and why, and every cgroup reading says the host
+ * is v1 instead of a bare "absent" (the v2 files are not there, and v1's are not read). */
+static void test_cgroup_layout(void **state)
+{
+    fixture *f = *state;
+    put_cgroup(f);
+    put(f, CG "memory.max", "1048576\n");
+    const qd_telemetry_snapshot *s = read_now(f);
+    const qd_reading *v = find(s, "cgroup version");
+    assert_true(v->available && v->value == 2);
+    assert_string_equal(v->unit, "");
+    assert_true(s->has_cgroup_max);
+
+    /* legacy: v1 hierarchies only, memory among them; a v1 memory limit is there but not read */
+    put(f, "proc/self/cgroup", "11:memory:/system.slice/qslmd.service\n"
+                               "4:cpu,cpuacct:/system.slice/qslmd.service\n"
+                               "1:name=systemd:/system.slice/qslmd.service\n");
+    put(f, "sys/fs/cgroup/memory/system.slice/qslmd.service/memory.limit_in_bytes", "1048576\n");
+    s = read_now(f);
+    v = find(s, "cgroup version");
+    assert_true(v->available && v->value == 1);
+    assert_note(v, "legacy cgroup v1: v1 memory limits (memory.limit_in_bytes) are not read");
+    assert_false(s->has_cgroup_max || s->has_cgroup_high || s->has_cgroup_current || s->has_cgroup_stat);
+    assert_note(find(s, "cgroup memory.max"), "cgroup v1 host: qslmd reads cgroup v2 memory limits only");
+    assert_note(find(s, "cgroup memory.high"), "cgroup v1 host");
+    assert_note(find(s, "cgroup memory unreclaimable"), "cgroup v1 host");
+    assert_note(find(s, "psi memory avg10 cgroup"), "cgroup v1 host");
+
+    /* legacy without a memory hierarchy mounted: still v1 */
+    put(f, "proc/self/cgroup", "1:name=systemd:/user.slice\n");
+    s = read_now(f);
+    assert_true(find(s, "cgroup version")->value == 1);
+    assert_note(find(s, "cgroup memory.max"), "cgroup v1 host");
+
+    /* hybrid: the 0:: line of v2 (mounted at sys/fs/cgroup/unified) beside a v1 memory line;
+     * sys/fs/cgroup/PATH/memory.max would be a v1 tmpfs path, not read */
+    put(f, "proc/self/cgroup", "11:memory:/system.slice/qslmd.service\n"
+                               "1:name=systemd:/system.slice/qslmd.service\n"
+                               "0::/system.slice/qslmd.service\n");
+    put(f, "sys/fs/cgroup/unified/cgroup.controllers", "\n");
+    s = read_now(f);
+    v = find(s, "cgroup version");
+    assert_true(v->available && v->value == 1);
+    assert_note(v, "hybrid");
+    assert_false(s->has_cgroup_max);
+    assert_note(find(s, "cgroup memory.max"), "hybrid host, memory controller on cgroup v1");
+
+    /* v2 with a v1 hierarchy of another controller (no memory): v2 */
+    put(f, "proc/self/cgroup", "3:cpu:/x\n0::/system.slice/qslmd.service\n");
+    s = read_now(f);
+    assert_true(find(s, "cgroup version")->value == 2);
+    assert_true(s->has_cgroup_max);
+
+    /* no proc/self/cgroup: unknown, said as absent */
+    rm(f, "proc/self/cgroup");
+    s = read_now(f);
+    assert_false(find(s, "cgroup version")->available);
+    assert_note(find(s, "cgroup version"), "absent");
 }
 
 /* A FIFO where a file should be is refused at once, not read (which would block forever). */
@@ -727,6 +788,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_memory_max_unlimited, setup, teardown),
         cmocka_unit_test_setup_teardown(test_memory_garbage, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cgroup_file_quirks, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cgroup_layout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_not_regular_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_memory_stat, setup, teardown),
         cmocka_unit_test_setup_teardown(test_memory_events, setup, teardown),

@@ -30,7 +30,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (data[0] % 2 == 0) {
         qi_code c = qi_parse_memory(s, n, "memory", &v, &err);
         if (c == QI_OK) {
-            only(s, n, "0123456789KMGTkmgtiB");
+            only(s, n, "0123456789.KMGTkmgtiB");
             if (v == 0 || n > QI_BUDGET_TEXT_MAX)
                 abort();
             qi_format_memory(v, buf, sizeof buf);

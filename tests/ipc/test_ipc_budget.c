@@ -67,6 +67,19 @@ static void test_memory(void **state)
     assert_true(mem("18446744073709551615") == UINT64_MAX);
     assert_true(mem("16777215T") == 16777215ull << 40);
     assert_true(mem("17179869183G") == 17179869183ull << 30);
+    /* decimals with a unit, rounded down to whole bytes (systemd's MemoryMax= does the same) */
+    assert_int_equal(mem("5.5M"), 5767168);
+    assert_int_equal(mem("4.65M"), 4875878);          /* 4875878.4: the default bundle's smallest */
+    assert_int_equal(mem("1.5G"), 1536ull << 20);
+    assert_int_equal(mem("0.5K"), 512);
+    assert_int_equal(mem("0.5KiB"), 512);
+    assert_int_equal(mem("2.25t"), 9ull << 38);
+    assert_int_equal(mem("1.0009765625K"), 1025);      /* exact: 1024 + 1 */
+    assert_int_equal(mem("1.0009765624K"), 1024);      /* just below: rounded down */
+    assert_int_equal(mem("0.001K"), 1);                /* 1.024 bytes */
+    assert_int_equal(mem("0.999999999999999999T"), (1ull << 40) - 1); /* 18 decimals */
+    assert_true(mem("16777215.999999999999999999T") == UINT64_MAX); /* 2^64 - 2^40 + 2^40 - 1 */
+    assert_true(mem("15.999999999999999999G") == (16ull << 30) - 1);
 
     MEM_BAD("");
     MEM_BAD("0");
@@ -77,12 +90,30 @@ static void test_memory(void **state)
     MEM_BAD(" 32M");
     MEM_BAD("32M ");
     MEM_BAD("32 M");
-    MEM_BAD("32MB");      /* ambiguous: refused */
+    MEM_BAD("32MB");      /* ambiguous: refused, with a hint (test_memory_hints) */
+    MEM_BAD("32KB");
+    MEM_BAD("32kB");
+    MEM_BAD("32Mb");
+    MEM_BAD("32MBx");
     MEM_BAD("32mib");
     MEM_BAD("32miB");
     MEM_BAD("32Mi");
     MEM_BAD("32KM");
-    MEM_BAD("1.5G");
+    MEM_BAD("1.5");        /* a fraction of a byte */
+    MEM_BAD("1.5B");
+    MEM_BAD(".5M");
+    MEM_BAD("5.M");
+    MEM_BAD("5..5M");
+    MEM_BAD("5.5.5M");
+    MEM_BAD("5,5M");
+    MEM_BAD("0.0M");
+    MEM_BAD("0.0009K");     /* 0.92 bytes: rounds down to 0 */
+    MEM_BAD("1.0000000000000000001K"); /* 19 decimals */
+    MEM_BAD("16777216.0T");
+    MEM_BAD("16777215.9999999999999999999T");
+    MEM_BAD("1.5e3K");
+    MEM_BAD("1.5 M");
+    MEM_BAD("-1.5M");
     MEM_BAD("1e6");
     MEM_BAD("0x10");
     MEM_BAD("32P");
@@ -141,6 +172,24 @@ static void test_power(void **state)
     PW_BAD("auto");
 }
 
+/* A refused "MB" says what to write instead; a fraction without a unit says why. */
+static void test_memory_hints(void **state)
+{
+    (void)state;
+    uint64_t v;
+    qi_error e;
+    assert_int_equal(qi_parse_memory("32MB", 4, "memory", &v, &e), QI_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(e.msg, "'MB' is refused: write M or MiB (1024-based; MB could mean 1000)"));
+    assert_int_equal(qi_parse_memory("4kB", 3, "memory", &v, &e), QI_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(e.msg, "'kB' is refused: write K or KiB"));
+    assert_int_equal(qi_parse_memory("1.5", 3, "memory", &v, &e), QI_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(e.msg, "a fraction needs a unit"));
+    assert_int_equal(qi_parse_memory("1.1234567890123456789M", 22, NULL, &v, &e), QI_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(e.msg, "at most 18 decimals"));
+    assert_int_equal(qi_parse_memory("5.M", 3, NULL, &v, &e), QI_ERR_INVALID_ARGUMENT);
+    assert_null(strstr(e.msg, "decimals")); /* no digit after the point: the rule, no more */
+}
+
 /* format -> parse gives the value back; format picks the largest exact unit. */
 static void test_format(void **state)
 {
@@ -166,6 +215,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_memory),
+        cmocka_unit_test(test_memory_hints),
         cmocka_unit_test(test_power),
         cmocka_unit_test(test_format),
     };

@@ -312,7 +312,7 @@ static void test_status(void **state)
         .memory_budget_source = "set-budget", .has_power_budget = false,
         .readings = readings, .n_readings = 3, .queue_waiting = 2, .queue_active = 3,
         .queue_limit = 64, .connections = 5, .requests = 100, .tokens = 5000, .errors = 1,
-        .cancelled = 2, .switches = 3, .uptime_s = 3600.5,
+        .cancelled = 2, .disconnected = 4, .switches = 3, .uptime_s = 3600.5,
     };
     char *line;
     size_t len;
@@ -339,6 +339,8 @@ static void test_status(void **state)
                         "not readable: permission denied");
     assert_int_equal(json_object_get_int(member(member(b, "queue"), "limit")), 64);
     assert_int_equal(json_object_get_int(member(member(b, "counters"), "switches")), 3);
+    assert_int_equal(json_object_get_int(member(member(b, "counters"), "cancelled")), 2);
+    assert_int_equal(json_object_get_int(member(member(b, "counters"), "disconnected")), 4);
     assert_true(json_object_get_double(member(b, "uptime_s")) == 3600.5);
     qi_reply_free(&r);
 }
@@ -408,6 +410,45 @@ static void test_errors(void **state)
     qi_reply r = parse(line, len);
     assert_int_equal(r.id.kind, QI_ID_NONE);
     qi_reply_free(&r);
+}
+
+/* A request reusing an id in flight: the error's id is null (never the final message of the
+ * request in flight), the reused id is in duplicate_id, in its own JSON type. */
+static void test_duplicate_id(void **state)
+{
+    (void)state;
+    char *line;
+    size_t len;
+    qi_error e;
+    qi_id dup;
+    assert_true(qi_id_set_string(&dup, "7"));
+    assert_int_equal(qi_reply_duplicate_id(&dup, &line, &len, &e), QI_OK);
+    static const char prefix[] = "{\"id\":null,\"duplicate_id\":\"7\",\"error\":{";
+    assert_true(strncmp(line, prefix, sizeof prefix - 1) == 0);
+    qi_reply r = parse(line, len);
+    assert_int_equal(r.kind, QI_REPLY_ERROR);
+    assert_int_equal(r.id.kind, QI_ID_NONE);
+    assert_true(qi_id_equal(&r.duplicate_id, &dup));
+    assert_int_equal(r.code, QI_ERR_INVALID_ARGUMENT);
+    assert_string_equal(r.field, "id");
+    assert_non_null(strstr(r.message, "\"7\" is still in flight"));
+    qi_reply_free(&r);
+
+    dup = nid(7);
+    assert_int_equal(qi_reply_duplicate_id(&dup, &line, &len, &e), QI_OK);
+    r = parse(line, len);
+    assert_true(r.duplicate_id.kind == QI_ID_INT && r.duplicate_id.num == 7);
+    qi_reply_free(&r);
+
+    /* any other reply: no duplicate id */
+    qi_id none = qi_id_none();
+    assert_int_equal(qi_reply_error(&none, QI_ERR_INVALID_JSON, NULL, "x", &line, &len, &e), QI_OK);
+    r = parse(line, len);
+    assert_int_equal(r.duplicate_id.kind, QI_ID_NONE);
+    qi_reply_free(&r);
+    /* a malformed duplicate_id breaks the protocol */
+    static const char bad[] = "{\"id\":null,\"duplicate_id\":-1,\"error\":{\"code\":\"invalid_argument\",\"message\":\"m\"}}";
+    assert_int_equal(qi_reply_parse(bad, sizeof bad - 1, &r, &e), QI_ERR_PROTOCOL);
 }
 
 /* A refused request becomes an error reply that carries its id in its own type, the code and
@@ -561,6 +602,7 @@ int main(void)
         cmocka_unit_test(test_status),
         cmocka_unit_test(test_variants),
         cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_duplicate_id),
         cmocka_unit_test(test_error_from_request),
         cmocka_unit_test(test_reply_parser_refusals),
         cmocka_unit_test(test_reply_parser_lenient),

@@ -255,6 +255,12 @@ static void test_generate_all_fields(void **state)
     assert_string_equal(g->stop[0], ".");
     qi_request_free(&r);
 
+    /* the smallest nonzero values a 32-bit float holds as a normal number pass */
+    r = ok("{\"id\":1,\"op\":\"generate\",\"prompt\":\"x\",\"top_p\":1.2e-38,\"temperature\":1.2e-38}");
+    assert_true(r.u.generate.top_p == 1.2e-38 && (float)r.u.generate.top_p > 0);
+    assert_true((float)r.u.generate.temperature > 0);
+    qi_request_free(&r);
+
     r = ok("{\"id\":1,\"op\":\"generate\",\"prompt\":\"x\",\"stop\":[],\"temperature\":-0.0}");
     assert_int_equal(r.u.generate.n_stop, 0);
     assert_true(r.u.generate.temperature == 0);
@@ -299,6 +305,12 @@ static void test_generate_invalid(void **state)
     bad(GEN "\"top_p\":0}", QI_ERR_INVALID_ARGUMENT, "top_p");
     bad(GEN "\"top_p\":1.0000001}", QI_ERR_INVALID_ARGUMENT, "top_p");
     bad(GEN "\"top_p\":false}", QI_ERR_INVALID_ARGUMENT, "top_p");
+    /* positive doubles that a 32-bit float cannot hold: they would reach the sampler as 0 */
+    bad(GEN "\"top_p\":1e-46}", QI_ERR_INVALID_ARGUMENT, "top_p");
+    bad(GEN "\"top_p\":1e-39}", QI_ERR_INVALID_ARGUMENT, "top_p");
+    bad(GEN "\"top_p\":1e-300}", QI_ERR_INVALID_ARGUMENT, "top_p");
+    bad(GEN "\"temperature\":1e-46}", QI_ERR_INVALID_ARGUMENT, "temperature");
+    bad(GEN "\"temperature\":4.9e-324}", QI_ERR_INVALID_ARGUMENT, "temperature");
     bad(GEN "\"repetition_penalty\":0.99}", QI_ERR_INVALID_ARGUMENT, "repetition_penalty");
     bad(GEN "\"repetition_penalty\":11}", QI_ERR_INVALID_ARGUMENT, "repetition_penalty");
     bad(GEN "\"seed\":-1}", QI_ERR_INVALID_ARGUMENT, "seed");
