@@ -106,20 +106,31 @@ static size_t feed_lines(qd_conn *c, const char *data, size_t len)
     return len;
 }
 
+/* Keeps data[0..len) after what already waits (the server's read buffer is shared: copy). */
+static bool keep(qd_conn *c, const char *data, size_t len)
+{
+    size_t old = c->pend_len - c->pend_off;
+    char *p = malloc(old + len);
+    if (!p)
+        return false;
+    if (old)
+        memcpy(p, c->pend + c->pend_off, old);
+    memcpy(p + old, data, len);
+    drop_pend(c);
+    c->pend = p;
+    c->pend_len = old + len;
+    return true;
+}
+
 void qd_flow_feed(qd_conn *c, const char *data, size_t len)
 {
-    size_t used = feed_lines(c, data, len);
+    /* bytes still waiting go first (reading stops while there are any, so this is defensive) */
+    size_t used = has_pend(c) ? 0 : feed_lines(c, data, len);
     if (used < len && !c->closing && !c->ending) {
-        /* the rest waits for the next turn; data is the server's shared read buffer */
-        char *rest = malloc(len - used);
-        if (!rest) {
+        if (!keep(c, data + used, len - used)) {
             qd_conn_close(c);
             return;
         }
-        memcpy(rest, data + used, len - used);
-        drop_pend(c);
-        c->pend = rest;
-        c->pend_len = len - used;
         if (!c->full)
             want_idle(c->srv);
     }
