@@ -186,8 +186,9 @@ static int connect_daemon(void)
 
 typedef struct {
     pthread_t th;
-    uint64_t sent, replies; /* whole request lines written; reply lines read */
-    bool broken;            /* the connection failed (refused, reset, closed by the daemon) */
+    uint64_t sent;                  /* whole request lines written */
+    atomic_uint_fast64_t replies;   /* reply lines read (the main thread watches it) */
+    atomic_bool broken;             /* the connection failed (refused, reset, closed by the daemon) */
 } flooder;
 
 static atomic_bool end_flood;
@@ -212,20 +213,20 @@ static void *flood_main(void *arg)
     char *req = request_lines(opt.storm ? "status" : "variants", &len);
     int fd = connect_daemon();
     if (!req || fd < 0) {
-        fl->broken = true;
+        atomic_store(&fl->broken, true);
         free(req);
         return NULL;
     }
     fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
     char sink[1 << 16]; /* replies are counted, not kept */
     while (!atomic_load(&end_flood)) {
-        if (opt.storm && fl->replies >= opt.requests)
+        if (opt.storm && atomic_load(&fl->replies) >= opt.requests)
             break;
         struct pollfd p = {fd, (short)((off < len ? POLLOUT : 0) | (opt.storm ? POLLIN : 0)), 0};
         if (p.events == 0) /* silent, everything written: hold the connection */
             p.events = POLLRDHUP;
         if (poll(&p, 1, 100) < 0 || ((p.revents & (POLLERR | POLLHUP | POLLRDHUP)) && !(p.revents & POLLIN))) {
-            fl->broken = true; /* the daemon closed it (with replies left to read: read them first) */
+            atomic_store(&fl->broken, true); /* the daemon closed it (replies left: read them first) */
             break;
         }
         if (p.revents & POLLOUT) {
@@ -235,18 +236,20 @@ static void *flood_main(void *arg)
                     fl->sent += req[off + (size_t)i] == '\n';
                 off += (size_t)n;
             } else if (n < 0 && errno != EAGAIN) {
-                fl->broken = true;
+                atomic_store(&fl->broken, true);
                 break;
             }
         }
         if (p.revents & POLLIN) {
             ssize_t n = read(fd, sink, sizeof sink);
             if (n == 0 || (n < 0 && errno != EAGAIN)) {
-                fl->broken = true;
+                atomic_store(&fl->broken, true);
                 break;
             }
+            uint64_t lines = 0;
             for (ssize_t i = 0; i < n; i++)
-                fl->replies += sink[i] == '\n';
+                lines += sink[i] == '\n';
+            atomic_fetch_add(&fl->replies, lines);
         }
     }
     close(fd);
@@ -389,7 +392,7 @@ int main(int argc, char **argv)
         if (opt.storm) {
             bool all = true;
             for (unsigned i = 0; i < opt.connections; i++)
-                all = all && (fl[i].replies >= opt.requests || fl[i].broken);
+                all = all && (atomic_load(&fl[i].replies) >= opt.requests || atomic_load(&fl[i].broken));
             if (all || now_s() - t0 > 600)
                 break;
         }
@@ -402,8 +405,8 @@ int main(int argc, char **argv)
     for (unsigned i = 0; i < opt.connections; i++) {
         pthread_join(fl[i].th, NULL);
         sent += fl[i].sent;
-        replies += fl[i].replies;
-        broken += fl[i].broken;
+        replies += atomic_load(&fl[i].replies);
+        broken += atomic_load(&fl[i].broken);
     }
     double after = probe();
     double gap = max_ping_gap(t_ready, now_s());
