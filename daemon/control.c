@@ -78,10 +78,14 @@ void qd_control_decide(qd_server *s, bool log_always)
     }
 }
 
+/* The only place telemetry is read: RAPL rates are energy deltas between two reads, so a reader
+ * outside the tick (a client polling status) would shrink the window the policy measures power
+ * over, and every status costing a full sysfs walk would let a status storm stall the loop. */
 void qd_control_tick(qd_server *s)
 {
     double now = qd_now();
     qd_telemetry_read(s->telemetry, now, &s->snap);
+    s->snap_at = now;
     double dt = now - s->last_tick;
     if (dt > 0.05) {
         double rate = (double)(s->tokens - s->tokens_at_tick) / dt;
@@ -296,7 +300,7 @@ static void latency_quantiles(const qd_server *s, double *p50, double *p99, size
 }
 
 /* Fields the protocol lets a server add (PROTOCOL.md section 6): switch latencies, refusals,
- * the token rate the power rule uses. */
+ * the token rate the power rule uses, the age of the readings. */
 static char *add_status_extras(const qd_server *s, char *line, size_t *len)
 {
     json_object *o = json_tokener_parse(line);
@@ -311,6 +315,8 @@ static char *add_status_extras(const qd_server *s, char *line, size_t *len)
     json_object_object_add(lat, "p99", n ? json_object_new_double(p99) : NULL);
     json_object_object_add(o, "switch_latency_ms", lat);
     json_object_object_add(o, "token_rate", json_object_new_double(s->rate_tokens_per_s));
+    double age_ms = (qd_now() - s->snap_at) * 1000.0;
+    json_object_object_add(o, "readings_age_ms", json_object_new_int64(age_ms > 0 ? (int64_t)(age_ms + 0.5) : 0));
     json_object *ref = json_object_new_array();
     const qr_bundle *m = s->bundle->manifest;
     for (size_t i = 0; i < m->n_variants; i++) {
@@ -338,9 +344,10 @@ static char *add_status_extras(const qd_server *s, char *line, size_t *len)
     return line;
 }
 
+/* Answers from the last tick's snapshot (see qd_control_tick): cheap, and it leaves the
+ * policy's measurement alone. */
 char *qd_control_status_line(qd_server *s, const qi_id *id, size_t *len)
 {
-    qd_telemetry_read(s->telemetry, qd_now(), &s->snap);
     qi_reading readings[QD_TELEMETRY_MAX_READINGS];
     for (size_t i = 0; i < s->snap.n_readings; i++) {
         const qd_reading *r = &s->snap.readings[i];

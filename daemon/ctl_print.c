@@ -179,7 +179,12 @@ static void print_readings(json_object *body)
         int len = (int)strlen(str_of(member(json_object_array_get_idx(list, i), "source")));
         width = len > width ? len : width;
     }
-    puts(n ? "readings:" : "readings:  none");
+    json_object *age = member(body, "readings_age_ms"); /* qslmd: as of its last policy tick */
+    char a[32];
+    if (n && age)
+        printf("readings:  (%s ms ago)\n", num_of(age, "%g", a, sizeof a));
+    else
+        puts(n ? "readings:" : "readings:  none");
     for (size_t i = 0; i < n; i++)
         print_reading(json_object_array_get_idx(list, i), width);
 }

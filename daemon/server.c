@@ -35,6 +35,8 @@ static void on_written(uv_write_t *req, int status)
     if (status < 0 && status != UV_ECANCELED && c && !c->closing) {
         qd_log(QD_LOG_DEBUG, "connection: write failed: %s", uv_strerror(status));
         qd_conn_close(c);
+    } else if (c && !c->closing) {
+        qd_flow_written(c);
     }
 }
 
@@ -67,7 +69,9 @@ void qd_conn_send(qd_conn *c, char *line, size_t len)
         free(line);
         free(w);
         qd_conn_close(c);
+        return;
     }
+    qd_flow_sent(c);
 }
 
 /* ---------------------------------------------------------------- closing */
@@ -85,6 +89,7 @@ static void on_conn_closed(uv_handle_t *h)
     s->lim.n_conns--;
     s->lim.closed++;
     qi_line_reader_free(c->reader);
+    qd_flow_forget(c);
     free(c);
 }
 
@@ -117,20 +122,15 @@ static void on_flushed(uv_shutdown_t *req, int status)
 }
 
 /* Stops reading and closes once every queued reply is written. */
-static void conn_end(qd_conn *c)
+void qd_conn_end(qd_conn *c)
 {
     if (c->ending || c->closing)
         return;
     c->ending = true;
-    uv_read_stop((uv_stream_t *)&c->pipe);
+    qd_conn_read_stop(c);
     c->shutdown_req.data = c;
     if (uv_shutdown(&c->shutdown_req, (uv_stream_t *)&c->pipe, on_flushed) < 0)
         qd_conn_close(c);
-}
-
-void qd_conn_end(qd_conn *c)
-{
-    conn_end(c);
 }
 
 /* ---------------------------------------------------------------- reading */
@@ -151,36 +151,18 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
         qd_conn_close(c);
         return;
     }
-    double t = qd_now();
-    size_t used;
-    for (size_t off = 0; off < (size_t)nread && !c->closing && !c->ending; off += used) {
-        const char *line;
-        size_t len;
-        switch (qi_line_reader_feed(c->reader, buf->base + off, (size_t)nread - off, &used, &line, &len)) {
-        case QI_LINE_NONE:
-            break;
-        case QI_LINE_READY:
-            c->last_active = t;
-            qd_dispatch_line(c, line, len, t);
-            break;
-        case QI_LINE_TOO_LARGE: {
-            char msg[96], *out = NULL;
-            size_t out_len = 0;
-            snprintf(msg, sizeof msg, "the line is longer than %zu bytes; closing the connection",
-                     c->srv->cfg.limits.max_line);
-            qi_id none = qi_id_none();
-            c->srv->requests++;
-            c->srv->errors++;
-            if (qi_reply_error(&none, QI_ERR_TOO_LARGE, NULL, msg, &out, &out_len, NULL) == QI_OK)
-                qd_conn_send(c, out, out_len);
-            conn_end(c);
-            return;
-        }
-        case QI_LINE_NOMEM:
-            qd_conn_close(c);
-            return;
-        }
-    }
+    qd_flow_feed(c, buf->base, (size_t)nread);
+}
+
+void qd_conn_read_start(qd_conn *c)
+{
+    c->reading = uv_read_start((uv_stream_t *)&c->pipe, on_alloc, on_read) == 0;
+}
+
+void qd_conn_read_stop(qd_conn *c)
+{
+    uv_read_stop((uv_stream_t *)&c->pipe);
+    c->reading = false;
 }
 
 /* A connection limits.c accepted and will have served: the bookkeeping, then reading. */
@@ -213,7 +195,7 @@ qd_conn *qd_conn_open(qd_server *s, int fd)
     }
     s->connections++;
     c->serial = s->connections;
-    uv_read_start((uv_stream_t *)&c->pipe, on_alloc, on_read);
+    qd_conn_read_start(c);
     return c;
 }
 
@@ -339,13 +321,14 @@ static void finish_shutdown(qd_server *s)
     qd_engine_stop(s->engine);
     on_wake(&s->wake); /* the replies the stop produced */
     for (qd_conn *c = s->conns; c; c = c->next)
-        conn_end(c);
+        qd_conn_end(c);
     close_handle((uv_handle_t *)&s->policy_timer);
     close_handle((uv_handle_t *)&s->watchdog_timer);
     close_handle((uv_handle_t *)&s->sig_term);
     close_handle((uv_handle_t *)&s->sig_int);
     close_handle((uv_handle_t *)&s->sig_hup);
     close_handle((uv_handle_t *)&s->wake);
+    qd_flow_close(s);
 }
 
 /* Runs every 20 ms while stopping: waits for the jobs, then for the flushes, each with a
@@ -494,6 +477,7 @@ qr_status qd_server_new(const qd_config *cfg, qd_server **out, qr_error *err)
     uv_timer_init(&s->loop, &s->shutdown_timer);
     uv_timer_init(&s->loop, &s->watchdog_timer);
     s->policy_timer.data = s->shutdown_timer.data = s->watchdog_timer.data = s;
+    qd_flow_init(s);
     *out = s;
     return QR_OK;
 }

@@ -1,5 +1,5 @@
-/* server_impl.h: the loop's state, shared by server.c (socket and connections), dispatch.c
- * (requests) and control.c (policy, telemetry, reload, status). Private to the daemon. */
+/* server_impl.h: the loop's state, shared by server.c (socket and connections), flow.c
+ * (backpressure, lines per turn), dispatch.c (requests) and control.c (policy, telemetry, reload, status). Private to the daemon. */
 #ifndef QD_SERVER_IMPL_H
 #define QD_SERVER_IMPL_H
 
@@ -21,6 +21,8 @@
 #include "variants.h"
 
 #define QD_LATENCY_RING 1024
+#define QD_FLOW_LINES_PER_TURN 32          /* request lines per connection per loop turn */
+#define QD_FLOW_HIGH_WATER ((size_t)256 << 10) /* unwritten reply bytes that stop reading */
 
 typedef struct qd_conn {
     uv_pipe_t pipe;
@@ -31,6 +33,14 @@ typedef struct qd_conn {
     uint32_t in_flight;    /* unanswered requests: jobs, plus a reload being prepared */
     bool closing;          /* uv_close called */
     bool ending;           /* no more reading: a too_large reply is flushing, then close */
+    /* flow.c: reading stops while `full` (replies over the high-water mark) or while bytes of an
+     * earlier read wait in pend[pend_off..pend_len) for a later turn */
+    bool reading;          /* uv_read_start in force */
+    bool full;
+    char *pend;
+    size_t pend_off, pend_len;
+    uint64_t turn;         /* the loop turn turn_lines counts for */
+    uint32_t turn_lines;
     bool has_cred;
     double last_active;    /* qd_now() of its last request line, or of when it last had
                               something in flight (conn_limits.c: idle_timeout) */
@@ -68,6 +78,10 @@ struct qd_server {
     uv_timer_t policy_timer, shutdown_timer, watchdog_timer;
     uv_async_t wake;
     char read_buf[65536];
+    uv_idle_t flow_idle;     /* flow.c: runs while connections have lines waiting */
+    uv_check_t flow_check;   /* flow.c: counts loop turns */
+    uint64_t turn;
+    bool flow_closed;
 
     qd_engine *engine;
     qd_telemetry *telemetry;
@@ -91,7 +105,8 @@ struct qd_server {
                                   whichever bundle it came from */
     int pinned;              /* -1: none */
     char pin_note[QD_POLICY_REASON_MAX];
-    qd_telemetry_snapshot snap;
+    qd_telemetry_snapshot snap; /* taken by the policy tick only: status shows it, never re-reads */
+    double snap_at;            /* qd_now() of that read */
     double rate_tokens_per_s;  /* smoothed tokens generated per second */
     uint64_t tokens_at_tick;
     double last_tick;
@@ -114,6 +129,16 @@ void qd_conn_send(qd_conn *c, char *line, size_t len); /* takes the line */
 void qd_conn_close(qd_conn *c);
 void qd_conn_end(qd_conn *c); /* stop reading, close once the queued replies are written */
 qd_conn *qd_conn_open(struct qd_server *s, int fd); /* NULL: out of memory, fd still the caller's */
+void qd_conn_read_start(qd_conn *c); /* uv_read_start with server.c's callbacks */
+void qd_conn_read_stop(qd_conn *c);
+
+/* flow.c */
+void qd_flow_init(struct qd_server *s);
+void qd_flow_close(struct qd_server *s);     /* in the shutdown: closes its handles */
+void qd_flow_feed(qd_conn *c, const char *data, size_t len); /* bytes just read */
+void qd_flow_sent(qd_conn *c);               /* a reply was queued: over the mark? */
+void qd_flow_written(qd_conn *c);            /* a write completed: drained enough? */
+void qd_flow_forget(qd_conn *c);             /* the connection is freed */
 
 /* dispatch.c */
 void qd_dispatch_line(qd_conn *c, const char *line, size_t len, double t_received);
