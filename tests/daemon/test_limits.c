@@ -243,32 +243,54 @@ typedef struct {
     int ok;
 } flooder;
 
-/* One connection: n status requests pipelined all at once (the daemon queues their replies
- * while we are still writing), then every reply read. */
+typedef struct {
+    qi_client *c;
+    int n, ok;
+} flood_writer;
+
+/* The writing half: every request as fast as the socket takes them. qslmd stops reading a
+ * connection whose replies it cannot write (backpressure), so the writes run beside the reads,
+ * not before them, or both ends would wait on each other. */
+static void *flood_write_main(void *arg)
+{
+    flood_writer *w = arg;
+    char line[64];
+    qi_error e;
+    for (int i = 0; i < w->n; i++) {
+        int len = snprintf(line, sizeof line, "{\"id\":%d,\"op\":\"status\"}", i);
+        if (qi_client_send_line(w->c, line, (size_t)len, &e) != QI_OK)
+            return NULL;
+    }
+    w->ok = 1;
+    return NULL;
+}
+
+/* One connection: n status requests pipelined (the daemon queues their replies while we are
+ * still writing), every reply read. */
 static void *flood_main(void *arg)
 {
     flooder *f = arg;
     qi_client *c = dh_connect(f->h);
     if (!c)
         return NULL;
-    char line[64];
+    flood_writer w = {c, f->n, 0};
+    pthread_t writer;
+    if (pthread_create(&writer, NULL, flood_write_main, &w) != 0) {
+        qi_client_close(c);
+        return NULL;
+    }
     qi_error e;
-    int sent = 0, got = 0;
-    while (got < f->n) {
-        while (sent < f->n) {
-            int len = snprintf(line, sizeof line, "{\"id\":%d,\"op\":\"status\"}", sent);
-            if (qi_client_send_line(c, line, (size_t)len, &e) != QI_OK)
-                goto out;
-            sent++;
-        }
+    int got = 0;
+    for (; got < f->n; got++) {
         qi_reply r;
         if (qi_client_read_reply(c, 30000, &r, &e) != QI_OK)
-            goto out;
-        got++;
+            break;
         qi_reply_free(&r);
     }
-    f->ok = 1;
-out:
+    if (got < f->n)
+        shutdown(qi_client_fd(c), SHUT_RDWR); /* unblocks the writer */
+    pthread_join(writer, NULL);
+    f->ok = w.ok && got == f->n;
     qi_client_close(c);
     return NULL;
 }

@@ -13,7 +13,7 @@
  *   seconds; meanwhile another connection sends `status` every 100 ms, and its slowest answer
  *   must come within --probe-within. Each loris must have been closed with idle_timeout (so run
  *   the daemon with an idle timeout below T).
- * flood: N connections each pipeline M `status` (all written, then all read), then close; the
+ * flood: N connections each pipeline M `status` (written by one thread while another reads), then close; the
  *   daemon's VmRSS (PID) must come back within --rss-slack MiB of where it was before, within
  *   --settle seconds. Prints before / peak (VmHWM) / after.
  * Exit status: 0 when the bound held, 1 when not, 2 on a usage or connection error.
@@ -226,6 +226,29 @@ typedef struct {
     bool ok;
 } flooder;
 
+/* The writing half of a flooder: every request, as fast as the socket takes them. qslmd stops
+ * reading a connection whose replies it cannot write (backpressure), so the writes must run
+ * beside the reads, not before them, or both ends would wait on each other. */
+typedef struct {
+    qi_client *c;
+    unsigned requests;
+    bool ok;
+} flood_writer;
+
+static void *flood_write_main(void *arg)
+{
+    flood_writer *w = arg;
+    char line[64];
+    qi_error e;
+    for (unsigned i = 0; i < w->requests; i++) {
+        int len = snprintf(line, sizeof line, "{\"id\":%u,\"op\":\"status\"}", i);
+        if (qi_client_send_line(w->c, line, (size_t)len, &e) != QI_OK)
+            return NULL;
+    }
+    w->ok = true;
+    return NULL;
+}
+
 static void *flood_main(void *arg)
 {
     flooder *f = arg;
@@ -233,21 +256,23 @@ static void *flood_main(void *arg)
     qi_error e;
     if (qi_client_connect(opt.socket, &c, &e) != QI_OK)
         return NULL;
-    char line[64];
-    unsigned got = 0;
-    for (unsigned i = 0; i < f->requests; i++) {
-        int len = snprintf(line, sizeof line, "{\"id\":%u,\"op\":\"status\"}", i);
-        if (qi_client_send_line(c, line, (size_t)len, &e) != QI_OK)
-            goto out;
+    flood_writer w = {c, f->requests, false};
+    pthread_t writer;
+    if (pthread_create(&writer, NULL, flood_write_main, &w) != 0) {
+        qi_client_close(c);
+        return NULL;
     }
+    unsigned got = 0;
     for (; got < f->requests; got++) {
         qi_reply r;
         if (qi_client_read_reply(c, 60000, &r, &e) != QI_OK)
-            goto out;
+            break;
         qi_reply_free(&r);
     }
-    f->ok = true;
-out:
+    if (got < f->requests)
+        shutdown(qi_client_fd(c), SHUT_RDWR); /* unblocks the writer */
+    pthread_join(writer, NULL);
+    f->ok = w.ok && got == f->requests;
     qi_client_close(c);
     return NULL;
 }
