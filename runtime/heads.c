@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "unicode.h"
+
 typedef struct {
     qr_head_info heads[QR_HEADS_MAX];
     char names[QR_HEADS_MAX][QR_TASK_NAME_MAX + 1];
@@ -36,35 +38,6 @@ int qr_head_tensor_index(const char *name, bool *bias)
     return -1;
 }
 
-/* Length of the well-formed UTF-8 sequence at s (no overlongs, surrogates or code points past
- * U+10FFFF), or 0. Labels are shown to people and sent in JSON, so a bad byte is refused here. */
-static size_t utf8_seq(const unsigned char *s, size_t n)
-{
-    unsigned c = s[0];
-    if (c < 0x80)
-        return 1;
-    size_t len;
-    unsigned cp, min;
-    if (c >= 0xc2 && c <= 0xdf)
-        len = 2, cp = c & 0x1f, min = 0x80;
-    else if (c >= 0xe0 && c <= 0xef)
-        len = 3, cp = c & 0x0f, min = 0x800;
-    else if (c >= 0xf0 && c <= 0xf4)
-        len = 4, cp = c & 0x07, min = 0x10000;
-    else
-        return 0;
-    if (n < len)
-        return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-        cp = cp << 6 | (s[i] & 0x3f);
-    }
-    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-        return 0;
-    return len;
-}
-
 /* A task name: 1..QR_TASK_NAME_MAX bytes of a-z 0-9 _ -, so it is safe in a command line, a
  * JSON key and a log line without quoting. */
 static bool good_task_name(const char *s, size_t len)
@@ -84,9 +57,11 @@ static const char *bad_label(const unsigned char *s, size_t len)
         return "is empty";
     if (len > QR_LABEL_MAX)
         return "is longer than 64 bytes";
+    /* Labels are shown to people and sent in JSON, so a bad byte is refused here. */
     for (size_t i = 0; i < len;) {
-        size_t k = utf8_seq(s + i, len - i);
-        if (k == 0)
+        uint32_t cp;
+        int k = qr_utf8_scan(s + i, len - i, &cp);
+        if (k <= 0) /* not well-formed, or cut short by the label's end */
             return "is not valid UTF-8";
         if (k == 1 && (s[i] < 0x20 || s[i] == 0x7f))
             return "holds a control character";

@@ -50,6 +50,7 @@ and the reader transposes back (layout="module", the default). layout="stored" p
 tensor as it is in the file, both ways. Models without the flag are not touched.
 """
 
+import contextlib
 import math
 import os
 import re
@@ -479,14 +480,41 @@ def encode_qslm(metadata, tensors, layout="module"):
         offset = aligned + len(blob)
     file_size = offset
 
-    header = (MAGIC + struct.pack("<IQQQQQQII", VERSION, file_size, HEADER_SIZE, len(meta),
-                                  table_offset, table_size, data_offset, len(tens),
-                                  len(entries)))
-    assert len(header) == HEADER_SIZE
+    header = _pack_header(file_size, len(meta), table_offset, table_size, data_offset, len(tens),
+                          len(entries))
     pad = b"\0" * (data_offset - table_offset - table_size)
     out = b"".join([header, meta] + table + [pad] + data)
     assert len(out) == file_size
     return out
+
+
+def _pack_header(file_size, meta_size, table_offset, table_size, data_offset, n_tensors, n_meta):
+    """The 64-byte header (FORMAT.md "Header")."""
+    header = MAGIC + struct.pack("<IQQQQQQII", VERSION, file_size, HEADER_SIZE, meta_size,
+                                 table_offset, table_size, data_offset, n_tensors, n_meta)
+    assert len(header) == HEADER_SIZE
+    return header
+
+
+@contextlib.contextmanager
+def _atomic_file(path):
+    """A file object whose bytes become `path` only if the block ends without an exception:
+    written to a temporary file beside it, fsynced, renamed over it; removed on failure, so a
+    reader never sees half a model file."""
+    path = os.fspath(path)
+    tmp = "%s.tmp.%d" % (path, os.getpid())
+    try:
+        with open(tmp, "wb") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
 
 
 def write_qslm(path, metadata, tensors, check=True, layout="module"):
@@ -498,20 +526,8 @@ def write_qslm(path, metadata, tensors, check=True, layout="module"):
     blob = encode_qslm(metadata, tensors, layout)
     if check:
         decode_qslm(blob, os.fspath(path), layout)
-    path = os.fspath(path)
-    tmp = "%s.tmp.%d" % (path, os.getpid())
-    try:
-        with open(tmp, "wb") as f:
-            f.write(blob)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    with _atomic_file(path) as f:
+        f.write(blob)
     return len(blob)
 
 
@@ -569,36 +585,23 @@ def write_qslm_stream(path, metadata, tensors, layout="module"):
         placed.append(aligned)
         offset = aligned + size
     file_size = offset
-    header = (MAGIC + struct.pack("<IQQQQQQII", VERSION, file_size, HEADER_SIZE, len(meta),
-                                  table_offset, table_size, data_offset, len(specs),
-                                  len(entries)))
-    path = os.fspath(path)
-    tmp = "%s.tmp.%d" % (path, os.getpid())
-    try:
-        with open(tmp, "wb") as f:
-            f.write(header + meta + b"".join(table))
-            f.write(b"\0" * (data_offset - table_offset - table_size))
-            for (name, lazy, ttype, code, dims, size), at in zip(specs, placed):
-                arr = lazy.make()
-                if tuple(arr.shape) != lazy.shape:
-                    raise QslmFormatError("tensor %r: made %s, announced %s"
-                                          % (name, tuple(arr.shape), lazy.shape))
-                _, _, got_dims, blob = _normalize_tensors([(name, arr, ttype)], hidden, layout)[0]
-                del arr
-                assert got_dims == dims and len(blob) == size, (name, got_dims, dims)
-                f.write(b"\0" * (at - f.tell()))
-                f.write(blob)
-                del blob
-            assert f.tell() == file_size
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    header = _pack_header(file_size, len(meta), table_offset, table_size, data_offset, len(specs),
+                          len(entries))
+    with _atomic_file(path) as f:
+        f.write(header + meta + b"".join(table))
+        f.write(b"\0" * (data_offset - table_offset - table_size))
+        for (name, lazy, ttype, code, dims, size), at in zip(specs, placed):
+            arr = lazy.make()
+            if tuple(arr.shape) != lazy.shape:
+                raise QslmFormatError("tensor %r: made %s, announced %s"
+                                      % (name, tuple(arr.shape), lazy.shape))
+            _, _, got_dims, blob = _normalize_tensors([(name, arr, ttype)], hidden, layout)[0]
+            del arr
+            assert got_dims == dims and len(blob) == size, (name, got_dims, dims)
+            f.write(b"\0" * (at - f.tell()))
+            f.write(blob)
+            del blob
+        assert f.tell() == file_size
     return file_size
 
 
@@ -961,19 +964,14 @@ def rewrite_metadata(src, dst, updates, drop=()):
         pos += 16
     assert pos == table_size
     file_size = len(buf) + shift
-    header = MAGIC + struct.pack("<IQQQQQQII", VERSION, file_size, HEADER_SIZE, len(meta),
-                                 new_table_offset, table_size, new_data_offset, n_tensors,
-                                 len(entries))
+    header = _pack_header(file_size, len(meta), new_table_offset, table_size, new_data_offset,
+                          n_tensors, len(entries))
     pad = b"\0" * (new_data_offset - new_table_offset - table_size)
     out = b"".join([header, meta, bytes(table), pad, buf[data_offset:]])
     assert len(out) == file_size
     decode_qslm(out, dst, layout="stored")
-    tmp = "%s.tmp.%d" % (dst, os.getpid())
-    with open(tmp, "wb") as f:
+    with _atomic_file(dst) as f:
         f.write(out)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, dst)
     return file_size
 
 
