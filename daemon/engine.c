@@ -2,6 +2,9 @@
  * admit and cancel, run one round, post events. See engine.h. */
 #include "engine.h"
 
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -166,12 +169,12 @@ static void note_wait(qd_engine *e, double ms)
 /* Makes the loop's wish the served variant. The old variant goes before the new one loads when
  * the loop said so (the two do not fit together); if the new one then fails, the old one is
  * loaded back so the requests in flight carry on. */
-static void apply_target(qd_engine *e, double since, qd_event_list *out)
+static bool switch_variant(qd_engine *e, double since, qd_event_list *out)
 {
     qd_bundle *b = e->want_bundle;
     int v = e->want_variant;
     if (e->loaded && b == e->loaded->bundle && v == (int)e->loaded->index)
-        return;
+        return false;
     if (v < 0) {
         if (e->loaded) {
             qd_variant_unload(e->loaded);
@@ -179,7 +182,7 @@ static void apply_target(qd_engine *e, double since, qd_event_list *out)
             post_switch(out, QD_EV_SWITCH, b, -1, (qd_now() - since) * 1e3, NULL);
         }
         fail_all_active(e, QI_ERR_NO_VARIANT_FITS, "no variant fits the budgets in force any more", out);
-        return;
+        return true;
     }
     if (e->loaded && same_image(e->loaded, b, v)) {
         qd_bundle_ref(b);
@@ -187,7 +190,7 @@ static void apply_target(qd_engine *e, double since, qd_event_list *out)
         e->loaded->bundle = b;
         e->loaded->index = (size_t)v;
         post_switch(out, QD_EV_SWITCH, b, v, (qd_now() - since) * 1e3, "kept the loaded copy: the file is unchanged");
-        return;
+        return false;
     }
     qd_bundle *old_bundle = NULL; /* set when the old variant went first */
     size_t old_index = 0;
@@ -214,7 +217,7 @@ static void apply_target(qd_engine *e, double since, qd_event_list *out)
             note_wait(e, (qd_now() - wait_from) * 1e3);
             qd_bundle_unref(old_bundle);
         }
-        return;
+        return true;
     }
     if (old_bundle) {
         note_wait(e, (qd_now() - wait_from) * 1e3);
@@ -237,6 +240,23 @@ static void apply_target(qd_engine *e, double since, qd_event_list *out)
     qd_variant_unload(e->loaded);
     e->loaded = next;
     post_switch(out, QD_EV_SWITCH, b, v, (qd_now() - since) * 1e3, unloaded_first ? "unloaded the old variant first" : NULL);
+    return true;
+}
+
+/* switch_variant, then, when it loaded or unloaded anything, the freed memory goes back to the
+ * kernel. A variant's buffers are large enough that glibc's sliding mmap threshold puts the next
+ * ones on the heap, where an unloaded variant (and a load's scratch) would stay counted in the
+ * service's cgroup: the policy would take it for other memory, and the budget would depend on
+ * when the loop last trimmed. */
+static void apply_target(qd_engine *e, double since, qd_event_list *out)
+{
+    bool changed = switch_variant(e, since, out);
+#ifdef __GLIBC__
+    if (changed)
+        malloc_trim(0);
+#else
+    (void)changed;
+#endif
 }
 
 /* Takes job (whose predecessor in the waiting list is prev, NULL for the head) off the list. */

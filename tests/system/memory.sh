@@ -337,7 +337,7 @@ service_security() {
   fi
 }
 
-# The README's Deployment example, with its own numbers: MemoryHigh=9M MemoryMax=12M steps the
+# The README's Deployment example, with its own numbers: MemoryHigh=8M MemoryMax=12M steps the
 # default bundle down from 8M to 5M; infinity brings 8M back (after up_delay).
 readme_example() {
   section "the README's MemoryHigh/MemoryMax example"
@@ -345,12 +345,12 @@ readme_example() {
   set_limits infinity infinity
   wait_for 60 is_serving 8M
   t0=$(now)
-  set_limits 9M 12M
+  set_limits 8M 12M
   wait_for 30 is_serving 5M
   got=$(active_variant)
-  figure readme_example "MemoryHigh=9M MemoryMax=12M: serving $got after $(since "$t0") s"
-  if [ "$got" = 5M ]; then ok "the README's example MemoryHigh=9M MemoryMax=12M steps down from 8M to 5M"
-  else bad "the README's example MemoryHigh=9M MemoryMax=12M steps down from 8M to 5M" "serving '$got'; $(status_reason)"; fi
+  figure readme_example "MemoryHigh=8M MemoryMax=12M: serving $got after $(since "$t0") s"
+  if [ "$got" = 5M ]; then ok "the README's example MemoryHigh=8M MemoryMax=12M steps down from 8M to 5M"
+  else bad "the README's example MemoryHigh=8M MemoryMax=12M steps down from 8M to 5M" "serving '$got'; $(status_reason)"; fi
   t0=$(now)
   set_limits infinity infinity
   wait_for 60 is_serving 8M
