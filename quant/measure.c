@@ -13,6 +13,7 @@
 #include "tensor_types.h"
 
 #define N_CODES QR_TYPE_CODE_LIMIT
+#define QQ_EVAL_STEPS 128 /* at most this many steps of each window per forward call */
 
 typedef struct {
     uint32_t *types;
@@ -314,7 +315,9 @@ qr_status qq_measurer_new(const qr_model_file *master, qr_pool *pool, const qq_s
         const qr_tensor_info *t = qr_model_file_tensor(master, i);
         q->slots[i] = t->n_dims == 2 ? qr_model_matrix(&q->view, t->name) : NULL;
     }
-    if ((st = qr_runner_new(&q->view, pool, batch, &q->runner, err)))
+    /* Several steps of every window per forward call (eval.h): each weight dequantized once per
+     * chunk; the validation split's longer windows take the same rows. */
+    if ((st = qr_runner_new(&q->view, pool, qr_eval_rows(&q->view, batch, QQ_EVAL_STEPS), &q->runner, err)))
         goto fail;
     qr_runner_set_observer(q->runner, observe_product, q);
     st = measure_model(q, q->runner, &q->view, calib, true, true, &q->reference, err);
@@ -457,7 +460,7 @@ qr_status qq_measure_file(qq_measurer *q, const char *path, const qq_split *spli
     qr_runner *r = NULL;
     qr_status st;
     if (!(st = qr_model_file_open(path, &file, err)) && !(st = qr_model_bind(file, &m, err)) &&
-        !(st = qr_runner_new(m, q->pool, q->batch, &r, err)))
+        !(st = qr_runner_new(m, q->pool, qr_eval_rows(m, q->batch, QQ_EVAL_STEPS), &r, err)))
         st = measure_model(q, r, m, split, false, false, out, err);
     qr_runner_free(r);
     qr_model_free(m);

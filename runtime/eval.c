@@ -22,14 +22,16 @@ double qr_token_nll(const float *logits, size_t n, int32_t target)
     return qr_log_sum_exp(logits, n) - logits[target];
 }
 
-/* B states, the batch's token row and its outputs. */
+/* The batch's states, and the rows of one forward call: up to `rows` (state, token) pairs,
+ * several steps of each sequence when the runner takes more rows than there are sequences. */
 typedef struct {
-    qr_state **states;
-    qr_state **active;   /* compacted: the states that run this step */
-    int32_t *tokens;
-    size_t *owner;       /* active row -> sequence slot */
-    float *out;          /* batch × (vocab or d) */
-    size_t n;
+    qr_state **states;   /* n: one per sequence slot */
+    qr_state **active;   /* rows: the state each row advances (a state recurs once per step) */
+    int32_t *tokens;     /* rows */
+    size_t *owner;       /* row -> sequence slot */
+    size_t *step;        /* row -> step within the sequence */
+    float *out;          /* rows × (vocab or d) */
+    size_t n, rows;
 } batch_buffers;
 
 static void batch_free(batch_buffers *bb)
@@ -41,23 +43,26 @@ static void batch_free(batch_buffers *bb)
     free(bb->active);
     free(bb->tokens);
     free(bb->owner);
+    free(bb->step);
     free(bb->out);
 }
 
-static qr_status batch_alloc(const qr_model *m, size_t batch, size_t out_width, batch_buffers *bb,
-                             qr_error *err)
+static qr_status batch_alloc(const qr_model *m, size_t batch, size_t rows, size_t out_width,
+                             batch_buffers *bb, qr_error *err)
 {
     memset(bb, 0, sizeof *bb);
     bb->states = calloc(batch, sizeof *bb->states);
-    bb->active = calloc(batch, sizeof *bb->active);
-    bb->tokens = calloc(batch, sizeof *bb->tokens);
-    bb->owner = calloc(batch, sizeof *bb->owner);
-    bb->out = malloc(batch * out_width * sizeof(float));
-    if (!bb->states || !bb->active || !bb->tokens || !bb->owner || !bb->out) {
+    bb->active = calloc(rows, sizeof *bb->active);
+    bb->tokens = calloc(rows, sizeof *bb->tokens);
+    bb->owner = calloc(rows, sizeof *bb->owner);
+    bb->step = calloc(rows, sizeof *bb->step);
+    bb->out = malloc(rows * out_width * sizeof(float));
+    if (!bb->states || !bb->active || !bb->tokens || !bb->owner || !bb->step || !bb->out) {
         batch_free(bb);
-        return qr_fail(err, QR_ERR_NOMEM, "out of memory for an evaluation batch of %zu", batch);
+        return qr_fail(err, QR_ERR_NOMEM, "out of memory for an evaluation batch of %zu rows", rows);
     }
     bb->n = batch;
+    bb->rows = rows;
     for (size_t i = 0; i < batch; i++) {
         qr_status st = qr_state_new(m, &bb->states[i], err);
         if (st) {
@@ -66,6 +71,43 @@ static qr_status batch_alloc(const qr_model *m, size_t batch, size_t out_width, 
         }
     }
     return QR_OK;
+}
+
+/* Rows for one forward call: steps t0, t0+1, ... of the nb sequences, step-major, as many whole
+ * steps as fit in bb->rows (at least one); sequence b takes part in step t while t < len[b].
+ * Returns the row count and sets *next_t to the first step left out. */
+static size_t gather_rows(batch_buffers *bb, size_t nb, const size_t *len, size_t t0, size_t steps,
+                          size_t *next_t)
+{
+    size_t na = 0, t = t0;
+    for (; t < steps; t++) {
+        size_t here = 0;
+        for (size_t b = 0; b < nb; b++)
+            here += t < len[b];
+        if (na && na + here > bb->rows)
+            break;
+        for (size_t b = 0; b < nb; b++) {
+            if (t >= len[b])
+                continue;
+            bb->active[na] = bb->states[b];
+            bb->owner[na] = b;
+            bb->step[na] = t;
+            na++;
+        }
+    }
+    *next_t = t;
+    return na;
+}
+
+size_t qr_eval_rows(const qr_model *m, size_t batch, size_t window)
+{
+    size_t width = m->has_lm_head ? m->vocab : m->d;
+    size_t per_step = batch ? batch : 1;
+    size_t steps = QR_EVAL_OUT_BYTES / (per_step * width * sizeof(float));
+    steps = steps < 1 ? 1 : steps > window ? window : steps;
+    size_t rows = per_step * steps;
+    return rows > QR_EVAL_ROWS_MAX ? (per_step > QR_EVAL_ROWS_MAX ? per_step : QR_EVAL_ROWS_MAX / per_step * per_step)
+                                   : rows;
 }
 
 qr_status qr_eval_perplexity(qr_runner *r, const int32_t *tokens, size_t n_tokens, size_t window,
@@ -95,36 +137,31 @@ qr_status qr_eval_perplexity_with(qr_runner *r, const int32_t *tokens, size_t n_
     uint64_t total = n_tokens - n_windows;
     if (batch > n_windows)
         batch = n_windows;
+    size_t rows = qr_runner_max_batch(r) > batch ? qr_runner_max_batch(r) : batch;
     batch_buffers bb;
-    qr_status st = batch_alloc(m, batch, m->vocab, &bb, err);
+    qr_status st = batch_alloc(m, batch, rows, m->vocab, &bb, err);
     if (st)
         return st;
     uint64_t done = 0;
     for (size_t w0 = 0; w0 < n_windows; w0 += batch) {
         size_t nb = n_windows - w0 < batch ? n_windows - w0 : batch;
-        size_t len[nb];
+        size_t len[nb]; /* steps of each window: its tokens but the last, which is only a target */
         size_t steps = 0;
         for (size_t b = 0; b < nb; b++) {
             size_t start = (w0 + b) * window;
-            len[b] = n_tokens - start < window ? n_tokens - start : window;
+            len[b] = (n_tokens - start < window ? n_tokens - start : window) - 1;
             steps = len[b] > steps ? len[b] : steps;
             qr_state_reset(bb.states[b]);
         }
-        for (size_t t = 0; t + 1 < steps; t++) {
-            size_t na = 0;
-            for (size_t b = 0; b < nb; b++) {
-                if (t + 1 >= len[b])
-                    continue;
-                bb.active[na] = bb.states[b];
-                bb.tokens[na] = tokens[(w0 + b) * window + t];
-                bb.owner[na] = b;
-                na++;
-            }
+        for (size_t t = 0; t < steps;) {
+            size_t na = gather_rows(&bb, nb, len, t, steps, &t);
+            for (size_t a = 0; a < na; a++)
+                bb.tokens[a] = tokens[(w0 + bb.owner[a]) * window + bb.step[a]];
             st = qr_forward(r, bb.active, bb.tokens, na, bb.out, NULL, err);
             if (st)
                 goto done;
             for (size_t a = 0; a < na; a++) {
-                size_t pos = (w0 + bb.owner[a]) * window + t + 1;
+                size_t pos = (w0 + bb.owner[a]) * window + bb.step[a] + 1;
                 int32_t target = tokens[pos];
                 if (target < 0 || (size_t)target >= m->vocab) {
                     st = qr_fail(err, QR_ERR_INVALID, "token id %d is outside the vocabulary", (int)target);
@@ -189,8 +226,9 @@ qr_status qr_eval_accuracy_head(qr_runner *r, size_t head, const qr_labelled *it
     }
     if (batch > n_items)
         batch = n_items;
+    size_t rows = qr_runner_max_batch(r) > batch ? qr_runner_max_batch(r) : batch;
     batch_buffers bb;
-    qr_status st = batch_alloc(m, batch, m->d, &bb, err);
+    qr_status st = batch_alloc(m, batch, rows, m->d, &bb, err);
     if (st)
         return st;
     double *sums = calloc(batch * m->d, sizeof *sums);
@@ -203,22 +241,18 @@ qr_status qr_eval_accuracy_head(qr_runner *r, size_t head, const qr_labelled *it
     double nll = 0.0;
     for (size_t i0 = 0; i0 < n_items; i0 += batch) {
         size_t nb = n_items - i0 < batch ? n_items - i0 : batch;
+        size_t len[nb];
         size_t steps = 0;
         for (size_t b = 0; b < nb; b++) {
             qr_state_reset(bb.states[b]);
-            steps = items[i0 + b].n_tokens > steps ? items[i0 + b].n_tokens : steps;
+            len[b] = items[i0 + b].n_tokens;
+            steps = len[b] > steps ? len[b] : steps;
         }
         memset(sums, 0, nb * m->d * sizeof *sums);
-        for (size_t t = 0; t < steps; t++) {
-            size_t na = 0;
-            for (size_t b = 0; b < nb; b++) {
-                if (t >= items[i0 + b].n_tokens)
-                    continue;
-                bb.active[na] = bb.states[b];
-                bb.tokens[na] = items[i0 + b].tokens[t];
-                bb.owner[na] = b;
-                na++;
-            }
+        for (size_t t = 0; t < steps;) {
+            size_t na = gather_rows(&bb, nb, len, t, steps, &t);
+            for (size_t a = 0; a < na; a++)
+                bb.tokens[a] = items[i0 + bb.owner[a]].tokens[bb.step[a]];
             st = qr_forward(r, bb.active, bb.tokens, na, NULL, bb.out, err);
             if (st)
                 goto done;

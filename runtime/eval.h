@@ -1,7 +1,10 @@
 /* eval.h: perplexity and classification accuracy over a data set, on the batched path.
  *
  * Used by qslm-eval and by QSLM's sensitivity analysis and search, so both measure the same
- * thing. Sequences advance together, B at a time, one token per step. */
+ * thing. Sequences advance together, B at a time. A runner made for more rows than B takes
+ * several steps of every sequence per forward call (step-major, forward.h), so each weight is
+ * read (and, for a quantized type, dequantized) once per chunk of steps instead of once per
+ * token: qr_eval_rows says how many rows to make it for. */
 #ifndef QR_EVAL_H
 #define QR_EVAL_H
 
@@ -10,6 +13,14 @@
 
 #include "error.h"
 #include "forward.h"
+
+/* The output rows of one forward call (rows × vocab floats with an LM head) stay under this. */
+#define QR_EVAL_OUT_BYTES ((size_t)64 << 20)
+#define QR_EVAL_ROWS_MAX 1024
+
+/* The rows to make an evaluation runner for: `batch` sequences times as many steps (at most
+ * `window`) as keep one call's outputs under QR_EVAL_OUT_BYTES, and at most QR_EVAL_ROWS_MAX. */
+size_t qr_eval_rows(const qr_model *m, size_t batch, size_t window);
 
 /* Called after each batch step with work done and total (tokens). May be NULL. */
 typedef void (*qr_progress_fn)(void *ctx, uint64_t done, uint64_t total);
@@ -22,7 +33,8 @@ typedef struct {
 
 /* Splits tokens into consecutive windows of `window` tokens (the last may be shorter); each
  * window starts from a fresh state and scores its tokens 2..n given the ones before. Runs up to
- * `batch` windows at once (the runner must take that batch). */
+ * `batch` windows at once (the runner must take that batch), as many steps of them per call as
+ * the runner's rows allow. */
 qr_status qr_eval_perplexity(qr_runner *r, const int32_t *tokens, size_t n_tokens, size_t window,
                              size_t batch, qr_progress_fn progress, void *progress_ctx,
                              qr_ppl_result *out, qr_error *err);

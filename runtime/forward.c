@@ -46,7 +46,7 @@ struct qr_runner {
 static size_t runner_floats(const qr_model *m, size_t max_batch)
 {
     size_t widest = m->f > m->d ? m->f : m->d;
-    return 10 * max_batch * m->d + max_batch * m->f + qr_matmul_panel_floats(widest);
+    return 10 * max_batch * m->d + max_batch * m->f + qr_matmul_panel_floats(widest, max_batch);
 }
 
 uint64_t qr_runner_bytes(const qr_model *m, size_t max_batch)
@@ -74,7 +74,7 @@ qr_status qr_runner_new(const qr_model *m, qr_pool *pool, size_t max_batch, qr_r
     ok = ok && (r->hidden = malloc(max_batch * m->f * sizeof(float))) != NULL;
     ok = ok && (r->active = malloc(m->f * sizeof(uint32_t))) != NULL;
     size_t widest = m->f > m->d ? m->f : m->d;
-    ok = ok && (r->panel = malloc(qr_matmul_panel_floats(widest) * sizeof(float))) != NULL;
+    ok = ok && (r->panel = malloc(qr_matmul_panel_floats(widest, max_batch) * sizeof(float))) != NULL;
     if (!ok) {
         qr_runner_free(r);
         return qr_fail(err, QR_ERR_NOMEM, "out of memory for the runner (batch %zu)", max_batch);
@@ -108,6 +108,11 @@ void qr_runner_set_observer(qr_runner *r, qr_product_observer fn, void *ctx)
 const qr_model *qr_runner_model(const qr_runner *r)
 {
     return r->m;
+}
+
+size_t qr_runner_max_batch(const qr_runner *r)
+{
+    return r->max_batch;
 }
 
 /* ---------------------------------------------------------------- small pure helpers */

@@ -37,6 +37,8 @@ uint64_t qr_runner_bytes(const qr_model *m, size_t max_batch);
 /* Records spikes into trace from now on (NULL stops recording). */
 void qr_runner_set_trace(qr_runner *r, qr_spike_trace *trace);
 const qr_model *qr_runner_model(const qr_runner *r);
+/* The most rows one qr_forward call takes (the max_batch it was made for). */
+size_t qr_runner_max_batch(const qr_runner *r);
 
 /* Sees the input of every dense product before it runs: x is B rows of w->cols floats. QSLM
  * gathers each matrix's per-column mean squared activation with it (the importance its
@@ -44,7 +46,10 @@ const qr_model *qr_runner_model(const qr_runner *r);
 typedef void (*qr_product_observer)(void *ctx, const qr_matrix *w, const float *x, size_t B);
 void qr_runner_set_observer(qr_runner *r, qr_product_observer fn, void *ctx);
 
-/* Advances states[b] by tokens[b] for b < B. Writes, when not NULL, logits (B × vocab, needs an
+/* Advances states[b] by tokens[b] for b < B. Rows run in order wherever one depends on another's
+ * state, so a state may appear in several rows: rows t·S .. t·S + S - 1 holding S sequences at
+ * step t, for T steps, advance each of them T tokens (a chunk), every product over all T·S rows
+ * at once. The evaluators use that (eval.h). Writes, when not NULL, logits (B × vocab, needs an
  * LM head) and features (B × d: ln_out(x), what the classifier averages). Fails without touching
  * any state if a token is out of range or B exceeds the runner's batch. */
 qr_status qr_forward(qr_runner *r, qr_state *const *states, const int32_t *tokens, size_t B,

@@ -17,6 +17,10 @@
 #define PANEL_ROWS 64      /* rows dequantized at a time for a batched product: the panel is
                               part of every served footprint, so kept small (64 x 1536 floats
                               is 384 KiB for the default model) */
+#define WIDE_PANEL_ROWS 512 /* the same for products of WIDE_PANEL_FROM rows or more (chunked
+                               evaluation): BLAS packs X once per panel, so 64-row panels of a
+                               320-row X spent more time packing X than multiplying */
+#define WIDE_PANEL_FROM 128
 #define MAX_JOBS 8
 #define X8_STACK_GROUPS 64  /* 20 KiB of rounded inputs on the stack: up to 16384 columns */
 #define GUARD 128           /* bytes kept clear around what the workers read: a line pair */
@@ -128,9 +132,14 @@ void qr_blas_use_one_thread(void)
     openblas_set_num_threads(1);
 }
 
-size_t qr_matmul_panel_floats(size_t cols)
+static size_t panel_rows(size_t B)
 {
-    return PANEL_ROWS * cols;
+    return B >= WIDE_PANEL_FROM ? WIDE_PANEL_ROWS : PANEL_ROWS;
+}
+
+size_t qr_matmul_panel_floats(size_t cols, size_t max_rows)
+{
+    return panel_rows(max_rows) * cols;
 }
 
 void qr_matmul(const qr_matrix *w, const float *X, size_t B, float *Y, float *panel)
@@ -141,8 +150,9 @@ void qr_matmul(const qr_matrix *w, const float *X, size_t B, float *Y, float *pa
                     (const float *)w->data, k, 0.0f, Y, ldc);
         return;
     }
-    for (size_t r0 = 0; r0 < w->rows; r0 += PANEL_ROWS) {
-        size_t n = w->rows - r0 < PANEL_ROWS ? w->rows - r0 : PANEL_ROWS;
+    size_t step = panel_rows(B);
+    for (size_t r0 = 0; r0 < w->rows; r0 += step) {
+        size_t n = w->rows - r0 < step ? w->rows - r0 : step;
         for (size_t r = 0; r < n; r++)
             w->ops->to_float((const char *)w->data + (r0 + r) * w->row_bytes, panel + r * w->cols,
                              w->cols);

@@ -8,6 +8,7 @@
 #ifndef QR_LINEAR_H
 #define QR_LINEAR_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -41,9 +42,17 @@ void qr_matvec_multi(qr_pool *pool, const qr_matvec_job *jobs, size_t n_jobs);
  * one thread against 72 s with two (this machine, 2 cores). Process-wide, so it is for a tool's
  * start-up to call, not for the library to decide. */
 void qr_blas_use_one_thread(void);
+/* OpenBLAS's kernel family ("SkylakeX", "Haswell", "Prescott", ...). */
+const char *qr_blas_core(void);
+/* For a tool's first lines: when OpenBLAS fell back to generic kernels on a CPU it does not know
+ * (blas_core.c) and OPENBLAS_CORETYPE is unset, sets it to what the CPU supports and runs the
+ * program again (execv of /proc/self/exe with argv); returns only when nothing is to be done or
+ * the exec failed. */
+void qr_blas_use_capable_core(char **argv);
 
-/* Y (B × rows) = X (B × cols) · Wᵀ. `panel` is scratch of qr_matmul_panel_floats(w) floats. */
+/* Y (B × rows) = X (B × cols) · Wᵀ. `panel` is scratch of qr_matmul_panel_floats(w->cols, B')
+ * floats for some B' >= B. */
 void qr_matmul(const qr_matrix *w, const float *X, size_t B, float *Y, float *panel);
-size_t qr_matmul_panel_floats(size_t cols);
+size_t qr_matmul_panel_floats(size_t cols, size_t max_rows);
 
 #endif

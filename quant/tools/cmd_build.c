@@ -109,7 +109,7 @@ static void *accuracy_thread(void *arg)
 {
     accuracy_job *j = arg;
     qr_runner *r = NULL;
-    j->st = qr_runner_new(j->m, NULL, TEST_BATCH, &r, &j->err);
+    j->st = qr_runner_new(j->m, NULL, qr_eval_rows(j->m, TEST_BATCH, TEST_WINDOW), &r, &j->err);
     if (j->st == QR_OK)
         j->st = qr_eval_accuracy(r, j->td->test_items, j->td->n_test_items, TEST_BATCH, NULL, NULL, &j->acc, &j->err);
     qr_runner_free(r);
@@ -127,7 +127,7 @@ static qr_status measure_variant(const char *path, qq_session *s, const qq_test_
     uint8_t digest[QR_SHA256_BYTES];
     qr_status st;
     if ((st = qr_sha256_file(path, digest, &v->file_bytes, err)) || (st = qr_model_file_open(path, &f, err)) ||
-        (st = qr_model_bind(f, &m, err)) || (st = qr_runner_new(m, s->pool, TEST_BATCH, &r, err)))
+        (st = qr_model_bind(f, &m, err)) || (st = qr_runner_new(m, s->pool, qr_eval_rows(m, TEST_BATCH, TEST_WINDOW), &r, err)))
         goto out;
     qr_sha256_to_hex(digest, v->sha256);
     v->footprint = qr_footprint_of(m, serve_batch).total;

@@ -111,6 +111,7 @@ static int parse_max_tier(const char *arg, qq_tier *out)
 
 int main(int argc, char **argv)
 {
+    qr_blas_use_capable_core(argv);
     qr_blas_use_one_thread();
     if (argc < 2) {
         fputs(usage, stderr);

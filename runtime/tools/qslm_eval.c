@@ -341,6 +341,7 @@ static int check_tokenizer(const char *path)
 
 int main(int argc, char **argv)
 {
+    qr_blas_use_capable_core(argv);
     qr_blas_use_one_thread();
     options o;
     if (parse_options(argc, argv, &o))
@@ -377,7 +378,7 @@ int main(int argc, char **argv)
         }
     }
     rc = EXIT_RUNTIME;
-    if (qr_pool_new(o.threads, &pool, &err) || qr_runner_new(model, pool, o.batch, &runner, &err)) {
+    if (qr_pool_new(o.threads, &pool, &err) || qr_runner_new(model, pool, qr_eval_rows(model, o.batch, o.window), &runner, &err)) {
         fprintf(stderr, "qslm-eval: %s\n", err.msg);
         goto out;
     }

@@ -339,7 +339,7 @@ static void bench_matmul(uint32_t type, size_t B)
     size_t rows = 3072, cols = 768;
     uint64_t rb;
     float *w = malloc(rows * cols * sizeof *w), *X = malloc(B * cols * sizeof *X);
-    float *Y = malloc(B * rows * sizeof *Y), *panel = malloc(qr_matmul_panel_floats(cols) * sizeof(float));
+    float *Y = malloc(B * rows * sizeof *Y), *panel = malloc(qr_matmul_panel_floats(cols, B) * sizeof(float));
     void *q = qr_type_bytes(type, cols, &rb) ? malloc(rows * (size_t)rb) : NULL;
     if (!w || !X || !Y || !panel || !q) {
         fprintf(stderr, "bench-decode: out of memory for the matmul bench\n");
@@ -373,6 +373,7 @@ out:
 
 int main(int argc, char **argv)
 {
+    qr_blas_use_capable_core(argv);
     static const struct option longopts[] = {{"threads", required_argument, NULL, 'j'},
                                              {"tokens", required_argument, NULL, 'n'},
                                              {"runs", required_argument, NULL, 'r'},

@@ -329,7 +329,7 @@ static void test_matmul_matches_matvec(void **state)
         float X[5 * 64], Y[5 * 300], y[300];
         for (size_t i = 0; i < B * cols; i++)
             X[i] = frand();
-        float *panel = malloc(qr_matmul_panel_floats(cols) * sizeof(float));
+        float *panel = malloc(qr_matmul_panel_floats(cols, B) * sizeof(float));
         qr_matmul(&w, X, B, Y, panel);
         for (size_t b = 0; b < B; b++) {
             qr_matvec_job job = {&w, X + b * cols, y};

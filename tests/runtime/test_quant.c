@@ -416,7 +416,7 @@ static void test_matvec_nmse(void **state)
             fail_msg("%s: NMSE %g over %g", qr_type_get(quant_types[t])->name, se / ss, bound);
         /* The batched path (to_float + sgemm, x in f32) agrees with the decode path to within
          * x's rounding. */
-        float Y[256], *panel = malloc(qr_matmul_panel_floats(cols) * sizeof(float));
+        float Y[256], *panel = malloc(qr_matmul_panel_floats(cols, 1) * sizeof(float));
         qr_matmul(&m, x, 1, Y, panel);
         double d2 = 0;
         for (size_t r = 0; r < rows; r++)

@@ -140,6 +140,10 @@ qr_status synthetic_model_write(const synthetic_shape *sh, const char *path, qr_
     TRY(qr_model_writer_set_u64(w, "model.n_ffn", f, err));
     TRY(qr_model_writer_set_u64(w, "model.vocab_size", sh->vocab, err));
     TRY(qr_model_writer_set_bool(w, "spike.ffn_hidden", sh->spike_ffn_hidden, err));
+    if (sh->no_spikes) {
+        TRY(qr_model_writer_set_bool(w, "spike.att", false, err));
+        TRY(qr_model_writer_set_bool(w, "spike.ffn", false, err));
+    }
     float ws = 1.0f / sqrtf((float)d);
     TRY(add(w, &o, "emb.weight", sh->vocab, d, et, 1.0f, 0.0f, &seed, pool, err));
     TRY(add(w, &o, "blocks.0.ln0.weight", 1, d, QR_TYPE_F32, 0.1f, 1.0f, &seed, NULL, err));

@@ -26,6 +26,8 @@ typedef struct {
     qr_pool *pool;          /* quantization runs over it when not NULL */
     bool spike_ffn_hidden;  /* LIF hidden units, value matrix stored transposed (f × d); the
                                key weights are doubled so that about 1 in 6 units fires */
+    bool no_spikes;         /* RWKV-4: spike.att and spike.ffn off (a smooth function of the
+                               weights, for tests that bound numeric differences) */
     const char *tasks[8];   /* named heads instead of n_classes, "NAME=LABEL,LABEL,...", head 0 first */
     size_t n_tasks;
 } synthetic_shape;
