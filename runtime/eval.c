@@ -73,9 +73,11 @@ static qr_status batch_alloc(const qr_model *m, size_t batch, size_t rows, size_
     return QR_OK;
 }
 
-/* Rows for one forward call: steps t0, t0+1, ... of the nb sequences, step-major, as many whole
- * steps as fit in bb->rows (at least one); sequence b takes part in step t while t < len[b].
- * Returns the row count and sets *next_t to the first step left out. */
+/* Rows for one forward call: steps t0, t0+1, ... of the nb sequences, as many whole steps as fit
+ * in bb->rows (at least one); sequence b takes part in step t while t < len[b]. The rows are
+ * sequence-major (each sequence's steps in order, then the next sequence's), so the runner can
+ * hand whole sequences to different threads (forward.h). Returns the row count and sets
+ * *next_t to the first step left out. */
 static size_t gather_rows(batch_buffers *bb, size_t nb, const size_t *len, size_t t0, size_t steps,
                           size_t *next_t)
 {
@@ -86,16 +88,17 @@ static size_t gather_rows(batch_buffers *bb, size_t nb, const size_t *len, size_
             here += t < len[b];
         if (na && na + here > bb->rows)
             break;
-        for (size_t b = 0; b < nb; b++) {
-            if (t >= len[b])
-                continue;
-            bb->active[na] = bb->states[b];
-            bb->owner[na] = b;
-            bb->step[na] = t;
-            na++;
-        }
+        na += here;
     }
     *next_t = t;
+    size_t row = 0;
+    for (size_t b = 0; b < nb; b++)
+        for (size_t s = t0; s < t && s < len[b]; s++) {
+            bb->active[row] = bb->states[b];
+            bb->owner[row] = b;
+            bb->step[row] = s;
+            row++;
+        }
     return na;
 }
 

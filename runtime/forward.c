@@ -38,6 +38,10 @@ struct qr_runner {
     uint32_t *active; /* f: positions of the hidden spikes of one item (spike.ffn_hidden) */
     qr_product_observer observer;
     void *observer_ctx;
+    /* Runners of their own (no pool) for the parts of a call split between the pool's threads */
+    qr_runner *part[QR_RUNNER_PARTS_MAX];
+    size_t n_parts;
+    uint64_t split_calls;
 };
 
 /* ---------------------------------------------------------------- runner */
@@ -79,6 +83,17 @@ qr_status qr_runner_new(const qr_model *m, qr_pool *pool, size_t max_batch, qr_r
         qr_runner_free(r);
         return qr_fail(err, QR_ERR_NOMEM, "out of memory for the runner (batch %zu)", max_batch);
     }
+    size_t threads = pool ? (size_t)qr_pool_threads(pool) : 1;
+    if (threads > 1 && max_batch >= 2 * QR_PART_MIN_ROWS) {
+        r->n_parts = threads < QR_RUNNER_PARTS_MAX ? threads : QR_RUNNER_PARTS_MAX;
+        for (size_t i = 0; i < r->n_parts; i++) {
+            qr_status st = qr_runner_new(m, NULL, max_batch, &r->part[i], err);
+            if (st) {
+                qr_runner_free(r);
+                return st;
+            }
+        }
+    }
     *out = r;
     return QR_OK;
 }
@@ -88,6 +103,8 @@ void qr_runner_free(qr_runner *r)
     if (!r)
         return;
     float *bufs[] = {r->x, r->xn, r->xk, r->xv, r->xr, r->k, r->v, r->r, r->wkv, r->out, r->hidden, r->panel};
+    for (size_t i = 0; i < r->n_parts; i++)
+        qr_runner_free(r->part[i]);
     free(r->active);
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         free(bufs[i]);
@@ -113,6 +130,11 @@ const qr_model *qr_runner_model(const qr_runner *r)
 size_t qr_runner_max_batch(const qr_runner *r)
 {
     return r->max_batch;
+}
+
+uint64_t qr_runner_split_calls(const qr_runner *r)
+{
+    return r->split_calls;
 }
 
 /* ---------------------------------------------------------------- small pure helpers */
@@ -354,21 +376,12 @@ static void channel_mix(qr_runner *r, qr_state *const *states, size_t B, size_t 
 
 /* ---------------------------------------------------------------- the model */
 
-qr_status qr_forward(qr_runner *r, qr_state *const *states, const int32_t *tokens, size_t B,
-                     float *logits, float *features, qr_error *err)
+/* The forward pass over B checked rows, on this runner's buffers. */
+static void forward_rows(qr_runner *r, qr_state *const *states, const int32_t *tokens, size_t B, float *logits,
+                         float *features)
 {
     const qr_model *m = r->m;
     size_t d = m->d;
-    if (B == 0 || B > r->max_batch)
-        return qr_fail(err, QR_ERR_INVALID, "batch of %zu sequences; this runner takes 1..%zu", B,
-                       r->max_batch);
-    for (size_t b = 0; b < B; b++)
-        if (tokens[b] < 0 || (size_t)tokens[b] >= m->vocab)
-            return qr_fail(err, QR_ERR_INVALID, "token id %d is outside the vocabulary (0..%zu)",
-                           (int)tokens[b], m->vocab - 1);
-    if (logits && !m->has_lm_head)
-        return qr_fail(err, QR_ERR_INVALID, "logits requested but the model has no LM head");
-
     for (size_t b = 0; b < B; b++) {
         float *x = r->x + b * d;
         m->emb.ops->to_float((const char *)m->emb.data + (size_t)tokens[b] * m->emb.row_bytes, x, d);
@@ -394,6 +407,89 @@ qr_status qr_forward(qr_runner *r, qr_state *const *states, const int32_t *token
         const qr_matvec_job head = {&m->head, r->xn, logits};
         project(r, &head, 1, B);
     }
+}
+
+/* ---------------------------------------------------------------- splitting a call */
+
+typedef struct {
+    qr_runner *r;
+    qr_state *const *states;
+    const int32_t *tokens;
+    float *logits, *features;
+    size_t bound[QR_RUNNER_PARTS_MAX + 1]; /* part i is rows [bound[i], bound[i + 1]) */
+} split_call;
+
+static void part_task(void *arg, size_t i)
+{
+    split_call *c = arg;
+    size_t lo = c->bound[i], n = c->bound[i + 1] - lo;
+    if (n == 0)
+        return;
+    const qr_model *m = c->r->m;
+    forward_rows(c->r->part[i], c->states + lo, c->tokens + lo, n, c->logits ? c->logits + lo * m->vocab : NULL,
+                 c->features ? c->features + lo * m->d : NULL);
+}
+
+/* Whether each state's rows are consecutive (sequence-major rows, as the evaluators lay them
+ * out): then cuts between two states give parts that share no state and can run at once. */
+static bool states_contiguous(qr_state *const *states, size_t B)
+{
+    for (size_t i = 1; i < B; i++) {
+        if (states[i] == states[i - 1])
+            continue;
+        for (size_t j = 0; j + 1 < i; j++)
+            if (states[j] == states[i])
+                return false;
+    }
+    return true;
+}
+
+/* Cuts rows [0, B) into up to n parts of about B / n rows each, at state boundaries; returns
+ * false when that leaves only one part. */
+static bool plan_split(qr_state *const *states, size_t B, size_t n, size_t *bound)
+{
+    bound[0] = 0;
+    size_t parts = 0;
+    for (size_t i = 1; i < n; i++) {
+        size_t cut = B * i / n;
+        if (cut <= bound[parts])
+            cut = bound[parts] + 1;
+        while (cut < B && states[cut] == states[cut - 1])
+            cut++;
+        if (cut >= B)
+            break;
+        bound[++parts] = cut;
+    }
+    bound[++parts] = B;
+    for (size_t i = parts + 1; i <= n; i++)
+        bound[i] = B;
+    return parts > 1;
+}
+
+qr_status qr_forward(qr_runner *r, qr_state *const *states, const int32_t *tokens, size_t B,
+                     float *logits, float *features, qr_error *err)
+{
+    const qr_model *m = r->m;
+    if (B == 0 || B > r->max_batch)
+        return qr_fail(err, QR_ERR_INVALID, "batch of %zu sequences; this runner takes 1..%zu", B,
+                       r->max_batch);
+    for (size_t b = 0; b < B; b++)
+        if (tokens[b] < 0 || (size_t)tokens[b] >= m->vocab)
+            return qr_fail(err, QR_ERR_INVALID, "token id %d is outside the vocabulary (0..%zu)",
+                           (int)tokens[b], m->vocab - 1);
+    if (logits && !m->has_lm_head)
+        return qr_fail(err, QR_ERR_INVALID, "logits requested but the model has no LM head");
+    /* Large calls whose sequences can be told apart run as independent parts, one per thread,
+     * each multiplying its own rows single-threaded: for chunked evaluation that used both
+     * cores better than BLAS's own threads. Observers and traces see one stream of calls. */
+    split_call c = {r, states, tokens, logits, features, {0}};
+    if (r->n_parts > 1 && B >= 2 * QR_PART_MIN_ROWS && !r->observer && !r->trace &&
+        states_contiguous(states, B) && plan_split(states, B, r->n_parts, c.bound)) {
+        qr_pool_run(r->pool, r->n_parts, part_task, &c);
+        r->split_calls++;
+        return QR_OK;
+    }
+    forward_rows(r, states, tokens, B, logits, features);
     return QR_OK;
 }
 

@@ -27,6 +27,12 @@ typedef struct {
 
 typedef struct qr_runner qr_runner;
 
+/* A runner made with a pool of several threads and for at least 2 × QR_PART_MIN_ROWS rows keeps
+ * up to QR_RUNNER_PARTS_MAX runners of its own: a call of that many rows whose states' rows are
+ * consecutive (sequence-major) runs as one part per thread. */
+#define QR_RUNNER_PARTS_MAX 8
+#define QR_PART_MIN_ROWS 32
+
 /* Scratch for batches of up to max_batch sequences. The pool (may be NULL: single-threaded)
  * and the model must outlive the runner. */
 qr_status qr_runner_new(const qr_model *m, qr_pool *pool, size_t max_batch, qr_runner **out,
@@ -39,6 +45,8 @@ void qr_runner_set_trace(qr_runner *r, qr_spike_trace *trace);
 const qr_model *qr_runner_model(const qr_runner *r);
 /* The most rows one qr_forward call takes (the max_batch it was made for). */
 size_t qr_runner_max_batch(const qr_runner *r);
+/* How many calls ran split into parts so far (benchmarks and tests look). */
+uint64_t qr_runner_split_calls(const qr_runner *r);
 
 /* Sees the input of every dense product before it runs: x is B rows of w->cols floats. QSLM
  * gathers each matrix's per-column mean squared activation with it (the importance its

@@ -8,7 +8,6 @@
 #include <errno.h>
 #include <libgen.h>
 #include <math.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -94,28 +93,6 @@ typedef struct {
     char sha256[QR_SHA256_HEX_SIZE];
 } variant_figures;
 
-/* The test sentences' accuracy, on a thread of its own with its own runner (the model is
- * read-only), while the calling thread measures perplexity: the batched evaluation runs on one
- * core (qr_blas_use_one_thread), so the two halves of the test measurement share the two. */
-typedef struct {
-    const qr_model *m;
-    const qq_test_data *td;
-    qr_acc_result acc;
-    qr_status st;
-    qr_error err;
-} accuracy_job;
-
-static void *accuracy_thread(void *arg)
-{
-    accuracy_job *j = arg;
-    qr_runner *r = NULL;
-    j->st = qr_runner_new(j->m, NULL, qr_eval_rows(j->m, TEST_BATCH, TEST_WINDOW), &r, &j->err);
-    if (j->st == QR_OK)
-        j->st = qr_eval_accuracy(r, j->td->test_items, j->td->n_test_items, TEST_BATCH, NULL, NULL, &j->acc, &j->err);
-    qr_runner_free(r);
-    return NULL;
-}
-
 /* Everything the manifest says about a written variant file, measured on it. */
 static qr_status measure_variant(const char *path, qq_session *s, const qq_test_data *td, size_t serve_batch,
                                  variant_figures *v, qr_error *err)
@@ -131,35 +108,25 @@ static qr_status measure_variant(const char *path, qq_session *s, const qq_test_
         goto out;
     qr_sha256_to_hex(digest, v->sha256);
     v->footprint = qr_footprint_of(m, serve_batch).total;
-    accuracy_job acc = {.m = m, .td = td};
-    pthread_t acc_thread;
-    bool acc_running = false;
+    /* One after the other: the runner splits each chunk's sequences between the pool's threads
+     * (forward.h), so each half of the test measurement has both cores. */
     if (m->n_classes && td->n_test_items) {
         qq_progress(s, "%s: accuracy on the test sentences (%zu)", path, td->n_test_items);
-        acc_running = pthread_create(&acc_thread, NULL, accuracy_thread, &acc) == 0;
-        if (!acc_running)
-            accuracy_thread(&acc); /* no thread: the same work, in turn */
+        qr_acc_result acc;
+        if ((st = qr_eval_accuracy(r, td->test_items, td->n_test_items, TEST_BATCH, NULL, NULL, &acc, err)))
+            goto out;
+        v->cls = true;
+        v->accuracy = acc.accuracy;
+        v->head_ok[0] = true;
+        v->head_acc[0] = v->accuracy;
     }
     if (m->has_lm_head && td->n_test >= 2) {
         qq_progress(s, "%s: perplexity on the test text (%zu tokens)", path, td->n_test);
         qr_ppl_result ppl;
-        st = qr_eval_perplexity(r, td->test_ids, td->n_test, TEST_WINDOW, TEST_BATCH, NULL, NULL, &ppl, err);
-        v->lm = st == QR_OK;
-        v->ppl = ppl.ppl;
-    }
-    if (acc_running)
-        pthread_join(acc_thread, NULL);
-    if (st)
-        goto out;
-    if (m->n_classes && td->n_test_items) {
-        if ((st = acc.st)) {
-            qr_fail(err, st, "%s", acc.err.msg);
+        if ((st = qr_eval_perplexity(r, td->test_ids, td->n_test, TEST_WINDOW, TEST_BATCH, NULL, NULL, &ppl, err)))
             goto out;
-        }
-        v->cls = true;
-        v->accuracy = acc.acc.accuracy;
-        v->head_ok[0] = true;
-        v->head_acc[0] = v->accuracy;
+        v->lm = true;
+        v->ppl = ppl.ppl;
     }
     /* The other heads that have test sentences, one after the other. */
     for (size_t h = 1; h < QQ_HEADS_MAX && h < m->head_info.n; h++) {

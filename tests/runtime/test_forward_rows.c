@@ -9,6 +9,7 @@
  *   - chunk_equals_steps: T steps of S sequences in one call (T·S rows, what the evaluators do)
  *     give the states and logits of T calls of S rows, within CHUNK_TOL, spikes included: both
  *     sides multiply on the same BLAS path, so a spike that flips would be a bug, not rounding;
+ *   - split_between_threads: a call split into parts on a pool's threads equals the same unsplit;
  *   - eval_chunked_equals_unchunked: qr_eval_perplexity and qr_eval_accuracy on a runner made
  *     for qr_eval_rows rows equal the same on a runner of `batch` rows, ragged windows and items
  *     of unequal length included. */
@@ -27,6 +28,7 @@
 #include "forward.h"
 #include "model.h"
 #include "model_file.h"
+#include "pool.h"
 #include "state.h"
 #include "synthetic_model.h"
 #include "tensor_types.h"
@@ -275,12 +277,70 @@ static void test_eval_chunked_equals_unchunked(void **state)
     close_model(&fx);
 }
 
+/* A runner with a 2-thread pool splits a large sequence-major call into parts that run at once;
+ * the logits and states equal those of a runner without a pool. A step-major call (a state's rows
+ * not consecutive) must not be split, and still be right. */
+static void test_split_between_threads(void **state)
+{
+    (void)state;
+    model_fixture fx;
+    open_model(&fx, QR_TYPE_Q4_1, true, 0);
+    const qr_model *m = fx.m;
+    enum { S = 9, T = 8, N = S * T };
+    qr_pool *pool = NULL;
+    qr_runner *split = NULL, *plain = NULL;
+    qr_error err;
+    assert_int_equal(qr_pool_new(2, &pool, &err), QR_OK);
+    assert_int_equal(qr_runner_new(m, pool, N, &split, &err), QR_OK);
+    assert_int_equal(qr_runner_new(m, NULL, N, &plain, &err), QR_OK);
+    for (int layout = 0; layout < 2; layout++) { /* 0: sequence-major, 1: step-major */
+        qr_state *a[S], *b[S], *ra[N], *rb[N];
+        int32_t toks[N];
+        for (size_t s = 0; s < S; s++) {
+            assert_int_equal(qr_state_new(m, &a[s], &err), QR_OK);
+            assert_int_equal(qr_state_new(m, &b[s], &err), QR_OK);
+        }
+        for (size_t s = 0; s < S; s++)
+            for (size_t t = 0; t < T; t++) {
+                size_t row = layout == 0 ? s * T + t : t * S + s;
+                ra[row] = a[s];
+                rb[row] = b[s];
+                toks[row] = token_at(s, t, m->vocab);
+            }
+        float *la = malloc(N * m->vocab * sizeof *la), *lb = malloc(N * m->vocab * sizeof *lb);
+        uint64_t before = qr_runner_split_calls(split);
+        assert_int_equal(qr_forward(split, ra, toks, N, la, NULL, &err), QR_OK);
+        assert_int_equal(qr_forward(plain, rb, toks, N, lb, NULL, &err), QR_OK);
+        assert_int_equal(qr_runner_split_calls(split) - before, layout == 0 ? 1 : 0);
+        double worst = 0;
+        for (size_t i = 0; i < (size_t)N * m->vocab; i++)
+            worst = fmax(worst, fabs((double)la[i] - lb[i]));
+        for (size_t s = 0; s < S; s++)
+            for (size_t i = 0; i < a[s]->n_layer * a[s]->layer_floats; i++)
+                worst = fmax(worst, fabs((double)a[s]->data[i] - b[s]->data[i]));
+        if (!(worst <= 1e-6))
+            fail_msg("%s rows: the split runner differs from the plain one by %g",
+                     layout == 0 ? "sequence-major" : "step-major", worst);
+        for (size_t s = 0; s < S; s++) {
+            qr_state_free(a[s]);
+            qr_state_free(b[s]);
+        }
+        free(la);
+        free(lb);
+    }
+    qr_runner_free(split);
+    qr_runner_free(plain);
+    qr_pool_free(pool);
+    close_model(&fx);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_rows_match_decode),
         cmocka_unit_test(test_chunk_equals_steps),
         cmocka_unit_test(test_eval_chunked_equals_unchunked),
+        cmocka_unit_test(test_split_between_threads),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
