@@ -13,6 +13,7 @@
 #include "tensor_types.h"
 
 #define N_CODES QR_TYPE_CODE_LIMIT
+#define QQ_CACHE_MIN ((uint64_t)64 << 20)
 #define QQ_EVAL_STEPS 128 /* at most this many steps of each window per forward call */
 
 typedef struct {
@@ -36,6 +37,9 @@ struct qq_measurer {
     qr_matrix **slots;   /* per master tensor: its matrix in `view`, or NULL for vectors */
     void **cache;        /* per tensor × type code: quantized copy, made on first use */
     size_t *cache_row_bytes;
+    uint64_t *cache_used; /* per slot: the setting (stamp) that last used it */
+    uint64_t stamp;       /* settings applied so far */
+    uint64_t cache_bytes, cache_limit;
     memo_entry *memo;    /* settings already measured, per split: a search and the budgets of a
                             build meet the same settings again */
     size_t n_memo, cap_memo;
@@ -216,11 +220,34 @@ static qr_status measure_model(qq_measurer *q, qr_runner *r, const qr_model *m, 
     return QR_OK;
 }
 
+/* Frees the least recently used copies that the setting being applied does not use, until `need`
+ * more bytes fit under the limit (or nothing else can go). Copies are cheap to make again; at
+ * hundreds of millions of parameters keeping every (tensor, type) ever tried would hold several
+ * times the master. */
+static void make_room(qq_measurer *q, uint64_t need)
+{
+    size_t n = qr_model_file_tensor_count(q->master) * N_CODES;
+    while (q->cache_bytes + need > q->cache_limit) {
+        size_t victim = n;
+        for (size_t i = 0; i < n; i++)
+            if (q->cache[i] && q->cache_used[i] < q->stamp &&
+                (victim == n || q->cache_used[i] < q->cache_used[victim]))
+                victim = i;
+        if (victim == n)
+            return;
+        const qr_matrix *src = q->slots[victim / N_CODES];
+        q->cache_bytes -= (uint64_t)src->rows * q->cache_row_bytes[victim];
+        free(q->cache[victim]);
+        q->cache[victim] = NULL;
+    }
+}
+
 /* The quantized copy of master tensor i at `type`, made on first use with the quantizer a
  * variant file written by qq_write_setting gets, so a setting measured here is the file. */
 static qr_status cached_tensor(qq_measurer *q, size_t i, uint32_t type, qr_error *err)
 {
     size_t slot = i * N_CODES + type;
+    q->cache_used[slot] = q->stamp;
     if (q->cache[slot])
         return QR_OK;
     const qr_tensor_info *t = qr_model_file_tensor(q->master, i);
@@ -232,6 +259,7 @@ static qr_status cached_tensor(qq_measurer *q, size_t i, uint32_t type, qr_error
     if (!qr_type_bytes(type, src->cols, &row_bytes))
         return qr_fail(err, QR_ERR_INVALID, "tensor '%s' (%zu columns) cannot be stored as %s", t->name,
                        src->cols, qr_type_get(type)->name);
+    make_room(q, src->rows * row_bytes);
     void *buf = malloc(src->rows * (size_t)row_bytes);
     if (!buf)
         return qr_fail(err, QR_ERR_NOMEM, "out of memory for tensor '%s' as %s", t->name,
@@ -243,6 +271,7 @@ static qr_status cached_tensor(qq_measurer *q, size_t i, uint32_t type, qr_error
     }
     q->cache[slot] = buf;
     q->cache_row_bytes[slot] = (size_t)row_bytes;
+    q->cache_bytes += src->rows * row_bytes;
     return QR_OK;
 }
 
@@ -250,6 +279,7 @@ static qr_status cached_tensor(qq_measurer *q, size_t i, uint32_t type, qr_error
 static qr_status apply_setting(qq_measurer *q, const uint32_t *types, qr_error *err)
 {
     size_t n = qr_model_file_tensor_count(q->master);
+    q->stamp++;
     for (size_t i = 0; i < n; i++) {
         qr_matrix *dst = q->slots[i];
         if (!dst)
@@ -296,13 +326,15 @@ qr_status qq_measurer_new(const qr_model_file *master, qr_pool *pool, const qq_s
     q->slots = calloc(n, sizeof *q->slots);
     q->cache = calloc(n * N_CODES, sizeof *q->cache);
     q->cache_row_bytes = calloc(n * N_CODES, sizeof *q->cache_row_bytes);
+    q->cache_used = calloc(n * N_CODES, sizeof *q->cache_used);
     q->act_sums = calloc(n ? n : 1, sizeof *q->act_sums);
     q->act_rows = calloc(n ? n : 1, sizeof *q->act_rows);
     q->importance = calloc(n ? n : 1, sizeof *q->importance);
     q->imp_entries = calloc(n ? n : 1, sizeof *q->imp_entries);
     q->ref_logp = calib->tokens ? malloc(calib->n_tokens * q->vocab * sizeof(float)) : NULL;
     q->ref_cls = calib->items && q->n_classes ? malloc(calib->n_items * q->n_classes * sizeof(float)) : NULL;
-    if (!q->view.layers || !q->view.cls || !q->slots || !q->cache || !q->cache_row_bytes || !q->act_sums || !q->act_rows ||
+    if (!q->view.layers || !q->view.cls || !q->slots || !q->cache || !q->cache_row_bytes || !q->cache_used ||
+        !q->act_sums || !q->act_rows ||
         !q->importance || !q->imp_entries ||
         (calib->tokens && !q->ref_logp) || (calib->items && q->n_classes && !q->ref_cls)) {
         st = qr_fail(err, QR_ERR_NOMEM, "out of memory for the measurer (reference outputs of %zu tokens x %zu)",
@@ -314,7 +346,12 @@ qr_status qq_measurer_new(const qr_model_file *master, qr_pool *pool, const qq_s
     for (size_t i = 0; i < n; i++) {
         const qr_tensor_info *t = qr_model_file_tensor(master, i);
         q->slots[i] = t->n_dims == 2 ? qr_model_matrix(&q->view, t->name) : NULL;
+        if (q->slots[i])
+            q->cache_limit += (uint64_t)q->slots[i]->rows * q->slots[i]->cols * sizeof(float);
     }
+    /* Quantized copies kept beyond the setting in use: a quarter of the master's matrices (a
+     * whole setting at up to 8 bits), at least QQ_CACHE_MIN. */
+    q->cache_limit = q->cache_limit / 4 > QQ_CACHE_MIN ? q->cache_limit / 4 : QQ_CACHE_MIN;
     /* Several steps of every window per forward call (eval.h): each weight dequantized once per
      * chunk; the validation split's longer windows take the same rows. */
     if ((st = qr_runner_new(&q->view, pool, qr_eval_rows(&q->view, batch, QQ_EVAL_STEPS), &q->runner, err)))
@@ -341,6 +378,7 @@ void qq_measurer_free(qq_measurer *q)
         free(q->cache[i]);
     free(q->cache);
     free(q->cache_row_bytes);
+    free(q->cache_used);
     for (size_t i = 0; i < q->n_memo; i++)
         free(q->memo[i].types);
     free(q->memo);
@@ -362,6 +400,16 @@ void qq_measurer_free(qq_measurer *q)
     free(q->ref_logp);
     free(q->ref_cls);
     free(q);
+}
+
+void qq_measurer_set_cache_limit(qq_measurer *q, uint64_t bytes)
+{
+    q->cache_limit = bytes;
+}
+
+uint64_t qq_measurer_cache_bytes(const qq_measurer *q)
+{
+    return q->cache_bytes;
 }
 
 const qq_metrics *qq_measurer_reference(const qq_measurer *q)
