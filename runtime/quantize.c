@@ -14,6 +14,16 @@
  * end of the code range, shrunk by 2% steps (clipping the outliers to fit the bulk better); the
  * _1 types try ranges from one code narrower to one code wider than min..max, in tenths of a
  * code (ggml's rmin = −1, rdelta = 0.1). The best candidate is then refined twice. */
+/* The code searches below are where a variant's quantization spends its time; on x86-64 they are
+ * built for AVX-512 and AVX2 beside the baseline and the loader picks one. No instruction changes
+ * a result: ISO C (-std=c11) contracts no a·b + c into an FMA, and the lanes are explicit, so
+ * every clone computes the same floats in the same order and the files stay byte-identical. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define SEARCH_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define SEARCH_CLONES
+#endif
+
 #define SYM_STEPS 16
 #define SYM_SHRINK 0.02f
 #define MIN_STEPS 21
@@ -35,7 +45,7 @@ static inline float round_clamped(float t, float lo, float hi)
  * those codes is their ratio and it lowers the error by sumlx²/suml2 below Σw·x². The sums run
  * in 8 independent lanes (4 terms each, in f32) so the compiler can vectorise the loop: this is
  * where quantization spends its time. */
-static void sym_codes(const float *x, const float *w, float d, float lo, float hi, double *sumlx,
+SEARCH_CLONES static void sym_codes(const float *x, const float *w, float d, float lo, float hi, double *sumlx,
                       double *suml2)
 {
     float id = 1.0f / d, a[8] = {0}, b[8] = {0};
@@ -128,7 +138,7 @@ typedef struct {
 
 /* The codes l = round((x − m)/d) within [0, nmax] and the sums of the 2×2 least-squares fit
  * (in 8 lanes, as sym_codes). Σw and Σw·x do not depend on the codes: the caller fills them. */
-static void min_codes(const float *x, const float *w, float d, float m, float nmax, lsq_sums *s)
+SEARCH_CLONES static void min_codes(const float *x, const float *w, float d, float m, float nmax, lsq_sums *s)
 {
     float id = 1.0f / d, sl[8] = {0}, sl2[8] = {0}, sxl[8] = {0};
     for (int j = 0; j < QR_QK; j += 8) {
