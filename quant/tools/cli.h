@@ -62,6 +62,7 @@ typedef struct {
     char model_sha256[65];
     bool tty;
     double start;
+    char stage[96];          /* progress lines start with it: "budget 2 of 4, about 3 min left" */
 } qq_session;
 
 /* Sizes given to qslm-quant ("8M", "4.65M") are read by ipc/budget.h's qi_parse_memory, the

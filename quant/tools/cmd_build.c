@@ -34,6 +34,21 @@
 qr_status qq_search_context(qq_session *s, qq_search_ctx *ctx, qr_error *err);
 
 
+/* The progress line's stage: which budget of how many, and once one is done, the time the rest
+ * would take at the pace so far. An upper estimate: later budgets reuse the sensitivities and
+ * settings the earlier ones measured. */
+static void set_stage(qq_session *s, size_t i, size_t n, double since)
+{
+    double per = i ? (qq_now() - since) / (double)i : 0;
+    double left = per * (double)(n - i);
+    if (!i)
+        snprintf(s->stage, sizeof s->stage, "budget %zu of %zu", i + 1, n);
+    else if (left < 120)
+        snprintf(s->stage, sizeof s->stage, "budget %zu of %zu, at most about %.0f s left", i + 1, n, left);
+    else
+        snprintf(s->stage, sizeof s->stage, "budget %zu of %zu, at most about %.0f min left", i + 1, n, left / 60);
+}
+
 static int cmp_double(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -249,12 +264,14 @@ int qq_cmd_build(const qq_options *o)
            "|---|---|---|---|---|---|---|---|---|---|\n");
     char f32size[32];
     qq_format_size(s.costs.f32_footprint, f32size, sizeof f32size);
+    double budgets_start = qq_now();
     for (size_t i = 0; i < n_budgets; i++) {
         qq_constraints c = {budgets[i], o->floors, o->lambda, o->max_tier};
         qq_name_heads(&s, &c.floors);
         qq_result res;
         fprintf(stderr, "qslm-quant: [%6.1f s] budget %s\n", qq_now() - s.start, labels[i]);
-        qq_progress(&s, "budget %s: searching", labels[i]);
+        set_stage(&s, i, n_budgets, budgets_start);
+        qq_progress(&s, "searching for %s", labels[i]);
         if (qq_search(&ctx, &c, &res, &err)) {
             qq_progress_done(&s);
             fprintf(stderr, "qslm-quant: %s\n", err.msg);

@@ -43,7 +43,7 @@ void qq_progress(qq_session *s, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
-    fprintf(stderr, "\r\033[K[%6.1f s] %s", qq_now() - s->start, line);
+    fprintf(stderr, "\r\033[K[%6.1f s] %s%s%s", qq_now() - s->start, s->stage, s->stage[0] ? ": " : "", line);
     fflush(stderr);
 }
 

@@ -64,6 +64,20 @@ if grep -q 'block tier' <<<"$out" && ! grep -q 'module tier' <<<"$out"; then
   ok "search --max-tier block runs the block tier, not the module tier"
 else bad "search --max-tier block: $out"; fi
 
+# On a terminal (script(1) gives it one) build shows which budget it is on and, from the second
+# on, the time the rest would take at the pace so far; without one it shows nothing of that.
+if command -v script >/dev/null; then
+  out=$(script -qec "$(printf '%q ' "$quant" build "$tmp/m.qslm" --budgets 1M,2M -o "$tmp/ttybundle" "${small[@]}")" /dev/null 2>&1 | tr '\r' '\n')
+  if grep -aq 'budget 1 of 2: ' <<<"$out" && grep -aqE 'budget 2 of 2, at most about [0-9]+ (s|min) left: ' <<<"$out"; then
+    ok "build on a terminal: 'budget 2 of 2, at most about ... left'"
+  else bad "build on a terminal shows no budget count and time left: $out"; fi
+  out=$("$quant" build "$tmp/m.qslm" --budgets 1M,2M -o "$tmp/ttybundle2" "${small[@]}" 2>&1)
+  if ! grep -aq 'budget 2 of 2' <<<"$out"; then ok "build without a terminal prints no progress line"
+  else bad "build without a terminal printed progress: $out"; fi
+else
+  echo "skip: no script(1) for the terminal progress check"
+fi
+
 # A bundle: one budget too small, one that fits.
 expect 1 '1 variant, 1 infeasible budget' -- "$quant" build "$tmp/m.qslm" --budgets 1K,2M -o "$tmp/bundle" "${small[@]}"
 if node -e 'const m=JSON.parse(require("fs").readFileSync(process.argv[1]));
