@@ -12,7 +12,6 @@
 #define BLOCK_SPAN 3   /* rungs either side of the global type a block may take */
 #define MODULE_UP 1    /* rungs above its block's type a matrix may take */
 #define MODULE_DOWN 2  /* rungs below */
-#define MIN_UNIT_SHARE 0.005 /* matrices under this share of the weights follow their block */
 #define GLOBAL_TRIES 4 /* global candidates validated, best calibration score first */
 
 typedef struct {
@@ -309,13 +308,13 @@ qr_status qq_search(const qq_search_ctx *ctx, const qq_constraints *c, qq_result
     }
     if (c->max_tier == QQ_TIER_BLOCK)
         goto done;
-    /* Module tier around each matrix's block rung. */
+    /* Module tier around each matrix's block rung: every matrix is a unit, however small (a
+     * classifier, or at 216M each attention matrix, is a small share of the weights but may be
+     * the one that minds its type most). */
     memcpy(cand.types, best.types, n * sizeof *cand.types);
     us.n = 0;
     for (size_t i = ctx->h->first_module; i < ctx->h->first_module + ctx->h->n_modules; i++) {
-        size_t t = (size_t)ctx->h->nodes[i].tensor;
-        if (!ctx->costs->is_matrix[t] ||
-            (double)ctx->h->nodes[i].matrix_params < MIN_UNIT_SHARE * (double)ctx->h->nodes[0].matrix_params)
+        if (!ctx->costs->is_matrix[(size_t)ctx->h->nodes[i].tensor])
             continue;
         size_t centre = node_rung(ctx, best.types, qq_block_of(ctx->h, i));
         if ((st = add_unit(ctx, &us, i, centre, MODULE_UP, MODULE_DOWN, err)))

@@ -10,11 +10,11 @@ trap 'rm -rf "$tmp"' EXIT
 pass=0 fail=0
 ok() { pass=$((pass + 1)); echo "ok   $*"; }
 bad() { fail=$((fail + 1)); echo "FAIL $*"; }
-expect() { # expect CODE PATTERN -- CMD...
+expect() { # expect CODE PATTERN -- CMD...   (CODE may be a list: 0,1)
   local code=$1 pattern=$2; shift 3
   local out rc
   out=$("$@" 2>&1); rc=$?
-  if [ "$rc" -eq "$code" ] && grep -qE -- "$pattern" <<<"$out"; then ok "$* -> $code /$pattern/"
+  if [[ ",$code," == *",$rc,"* ]] && grep -qE -- "$pattern" <<<"$out"; then ok "$* -> $code /$pattern/"
   else bad "$* -> exit $rc (want $code), output: $out"; fi
 }
 
@@ -109,8 +109,9 @@ expect 2 "has no task 'nope' \(its tasks: sentiment, topic\)" -- "$quant" search
 expect 2 "task 'topic' given twice" -- "$quant" search "$tmp/h.qslm" --budget 2M --classify topic=a --classify topic=b "${small[@]}"
 expect 2 'nowhere/heldout.jsonl' -- "$quant" search "$tmp/h.qslm" --budget 2M --classify topic="$tmp/nowhere" "${small[@]}"
 expect 0 'task topic: validation accuracy [0-9.]+% \(f32 [0-9.]+%\)' -- "$quant" search "$tmp/h.qslm" --budget 2M --classify topic="$tmp/topic" "${small[@]}"
-# A 0-point floor: some candidate loses topic accuracy, and the floor names that head.
-expect 0 'task topic: validation accuracy [0-9.]+% is [0-9.]+ points under f32' -- "$quant" search "$tmp/h.qslm" --budget 2M --classify topic="$tmp/topic" "${small[@]}" --max-acc-drop 0
+# A 0-point floor: some candidate loses topic accuracy, and the floor names that head (whether or
+# not some other setting keeps within it: that depends on the random model, not on the floor).
+expect 0,1 'task topic: validation accuracy [0-9.]+% is [0-9.]+ points under f32' -- "$quant" search "$tmp/h.qslm" --budget 2M --classify topic="$tmp/topic" "${small[@]}" --max-acc-drop 0
 expect 0 'task topic: test accuracy' -- "$quant" build "$tmp/h.qslm" --budgets 2M -o "$tmp/hbundle" --classify topic="$tmp/topic" "${small[@]}"
 if node -e 'const m=JSON.parse(require("fs").readFileSync(process.argv[1])); const v=m.variants[0].metrics;
   const t=v.accuracy_by_task; if(!(t && Object.keys(t).join()==="sentiment,topic" && t.sentiment===v.accuracy &&
