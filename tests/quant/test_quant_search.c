@@ -84,8 +84,8 @@ static void test_hierarchy_shapes(void **state)
     }
 }
 
-/* A tensor the tree does not know is refused by name. */
-static void test_hierarchy_rejects_unknown(void **state)
+/* An RWKV-4 model (spiking off) has the same tree. */
+static void test_hierarchy_rwkv4(void **state)
 {
     (void)state;
     const char *src = getenv("QSLM_SOURCE_DIR");
@@ -95,10 +95,52 @@ static void test_hierarchy_rejects_unknown(void **state)
     qr_error err;
     assert_int_equal(qr_model_file_open(path, &f, &err), QR_OK);
     qq_hierarchy h;
-    assert_int_equal(qq_hierarchy_build(f, &h, &err), QR_OK); /* RWKV-4 has the same tree */
+    assert_int_equal(qq_hierarchy_build(f, &h, &err), QR_OK);
     assert_int_equal(h.n_layer, 2);
+    assert_int_equal(h.n_blocks, 4);
     qq_hierarchy_free(&h);
     qr_model_file_close(f);
+}
+
+/* A tensor the tree does not know is refused by name: a model that is whole but for one extra
+ * tensor fails to build, and the error names that tensor. Among them: a name from no list, one
+ * of a layer the model does not have, a layer number spelled two ways, a "cls." name that is no
+ * head's. The same model without the extra tensor builds, so the extra tensor is the fault. */
+static void test_hierarchy_rejects_unknown(void **state)
+{
+    (void)state;
+    static const char *const unknown[] = {"mystery.weight", "blocks.0.att.bogus.weight", "blocks.2.ln1.weight",
+                                          "blocks.01.ln1.weight", "blocks.+1.ln1.weight", "blocks.1.ln0.weight",
+                                          "blocks.0.", "cls.extra", "cls.99.weight", "blocks.0.emb.weight"};
+    char path[64];
+    snprintf(path, sizeof path, "/tmp/qslm-qtest-XXXXXX");
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    for (size_t i = 0; i <= sizeof unknown / sizeof *unknown; i++) {
+        synthetic_shape shape = {2, 32, 128, 64, QR_TYPE_F32, 3};
+        shape.n_classes = 2;
+        shape.extra_tensor = i < sizeof unknown / sizeof *unknown ? unknown[i] : NULL;
+        qr_error err;
+        assert_int_equal(synthetic_model_write(&shape, path, &err), QR_OK);
+        qr_model_file *f;
+        assert_int_equal(qr_model_file_open(path, &f, &err), QR_OK);
+        qq_hierarchy h;
+        memset(&err, 0, sizeof err);
+        qr_status st = qq_hierarchy_build(f, &h, &err);
+        if (shape.extra_tensor) {
+            char quoted[64];
+            snprintf(quoted, sizeof quoted, "'%s'", shape.extra_tensor);
+            if (st != QR_ERR_FORMAT || !strstr(err.msg, quoted))
+                fail_msg("extra tensor %s: status %d, error '%s'", shape.extra_tensor, (int)st, err.msg);
+        } else {
+            assert_int_equal(st, QR_OK);
+            assert_int_equal(h.n_modules, qr_model_file_tensor_count(f));
+            qq_hierarchy_free(&h);
+        }
+        qr_model_file_close(f);
+    }
+    unlink(path);
 }
 
 static void fill_all(uint32_t *types, const qq_costs *c, uint32_t type)
@@ -269,6 +311,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_hierarchy_shapes),
+        cmocka_unit_test(test_hierarchy_rwkv4),
         cmocka_unit_test(test_hierarchy_rejects_unknown),
         cmocka_unit_test(test_footprint_and_memory_measure),
         cmocka_unit_test(test_sensitivity_cache),

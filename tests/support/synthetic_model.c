@@ -176,6 +176,8 @@ qr_status synthetic_model_write(const synthetic_shape *sh, const char *path, qr_
         TRY(add(w, &o, "cls.weight", sh->n_classes, d, ht, ws, 0.0f, &seed, pool, err));
         TRY(add(w, &o, "cls.bias", 1, sh->n_classes, QR_TYPE_F32, 0.1f, 0.0f, &seed, NULL, err));
     }
+    if (sh->extra_tensor)
+        TRY(add(w, &o, sh->extra_tensor, 1, d, QR_TYPE_F32, 0.1f, 0.0f, &seed, NULL, err));
     if (sh->tokenizer_json)
         TRY(qr_model_writer_set_bytes(w, "tokenizer.json", sh->tokenizer_json, sh->tokenizer_len, err));
     st = qr_model_writer_write(w, path, err);

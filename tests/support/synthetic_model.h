@@ -28,6 +28,8 @@ typedef struct {
                                key weights are doubled so that about 1 in 6 units fires */
     const char *tasks[8];   /* named heads instead of n_classes, "NAME=LABEL,LABEL,...", head 0 first */
     size_t n_tasks;
+    const char *extra_tensor; /* when not NULL: one more tensor (d f32 values) of this name,
+                                 for tests of what a reader refuses */
 } synthetic_shape;
 
 /* Writes the model to path. */
