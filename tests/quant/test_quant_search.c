@@ -254,6 +254,86 @@ static void test_sensitivity_cache(void **state)
     drop_model(&t);
 }
 
+/* The cache key is the calibration content's: two calibration sets of the same length but other
+ * tokens, labels or window get other keys (and so never share cache entries); the same content
+ * held elsewhere gets the same key and answers from the cache. */
+static void test_sensitivity_cache_key_by_content(void **state)
+{
+    (void)state;
+    tmp_model t;
+    make_model(&t, 1, 2);
+    qr_error err;
+    int32_t a[300], b[300], a2[300];
+    for (size_t i = 0; i < 300; i++) {
+        a[i] = a2[i] = (int32_t)((i * 53 + 11) % 96);
+        b[i] = (int32_t)((i * 31 + 5) % 96);
+    }
+    qr_labelled ia[4], ia2[4];
+    for (size_t i = 0; i < 4; i++)
+        ia[i] = ia2[i] = (qr_labelled){a + 20 * i, 6, (int)(i % 2)};
+    for (size_t i = 0; i < 4; i++)
+        ia2[i].tokens = a2 + 20 * i;
+    qq_split ca = {a, 300, ia, 4}, ca2 = {a2, 300, ia2, 4}, cb = {b, 300, ia, 4};
+    const char *sha = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+    char ka[QQ_SENS_KEY_SIZE], ka2[QQ_SENS_KEY_SIZE], kb[QQ_SENS_KEY_SIZE], k[QQ_SENS_KEY_SIZE];
+    assert_int_equal(qq_sensitivity_key(sha, &ca, 100, ka, &err), QR_OK);
+    assert_int_equal(qq_sensitivity_key(sha, &ca2, 100, ka2, &err), QR_OK);
+    assert_int_equal(qq_sensitivity_key(sha, &cb, 100, kb, &err), QR_OK);
+    assert_string_equal(ka, ka2);
+    assert_string_not_equal(ka, kb);
+    assert_non_null(strstr(ka, sha));
+    /* One item's label, one item token, the window, the model: each changes the key. */
+    ia2[2].label = 1 - ia[2].label;
+    assert_int_equal(qq_sensitivity_key(sha, &ca2, 100, k, &err), QR_OK);
+    assert_string_not_equal(ka, k);
+    ia2[2].label = ia[2].label;
+    a2[41] = (a2[41] + 1) % 96; /* in item 2's tokens, not in the LM text's range below */
+    qq_split only_items = {a, 0, ia2, 4}, only_items_a = {a, 0, ia, 4};
+    char ki[QQ_SENS_KEY_SIZE];
+    assert_int_equal(qq_sensitivity_key(sha, &only_items, 100, k, &err), QR_OK);
+    assert_int_equal(qq_sensitivity_key(sha, &only_items_a, 100, ki, &err), QR_OK);
+    assert_string_not_equal(k, ki);
+    a2[41] = a[41];
+    assert_int_equal(qq_sensitivity_key(sha, &ca, 64, k, &err), QR_OK);
+    assert_string_not_equal(ka, k);
+    assert_int_equal(qq_sensitivity_key("ff112233445566778899aabbccddeeff00112233445566778899aabbccddeeff", &ca, 100, k,
+                                        &err), QR_OK);
+    assert_string_not_equal(ka, k);
+    /* Through the cache file: b measures afresh, a2 answers from a's entry. */
+    qq_hierarchy h;
+    assert_int_equal(qq_hierarchy_build(t.file, &h, &err), QR_OK);
+    char cache[96];
+    snprintf(cache, sizeof cache, "%s.cache", t.path);
+    unlink(cache);
+    size_t out_block = h.first_block + h.n_blocks - 1;
+    qq_measurer *qa, *qb;
+    qq_sensitivity *s;
+    qq_sens va, vb, va2;
+    assert_int_equal(qq_measurer_new(t.file, NULL, &ca, 100, 3, &qa, &err), QR_OK);
+    assert_int_equal(qq_measurer_new(t.file, NULL, &cb, 100, 3, &qb, &err), QR_OK);
+    assert_int_equal(qq_sensitivity_new(qa, t.file, &h, cache, ka, NULL, NULL, &s, &err), QR_OK);
+    assert_int_equal(qq_sensitivity_get(s, out_block, QR_TYPE_Q2_0, &va, &err), QR_OK);
+    assert_int_equal(qq_sensitivity_measured(s), 1);
+    qq_sensitivity_free(s);
+    assert_int_equal(qq_sensitivity_new(qb, t.file, &h, cache, kb, NULL, NULL, &s, &err), QR_OK);
+    assert_int_equal(qq_sensitivity_get(s, out_block, QR_TYPE_Q2_0, &vb, &err), QR_OK);
+    assert_int_equal(qq_sensitivity_measured(s), 1);
+    assert_int_equal(qq_sensitivity_cached(s), 0);
+    assert_true(vb.damage != va.damage);
+    qq_sensitivity_free(s);
+    assert_int_equal(qq_sensitivity_new(qb, t.file, &h, cache, ka2, NULL, NULL, &s, &err), QR_OK);
+    assert_int_equal(qq_sensitivity_get(s, out_block, QR_TYPE_Q2_0, &va2, &err), QR_OK);
+    assert_int_equal(qq_sensitivity_measured(s), 0);
+    assert_int_equal(qq_sensitivity_cached(s), 1);
+    assert_true(va2.damage == va.damage);
+    qq_sensitivity_free(s);
+    unlink(cache);
+    qq_measurer_free(qa);
+    qq_measurer_free(qb);
+    qq_hierarchy_free(&h);
+    drop_model(&t);
+}
+
 /* The search keeps to the budget, reports a budget below the smallest setting as infeasible
  * with the numbers, and with generous floors finds a feasible setting. */
 static void test_search_constraints(void **state)
@@ -315,6 +395,7 @@ int main(void)
         cmocka_unit_test(test_hierarchy_rejects_unknown),
         cmocka_unit_test(test_footprint_and_memory_measure),
         cmocka_unit_test(test_sensitivity_cache),
+        cmocka_unit_test(test_sensitivity_cache_key_by_content),
         cmocka_unit_test(test_search_constraints),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
