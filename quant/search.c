@@ -20,7 +20,7 @@ typedef struct {
     qq_metrics calib, valid;
     double j_calib, j_valid;
     bool validated, within;
-    char why[256];
+    char why[384];
 } candidate;
 
 /* A tier's units: the allocation's table (allocate.h) and, beside it, each unit's node. */
@@ -174,11 +174,11 @@ static qr_status try_replace(const qq_search_ctx *ctx, const qq_constraints *c, 
     ++*measured;
     qq_scores cs = scores_of(cand);
     bool better = qq_replace_better(&inc, &cs);
-    say(ctx, "%s tier: %.2f bits/weight, %.2f MB, validation ppl %+.2f%%, accuracy %+.1f pts, score %.3f: %s",
+    say(ctx, "%s tier: %.2f bits/weight, %.2f MB, validation ppl %+.2f%%, accuracy %+.1f pts, score %.3f: %s%s%s",
         tier, qq_setting_bits_per_weight(ctx->costs, cand->types), (double)cand->footprint / 1e6,
         100.0 * (cand->valid.ppl / ctx->valid_ref.ppl - 1.0),
         100.0 * (cand->valid.accuracy - ctx->valid_ref.accuracy), cand->j_valid,
-        better ? "kept" : cand->within ? "not better" : cand->why);
+        better ? "kept" : cand->within ? "not better" : "", cand->within && cand->why[0] ? "; " : "", cand->why);
     if (better) {
         uint32_t *swap = best->types;
         *best = *cand;
@@ -253,8 +253,7 @@ qr_status qq_search(const qq_search_ctx *ctx, const qq_constraints *c, qq_result
         say(ctx, "global tier: every matrix %s: %.2f MB, validation ppl %+.2f%%, accuracy %+.1f pts, score %.3f%s%s",
             qr_type_get(qq_rung_type(node_rung(ctx, g->types, 0)))->name,
             (double)g->footprint / 1e6, 100.0 * (g->valid.ppl / ctx->valid_ref.ppl - 1.0),
-            100.0 * (g->valid.accuracy - ctx->valid_ref.accuracy), g->j_valid, g->within ? "" : ": ",
-            g->within ? "" : g->why);
+            100.0 * (g->valid.accuracy - ctx->valid_ref.accuracy), g->j_valid, g->why[0] ? ": " : "", g->why);
         if (g->within)
             break;
     }

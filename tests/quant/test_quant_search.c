@@ -12,7 +12,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "eval.h"
 #include "footprint.h"
+#include "forward.h"
 #include "hierarchy.h"
 #include "measure.h"
 #include "model.h"
@@ -208,6 +210,148 @@ static void test_footprint_and_memory_measure(void **state)
     drop_model(&t);
 }
 
+typedef struct {
+    const qr_labelled *items;
+    size_t n_classes;
+    unsigned char right[64];
+} answer_log;
+
+/* Marks each sentence's answer right or wrong, the argmax as eval.c counts it. */
+static void log_answer(void *arg, size_t item, const float *logits)
+{
+    answer_log *a = arg;
+    size_t best = 0;
+    for (size_t c = 1; c < a->n_classes; c++)
+        if (logits[c] > logits[best])
+            best = c;
+    a->right[item] = best == (size_t)a->items[item].label;
+}
+
+/* Each head's answers on items from the model file at path, run on its own. */
+static void answers_of_file(const char *path, const qr_labelled *const items[2], const size_t n[2], answer_log out[2])
+{
+    qr_model_file *f;
+    qr_model *m;
+    qr_runner *r;
+    qr_error err;
+    assert_int_equal(qr_model_file_open(path, &f, &err), QR_OK);
+    assert_int_equal(qr_model_bind(f, &m, &err), QR_OK);
+    assert_int_equal(qr_runner_new(m, NULL, 4, &r, &err), QR_OK);
+    for (size_t h = 0; h < 2; h++) {
+        qr_acc_result acc;
+        out[h] = (answer_log){items[h], m->cls[h].n_classes, {0}};
+        assert_int_equal(qr_eval_accuracy_head(r, h, items[h], n[h], 4, log_answer, &out[h], NULL, NULL, &acc, &err),
+                         QR_OK);
+    }
+    qr_runner_free(r);
+    qr_model_free(m);
+    qr_model_file_close(f);
+}
+
+/* A setting's answers are paired with the f32 master's on the same sentences, per head: the
+ * counts of sentences f32 gets right and the setting wrong (lost) and the reverse (gained) equal
+ * those counted independently from the two files run on their own, whether the master was
+ * measured on the split before or not; they agree with the accuracies; f32 itself has none; a
+ * file measured with qq_measure_file and the calibration split are paired too. */
+static void test_measure_pairs_with_f32(void **state)
+{
+    (void)state;
+    char path[64];
+    snprintf(path, sizeof path, "/tmp/qslm-qtest-XXXXXX");
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    synthetic_shape shape = {2, 64, 256, 96, QR_TYPE_F32, 11};
+    shape.tasks[0] = "sentiment=neg,pos";
+    shape.tasks[1] = "topic=a,b,c";
+    shape.n_tasks = 2;
+    qr_error err;
+    assert_int_equal(synthetic_model_write(&shape, path, &err), QR_OK);
+    qr_model_file *file;
+    assert_int_equal(qr_model_file_open(path, &file, &err), QR_OK);
+    int32_t tokens[800];
+    for (size_t i = 0; i < 800; i++)
+        tokens[i] = (int32_t)((i * 41 + i / 3) % 96);
+    enum { N0 = 48, N1 = 36 };
+    qr_labelled it0[N0], it1[N1];
+    for (size_t i = 0; i < N0; i++)
+        it0[i] = (qr_labelled){tokens + 300 + 9 * i, 4 + i % 5, (int)(i % 2)};
+    for (size_t i = 0; i < N1; i++)
+        it1[i] = (qr_labelled){tokens + 310 + 11 * i, 3 + i % 7, (int)(i % 3)};
+    qq_split calib = {tokens, 200, it0, 12}, valid = {tokens + 200, 100, it0, N0};
+    valid.heads[1] = (qq_head_items){it1, N1};
+    qq_costs costs;
+    assert_int_equal(qq_costs_new(file, 1, &costs, &err), QR_OK);
+    uint32_t *f32 = malloc(costs.n_tensors * sizeof *f32), *q2 = malloc(costs.n_tensors * sizeof *q2);
+    fill_all(f32, &costs, QR_TYPE_F32);
+    fill_all(q2, &costs, QR_TYPE_Q2_0);
+    /* Two measurers: one meets the setting before f32 on the split, one after. */
+    qq_measurer *first, *after;
+    assert_int_equal(qq_measurer_new(file, NULL, &calib, 64, 4, &first, &err), QR_OK);
+    assert_int_equal(qq_measurer_new(file, NULL, &calib, 64, 4, &after, &err), QR_OK);
+    qq_metrics mq, mq2, mf, mf2;
+    assert_int_equal(qq_measure_setting(first, q2, &valid, &mq, &err), QR_OK);
+    assert_int_equal(qq_measure_setting(first, f32, &valid, &mf, &err), QR_OK);
+    assert_int_equal(qq_measure_setting(after, f32, &valid, &mf2, &err), QR_OK);
+    assert_int_equal(qq_measure_setting(after, q2, &valid, &mq2, &err), QR_OK);
+    const size_t n[2] = {N0, N1};
+    for (size_t h = 0; h < 2; h++) {
+        assert_true(mq.head_paired[h] && mf.head_paired[h] && mq2.head_paired[h] && mf2.head_paired[h]);
+        assert_int_equal(mq.head_items[h], n[h]);
+        assert_int_equal(mf.head_lost[h] + mf.head_gained[h], 0);
+        assert_int_equal(mq.head_lost[h], mq2.head_lost[h]);
+        assert_int_equal(mq.head_gained[h], mq2.head_gained[h]);
+        /* accuracy − f32's = (gained − lost) / items */
+        double diff = (mq.head_accuracy[h] - mf.head_accuracy[h]) * (double)n[h];
+        assert_true(fabs(diff - ((double)mq.head_gained[h] - (double)mq.head_lost[h])) < 1e-9);
+    }
+    /* Counted independently: both files run on their own. */
+    char variant[80];
+    snprintf(variant, sizeof variant, "%s.q2", path);
+    assert_int_equal(qq_measurer_write_setting(first, q2, variant, &err), QR_OK);
+    const qr_labelled *const items[2] = {it0, it1};
+    answer_log a_f32[2], a_q2[2];
+    answers_of_file(path, items, n, a_f32);
+    answers_of_file(variant, items, n, a_q2);
+    uint64_t discordant = 0;
+    for (size_t h = 0; h < 2; h++) {
+        uint64_t lost = 0, gained = 0;
+        for (size_t i = 0; i < n[h]; i++) {
+            lost += a_f32[h].right[i] && !a_q2[h].right[i];
+            gained += !a_f32[h].right[i] && a_q2[h].right[i];
+        }
+        if (lost != mq.head_lost[h] || gained != mq.head_gained[h])
+            fail_msg("head %zu: lost %llu gained %llu counted from the files, measured %llu and %llu", h,
+                     (unsigned long long)lost, (unsigned long long)gained, (unsigned long long)mq.head_lost[h],
+                     (unsigned long long)mq.head_gained[h]);
+        discordant += lost + gained;
+    }
+    assert_true(discordant > 0); /* q2_0 changes some answers: the counts are not all trivially 0 */
+    /* The written file, measured as a file, pairs the same. */
+    qq_metrics mfile;
+    assert_int_equal(qq_measure_file(first, variant, &valid, &mfile, &err), QR_OK);
+    for (size_t h = 0; h < 2; h++) {
+        assert_true(mfile.head_paired[h]);
+        assert_int_equal(mfile.head_lost[h], mq.head_lost[h]);
+        assert_int_equal(mfile.head_gained[h], mq.head_gained[h]);
+    }
+    /* Calibration: head 0 paired with the reference's answers. */
+    qq_metrics mc;
+    assert_int_equal(qq_measure_setting(first, q2, NULL, &mc, &err), QR_OK);
+    assert_true(mc.head_paired[0]);
+    assert_int_equal(mc.head_items[0], 12);
+    double cdiff = (mc.accuracy - qq_measurer_reference(first)->accuracy) * 12.0;
+    assert_true(fabs(cdiff - ((double)mc.head_gained[0] - (double)mc.head_lost[0])) < 1e-9);
+    unlink(variant);
+    qq_measurer_free(first);
+    qq_measurer_free(after);
+    free(f32);
+    free(q2);
+    qq_costs_free(&costs);
+    qr_model_file_close(file);
+    unlink(path);
+}
+
 /* Sensitivities: f32 costs nothing without a run; a second table over the same cache file
  * answers from the cache with the same numbers; another key measures afresh. (The output block,
  * the LM head, is measured: a spiking layer's outputs reach the residual stream only as spikes,
@@ -394,6 +538,7 @@ int main(void)
         cmocka_unit_test(test_hierarchy_rwkv4),
         cmocka_unit_test(test_hierarchy_rejects_unknown),
         cmocka_unit_test(test_footprint_and_memory_measure),
+        cmocka_unit_test(test_measure_pairs_with_f32),
         cmocka_unit_test(test_sensitivity_cache),
         cmocka_unit_test(test_sensitivity_cache_key_by_content),
         cmocka_unit_test(test_search_constraints),
