@@ -238,8 +238,8 @@ static int teardown(void **state)
  * how much they mind quantization. The sensitivities say so first (block 1's damage is the
  * largest at every type, and the others' is not nothing: the allocation has a choice to make),
  * then the setting kept: block 1 at least two rungs above both. (Over 18 model and text seeds
- * it is 4 to 6 rungs; an allocation that buys the cheapest upgrade that saves anything, not the
- * most damage saved per byte, gives 1 or fewer, or the wrong way round.) */
+ * it is 4 to 6 rungs. An allocation that buys the cheapest upgrade saving anything at all,
+ * instead of the most damage saved per byte, fails this on 12 of those 18, these among them.) */
 static void test_fragile_block_gets_more_bits(void **state)
 {
     world *w = *state;
