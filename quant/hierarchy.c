@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "heads.h"
+
 /* Sub-blocks in their order within each block. */
 enum { SUB_EMBEDDING, SUB_LN0, SUB_LN1, SUB_TIME_MIX, SUB_LN2, SUB_CHANNEL_MIX, SUB_LN_OUT, SUB_HEAD,
        SUB_CLASSIFIER, SUB_KINDS };
@@ -17,19 +19,36 @@ typedef struct {
     size_t tensor;
 } placement;
 
-/* Where a tensor belongs, from its name (runtime/tensor_names.def, plus the classifier's
- * cls.*); false for a name a SpikeGPT / RWKV-4 model does not have. */
+/* The layer of "blocks.N.rest" (name starts with "blocks."): N in canonical decimal (no sign, space or leading zero, so that
+ * one layer has one spelling) and below n_layer; *rest points after the dot. */
+static bool layer_of(const char *name, size_t n_layer, unsigned long *layer, const char **rest)
+{
+    const char *p = name + strlen("blocks.");
+    if (*p < '0' || *p > '9' || (p[0] == '0' && p[1] != '.'))
+        return false;
+    unsigned long v = 0;
+    for (; *p >= '0' && *p <= '9'; p++) {
+        v = v * 10 + (unsigned long)(*p - '0');
+        if (v >= n_layer)
+            return false;
+    }
+    if (*p != '.')
+        return false;
+    *layer = v;
+    *rest = p + 1;
+    return true;
+}
+
+/* Where a tensor belongs, from its name (runtime/tensor_names.def, plus the classifier heads'
+ * names of runtime/heads.h); false for a name a SpikeGPT / RWKV-4 model does not have. */
 static bool place(const char *name, size_t n_layer, placement *p)
 {
-    unsigned long layer;
-    int used = 0;
+    unsigned long layer = 0;
     const char *rest = NULL;
-    if (sscanf(name, "blocks.%lu.%n", &layer, &used) == 1 && used > 0) {
-        if (layer >= n_layer)
-            return false;
-        rest = name + used;
-    }
-    if (strncmp(name, "cls.", 4) == 0) {
+    bool bias;
+    if (strncmp(name, "blocks.", strlen("blocks.")) == 0 && !layer_of(name, n_layer, &layer, &rest))
+        return false;
+    if (!rest && qr_head_tensor_index(name, &bias) >= 0) {
         *p = (placement){n_layer + 1, SUB_CLASSIFIER, 0};
         return true;
     }

@@ -22,6 +22,17 @@ typedef struct {
     qq_metrics metrics;
 } memo_entry;
 
+/* Per head, one byte per sentence of a split: 1 where the model's answer is the label. */
+typedef struct {
+    uint8_t *right[QQ_HEADS_MAX];
+} answers;
+
+/* The f32 master's answers on one split, which every setting measured there is paired with. */
+typedef struct {
+    const qq_split *split; /* NULL: the calibration split */
+    answers a;
+} f32_answers;
+
 struct qq_measurer {
     const qr_model_file *master;
     qr_pool *pool;
@@ -48,6 +59,8 @@ struct qq_measurer {
     float **importance;  /* per tensor: the quantizer's column weights, or NULL (uniform) */
     qr_importance_entry *imp_entries;
     size_t n_imp;
+    f32_answers *f32;    /* the master's answers, per split measured so far */
+    size_t n_f32, cap_f32;
 };
 
 typedef struct {
@@ -103,9 +116,13 @@ static double kl_divergence(const float *ref_logp, const float *logits, size_t n
 
 typedef struct {
     qq_measurer *q;
-    bool record;         /* the reference run: store; otherwise compare */
+    bool kl;                  /* against the kept reference outputs (the calibration split) */
+    bool record;              /* the reference run: store them; otherwise compare */
     double kl_sum;
     uint64_t n;
+    const qr_labelled *items; /* a classifier run's sentences ... */
+    size_t n_classes;         /* ... its head's classes ... */
+    uint8_t *right;           /* ... and where to mark each answer right (may be NULL) */
 } hook_ctx;
 
 /* The reference run keeps each distribution; later runs add up their divergence from it. */
@@ -124,10 +141,20 @@ static void on_logits(void *arg, size_t pos, const float *logits)
     record_or_compare(h, h->q->ref_logp + pos * h->q->vocab, logits, h->q->vocab);
 }
 
+/* A sentence's class logits: their KL from the reference's, and whether the answer is right —
+ * the first largest logit, as the evaluator counts it (runtime/eval.c). */
 static void on_class(void *arg, size_t item, const float *class_logits)
 {
     hook_ctx *h = arg;
-    record_or_compare(h, h->q->ref_cls + item * h->q->n_classes, class_logits, h->q->n_classes);
+    if (h->kl)
+        record_or_compare(h, h->q->ref_cls + item * h->q->n_classes, class_logits, h->q->n_classes);
+    if (h->right) {
+        size_t best = 0;
+        for (size_t c = 1; c < h->n_classes; c++)
+            if (class_logits[c] > class_logits[best])
+                best = c;
+        h->right[item] = best == (size_t)h->items[item].label;
+    }
 }
 
 /* The reference run's product observer: Σ x² per column of each matrix the view multiplies. */
@@ -172,14 +199,15 @@ static void finish_importance(qq_measurer *q)
 }
 
 /* Runs a bound model over split; with `reference` set (the calibration split), against — or,
- * when recording, into — the kept reference outputs. */
+ * when recording, into — the kept reference outputs. right (may be NULL) gets, per head with
+ * sentences, each sentence's answer (answers_new sized it). */
 static qr_status measure_model(qq_measurer *q, qr_runner *r, const qr_model *m, const qq_split *split,
-                               bool reference, bool record, qq_metrics *out, qr_error *err)
+                               bool reference, bool record, answers *right, qq_metrics *out, qr_error *err)
 {
     memset(out, 0, sizeof *out);
     qr_status st;
     if (split->tokens && split->n_tokens >= 2 && m->has_lm_head) {
-        hook_ctx h = {q, record, 0.0, 0};
+        hook_ctx h = {q, reference, record, 0.0, 0, NULL, 0, NULL};
         qr_ppl_result ppl;
         st = qr_eval_perplexity_with(r, split->tokens, split->n_tokens, split->window ? split->window : q->window, q->batch,
                                      reference ? on_logits : NULL, &h, NULL, NULL, &ppl, err);
@@ -192,10 +220,10 @@ static qr_status measure_model(qq_measurer *q, qr_runner *r, const qr_model *m, 
         out->kl = reference && !record && h.n ? h.kl_sum / (double)h.n : 0.0;
     }
     if (split->items && split->n_items && m->n_classes) {
-        hook_ctx h = {q, record, 0.0, 0};
+        hook_ctx h = {q, reference, record, 0.0, 0, split->items, m->n_classes, right ? right->right[0] : NULL};
         qr_acc_result acc;
         st = qr_eval_accuracy_with(r, split->items, split->n_items, q->batch,
-                                   reference ? on_class : NULL, &h, NULL, NULL, &acc, err);
+                                   reference || h.right ? on_class : NULL, &h, NULL, NULL, &acc, err);
         if (st)
             return st;
         out->cls = true;
@@ -204,18 +232,22 @@ static qr_status measure_model(qq_measurer *q, qr_runner *r, const qr_model *m, 
         out->cls_kl = reference && !record && h.n ? h.kl_sum / (double)h.n : 0.0;
         out->head_measured[0] = true;
         out->head_accuracy[0] = acc.accuracy;
+        out->head_items[0] = split->n_items;
     }
     /* Every other head with sentences: its accuracy (the search's KL stays head 0's). */
     for (size_t hd = 1; hd < QQ_HEADS_MAX && hd < m->head_info.n; hd++) {
         const qq_head_items *hi = &split->heads[hd];
         if (!hi->items || !hi->n_items)
             continue;
+        hook_ctx h = {q, false, false, 0.0, 0, hi->items, m->cls[hd].n_classes, right ? right->right[hd] : NULL};
         qr_acc_result acc;
-        st = qr_eval_accuracy_head(r, hd, hi->items, hi->n_items, q->batch, NULL, NULL, NULL, NULL, &acc, err);
+        st = qr_eval_accuracy_head(r, hd, hi->items, hi->n_items, q->batch, h.right ? on_class : NULL, &h, NULL, NULL,
+                                   &acc, err);
         if (st)
             return st;
         out->head_measured[hd] = true;
         out->head_accuracy[hd] = acc.accuracy;
+        out->head_items[hd] = hi->n_items;
     }
     return QR_OK;
 }
@@ -240,6 +272,137 @@ static void make_room(qq_measurer *q, uint64_t need)
         free(q->cache[victim]);
         q->cache[victim] = NULL;
     }
+}
+
+/* ---- pairing with the f32 master's answers (McNemar's discordant pairs) ---- */
+
+/* A split's sentences of head h (head 0: its items). */
+static qq_head_items sentences_of(const qq_split *s, size_t h)
+{
+    return h == 0 ? (qq_head_items){s->items, s->n_items} : s->heads[h];
+}
+
+static void answers_free(answers *a)
+{
+    for (size_t h = 0; h < QQ_HEADS_MAX; h++)
+        free(a->right[h]);
+    memset(a, 0, sizeof *a);
+}
+
+/* Room for an answer per sentence of every head the split has sentences for. */
+static qr_status answers_new(const qq_split *s, answers *a, qr_error *err)
+{
+    memset(a, 0, sizeof *a);
+    for (size_t h = 0; h < QQ_HEADS_MAX; h++) {
+        qq_head_items hi = sentences_of(s, h);
+        if (!hi.items || !hi.n_items)
+            continue;
+        if (!(a->right[h] = calloc(hi.n_items, 1))) {
+            answers_free(a);
+            return qr_fail(err, QR_ERR_NOMEM, "out of memory for %zu answers", hi.n_items);
+        }
+    }
+    return QR_OK;
+}
+
+static const answers *f32_find(const qq_measurer *q, const qq_split *split)
+{
+    for (size_t i = 0; i < q->n_f32; i++)
+        if (q->f32[i].split == split)
+            return &q->f32[i].a;
+    return NULL;
+}
+
+/* Keeps the master's answers on split (taking a's buffers). */
+static qr_status f32_keep(qq_measurer *q, const qq_split *split, answers *a, qr_error *err)
+{
+    if (q->n_f32 == q->cap_f32) {
+        size_t cap = q->cap_f32 ? 2 * q->cap_f32 : 4;
+        f32_answers *e = realloc(q->f32, cap * sizeof *e);
+        if (!e) {
+            answers_free(a);
+            return qr_fail(err, QR_ERR_NOMEM, "out of memory for the f32 answers");
+        }
+        q->f32 = e;
+        q->cap_f32 = cap;
+    }
+    q->f32[q->n_f32++] = (f32_answers){split, *a};
+    memset(a, 0, sizeof *a);
+    return QR_OK;
+}
+
+/* True when the setting leaves every matrix as the master stores it. */
+static bool is_master(const qq_measurer *q, const uint32_t *types)
+{
+    size_t n = qr_model_file_tensor_count(q->master);
+    for (size_t i = 0; i < n; i++)
+        if (q->slots[i] && types[i] != qr_model_file_tensor(q->master, i)->type)
+            return false;
+    return true;
+}
+
+/* The master's answers on split, run once (sentences only, no LM text) when not known yet.
+ * Leaves the view at the master's own weights. */
+static qr_status f32_answers_of(qq_measurer *q, const qq_split *split, const answers **out, qr_error *err)
+{
+    if ((*out = f32_find(q, split)))
+        return QR_OK;
+    const qq_split *s = split ? split : &q->calib;
+    size_t n = qr_model_file_tensor_count(q->master);
+    for (size_t i = 0; i < n; i++)
+        if (q->slots[i])
+            *q->slots[i] = *qr_model_matrix(q->base, qr_model_file_tensor(q->master, i)->name);
+    qq_split sentences = *s;
+    sentences.tokens = NULL;
+    sentences.n_tokens = 0;
+    answers a;
+    qq_metrics m;
+    qr_status st = answers_new(s, &a, err);
+    if (st == QR_OK && (st = measure_model(q, q->runner, &q->view, &sentences, false, false, &a, &m, err)))
+        answers_free(&a);
+    if (st == QR_OK && (st = f32_keep(q, split, &a, err)) == QR_OK)
+        *out = &q->f32[q->n_f32 - 1].a;
+    return st;
+}
+
+/* Counts, per head measured on both, the sentences f32 gets right and the setting wrong (lost)
+ * and the reverse (gained). */
+static void pair(const answers *f32, const answers *mine, const qq_split *s, qq_metrics *out)
+{
+    for (size_t h = 0; h < QQ_HEADS_MAX; h++) {
+        qq_head_items hi = sentences_of(s, h);
+        if (!out->head_measured[h] || !f32->right[h] || !mine->right[h])
+            continue;
+        uint64_t lost = 0, gained = 0;
+        for (size_t i = 0; i < hi.n_items; i++) {
+            lost += f32->right[h][i] && !mine->right[h][i];
+            gained += !f32->right[h][i] && mine->right[h][i];
+        }
+        out->head_paired[h] = true;
+        out->head_lost[h] = lost;
+        out->head_gained[h] = gained;
+    }
+}
+
+/* Runs a bound model (the view, or a file's) over split and pairs its answers with the master's
+ * there; the master's are gathered first if need be, or from this very run when the model is
+ * the master (master set). */
+static qr_status measure_paired(qq_measurer *q, qr_runner *r, const qr_model *m, const qq_split *split,
+                                bool master, qq_metrics *out, qr_error *err)
+{
+    const qq_split *s = split ? split : &q->calib;
+    const answers *f32 = f32_find(q, split);
+    answers mine;
+    qr_status st = answers_new(s, &mine, err);
+    if (st)
+        return st;
+    st = measure_model(q, r, m, s, split == NULL, false, &mine, out, err);
+    if (st == QR_OK && !f32 && master && (st = f32_keep(q, split, &mine, err)) == QR_OK)
+        f32 = f32_find(q, split);
+    if (st == QR_OK && f32)
+        pair(f32, master ? f32 : &mine, s, out);
+    answers_free(&mine);
+    return st;
 }
 
 /* The quantized copy of master tensor i at `type`, made on first use with the quantizer a
@@ -357,7 +520,7 @@ qr_status qq_measurer_new(const qr_model_file *master, qr_pool *pool, const qq_s
     if ((st = qr_runner_new(&q->view, pool, qr_eval_rows(&q->view, batch, QQ_EVAL_STEPS), &q->runner, err)))
         goto fail;
     qr_runner_set_observer(q->runner, observe_product, q);
-    st = measure_model(q, q->runner, &q->view, calib, true, true, &q->reference, err);
+    st = measure_model(q, q->runner, &q->view, calib, true, true, NULL, &q->reference, err);
     qr_runner_set_observer(q->runner, NULL, NULL);
     if (st)
         goto fail;
@@ -399,6 +562,9 @@ void qq_measurer_free(qq_measurer *q)
     qr_model_free(q->base);
     free(q->ref_logp);
     free(q->ref_cls);
+    for (size_t i = 0; i < q->n_f32; i++)
+        answers_free(&q->f32[i].a);
+    free(q->f32);
     free(q);
 }
 
@@ -454,10 +620,12 @@ qr_status qq_measure_setting(qq_measurer *q, const uint32_t *types, const qq_spl
         *out = e->metrics;
         return QR_OK;
     }
-    qr_status st = apply_setting(q, types, err);
-    if (st)
+    bool master = is_master(q, types);
+    const answers *f32;
+    qr_status st = master ? QR_OK : f32_answers_of(q, split, &f32, err);
+    if (st || (st = apply_setting(q, types, err)))
         return st;
-    st = measure_model(q, q->runner, &q->view, split ? split : &q->calib, split == NULL, false, out, err);
+    st = measure_paired(q, q->runner, &q->view, split, master, out, err);
     if (st == QR_OK)
         memo_add(q, types, split, out);
     return st;
@@ -467,8 +635,12 @@ qr_status qq_measure_minmax(qq_measurer *q, int bits, const qq_split *split, qq_
                             qr_error *err)
 {
     size_t n = qr_model_file_tensor_count(q->master);
+    const answers *f32;
+    qr_status st = f32_answers_of(q, split, &f32, err); /* before the view's weights change */
+    if (st)
+        return st;
     float **copies = calloc(n ? n : 1, sizeof *copies);
-    qr_status st = copies ? QR_OK : qr_fail(err, QR_ERR_NOMEM, "out of memory");
+    st = copies ? QR_OK : qr_fail(err, QR_ERR_NOMEM, "out of memory");
     for (size_t i = 0; st == QR_OK && i < n; i++) {
         qr_matrix *dst = q->slots[i];
         if (!dst)
@@ -489,7 +661,7 @@ qr_status qq_measure_minmax(qq_measurer *q, int bits, const qq_split *split, qq_
         dst->data = copies[i];
     }
     if (st == QR_OK)
-        st = measure_model(q, q->runner, &q->view, split, false, false, out, err);
+        st = measure_paired(q, q->runner, &q->view, split, false, out, err);
     for (size_t i = 0; i < n; i++) {
         if (q->slots[i]) /* back to the master's own weights */
             *q->slots[i] = *qr_model_matrix(q->base, qr_model_file_tensor(q->master, i)->name);
@@ -506,10 +678,11 @@ qr_status qq_measure_file(qq_measurer *q, const char *path, const qq_split *spli
     qr_model_file *file = NULL;
     qr_model *m = NULL;
     qr_runner *r = NULL;
-    qr_status st;
-    if (!(st = qr_model_file_open(path, &file, err)) && !(st = qr_model_bind(file, &m, err)) &&
+    const answers *f32;
+    qr_status st = f32_answers_of(q, split, &f32, err);
+    if (!st && !(st = qr_model_file_open(path, &file, err)) && !(st = qr_model_bind(file, &m, err)) &&
         !(st = qr_runner_new(m, q->pool, qr_eval_rows(m, q->batch, QQ_EVAL_STEPS), &r, err)))
-        st = measure_model(q, r, m, split, false, false, out, err);
+        st = measure_paired(q, r, m, split, false, out, err);
     qr_runner_free(r);
     qr_model_free(m);
     qr_model_file_close(file);

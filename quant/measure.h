@@ -46,6 +46,12 @@ typedef struct {
     double accuracy, cls_nll; /* head 0's */
     bool head_measured[QQ_HEADS_MAX];   /* per head: accuracy measured ([0] is cls) */
     double head_accuracy[QQ_HEADS_MAX]; /* per head ([0] is accuracy) */
+    /* Per head, against the f32 master on the same sentences (McNemar's discordant pairs), when
+     * head_paired: how many sentences f32 classifies right and this setting wrong (lost), and
+     * the reverse (gained). So accuracy − f32's = (gained − lost) / items. */
+    bool head_paired[QQ_HEADS_MAX];
+    uint64_t head_items[QQ_HEADS_MAX];
+    uint64_t head_lost[QQ_HEADS_MAX], head_gained[QQ_HEADS_MAX];
 } qq_metrics;
 
 typedef struct qq_measurer qq_measurer;
@@ -72,11 +78,14 @@ const qq_metrics *qq_measurer_reference(const qq_measurer *q);
 /* Measures a setting (types[i] for the master's tensor i; only matrices are looked at): against
  * the reference on the calibration split when split is NULL, else plain metrics on `split`. A
  * setting measured before on the same split (the same qq_split object) and window is answered
- * from memory: the measurement is deterministic. */
+ * from memory: the measurement is deterministic. Every head with sentences is paired with the
+ * f32 master's answers on the same split (head_paired, head_lost, head_gained): the master is
+ * run on a split's sentences once, when first needed, and its answers kept. */
 qr_status qq_measure_setting(qq_measurer *q, const uint32_t *types, const qq_split *split,
                              qq_metrics *out, qr_error *err);
 
-/* Measures an existing model file on a split (no reference). */
+/* Measures an existing model file on a split (no reference; its heads are paired with the
+ * master's answers as above). */
 qr_status qq_measure_file(qq_measurer *q, const char *path, const qq_split *split,
                           qq_metrics *out, qr_error *err);
 

@@ -6,12 +6,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "allocate.h"
 #include "tensor_types.h"
 
 #define BLOCK_SPAN 3   /* rungs either side of the global type a block may take */
 #define MODULE_UP 1    /* rungs above its block's type a matrix may take */
 #define MODULE_DOWN 2  /* rungs below */
-#define MIN_UNIT_SHARE 0.005 /* matrices under this share of the weights follow their block */
 #define GLOBAL_TRIES 4 /* global candidates validated, best calibration score first */
 
 typedef struct {
@@ -20,15 +20,15 @@ typedef struct {
     qq_metrics calib, valid;
     double j_calib, j_valid;
     bool validated, within;
-    char why[256];
+    char why[384];
 } candidate;
 
+/* A tier's units: the allocation's table (allocate.h) and, beside it, each unit's node. */
 typedef struct {
-    size_t node;
-    size_t lo, hi, cur;      /* allowed rungs [lo, hi] (hi is the cheapest); current rung */
-    double damage[QQ_RUNGS];
-    uint64_t cost[QQ_RUNGS];
-} unit;
+    qq_alloc_unit *a;
+    size_t *node;
+    size_t n;
+} units;
 
 static void say(const qq_search_ctx *ctx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void say(const qq_search_ctx *ctx, const char *fmt, ...)
@@ -105,56 +105,33 @@ static qr_status measure_candidate(const qq_search_ctx *ctx, const qq_constraint
     return QR_OK;
 }
 
-/* Greedy allocation over units: from every unit at its cheapest allowed rung, buy the upgrade
- * with the most damage saved per byte that fits the budget and is worth its memory under the
- * trade-off — the performance it saves, 100 × loss_per_damage × damage saved (percent), beats
- * λ × 100 × bytes added / M₀ — until none is left. Writes the setting into types (which holds
- * the rest of the model). False if even the cheapest allowed setting does not fit. */
-static bool allocate(const qq_search_ctx *ctx, const qq_constraints *c, unit *units, size_t n,
-                     double loss_per_damage, uint32_t *types)
+static qq_scores scores_of(const candidate *cd)
 {
-    for (size_t u = 0; u < n; u++) {
-        units[u].cur = units[u].hi;
-        set_node(ctx, types, units[u].node, units[u].cur);
-    }
-    uint64_t m = qq_setting_footprint(ctx->costs, types);
-    if (m > c->budget)
-        return false;
-    double m0 = (double)ctx->costs->f32_footprint;
-    for (;;) {
-        size_t best_u = n, best_r = 0;
-        double best_gain = 0.0;
-        for (size_t u = 0; u < n; u++) {
-            unit *un = &units[u];
-            for (size_t r = un->lo; r < un->cur; r++) {
-                double saved = un->damage[un->cur] - un->damage[r];
-                uint64_t added = un->cost[r] - un->cost[un->cur];
-                if (saved <= 0.0 || m + added > c->budget ||
-                    loss_per_damage * saved * m0 <= c->lambda * (double)added)
-                    continue;
-                double gain = added ? saved / (double)added : 1e300;
-                if (gain > best_gain) {
-                    best_gain = gain;
-                    best_u = u;
-                    best_r = r;
-                }
-            }
-        }
-        if (best_u == n)
-            break;
-        unit *un = &units[best_u];
-        m += un->cost[best_r] - un->cost[un->cur];
-        un->cur = best_r;
-        set_node(ctx, types, un->node, best_r);
-    }
-    return true;
+    return (qq_scores){cd->j_calib, cd->j_valid, cd->within};
+}
+
+/* The tier's allocation (allocate.h) over units, written into types (which holds the rest of the
+ * model). False if even the cheapest allowed setting does not fit. */
+static bool allocate(const qq_search_ctx *ctx, const qq_constraints *c, units *us, double loss_per_damage,
+                     uint32_t *types)
+{
+    for (size_t u = 0; u < us->n; u++)
+        set_node(ctx, types, us->node[u], us->a[u].hi);
+    qq_alloc_limits lim = {qq_setting_footprint(ctx->costs, types), c->budget, ctx->costs->f32_footprint,
+                           c->lambda, loss_per_damage};
+    bool fits = qq_allocate(us->a, us->n, &lim, NULL);
+    for (size_t u = 0; u < us->n; u++)
+        set_node(ctx, types, us->node[u], us->a[u].cur);
+    return fits;
 }
 
 /* Fills a unit's allowed range and its measured damage at each allowed rung. */
-static qr_status prepare_unit(const qq_search_ctx *ctx, unit *u, size_t node, size_t centre,
-                              size_t up, size_t down, qr_error *err)
+static qr_status add_unit(const qq_search_ctx *ctx, units *us, size_t node, size_t centre, size_t up,
+                          size_t down, qr_error *err)
 {
-    u->node = node;
+    qq_alloc_unit *u = &us->a[us->n];
+    memset(u, 0, sizeof *u);
+    us->node[us->n++] = node;
     u->lo = centre > up ? centre - up : 0;
     u->hi = centre + down < QQ_RUNGS - 1 ? centre + down : QQ_RUNGS - 1;
     for (size_t r = u->lo; r <= u->hi; r++) {
@@ -168,8 +145,9 @@ static qr_status prepare_unit(const qq_search_ctx *ctx, unit *u, size_t node, si
     return QR_OK;
 }
 
-/* Whether a tier's candidate replaces the incumbent: better on calibration first (cheap), then
- * within the floors and better on validation (or within when the incumbent is not). */
+/* Whether a tier's candidate replaces the incumbent (the rule is allocate.h's): better on
+ * calibration first (cheap), then within the floors and better on validation (or within when
+ * the incumbent is not). */
 static qr_status try_replace(const qq_search_ctx *ctx, const qq_constraints *c, const char *tier,
                              candidate *cand, candidate *best, size_t *measured, bool *kept,
                              qr_error *err)
@@ -185,7 +163,8 @@ static qr_status try_replace(const qq_search_ctx *ctx, const qq_constraints *c, 
     if (st)
         return st;
     ++*measured;
-    if (best->within && cand->j_calib >= best->j_calib) {
+    qq_scores inc = scores_of(best);
+    if (!qq_replace_worth_validating(&inc, cand->j_calib)) {
         say(ctx, "%s tier: calibration score %.3f, not better than %.3f: kept the %s", tier,
             cand->j_calib, best->j_calib, "previous tier's setting");
         return QR_OK;
@@ -193,13 +172,13 @@ static qr_status try_replace(const qq_search_ctx *ctx, const qq_constraints *c, 
     if ((st = measure_candidate(ctx, c, cand, true, err)))
         return st;
     ++*measured;
-    bool better = cand->within ? (!best->within || cand->j_valid < best->j_valid)
-                               : (!best->within && cand->j_valid < best->j_valid);
-    say(ctx, "%s tier: %.2f bits/weight, %.2f MB, validation ppl %+.2f%%, accuracy %+.1f pts, score %.3f: %s",
+    qq_scores cs = scores_of(cand);
+    bool better = qq_replace_better(&inc, &cs);
+    say(ctx, "%s tier: %.2f bits/weight, %.2f MB, validation ppl %+.2f%%, accuracy %+.1f pts, score %.3f: %s%s%s",
         tier, qq_setting_bits_per_weight(ctx->costs, cand->types), (double)cand->footprint / 1e6,
         100.0 * (cand->valid.ppl / ctx->valid_ref.ppl - 1.0),
         100.0 * (cand->valid.accuracy - ctx->valid_ref.accuracy), cand->j_valid,
-        better ? "kept" : cand->within ? "not better" : cand->why);
+        better ? "kept" : cand->within ? "not better" : "", cand->within && cand->why[0] ? "; " : "", cand->why);
     if (better) {
         uint32_t *swap = best->types;
         *best = *cand;
@@ -215,13 +194,14 @@ qr_status qq_search(const qq_search_ctx *ctx, const qq_constraints *c, qq_result
     memset(out, 0, sizeof *out);
     size_t n = ctx->costs->n_tensors;
     candidate globals[QQ_RUNGS], cand = {0}, best = {0};
-    unit *units = NULL;
+    units us = {0};
     size_t n_global = 0, measured = 0;
     qr_status st = QR_OK;
     memset(globals, 0, sizeof globals);
     cand.types = malloc(n * sizeof *cand.types);
-    units = calloc(ctx->h->n_modules + ctx->h->n_blocks + 1, sizeof *units);
-    if (!cand.types || !units) {
+    us.a = calloc(ctx->h->n_modules + ctx->h->n_blocks + 1, sizeof *us.a);
+    us.node = calloc(ctx->h->n_modules + ctx->h->n_blocks + 1, sizeof *us.node);
+    if (!cand.types || !us.a || !us.node) {
         st = qr_fail(err, QR_ERR_NOMEM, "out of memory for the search");
         goto out;
     }
@@ -273,8 +253,7 @@ qr_status qq_search(const qq_search_ctx *ctx, const qq_constraints *c, qq_result
         say(ctx, "global tier: every matrix %s: %.2f MB, validation ppl %+.2f%%, accuracy %+.1f pts, score %.3f%s%s",
             qr_type_get(qq_rung_type(node_rung(ctx, g->types, 0)))->name,
             (double)g->footprint / 1e6, 100.0 * (g->valid.ppl / ctx->valid_ref.ppl - 1.0),
-            100.0 * (g->valid.accuracy - ctx->valid_ref.accuracy), g->j_valid, g->within ? "" : ": ",
-            g->within ? "" : g->why);
+            100.0 * (g->valid.accuracy - ctx->valid_ref.accuracy), g->j_valid, g->why[0] ? ": " : "", g->why);
         if (g->within)
             break;
     }
@@ -284,8 +263,12 @@ qr_status qq_search(const qq_search_ctx *ctx, const qq_constraints *c, qq_result
         candidate *g = &globals[i];
         if (!g->validated)
             continue;
-        if (inc == n_global || (g->within && !globals[inc].within) ||
-            (g->within == globals[inc].within && g->j_valid < globals[inc].j_valid))
+        if (inc == n_global) {
+            inc = i;
+            continue;
+        }
+        qq_scores si = scores_of(&globals[inc]), sg = scores_of(g);
+        if (qq_replace_better(&si, &sg))
             inc = i;
     }
     best = globals[inc];
@@ -308,15 +291,15 @@ qr_status qq_search(const qq_search_ctx *ctx, const qq_constraints *c, qq_result
     if (c->max_tier == QQ_TIER_GLOBAL)
         goto done;
     /* Block tier around the global rung. */
-    size_t g_rung = node_rung(ctx, best.types, 0), n_units = 0;
+    size_t g_rung = node_rung(ctx, best.types, 0);
     for (size_t b = ctx->h->first_block; b < ctx->h->first_block + ctx->h->n_blocks; b++) {
         if (!has_matrix(ctx, b))
             continue;
-        if ((st = prepare_unit(ctx, &units[n_units++], b, g_rung, BLOCK_SPAN, BLOCK_SPAN, err)))
+        if ((st = add_unit(ctx, &us, b, g_rung, BLOCK_SPAN, BLOCK_SPAN, err)))
             goto out;
     }
     bool kept = false;
-    if (allocate(ctx, c, units, n_units, loss_per_damage, cand.types)) {
+    if (allocate(ctx, c, &us, loss_per_damage, cand.types)) {
         if ((st = try_replace(ctx, c, "block", &cand, &best, &measured, &kept, err)))
             goto out;
         if (kept)
@@ -324,19 +307,19 @@ qr_status qq_search(const qq_search_ctx *ctx, const qq_constraints *c, qq_result
     }
     if (c->max_tier == QQ_TIER_BLOCK)
         goto done;
-    /* Module tier around each matrix's block rung. */
+    /* Module tier around each matrix's block rung: every matrix is a unit, however small (a
+     * classifier, or at 216M each attention matrix, is a small share of the weights but may be
+     * the one that minds its type most). */
     memcpy(cand.types, best.types, n * sizeof *cand.types);
-    n_units = 0;
+    us.n = 0;
     for (size_t i = ctx->h->first_module; i < ctx->h->first_module + ctx->h->n_modules; i++) {
-        size_t t = (size_t)ctx->h->nodes[i].tensor;
-        if (!ctx->costs->is_matrix[t] ||
-            (double)ctx->h->nodes[i].matrix_params < MIN_UNIT_SHARE * (double)ctx->h->nodes[0].matrix_params)
+        if (!ctx->costs->is_matrix[(size_t)ctx->h->nodes[i].tensor])
             continue;
         size_t centre = node_rung(ctx, best.types, qq_block_of(ctx->h, i));
-        if ((st = prepare_unit(ctx, &units[n_units++], i, centre, MODULE_UP, MODULE_DOWN, err)))
+        if ((st = add_unit(ctx, &us, i, centre, MODULE_UP, MODULE_DOWN, err)))
             goto out;
     }
-    if (allocate(ctx, c, units, n_units, loss_per_damage, cand.types)) {
+    if (allocate(ctx, c, &us, loss_per_damage, cand.types)) {
         if ((st = try_replace(ctx, c, "module", &cand, &best, &measured, &kept, err)))
             goto out;
         if (kept)
@@ -359,7 +342,8 @@ out:
         free(globals[i].types);
     free(cand.types);
     free(best.types);
-    free(units);
+    free(us.a);
+    free(us.node);
     return st;
 }
 

@@ -52,7 +52,7 @@ typedef struct {
 
 typedef struct {
     bool feasible;
-    char reason[512];             /* when not feasible: why, with the numbers */
+    char reason[640];             /* when not feasible: why, with the numbers */
     uint32_t *types;              /* n_tensors, owned (NULL if nothing fits the budget) */
     const char *tier;             /* "global", "block" or "module": the tier whose pick was kept */
     uint64_t footprint_est;

@@ -8,6 +8,7 @@
 
 #include <json-c/json.h>
 
+#include "sha256.h"
 #include "tensor_types.h"
 
 typedef struct {
@@ -82,6 +83,51 @@ static void load_cache(qq_sensitivity *s, const char *path)
         json_object_put(o);
     }
     fclose(f);
+}
+
+/* Little-endian bytes into a growing buffer (sized beforehand: no failure here). */
+static uint8_t *put_u64(uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        *p++ = (uint8_t)(v >> (8 * i));
+    return p;
+}
+
+/* Bumped whenever what a cached measurement means changes (the quantizer, the damage). */
+#define SENS_VERSION "quantizer importance-v1"
+
+qr_status qq_sensitivity_key(const char *model_sha256, const qq_split *calib, size_t window,
+                             char key[QQ_SENS_KEY_SIZE], qr_error *err)
+{
+    /* Every count is written before what it counts, so no two contents serialise alike. */
+    size_t n_tokens = calib->tokens ? calib->n_tokens : 0, n_items = calib->items ? calib->n_items : 0;
+    size_t bytes = 8 * (3 + n_tokens + 2 * n_items);
+    for (size_t i = 0; i < n_items; i++)
+        bytes += 8 * calib->items[i].n_tokens;
+    uint8_t *buf = malloc(bytes), *p = buf;
+    if (!buf)
+        return qr_fail(err, QR_ERR_NOMEM, "out of memory for the sensitivity cache key");
+    p = put_u64(p, calib->window ? calib->window : window);
+    p = put_u64(p, n_tokens);
+    for (size_t i = 0; i < n_tokens; i++)
+        p = put_u64(p, (uint64_t)(int64_t)calib->tokens[i]);
+    p = put_u64(p, n_items);
+    for (size_t i = 0; i < n_items; i++) {
+        const qr_labelled *it = &calib->items[i];
+        p = put_u64(p, (uint64_t)(int64_t)it->label);
+        p = put_u64(p, it->n_tokens);
+        for (size_t k = 0; k < it->n_tokens; k++)
+            p = put_u64(p, (uint64_t)(int64_t)it->tokens[k]);
+    }
+    uint8_t digest[QR_SHA256_BYTES];
+    char hex[QR_SHA256_HEX_SIZE];
+    qr_status st = qr_sha256_buffer(buf, (size_t)(p - buf), "the calibration data", digest, err);
+    free(buf);
+    if (st)
+        return st;
+    qr_sha256_to_hex(digest, hex);
+    snprintf(key, QQ_SENS_KEY_SIZE, "%.64s calib %s %s", model_sha256, hex, SENS_VERSION);
+    return QR_OK;
 }
 
 qr_status qq_sensitivity_new(qq_measurer *m, const qr_model_file *master, const qq_hierarchy *h,

@@ -29,6 +29,15 @@ typedef struct qq_sensitivity qq_sensitivity;
 typedef void (*qq_sens_progress_fn)(void *ctx, const char *unit, uint32_t type, const qq_sens *s,
                                     size_t measured);
 
+/* The cache key of a model and the calibration data its sensitivities are measured on:
+ * "<model sha256> calib <sha256 of the content> ...". The content is everything a measurement on
+ * calibration depends on: the LM tokens, each labelled item's tokens and label, the perplexity
+ * window (calib->window, else `window`), and the quantizer's version; so other text of the same
+ * length never answers from another's entries, and the same text does wherever it is held. */
+#define QQ_SENS_KEY_SIZE 192
+qr_status qq_sensitivity_key(const char *model_sha256, const qq_split *calib, size_t window,
+                             char key[QQ_SENS_KEY_SIZE], qr_error *err);
+
 /* cache_path may be NULL (no cache). key identifies the model and calibration data; entries
  * with another key in the file are ignored. */
 qr_status qq_sensitivity_new(qq_measurer *m, const qr_model_file *master, const qq_hierarchy *h,

@@ -40,7 +40,11 @@ static const char usage[] =
     "                        MB is refused: write M or MiB)\n"
     "  --budgets LIST        comma-separated sizes, e.g. 4M,8M,16M,32M\n"
     "  --max-ppl-increase P  validation perplexity at most P% over f32 (default 5)\n"
-    "  --max-acc-drop P      validation accuracy at most P points under f32 (default 1)\n"
+    "  --max-acc-drop P      validation accuracy at most P points under f32 (default 1), unless\n"
+    "                        the drop is within chance: a head breaks the floor when it is more\n"
+    "                        than P points under f32 AND significantly worse than f32 on the\n"
+    "                        same sentences (exact one-sided McNemar test at --acc-alpha)\n"
+    "  --acc-alpha A         that test's level, 0 < A <= 1 (default 0.05; 1: the drop alone)\n"
     "  --lambda L            trade-off weight of memory (default 0.1: see quant/README.md)\n"
     "  --max-tier T          search, build: stop after tier T (global, block or module;\n"
     "                        default module, all three)\n"
@@ -141,10 +145,11 @@ int main(int argc, char **argv)
     }
     enum { O_BUDGET = 256, O_BUDGETS, O_PPL, O_ACC, O_LAMBDA, O_SERVE, O_DATA, O_CT, O_CTOK, O_CL, O_CI,
            O_VT, O_VTOK, O_VL, O_TT, O_TL, O_WIN, O_CWIN, O_BATCH, O_THREADS, O_CACHE, O_NOCACHE, O_JSON,
-           O_TIER, O_MAXTIER, O_SVG, O_KEY, O_PUB, O_CLASSIFY };
+           O_TIER, O_MAXTIER, O_SVG, O_KEY, O_PUB, O_CLASSIFY, O_ALPHA };
     static const struct option longopts[] = {
         {"budget", required_argument, NULL, O_BUDGET}, {"budgets", required_argument, NULL, O_BUDGETS},
         {"max-ppl-increase", required_argument, NULL, O_PPL}, {"max-acc-drop", required_argument, NULL, O_ACC},
+        {"acc-alpha", required_argument, NULL, O_ALPHA},
         {"lambda", required_argument, NULL, O_LAMBDA}, {"serve-batch", required_argument, NULL, O_SERVE},
         {"data-dir", required_argument, NULL, O_DATA}, {"calib-text", required_argument, NULL, O_CT},
         {"calib-tokens", required_argument, NULL, O_CTOK}, {"calib-labels", required_argument, NULL, O_CL},
@@ -159,7 +164,7 @@ int main(int argc, char **argv)
         {"classify", required_argument, NULL, O_CLASSIFY},
         {"out", required_argument, NULL, 'o'}, {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
     qq_options o = {.calib_tokens = 1024, .calib_items = 32, .valid_tokens = 8192, .calib_window = 64,
-                    .window = 128, .batch = 64, .serve_batch = 4, .floors = {5.0, 1.0}, .lambda = 0.1, .tier = "block",
+                    .window = 128, .batch = 64, .serve_batch = 4, .floors = {5.0, 1.0, QQ_ACC_ALPHA}, .lambda = 0.1, .tier = "block",
                     .max_tier = QQ_TIER_MODULE};
     size_t v;
     int c;
@@ -171,6 +176,9 @@ int main(int argc, char **argv)
         case O_BUDGETS: o.budgets = optarg; break;
         case O_PPL: bad = parse_real(optarg, "--max-ppl-increase", 0, 1e6, &o.floors.max_ppl_increase); break;
         case O_ACC: bad = parse_real(optarg, "--max-acc-drop", 0, 100, &o.floors.max_acc_drop); break;
+        case O_ALPHA:
+            bad = parse_real(optarg, "--acc-alpha", 1e-12, 1, &o.floors.acc_alpha);
+            break;
         case O_LAMBDA: bad = parse_real(optarg, "--lambda", 0, 1e6, &o.lambda); break;
         case O_SERVE: bad = parse_count(optarg, "--serve-batch", 1, 4096, &o.serve_batch); break;
         case O_DATA: o.data_dir = optarg; break;

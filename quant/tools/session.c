@@ -269,11 +269,10 @@ int qq_session_open(const qq_options *o, qq_session *s)
         goto out;
     }
     /* The cache key: the model's bytes and exactly which calibration data measured them. */
-    char key[256], cpath[4096];
-    snprintf(key, sizeof key, "%s calib %zu tokens %zu items window %zu quantizer importance-v1", s->model_sha256, s->calib.n_tokens,
-             s->calib.n_items, o->calib_window);
+    char key[QQ_SENS_KEY_SIZE], cpath[4096];
     bool use_cache = !o->no_cache && cache_file(o, s, cpath, sizeof cpath) == 0;
-    if (qq_sensitivity_new(s->meas, s->master, &s->h, use_cache ? cpath : NULL, key, on_sensitivity, s,
+    if (qq_sensitivity_key(s->model_sha256, &s->calib, o->calib_window, key, &err) ||
+        qq_sensitivity_new(s->meas, s->master, &s->h, use_cache ? cpath : NULL, key, on_sensitivity, s,
                            &s->sens, &err)) {
         fprintf(stderr, "qslm-quant: %s\n", err.msg);
         goto out;

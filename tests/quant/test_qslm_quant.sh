@@ -10,11 +10,11 @@ trap 'rm -rf "$tmp"' EXIT
 pass=0 fail=0
 ok() { pass=$((pass + 1)); echo "ok   $*"; }
 bad() { fail=$((fail + 1)); echo "FAIL $*"; }
-expect() { # expect CODE PATTERN -- CMD...
+expect() { # expect CODE PATTERN -- CMD...   (CODE may be a list: 0,1)
   local code=$1 pattern=$2; shift 3
   local out rc
   out=$("$@" 2>&1); rc=$?
-  if [ "$rc" -eq "$code" ] && grep -qE -- "$pattern" <<<"$out"; then ok "$* -> $code /$pattern/"
+  if [[ ",$code," == *",$rc,"* ]] && grep -qE -- "$pattern" <<<"$out"; then ok "$* -> $code /$pattern/"
   else bad "$* -> exit $rc (want $code), output: $out"; fi
 }
 
@@ -53,6 +53,7 @@ expect 2 "must be a size" -- "$quant" search "$tmp/m.qslm" --budget=-4M "${small
 expect 1 'budget 1.5 KiB: infeasible.*over the budget of 1536$' -- "$quant" search "$tmp/m.qslm" --budget 1.5K "${small[@]}"
 expect 1 'infeasible: nothing fits' -- "$quant" search "$tmp/m.qslm" --budget 1K "${small[@]}"
 expect 0 'feasible \(kept from the (global|block|module) tier\)' -- "$quant" search "$tmp/m.qslm" --budget 2M "${small[@]}"
+expect 2 "--acc-alpha must be a number in" -- "$quant" search "$tmp/m.qslm" --budget 2M --acc-alpha 0 "${small[@]}"
 expect 2 "--max-tier must be global, block or module, not 'atomic'" -- "$quant" search "$tmp/m.qslm" --budget 2M --max-tier atomic "${small[@]}"
 # --max-tier global: the global pick, and no block or module tier is even tried
 out=$("$quant" search "$tmp/m.qslm" --budget 2M --max-tier global "${small[@]}" 2>&1)
@@ -123,8 +124,10 @@ expect 2 "has no task 'nope' \(its tasks: sentiment, topic\)" -- "$quant" search
 expect 2 "task 'topic' given twice" -- "$quant" search "$tmp/h.qslm" --budget 2M --classify topic=a --classify topic=b "${small[@]}"
 expect 2 'nowhere/heldout.jsonl' -- "$quant" search "$tmp/h.qslm" --budget 2M --classify topic="$tmp/nowhere" "${small[@]}"
 expect 0 'task topic: validation accuracy [0-9.]+% \(f32 [0-9.]+%\)' -- "$quant" search "$tmp/h.qslm" --budget 2M --classify topic="$tmp/topic" "${small[@]}"
-# A 0-point floor: some candidate loses topic accuracy, and the floor names that head.
-expect 0 'task topic: validation accuracy [0-9.]+% is [0-9.]+ points under f32' -- "$quant" search "$tmp/h.qslm" --budget 2M --classify topic="$tmp/topic" "${small[@]}" --max-acc-drop 0
+# A 0-point floor judged on the drop alone (--acc-alpha 1: on 24 sentences no drop of a random
+# model is beyond chance): some candidate loses topic accuracy, and the floor names that head
+# (whether or not some other setting keeps within it depends on the random model, not the floor).
+expect 0,1 'task topic: validation accuracy [0-9.]+% is [0-9.]+ points under f32' -- "$quant" search "$tmp/h.qslm" --budget 2M --classify topic="$tmp/topic" "${small[@]}" --max-acc-drop 0 --acc-alpha 1
 expect 0 'task topic: test accuracy' -- "$quant" build "$tmp/h.qslm" --budgets 2M -o "$tmp/hbundle" --classify topic="$tmp/topic" "${small[@]}"
 if node -e 'const m=JSON.parse(require("fs").readFileSync(process.argv[1])); const v=m.variants[0].metrics;
   const t=v.accuracy_by_task; if(!(t && Object.keys(t).join()==="sentiment,topic" && t.sentiment===v.accuracy &&

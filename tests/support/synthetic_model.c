@@ -48,8 +48,8 @@ static void *keep(owned *o, void *p)
     return p;
 }
 
-static qr_status add(qr_model_writer *w, owned *o, const char *name, size_t rows, size_t cols,
-                     uint32_t type, float scale, float offset, uint64_t *seed, qr_pool *pool,
+static qr_status add(qr_model_writer *w, owned *o, const synthetic_shape *sh, const char *name, size_t rows,
+                     size_t cols, uint32_t type, float scale, float offset, uint64_t *seed, qr_pool *pool,
                      qr_error *err)
 {
     size_t n = rows * cols;
@@ -59,6 +59,8 @@ static qr_status add(qr_model_writer *w, owned *o, const char *name, size_t rows
     fill(v, n, scale, seed);
     for (size_t i = 0; i < n; i++)
         v[i] += offset;
+    if (sh->edit)
+        sh->edit(sh->edit_ctx, name, v, rows, cols);
     const void *data = v;
     uint64_t bytes = n * sizeof(float);
     if (type != QR_TYPE_F32) {
@@ -109,9 +111,9 @@ static qr_status add_named_heads(qr_model_writer *w, owned *o, const synthetic_s
             return st;
         if (i == 0 && (st = qr_model_writer_set_u64(w, "head.n_classes", classes, err)))
             return st;
-        if ((st = add(w, o, qr_head_tensor_name(i, false, wname, sizeof wname), classes, sh->d, type, ws, 0.0f,
+        if ((st = add(w, o, sh, qr_head_tensor_name(i, false, wname, sizeof wname), classes, sh->d, type, ws, 0.0f,
                       seed, pool, err)) ||
-            (st = add(w, o, qr_head_tensor_name(i, true, bname, sizeof bname), 1, classes, QR_TYPE_F32, 0.1f,
+            (st = add(w, o, sh, qr_head_tensor_name(i, true, bname, sizeof bname), 1, classes, QR_TYPE_F32, 0.1f,
                       0.0f, seed, NULL, err)))
             return st;
     }
@@ -145,9 +147,9 @@ qr_status synthetic_model_write(const synthetic_shape *sh, const char *path, qr_
         TRY(qr_model_writer_set_bool(w, "spike.ffn", false, err));
     }
     float ws = 1.0f / sqrtf((float)d);
-    TRY(add(w, &o, "emb.weight", sh->vocab, d, et, 1.0f, 0.0f, &seed, pool, err));
-    TRY(add(w, &o, "blocks.0.ln0.weight", 1, d, QR_TYPE_F32, 0.1f, 1.0f, &seed, NULL, err));
-    TRY(add(w, &o, "blocks.0.ln0.bias", 1, d, QR_TYPE_F32, 0.1f, 0.0f, &seed, NULL, err));
+    TRY(add(w, &o, sh, "emb.weight", sh->vocab, d, et, 1.0f, 0.0f, &seed, pool, err));
+    TRY(add(w, &o, sh, "blocks.0.ln0.weight", 1, d, QR_TYPE_F32, 0.1f, 1.0f, &seed, NULL, err));
+    TRY(add(w, &o, sh, "blocks.0.ln0.bias", 1, d, QR_TYPE_F32, 0.1f, 0.0f, &seed, NULL, err));
     for (size_t i = 0; i < sh->n_layer; i++) {
         static const char *vecs[] = {"ln1.weight", "ln1.bias", "ln2.weight", "ln2.bias", "att.time_decay",
                                      "att.time_first", "att.time_mix_k", "att.time_mix_v", "att.time_mix_r",
@@ -155,31 +157,33 @@ qr_status synthetic_model_write(const synthetic_shape *sh, const char *path, qr_
         static const float offs[] = {1.0f, 0.0f, 1.0f, 0.0f, -1.0f, -1.2f, 0.5f, 0.5f, 0.5f, 0.5f, 0.5f};
         for (size_t v = 0; v < sizeof vecs / sizeof vecs[0]; v++) {
             snprintf(name, sizeof name, "blocks.%zu.%s", i, vecs[v]);
-            TRY(add(w, &o, name, 1, d, QR_TYPE_F32, v < 4 ? 0.1f : 0.4f, offs[v], &seed, NULL, err));
+            TRY(add(w, &o, sh, name, 1, d, QR_TYPE_F32, v < 4 ? 0.1f : 0.4f, offs[v], &seed, NULL, err));
         }
         static const char *sq[] = {"att.key", "att.value", "att.receptance", "att.output", "ffn.receptance"};
         for (size_t m = 0; m < 5; m++) {
             snprintf(name, sizeof name, "blocks.%zu.%s.weight", i, sq[m]);
-            TRY(add(w, &o, name, d, d, mt, ws * (m == 3 ? 3.0f : 1.0f), 0.0f, &seed, pool, err));
+            TRY(add(w, &o, sh, name, d, d, mt, ws * (m == 3 ? 3.0f : 1.0f), 0.0f, &seed, pool, err));
         }
         snprintf(name, sizeof name, "blocks.%zu.ffn.key.weight", i);
-        TRY(add(w, &o, name, f, d, mt, sh->spike_ffn_hidden ? 2.0f * ws : ws, 0.0f, &seed, pool, err));
+        TRY(add(w, &o, sh, name, f, d, mt, sh->spike_ffn_hidden ? 2.0f * ws : ws, 0.0f, &seed, pool, err));
         snprintf(name, sizeof name, "blocks.%zu.ffn.value.weight", i);
         if (sh->spike_ffn_hidden)
-            TRY(add(w, &o, name, f, d, mt, 3.0f / sqrtf((float)f), 0.0f, &seed, pool, err));
+            TRY(add(w, &o, sh, name, f, d, mt, 3.0f / sqrtf((float)f), 0.0f, &seed, pool, err));
         else
-            TRY(add(w, &o, name, d, f, mt, 3.0f / sqrtf((float)f), 0.0f, &seed, pool, err));
+            TRY(add(w, &o, sh, name, d, f, mt, 3.0f / sqrtf((float)f), 0.0f, &seed, pool, err));
     }
-    TRY(add(w, &o, "ln_out.weight", 1, d, QR_TYPE_F32, 0.1f, 1.0f, &seed, NULL, err));
-    TRY(add(w, &o, "ln_out.bias", 1, d, QR_TYPE_F32, 0.1f, 0.0f, &seed, NULL, err));
-    TRY(add(w, &o, "head.weight", sh->vocab, d, ht, ws, 0.0f, &seed, pool, err));
+    TRY(add(w, &o, sh, "ln_out.weight", 1, d, QR_TYPE_F32, 0.1f, 1.0f, &seed, NULL, err));
+    TRY(add(w, &o, sh, "ln_out.bias", 1, d, QR_TYPE_F32, 0.1f, 0.0f, &seed, NULL, err));
+    TRY(add(w, &o, sh, "head.weight", sh->vocab, d, ht, ws, 0.0f, &seed, pool, err));
     if (sh->n_tasks)
         TRY(add_named_heads(w, &o, sh, ht, ws, &seed, pool, err));
     else if (sh->n_classes) {
         TRY(qr_model_writer_set_u64(w, "head.n_classes", sh->n_classes, err));
-        TRY(add(w, &o, "cls.weight", sh->n_classes, d, ht, ws, 0.0f, &seed, pool, err));
-        TRY(add(w, &o, "cls.bias", 1, sh->n_classes, QR_TYPE_F32, 0.1f, 0.0f, &seed, NULL, err));
+        TRY(add(w, &o, sh, "cls.weight", sh->n_classes, d, ht, ws, 0.0f, &seed, pool, err));
+        TRY(add(w, &o, sh, "cls.bias", 1, sh->n_classes, QR_TYPE_F32, 0.1f, 0.0f, &seed, NULL, err));
     }
+    if (sh->extra_tensor)
+        TRY(add(w, &o, sh, sh->extra_tensor, 1, d, QR_TYPE_F32, 0.1f, 0.0f, &seed, NULL, err));
     if (sh->tokenizer_json)
         TRY(qr_model_writer_set_bytes(w, "tokenizer.json", sh->tokenizer_json, sh->tokenizer_len, err));
     st = qr_model_writer_write(w, path, err);

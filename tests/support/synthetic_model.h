@@ -30,6 +30,12 @@ typedef struct {
                                weights, for tests that bound numeric differences) */
     const char *tasks[8];   /* named heads instead of n_classes, "NAME=LABEL,LABEL,...", head 0 first */
     size_t n_tasks;
+    const char *extra_tensor; /* when not NULL: one more tensor (d f32 values) of this name,
+                                 for tests of what a reader refuses */
+    /* When not NULL: sees every tensor's f32 values (rows × cols, row-major as stored) before
+     * they are written or quantized, and may change them (e.g. to make one block fragile). */
+    void (*edit)(void *ctx, const char *name, float *values, size_t rows, size_t cols);
+    void *edit_ctx;
 } synthetic_shape;
 
 /* Writes the model to path. */
