@@ -55,3 +55,12 @@ bool qq_replace_better(const qq_scores *incumbent, const qq_scores *cand)
         return cand->within;
     return cand->j_valid < incumbent->j_valid;
 }
+
+size_t qq_pick_best(const qq_scores *s, size_t n)
+{
+    size_t best = 0;
+    for (size_t i = 1; i < n; i++)
+        if (qq_replace_better(&s[best], &s[i]))
+            best = i;
+    return best;
+}

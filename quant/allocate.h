@@ -2,6 +2,7 @@
  *
  *   qq_allocate        which rung each unit takes: a greedy allocation of bytes by damage saved
  *   qq_replace_*       whether a tier's pick replaces the incumbent setting
+ *   qq_pick_best       which of several validated settings (the global tier's) is kept
  *
  * Neither runs a model: search.c measures, fills the tables below and applies the verdicts, so
  * these rules are unit-tested on hand-made numbers (tests/quant/test_quant_allocate.c). */
@@ -55,5 +56,11 @@ bool qq_replace_worth_validating(const qq_scores *incumbent, double cand_j_calib
  * outside them; on the same side, the lower validation objective wins (a tie keeps the
  * incumbent). Also ranks the global tier's candidates. */
 bool qq_replace_better(const qq_scores *incumbent, const qq_scores *cand);
+
+/* The best of n validated settings by the rule above: the lowest validation objective among
+ * those within the floors, or, when none is, the lowest of all (the first of equals). Every
+ * candidate is looked at: the first within the floors is not taken for the best, since on the
+ * 200 sentences one within by a hair may lose more than a later one. n must be at least 1. */
+size_t qq_pick_best(const qq_scores *s, size_t n);
 
 #endif

@@ -240,8 +240,12 @@ qr_status qq_search(const qq_search_ctx *ctx, const qq_constraints *c, qq_result
                  (unsigned long long)qq_setting_footprint(ctx->costs, cand.types), (unsigned long long)c->budget);
         goto out;
     }
-    /* Validate the best-scoring global candidates until one is within the floors. */
-    for (size_t tries = 0; tries < GLOBAL_TRIES && tries < n_global; tries++) {
+    /* Validate each of the best-scoring global candidates (not only until one is within the
+     * floors: the calibration score, on 1024 tokens and 32 sentences, cannot tell which of them
+     * does best on validation) and keep the best of them (allocate.h). */
+    size_t tried[GLOBAL_TRIES], n_tried = 0;
+    qq_scores tried_scores[GLOBAL_TRIES];
+    while (n_tried < GLOBAL_TRIES && n_tried < n_global) {
         size_t pick = n_global;
         for (size_t i = 0; i < n_global; i++)
             if (!globals[i].validated && (pick == n_global || globals[i].j_calib < globals[pick].j_calib))
@@ -254,23 +258,13 @@ qr_status qq_search(const qq_search_ctx *ctx, const qq_constraints *c, qq_result
             qr_type_get(qq_rung_type(node_rung(ctx, g->types, 0)))->name,
             (double)g->footprint / 1e6, 100.0 * (g->valid.ppl / ctx->valid_ref.ppl - 1.0),
             100.0 * (g->valid.accuracy - ctx->valid_ref.accuracy), g->j_valid, g->why[0] ? ": " : "", g->why);
-        if (g->within)
-            break;
+        tried_scores[n_tried] = scores_of(g);
+        tried[n_tried++] = pick;
     }
-    /* The incumbent: the best validated global candidate (within the floors first). */
-    size_t inc = n_global;
-    for (size_t i = 0; i < n_global; i++) {
-        candidate *g = &globals[i];
-        if (!g->validated)
-            continue;
-        if (inc == n_global) {
-            inc = i;
-            continue;
-        }
-        qq_scores si = scores_of(&globals[inc]), sg = scores_of(g);
-        if (qq_replace_better(&si, &sg))
-            inc = i;
-    }
+    size_t inc = tried[qq_pick_best(tried_scores, n_tried)];
+    say(ctx, "global tier: kept every matrix %s, the best of the %zu validated (score %.3f%s)",
+        qr_type_get(qq_rung_type(node_rung(ctx, globals[inc].types, 0)))->name, n_tried, globals[inc].j_valid,
+        globals[inc].within ? "" : ", outside the floors");
     best = globals[inc];
     globals[inc].types = NULL;
     memcpy(cand.types, best.types, n * sizeof *cand.types);

@@ -187,6 +187,26 @@ static void test_replace_better(void **state)
     assert_false(qq_replace_better(&out_lo, &out_hi));
 }
 
+/* The global tier's pick among its validated candidates (in calibration order): the best
+ * validation objective within the floors, not the first within; the best outside them only when
+ * none is within; the first of equals. */
+static void test_pick_best(void **state)
+{
+    (void)state;
+    /* The first within the floors (6.48) is beaten by a later one (2.77); one outside the floors
+     * with a better objective (1.0) does not count. */
+    qq_scores s[] = {{0.9, 6.48, true}, {1.0, 1.00, false}, {1.3, 2.77, true}, {1.4, 4.88, true}};
+    assert_int_equal(qq_pick_best(s, 4), 2);
+    assert_int_equal(qq_pick_best(s, 2), 0); /* only the first two validated */
+    assert_int_equal(qq_pick_best(s + 1, 1), 0);
+    /* None within: the lowest objective of all. */
+    qq_scores out[] = {{0.5, 20.8, false}, {0.6, 7.7, false}, {0.7, 25.8, false}};
+    assert_int_equal(qq_pick_best(out, 3), 1);
+    /* Equal objectives within the floors: the first (the better calibration score) is kept. */
+    qq_scores eq[] = {{0.5, 9.0, false}, {0.6, 3.0, true}, {0.7, 3.0, true}};
+    assert_int_equal(qq_pick_best(eq, 3), 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -198,6 +218,7 @@ int main(void)
         cmocka_unit_test(test_allocate_infeasible),
         cmocka_unit_test(test_replace_worth_validating),
         cmocka_unit_test(test_replace_better),
+        cmocka_unit_test(test_pick_best),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

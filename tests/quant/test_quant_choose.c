@@ -334,6 +334,74 @@ static void test_floors_refuse_cheapest(void **state)
     qq_result_free(&r);
 }
 
+/* The objective on validation of every matrix at one type, under lambda. */
+static double uniform_objective(world *w, uint32_t type, double lambda)
+{
+    uint32_t *t = malloc(w->costs.n_tensors * sizeof *t);
+    for (size_t i = 0; i < w->costs.n_tensors; i++)
+        t[i] = w->costs.is_matrix[i] ? type : QR_TYPE_F32;
+    qq_metrics m;
+    qr_error err;
+    assert_int_equal(qq_measure_setting(w->meas, t, &w->valid, &m, &err), QR_OK);
+    double j = qq_objective(qq_performance_loss(&m, &w->ctx.valid_ref), qq_setting_footprint(&w->costs, t),
+                            w->costs.f32_footprint, lambda);
+    free(t);
+    return j;
+}
+
+/* The type named at the start of s (followed by ':', ',' or a space); fails the test if none is. */
+static uint32_t type_named(const char *s)
+{
+    for (size_t r = 0; r < QQ_RUNGS; r++) {
+        const char *name = qr_type_get(qq_rung_type(r))->name;
+        size_t len = strlen(name);
+        if (strncmp(s, name, len) == 0 && (s[len] == ':' || s[len] == ',' || s[len] == ' '))
+            return qq_rung_type(r);
+    }
+    fail_msg("no type at '%.16s'", s);
+    return 0;
+}
+
+/* Global tier: every one of the best-scoring candidates on calibration (four here, where every
+ * rung fits) is validated, and the one kept has the lowest validation objective of them, not the
+ * first that is within the floors (all are, here). Over a range of λ the calibration order and
+ * the validation order differ somewhere: at least once the pick is not the first validated,
+ * which the rule of stopping at the first within the floors would have kept. */
+static void test_global_keeps_best_validated(void **state)
+{
+    world *w = *state;
+    static const double lambdas[] = {0.0, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0};
+    size_t not_first = 0;
+    for (size_t l = 0; l < sizeof lambdas / sizeof *lambdas; l++) {
+        qq_result r = search(w, w->costs.f32_footprint, 1e5, lambdas[l], QQ_TIER_GLOBAL);
+        assert_true(r.feasible);
+        assert_string_equal(r.tier, "global");
+        static const char tried_at[] = "global tier: every matrix ", kept_at[] = "global tier: kept every matrix ";
+        size_t n = 0;
+        uint32_t first = 0;
+        double best = 1e300;
+        for (const char *at = strstr(w->log, tried_at); at; at = strstr(at + 1, tried_at)) {
+            uint32_t t = type_named(at + strlen(tried_at));
+            double j = uniform_objective(w, t, lambdas[l]);
+            if (n++ == 0)
+                first = t;
+            best = j < best ? j : best;
+        }
+        if (n != 4)
+            fail_msg("lambda %g: %zu global candidates validated, not 4:\n%s", lambdas[l], n, w->log);
+        const char *kept = strstr(w->log, kept_at);
+        assert_non_null(kept);
+        uint32_t k = type_named(kept + strlen(kept_at));
+        if (!(r.objective == best && uniform_objective(w, k, lambdas[l]) == best))
+            fail_msg("lambda %g: kept %s at %.4f, the best validated is %.4f:\n%s", lambdas[l], qr_type_get(k)->name,
+                     r.objective, best, w->log);
+        not_first += k != first;
+        qq_result_free(&r);
+    }
+    printf("the pick was not the first validated at %zu of %zu lambdas\n", not_first, sizeof lambdas / sizeof *lambdas);
+    assert_true(not_first > 0);
+}
+
 static int setup_fragile_matrix(void **state)
 {
     recipe rc = {NULL, true};
@@ -371,6 +439,7 @@ int main(void)
         cmocka_unit_test(test_fragile_block_gets_more_bits),
         cmocka_unit_test(test_lambda_moves_along_the_front),
         cmocka_unit_test(test_floors_refuse_cheapest),
+        cmocka_unit_test(test_global_keeps_best_validated),
     };
     const struct CMUnitTest fragile_matrix[] = {
         cmocka_unit_test(test_fragile_matrix_gets_more_bits),
