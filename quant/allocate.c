@@ -44,11 +44,6 @@ bool qq_allocate(qq_alloc_unit *units, size_t n, const qq_alloc_limits *lim, uin
     return true;
 }
 
-bool qq_replace_worth_validating(const qq_scores *incumbent, double cand_j_calib)
-{
-    return !incumbent->within || cand_j_calib < incumbent->j_calib;
-}
-
 bool qq_replace_better(const qq_scores *incumbent, const qq_scores *cand)
 {
     if (cand->within != incumbent->within)

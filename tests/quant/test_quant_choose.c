@@ -402,6 +402,48 @@ static void test_global_keeps_best_validated(void **state)
     assert_true(not_first > 0);
 }
 
+/* Block and module tiers: each tier's pick is validated whatever its calibration score, and kept
+ * or not on validation alone. Over three budgets and three λ every tier line names the pick's
+ * validation figures (or says the tier found the setting it had), and some picks score no better
+ * than the incumbent on calibration yet are kept on validation: the rule that validated only a
+ * better calibration score would have passed them over (7 of the 8 such picks here). */
+static void test_every_tier_pick_validated(void **state)
+{
+    world *w = *state;
+    static const double lambdas[] = {0.0, 0.5, 2.0};
+    uint64_t lo = uniform_footprint(w, QR_TYPE_Q2_0), hi = uniform_footprint(w, QR_TYPE_Q8_0);
+    size_t tier_lines = 0, not_better_on_calib = 0, kept = 0;
+    for (size_t l = 0; l < sizeof lambdas / sizeof *lambdas; l++)
+        for (size_t k = 1; k <= 3; k++) {
+            qq_result r = search(w, lo + (hi - lo) * k / 4, 1e5, lambdas[l], QQ_TIER_MODULE);
+            assert_true(r.feasible);
+            for (const char *line = w->log, *end; *line; line = *end ? end + 1 : end) {
+                end = line + strcspn(line, "\n");
+                char one[1024];
+                snprintf(one, sizeof one, "%.*s", (int)(end - line), line);
+                if (strncmp(one, "block tier: ", 12) != 0 && strncmp(one, "module tier: ", 13) != 0)
+                    continue;
+                tier_lines++;
+                if (strstr(one, "tier: same setting as before"))
+                    continue;
+                double calib, before;
+                const char *at = strstr(one, "calibration score ");
+                if (!at || sscanf(at, "calibration score %lf (before: %lf)", &calib, &before) != 2 ||
+                    !strstr(one, "validation ppl"))
+                    fail_msg("a tier's pick not validated:\n%s", w->log);
+                if (calib >= before) {
+                    not_better_on_calib++;
+                    kept += strstr(one, ": kept") != NULL;
+                }
+            }
+            qq_result_free(&r);
+        }
+    printf("%zu tier lines; %zu picks no better than the incumbent on calibration validated, %zu of them kept\n",
+           tier_lines, not_better_on_calib, kept);
+    assert_true(tier_lines >= 2 * 3 * 3);
+    assert_true(kept > 0);
+}
+
 static int setup_fragile_matrix(void **state)
 {
     recipe rc = {NULL, true};
@@ -440,6 +482,7 @@ int main(void)
         cmocka_unit_test(test_lambda_moves_along_the_front),
         cmocka_unit_test(test_floors_refuse_cheapest),
         cmocka_unit_test(test_global_keeps_best_validated),
+        cmocka_unit_test(test_every_tier_pick_validated),
     };
     const struct CMUnitTest fragile_matrix[] = {
         cmocka_unit_test(test_fragile_matrix_gets_more_bits),
