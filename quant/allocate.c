@@ -1,5 +1,5 @@
-/* allocate.c: the greedy allocation of bytes and the replace rule (allocate.h). No model, no
- * measurement, no I/O: numbers in, decisions out. */
+/* allocate.c: the greedy allocation of bytes, the replace rule and the global tier's pick
+ * (allocate.h). No model, no measurement, no I/O: numbers in, decisions out. */
 #include "allocate.h"
 
 bool qq_allocate(qq_alloc_unit *units, size_t n, const qq_alloc_limits *lim, uint64_t *footprint)

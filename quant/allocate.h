@@ -1,10 +1,10 @@
-/* allocate.h: the two decisions of the block and module tiers, as pure functions over numbers.
+/* allocate.h: the tiers' decisions, as pure functions over numbers.
  *
  *   qq_allocate        which rung each unit takes: a greedy allocation of bytes by damage saved
  *   qq_replace_better  whether a tier's pick replaces the incumbent setting
  *   qq_pick_best       which of several validated settings (the global tier's) is kept
  *
- * Neither runs a model: search.c measures, fills the tables below and applies the verdicts, so
+ * None runs a model: search.c measures, fills the tables below and applies the verdicts, so
  * these rules are unit-tested on hand-made numbers (tests/quant/test_quant_allocate.c). */
 #ifndef QQ_ALLOCATE_H
 #define QQ_ALLOCATE_H
