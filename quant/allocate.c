@@ -1,5 +1,5 @@
-/* allocate.c: the greedy allocation of bytes and the replace rule (allocate.h). No model, no
- * measurement, no I/O: numbers in, decisions out. */
+/* allocate.c: the greedy allocation of bytes, the replace rule and the global tier's pick
+ * (allocate.h). No model, no measurement, no I/O: numbers in, decisions out. */
 #include "allocate.h"
 
 bool qq_allocate(qq_alloc_unit *units, size_t n, const qq_alloc_limits *lim, uint64_t *footprint)
@@ -44,14 +44,18 @@ bool qq_allocate(qq_alloc_unit *units, size_t n, const qq_alloc_limits *lim, uin
     return true;
 }
 
-bool qq_replace_worth_validating(const qq_scores *incumbent, double cand_j_calib)
-{
-    return !incumbent->within || cand_j_calib < incumbent->j_calib;
-}
-
 bool qq_replace_better(const qq_scores *incumbent, const qq_scores *cand)
 {
     if (cand->within != incumbent->within)
         return cand->within;
     return cand->j_valid < incumbent->j_valid;
+}
+
+size_t qq_pick_best(const qq_scores *s, size_t n)
+{
+    size_t best = 0;
+    for (size_t i = 1; i < n; i++)
+        if (qq_replace_better(&s[best], &s[i]))
+            best = i;
+    return best;
 }

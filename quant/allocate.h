@@ -1,9 +1,10 @@
-/* allocate.h: the two decisions of the block and module tiers, as pure functions over numbers.
+/* allocate.h: the tiers' decisions, as pure functions over numbers.
  *
  *   qq_allocate        which rung each unit takes: a greedy allocation of bytes by damage saved
- *   qq_replace_*       whether a tier's pick replaces the incumbent setting
+ *   qq_replace_better  whether a tier's pick replaces the incumbent setting
+ *   qq_pick_best       which of several validated settings (the global tier's) is kept
  *
- * Neither runs a model: search.c measures, fills the tables below and applies the verdicts, so
+ * None runs a model: search.c measures, fills the tables below and applies the verdicts, so
  * these rules are unit-tested on hand-made numbers (tests/quant/test_quant_allocate.c). */
 #ifndef QQ_ALLOCATE_H
 #define QQ_ALLOCATE_H
@@ -39,21 +40,21 @@ typedef struct {
  * *footprint (may be NULL) gets the allocated setting's footprint. */
 bool qq_allocate(qq_alloc_unit *units, size_t n, const qq_alloc_limits *lim, uint64_t *footprint);
 
-/* A setting's scores as the replace rule sees them. */
+/* A validated setting's scores as the replace rule sees them. */
 typedef struct {
-    double j_calib;             /* the objective on calibration */
-    double j_valid;             /* the objective on validation (when validated) */
+    double j_valid;             /* the objective on validation */
     bool within;                /* within the floors on validation */
 } qq_scores;
 
-/* Stage 1, after the candidate is measured on calibration: whether it is worth validating. An
- * incumbent within the floors is only challenged by a better calibration score; one outside the
- * floors by any candidate (it may be within them). */
-bool qq_replace_worth_validating(const qq_scores *incumbent, double cand_j_calib);
-
-/* Stage 2, both validated: whether the candidate beats the incumbent. Within the floors beats
- * outside them; on the same side, the lower validation objective wins (a tie keeps the
- * incumbent). Also ranks the global tier's candidates. */
+/* Both validated: whether the candidate beats the incumbent. Within the floors beats outside
+ * them; on the same side, the lower validation objective wins (a tie keeps the incumbent). The
+ * calibration score plays no part: every tier's pick is validated (search.c says why). */
 bool qq_replace_better(const qq_scores *incumbent, const qq_scores *cand);
+
+/* The best of n validated settings by the rule above: the lowest validation objective among
+ * those within the floors, or, when none is, the lowest of all (the first of equals). Every
+ * candidate is looked at: the first within the floors is not taken for the best, since on the
+ * 200 sentences one within by a hair may lose more than a later one. n must be at least 1. */
+size_t qq_pick_best(const qq_scores *s, size_t n);
 
 #endif

@@ -107,7 +107,7 @@ static qr_status measure_candidate(const qq_search_ctx *ctx, const qq_constraint
 
 static qq_scores scores_of(const candidate *cd)
 {
-    return (qq_scores){cd->j_calib, cd->j_valid, cd->within};
+    return (qq_scores){cd->j_valid, cd->within};
 }
 
 /* The tier's allocation (allocate.h) over units, written into types (which holds the rest of the
@@ -145,9 +145,13 @@ static qr_status add_unit(const qq_search_ctx *ctx, units *us, size_t node, size
     return QR_OK;
 }
 
-/* Whether a tier's candidate replaces the incumbent (the rule is allocate.h's): better on
- * calibration first (cheap), then within the floors and better on validation (or within when
- * the incumbent is not). */
+/* Whether a tier's candidate replaces the incumbent (the rule is allocate.h's): within the floors
+ * and better on validation (or within when the incumbent is not). Every candidate is validated,
+ * whatever its calibration score: on the default model calibration cannot rank the settings a
+ * tier compares (every one of them gets all 32 calibration sentences right, as f32 does, and on
+ * 1024 tokens their NLL differences are within the noise: down to q3_1, quantized settings score
+ * better than f32 there), and a validation pass costs less than a tier's sensitivities. The
+ * calibration score is measured for the log only. */
 static qr_status try_replace(const qq_search_ctx *ctx, const qq_constraints *c, const char *tier,
                              candidate *cand, candidate *best, size_t *measured, bool *kept,
                              qr_error *err)
@@ -163,20 +167,15 @@ static qr_status try_replace(const qq_search_ctx *ctx, const qq_constraints *c, 
     if (st)
         return st;
     ++*measured;
-    qq_scores inc = scores_of(best);
-    if (!qq_replace_worth_validating(&inc, cand->j_calib)) {
-        say(ctx, "%s tier: calibration score %.3f, not better than %.3f: kept the %s", tier,
-            cand->j_calib, best->j_calib, "previous tier's setting");
-        return QR_OK;
-    }
     if ((st = measure_candidate(ctx, c, cand, true, err)))
         return st;
     ++*measured;
-    qq_scores cs = scores_of(cand);
+    qq_scores inc = scores_of(best), cs = scores_of(cand);
     bool better = qq_replace_better(&inc, &cs);
-    say(ctx, "%s tier: %.2f bits/weight, %.2f MB, validation ppl %+.2f%%, accuracy %+.1f pts, score %.3f: %s%s%s",
-        tier, qq_setting_bits_per_weight(ctx->costs, cand->types), (double)cand->footprint / 1e6,
-        100.0 * (cand->valid.ppl / ctx->valid_ref.ppl - 1.0),
+    say(ctx, "%s tier: %.2f bits/weight, %.2f MB, calibration score %.3f (before: %.3f), validation ppl %+.2f%%, "
+        "accuracy %+.1f pts, score %.3f: %s%s%s",
+        tier, qq_setting_bits_per_weight(ctx->costs, cand->types), (double)cand->footprint / 1e6, cand->j_calib,
+        best->j_calib, 100.0 * (cand->valid.ppl / ctx->valid_ref.ppl - 1.0),
         100.0 * (cand->valid.accuracy - ctx->valid_ref.accuracy), cand->j_valid,
         better ? "kept" : cand->within ? "not better" : "", cand->within && cand->why[0] ? "; " : "", cand->why);
     if (better) {
@@ -240,8 +239,12 @@ qr_status qq_search(const qq_search_ctx *ctx, const qq_constraints *c, qq_result
                  (unsigned long long)qq_setting_footprint(ctx->costs, cand.types), (unsigned long long)c->budget);
         goto out;
     }
-    /* Validate the best-scoring global candidates until one is within the floors. */
-    for (size_t tries = 0; tries < GLOBAL_TRIES && tries < n_global; tries++) {
+    /* Validate each of the best-scoring global candidates (not only until one is within the
+     * floors: the calibration score, on 1024 tokens and 32 sentences, cannot tell which of them
+     * does best on validation) and keep the best of them (allocate.h). */
+    size_t tried[GLOBAL_TRIES], n_tried = 0;
+    qq_scores tried_scores[GLOBAL_TRIES];
+    while (n_tried < GLOBAL_TRIES && n_tried < n_global) {
         size_t pick = n_global;
         for (size_t i = 0; i < n_global; i++)
             if (!globals[i].validated && (pick == n_global || globals[i].j_calib < globals[pick].j_calib))
@@ -254,23 +257,13 @@ qr_status qq_search(const qq_search_ctx *ctx, const qq_constraints *c, qq_result
             qr_type_get(qq_rung_type(node_rung(ctx, g->types, 0)))->name,
             (double)g->footprint / 1e6, 100.0 * (g->valid.ppl / ctx->valid_ref.ppl - 1.0),
             100.0 * (g->valid.accuracy - ctx->valid_ref.accuracy), g->j_valid, g->why[0] ? ": " : "", g->why);
-        if (g->within)
-            break;
+        tried_scores[n_tried] = scores_of(g);
+        tried[n_tried++] = pick;
     }
-    /* The incumbent: the best validated global candidate (within the floors first). */
-    size_t inc = n_global;
-    for (size_t i = 0; i < n_global; i++) {
-        candidate *g = &globals[i];
-        if (!g->validated)
-            continue;
-        if (inc == n_global) {
-            inc = i;
-            continue;
-        }
-        qq_scores si = scores_of(&globals[inc]), sg = scores_of(g);
-        if (qq_replace_better(&si, &sg))
-            inc = i;
-    }
+    size_t inc = tried[qq_pick_best(tried_scores, n_tried)];
+    say(ctx, "global tier: kept every matrix %s, the best of the %zu validated (score %.3f%s)",
+        qr_type_get(qq_rung_type(node_rung(ctx, globals[inc].types, 0)))->name, n_tried, globals[inc].j_valid,
+        globals[inc].within ? "" : ", outside the floors");
     best = globals[inc];
     globals[inc].types = NULL;
     memcpy(cand.types, best.types, n * sizeof *cand.types);

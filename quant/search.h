@@ -9,8 +9,9 @@
  * setting as their sum, and a greedy allocation buys, from the cheapest allowed setting up, the
  * upgrades with the best damage saved per byte until the budget is spent or an upgrade is no
  * longer worth its memory under the trade-off (tradeoff.h). Each tier's pick is then measured as a
- * whole on the calibration split and, if it scores better than the tier before, on the validation
- * split, where the performance floors are checked; only then is it kept. */
+ * whole on the validation split, where the performance floors are checked, and kept if it is
+ * within them and better there than the tier before (quant/README.md: why calibration does not
+ * decide). */
 #ifndef QQ_SEARCH_H
 #define QQ_SEARCH_H
 

@@ -32,9 +32,9 @@ double qq_calib_loss(const qq_metrics *m, const qq_metrics *ref)
     double loss = 0.0;
     if (m->lm && ref->lm)
         loss += 100.0 * expm1(m->nll - ref->nll);
-    if (m->cls && ref->cls && ref->accuracy > m->accuracy)
-        loss += 100.0 * (ref->accuracy - m->accuracy);
-    return loss + other_heads_loss(m, ref);
+    if (m->cls && ref->cls)
+        loss += 100.0 * expm1(m->cls_kl);
+    return loss;
 }
 
 double qq_objective(double loss, uint64_t footprint, uint64_t f32_footprint, double lambda)

@@ -5,8 +5,9 @@
  * ppl, acc: the setting's perplexity and accuracy; ppl₀, acc₀: the f32 model's on the same data;
  * M: the setting's served footprint, M₀: the f32 model's. So J is "percent of perplexity lost +
  * points of accuracy lost + λ × percent of the f32 memory kept", lower is better, and λ says how
- * many points of performance one percent of memory is worth. On the calibration split the same
- * terms are computed from its NLL and accuracy against the f32 model's there. A model with
+ * many points of performance one percent of memory is worth. On the calibration split the
+ * perplexity term is computed from its NLL against the f32 model's there, and the classifier's
+ * from the KL of its class distributions from f32's (qq_calib_loss). A model with
  * several classifier heads adds each further head's points of accuracy lost, and the accuracy
  * floor holds for each head on its own.
  *
@@ -36,8 +37,12 @@ typedef struct {
 
 /* Performance lost in percent/points (the first two terms). */
 double qq_performance_loss(const qq_metrics *m, const qq_metrics *ref);
-/* The same on calibration: 100·(e^(nll − nll₀) − 1) + 100·max(0, acc₀ − acc). Negative when the
- * setting happens to score better than f32 there. */
+/* The same on calibration: 100·(e^(nll − nll₀) − 1) + 100·(e^cls_kl − 1). Negative when the
+ * setting's NLL happens to be lower than f32's there. The classifier's term is its class KL (head
+ * 0's, from the reference run), what its NLL would gain were f32's class distribution the truth,
+ * not its accuracy: on a few dozen sentences one is several points, and on the default data they
+ * are sentences the head was trained on, which every setting down to q2_1 gets all right. KL
+ * needs no label, so it measures the classifier there too. */
 double qq_calib_loss(const qq_metrics *m, const qq_metrics *ref);
 double qq_objective(double loss, uint64_t footprint, uint64_t f32_footprint, double lambda);
 /* True when m (validation) is within the floors of ref. Writes why not into why, with the

@@ -159,25 +159,12 @@ static void test_allocate_infeasible(void **state)
     assert_int_equal(u.cur, 4);
 }
 
-/* Stage 1: an incumbent within the floors is challenged only by a strictly better calibration
- * score; one outside them by any candidate. */
-static void test_replace_worth_validating(void **state)
-{
-    (void)state;
-    qq_scores within = {10.0, 12.0, true}, outside = {10.0, 12.0, false};
-    assert_true(qq_replace_worth_validating(&within, 9.0));
-    assert_false(qq_replace_worth_validating(&within, 10.0));
-    assert_false(qq_replace_worth_validating(&within, 11.0));
-    assert_true(qq_replace_worth_validating(&outside, 11.0));
-    assert_true(qq_replace_worth_validating(&outside, 9.0));
-}
-
-/* Stage 2: within the floors beats outside whatever the scores; on the same side the lower
+/* Within the floors beats outside whatever the scores; on the same side the lower
  * validation objective wins and a tie keeps the incumbent. */
 static void test_replace_better(void **state)
 {
     (void)state;
-    qq_scores in_lo = {0, 5.0, true}, in_hi = {0, 8.0, true}, out_lo = {0, 1.0, false}, out_hi = {0, 9.0, false};
+    qq_scores in_lo = {5.0, true}, in_hi = {8.0, true}, out_lo = {1.0, false}, out_hi = {9.0, false};
     assert_true(qq_replace_better(&out_lo, &in_hi));  /* into the floors, though worse */
     assert_false(qq_replace_better(&in_hi, &out_lo)); /* out of them, though better */
     assert_true(qq_replace_better(&in_hi, &in_lo));
@@ -185,6 +172,26 @@ static void test_replace_better(void **state)
     assert_false(qq_replace_better(&in_lo, &in_lo));  /* a tie keeps the incumbent */
     assert_true(qq_replace_better(&out_hi, &out_lo)); /* both outside: still the better one */
     assert_false(qq_replace_better(&out_lo, &out_hi));
+}
+
+/* The global tier's pick among its validated candidates (in calibration order): the best
+ * validation objective within the floors, not the first within; the best outside them only when
+ * none is within; the first of equals. */
+static void test_pick_best(void **state)
+{
+    (void)state;
+    /* The first within the floors (6.48) is beaten by a later one (2.77); one outside the floors
+     * with a better objective (1.0) does not count. */
+    qq_scores s[] = {{6.48, true}, {1.00, false}, {2.77, true}, {4.88, true}};
+    assert_int_equal(qq_pick_best(s, 4), 2);
+    assert_int_equal(qq_pick_best(s, 2), 0); /* only the first two validated */
+    assert_int_equal(qq_pick_best(s + 1, 1), 0);
+    /* None within: the lowest objective of all. */
+    qq_scores out[] = {{20.8, false}, {7.7, false}, {25.8, false}};
+    assert_int_equal(qq_pick_best(out, 3), 1);
+    /* Equal objectives within the floors: the first (the better calibration score) is kept. */
+    qq_scores eq[] = {{9.0, false}, {3.0, true}, {3.0, true}};
+    assert_int_equal(qq_pick_best(eq, 3), 1);
 }
 
 int main(void)
@@ -196,8 +203,8 @@ int main(void)
         cmocka_unit_test(test_allocate_lambda_stops_upgrades),
         cmocka_unit_test(test_allocate_needs_damage_saved),
         cmocka_unit_test(test_allocate_infeasible),
-        cmocka_unit_test(test_replace_worth_validating),
         cmocka_unit_test(test_replace_better),
+        cmocka_unit_test(test_pick_best),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -337,6 +337,116 @@ static void test_floors_refuse_cheapest(void **state)
     qq_result_free(&r);
 }
 
+/* The objective on validation of every matrix at one type, under lambda. */
+static double uniform_objective(world *w, uint32_t type, double lambda)
+{
+    uint32_t *t = malloc(w->costs.n_tensors * sizeof *t);
+    for (size_t i = 0; i < w->costs.n_tensors; i++)
+        t[i] = w->costs.is_matrix[i] ? type : QR_TYPE_F32;
+    qq_metrics m;
+    qr_error err;
+    assert_int_equal(qq_measure_setting(w->meas, t, &w->valid, &m, &err), QR_OK);
+    double j = qq_objective(qq_performance_loss(&m, &w->ctx.valid_ref), qq_setting_footprint(&w->costs, t),
+                            w->costs.f32_footprint, lambda);
+    free(t);
+    return j;
+}
+
+/* The type named at the start of s (followed by ':', ',' or a space); fails the test if none is. */
+static uint32_t type_named(const char *s)
+{
+    for (size_t r = 0; r < QQ_RUNGS; r++) {
+        const char *name = qr_type_get(qq_rung_type(r))->name;
+        size_t len = strlen(name);
+        if (strncmp(s, name, len) == 0 && (s[len] == ':' || s[len] == ',' || s[len] == ' '))
+            return qq_rung_type(r);
+    }
+    fail_msg("no type at '%.16s'", s);
+    return 0;
+}
+
+/* Global tier: every one of the best-scoring candidates on calibration (four here, where every
+ * rung fits) is validated, and the one kept has the lowest validation objective of them, not the
+ * first that is within the floors (all are, here). Over a range of λ the calibration order and
+ * the validation order differ somewhere: at least once the pick is not the first validated,
+ * which the rule of stopping at the first within the floors would have kept. */
+static void test_global_keeps_best_validated(void **state)
+{
+    world *w = *state;
+    static const double lambdas[] = {0.0, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0};
+    size_t not_first = 0;
+    for (size_t l = 0; l < sizeof lambdas / sizeof *lambdas; l++) {
+        qq_result r = search(w, w->costs.f32_footprint, 1e5, lambdas[l], QQ_TIER_GLOBAL);
+        assert_true(r.feasible);
+        assert_string_equal(r.tier, "global");
+        static const char tried_at[] = "global tier: every matrix ", kept_at[] = "global tier: kept every matrix ";
+        size_t n = 0;
+        uint32_t first = 0;
+        double best = 1e300;
+        for (const char *at = strstr(w->log, tried_at); at; at = strstr(at + 1, tried_at)) {
+            uint32_t t = type_named(at + strlen(tried_at));
+            double j = uniform_objective(w, t, lambdas[l]);
+            if (n++ == 0)
+                first = t;
+            best = j < best ? j : best;
+        }
+        if (n != 4)
+            fail_msg("lambda %g: %zu global candidates validated, not 4:\n%s", lambdas[l], n, w->log);
+        const char *kept = strstr(w->log, kept_at);
+        assert_non_null(kept);
+        uint32_t k = type_named(kept + strlen(kept_at));
+        if (!(r.objective == best && uniform_objective(w, k, lambdas[l]) == best))
+            fail_msg("lambda %g: kept %s at %.4f, the best validated is %.4f:\n%s", lambdas[l], qr_type_get(k)->name,
+                     r.objective, best, w->log);
+        not_first += k != first;
+        qq_result_free(&r);
+    }
+    printf("the pick was not the first validated at %zu of %zu lambdas\n", not_first, sizeof lambdas / sizeof *lambdas);
+    assert_true(not_first > 0);
+}
+
+/* Block and module tiers: each tier's pick is validated whatever its calibration score, and kept
+ * or not on validation alone. Over three budgets and three λ every tier line names the pick's
+ * validation figures (or says the tier found the setting it had), and some picks score no better
+ * than the incumbent on calibration yet are kept on validation: the rule that validated only a
+ * better calibration score would have passed them over (7 of the 8 such picks here). */
+static void test_every_tier_pick_validated(void **state)
+{
+    world *w = *state;
+    static const double lambdas[] = {0.0, 0.5, 2.0};
+    uint64_t lo = uniform_footprint(w, QR_TYPE_Q2_0), hi = uniform_footprint(w, QR_TYPE_Q8_0);
+    size_t tier_lines = 0, not_better_on_calib = 0, kept = 0;
+    for (size_t l = 0; l < sizeof lambdas / sizeof *lambdas; l++)
+        for (size_t k = 1; k <= 3; k++) {
+            qq_result r = search(w, lo + (hi - lo) * k / 4, 1e5, lambdas[l], QQ_TIER_MODULE);
+            assert_true(r.feasible);
+            for (const char *line = w->log, *end; *line; line = *end ? end + 1 : end) {
+                end = line + strcspn(line, "\n");
+                char one[1024];
+                snprintf(one, sizeof one, "%.*s", (int)(end - line), line);
+                if (strncmp(one, "block tier: ", 12) != 0 && strncmp(one, "module tier: ", 13) != 0)
+                    continue;
+                tier_lines++;
+                if (strstr(one, "tier: same setting as before"))
+                    continue;
+                double calib, before;
+                const char *at = strstr(one, "calibration score ");
+                if (!at || sscanf(at, "calibration score %lf (before: %lf)", &calib, &before) != 2 ||
+                    !strstr(one, "validation ppl"))
+                    fail_msg("a tier's pick not validated:\n%s", w->log);
+                if (calib >= before) {
+                    not_better_on_calib++;
+                    kept += strstr(one, ": kept") != NULL;
+                }
+            }
+            qq_result_free(&r);
+        }
+    printf("%zu tier lines; %zu picks no better than the incumbent on calibration validated, %zu of them kept\n",
+           tier_lines, not_better_on_calib, kept);
+    assert_true(tier_lines >= 2 * 3 * 3);
+    assert_true(kept > 0);
+}
+
 static int setup_fragile_matrix(void **state)
 {
     recipe rc = {NULL, true};
@@ -374,6 +484,8 @@ int main(void)
         cmocka_unit_test(test_fragile_block_gets_more_bits),
         cmocka_unit_test(test_lambda_moves_along_the_front),
         cmocka_unit_test(test_floors_refuse_cheapest),
+        cmocka_unit_test(test_global_keeps_best_validated),
+        cmocka_unit_test(test_every_tier_pick_validated),
     };
     const struct CMUnitTest fragile_matrix[] = {
         cmocka_unit_test(test_fragile_matrix_gets_more_bits),

@@ -94,9 +94,20 @@ static void test_objective_and_losses(void **state)
     assert_close(qq_calib_loss(&c, &c0), 2.0, 1e-9);
     c.nll = 3.0 - log(1.02);
     assert_true(qq_calib_loss(&c, &c0) < 0.0);
+    /* The classifier on calibration: its class KL, 100·(e^cls_kl − 1); its accuracy (here 5
+     * points under f32's, and another head's 50) counts nothing. */
     c.nll = 3.0;
-    c.accuracy = 0.45;
+    c.accuracy = c.head_accuracy[0] = 0.45;
+    c.head_measured[1] = c0.head_measured[1] = true;
+    c.head_accuracy[1] = 0.0;
+    c0.head_accuracy[1] = 0.5;
+    assert_true(qq_calib_loss(&c, &c0) == 0.0);
+    c.cls_kl = log(1.03);
+    assert_close(qq_calib_loss(&c, &c0), 3.0, 1e-9);
+    c.nll = 3.0 + log(1.02);
     assert_close(qq_calib_loss(&c, &c0), 5.0, 1e-9);
+    c.cls = false; /* no classifier measured: the perplexity term alone */
+    assert_close(qq_calib_loss(&c, &c0), 2.0, 1e-9);
     /* A model without LM head: only accuracy. */
     ref.lm = m.lm = false;
     assert_close(qq_performance_loss(&m, &ref), 5.0, 1e-12);
