@@ -67,7 +67,7 @@ else bad "search --max-tier block: $out"; fi
 
 # On a terminal (script(1) gives it one) build shows which budget it is on and, from the second
 # on, the time the rest would take at the pace so far; without one it shows nothing of that.
-if command -v script >/dev/null; then
+if command -v script >/dev/null && script -qec true /dev/null >/dev/null 2>&1; then
   out=$(script -qec "$(printf '%q ' "$quant" build "$tmp/m.qslm" --budgets 1M,2M -o "$tmp/ttybundle" "${small[@]}")" /dev/null 2>&1 | tr '\r' '\n')
   if grep -aq 'budget 1 of 2: ' <<<"$out" && grep -aqE 'budget 2 of 2, at most about [0-9]+ (s|min) left: ' <<<"$out"; then
     ok "build on a terminal: 'budget 2 of 2, at most about ... left'"
@@ -76,7 +76,7 @@ if command -v script >/dev/null; then
   if ! grep -aq 'budget 2 of 2' <<<"$out"; then ok "build without a terminal prints no progress line"
   else bad "build without a terminal printed progress: $out"; fi
 else
-  echo "skip: no script(1) for the terminal progress check"
+  echo "skip: script(1) cannot give this machine a terminal (no /dev/pts?): terminal progress not checked"
 fi
 
 # A bundle: one budget too small, one that fits.
