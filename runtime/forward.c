@@ -376,9 +376,8 @@ static void channel_mix(qr_runner *r, qr_state *const *states, size_t B, size_t 
 
 /* ---------------------------------------------------------------- the model */
 
-/* The forward pass over B checked rows, on this runner's buffers. */
-static void forward_rows(qr_runner *r, qr_state *const *states, const int32_t *tokens, size_t B, float *logits,
-                         float *features)
+/* The residual stream entering layer 0 of B rows: ln0 of the (spiking) embedding, in r->x. */
+static void embed_rows(qr_runner *r, const int32_t *tokens, size_t B)
 {
     const qr_model *m = r->m;
     size_t d = m->d;
@@ -390,15 +389,26 @@ static void forward_rows(qr_runner *r, qr_state *const *states, const int32_t *t
                 x[i] = x[i] >= 0.0f ? 1.0f : 0.0f;
         layer_norm(x, m->ln0_w, m->ln0_b, d, x);
     }
-    for (size_t i = 0; i < m->n_layer; i++) {
+}
+
+/* Layers [first, last) on the B rows of r->x. */
+static void run_layers(qr_runner *r, qr_state *const *states, size_t B, size_t first, size_t last)
+{
+    const qr_model *m = r->m;
+    for (size_t i = first; i < last; i++) {
         time_mix(r, states, B, i);
         channel_mix(r, states, B, i);
         if (m->rescale_layer && (i + 1) % m->rescale_layer == 0)
-            for (size_t j = 0; j < B * d; j++)
+            for (size_t j = 0; j < B * m->d; j++)
                 r->x[j] *= 0.5f;
     }
-    if (r->trace)
-        r->trace->tokens += B;
+}
+
+/* ln_out of r->x, then the features and the head's logits (either may be NULL). */
+static void output_rows(qr_runner *r, size_t B, float *logits, float *features)
+{
+    const qr_model *m = r->m;
+    size_t d = m->d;
     for (size_t b = 0; b < B; b++)
         layer_norm(r->x + b * d, m->ln_out_w, m->ln_out_b, d, r->xn + b * d);
     if (features)
@@ -409,6 +419,49 @@ static void forward_rows(qr_runner *r, qr_state *const *states, const int32_t *t
     }
 }
 
+/* The forward pass over B checked rows, on this runner's buffers. */
+static void forward_rows(qr_runner *r, qr_state *const *states, const int32_t *tokens, size_t B, float *logits,
+                         float *features)
+{
+    embed_rows(r, tokens, B);
+    run_layers(r, states, B, 0, r->m->n_layer);
+    if (r->trace)
+        r->trace->tokens += B;
+    output_rows(r, B, logits, features);
+}
+
+/* One stage of the pass (forward.h's staged calls) over B rows on this runner: x (B × d) in and
+ * out where the stage has one. */
+typedef enum { STAGE_EMBED, STAGE_LAYERS, STAGE_OUTPUT } stage_kind;
+
+typedef struct {
+    stage_kind kind;
+    const int32_t *tokens; /* STAGE_EMBED */
+    size_t first, last;    /* STAGE_LAYERS */
+    float *x;              /* B × d: the embedding's output, the layers' input and output, the output's input */
+    float *logits, *features;
+} stage;
+
+static void stage_rows(qr_runner *r, qr_state *const *states, size_t B, const stage *s)
+{
+    size_t bytes = B * r->m->d * sizeof(float);
+    switch (s->kind) {
+    case STAGE_EMBED:
+        embed_rows(r, s->tokens, B);
+        memcpy(s->x, r->x, bytes);
+        break;
+    case STAGE_LAYERS:
+        memcpy(r->x, s->x, bytes);
+        run_layers(r, states, B, s->first, s->last);
+        memcpy(s->x, r->x, bytes);
+        break;
+    case STAGE_OUTPUT:
+        memcpy(r->x, s->x, bytes);
+        output_rows(r, B, s->logits, s->features);
+        break;
+    }
+}
+
 /* ---------------------------------------------------------------- splitting a call */
 
 typedef struct {
@@ -416,6 +469,7 @@ typedef struct {
     qr_state *const *states;
     const int32_t *tokens;
     float *logits, *features;
+    const stage *st;                       /* a staged call, or NULL: the whole pass */
     size_t bound[QR_RUNNER_PARTS_MAX + 1]; /* part i is rows [bound[i], bound[i + 1]) */
 } split_call;
 
@@ -426,8 +480,18 @@ static void part_task(void *arg, size_t i)
     if (n == 0)
         return;
     const qr_model *m = c->r->m;
-    forward_rows(c->r->part[i], c->states + lo, c->tokens + lo, n, c->logits ? c->logits + lo * m->vocab : NULL,
-                 c->features ? c->features + lo * m->d : NULL);
+    float *logits = c->logits ? c->logits + lo * m->vocab : NULL, *features = c->features ? c->features + lo * m->d : NULL;
+    qr_state *const *states = c->states ? c->states + lo : NULL;
+    if (!c->st) {
+        forward_rows(c->r->part[i], states, c->tokens + lo, n, logits, features);
+        return;
+    }
+    stage mine = *c->st;
+    mine.tokens = mine.tokens ? mine.tokens + lo : NULL;
+    mine.x += lo * m->d;
+    mine.logits = logits;
+    mine.features = features;
+    stage_rows(c->r->part[i], states, n, &mine);
 }
 
 /* Whether each state's rows are consecutive (sequence-major rows, as the evaluators lay them
@@ -444,8 +508,9 @@ static bool states_contiguous(qr_state *const *states, size_t B)
     return true;
 }
 
-/* Cuts rows [0, B) into up to n parts of about B / n rows each, at state boundaries; returns
- * false when that leaves only one part. */
+/* Cuts rows [0, B) into up to n parts of about B / n rows each, at state boundaries (anywhere when
+ * states is NULL: rows without a state are independent); returns false when that leaves only one
+ * part. */
 static bool plan_split(qr_state *const *states, size_t B, size_t n, size_t *bound)
 {
     bound[0] = 0;
@@ -454,7 +519,7 @@ static bool plan_split(qr_state *const *states, size_t B, size_t n, size_t *boun
         size_t cut = B * i / n;
         if (cut <= bound[parts])
             cut = bound[parts] + 1;
-        while (cut < B && states[cut] == states[cut - 1])
+        while (cut < B && states && states[cut] == states[cut - 1])
             cut++;
         if (cut >= B)
             break;
@@ -482,7 +547,7 @@ qr_status qr_forward(qr_runner *r, qr_state *const *states, const int32_t *token
     /* Large calls whose sequences can be told apart run as independent parts, one per thread,
      * each multiplying its own rows single-threaded: for chunked evaluation that used both
      * cores better than BLAS's own threads. Observers and traces see one stream of calls. */
-    split_call c = {r, states, tokens, logits, features, {0}};
+    split_call c = {r, states, tokens, logits, features, NULL, {0}};
     if (r->n_parts > 1 && B >= 2 * QR_PART_MIN_ROWS && !r->observer && !r->trace &&
         states_contiguous(states, B) && plan_split(states, B, r->n_parts, c.bound)) {
         qr_pool_run(r->pool, r->n_parts, part_task, &c);
@@ -491,6 +556,50 @@ qr_status qr_forward(qr_runner *r, qr_state *const *states, const int32_t *token
     }
     forward_rows(r, states, tokens, B, logits, features);
     return QR_OK;
+}
+
+/* A staged call: in parts like qr_forward when it is large and its states allow it. */
+static qr_status run_stage(qr_runner *r, qr_state *const *states, size_t B, const stage *s, qr_error *err)
+{
+    if (B == 0 || B > r->max_batch)
+        return qr_fail(err, QR_ERR_INVALID, "batch of %zu rows; this runner takes 1..%zu", B, r->max_batch);
+    split_call c = {r, states, s->tokens, s->logits, s->features, s, {0}};
+    if (r->n_parts > 1 && B >= 2 * QR_PART_MIN_ROWS && !r->observer && !r->trace &&
+        (!states || states_contiguous(states, B)) && plan_split(states, B, r->n_parts, c.bound)) {
+        qr_pool_run(r->pool, r->n_parts, part_task, &c);
+        r->split_calls++;
+        return QR_OK;
+    }
+    stage_rows(r, states, B, s);
+    return QR_OK;
+}
+
+qr_status qr_forward_embed(qr_runner *r, const int32_t *tokens, size_t B, float *x, qr_error *err)
+{
+    const qr_model *m = r->m;
+    for (size_t b = 0; b < B; b++)
+        if (tokens[b] < 0 || (size_t)tokens[b] >= m->vocab)
+            return qr_fail(err, QR_ERR_INVALID, "token id %d is outside the vocabulary (0..%zu)",
+                           (int)tokens[b], m->vocab - 1);
+    stage s = {STAGE_EMBED, tokens, 0, 0, x, NULL, NULL};
+    return run_stage(r, NULL, B, &s, err);
+}
+
+qr_status qr_forward_layers(qr_runner *r, qr_state *const *states, float *x, size_t B, size_t first, size_t last,
+                            qr_error *err)
+{
+    if (first > last || last > r->m->n_layer)
+        return qr_fail(err, QR_ERR_INVALID, "layers %zu..%zu: the model has %zu", first, last, r->m->n_layer);
+    stage s = {STAGE_LAYERS, NULL, first, last, x, NULL, NULL};
+    return run_stage(r, states, B, &s, err);
+}
+
+qr_status qr_forward_output(qr_runner *r, float *x, size_t B, float *logits, float *features, qr_error *err)
+{
+    if (logits && !r->m->has_lm_head)
+        return qr_fail(err, QR_ERR_INVALID, "logits requested but the model has no LM head");
+    stage s = {STAGE_OUTPUT, NULL, 0, 0, x, logits, features};
+    return run_stage(r, NULL, B, &s, err);
 }
 
 void qr_classify_head(const qr_model *m, size_t head, const float *mean_feature, float *class_logits)

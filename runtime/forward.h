@@ -63,6 +63,18 @@ void qr_runner_set_observer(qr_runner *r, qr_product_observer fn, void *ctx);
 qr_status qr_forward(qr_runner *r, qr_state *const *states, const int32_t *tokens, size_t B,
                      float *logits, float *features, qr_error *err);
 
+/* The pass in three stages, for measurements that change one layer and start from inputs kept
+ * from an earlier run (QSLM's layer-local sensitivities): the embedding (ln0 of it) of B tokens
+ * into x (B × d); layers [first, last) on x in place, advancing the states in those layers
+ * only (rows as qr_forward takes them); and ln_out of x into features (B × d) and the head's
+ * logits (B × vocab), either may be NULL. x is the residual stream, so embed, then layers 0..n,
+ * then output computes what qr_forward does, to the bit. */
+qr_status qr_forward_embed(qr_runner *r, const int32_t *tokens, size_t B, float *x, qr_error *err);
+qr_status qr_forward_layers(qr_runner *r, qr_state *const *states, float *x, size_t B, size_t first,
+                            size_t last, qr_error *err);
+qr_status qr_forward_output(qr_runner *r, float *x, size_t B, float *logits, float *features,
+                            qr_error *err);
+
 /* Classifier logits (n_classes) of head 0 from the mean feature of a sequence. */
 void qr_classify(const qr_model *m, const float *mean_feature, float *class_logits);
 /* The same for head `head` (< m->head_info.n): m->cls[head].n_classes logits. */

@@ -10,6 +10,9 @@
  *     give the states and logits of T calls of S rows, within CHUNK_TOL, spikes included: both
  *     sides multiply on the same BLAS path, so a spike that flips would be a bug, not rounding;
  *   - split_between_threads: a call split into parts on a pool's threads equals the same unsplit;
+ *   - stages_equal_forward: embed, the layers in two ranges and the output (forward.h's staged
+ *     calls, what QSLM's layer-local measurements run) give qr_forward's logits, features and
+ *     states to the bit, split between threads or not;
  *   - eval_chunked_equals_unchunked: qr_eval_perplexity and qr_eval_accuracy on a runner made
  *     for qr_eval_rows rows equal the same on a runner of `batch` rows, ragged windows and items
  *     of unequal length included. */
@@ -334,6 +337,60 @@ static void test_split_between_threads(void **state)
     close_model(&fx);
 }
 
+/* The staged pass against qr_forward on the same rows: bit-identical, with and without a pool. */
+static void test_stages_equal_forward(void **state)
+{
+    (void)state;
+    model_fixture fx;
+    open_model(&fx, QR_TYPE_Q4_1, true, 0);
+    const qr_model *m = fx.m;
+    enum { S = 9, T = 8, N = S * T };
+    qr_pool *pool = NULL;
+    qr_error err;
+    assert_int_equal(qr_pool_new(2, &pool, &err), QR_OK);
+    for (int threaded = 0; threaded < 2; threaded++) {
+        qr_runner *r = NULL;
+        assert_int_equal(qr_runner_new(m, threaded ? pool : NULL, N, &r, &err), QR_OK);
+        qr_state *a[S], *b[S], *ra[N], *rb[N];
+        int32_t toks[N];
+        for (size_t s = 0; s < S; s++) {
+            assert_int_equal(qr_state_new(m, &a[s], &err), QR_OK);
+            assert_int_equal(qr_state_new(m, &b[s], &err), QR_OK);
+            for (size_t t = 0; t < T; t++) {
+                ra[s * T + t] = a[s];
+                rb[s * T + t] = b[s];
+                toks[s * T + t] = token_at(s, t, m->vocab);
+            }
+        }
+        float *la = malloc(N * m->vocab * sizeof *la), *lb = malloc(N * m->vocab * sizeof *lb);
+        float *fa = malloc(N * m->d * sizeof *fa), *fb = malloc(N * m->d * sizeof *fb);
+        float *x = malloc(N * m->d * sizeof *x);
+        assert_int_equal(qr_forward(r, ra, toks, N, la, fa, &err), QR_OK);
+        uint64_t before = qr_runner_split_calls(r);
+        assert_int_equal(qr_forward_embed(r, toks, N, x, &err), QR_OK);
+        assert_int_equal(qr_forward_layers(r, rb, x, N, 0, 1, &err), QR_OK);
+        assert_int_equal(qr_forward_layers(r, rb, x, N, 1, m->n_layer, &err), QR_OK);
+        assert_int_equal(qr_forward_output(r, x, N, lb, fb, &err), QR_OK);
+        assert_int_equal(qr_runner_split_calls(r) - before, threaded ? 4 : 0);
+        assert_memory_equal(la, lb, N * m->vocab * sizeof *la);
+        assert_memory_equal(fa, fb, N * m->d * sizeof *fa);
+        for (size_t s = 0; s < S; s++) {
+            assert_memory_equal(a[s]->data, b[s]->data, a[s]->n_layer * a[s]->layer_floats * sizeof *a[s]->data);
+            qr_state_free(a[s]);
+            qr_state_free(b[s]);
+        }
+        assert_int_equal(qr_forward_layers(r, rb, x, N, 1, m->n_layer + 1, &err), QR_ERR_INVALID);
+        free(la);
+        free(lb);
+        free(fa);
+        free(fb);
+        free(x);
+        qr_runner_free(r);
+    }
+    qr_pool_free(pool);
+    close_model(&fx);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -341,6 +398,7 @@ int main(void)
         cmocka_unit_test(test_chunk_equals_steps),
         cmocka_unit_test(test_eval_chunked_equals_unchunked),
         cmocka_unit_test(test_split_between_threads),
+        cmocka_unit_test(test_stages_equal_forward),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
