@@ -208,3 +208,15 @@ size_t qq_block_of(const qq_hierarchy *h, size_t node)
         node = h->nodes[node].parent;
     return node;
 }
+
+bool qq_block_layer(const qq_hierarchy *h, size_t block, size_t *layer)
+{
+    if (block < h->first_block || block >= h->first_block + h->n_blocks)
+        return false;
+    size_t i;
+    char tail;
+    if (sscanf(h->nodes[block].name, "block %zu%c", &i, &tail) != 1 || i >= h->n_layer)
+        return false;
+    *layer = i;
+    return true;
+}

@@ -49,4 +49,8 @@ bool qq_module_is_matrix(const qq_hierarchy *h, const qr_model_file *file, size_
 /* The block node (index) a node belongs to; the model node maps to itself. */
 size_t qq_block_of(const qq_hierarchy *h, size_t node);
 
+/* True when block node `block` is one of the model's layers (not the input or output block);
+ * *layer is then its index. */
+bool qq_block_layer(const qq_hierarchy *h, size_t block, size_t *layer);
+
 #endif

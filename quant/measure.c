@@ -578,6 +578,46 @@ uint64_t qq_measurer_cache_bytes(const qq_measurer *q)
     return q->cache_bytes;
 }
 
+const qr_model *qq_measurer_view(const qq_measurer *q)
+{
+    return &q->view;
+}
+
+qr_runner *qq_measurer_runner(const qq_measurer *q)
+{
+    return q->runner;
+}
+
+const qr_model_file *qq_measurer_master(const qq_measurer *q)
+{
+    return q->master;
+}
+
+qr_pool *qq_measurer_pool(const qq_measurer *q)
+{
+    return q->pool;
+}
+
+const qq_split *qq_measurer_calib(const qq_measurer *q)
+{
+    return &q->calib;
+}
+
+size_t qq_measurer_window(const qq_measurer *q)
+{
+    return q->calib.window ? q->calib.window : q->window;
+}
+
+size_t qq_measurer_batch(const qq_measurer *q)
+{
+    return q->batch;
+}
+
+qr_status qq_measurer_apply(qq_measurer *q, const uint32_t *types, qr_error *err)
+{
+    return apply_setting(q, types, err);
+}
+
 const qq_metrics *qq_measurer_reference(const qq_measurer *q)
 {
     return &q->reference;

@@ -15,6 +15,7 @@
 
 #include "error.h"
 #include "eval.h"
+#include "forward.h"
 #include "model_file.h"
 #include "pool.h"
 #include "requantize.h"
@@ -71,6 +72,20 @@ void qq_measurer_free(qq_measurer *q);
  * are made again when needed. Settable for tests; the bytes held now. */
 void qq_measurer_set_cache_limit(qq_measurer *q, uint64_t bytes);
 uint64_t qq_measurer_cache_bytes(const qq_measurer *q);
+
+/* The model the measurer runs (its matrices point at the setting last applied), its pool, and
+ * the calibration split and window it was made with: for measurements of its own kind
+ * (local.h) that share the quantized copies. */
+const qr_model *qq_measurer_view(const qq_measurer *q);
+qr_runner *qq_measurer_runner(const qq_measurer *q);
+const qr_model_file *qq_measurer_master(const qq_measurer *q);
+qr_pool *qq_measurer_pool(const qq_measurer *q);
+const qq_split *qq_measurer_calib(const qq_measurer *q);
+size_t qq_measurer_window(const qq_measurer *q);
+size_t qq_measurer_batch(const qq_measurer *q);
+/* Points the view's matrices at a setting (the quantized copies made on first use, as
+ * qq_measure_setting does) without measuring anything. */
+qr_status qq_measurer_apply(qq_measurer *q, const uint32_t *types, qr_error *err);
 
 /* The master's own metrics on the calibration split (KL 0). */
 const qq_metrics *qq_measurer_reference(const qq_measurer *q);

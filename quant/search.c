@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "allocate.h"
+#include "local.h"
 #include "tensor_types.h"
 
 #define BLOCK_SPAN 3   /* rungs either side of the global type a block may take */
@@ -125,9 +126,11 @@ static bool allocate(const qq_search_ctx *ctx, const qq_constraints *c, units *u
     return fits;
 }
 
-/* Fills a unit's allowed range and its measured damage at each allowed rung. */
+/* Fills a unit's allowed range and its damage at each allowed rung: measured end to end, or,
+ * given a scale, estimated layer-locally (local.h) as *scale × the unit's layer-local change
+ * (f32 is no damage either way). */
 static qr_status add_unit(const qq_search_ctx *ctx, units *us, size_t node, size_t centre, size_t up,
-                          size_t down, qr_error *err)
+                          size_t down, const double *scale, qr_error *err)
 {
     qq_alloc_unit *u = &us->a[us->n];
     memset(u, 0, sizeof *u);
@@ -135,14 +138,37 @@ static qr_status add_unit(const qq_search_ctx *ctx, units *us, size_t node, size
     u->lo = centre > up ? centre - up : 0;
     u->hi = centre + down < QQ_RUNGS - 1 ? centre + down : QQ_RUNGS - 1;
     for (size_t r = u->lo; r <= u->hi; r++) {
-        qq_sens s;
-        qr_status st = qq_sensitivity_get(ctx->sens, node, qq_rung_type(r), &s, err);
-        if (st)
-            return st;
-        u->damage[r] = s.damage;
+        qr_status st;
+        if (scale && r > 0) {
+            double change;
+            if ((st = qq_local_node_change(ctx->local, ctx->h, ctx->costs, node, r, &change, err)))
+                return st;
+            u->damage[r] = *scale * change;
+        } else if (!scale) {
+            qq_sens s;
+            if ((st = qq_sensitivity_get(ctx->sens, node, qq_rung_type(r), &s, err)))
+                return st;
+            u->damage[r] = s.damage;
+        }
         u->cost[r] = node_cost(ctx, node, r);
     }
     return QR_OK;
+}
+
+/* The scale of the layer-local estimates for a module's block: 0 (measure end to end) without
+ * layer-local measurements, outside the layers, or where the block tier measured nothing to
+ * fit it on; *fitted says whether a layer-local scale applies (a layer may fit a scale of 0
+ * when none of its types changed the outputs: its matrices then cost nothing to lower). */
+static qr_status module_scale(const qq_search_ctx *ctx, size_t block, double *scale, bool *fitted, qr_error *err)
+{
+    size_t layer, pairs = 0;
+    *scale = 0.0;
+    *fitted = false;
+    if (!ctx->local || !qq_block_layer(ctx->h, block, &layer))
+        return QR_OK;
+    qr_status st = qq_local_block_scale(ctx->local, ctx->sens, ctx->h, ctx->costs, block, scale, &pairs, err);
+    *fitted = st == QR_OK && pairs > 0;
+    return st;
 }
 
 /* Whether a tier's candidate replaces the incumbent (the rule is allocate.h's): within the floors
@@ -288,7 +314,7 @@ qr_status qq_search(const qq_search_ctx *ctx, const qq_constraints *c, qq_result
     for (size_t b = ctx->h->first_block; b < ctx->h->first_block + ctx->h->n_blocks; b++) {
         if (!has_matrix(ctx, b))
             continue;
-        if ((st = add_unit(ctx, &us, b, g_rung, BLOCK_SPAN, BLOCK_SPAN, err)))
+        if ((st = add_unit(ctx, &us, b, g_rung, BLOCK_SPAN, BLOCK_SPAN, NULL, err)))
             goto out;
     }
     bool kept = false;
@@ -305,13 +331,22 @@ qr_status qq_search(const qq_search_ctx *ctx, const qq_constraints *c, qq_result
      * the one that minds its type most). */
     memcpy(cand.types, best.types, n * sizeof *cand.types);
     us.n = 0;
+    size_t n_local = 0;
     for (size_t i = ctx->h->first_module; i < ctx->h->first_module + ctx->h->n_modules; i++) {
         if (!ctx->costs->is_matrix[(size_t)ctx->h->nodes[i].tensor])
             continue;
-        size_t centre = node_rung(ctx, best.types, qq_block_of(ctx->h, i));
-        if ((st = add_unit(ctx, &us, i, centre, MODULE_UP, MODULE_DOWN, err)))
+        size_t block = qq_block_of(ctx->h, i), centre = node_rung(ctx, best.types, block);
+        double scale;
+        bool fitted;
+        if ((st = module_scale(ctx, block, &scale, &fitted, err)))
             goto out;
+        if ((st = add_unit(ctx, &us, i, centre, MODULE_UP, MODULE_DOWN, fitted ? &scale : NULL, err)))
+            goto out;
+        n_local += fitted;
     }
+    if (ctx->local)
+        say(ctx, "module tier: %zu of %zu matrices estimated layer-locally, the rest measured end to end", n_local,
+            us.n);
     if (allocate(ctx, c, &us, loss_per_damage, cand.types)) {
         if ((st = try_replace(ctx, c, "module", &cand, &best, &measured, &kept, err)))
             goto out;

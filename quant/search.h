@@ -21,6 +21,7 @@
 
 #include "error.h"
 #include "hierarchy.h"
+#include "local.h"
 #include "measure.h"
 #include "sensitivity.h"
 #include "setting.h"
@@ -44,6 +45,8 @@ typedef struct {
     const qq_costs *costs;
     qq_measurer *meas;
     qq_sensitivity *sens;
+    qq_local *local;              /* layer-local estimates for the module tier, or NULL: every
+                                     matrix measured end to end */
     const qq_split *valid;
     qq_metrics valid_ref;         /* the f32 master on the validation split */
     /* Progress lines (may be NULL): a tier's outcome, in words. */

@@ -9,6 +9,7 @@
 #include "eval.h"
 #include "heads.h"
 #include "hierarchy.h"
+#include "local.h"
 #include "measure.h"
 #include "model_file.h"
 #include "pool.h"
@@ -36,6 +37,8 @@ typedef struct {
     qq_tier max_tier;             /* search, build: the last tier to run */
     const char *budget, *budgets, *out, *tier, *svg, *key, *pubkey;
     bool json, quiet;
+    bool check_local;          /* sensitivity: rank the module tier's layer-local estimates */
+    bool exact_modules;        /* search, build: every matrix measured end to end */
     char **rest;               /* positional arguments after the subcommand's own */
     int n_rest;
 } qq_options;
@@ -59,6 +62,7 @@ typedef struct {
     qq_split calib, valid;
     qq_measurer *meas;
     qq_sensitivity *sens;
+    qq_local *local;         /* search, build: the module tier's layer-local estimates, or NULL */
     char model_sha256[65];
     bool tty;
     double start;
@@ -99,6 +103,7 @@ void qq_test_data_free(qq_test_data *td);
 
 int qq_cmd_hierarchy(const qq_options *o);
 int qq_cmd_sensitivity(const qq_options *o);
+int qq_cmd_check_local(const qq_options *o); /* sensitivity --check-local */
 int qq_cmd_search(const qq_options *o);
 int qq_cmd_build(const qq_options *o);
 int qq_cmd_report(const qq_options *o);

@@ -31,7 +31,7 @@
 #define DECODE_TOKENS 64
 #define DECODE_RUNS 5
 
-qr_status qq_search_context(qq_session *s, qq_search_ctx *ctx, qr_error *err);
+qr_status qq_search_context(qq_session *s, const qq_options *o, qq_search_ctx *ctx, qr_error *err);
 
 
 /* The progress line's stage: which budget of how many, and once one is done, the time the rest
@@ -246,7 +246,7 @@ int qq_cmd_build(const qq_options *o)
     rc = EXIT_FAIL;
     if (qq_load_test(o, &s, &td))
         goto out;
-    if (qq_search_context(&s, &ctx, &err)) {
+    if (qq_search_context(&s, o, &ctx, &err)) {
         fprintf(stderr, "qslm-quant: %s\n", err.msg);
         goto out;
     }

@@ -17,12 +17,20 @@ static void log_line(void *ctx, const char *line)
     fprintf(stderr, "qslm-quant: [%6.1f s] %s\n", qq_now() - s->start, line);
 }
 
-/* The search context over an open session (shared with build). */
-qr_status qq_search_context(qq_session *s, qq_search_ctx *ctx, qr_error *err);
-qr_status qq_search_context(qq_session *s, qq_search_ctx *ctx, qr_error *err)
+/* The search context over an open session (shared with build): the layer-local estimates
+ * (local.h) when the module tier runs, unless --exact-modules. */
+qr_status qq_search_context(qq_session *s, const qq_options *o, qq_search_ctx *ctx, qr_error *err);
+qr_status qq_search_context(qq_session *s, const qq_options *o, qq_search_ctx *ctx, qr_error *err)
 {
     memset(ctx, 0, sizeof *ctx);
-    *ctx = (qq_search_ctx){s->master, &s->h, &s->costs, s->meas, s->sens, &s->valid, {0}, log_line, s};
+    if (o->max_tier == QQ_TIER_MODULE && !o->exact_modules && s->calib.tokens && !s->local) {
+        qq_progress(s, "keeping every layer's input on the calibration split");
+        qr_error lerr;
+        if (qq_local_new(s->meas, &s->local, &lerr)) /* no LM text: modules measured end to end */
+            s->local = NULL;
+    }
+    *ctx = (qq_search_ctx){.master = s->master, .h = &s->h, .costs = &s->costs, .meas = s->meas, .sens = s->sens,
+                           .local = s->local, .valid = &s->valid, .log = log_line, .log_ctx = s};
     uint32_t *f32 = malloc(s->costs.n_tensors * sizeof *f32);
     if (!f32)
         return qr_fail(err, QR_ERR_NOMEM, "out of memory");
@@ -73,7 +81,7 @@ int qq_cmd_search(const qq_options *o)
     qq_constraints c = {budget, o->floors, o->lambda, o->max_tier};
     qq_name_heads(&s, &c.floors);
     rc = EXIT_FAIL;
-    if (qq_search_context(&s, &ctx, &err) || qq_search(&ctx, &c, &res, &err)) {
+    if (qq_search_context(&s, o, &ctx, &err) || qq_search(&ctx, &c, &res, &err)) {
         qq_progress_done(&s);
         fprintf(stderr, "qslm-quant: %s\n", err.msg);
         goto out;

@@ -30,6 +30,8 @@ static size_t pick_units(const qq_session *s, const char *tier, size_t *units)
 
 int qq_cmd_sensitivity(const qq_options *o)
 {
+    if (o->check_local)
+        return qq_cmd_check_local(o);
     if (strcmp(o->tier, "global") && strcmp(o->tier, "block") && strcmp(o->tier, "module") && strcmp(o->tier, "all")) {
         fprintf(stderr, "qslm-quant: --tier must be global, block, module or all, not '%s'\n", o->tier);
         return EXIT_USAGE;

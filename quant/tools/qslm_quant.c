@@ -24,7 +24,10 @@ static const char usage[] =
     "                        counts and bytes at f32\n"
     "  sensitivity MODEL     measure each unit's damage at each type on the calibration split;\n"
     "                        print the table (--tier global|block|module|all, default block)\n"
-    "                        and, with --svg FILE, write it as a heatmap\n"
+    "                        and, with --svg FILE, write it as a heatmap; with --check-local,\n"
+    "                        measure every matrix inside a layer both end to end and\n"
+    "                        layer-locally at every type and print how well the module tier's\n"
+    "                        estimates rank (Spearman's rho)\n"
     "  search MODEL          the tiered search for one --budget; prints the setting\n"
     "  build MODEL           one variant per --budgets point into -o DIR, plus manifest.json\n"
     "  report MODEL DIR      DIR/report.md and SVG plots: the bundle built from MODEL against\n"
@@ -48,6 +51,9 @@ static const char usage[] =
     "  --lambda L            trade-off weight of memory (default 0.1: see quant/README.md)\n"
     "  --max-tier T          search, build: stop after tier T (global, block or module;\n"
     "                        default module, all three)\n"
+    "  --exact-modules       search, build: measure every matrix of the module tier end to\n"
+    "                        end, instead of estimating those inside a layer from a run of\n"
+    "                        that layer alone (quant/README.md; slower by the model's depth)\n"
     "  --serve-batch N       sequences served at once, counted in the footprint (default 4)\n"
     "\n"
     "Data (defaults under --data-dir, itself $QSLM_DATA_DIR or ./.data):\n"
@@ -145,7 +151,7 @@ int main(int argc, char **argv)
     }
     enum { O_BUDGET = 256, O_BUDGETS, O_PPL, O_ACC, O_LAMBDA, O_SERVE, O_DATA, O_CT, O_CTOK, O_CL, O_CI,
            O_VT, O_VTOK, O_VL, O_TT, O_TL, O_WIN, O_CWIN, O_BATCH, O_THREADS, O_CACHE, O_NOCACHE, O_JSON,
-           O_TIER, O_MAXTIER, O_SVG, O_KEY, O_PUB, O_CLASSIFY, O_ALPHA };
+           O_TIER, O_MAXTIER, O_SVG, O_KEY, O_PUB, O_CLASSIFY, O_ALPHA, O_CHECK_LOCAL, O_EXACT_MODULES };
     static const struct option longopts[] = {
         {"budget", required_argument, NULL, O_BUDGET}, {"budgets", required_argument, NULL, O_BUDGETS},
         {"max-ppl-increase", required_argument, NULL, O_PPL}, {"max-acc-drop", required_argument, NULL, O_ACC},
@@ -161,7 +167,8 @@ int main(int argc, char **argv)
         {"no-cache", no_argument, NULL, O_NOCACHE}, {"json", no_argument, NULL, O_JSON},
         {"tier", required_argument, NULL, O_TIER}, {"max-tier", required_argument, NULL, O_MAXTIER}, {"svg", required_argument, NULL, O_SVG},
         {"key", required_argument, NULL, O_KEY}, {"pubkey", required_argument, NULL, O_PUB},
-        {"classify", required_argument, NULL, O_CLASSIFY},
+        {"classify", required_argument, NULL, O_CLASSIFY}, {"check-local", no_argument, NULL, O_CHECK_LOCAL},
+        {"exact-modules", no_argument, NULL, O_EXACT_MODULES},
         {"out", required_argument, NULL, 'o'}, {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
     qq_options o = {.calib_tokens = 1024, .calib_items = 32, .valid_tokens = 8192, .calib_window = 64,
                     .window = 128, .batch = 64, .serve_batch = 4, .floors = {5.0, 1.0, QQ_ACC_ALPHA}, .lambda = 0.1, .tier = "block",
@@ -201,6 +208,8 @@ int main(int argc, char **argv)
         case O_TIER: o.tier = optarg; break;
         case O_MAXTIER: bad = parse_max_tier(optarg, &o.max_tier); break;
         case O_SVG: o.svg = optarg; break;
+        case O_CHECK_LOCAL: o.check_local = true; break;
+        case O_EXACT_MODULES: o.exact_modules = true; break;
         case O_KEY: o.key = optarg; break;
         case O_PUB: o.pubkey = optarg; break;
         case O_CLASSIFY:

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "local.h"
 #include "dataset.h"
 #include "model.h"
 #include "sha256.h"
@@ -290,6 +291,7 @@ out:
 
 void qq_session_close(qq_session *s)
 {
+    qq_local_free(s->local);
     qq_sensitivity_free(s->sens);
     qq_measurer_free(s->meas);
     qq_costs_free(&s->costs);

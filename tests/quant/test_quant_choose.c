@@ -24,6 +24,7 @@
 
 #include "forward.h"
 #include "hierarchy.h"
+#include "local.h"
 #include "measure.h"
 #include "model.h"
 #include "sampler.h"
@@ -153,7 +154,8 @@ static world *world_new(const recipe *rc, uint64_t seed)
     assert_int_equal(qq_hierarchy_build(w->file, &w->h, &err), QR_OK);
     assert_int_equal(qq_costs_new(w->file, 1, &w->costs, &err), QR_OK);
     assert_int_equal(qq_sensitivity_new(w->meas, w->file, &w->h, NULL, "k", NULL, NULL, &w->sens, &err), QR_OK);
-    w->ctx = (qq_search_ctx){w->file, &w->h, &w->costs, w->meas, w->sens, &w->valid, {0}, keep_line, w};
+    w->ctx = (qq_search_ctx){.master = w->file, .h = &w->h, .costs = &w->costs, .meas = w->meas, .sens = w->sens,
+                             .valid = &w->valid, .log = keep_line, .log_ctx = w};
     uint32_t *f32 = malloc(w->costs.n_tensors * sizeof *f32);
     for (size_t i = 0; i < w->costs.n_tensors; i++)
         f32[i] = QR_TYPE_F32;
@@ -458,9 +460,8 @@ static int setup_fragile_matrix(void **state)
 /* Module tier: in block 1 only att.value minds its type (its siblings are zero, exact at any
  * type, or 6·I, near exact), and it gets more bits than every sibling. λ = 0.5 keeps the module
  * tier from spending leftover bytes on matrices that save next to nothing. */
-static void test_fragile_matrix_gets_more_bits(void **state)
+static void fragile_matrix_gets_more_bits(world *w)
 {
-    world *w = *state;
     uint64_t lo = uniform_footprint(w, QR_TYPE_Q2_0), hi = uniform_footprint(w, QR_TYPE_Q8_0);
     qq_result r = search(w, lo + (hi - lo) / 2, 1e5, 0.5, QQ_TIER_MODULE);
     assert_true(r.feasible);
@@ -479,6 +480,28 @@ static void test_fragile_matrix_gets_more_bits(void **state)
     qq_result_free(&r);
 }
 
+static void test_fragile_matrix_gets_more_bits(void **state)
+{
+    fragile_matrix_gets_more_bits(*state);
+}
+
+/* The same with the module tier's estimates made layer-locally (local.h), as qslm-quant does by
+ * default: the layer-local change finds the fragile matrix too, and the log says how many
+ * matrices were estimated so. */
+static void test_fragile_matrix_gets_more_bits_locally(void **state)
+{
+    world *w = *state;
+    qr_error err;
+    qq_local *l = NULL;
+    if (qq_local_new(w->meas, &l, &err))
+        fail_msg("%s", err.msg);
+    w->ctx.local = l;
+    fragile_matrix_gets_more_bits(w);
+    assert_non_null(strstr(w->log, "matrices estimated layer-locally"));
+    w->ctx.local = NULL;
+    qq_local_free(l);
+}
+
 int main(void)
 {
     const struct CMUnitTest fragile_block[] = {
@@ -490,6 +513,7 @@ int main(void)
     };
     const struct CMUnitTest fragile_matrix[] = {
         cmocka_unit_test(test_fragile_matrix_gets_more_bits),
+        cmocka_unit_test(test_fragile_matrix_gets_more_bits_locally),
     };
     int failed = cmocka_run_group_tests_name("fragile block", fragile_block, setup_fragile_block, teardown);
     failed += cmocka_run_group_tests_name("fragile matrix", fragile_matrix, setup_fragile_matrix, teardown);

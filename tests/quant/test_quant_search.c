@@ -501,7 +501,7 @@ static void test_search_constraints(void **state)
     assert_int_equal(qq_hierarchy_build(t.file, &h, &err), QR_OK);
     assert_int_equal(qq_costs_new(t.file, 1, &costs, &err), QR_OK);
     assert_int_equal(qq_sensitivity_new(q, t.file, &h, NULL, "k", NULL, NULL, &s, &err), QR_OK);
-    qq_search_ctx ctx = {t.file, &h, &costs, q, s, &valid, {0}, NULL, NULL};
+    qq_search_ctx ctx = {.master = t.file, .h = &h, .costs = &costs, .meas = q, .sens = s, .valid = &valid};
     uint32_t *types = malloc(costs.n_tensors * sizeof *types);
     fill_all(types, &costs, QR_TYPE_F32);
     assert_int_equal(qq_measure_setting(q, types, &valid, &ctx.valid_ref, &err), QR_OK);
