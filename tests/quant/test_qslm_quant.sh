@@ -41,6 +41,10 @@ expect 2 "--tier must be" -- "$quant" sensitivity "$tmp/m.qslm" --tier galaxy "$
 expect 0 'q2_0' -- "$quant" sensitivity "$tmp/m.qslm" --tier block --svg "$tmp/s.svg" "${small[@]}"
 if grep -q '<svg' "$tmp/s.svg"; then ok "heatmap written"; else bad "no heatmap"; fi
 expect 0 ' 0 measured now, [1-9][0-9]* from the cache' -- "$quant" sensitivity "$tmp/m.qslm" --tier block "${small[@]}"
+# --check-local: every layer's scale, each matrix both ways, and Spearman's rho over them all
+# (2 layers x 7 matrices x 13 types = 182 pairs)
+expect 0 'Spearman rank correlation over 182 \(matrix, type\) pairs in 2 layers: -?[0-9.]+ \(estimate\)' -- \
+  "$quant" sensitivity "$tmp/m.qslm" --check-local "${small[@]}"
 
 expect 2 'needs --budget' -- "$quant" search "$tmp/m.qslm" "${small[@]}"
 expect 2 "--budget: '12Q' must be a size like 32M" -- "$quant" search "$tmp/m.qslm" --budget 12Q "${small[@]}"
