@@ -91,7 +91,16 @@ qr_status qq_write_setting(const qr_model_file *master, const uint32_t *types, c
 qr_status qq_measurer_write_setting(qq_measurer *q, const uint32_t *types, const char *path, qr_error *err)
 {
     qr_importance imp = {q->imp_entries, q->n_imp};
-    return qq_write_setting(q->master, types, path, &imp, q->pool, err);
+    qr_status st = qq_write_setting(q->master, types, path, &imp, q->pool, err);
+    /* Writing read every f32 matrix; the next setting measured touches again only those it
+     * keeps f32, and the variant is measured beside this (cmd_build). */
+    size_t n = qr_model_file_tensor_count(q->master);
+    for (size_t i = 0; i < n; i++)
+        if (q->slots[i]) {
+            const qr_matrix *src = qr_model_matrix(q->base, qr_model_file_tensor(q->master, i)->name);
+            qr_model_file_release(q->master, src->data, (uint64_t)src->rows * src->row_bytes);
+        }
+    return st;
 }
 
 /* log-softmax of n logits into out (double accumulation). */
@@ -458,6 +467,8 @@ static qr_status apply_setting(qq_measurer *q, const uint32_t *types, qr_error *
         qr_status st = cached_tensor(q, i, type, err);
         if (st)
             return st;
+        /* The f32 weights are not read while the copy stands in for them. */
+        qr_model_file_release(q->master, src->data, (uint64_t)src->rows * src->row_bytes);
         size_t slot = i * N_CODES + type;
         *dst = (qr_matrix){q->cache[slot], type, src->rows, src->cols, q->cache_row_bytes[slot],
                            qr_kernels_best(type)};
@@ -512,9 +523,10 @@ qr_status qq_measurer_new(const qr_model_file *master, qr_pool *pool, const qq_s
         if (q->slots[i])
             q->cache_limit += (uint64_t)q->slots[i]->rows * q->slots[i]->cols * sizeof(float);
     }
-    /* Quantized copies kept beyond the setting in use: a quarter of the master's matrices (a
-     * whole setting at up to 8 bits), at least QQ_CACHE_MIN. */
-    q->cache_limit = q->cache_limit / 4 > QQ_CACHE_MIN ? q->cache_limit / 4 : QQ_CACHE_MIN;
+    /* Quantized copies kept beyond the setting in use: an eighth of the master's matrices (a
+     * whole setting at up to 4 bits), at least QQ_CACHE_MIN: at 216M the block tier's settings
+     * hold most of the f32 master resident beside them. */
+    q->cache_limit = q->cache_limit / 8 > QQ_CACHE_MIN ? q->cache_limit / 8 : QQ_CACHE_MIN;
     /* Several steps of every window per forward call (eval.h): each weight dequantized once per
      * chunk; the validation split's longer windows take the same rows. */
     if ((st = qr_runner_new(&q->view, pool, qr_eval_rows(&q->view, batch, QQ_EVAL_STEPS), &q->runner, err)))

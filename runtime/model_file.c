@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -562,6 +563,20 @@ qr_status qr_model_file_open(const char *path, qr_model_file **out, qr_error *er
     }
     *out = mf;
     return QR_OK;
+}
+
+void qr_model_file_release(const qr_model_file *mf, const void *data, uint64_t bytes)
+{
+    if (!mf->mapping || !data || bytes == 0)
+        return;
+    uintptr_t lo = (uintptr_t)data, hi = lo + (uintptr_t)bytes, map = (uintptr_t)mf->mapping;
+    if (lo < map || hi > map + mf->mapping_size)
+        return;
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    lo = (lo + page - 1) / page * page;
+    hi = hi / page * page;
+    if (hi > lo)
+        (void)madvise((void *)lo, hi - lo, MADV_DONTNEED); /* advice: a failure costs only memory */
 }
 
 void qr_model_file_close(qr_model_file *mf)

@@ -68,6 +68,13 @@ qr_status qr_model_file_from_memory(const void *data, size_t size, const char *n
 
 void qr_model_file_close(qr_model_file *mf);
 
+/* Drops the whole pages of [data, data + bytes) from the process's resident set, when they lie
+ * in a mapped file: the mapping is read-only, so they stay in the page cache and come back on
+ * the next touch, unchanged. QSLM calls it for f32 matrices a setting holds quantized copies of
+ * (at 216M the master is 864 MB, and a setting's copies as much again). Does nothing for files
+ * read from memory. */
+void qr_model_file_release(const qr_model_file *mf, const void *data, uint64_t bytes);
+
 const char *qr_model_file_path(const qr_model_file *mf);
 uint64_t qr_model_file_size(const qr_model_file *mf);
 
