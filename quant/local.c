@@ -244,12 +244,12 @@ qr_status qq_local_node_change(qq_local *l, const qq_hierarchy *h, const qq_cost
 }
 
 qr_status qq_local_block_scale(qq_local *l, qq_sensitivity *sens, const qq_hierarchy *h, const qq_costs *costs,
-                               size_t block, double *scale, size_t *pairs, qr_error *err)
+                               size_t block, size_t lo, size_t hi, double *scale, size_t *pairs, qr_error *err)
 {
     double damage[QQ_RUNGS], change[QQ_RUNGS];
     size_t n = 0;
     *scale = 0.0;
-    for (size_t r = 1; r < QQ_RUNGS; r++) {
+    for (size_t r = lo > 1 ? lo : 1; r <= hi && r < QQ_RUNGS; r++) {
         qq_sens s;
         if (!qq_sensitivity_lookup(sens, block, qq_rung_type(r), &s))
             continue;

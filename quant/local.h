@@ -50,7 +50,7 @@ qr_status qq_local_node_change(qq_local *l, const qq_hierarchy *h, const qq_cost
  * fitted on (0: none known; then the scale is 0 and the search measures that layer's matrices
  * end to end). */
 qr_status qq_local_block_scale(qq_local *l, qq_sensitivity *sens, const qq_hierarchy *h, const qq_costs *costs,
-                               size_t block, double *scale, size_t *pairs, qr_error *err);
+                               size_t block, size_t lo, size_t hi, double *scale, size_t *pairs, qr_error *err);
 
 /* The factor that turns layer-local changes into damage (nats), fitted on n pairs of a layer's
  * measured damage and change at the same types: the geometric mean of damage / change over the

@@ -159,14 +159,21 @@ static qr_status add_unit(const qq_search_ctx *ctx, units *us, size_t node, size
  * layer-local measurements, outside the layers, or where the block tier measured nothing to
  * fit it on; *fitted says whether a layer-local scale applies (a layer may fit a scale of 0
  * when none of its types changed the outputs: its matrices then cost nothing to lower). */
-static qr_status module_scale(const qq_search_ctx *ctx, size_t block, double *scale, bool *fitted, qr_error *err)
+static qr_status module_scale(const qq_search_ctx *ctx, size_t block, size_t centre, double *scale, bool *fitted,
+                              qr_error *err)
 {
     size_t layer, pairs = 0;
     *scale = 0.0;
     *fitted = false;
     if (!ctx->local || !qq_block_layer(ctx->h, block, &layer))
         return QR_OK;
-    qr_status st = qq_local_block_scale(ctx->local, ctx->sens, ctx->h, ctx->costs, block, scale, &pairs, err);
+    /* Fitted where the module tier chooses (its window around the block's rung) when the block
+     * tier measured two rungs or more there, else on every rung it measured. */
+    size_t lo = centre > MODULE_UP ? centre - MODULE_UP : 0;
+    qr_status st = qq_local_block_scale(ctx->local, ctx->sens, ctx->h, ctx->costs, block, lo, centre + MODULE_DOWN, scale,
+                                        &pairs, err);
+    if (st == QR_OK && pairs < 2)
+        st = qq_local_block_scale(ctx->local, ctx->sens, ctx->h, ctx->costs, block, 0, QQ_RUNGS - 1, scale, &pairs, err);
     *fitted = st == QR_OK && pairs > 0;
     return st;
 }
@@ -338,7 +345,7 @@ qr_status qq_search(const qq_search_ctx *ctx, const qq_constraints *c, qq_result
         size_t block = qq_block_of(ctx->h, i), centre = node_rung(ctx, best.types, block);
         double scale;
         bool fitted;
-        if ((st = module_scale(ctx, block, &scale, &fitted, err)))
+        if ((st = module_scale(ctx, block, centre, &scale, &fitted, err)))
             goto out;
         if ((st = add_unit(ctx, &us, i, centre, MODULE_UP, MODULE_DOWN, fitted ? &scale : NULL, err)))
             goto out;

@@ -74,7 +74,7 @@ int qq_cmd_check_local(const qq_options *o)
                 goto out;
         }
         double scale;
-        if (qq_local_block_scale(l, s.sens, &s.h, &s.costs, b, &scale, &pairs, &err)) {
+        if (qq_local_block_scale(l, s.sens, &s.h, &s.costs, b, 0, QQ_RUNGS - 1, &scale, &pairs, &err)) {
             fprintf(stderr, "qslm-quant: %s\n", err.msg);
             goto out;
         }

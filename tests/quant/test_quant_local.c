@@ -161,12 +161,12 @@ static void test_node_changes(void **state)
     /* The block's scale needs its sensitivities: none known yet, then fitted on the one measured. */
     double scale;
     size_t pairs;
-    assert_int_equal(qq_local_block_scale(f->local, f->sens, &f->h, &f->costs, block, &scale, &pairs, &err), QR_OK);
+    assert_int_equal(qq_local_block_scale(f->local, f->sens, &f->h, &f->costs, block, 0, QQ_RUNGS - 1, &scale, &pairs, &err), QR_OK);
     assert_int_equal(pairs, 0);
     assert_true(scale == 0.0);
     qq_sens s;
     assert_int_equal(qq_sensitivity_get(f->sens, block, QR_TYPE_Q2_0, &s, &err), QR_OK);
-    assert_int_equal(qq_local_block_scale(f->local, f->sens, &f->h, &f->costs, block, &scale, &pairs, &err), QR_OK);
+    assert_int_equal(qq_local_block_scale(f->local, f->sens, &f->h, &f->costs, block, 0, QQ_RUNGS - 1, &scale, &pairs, &err), QR_OK);
     assert_int_equal(pairs, 1);
     double whole;
     assert_int_equal(qq_local_node_change(f->local, &f->h, &f->costs, block, q2, &whole, &err), QR_OK);
