@@ -314,15 +314,16 @@ LANE_CLONES static void relu_square(float *restrict h, size_t n)
     }
 }
 
-/* out = sigmoid(r)·out: the receptance gate. */
+/* out = sigmoid(r)·out, the receptance gate, as out / (1 + exp(-r)): one division, no multiply
+ * (and one rounding fewer). */
 LANE_CLONES static void sigmoid_gate(float *restrict out, const float *restrict r, size_t n)
 {
     size_t i = 0;
     for (; i + LANES <= n; i += LANES)
         for (size_t k = 0; k < LANES; k++)
-            out[i + k] = qr_fast_sigmoidf(r[i + k]) * out[i + k];
+            out[i + k] = out[i + k] / (1.0f + qr_fast_expf(-r[i + k]));
     for (; i < n; i++)
-        out[i] = qr_fast_sigmoidf(r[i]) * out[i];
+        out[i] = out[i] / (1.0f + qr_fast_expf(-r[i]));
 }
 
 /* exp(a - max(a, b)) and exp(b - max(a, b)): one of the two is exp(0) = 1 exactly, so one
@@ -335,8 +336,10 @@ QR_FAST_INLINE void exp_pair(float a, float b, float *ea, float *eb)
 }
 
 /* The numerically stable RWKV-4 WKV for channel i of one token: updates aa, bb, pp and writes
- * sigmoid(r)·a/b. max(ww, k) is a select rather than fmaxf, which is a call on x86 (the same
- * value for every input but NaN). */
+ * sigmoid(r)·a/b, as a / (b·(1 + exp(-r))): one division where the sigmoid and the quotient took
+ * two in a row, the longest latency in the loop (b ≥ 1, so the product only overflows when
+ * sigmoid(r) is 0 in float anyway). max(ww, k) is a select rather than fmaxf, which is a call
+ * on x86 (the same value for every input but NaN). */
 QR_FAST_INLINE void wkv_channel(const float *restrict k, const float *restrict v, const float *restrict r,
                                const float *restrict decay, const float *restrict first, float *restrict aa,
                                float *restrict bb, float *restrict pp, float *restrict out, size_t i)
@@ -350,7 +353,7 @@ QR_FAST_INLINE void wkv_channel(const float *restrict k, const float *restrict v
     aa[i] = e1 * aa[i] + e2 * v[i];
     bb[i] = e1 * bb[i] + e2;
     pp[i] = qr_fast_select(ww >= k[i], ww, k[i]);
-    out[i] = qr_fast_sigmoidf(r[i]) * a / b;
+    out[i] = a / (b * (1.0f + qr_fast_expf(-r[i])));
 }
 
 /* The WKV for n channels of one token (every pointer at the first of them). Channels are
