@@ -15,6 +15,7 @@
  * By far the most time goes to the products in project(); everything else is O(d) per token. */
 #include "forward.h"
 
+#include "fast_math.h"
 #include "spike_linear.h"
 
 #include <math.h>
@@ -139,76 +140,234 @@ uint64_t qr_runner_split_calls(const qr_runner *r)
 
 /* ---------------------------------------------------------------- small pure helpers */
 
-static void layer_norm(const float *x, const float *w, const float *b, size_t d, float *out)
+/* The elementwise helpers work in blocks of LANES floats with a scalar tail: gcc -O2 vectorizes
+ * only loops whose trip count is a multiple of the vector width (its "very cheap" cost model),
+ * which an inner loop of LANES is and a loop to d is not. Reductions keep LANES partial sums, so
+ * the order of the additions, hence the result, is the same for every vector width. On x86-64
+ * the helpers are built for AVX-512 and AVX2 beside the baseline and the loader picks one; every
+ * clone computes the same floats (-std=c11 contracts nothing into an FMA), so decode and batches,
+ * and machines, agree bit for bit on this part. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define LANE_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#elif defined(__GNUC__)
+#define LANE_CLONES __attribute__((noinline)) /* as clones are: inlined, gcc forgets restrict */
+#else
+#define LANE_CLONES
+#endif
+#define LANES 16
+
+/* Sums of LANES partial sums, in double. */
+static double lane_total(const float *acc)
 {
-    double mean = 0.0, var = 0.0;
-    for (size_t i = 0; i < d; i++)
-        mean += x[i];
-    mean /= (double)d;
-    for (size_t i = 0; i < d; i++)
-        var += ((double)x[i] - mean) * ((double)x[i] - mean);
-    var /= (double)d;
-    float inv = (float)(1.0 / sqrt(var + 1e-5));
-    float fmean = (float)mean;
-    for (size_t i = 0; i < d; i++)
-        out[i] = (x[i] - fmean) * inv * w[i] + b[i];
+    double sum = 0.0;
+    for (size_t k = 0; k < LANES; k++)
+        sum += acc[k];
+    return sum;
 }
 
-static float sigmoid(float v)
+static double lane_total_d(const double *acc)
 {
-    return 1.0f / (1.0f + expf(-v));
+    double sum = 0.0;
+    for (size_t k = 0; k < LANES; k++)
+        sum += acc[k];
+    return sum;
+}
+
+/* Sums of dev = x - m0 and dev² over x[0..n), into lanes, in double: the deviations and their
+ * squares are exact, and an outlier that dominates the sum loses nothing of the rest. */
+static inline void deviation_sums(const float *restrict x, size_t n, float m0, double *restrict s1,
+                                  double *restrict s2)
+{
+    size_t i = 0;
+    for (; i + LANES <= n; i += LANES)
+        for (size_t k = 0; k < LANES; k++) {
+            double dev = (double)x[i + k] - m0;
+            s1[k] += dev;
+            s2[k] += dev * dev;
+        }
+    for (size_t k = 0; i + k < n; k++) {
+        double dev = (double)x[i + k] - m0;
+        s1[k] += dev;
+        s2[k] += dev * dev;
+    }
+}
+
+/* Mean and 1/sqrt(variance + 1e-5) of x, as a double computation gives them but in lanes: a
+ * float sum gives a first mean m0, then the deviations from it are summed, and squared, in
+ * double lanes. Their sum corrects the mean (the corrected two-pass algorithm), so both round
+ * to the floats a double computation gives but for near-ties, and nothing cancels when the mean
+ * is far from 0. */
+LANE_CLONES static void norm_stats(const float *restrict x, size_t d, float *mean_out, float *inv_out)
+{
+    float s[LANES] = {0};
+    double s1[LANES] = {0}, s2[LANES] = {0};
+    size_t i = 0;
+    for (; i + LANES <= d; i += LANES)
+        for (size_t k = 0; k < LANES; k++)
+            s[k] += x[i + k];
+    for (size_t k = 0; i + k < d; k++)
+        s[k] += x[i + k];
+    float m0 = (float)(lane_total(s) / (double)d);
+    deviation_sums(x, d, m0, s1, s2);
+    double sum1 = lane_total_d(s1), sum2 = lane_total_d(s2);
+    double var = (sum2 - sum1 * sum1 / (double)d) / (double)d;
+    *mean_out = (float)((double)m0 + sum1 / (double)d);
+    *inv_out = (float)(1.0 / sqrt(var + 1e-5));
+}
+
+/* out = (x - mean)·inv·w + b. x may be out (the embedding is normalized in place), so each block
+ * is read into a local copy before it is written. */
+LANE_CLONES static void norm_apply(const float *x, const float *restrict w, const float *restrict b,
+                                   float mean, float inv, size_t d, float *out)
+{
+    size_t i = 0;
+    for (; i + LANES <= d; i += LANES) {
+        float v[LANES];
+        for (size_t k = 0; k < LANES; k++)
+            v[k] = x[i + k];
+        for (size_t k = 0; k < LANES; k++)
+            out[i + k] = (v[k] - mean) * inv * w[i + k] + b[i + k];
+    }
+    for (; i < d; i++)
+        out[i] = (x[i] - mean) * inv * w[i] + b[i];
+}
+
+static void layer_norm(const float *x, const float *w, const float *b, size_t d, float *out)
+{
+    float mean, inv;
+    norm_stats(x, d, &mean, &inv);
+    norm_apply(x, w, b, mean, inv, d, out);
 }
 
 /* out = x·mix + prev·(1 - mix): the token shift. */
-static void token_shift(const float *x, const float *prev, const float *mix, size_t d, float *out)
+LANE_CLONES static void token_shift(const float *restrict x, const float *restrict prev,
+                                    const float *restrict mix, size_t d, float *restrict out)
 {
-    for (size_t i = 0; i < d; i++)
+    size_t i = 0;
+    for (; i + LANES <= d; i += LANES)
+        for (size_t k = 0; k < LANES; k++)
+            out[i + k] = x[i + k] * mix[i + k] + prev[i + k] * (1.0f - mix[i + k]);
+    for (; i < d; i++)
         out[i] = x[i] * mix[i] + prev[i] * (1.0f - mix[i]);
 }
 
-/* LIF neuron (spikingjelly, decay_input, hard reset to 0): H = V + (X - V)/τ, S = [H ≥ θ],
- * V = H·(1 - S). Replaces x by its spikes. Returns the number of spikes. */
-static size_t lif(float *x, float *membrane, size_t d, float tau, float threshold, uint8_t *record)
+/* One LIF neuron (spikingjelly, decay_input, hard reset to 0) on input in: H = V + (in - V)/τ,
+ * S = [H ≥ θ], V = H·(1 - S). Returns S. */
+QR_FAST_INLINE uint32_t lif_step(float in, float *v, float tau, float threshold, float *spike)
 {
+    float h = *v + (in - *v) / tau;
+    uint32_t s = h >= threshold;
+    *v = s ? 0.0f : h;
+    *spike = s ? 1.0f : 0.0f;
+    return s;
+}
+
+/* Replaces x by the spikes of the LIF neurons fed x·scale (scale 1 is exact). Returns the number
+ * of spikes. */
+LANE_CLONES static size_t lif(float *restrict x, float *restrict membrane, size_t n, float scale, float tau,
+                              float threshold)
+{
+    uint32_t count[LANES] = {0};
+    size_t i = 0;
+    for (; i + LANES <= n; i += LANES)
+        for (size_t k = 0; k < LANES; k++)
+            count[k] += lif_step(x[i + k] * scale, &membrane[i + k], tau, threshold, &x[i + k]);
     size_t fired = 0;
-    for (size_t i = 0; i < d; i++) {
-        float h = membrane[i] + (x[i] - membrane[i]) / tau;
-        bool spike = h >= threshold;
-        membrane[i] = spike ? 0.0f : h;
-        x[i] = spike ? 1.0f : 0.0f;
-        fired += spike;
-        if (record)
-            record[i] = spike;
-    }
+    for (; i < n; i++)
+        fired += lif_step(x[i] * scale, &membrane[i], tau, threshold, &x[i]);
+    for (size_t k = 0; k < LANES; k++)
+        fired += count[k];
     return fired;
+}
+
+/* The spikes lif() left in x, as bytes (a trace's record). */
+static void record_spikes(const float *x, size_t n, uint8_t *record)
+{
+    for (size_t i = 0; i < n; i++)
+        record[i] = x[i] != 0.0f;
+}
+
+/* x += y·scale (scale 1 is exact). */
+LANE_CLONES static void add_scaled(float *restrict x, const float *restrict y, float scale, size_t n)
+{
+    size_t i = 0;
+    for (; i + LANES <= n; i += LANES)
+        for (size_t k = 0; k < LANES; k++)
+            x[i + k] += y[i + k] * scale;
+    for (; i < n; i++)
+        x[i] += y[i] * scale;
+}
+
+/* h = relu(h)²: the channel-mix hidden activation (relu as a select: as a conditional
+ * expression gcc would square only the positive branch, which it cannot vectorize). */
+LANE_CLONES static void relu_square(float *restrict h, size_t n)
+{
+    size_t i = 0;
+    for (; i + LANES <= n; i += LANES)
+        for (size_t k = 0; k < LANES; k++) {
+            float v = qr_fast_select(h[i + k] > 0.0f, h[i + k], 0.0f);
+            h[i + k] = v * v;
+        }
+    for (; i < n; i++) {
+        float v = qr_fast_select(h[i] > 0.0f, h[i], 0.0f);
+        h[i] = v * v;
+    }
+}
+
+/* out = sigmoid(r)·out, the receptance gate, as out / (1 + exp(-r)): one division, no multiply
+ * (and one rounding fewer). */
+LANE_CLONES static void sigmoid_gate(float *restrict out, const float *restrict r, size_t n)
+{
+    size_t i = 0;
+    for (; i + LANES <= n; i += LANES)
+        for (size_t k = 0; k < LANES; k++)
+            out[i + k] = out[i + k] / (1.0f + qr_fast_expf(-r[i + k]));
+    for (; i < n; i++)
+        out[i] = out[i] / (1.0f + qr_fast_expf(-r[i]));
 }
 
 /* exp(a - max(a, b)) and exp(b - max(a, b)): one of the two is exp(0) = 1 exactly, so one
  * exponential does for both (bit-identical to computing both). */
-static inline void exp_pair(float a, float b, float *ea, float *eb)
+QR_FAST_INLINE void exp_pair(float a, float b, float *ea, float *eb)
 {
-    float e = expf(-fabsf(a - b));
-    *ea = a >= b ? 1.0f : e;
-    *eb = a >= b ? e : 1.0f;
+    float e = qr_fast_expf(-fabsf(a - b));
+    *ea = qr_fast_select(a >= b, 1.0f, e);
+    *eb = qr_fast_select(a >= b, e, 1.0f);
 }
 
-/* The numerically stable RWKV-4 WKV for channels [lo, hi) of one token; updates aa, bb, pp and
- * writes r·a/b. */
-static void wkv(const float *k, const float *v, const float *r, const float *decay,
-                const float *first, float *aa, float *bb, float *pp, size_t lo, size_t hi, float *out)
+/* The numerically stable RWKV-4 WKV for channel i of one token: updates aa, bb, pp and writes
+ * sigmoid(r)·a/b, as a / (b·(1 + exp(-r))): one division where the sigmoid and the quotient took
+ * two in a row, the longest latency in the loop (b ≥ 1, so the product only overflows when
+ * sigmoid(r) is 0 in float anyway). max(ww, k) is a select rather than fmaxf, which is a call
+ * on x86 (the same value for every input but NaN). */
+QR_FAST_INLINE void wkv_channel(const float *restrict k, const float *restrict v, const float *restrict r,
+                               const float *restrict decay, const float *restrict first, float *restrict aa,
+                               float *restrict bb, float *restrict pp, float *restrict out, size_t i)
 {
-    for (size_t i = lo; i < hi; i++) {
-        float e1, e2;
-        exp_pair(pp[i], first[i] + k[i], &e1, &e2);
-        float a = e1 * aa[i] + e2 * v[i];
-        float b = e1 * bb[i] + e2;
-        float ww = pp[i] + decay[i];
-        exp_pair(ww, k[i], &e1, &e2);
-        aa[i] = e1 * aa[i] + e2 * v[i];
-        bb[i] = e1 * bb[i] + e2;
-        pp[i] = fmaxf(ww, k[i]);
-        out[i] = sigmoid(r[i]) * a / b;
-    }
+    float e1, e2;
+    exp_pair(pp[i], first[i] + k[i], &e1, &e2);
+    float a = e1 * aa[i] + e2 * v[i];
+    float b = e1 * bb[i] + e2;
+    float ww = pp[i] + decay[i];
+    exp_pair(ww, k[i], &e1, &e2);
+    aa[i] = e1 * aa[i] + e2 * v[i];
+    bb[i] = e1 * bb[i] + e2;
+    pp[i] = qr_fast_select(ww >= k[i], ww, k[i]);
+    out[i] = a / (b * (1.0f + qr_fast_expf(-r[i])));
+}
+
+/* The WKV for n channels of one token (every pointer at the first of them). Channels are
+ * independent, so they go in lanes; the token order of a sequence is the caller's. */
+LANE_CLONES static void wkv(const float *restrict k, const float *restrict v, const float *restrict r,
+                            const float *restrict decay, const float *restrict first, float *restrict aa,
+                            float *restrict bb, float *restrict pp, size_t n, float *restrict out)
+{
+    size_t i = 0;
+    for (; i + LANES <= n; i += LANES)
+        for (size_t j = 0; j < LANES; j++)
+            wkv_channel(k, v, r, decay, first, aa, bb, pp, out, i + j);
+    for (; i < n; i++)
+        wkv_channel(k, v, r, decay, first, aa, bb, pp, out, i);
 }
 
 /* Every job y = W·x for all B rows. Decode and small batches (a daemon serving a few requests at
@@ -240,30 +399,30 @@ static void project(qr_runner *r, const qr_matvec_job *jobs, size_t n_jobs, size
         qr_matmul(jobs[j].w, jobs[j].x, B, jobs[j].y, r->panel);
 }
 
-/* Applies a spike site's LIF (or nothing) to the sub-block output of every item, adds it to x. */
+/* Applies a spike site's LIF (or nothing) to the sub-block output of every item, adds it to x.
+ * The membranes are per state and rows run in order, so consecutive rows of one sequence see
+ * each other's updates; without spikes every row is independent and it is one pass over B × d. */
 static void residual_add(qr_runner *r, qr_state *const *states, size_t B, size_t layer,
                          float scale, bool spiking, qr_state_vector membrane, bool is_att)
 {
     const qr_model *m = r->m;
     size_t d = m->d;
-    for (size_t b = 0; b < B; b++) {
-        float *out = r->out + b * d, *x = r->x + b * d;
-        for (size_t i = 0; i < d; i++)
-            out[i] *= scale;
-        if (spiking) {
-            qr_spike_trace *t = r->trace;
-            uint8_t *rec = NULL;
-            if (t && b == 0)
-                rec = is_att ? t->att_spikes : t->ffn_spikes;
-            size_t fired = lif(out, qr_state_vec(states[b], layer, membrane), d, m->tau,
-                               m->threshold, rec ? rec + layer * d : NULL);
-            uint64_t *count = t ? (is_att ? t->att_fired : t->ffn_fired) : NULL;
-            if (count)
-                count[layer] += fired;
-        }
-        for (size_t i = 0; i < d; i++)
-            x[i] += out[i];
+    if (!spiking) {
+        add_scaled(r->x, r->out, scale, B * d);
+        return;
     }
+    qr_spike_trace *t = r->trace;
+    for (size_t b = 0; b < B; b++) {
+        float *out = r->out + b * d;
+        size_t fired = lif(out, qr_state_vec(states[b], layer, membrane), d, scale, m->tau, m->threshold);
+        uint8_t *rec = t && b == 0 ? (is_att ? t->att_spikes : t->ffn_spikes) : NULL;
+        if (rec)
+            record_spikes(out, d, rec + layer * d);
+        uint64_t *count = t ? (is_att ? t->att_fired : t->ffn_fired) : NULL;
+        if (count)
+            count[layer] += fired;
+    }
+    add_scaled(r->x, r->out, 1.0f, B * d);
 }
 
 /* ---------------------------------------------------------------- the block */
@@ -279,7 +438,9 @@ static void spiking_hidden_value(qr_runner *r, qr_state *const *states, size_t B
     for (size_t b = 0; b < B; b++) {
         float *h = r->hidden + b * f;
         uint8_t *rec = t && b == 0 && t->hidden_spikes ? t->hidden_spikes + layer * f : NULL;
-        size_t fired = lif(h, qr_state_hidden_membrane(states[b], layer), f, m->tau, m->threshold, rec);
+        size_t fired = lif(h, qr_state_hidden_membrane(states[b], layer), f, 1.0f, m->tau, m->threshold);
+        if (rec)
+            record_spikes(h, f, rec);
         if (t && t->hidden_fired)
             t->hidden_fired[layer] += fired;
         size_t n_active = qr_spike_positions(h, f, r->active);
@@ -307,10 +468,10 @@ static void wkv_task(void *arg, size_t task)
     size_t hi = lo + w->slice < d ? lo + w->slice : d;
     if (lo >= hi)
         return;
-    size_t layer = (size_t)(w->l - r->m->layers);
-    wkv(r->k + b * d, r->v + b * d, r->r + b * d, w->l->att_decay, w->l->att_first,
-        qr_state_vec(w->states[b], layer, QR_STATE_AA), qr_state_vec(w->states[b], layer, QR_STATE_BB),
-        qr_state_vec(w->states[b], layer, QR_STATE_PP), lo, hi, r->wkv + b * d);
+    size_t layer = (size_t)(w->l - r->m->layers), o = b * d + lo;
+    wkv(r->k + o, r->v + o, r->r + o, w->l->att_decay + lo, w->l->att_first + lo,
+        qr_state_vec(w->states[b], layer, QR_STATE_AA) + lo, qr_state_vec(w->states[b], layer, QR_STATE_BB) + lo,
+        qr_state_vec(w->states[b], layer, QR_STATE_PP) + lo, hi - lo, r->wkv + o);
 }
 
 static void time_mix(qr_runner *r, qr_state *const *states, size_t B, size_t i)
@@ -362,15 +523,11 @@ static void channel_mix(qr_runner *r, qr_state *const *states, size_t B, size_t 
     if (m->spike_ffn_hidden) {
         spiking_hidden_value(r, states, B, i);
     } else {
-        for (size_t j = 0; j < B * f; j++) {
-            float h = r->hidden[j] > 0.0f ? r->hidden[j] : 0.0f;
-            r->hidden[j] = h * h;
-        }
+        relu_square(r->hidden, B * f);
         const qr_matvec_job v = {&l->ffn_value, r->hidden, r->out};
         project(r, &v, 1, B);
     }
-    for (size_t j = 0; j < B * d; j++)
-        r->out[j] = sigmoid(r->r[j]) * r->out[j];
+    sigmoid_gate(r->out, r->r, B * d);
     residual_add(r, states, B, i, l->out_scale, m->spike_ffn, QR_STATE_V_FFN, false);
 }
 
