@@ -6,22 +6,22 @@
 #                  tests/reference/make_upstream_golden.py --write-checkpoint
 #   2. convert     models/train/convert.py with GPT-NeoX's 20B tokenizer
 #   3. eval        qslm-eval: perplexity on the first --eval-bytes of the SOTU test split
-#   4. quantize    qslm-quant build: one variant per --budgets point, searched up to --max-tier
-#                  (default global) on 256 calibration and 512 validation tokens, each variant's
-#                  test perplexity on step 3's text: the defaults (all three tiers, 1024 and
-#                  8192 tokens, the whole test split) take hours at this size
+#   4. quantize    qslm-quant build: one variant per --budgets point (default four), searched up
+#                  to --max-tier (default module: all three tiers) on the default calibration and
+#                  validation splits (1024 and 8192 tokens), each variant's test perplexity on
+#                  step 3's text (the whole SOTU test split would be 110,000 tokens a variant)
 #   5. serve       qslmd on that bundle: start until the socket answers (hashing and loading)
 #   6. generate    qslmctl generate, greedy, --tokens tokens, with the 20B tokenizer
 # and prints the table the README quotes. Needs about 6 GB of RAM and 3 GB of disk in --work.
-#   bash scripts/big-model.sh [--work DIR] [--budgets 256M,160M] [--max-tier global|block|module]
+#   bash scripts/big-model.sh [--work DIR] [--budgets 100M,128M,160M,256M] [--max-tier global|block|module]
 #                             [--eval-bytes N] [--tokens N] [--keep]
 # --keep keeps the .pth and the converted f32 model in --work (about 1.3 GB); the bundle and the
 # logs stay either way.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 work=${TMPDIR:-/tmp}/qslm-big-model
-budgets=256M,160M
-max_tier=global
+budgets=100M,128M,160M,256M
+max_tier=module
 eval_bytes=20000
 tokens=16
 keep=0
@@ -86,9 +86,9 @@ step convert "convert.py, f32, 20B tokenizer embedded" -- \
 head -c "$eval_bytes" "$data/sotu/test.txt" >"$work/eval.txt"
 step eval "qslm-eval, perplexity on $eval_bytes bytes of SOTU test, window 256" -- \
   "$dir/runtime/tools/qslm-eval" "$model" --text "$work/eval.txt" --window 256
-step quantize "qslm-quant build --budgets $budgets --max-tier $max_tier (256 calibration, 512 validation tokens, test ppl on the eval text)" -- \
+step quantize "qslm-quant build --budgets $budgets --max-tier $max_tier (default splits, test ppl on the eval text)" -- \
   "$dir/quant/tools/qslm-quant" build "$model" --budgets "$budgets" --max-tier "$max_tier" \
-  --calib-tokens 256 --valid-tokens 512 --test-text "$work/eval.txt" --no-cache -o "$work/bundle"
+  --test-text "$work/eval.txt" --no-cache -o "$work/bundle"
 
 sock=$work/qslmd.sock
 rm -f "$sock"
