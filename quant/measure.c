@@ -11,6 +11,7 @@
 #include "quantize.h"
 #include "requantize.h"
 #include "tensor_types.h"
+#include "vexp.h"
 
 #define N_CODES QR_TYPE_CODE_LIMIT
 #define QQ_CACHE_MIN ((uint64_t)64 << 20)
@@ -103,23 +104,35 @@ qr_status qq_measurer_write_setting(qq_measurer *q, const uint32_t *types, const
     return st;
 }
 
-/* log-softmax of n logits into out (double accumulation). */
-static void log_softmax(const float *logits, size_t n, float *out)
+/* log-softmax of n logits into out, given their log-sum-exp. */
+static void log_softmax(const float *logits, size_t n, double lse, float *out)
 {
-    double lse = qr_log_sum_exp(logits, n);
     for (size_t i = 0; i < n; i++)
         out[i] = (float)((double)logits[i] - lse);
 }
 
-/* KL(p ‖ q) with p given as log-probabilities and q as logits. */
-static double kl_divergence(const float *ref_logp, const float *logits, size_t n)
+/* One term p·(lp − lq) of the KL divergence, p = exp(lp) by the vectorisable exponential. Both
+ * log-probabilities are rounded to float alike (log_softmax), so identical outputs give exactly
+ * 0; their difference is exact in double. */
+static inline double kl_term(float lp, float logit, double lse)
 {
-    double lse = qr_log_sum_exp(logits, n), kl = 0.0;
-    for (size_t i = 0; i < n; i++) {
-        /* Both log-probabilities rounded to float alike, so identical outputs give exactly 0. */
-        double lp = ref_logp[i], lq = (float)((double)logits[i] - lse);
-        kl += exp(lp) * (lp - lq);
-    }
+    float lq = (float)((double)logit - lse);
+    return (double)qr_vexpf(lp) * ((double)lp - (double)lq);
+}
+
+/* KL(p ‖ q) with p given as log-probabilities and q as logits with their log-sum-exp: one term
+ * per logit of every calibration prediction, so in 8 double lanes that vectorise (added in a
+ * fixed order: the same inputs give the same KL). */
+QR_VEC_CLONES static double kl_divergence(const float *ref_logp, const float *logits, size_t n, double lse)
+{
+    double lane[8] = {0};
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (size_t k = 0; k < 8; k++)
+            lane[k] += kl_term(ref_logp[i + k], logits[i + k], lse);
+    for (size_t k = 0; i < n; i++, k++)
+        lane[k] += kl_term(ref_logp[i], logits[i], lse);
+    double kl = ((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7]));
     return kl > 0.0 ? kl : 0.0;
 }
 
@@ -127,27 +140,30 @@ typedef struct {
     qq_measurer *q;
     bool kl;                  /* against the kept reference outputs (the calibration split) */
     bool record;              /* the reference run: store them; otherwise compare */
-    double kl_sum;
+    double kl_sum;            /* the classifier's (the LM's adds up in the evaluator) */
     uint64_t n;
     const qr_labelled *items; /* a classifier run's sentences ... */
     size_t n_classes;         /* ... its head's classes ... */
     uint8_t *right;           /* ... and where to mark each answer right (may be NULL) */
 } hook_ctx;
 
-/* The reference run keeps each distribution; later runs add up their divergence from it. */
-static void record_or_compare(hook_ctx *h, float *row, const float *logits, size_t n)
+/* The reference run keeps each distribution in `row` (and scores 0); later runs score their
+ * divergence from it. Writes nothing but `row`. */
+static double record_or_compare(const hook_ctx *h, float *row, const float *logits, size_t n, double lse)
 {
-    if (h->record)
-        log_softmax(logits, n, row);
-    else
-        h->kl_sum += kl_divergence(row, logits, n);
-    h->n++;
+    if (h->record) {
+        log_softmax(logits, n, lse, row);
+        return 0.0;
+    }
+    return kl_divergence(row, logits, n, lse);
 }
 
-static void on_logits(void *arg, size_t pos, const float *logits)
+/* The evaluator's per-prediction score, run on its pool's threads: the reference row of target
+ * `pos` is this prediction's alone. */
+static double on_logits(void *arg, size_t pos, const float *logits, double lse)
 {
-    hook_ctx *h = arg;
-    record_or_compare(h, h->q->ref_logp + pos * h->q->vocab, logits, h->q->vocab);
+    const hook_ctx *h = arg;
+    return record_or_compare(h, h->q->ref_logp + pos * h->q->vocab, logits, h->q->vocab, lse);
 }
 
 /* A sentence's class logits: their KL from the reference's, and whether the answer is right —
@@ -155,8 +171,11 @@ static void on_logits(void *arg, size_t pos, const float *logits)
 static void on_class(void *arg, size_t item, const float *class_logits)
 {
     hook_ctx *h = arg;
-    if (h->kl)
-        record_or_compare(h, h->q->ref_cls + item * h->q->n_classes, class_logits, h->q->n_classes);
+    if (h->kl) {
+        h->kl_sum += record_or_compare(h, h->q->ref_cls + item * h->q->n_classes, class_logits, h->q->n_classes,
+                                       qr_log_sum_exp(class_logits, h->q->n_classes));
+        h->n++;
+    }
     if (h->right) {
         size_t best = 0;
         for (size_t c = 1; c < h->n_classes; c++)
@@ -226,7 +245,7 @@ static qr_status measure_model(qq_measurer *q, qr_runner *r, const qr_model *m, 
         out->nll = ppl.nll_sum / (double)ppl.predictions;
         out->ppl = ppl.ppl;
         out->predictions = ppl.predictions;
-        out->kl = reference && !record && h.n ? h.kl_sum / (double)h.n : 0.0;
+        out->kl = reference && !record && ppl.predictions ? ppl.hook_sum / (double)ppl.predictions : 0.0;
     }
     if (split->items && split->n_items && m->n_classes) {
         hook_ctx h = {q, reference, record, 0.0, 0, split->items, m->n_classes, right ? right->right[0] : NULL};

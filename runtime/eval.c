@@ -1,20 +1,22 @@
 /* eval.c: the evaluators. Sequences of unequal length share a batch: at each step only the
- * sequences that still have a token run, compacted into the first rows of the batch. */
+ * sequences that still have a token run, compacted into the first rows of the batch. A call's
+ * predictions are scored on the runner's pool, the sums kept in row order. */
 #include "eval.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "vexp.h"
+
+/* Tasks per pool thread when scoring a call's rows: a few, so that a thread the machine
+ * schedules late leaves its share to the others instead of holding up the call. */
+#define SCORE_TASKS_PER_THREAD 4
+
 double qr_log_sum_exp(const float *logits, size_t n)
 {
-    float max = logits[0];
-    for (size_t i = 1; i < n; i++)
-        max = logits[i] > max ? logits[i] : max;
-    double sum = 0.0;
-    for (size_t i = 0; i < n; i++)
-        sum += exp((double)logits[i] - max);
-    return log(sum) + max;
+    float max = qr_vmax(logits, n);
+    return log(qr_vexp_sum(logits, n, max)) + max;
 }
 
 double qr_token_nll(const float *logits, size_t n, int32_t target)
@@ -113,17 +115,99 @@ size_t qr_eval_rows(const qr_model *m, size_t batch, size_t window)
                                    : rows;
 }
 
-qr_status qr_eval_perplexity(qr_runner *r, const int32_t *tokens, size_t n_tokens, size_t window,
-                             size_t batch, qr_progress_fn progress, void *progress_ctx,
-                             qr_ppl_result *out, qr_error *err)
+/* ---------------------------------------------------------------- scoring a call's rows */
+
+/* A call's rows being scored: each task takes rows [i·per_task, (i+1)·per_task) and writes only
+ * their entries of nll and hook, which the caller then adds up in row order. */
+typedef struct {
+    const float *logits;      /* rows × vocab */
+    const int32_t *tokens;    /* the whole text */
+    const size_t *pos;        /* rows: index in tokens of each row's target */
+    size_t vocab, rows, per_task;
+    qr_logits_score_fn score; /* may be NULL */
+    void *score_ctx;
+    double *nll, *hook;       /* rows */
+} score_region;
+
+/* One task's rows: the log-sum-exp once, for the NLL and the hook both. */
+static void score_task(void *arg, size_t index)
 {
-    return qr_eval_perplexity_with(r, tokens, n_tokens, window, batch, NULL, NULL, progress,
-                                   progress_ctx, out, err);
+    const score_region *s = arg;
+    size_t a = index * s->per_task, end = a + s->per_task < s->rows ? a + s->per_task : s->rows;
+    for (; a < end; a++) {
+        const float *row = s->logits + a * s->vocab;
+        double lse = qr_log_sum_exp(row, s->vocab);
+        s->nll[a] = lse - row[s->tokens[s->pos[a]]];
+        s->hook[a] = s->score ? s->score(s->score_ctx, s->pos[a], row, lse) : 0.0;
+    }
+}
+
+/* Scores s->rows rows on the pool (NULL: on this thread) and adds them to out in row order, so
+ * the sums do not depend on how the rows were split. */
+static void score_rows(qr_pool *pool, score_region *s, qr_ppl_result *out)
+{
+    size_t n_tasks = (size_t)qr_pool_threads(pool) * SCORE_TASKS_PER_THREAD;
+    n_tasks = n_tasks < s->rows ? n_tasks : s->rows;
+    s->per_task = (s->rows + n_tasks - 1) / n_tasks;
+    qr_pool_run(pool, (s->rows + s->per_task - 1) / s->per_task, score_task, s);
+    for (size_t a = 0; a < s->rows; a++) {
+        out->nll_sum += s->nll[a];
+        out->hook_sum += s->hook[a];
+    }
+}
+
+/* Per-row scratch of the perplexity evaluator: targets' positions and the scores of one call. */
+typedef struct {
+    size_t *pos;
+    double *nll, *hook;
+} row_scores;
+
+static void row_scores_free(row_scores *rs)
+{
+    free(rs->pos);
+    free(rs->nll);
+    free(rs->hook);
+}
+
+static qr_status row_scores_alloc(size_t rows, row_scores *rs, qr_error *err)
+{
+    rs->pos = malloc(rows * sizeof *rs->pos);
+    rs->nll = malloc(rows * sizeof *rs->nll);
+    rs->hook = malloc(rows * sizeof *rs->hook);
+    if (rs->pos && rs->nll && rs->hook)
+        return QR_OK;
+    row_scores_free(rs);
+    return qr_fail(err, QR_ERR_NOMEM, "out of memory for the scores of %zu rows", rows);
+}
+
+/* Each row's target position (window w0 + owner, one step on); fails on a target outside the
+ * vocabulary before anything is scored. */
+static qr_status row_targets(const batch_buffers *bb, size_t na, size_t w0, size_t window,
+                             const int32_t *tokens, size_t vocab, size_t *pos, qr_error *err)
+{
+    for (size_t a = 0; a < na; a++) {
+        pos[a] = (w0 + bb->owner[a]) * window + bb->step[a] + 1;
+        int32_t target = tokens[pos[a]];
+        if (target < 0 || (size_t)target >= vocab)
+            return qr_fail(err, QR_ERR_INVALID, "token id %d is outside the vocabulary", (int)target);
+    }
+    return QR_OK;
+}
+
+/* ---------------------------------------------------------------- perplexity */
+
+/* The windows of the text that score something (a last window of one token scores nothing). */
+static size_t scored_windows(size_t n_tokens, size_t window)
+{
+    size_t n_windows = (n_tokens + window - 1) / window;
+    if (n_tokens - (n_windows - 1) * window < 2)
+        n_windows--;
+    return n_windows;
 }
 
 qr_status qr_eval_perplexity_with(qr_runner *r, const int32_t *tokens, size_t n_tokens,
-                                  size_t window, size_t batch, qr_logits_fn on_logits,
-                                  void *logits_ctx, qr_progress_fn progress, void *progress_ctx,
+                                  size_t window, size_t batch, qr_logits_score_fn score,
+                                  void *score_ctx, qr_progress_fn progress, void *progress_ctx,
                                   qr_ppl_result *out, qr_error *err)
 {
     const qr_model *m = qr_runner_model(r);
@@ -134,17 +218,21 @@ qr_status qr_eval_perplexity_with(qr_runner *r, const int32_t *tokens, size_t n_
         return qr_fail(err, QR_ERR_INVALID, "window of %zu tokens: it must be at least 2", window);
     if (n_tokens < 2)
         return qr_fail(err, QR_ERR_INVALID, "%zu tokens: perplexity needs at least 2", n_tokens);
-    size_t n_windows = (n_tokens + window - 1) / window;
-    if (n_tokens - (n_windows - 1) * window < 2)
-        n_windows--; /* a last window of one token scores nothing */
+    size_t n_windows = scored_windows(n_tokens, window);
     uint64_t total = n_tokens - n_windows;
     if (batch > n_windows)
         batch = n_windows;
     size_t rows = qr_runner_max_batch(r) > batch ? qr_runner_max_batch(r) : batch;
     batch_buffers bb;
+    row_scores rs;
     qr_status st = batch_alloc(m, batch, rows, m->vocab, &bb, err);
     if (st)
         return st;
+    if ((st = row_scores_alloc(rows, &rs, err))) {
+        batch_free(&bb);
+        return st;
+    }
+    score_region sr = {bb.out, tokens, rs.pos, m->vocab, 0, 0, score, score_ctx, rs.nll, rs.hook};
     uint64_t done = 0;
     for (size_t w0 = 0; w0 < n_windows; w0 += batch) {
         size_t nb = n_windows - w0 < batch ? n_windows - w0 : batch;
@@ -160,20 +248,11 @@ qr_status qr_eval_perplexity_with(qr_runner *r, const int32_t *tokens, size_t n_
             size_t na = gather_rows(&bb, nb, len, t, steps, &t);
             for (size_t a = 0; a < na; a++)
                 bb.tokens[a] = tokens[(w0 + bb.owner[a]) * window + bb.step[a]];
-            st = qr_forward(r, bb.active, bb.tokens, na, bb.out, NULL, err);
-            if (st)
+            if ((st = row_targets(&bb, na, w0, window, tokens, m->vocab, rs.pos, err)) ||
+                (st = qr_forward(r, bb.active, bb.tokens, na, bb.out, NULL, err)))
                 goto done;
-            for (size_t a = 0; a < na; a++) {
-                size_t pos = (w0 + bb.owner[a]) * window + bb.step[a] + 1;
-                int32_t target = tokens[pos];
-                if (target < 0 || (size_t)target >= m->vocab) {
-                    st = qr_fail(err, QR_ERR_INVALID, "token id %d is outside the vocabulary", (int)target);
-                    goto done;
-                }
-                out->nll_sum += qr_token_nll(bb.out + a * m->vocab, m->vocab, target);
-                if (on_logits)
-                    on_logits(logits_ctx, pos, bb.out + a * m->vocab);
-            }
+            sr.rows = na;
+            score_rows(qr_runner_pool(r), &sr, out);
             out->predictions += na;
             done += na;
             if (progress)
@@ -182,8 +261,17 @@ qr_status qr_eval_perplexity_with(qr_runner *r, const int32_t *tokens, size_t n_
     }
     out->ppl = exp(out->nll_sum / (double)out->predictions);
 done:
+    row_scores_free(&rs);
     batch_free(&bb);
     return st;
+}
+
+qr_status qr_eval_perplexity(qr_runner *r, const int32_t *tokens, size_t n_tokens, size_t window,
+                             size_t batch, qr_progress_fn progress, void *progress_ctx,
+                             qr_ppl_result *out, qr_error *err)
+{
+    return qr_eval_perplexity_with(r, tokens, n_tokens, window, batch, NULL, NULL, progress,
+                                   progress_ctx, out, err);
 }
 
 qr_status qr_eval_accuracy(qr_runner *r, const qr_labelled *items, size_t n_items, size_t batch,

@@ -29,25 +29,37 @@ typedef struct {
     double nll_sum;       /* sum of -ln p(target) in nats */
     uint64_t predictions; /* tokens scored */
     double ppl;           /* exp(nll_sum / predictions) */
+    double hook_sum;      /* sum of the score hook's values (qr_eval_perplexity_with), else 0 */
 } qr_ppl_result;
 
 /* Splits tokens into consecutive windows of `window` tokens (the last may be shorter); each
  * window starts from a fresh state and scores its tokens 2..n given the ones before. Runs up to
  * `batch` windows at once (the runner must take that batch), as many steps of them per call as
- * the runner's rows allow. */
+ * the runner's rows allow.
+ *
+ * After each forward call the rows are scored on the runner's pool (qr_runner_pool), each task a
+ * contiguous range of rows writing per-row values; the sums then add them up in row order, so
+ * nll_sum and hook_sum are the same bit for bit whatever the pool's thread count. */
 qr_status qr_eval_perplexity(qr_runner *r, const int32_t *tokens, size_t n_tokens, size_t window,
                              size_t batch, qr_progress_fn progress, void *progress_ctx,
                              qr_ppl_result *out, qr_error *err);
 
-/* Sees every prediction's logits (vocab floats): `target_pos` is the index in tokens of the
- * token predicted, unique per prediction. For measures beside the NLL, such as QSLM's KL
- * divergence from the f32 model's outputs. */
-typedef void (*qr_logits_fn)(void *ctx, size_t target_pos, const float *logits);
+/* Scores one prediction beside its NLL, for measures such as QSLM's KL divergence from the f32
+ * model's outputs. `target_pos` is the index in tokens of the token predicted (unique per
+ * prediction), `logits` its vocab floats and `log_sum_exp` their qr_log_sum_exp, computed once
+ * for the NLL and the hook. Returns a value the evaluator adds to hook_sum.
+ *
+ * Called on the pool's threads, several rows at once and in no particular order: it may read
+ * anything the caller does not change during the evaluation, but write only memory that belongs
+ * to target_pos (QSLM's reference run fills its row `target_pos` of the kept outputs). */
+typedef double (*qr_logits_score_fn)(void *ctx, size_t target_pos, const float *logits,
+                                     double log_sum_exp);
 
-/* qr_eval_perplexity, calling on_logits (may be NULL) for each prediction. */
+/* qr_eval_perplexity, calling score (may be NULL) for each prediction; out->hook_sum is the sum
+ * of what it returned, added in the same order as nll_sum. */
 qr_status qr_eval_perplexity_with(qr_runner *r, const int32_t *tokens, size_t n_tokens,
-                                  size_t window, size_t batch, qr_logits_fn on_logits,
-                                  void *logits_ctx, qr_progress_fn progress, void *progress_ctx,
+                                  size_t window, size_t batch, qr_logits_score_fn score,
+                                  void *score_ctx, qr_progress_fn progress, void *progress_ctx,
                                   qr_ppl_result *out, qr_error *err);
 
 typedef struct {
@@ -83,10 +95,13 @@ qr_status qr_eval_accuracy_head(qr_runner *r, size_t head, const qr_labelled *it
                                 qr_progress_fn progress, void *progress_ctx, qr_acc_result *out,
                                 qr_error *err);
 
-/* ln Σ exp(logits), computed stably in double (the log-softmax's normaliser). */
+/* ln Σ exp(logits) (n >= 1), the log-softmax's normaliser: shifted by the largest logit, each
+ * term by vexp.h's float exponential (within QR_VEXP_REL_ERR = 1e-7 of exp) and the sum in
+ * double, so within about 1e-7 (absolute) of the exact log-sum-exp of the float differences
+ * logits[i] - max. */
 double qr_log_sum_exp(const float *logits, size_t n);
 
-/* -ln softmax(logits)[target], computed stably in double. */
+/* -ln softmax(logits)[target]: qr_log_sum_exp - logits[target], in double. */
 double qr_token_nll(const float *logits, size_t n, int32_t target);
 
 #endif

@@ -133,6 +133,11 @@ size_t qr_runner_max_batch(const qr_runner *r)
     return r->max_batch;
 }
 
+qr_pool *qr_runner_pool(const qr_runner *r)
+{
+    return r->pool;
+}
+
 uint64_t qr_runner_split_calls(const qr_runner *r)
 {
     return r->split_calls;

@@ -45,6 +45,9 @@ void qr_runner_set_trace(qr_runner *r, qr_spike_trace *trace);
 const qr_model *qr_runner_model(const qr_runner *r);
 /* The most rows one qr_forward call takes (the max_batch it was made for). */
 size_t qr_runner_max_batch(const qr_runner *r);
+/* The worker pool it was made with (NULL: single-threaded). Between qr_forward calls it is idle,
+ * and the evaluators score a call's rows on it. */
+qr_pool *qr_runner_pool(const qr_runner *r);
 /* How many calls ran split into parts so far (benchmarks and tests look). */
 uint64_t qr_runner_split_calls(const qr_runner *r);
 
