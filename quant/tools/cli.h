@@ -38,7 +38,9 @@ typedef struct {
     const char *budget, *budgets, *out, *tier, *svg, *key, *pubkey;
     bool json, quiet;
     bool check_local;          /* sensitivity: rank the module tier's layer-local estimates */
-    bool exact_modules;        /* search, build: every matrix measured end to end */
+    /* search, build: how the module tier measures the matrices inside the layers: end to end,
+     * layer-locally (local.h), or auto: end to end while that costs at most a minute */
+    enum { QQ_MODULES_AUTO, QQ_MODULES_EXACT, QQ_MODULES_LOCAL } module_measure;
     char **rest;               /* positional arguments after the subcommand's own */
     int n_rest;
 } qq_options;
@@ -63,6 +65,7 @@ typedef struct {
     qq_measurer *meas;
     qq_sensitivity *sens;
     qq_local *local;         /* search, build: the module tier's layer-local estimates, or NULL */
+    double reference_s;      /* the f32 run on calibration (the measurer's first): a pass's cost */
     char model_sha256[65];
     bool tty;
     double start;

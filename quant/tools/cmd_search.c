@@ -17,17 +17,34 @@ static void log_line(void *ctx, const char *line)
     fprintf(stderr, "qslm-quant: [%6.1f s] %s\n", qq_now() - s->start, line);
 }
 
-/* The search context over an open session (shared with build): the layer-local estimates
- * (local.h) when the module tier runs, unless --exact-modules. */
+/* Whether the module tier estimates the matrices inside the layers layer-locally (local.h):
+ * asked for, or (auto) when measuring each end to end at the 4 types of its window would take
+ * over a minute, judged by the f32 calibration run (about a pass; a little more, since it also
+ * gathers the quantizer's importance). The default model: 21 matrices, 4 × 21 passes of about
+ * 0.1 s, end to end; SpikeGPT-216M: 126, passes of seconds, layer-locally. */
+static bool module_tier_local(const qq_session *s, const qq_options *o)
+{
+    if (o->max_tier != QQ_TIER_MODULE || !s->calib.tokens || o->module_measure == QQ_MODULES_EXACT)
+        return false;
+    if (o->module_measure == QQ_MODULES_LOCAL)
+        return true;
+    size_t in_layers = 0, layer;
+    for (size_t m = s->h.first_module; m < s->h.first_module + s->h.n_modules; m++)
+        in_layers += s->costs.is_matrix[(size_t)s->h.nodes[m].tensor] && qq_block_layer(&s->h, qq_block_of(&s->h, m), &layer);
+    return (double)in_layers * 4.0 * s->reference_s > 60.0;
+}
+
+/* The search context over an open session (shared with build). */
 qr_status qq_search_context(qq_session *s, const qq_options *o, qq_search_ctx *ctx, qr_error *err);
 qr_status qq_search_context(qq_session *s, const qq_options *o, qq_search_ctx *ctx, qr_error *err)
 {
     memset(ctx, 0, sizeof *ctx);
-    if (o->max_tier == QQ_TIER_MODULE && !o->exact_modules && s->calib.tokens && !s->local) {
+    if (!s->local && module_tier_local(s, o)) {
         qq_progress(s, "keeping every layer's input on the calibration split");
-        qr_error lerr;
-        if (qq_local_new(s->meas, &s->local, &lerr)) /* no LM text: modules measured end to end */
-            s->local = NULL;
+        qr_status st = qq_local_new(s->meas, &s->local, err);
+        if (st && o->module_measure == QQ_MODULES_LOCAL)
+            return st;
+        s->local = st ? NULL : s->local; /* auto, and no LM to run layers on: end to end */
     }
     *ctx = (qq_search_ctx){.master = s->master, .h = &s->h, .costs = &s->costs, .meas = s->meas, .sens = s->sens,
                            .local = s->local, .valid = &s->valid, .log = log_line, .log_ctx = s};

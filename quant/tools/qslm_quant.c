@@ -51,9 +51,11 @@ static const char usage[] =
     "  --lambda L            trade-off weight of memory (default 0.1: see quant/README.md)\n"
     "  --max-tier T          search, build: stop after tier T (global, block or module;\n"
     "                        default module, all three)\n"
-    "  --exact-modules       search, build: measure every matrix of the module tier end to\n"
-    "                        end, instead of estimating those inside a layer from a run of\n"
-    "                        that layer alone (quant/README.md; slower by the model's depth)\n"
+    "  --module-measure M    search, build: how the module tier measures the matrices inside\n"
+    "                        the layers: exact (end to end, a calibration pass each), local\n"
+    "                        (a run of their layer alone, scaled to the layer's end-to-end\n"
+    "                        damage: quant/README.md) or auto (default: exact while that\n"
+    "                        takes at most a minute, else local)\n"
     "  --serve-batch N       sequences served at once, counted in the footprint (default 4)\n"
     "\n"
     "Data (defaults under --data-dir, itself $QSLM_DATA_DIR or ./.data):\n"
@@ -107,6 +109,18 @@ static int parse_real(const char *arg, const char *name, double min, double max,
     return 0;
 }
 
+static int parse_module_measure(const char *arg, qq_options *o)
+{
+    static const char *const names[] = {"auto", "exact", "local"};
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++)
+        if (strcmp(arg, names[i]) == 0) {
+            o->module_measure = (int)i;
+            return 0;
+        }
+    fprintf(stderr, "qslm-quant: --module-measure must be auto, exact or local, not '%s'\n", arg);
+    return 1;
+}
+
 static int parse_max_tier(const char *arg, qq_tier *out)
 {
     static const char *const names[] = {"global", "block", "module"};
@@ -151,7 +165,7 @@ int main(int argc, char **argv)
     }
     enum { O_BUDGET = 256, O_BUDGETS, O_PPL, O_ACC, O_LAMBDA, O_SERVE, O_DATA, O_CT, O_CTOK, O_CL, O_CI,
            O_VT, O_VTOK, O_VL, O_TT, O_TL, O_WIN, O_CWIN, O_BATCH, O_THREADS, O_CACHE, O_NOCACHE, O_JSON,
-           O_TIER, O_MAXTIER, O_SVG, O_KEY, O_PUB, O_CLASSIFY, O_ALPHA, O_CHECK_LOCAL, O_EXACT_MODULES };
+           O_TIER, O_MAXTIER, O_SVG, O_KEY, O_PUB, O_CLASSIFY, O_ALPHA, O_CHECK_LOCAL, O_MODULE_MEASURE };
     static const struct option longopts[] = {
         {"budget", required_argument, NULL, O_BUDGET}, {"budgets", required_argument, NULL, O_BUDGETS},
         {"max-ppl-increase", required_argument, NULL, O_PPL}, {"max-acc-drop", required_argument, NULL, O_ACC},
@@ -168,7 +182,7 @@ int main(int argc, char **argv)
         {"tier", required_argument, NULL, O_TIER}, {"max-tier", required_argument, NULL, O_MAXTIER}, {"svg", required_argument, NULL, O_SVG},
         {"key", required_argument, NULL, O_KEY}, {"pubkey", required_argument, NULL, O_PUB},
         {"classify", required_argument, NULL, O_CLASSIFY}, {"check-local", no_argument, NULL, O_CHECK_LOCAL},
-        {"exact-modules", no_argument, NULL, O_EXACT_MODULES},
+        {"module-measure", required_argument, NULL, O_MODULE_MEASURE},
         {"out", required_argument, NULL, 'o'}, {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
     qq_options o = {.calib_tokens = 1024, .calib_items = 32, .valid_tokens = 8192, .calib_window = 64,
                     .window = 128, .batch = 64, .serve_batch = 4, .floors = {5.0, 1.0, QQ_ACC_ALPHA}, .lambda = 0.1, .tier = "block",
@@ -209,7 +223,7 @@ int main(int argc, char **argv)
         case O_MAXTIER: bad = parse_max_tier(optarg, &o.max_tier); break;
         case O_SVG: o.svg = optarg; break;
         case O_CHECK_LOCAL: o.check_local = true; break;
-        case O_EXACT_MODULES: o.exact_modules = true; break;
+        case O_MODULE_MEASURE: bad = parse_module_measure(optarg, &o); break;
         case O_KEY: o.key = optarg; break;
         case O_PUB: o.pubkey = optarg; break;
         case O_CLASSIFY:

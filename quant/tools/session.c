@@ -264,11 +264,13 @@ int qq_session_open(const qq_options *o, qq_session *s)
         s->valid.heads[h] = (qq_head_items){s->head_valid[h], s->n_head_valid[h]};
     rc = EXIT_FAIL;
     qq_progress(s, "running the f32 model on the calibration split");
+    double t0 = qq_now();
     if (qr_pool_new(o->threads, &s->pool, &err) || qq_costs_new(s->master, o->serve_batch, &s->costs, &err) ||
         qq_measurer_new(s->master, s->pool, &s->calib, o->calib_window, o->batch, &s->meas, &err)) {
         fprintf(stderr, "qslm-quant: %s\n", err.msg);
         goto out;
     }
+    s->reference_s = qq_now() - t0;
     /* The cache key: the model's bytes and exactly which calibration data measured them. */
     char key[QQ_SENS_KEY_SIZE], cpath[4096];
     bool use_cache = !o->no_cache && cache_file(o, s, cpath, sizeof cpath) == 0;

@@ -59,6 +59,13 @@ expect 1 'infeasible: nothing fits' -- "$quant" search "$tmp/m.qslm" --budget 1K
 expect 0 'feasible \(kept from the (global|block|module) tier\)' -- "$quant" search "$tmp/m.qslm" --budget 2M "${small[@]}"
 expect 2 "--acc-alpha must be a number in" -- "$quant" search "$tmp/m.qslm" --budget 2M --acc-alpha 0 "${small[@]}"
 expect 2 "--max-tier must be global, block or module, not 'atomic'" -- "$quant" search "$tmp/m.qslm" --budget 2M --max-tier atomic "${small[@]}"
+expect 2 "--module-measure must be auto, exact or local, not 'psychic'" -- "$quant" search "$tmp/m.qslm" --budget 2M --module-measure psychic "${small[@]}"
+# the module tier's matrices inside the layers: layer-locally when asked; end to end by default
+# on a model this small (auto: a minute of passes would do them all)
+expect 0 'module tier: 14 of 17 matrices estimated layer-locally' -- "$quant" search "$tmp/m.qslm" --budget 2M --module-measure local "${small[@]}"
+out=$("$quant" search "$tmp/m.qslm" --budget 2M "${small[@]}" 2>&1)
+if grep -q 'module tier' <<<"$out" && ! grep -q 'estimated layer-locally' <<<"$out"; then
+  ok "search --module-measure auto: end to end on the small model"; else bad "auto module tier: $out"; fi
 # --max-tier global: the global pick, and no block or module tier is even tried
 out=$("$quant" search "$tmp/m.qslm" --budget 2M --max-tier global "${small[@]}" 2>&1)
 if grep -q 'kept from the global tier' <<<"$out" && ! grep -qE '(block|module) tier' <<<"$out"; then
