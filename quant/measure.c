@@ -585,10 +585,10 @@ qr_status qq_measurer_new(const qr_model_file *master, qr_pool *pool, const qq_s
         if (q->slots[i])
             q->cache_limit += (uint64_t)q->slots[i]->rows * q->slots[i]->cols * sizeof(float);
     }
-    /* Quantized copies kept beyond the setting in use: an eighth of the master's matrices (a
-     * whole setting at up to 4 bits), at least QQ_CACHE_MIN: at 216M the block tier's settings
-     * hold most of the f32 master resident beside them. */
-    q->cache_limit = q->cache_limit / 8 > QQ_CACHE_MIN ? q->cache_limit / 8 : QQ_CACHE_MIN;
+    /* Quantized copies kept beyond the setting in use: a sixteenth of the master's matrices, at
+     * least QQ_CACHE_MIN: at 216M the block tier's settings hold most of the f32 master resident
+     * beside them, and a copy costs a fraction of a second to make again. */
+    q->cache_limit = q->cache_limit / 16 > QQ_CACHE_MIN ? q->cache_limit / 16 : QQ_CACHE_MIN;
     /* Several steps of every window per forward call (eval.h): each weight dequantized once per
      * chunk; the validation split's longer windows take the same rows. */
     if ((st = qr_runner_new(&q->view, pool, qr_eval_rows(&q->view, batch, QQ_EVAL_STEPS), &q->runner, err)))
@@ -641,6 +641,21 @@ void qq_measurer_free(qq_measurer *q)
         answers_free(&q->f32[i].a);
     free(q->f32);
     free(q);
+}
+
+void qq_measurer_drop_copies(qq_measurer *q)
+{
+    size_t n = qr_model_file_tensor_count(q->master) * N_CODES;
+    for (size_t i = 0; i < n; i++)
+        if (q->cache[i]) {
+            q->cache_bytes -= (uint64_t)q->slots[i / N_CODES]->rows * q->cache_row_bytes[i];
+            free(q->cache[i]);
+            q->cache[i] = NULL;
+        }
+    size_t t = qr_model_file_tensor_count(q->master);
+    for (size_t i = 0; i < t; i++) /* the view back at the master: no slot points at a freed copy */
+        if (q->slots[i])
+            *q->slots[i] = *qr_model_matrix(q->base, qr_model_file_tensor(q->master, i)->name);
 }
 
 void qq_measurer_set_cache_limit(qq_measurer *q, uint64_t bytes)

@@ -68,10 +68,13 @@ qr_status qq_measurer_new(const qr_model_file *master, qr_pool *pool, const qq_s
 void qq_measurer_free(qq_measurer *q);
 
 /* Quantized copies not used by the setting being measured are freed, least recently used first,
- * once they pass a limit (default: an eighth of the master's matrices, at least 64 MiB); they
+ * once they pass a limit (default: a sixteenth of the master's matrices, at least 64 MiB); they
  * are made again when needed. Settable for tests; the bytes held now. */
 void qq_measurer_set_cache_limit(qq_measurer *q, uint64_t bytes);
 uint64_t qq_measurer_cache_bytes(const qq_measurer *q);
+/* Frees every quantized copy (the view goes back to the master's matrices): before a variant is
+ * written and measured beside the measurer, which then needs none of them. */
+void qq_measurer_drop_copies(qq_measurer *q);
 
 /* The model the measurer runs (its matrices point at the setting last applied), its pool, and
  * the calibration split and window it was made with: for measurements of its own kind

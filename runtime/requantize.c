@@ -115,6 +115,7 @@ static qr_status convert(const qr_model_file *in, const qr_tensor_info *t, uint3
         return qr_fail(err, QR_ERR_NOMEM, "out of memory converting '%s'", t->name);
     }
     src_ops->to_float(t->data, f, (size_t)t->n_elements);
+    qr_model_file_release(in, t->data, t->size); /* read once: the input need not stay resident */
     qr_status st = qr_quantize_tensor(type, f, rows, cols, importance, out, pool);
     free(f);
     if (st)

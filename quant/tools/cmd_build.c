@@ -320,6 +320,7 @@ int qq_cmd_build(const qq_options *o)
         snprintf(path, sizeof path, "%s/%s", o->out, fname);
         qq_progress(&s, "budget %s: writing %s", labels[i], path);
         variant_figures fig;
+        qq_measurer_drop_copies(s.meas); /* the writer and the variant need none: memory for them */
         if (qq_measurer_write_setting(s.meas, res.types, path, &err) ||
             measure_variant(path, &s, &td, o->serve_batch, &fig, &err)) {
             qq_progress_done(&s);
