@@ -10,11 +10,9 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
-#ifdef __GLIBC__
-#include <malloc.h>
-#endif
 
 #include "log.h"
+#include "release_memory.h"
 #include "reply.h"
 #include "task_impl.h"
 
@@ -262,10 +260,8 @@ static void maybe_trim(qd_server *s, double now)
     l->dirty = false;
     l->last_trim = now;
     l->trims++;
-#ifdef __GLIBC__
-    malloc_trim(0);
-    qd_log(QD_LOG_DEBUG, "quiet after a burst: allocator memory returned (malloc_trim)");
-#endif
+    if (qd_release_freed_memory())
+        qd_log(QD_LOG_DEBUG, "quiet after a burst: allocator memory returned (malloc_trim)");
 }
 
 static double tick_period(const qd_server *s)

@@ -2,9 +2,6 @@
  * admit and cancel, run one round, post events. See engine.h. */
 #include "engine.h"
 
-#ifdef __GLIBC__
-#include <malloc.h>
-#endif
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +9,7 @@
 
 #include "fair.h"
 #include "task.h"
+#include "release_memory.h"
 #include "reply.h"
 #include "task_impl.h"
 
@@ -250,13 +248,8 @@ static bool switch_variant(qd_engine *e, double since, qd_event_list *out)
  * when the loop last trimmed. */
 static void apply_target(qd_engine *e, double since, qd_event_list *out)
 {
-    bool changed = switch_variant(e, since, out);
-#ifdef __GLIBC__
-    if (changed)
-        malloc_trim(0);
-#else
-    (void)changed;
-#endif
+    if (switch_variant(e, since, out))
+        qd_release_freed_memory();
 }
 
 /* Takes job (whose predecessor in the waiting list is prev, NULL for the head) off the list. */

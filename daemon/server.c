@@ -3,9 +3,6 @@
 #include "server_impl.h"
 
 #include <errno.h>
-#ifdef __GLIBC__
-#include <malloc.h>
-#endif
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +14,7 @@
 #include "log.h"
 #include "sd_glue.h"
 #include "socket_access.h"
+#include "release_memory.h"
 #include "reply.h"
 #include "task_impl.h"
 
@@ -505,11 +503,9 @@ int qd_server_run(qd_server *s)
         uv_timer_start(&s->watchdog_timer, on_watchdog_timer, 0, half_ms);
         qd_log(QD_LOG_INFO, "watchdog: pinging every %llu ms", (unsigned long long)half_ms);
     }
-#ifdef __GLIBC__
     /* Start-up's scratch (the manifest, the tokenizer's JSON, hashing the bundle) is freed but
      * still counted in the cgroup; the first decision would take it for other memory. */
-    malloc_trim(0);
-#endif
+    qd_release_freed_memory();
     qd_control_tick(s); /* first decision: which variant to load */
     if (s->target < 0) /* nothing to load: ready as we are (status says why) */
         qd_control_ready(s);
