@@ -322,6 +322,23 @@ static qr_status measure_model(qq_measurer *q, qr_runner *r, const qr_model *m, 
     return QR_OK;
 }
 
+/* Frees the quantized copy in cache slot `slot` (tensor slot / N_CODES). */
+static void free_copy(qq_measurer *q, size_t slot)
+{
+    q->cache_bytes -= (uint64_t)q->slots[slot / N_CODES]->rows * q->cache_row_bytes[slot];
+    free(q->cache[slot]);
+    q->cache[slot] = NULL;
+}
+
+/* Points every matrix of the view back at the master's own weights. */
+static void view_at_master(qq_measurer *q)
+{
+    size_t n = qr_model_file_tensor_count(q->master);
+    for (size_t i = 0; i < n; i++)
+        if (q->slots[i])
+            *q->slots[i] = *qr_model_matrix(q->base, qr_model_file_tensor(q->master, i)->name);
+}
+
 /* Frees the least recently used copies that the setting being applied does not use, until `need`
  * more bytes fit under the limit (or nothing else can go). Copies are cheap to make again; at
  * hundreds of millions of parameters keeping every (tensor, type) ever tried would hold several
@@ -337,10 +354,7 @@ static void make_room(qq_measurer *q, uint64_t need)
                 victim = i;
         if (victim == n)
             return;
-        const qr_matrix *src = q->slots[victim / N_CODES];
-        q->cache_bytes -= (uint64_t)src->rows * q->cache_row_bytes[victim];
-        free(q->cache[victim]);
-        q->cache[victim] = NULL;
+        free_copy(q, victim);
     }
 }
 
@@ -418,10 +432,7 @@ static qr_status f32_answers_of(qq_measurer *q, const qq_split *split, const ans
     if ((*out = f32_find(q, split)))
         return QR_OK;
     const qq_split *s = split ? split : &q->calib;
-    size_t n = qr_model_file_tensor_count(q->master);
-    for (size_t i = 0; i < n; i++)
-        if (q->slots[i])
-            *q->slots[i] = *qr_model_matrix(q->base, qr_model_file_tensor(q->master, i)->name);
+    view_at_master(q);
     qq_split sentences = *s;
     sentences.tokens = NULL;
     sentences.n_tokens = 0;
@@ -647,15 +658,9 @@ void qq_measurer_drop_copies(qq_measurer *q)
 {
     size_t n = qr_model_file_tensor_count(q->master) * N_CODES;
     for (size_t i = 0; i < n; i++)
-        if (q->cache[i]) {
-            q->cache_bytes -= (uint64_t)q->slots[i / N_CODES]->rows * q->cache_row_bytes[i];
-            free(q->cache[i]);
-            q->cache[i] = NULL;
-        }
-    size_t t = qr_model_file_tensor_count(q->master);
-    for (size_t i = 0; i < t; i++) /* the view back at the master: no slot points at a freed copy */
-        if (q->slots[i])
-            *q->slots[i] = *qr_model_matrix(q->base, qr_model_file_tensor(q->master, i)->name);
+        if (q->cache[i])
+            free_copy(q, i);
+    view_at_master(q); /* no slot points at a freed copy */
 }
 
 void qq_measurer_set_cache_limit(qq_measurer *q, uint64_t bytes)
@@ -792,12 +797,9 @@ qr_status qq_measure_minmax(qq_measurer *q, int bits, const qq_split *split, qq_
     }
     if (st == QR_OK)
         st = measure_paired(q, q->runner, &q->view, split, false, out, err);
-    for (size_t i = 0; i < n; i++) {
-        if (q->slots[i]) /* back to the master's own weights */
-            *q->slots[i] = *qr_model_matrix(q->base, qr_model_file_tensor(q->master, i)->name);
-        if (copies)
-            free(copies[i]);
-    }
+    view_at_master(q);
+    for (size_t i = 0; copies && i < n; i++)
+        free(copies[i]);
     free(copies);
     return st;
 }
