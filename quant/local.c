@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "eval.h"
 #include "forward.h"
 #include "model.h"
 #include "state.h"
@@ -140,9 +141,7 @@ qr_status qq_local_new(qq_measurer *m, qq_local **out, qr_error *err)
     l->d = view->d;
     l->n_layer = view->n_layer;
     l->window = window;
-    size_t n_windows = (calib->n_tokens + window - 1) / window;
-    if (calib->n_tokens - (n_windows - 1) * window < 2)
-        n_windows--; /* as the evaluator: a last window of one token scores nothing */
+    size_t n_windows = qr_eval_windows(calib->n_tokens, window); /* the evaluator's windows */
     size_t max_rows = qr_runner_max_batch(l->r), n_tensors = qr_model_file_tensor_count(qq_measurer_master(m));
     qr_status st = QR_OK;
     l->len = calloc(n_windows, sizeof *l->len);

@@ -196,8 +196,7 @@ static qr_status row_targets(const batch_buffers *bb, size_t na, size_t w0, size
 
 /* ---------------------------------------------------------------- perplexity */
 
-/* The windows of the text that score something (a last window of one token scores nothing). */
-static size_t scored_windows(size_t n_tokens, size_t window)
+size_t qr_eval_windows(size_t n_tokens, size_t window)
 {
     size_t n_windows = (n_tokens + window - 1) / window;
     if (n_tokens - (n_windows - 1) * window < 2)
@@ -218,7 +217,7 @@ qr_status qr_eval_perplexity_with(qr_runner *r, const int32_t *tokens, size_t n_
         return qr_fail(err, QR_ERR_INVALID, "window of %zu tokens: it must be at least 2", window);
     if (n_tokens < 2)
         return qr_fail(err, QR_ERR_INVALID, "%zu tokens: perplexity needs at least 2", n_tokens);
-    size_t n_windows = scored_windows(n_tokens, window);
+    size_t n_windows = qr_eval_windows(n_tokens, window);
     uint64_t total = n_tokens - n_windows;
     if (batch > n_windows)
         batch = n_windows;

@@ -22,6 +22,11 @@
  * `window`) as keep one call's outputs under QR_EVAL_OUT_BYTES, and at most QR_EVAL_ROWS_MAX. */
 size_t qr_eval_rows(const qr_model *m, size_t batch, size_t window);
 
+/* How many windows of `window` tokens qr_eval_perplexity cuts n_tokens into (n_tokens ≥ 2): a last
+ * window of one token scores nothing and is left out. Window w runs its tokens but the last,
+ * min(window, n_tokens - w·window) - 1 steps. */
+size_t qr_eval_windows(size_t n_tokens, size_t window);
+
 /* Called after each batch step with work done and total (tokens). May be NULL. */
 typedef void (*qr_progress_fn)(void *ctx, uint64_t done, uint64_t total);
 
