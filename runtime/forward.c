@@ -693,6 +693,20 @@ static bool plan_split(qr_state *const *states, size_t B, size_t n, size_t *boun
     return parts > 1;
 }
 
+/* Runs a call as parts on the pool's threads when it is large enough, no observer or trace
+ * watches it and its rows can be cut between states (any rows when it has none); false when it
+ * must run whole on this thread. */
+static bool run_split(split_call *c, size_t B)
+{
+    qr_runner *r = c->r;
+    if (r->n_parts < 2 || B < 2 * QR_PART_MIN_ROWS || r->observer || r->trace ||
+        (c->states && !states_contiguous(c->states, B)) || !plan_split(c->states, B, r->n_parts, c->bound))
+        return false;
+    qr_pool_run(r->pool, r->n_parts, part_task, c);
+    r->split_calls++;
+    return true;
+}
+
 qr_status qr_forward(qr_runner *r, qr_state *const *states, const int32_t *tokens, size_t B,
                      float *logits, float *features, qr_error *err)
 {
@@ -710,13 +724,8 @@ qr_status qr_forward(qr_runner *r, qr_state *const *states, const int32_t *token
      * each multiplying its own rows single-threaded: for chunked evaluation that used both
      * cores better than BLAS's own threads. Observers and traces see one stream of calls. */
     split_call c = {r, states, tokens, logits, features, NULL, {0}};
-    if (r->n_parts > 1 && B >= 2 * QR_PART_MIN_ROWS && !r->observer && !r->trace &&
-        states_contiguous(states, B) && plan_split(states, B, r->n_parts, c.bound)) {
-        qr_pool_run(r->pool, r->n_parts, part_task, &c);
-        r->split_calls++;
-        return QR_OK;
-    }
-    forward_rows(r, states, tokens, B, logits, features);
+    if (!run_split(&c, B))
+        forward_rows(r, states, tokens, B, logits, features);
     return QR_OK;
 }
 
@@ -726,13 +735,8 @@ static qr_status run_stage(qr_runner *r, qr_state *const *states, size_t B, cons
     if (B == 0 || B > r->max_batch)
         return qr_fail(err, QR_ERR_INVALID, "batch of %zu rows; this runner takes 1..%zu", B, r->max_batch);
     split_call c = {r, states, s->tokens, s->logits, s->features, s, {0}};
-    if (r->n_parts > 1 && B >= 2 * QR_PART_MIN_ROWS && !r->observer && !r->trace &&
-        (!states || states_contiguous(states, B)) && plan_split(states, B, r->n_parts, c.bound)) {
-        qr_pool_run(r->pool, r->n_parts, part_task, &c);
-        r->split_calls++;
-        return QR_OK;
-    }
-    stage_rows(r, states, B, s);
+    if (!run_split(&c, B))
+        stage_rows(r, states, B, s);
     return QR_OK;
 }
 
