@@ -22,6 +22,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Calls of up to SMALL_BATCH rows run the decode kernels (see project()). */
+#define SMALL_BATCH 8
+
 struct qr_runner {
     const qr_model *m;
     qr_pool *pool;
@@ -35,8 +38,13 @@ struct qr_runner {
     float *wkv;    /* r ⊙ wkv, input of the output projection */
     float *out;    /* sub-block output */
     float *hidden; /* B × f: channel-mix hidden activation */
-    float *panel;  /* dequantized rows for batched products of non-f32 weights */
+    qr_x8_group *xq; /* rows of x rounded to 8-bit blocks for the chunk products (linear.h) */
     uint32_t *active; /* f: positions of the hidden spikes of one item (spike.ffn_hidden) */
+    qr_state **row_states; /* max_batch: qr_forward_sequence's rows, all one state */
+    /* The call's rows by state (chunk_plan): for row b, the row before it of the same state
+     * (or -1), and whether a later row has the same state */
+    ptrdiff_t *prev_row;
+    bool *has_next;
     qr_product_observer observer;
     void *observer_ctx;
     /* Runners of their own (no pool) for the parts of a call split between the pool's threads */
@@ -47,16 +55,25 @@ struct qr_runner {
 
 /* ---------------------------------------------------------------- runner */
 
-/* The floats of the batch-sized buffers (x .. out: 10 of B × d; hidden: B × f) and the panel. */
+/* Rounded rows for the largest product call: the three time-mix inputs (d wide) or the
+ * channel-mix value's (n_ffn wide). */
+static size_t xq_groups(const qr_model *m, size_t max_batch)
+{
+    size_t three = 3 * qr_matmul_x8_groups(m->d, max_batch), value = qr_matmul_x8_groups(m->f, max_batch);
+    return three > value ? three : value;
+}
+
+/* The floats of the batch-sized buffers (x .. out: 10 of B × d; hidden: B × f). */
 static size_t runner_floats(const qr_model *m, size_t max_batch)
 {
-    size_t widest = m->f > m->d ? m->f : m->d;
-    return 10 * max_batch * m->d + max_batch * m->f + qr_matmul_panel_floats(widest, max_batch);
+    return 10 * max_batch * m->d + max_batch * m->f;
 }
 
 uint64_t qr_runner_bytes(const qr_model *m, size_t max_batch)
 {
-    return sizeof(qr_runner) + runner_floats(m, max_batch) * sizeof(float) + m->f * sizeof(uint32_t);
+    uint64_t xq = max_batch > SMALL_BATCH ? xq_groups(m, max_batch) * sizeof(qr_x8_group) : 0;
+    return sizeof(qr_runner) + runner_floats(m, max_batch) * sizeof(float) + m->f * sizeof(uint32_t) + xq +
+           max_batch * (sizeof(qr_state *) + sizeof(ptrdiff_t) + sizeof(bool));
 }
 
 qr_status qr_runner_new(const qr_model *m, qr_pool *pool, size_t max_batch, qr_runner **out,
@@ -78,8 +95,10 @@ qr_status qr_runner_new(const qr_model *m, qr_pool *pool, size_t max_batch, qr_r
         ok = ok && (*bufs[i] = malloc(bd * sizeof(float))) != NULL;
     ok = ok && (r->hidden = malloc(max_batch * m->f * sizeof(float))) != NULL;
     ok = ok && (r->active = malloc(m->f * sizeof(uint32_t))) != NULL;
-    size_t widest = m->f > m->d ? m->f : m->d;
-    ok = ok && (r->panel = malloc(qr_matmul_panel_floats(widest, max_batch) * sizeof(float))) != NULL;
+    ok = ok && (r->row_states = malloc(max_batch * sizeof *r->row_states)) != NULL;
+    ok = ok && (r->prev_row = malloc(max_batch * sizeof *r->prev_row)) != NULL;
+    ok = ok && (r->has_next = malloc(max_batch * sizeof *r->has_next)) != NULL;
+    ok = ok && (max_batch <= SMALL_BATCH || (r->xq = malloc(xq_groups(m, max_batch) * sizeof(qr_x8_group))) != NULL);
     if (!ok) {
         qr_runner_free(r);
         return qr_fail(err, QR_ERR_NOMEM, "out of memory for the runner (batch %zu)", max_batch);
@@ -103,10 +122,14 @@ void qr_runner_free(qr_runner *r)
 {
     if (!r)
         return;
-    float *bufs[] = {r->x, r->xn, r->xk, r->xv, r->xr, r->k, r->v, r->r, r->wkv, r->out, r->hidden, r->panel};
+    float *bufs[] = {r->x, r->xn, r->xk, r->xv, r->xr, r->k, r->v, r->r, r->wkv, r->out, r->hidden};
     for (size_t i = 0; i < r->n_parts; i++)
         qr_runner_free(r->part[i]);
     free(r->active);
+    free(r->xq);
+    free(r->row_states);
+    free(r->prev_row);
+    free(r->has_next);
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         free(bufs[i]);
     free(r);
@@ -380,8 +403,9 @@ LANE_CLONES static void wkv(const float *restrict k, const float *restrict v, co
  * few rows that beats dequantizing panels for BLAS (the default model's 8M variant served 4
  * concurrent generations at 0.59x the tokens/s of one through the panels), and every row gets
  * the same bits it would get decoded alone, so a request's tokens do not depend on what else is
- * running. Larger batches (evaluation) go to BLAS. */
-#define SMALL_BATCH 8
+ * running. Larger calls (chunks of a sequence, evaluation) are matrix-matrix products on the
+ * pool (qr_matmul_multi: the integer gemm for the quantized types, x rounded as decode rounds
+ * it). */
 #define SMALL_BATCH_JOBS 8
 
 static void project(qr_runner *r, const qr_matvec_job *jobs, size_t n_jobs, size_t B)
@@ -400,8 +424,7 @@ static void project(qr_runner *r, const qr_matvec_job *jobs, size_t n_jobs, size
         qr_matvec_multi(r->pool, multi, n_jobs);
         return;
     }
-    for (size_t j = 0; j < n_jobs; j++)
-        qr_matmul(jobs[j].w, jobs[j].x, B, jobs[j].y, r->panel);
+    qr_matmul_multi(r->pool, jobs, n_jobs, B, r->xq);
 }
 
 /* Applies a spike site's LIF (or nothing) to the sub-block output of every item, adds it to x.
@@ -462,21 +485,147 @@ typedef struct {
     qr_runner *r;
     qr_state *const *states;
     const qr_layer *l;
+    size_t B;
     size_t slice;           /* channels per slice */
 } wkv_region;
 
-static void wkv_task(void *arg, size_t task)
+static void wkv_rows(const wkv_region *w, size_t b, size_t lo, size_t hi)
 {
-    const wkv_region *w = arg;
     qr_runner *r = w->r;
-    size_t d = r->m->d, b = task / WKV_SLICES, lo = task % WKV_SLICES * w->slice;
-    size_t hi = lo + w->slice < d ? lo + w->slice : d;
-    if (lo >= hi)
-        return;
-    size_t layer = (size_t)(w->l - r->m->layers), o = b * d + lo;
+    size_t d = r->m->d, layer = (size_t)(w->l - r->m->layers), o = b * d + lo;
     wkv(r->k + o, r->v + o, r->r + o, w->l->att_decay + lo, w->l->att_first + lo,
         qr_state_vec(w->states[b], layer, QR_STATE_AA) + lo, qr_state_vec(w->states[b], layer, QR_STATE_BB) + lo,
         qr_state_vec(w->states[b], layer, QR_STATE_PP) + lo, hi - lo, r->wkv + o);
+}
+
+/* One slice of channels of every row, rows in order: a state's rows (a chunk's tokens) must
+ * meet its WKV state in order, channels need not. */
+static void wkv_task(void *arg, size_t task)
+{
+    const wkv_region *w = arg;
+    size_t d = w->r->m->d, lo = task * w->slice, hi = lo + w->slice < d ? lo + w->slice : d;
+    for (size_t b = 0; lo < hi && b < w->B; b++)
+        wkv_rows(w, b, lo, hi);
+}
+
+/* Chunks (calls of more than SMALL_BATCH rows, on a pool of several threads) run the
+ * element-wise work on the pool too: layer norms and token shifts by rows, the membranes and the
+ * residual by slices of channels, each slice walking the rows in order. Every element gets the
+ * arithmetic the one-row path gives it, so the results do not depend on the split. Calls with a
+ * spike trace keep the one-row path (the trace counts in row order). */
+static bool chunk_parallel(const qr_runner *r, size_t B)
+{
+    return B > SMALL_BATCH && qr_pool_threads(r->pool) > 1 && !r->trace;
+}
+
+/* prev_row and has_next of the call's rows: a state's rows are its tokens in order. */
+static void chunk_plan(qr_runner *r, qr_state *const *states, size_t B)
+{
+    for (size_t b = 0; b < B; b++) {
+        r->prev_row[b] = -1;
+        r->has_next[b] = false;
+        for (size_t p = b; p-- > 0;)
+            if (states[p] == states[b]) {
+                r->prev_row[b] = (ptrdiff_t)p;
+                r->has_next[p] = true;
+                break;
+            }
+    }
+}
+
+#define CHANNEL_SLICES 8 /* tasks of the per-channel regions */
+#define ROW_TASKS 16     /* tasks of the per-row regions (at most) */
+
+typedef enum { PREP_NORM, PREP_SHIFT_ATT, PREP_SHIFT_FFN, PREP_RELU, RESID_ATT, RESID_FFN } chunk_step;
+
+typedef struct {
+    qr_runner *r;
+    qr_state *const *states;
+    const qr_layer *l;
+    size_t layer, B, per;  /* per: rows (row steps) or channels (RESID_*) per task */
+    chunk_step step;
+    const float *ln_w, *ln_b;
+} chunk_region;
+
+static void chunk_rows_task(void *arg, size_t task)
+{
+    chunk_region *c = arg;
+    qr_runner *r = c->r;
+    const qr_layer *l = c->l;
+    size_t d = r->m->d, f = r->m->f, b0 = task * c->per, b1 = b0 + c->per < c->B ? b0 + c->per : c->B;
+    for (size_t b = b0; b < b1; b++) {
+        float *xn = r->xn + b * d;
+        if (c->step == PREP_NORM) {
+            layer_norm(r->x + b * d, c->ln_w, c->ln_b, d, xn);
+            continue;
+        }
+        if (c->step == PREP_RELU) {
+            relu_square(r->hidden + b * f, f);
+            continue;
+        }
+        bool att = c->step == PREP_SHIFT_ATT;
+        const float *prev = r->prev_row[b] >= 0 ? r->xn + (size_t)r->prev_row[b] * d
+                                                : qr_state_vec(c->states[b], c->layer, att ? QR_STATE_ATT_XX : QR_STATE_FFN_XX);
+        token_shift(xn, prev, att ? l->att_mix_k : l->ffn_mix_k, d, r->xk + b * d);
+        if (att)
+            token_shift(xn, prev, l->att_mix_v, d, r->xv + b * d);
+        token_shift(xn, prev, att ? l->att_mix_r : l->ffn_mix_r, d, r->xr + b * d);
+    }
+}
+
+/* One slice of channels of every row, rows in order: the channel-mix gate (RESID_FFN), then the
+ * spike site's membranes (when the site spikes), then x += the sub-block output. */
+static void chunk_channels_task(void *arg, size_t task)
+{
+    chunk_region *c = arg;
+    qr_runner *r = c->r;
+    const qr_model *m = r->m;
+    size_t d = m->d, lo = task * c->per, hi = lo + c->per < d ? lo + c->per : d;
+    if (lo >= hi)
+        return;
+    bool att = c->step == RESID_ATT, spiking = att ? m->spike_att : m->spike_ffn;
+    float scale = c->l->out_scale;
+    for (size_t b = 0; b < c->B; b++) {
+        float *out = r->out + b * d + lo;
+        if (!att)
+            sigmoid_gate(out, r->r + b * d + lo, hi - lo);
+        if (spiking) {
+            float *v = qr_state_vec(c->states[b], c->layer, att ? QR_STATE_V_ATT : QR_STATE_V_FFN) + lo;
+            lif(out, v, hi - lo, scale, m->tau, m->threshold);
+            add_scaled(r->x + b * d + lo, out, 1.0f, hi - lo);
+        } else {
+            add_scaled(r->x + b * d + lo, out, scale, hi - lo);
+        }
+    }
+}
+
+static void chunk_rows(chunk_region *c, chunk_step step)
+{
+    c->step = step;
+    c->per = (c->B + ROW_TASKS - 1) / ROW_TASKS;
+    qr_pool_run(c->r->pool, (c->B + c->per - 1) / c->per, chunk_rows_task, c);
+}
+
+/* The layer norm and token shift of every row, then each state's shift vector is its last
+ * row's normed input. */
+static void chunk_prep(chunk_region *c, const float *ln_w, const float *ln_b, bool att)
+{
+    c->ln_w = ln_w;
+    c->ln_b = ln_b;
+    chunk_rows(c, PREP_NORM);
+    chunk_rows(c, att ? PREP_SHIFT_ATT : PREP_SHIFT_FFN);
+    size_t d = c->r->m->d;
+    for (size_t b = 0; b < c->B; b++)
+        if (!c->r->has_next[b])
+            memcpy(qr_state_vec(c->states[b], c->layer, att ? QR_STATE_ATT_XX : QR_STATE_FFN_XX), c->r->xn + b * d,
+                   d * sizeof(float));
+}
+
+static void chunk_residual(chunk_region *c, bool att)
+{
+    c->step = att ? RESID_ATT : RESID_FFN;
+    c->per = (c->r->m->d + CHANNEL_SLICES - 1) / CHANNEL_SLICES;
+    qr_pool_run(c->r->pool, CHANNEL_SLICES, chunk_channels_task, c);
 }
 
 static void time_mix(qr_runner *r, qr_state *const *states, size_t B, size_t i)
@@ -484,30 +633,33 @@ static void time_mix(qr_runner *r, qr_state *const *states, size_t B, size_t i)
     const qr_model *m = r->m;
     const qr_layer *l = &m->layers[i];
     size_t d = m->d;
-    for (size_t b = 0; b < B; b++) {
-        float *xn = r->xn + b * d;
-        layer_norm(r->x + b * d, l->ln1_w, l->ln1_b, d, xn);
-        float *prev = qr_state_vec(states[b], i, QR_STATE_ATT_XX);
-        token_shift(xn, prev, l->att_mix_k, d, r->xk + b * d);
-        token_shift(xn, prev, l->att_mix_v, d, r->xv + b * d);
-        token_shift(xn, prev, l->att_mix_r, d, r->xr + b * d);
-        memcpy(prev, xn, d * sizeof(float));
+    bool par = chunk_parallel(r, B);
+    chunk_region c = {.r = r, .states = states, .l = l, .layer = i, .B = B};
+    if (par) {
+        chunk_prep(&c, l->ln1_w, l->ln1_b, true);
+    } else {
+        for (size_t b = 0; b < B; b++) {
+            float *xn = r->xn + b * d;
+            layer_norm(r->x + b * d, l->ln1_w, l->ln1_b, d, xn);
+            float *prev = qr_state_vec(states[b], i, QR_STATE_ATT_XX);
+            token_shift(xn, prev, l->att_mix_k, d, r->xk + b * d);
+            token_shift(xn, prev, l->att_mix_v, d, r->xv + b * d);
+            token_shift(xn, prev, l->att_mix_r, d, r->xr + b * d);
+            memcpy(prev, xn, d * sizeof(float));
+        }
     }
     const qr_matvec_job kvr[] = {
         {&l->att_key, r->xk, r->k}, {&l->att_value, r->xv, r->v}, {&l->att_receptance, r->xr, r->r}};
     project(r, kvr, 3, B);
-    /* Decode: on the pool. Batches: on this thread — the batched products run in OpenBLAS's
-     * own threads, and waking the pool's workers between them would only make the two sets of
-     * threads compete for the cores. */
-    wkv_region region = {r, states, l, (d + WKV_SLICES - 1) / WKV_SLICES};
-    if (B == 1)
-        qr_pool_run(r->pool, WKV_SLICES, wkv_task, &region);
-    else
-        for (size_t t = 0; t < B * WKV_SLICES; t++)
-            wkv_task(&region, t);
+    /* On the pool, in slices of channels, each slice walking the rows in order. */
+    wkv_region region = {r, states, l, B, (d + WKV_SLICES - 1) / WKV_SLICES};
+    qr_pool_run(r->pool, WKV_SLICES, wkv_task, &region);
     const qr_matvec_job o = {&l->att_output, r->wkv, r->out};
     project(r, &o, 1, B);
-    residual_add(r, states, B, i, l->out_scale, m->spike_att, QR_STATE_V_ATT, true);
+    if (par)
+        chunk_residual(&c, true);
+    else
+        residual_add(r, states, B, i, l->out_scale, m->spike_att, QR_STATE_V_ATT, true);
 }
 
 static void channel_mix(qr_runner *r, qr_state *const *states, size_t B, size_t i)
@@ -515,22 +667,35 @@ static void channel_mix(qr_runner *r, qr_state *const *states, size_t B, size_t 
     const qr_model *m = r->m;
     const qr_layer *l = &m->layers[i];
     size_t d = m->d, f = m->f;
-    for (size_t b = 0; b < B; b++) {
-        float *xn = r->xn + b * d;
-        layer_norm(r->x + b * d, l->ln2_w, l->ln2_b, d, xn);
-        float *prev = qr_state_vec(states[b], i, QR_STATE_FFN_XX);
-        token_shift(xn, prev, l->ffn_mix_k, d, r->xk + b * d);
-        token_shift(xn, prev, l->ffn_mix_r, d, r->xr + b * d);
-        memcpy(prev, xn, d * sizeof(float));
+    bool par = chunk_parallel(r, B) && !m->spike_ffn_hidden;
+    chunk_region c = {.r = r, .states = states, .l = l, .layer = i, .B = B};
+    if (par) {
+        chunk_prep(&c, l->ln2_w, l->ln2_b, false);
+    } else {
+        for (size_t b = 0; b < B; b++) {
+            float *xn = r->xn + b * d;
+            layer_norm(r->x + b * d, l->ln2_w, l->ln2_b, d, xn);
+            float *prev = qr_state_vec(states[b], i, QR_STATE_FFN_XX);
+            token_shift(xn, prev, l->ffn_mix_k, d, r->xk + b * d);
+            token_shift(xn, prev, l->ffn_mix_r, d, r->xr + b * d);
+            memcpy(prev, xn, d * sizeof(float));
+        }
     }
     const qr_matvec_job kr[] = {{&l->ffn_key, r->xk, r->hidden}, {&l->ffn_receptance, r->xr, r->r}};
     project(r, kr, 2, B);
     if (m->spike_ffn_hidden) {
         spiking_hidden_value(r, states, B, i);
     } else {
-        relu_square(r->hidden, B * f);
+        if (par)
+            chunk_rows(&c, PREP_RELU);
+        else
+            relu_square(r->hidden, B * f);
         const qr_matvec_job v = {&l->ffn_value, r->hidden, r->out};
         project(r, &v, 1, B);
+    }
+    if (par) {
+        chunk_residual(&c, false);
+        return;
     }
     sigmoid_gate(r->out, r->r, B * d);
     residual_add(r, states, B, i, l->out_scale, m->spike_ffn, QR_STATE_V_FFN, false);
@@ -557,6 +722,8 @@ static void embed_rows(qr_runner *r, const int32_t *tokens, size_t B)
 static void run_layers(qr_runner *r, qr_state *const *states, size_t B, size_t first, size_t last)
 {
     const qr_model *m = r->m;
+    if (chunk_parallel(r, B))
+        chunk_plan(r, states, B);
     for (size_t i = first; i < last; i++) {
         time_mix(r, states, B, i);
         channel_mix(r, states, B, i);
@@ -566,8 +733,9 @@ static void run_layers(qr_runner *r, qr_state *const *states, size_t B, size_t f
     }
 }
 
-/* ln_out of r->x, then the features and the head's logits (either may be NULL). */
-static void output_rows(qr_runner *r, size_t B, float *logits, float *features)
+/* ln_out of r->x (into r->xn), then the features and the head's logits (either may be NULL)
+ * of rows [head_from, B): B − head_from rows of logits. */
+static void output_rows(qr_runner *r, size_t B, float *logits, float *features, size_t head_from)
 {
     const qr_model *m = r->m;
     size_t d = m->d;
@@ -576,8 +744,8 @@ static void output_rows(qr_runner *r, size_t B, float *logits, float *features)
     if (features)
         memcpy(features, r->xn, B * d * sizeof(float));
     if (logits) {
-        const qr_matvec_job head = {&m->head, r->xn, logits};
-        project(r, &head, 1, B);
+        const qr_matvec_job head = {&m->head, r->xn + head_from * d, logits};
+        project(r, &head, 1, B - head_from);
     }
 }
 
@@ -589,7 +757,7 @@ static void forward_rows(qr_runner *r, qr_state *const *states, const int32_t *t
     run_layers(r, states, B, 0, r->m->n_layer);
     if (r->trace)
         r->trace->tokens += B;
-    output_rows(r, B, logits, features);
+    output_rows(r, B, logits, features, 0);
 }
 
 /* One stage of the pass (forward.h's staged calls) over B rows on this runner: x (B × d) in and
@@ -619,7 +787,7 @@ static void stage_rows(qr_runner *r, qr_state *const *states, size_t B, const st
         break;
     case STAGE_OUTPUT:
         memcpy(r->x, s->x, bytes);
-        output_rows(r, B, s->logits, s->features);
+        output_rows(r, B, s->logits, s->features, 0);
         break;
     }
 }
@@ -726,6 +894,38 @@ qr_status qr_forward(qr_runner *r, qr_state *const *states, const int32_t *token
     split_call c = {r, states, tokens, logits, features, NULL, {0}};
     if (!run_split(&c, B))
         forward_rows(r, states, tokens, B, logits, features);
+    return QR_OK;
+}
+
+qr_status qr_forward_sequence(qr_runner *r, qr_state *state, const int32_t *tokens, size_t T, float *last_logits,
+                              double *feature_sum, qr_error *err)
+{
+    const qr_model *m = r->m;
+    if (T == 0)
+        return qr_fail(err, QR_ERR_INVALID, "no token to advance the sequence by");
+    for (size_t t = 0; t < T; t++)
+        if (tokens[t] < 0 || (size_t)tokens[t] >= m->vocab)
+            return qr_fail(err, QR_ERR_INVALID, "token id %d at position %zu is outside the vocabulary (0..%zu)",
+                           (int)tokens[t], t, m->vocab - 1);
+    if (last_logits && !m->has_lm_head)
+        return qr_fail(err, QR_ERR_INVALID, "logits requested but the model has no LM head");
+    size_t d = m->d;
+    for (size_t t0 = 0; t0 < T; t0 += r->max_batch) {
+        size_t n = T - t0 < r->max_batch ? T - t0 : r->max_batch;
+        for (size_t b = 0; b < n; b++)
+            r->row_states[b] = state;
+        bool last = t0 + n == T;
+        embed_rows(r, tokens + t0, n);
+        run_layers(r, r->row_states, n, 0, m->n_layer);
+        if (r->trace)
+            r->trace->tokens += n;
+        if (feature_sum || (last && last_logits))
+            output_rows(r, n, last ? last_logits : NULL, NULL, n - 1);
+        if (feature_sum)
+            for (size_t b = 0; b < n; b++)
+                for (size_t j = 0; j < d; j++)
+                    feature_sum[j] += r->xn[b * d + j];
+    }
     return QR_OK;
 }
 

@@ -66,6 +66,17 @@ void qr_runner_set_observer(qr_runner *r, qr_product_observer fn, void *ctx);
 qr_status qr_forward(qr_runner *r, qr_state *const *states, const int32_t *tokens, size_t B,
                      float *logits, float *features, qr_error *err);
 
+/* Advances one sequence by T known tokens (a prompt, a text to classify), in calls of up to the
+ * runner's max_batch consecutive tokens (chunks): each product of a chunk is one matrix-matrix
+ * product over its tokens, the WKV and the membranes run through them in order. Writes the
+ * last token's logits when last_logits is not NULL (vocab floats; the head runs on that token
+ * only), and adds every token's features (ln_out(x), what the classifier averages) to
+ * feature_sum (d doubles) when it is not NULL. Computes what T one-token qr_forward calls
+ * compute but for the products' rounding (tests/runtime/test_chunk.c states the bounds). Fails
+ * without touching the state if a token is out of range. */
+qr_status qr_forward_sequence(qr_runner *r, qr_state *state, const int32_t *tokens, size_t T, float *last_logits,
+                              double *feature_sum, qr_error *err);
+
 /* The pass in three stages, for measurements that change one layer and start from inputs kept
  * from an earlier run (QSLM's layer-local sensitivities): the embedding (ln0 of it) of B tokens
  * into x (B × d); layers [first, last) on x in place, advancing the states in those layers

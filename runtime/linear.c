@@ -3,6 +3,7 @@
 
 #include <cblas.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "tensor_types.h"
 
@@ -159,4 +160,120 @@ void qr_matmul(const qr_matrix *w, const float *X, size_t B, float *Y, float *pa
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, (int)n, k, 1.0f, X, k, panel, k,
                     0.0f, Y + r0, ldc);
     }
+}
+
+/* ---------------------------------------------------------------- chunk products */
+
+/* Rows of x rounded per prepare task, and the smallest slice of weight rows a gemm task takes (a
+ * multiple of the kernels' tile of 4 rows). */
+#define PREPARE_ROWS 16
+#define MIN_GEMM_ROWS 16
+
+size_t qr_matmul_x8_groups(size_t cols, size_t rows)
+{
+    return rows * qr_x8_groups(cols);
+}
+
+typedef struct {
+    const qr_matvec_job *jobs;
+    size_t n_jobs, B;
+    const qr_x8_group *xq[MAX_JOBS];  /* job j's rows of x rounded, or NULL: not an integer job */
+    size_t first_task[MAX_JOBS + 1];  /* job j owns tasks [first_task[j], first_task[j+1]) */
+    size_t rows_per_task[MAX_JOBS];   /* prepare: rows of x; gemm: rows of W */
+} gemm_region;
+
+static size_t region_job(const gemm_region *g, size_t task)
+{
+    size_t j = 0;
+    while (task >= g->first_task[j + 1])
+        j++;
+    return j;
+}
+
+static void prepare_task(void *arg, size_t task)
+{
+    const gemm_region *g = arg;
+    size_t j = region_job(g, task), rpt = g->rows_per_task[j];
+    const qr_matvec_job *job = &g->jobs[j];
+    size_t b0 = (task - g->first_task[j]) * rpt, n = g->B - b0 < rpt ? g->B - b0 : rpt;
+    size_t cols = job->w->cols, groups = qr_x8_groups(cols);
+    qr_x8_group *xq = (qr_x8_group *)g->xq[j];
+    for (size_t b = b0; b < b0 + n; b++)
+        job->w->ops->prepare_x_gemm(job->x + b * cols, cols, xq + b * groups);
+}
+
+static void gemm_task(void *arg, size_t task)
+{
+    const gemm_region *g = arg;
+    size_t j = region_job(g, task), rpt = g->rows_per_task[j];
+    const qr_matvec_job *job = &g->jobs[j];
+    const qr_matrix *w = job->w;
+    if (!g->xq[j]) { /* f32 (straight from the mapping): sgemm on a slice of rows */
+        size_t r0 = (task - g->first_task[j]) * rpt, n = w->rows - r0 < rpt ? w->rows - r0 : rpt;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)g->B, (int)n, (int)w->cols, 1.0f, job->x,
+                    (int)w->cols, (const float *)w->data + r0 * w->cols, (int)w->cols, 0.0f, job->y + r0,
+                    (int)w->rows);
+        return;
+    }
+    size_t r0 = (task - g->first_task[j]) * rpt, n = w->rows - r0 < rpt ? w->rows - r0 : rpt;
+    w->ops->gemm_x8((const char *)w->data + r0 * w->row_bytes, w->row_bytes, n, g->xq[j], g->B, w->cols,
+                    job->y + r0, w->rows);
+}
+
+/* Splits each job's rows (or rows of x, when preparing) into about GEMM_TASKS tasks over all
+ * jobs, each at least `least` rows and a multiple of 4. The cut does not depend on the pool's
+ * size: sgemm on a slice of rows may round differently from sgemm on another slice, and a
+ * result must not depend on the thread count. */
+#define GEMM_TASKS 32
+
+static void plan_tasks(gemm_region *g, bool rows_of_x, size_t least)
+{
+    size_t total = 0;
+    for (size_t j = 0; j < g->n_jobs; j++)
+        total += rows_of_x ? g->B : g->jobs[j].w->rows;
+    size_t per = total / GEMM_TASKS;
+    per = per < least ? least : (per + 3) / 4 * 4;
+    for (size_t j = 0; j < g->n_jobs; j++) {
+        size_t n = rows_of_x ? g->B : g->jobs[j].w->rows;
+        bool skip = rows_of_x && !g->xq[j];
+        g->rows_per_task[j] = per;
+        g->first_task[j + 1] = g->first_task[j] + (skip ? 0 : (n + per - 1) / per);
+    }
+}
+
+void qr_matmul_multi(qr_pool *pool, const qr_matvec_job *jobs, size_t n_jobs, size_t B, qr_x8_group *xq)
+{
+    while (n_jobs > MAX_JOBS) {
+        qr_matmul_multi(pool, jobs, MAX_JOBS, B, xq);
+        jobs += MAX_JOBS;
+        n_jobs -= MAX_JOBS;
+    }
+    gemm_region g;
+    memset(&g, 0, sizeof g);
+    g.jobs = jobs;
+    g.B = B;
+    qr_matvec_job pooled[MAX_JOBS];
+    bool any_int = false;
+    for (size_t j = 0; j < n_jobs; j++) {
+        const qr_matrix *w = jobs[j].w;
+        if (w->ops->gemm_x8) {
+            g.xq[g.n_jobs] = xq;
+            xq += qr_matmul_x8_groups(w->cols, B);
+            any_int = true;
+        } else if (w->type != QR_TYPE_F32) { /* f16: the decode kernels, weights read once for all rows */
+            qr_matvec_job multi = {w, jobs[j].x, jobs[j].y, B};
+            qr_matvec_multi(pool, &multi, 1);
+            continue;
+        }
+        pooled[g.n_jobs++] = jobs[j];
+    }
+    if (g.n_jobs == 0)
+        return;
+    g.jobs = pooled;
+    if (any_int) {
+        plan_tasks(&g, true, PREPARE_ROWS);
+        qr_pool_run(pool, g.first_task[g.n_jobs], prepare_task, &g);
+    }
+    plan_tasks(&g, false, MIN_GEMM_ROWS);
+    qr_pool_run(pool, g.first_task[g.n_jobs], gemm_task, &g);
 }

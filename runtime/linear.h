@@ -50,9 +50,19 @@ const char *qr_blas_core(void);
  * the exec failed. */
 void qr_blas_use_capable_core(char **argv);
 
-/* Y (B × rows) = X (B × cols) · Wᵀ. `panel` is scratch of qr_matmul_panel_floats(w->cols, B')
- * floats for some B' >= B. */
+/* Y (B × rows) = X (B × cols) · Wᵀ on the calling thread, quantized rows dequantized to panels
+ * for sgemm: the batched path before the integer gemm, kept as the benchmarks' yardstick and the
+ * tests' second opinion. `panel` is scratch of qr_matmul_panel_floats(w->cols, B') floats for
+ * some B' >= B. */
 void qr_matmul(const qr_matrix *w, const float *X, size_t B, float *Y, float *panel);
 size_t qr_matmul_panel_floats(size_t cols, size_t max_rows);
+
+/* The products of a chunk (B rows of x, B > 1) for every job, spread over the pool: the
+ * quantized types round each row of x to 8-bit blocks once (as decode does) and run the integer
+ * gemm on slices of weight rows (kernels/gemm_x8.h); f32 runs sgemm on slices of rows; f16 runs
+ * its decode kernels, each slice of rows read once for all B rows (qr_matvec_multi). xq is
+ * scratch for the rounded rows: Σ qr_matmul_x8_groups(cols, B) over the quantized jobs. */
+void qr_matmul_multi(qr_pool *pool, const qr_matvec_job *jobs, size_t n_jobs, size_t B, qr_x8_group *xq);
+size_t qr_matmul_x8_groups(size_t cols, size_t rows);
 
 #endif

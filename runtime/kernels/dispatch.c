@@ -40,6 +40,36 @@ bool qr_cpu_has_avx2(void)
 #endif
 }
 
+bool qr_cpu_has_avx_vnni(void)
+{
+#if defined(__x86_64__)
+    unsigned a, b, c, d;
+    /* CPUID.(EAX=7, ECX=1):EAX bit 4 */
+    return qr_cpu_has_avx2() && __get_cpuid_count(7, 1, &a, &b, &c, &d) && (a & (1u << 4));
+#else
+    return false;
+#endif
+}
+
+bool qr_cpu_has_avx512_vnni(void)
+{
+#if defined(__x86_64__)
+    unsigned a, b, c, d;
+    if (!qr_cpu_has_avx2() || !__get_cpuid_count(7, 0, &a, &b, &c, &d))
+        return false;
+    /* AVX512F (EBX 16), DQ (17), BW (30), VL (31); VNNI (ECX 11) */
+    unsigned need_b = 1u << 16 | 1u << 17 | 1u << 30 | 1u << 31;
+    if ((b & need_b) != need_b || !(c & (1u << 11)))
+        return false;
+    /* The OS must save the opmask and 512-bit registers (XCR0 bits 5, 6 and 7). */
+    unsigned xcr0_lo, xcr0_hi;
+    __asm__ volatile("xgetbv" : "=a"(xcr0_lo), "=d"(xcr0_hi) : "c"(0));
+    return (xcr0_lo & 0xe6u) == 0xe6u;
+#else
+    return false;
+#endif
+}
+
 bool qr_cpu_has_neon(void)
 {
 #if defined(__aarch64__)
@@ -96,6 +126,39 @@ static const qr_kernel_ops *const avx2_ops[N_KERNEL_TYPES] = {
     &qr_kernels_q8_1_avx2, &qr_kernels_q6_1_avx2, &qr_kernels_q5_1_avx2, &qr_kernels_q4_1_avx2,
     &qr_kernels_q3_1_avx2, &qr_kernels_q2_1_avx2,
 };
+/* f32 and f16 have no integer product: NULL, their AVX2 variant is the best. */
+static const qr_kernel_ops *const avxvnni_ops[N_KERNEL_TYPES] = {
+    NULL,
+    NULL,
+    &qr_kernels_q8_0_avxvnni,
+    &qr_kernels_q6_0_avxvnni,
+    &qr_kernels_q5_0_avxvnni,
+    &qr_kernels_q4_0_avxvnni,
+    &qr_kernels_q3_0_avxvnni,
+    &qr_kernels_q2_0_avxvnni,
+    &qr_kernels_q8_1_avxvnni,
+    &qr_kernels_q6_1_avxvnni,
+    &qr_kernels_q5_1_avxvnni,
+    &qr_kernels_q4_1_avxvnni,
+    &qr_kernels_q3_1_avxvnni,
+    &qr_kernels_q2_1_avxvnni,
+};
+static const qr_kernel_ops *const avx512vnni_ops[N_KERNEL_TYPES] = {
+    NULL,
+    NULL,
+    &qr_kernels_q8_0_avx512vnni,
+    &qr_kernels_q6_0_avx512vnni,
+    &qr_kernels_q5_0_avx512vnni,
+    &qr_kernels_q4_0_avx512vnni,
+    &qr_kernels_q3_0_avx512vnni,
+    &qr_kernels_q2_0_avx512vnni,
+    &qr_kernels_q8_1_avx512vnni,
+    &qr_kernels_q6_1_avx512vnni,
+    &qr_kernels_q5_1_avx512vnni,
+    &qr_kernels_q4_1_avx512vnni,
+    &qr_kernels_q3_1_avx512vnni,
+    &qr_kernels_q2_1_avx512vnni,
+};
 #endif
 #if defined(__aarch64__)
 static const qr_kernel_ops *const neon_ops[N_KERNEL_TYPES] = {
@@ -134,12 +197,17 @@ size_t qr_kernels_all(uint32_t type, const qr_kernel_ops **out, size_t max)
     int t = type_index(type);
     if (t < 0)
         return 0;
-    const qr_kernel_ops *all[3];
+    const qr_kernel_ops *all[QR_KERNEL_VARIANTS_MAX];
     size_t n = 0;
     all[n++] = ref_ops[t];
 #if defined(__x86_64__)
-    if (qr_cpu_has_avx2())
+    if (qr_cpu_has_avx2()) {
         all[n++] = avx2_ops[t];
+        if (qr_cpu_has_avx_vnni() && avxvnni_ops[t])
+            all[n++] = avxvnni_ops[t];
+        if (qr_cpu_has_avx512_vnni() && avx512vnni_ops[t])
+            all[n++] = avx512vnni_ops[t];
+    }
 #endif
 #if defined(__aarch64__)
     if (qr_cpu_has_neon()) {
@@ -155,7 +223,7 @@ size_t qr_kernels_all(uint32_t type, const qr_kernel_ops **out, size_t max)
 
 const qr_kernel_ops *qr_kernels_best(uint32_t type)
 {
-    const qr_kernel_ops *all[3];
-    size_t n = qr_kernels_all(type, all, 3);
+    const qr_kernel_ops *all[QR_KERNEL_VARIANTS_MAX];
+    size_t n = qr_kernels_all(type, all, QR_KERNEL_VARIANTS_MAX);
     return n ? all[n - 1] : NULL;
 }

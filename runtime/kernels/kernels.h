@@ -29,6 +29,14 @@ typedef struct {
      * one call. */
     void (*prepare_x)(const float *x, size_t n, qr_x8_group *xq);
     qr_dot_rows_x8_fn dot_rows_x8;
+    /* Optional (NULL for f32 and f16): the products of a chunk, many rows of x at once
+     * (kernels/gemm_x8.h). prepare_x_gemm rounds one row of x exactly as prepare_x does, into
+     * the layout gemm_x8 reads (the SIMD versions interleave each group's blocks; the
+     * reference's is prepare_x's); gemm_x8 writes Y[c·ldy + r] = row r of w · row c of X for
+     * r < n_rows and c < n_x, X being n_x rows of qr_x8_groups(n) groups. */
+    void (*prepare_x_gemm)(const float *x, size_t n, qr_x8_group *xq);
+    void (*gemm_x8)(const void *w, size_t row_bytes, size_t n_rows, const qr_x8_group *X, size_t n_x,
+                    size_t n, float *Y, size_t ldy);
 } qr_kernel_ops;
 
 /* Plain C for every type: the reference the SIMD versions are tested against. */
@@ -53,6 +61,18 @@ extern const qr_kernel_ops qr_kernels_q8_0_avx2, qr_kernels_q8_1_avx2, qr_kernel
     qr_kernels_q6_1_avx2, qr_kernels_q5_0_avx2, qr_kernels_q5_1_avx2, qr_kernels_q4_0_avx2,
     qr_kernels_q4_1_avx2, qr_kernels_q3_0_avx2, qr_kernels_q3_1_avx2, qr_kernels_q2_0_avx2,
     qr_kernels_q2_1_avx2;
+/* _avxvnni: the AVX2 kernels with the chunk products in VNNI's vpdpbusd (Alder Lake, Sapphire
+ * Rapids and later). */
+extern const qr_kernel_ops qr_kernels_q8_0_avxvnni, qr_kernels_q8_1_avxvnni, qr_kernels_q6_0_avxvnni,
+    qr_kernels_q6_1_avxvnni, qr_kernels_q5_0_avxvnni, qr_kernels_q5_1_avxvnni, qr_kernels_q4_0_avxvnni,
+    qr_kernels_q4_1_avxvnni, qr_kernels_q3_0_avxvnni, qr_kernels_q3_1_avxvnni, qr_kernels_q2_0_avxvnni,
+    qr_kernels_q2_1_avxvnni;
+/* _avx512vnni: the chunk products with AVX-512 VNNI, two weight rows per vector (Sapphire
+ * Rapids, Zen 4 and later). */
+extern const qr_kernel_ops qr_kernels_q8_0_avx512vnni, qr_kernels_q8_1_avx512vnni, qr_kernels_q6_0_avx512vnni,
+    qr_kernels_q6_1_avx512vnni, qr_kernels_q5_0_avx512vnni, qr_kernels_q5_1_avx512vnni,
+    qr_kernels_q4_0_avx512vnni, qr_kernels_q4_1_avx512vnni, qr_kernels_q3_0_avx512vnni,
+    qr_kernels_q3_1_avx512vnni, qr_kernels_q2_0_avx512vnni, qr_kernels_q2_1_avx512vnni;
 #endif
 #if defined(__aarch64__)
 /* _neon: any ARMv8.0 core (Cortex-A72, the Raspberry Pi 4); _neon_dotprod: the quantized types'
@@ -69,8 +89,14 @@ extern const qr_kernel_ops qr_kernels_q8_0_neon_dotprod, qr_kernels_q8_1_neon_do
     qr_kernels_q2_1_neon_dotprod;
 #endif
 
-/* True when the CPU has AVX2, FMA and F16C (x86-64 only). */
+/* True when the CPU has AVX2, FMA and F16C (x86-64 only); ... and also AVX-VNNI. */
 bool qr_cpu_has_avx2(void);
+bool qr_cpu_has_avx_vnni(void);
+/* ... and AVX-512 F, BW, VL, DQ and VNNI, with the OS saving the 512-bit state. */
+bool qr_cpu_has_avx512_vnni(void);
+
+/* The most variants one type has on any CPU (qr_kernels_all). */
+#define QR_KERNEL_VARIANTS_MAX 5
 /* True when the CPU has Advanced SIMD (aarch64 only; every aarch64 Linux board has it), and when
  * it also has the dotprod extension, SDOT/UDOT (HWCAP_ASIMDDP: Cortex-A76 and later, not A72).
  * Read from the kernel's hardware capabilities (getauxval), not from the compiler's flags. */

@@ -38,9 +38,11 @@
 void qr_x8_prepare_ref(const float *x, size_t n, qr_x8_group *xq);
 #if defined(__x86_64__)
 void qr_x8_prepare_avx2(const float *x, size_t n, qr_x8_group *xq);
+void qr_x8_prepare_gemm_avx2(const float *x, size_t n, qr_x8_group *xq);
 #endif
 #if defined(__aarch64__)
 void qr_x8_prepare_neon(const float *x, size_t n, qr_x8_group *xq);
+void qr_x8_prepare_gemm_neon(const float *x, size_t n, qr_x8_group *xq);
 #endif
 
 /* dot_rows for an f32 x, by way of the x8 kernels: x is rounded a chunk at a time into a stack
@@ -125,8 +127,15 @@ static inline void qr_ref_dot_x8(int bits, bool has_min, const void *w, size_t r
         qr_dot_rows_via_x8(T##_dot_x8_ref, qr_x8_prepare_ref, qr_block_size(BITS, HAS_MIN), w,    \
                            row_bytes, n_rows, x, n, y);                                            \
     }                                                                                              \
-    const qr_kernel_ops qr_kernels_##T##_ref = {#T "-ref", T##_dot_rows_ref, T##_to_float_ref,     \
-                                                qr_x8_prepare_ref, T##_dot_x8_ref}
+    static void T##_gemm_x8_ref(const void *w, size_t row_bytes, size_t n_rows,                  \
+                                const qr_x8_group *X, size_t n_x, size_t n, float *Y, size_t ldy)  \
+    {                                                                                              \
+        qr_ref_gemm_x8(BITS, HAS_MIN, w, row_bytes, n_rows, X, n_x, n, Y, ldy);                    \
+    }                                                                                              \
+    const qr_kernel_ops qr_kernels_##T##_ref = {#T "-ref",           T##_dot_rows_ref,             \
+                                                T##_to_float_ref,    qr_x8_prepare_ref,            \
+                                                T##_dot_x8_ref,      qr_x8_prepare_ref,            \
+                                                T##_gemm_x8_ref}
 
 /* ---------------------------------------------------------------- AVX2 building blocks */
 
@@ -340,9 +349,38 @@ qr_avx2_to_float(int bits, bool has_min, qr_avx2_unpack_fn unpack, const void *s
         qr_dot_rows_via_x8(T##_dot_x8_avx2, qr_x8_prepare_avx2, qr_block_size(BITS, HAS_MIN), w,  \
                            row_bytes, n_rows, x, n, y);                                            \
     }                                                                                              \
-    const qr_kernel_ops qr_kernels_##T##_avx2 = {#T "-avx2", T##_dot_rows_avx2,                    \
-                                                 T##_to_float_avx2, qr_x8_prepare_avx2,            \
-                                                 T##_dot_x8_avx2}
+    QR_AVX2 static void T##_gemm_x8_avx2(const void *w, size_t row_bytes, size_t n_rows,         \
+                                         const qr_x8_group *X, size_t n_x, size_t n, float *Y,     \
+                                         size_t ldy)                                               \
+    {                                                                                              \
+        qr_avx2_gemm_x8(BITS, HAS_MIN, false, UNPACK, qr_avx2_dot4_unused, w, row_bytes, n_rows,   \
+                        X, n_x, n, Y, ldy);                                                        \
+    }                                                                                              \
+    QR_AVX_VNNI static void T##_gemm_x8_avxvnni(const void *w, size_t row_bytes, size_t n_rows,   \
+                                                const qr_x8_group *X, size_t n_x, size_t n,        \
+                                                float *Y, size_t ldy)                              \
+    {                                                                                              \
+        qr_avx2_gemm_x8(BITS, HAS_MIN, true, UNPACK, qr_vnni_dot4, w, row_bytes, n_rows, X, n_x,   \
+                        n, Y, ldy);                                                                \
+    }                                                                                              \
+    const qr_kernel_ops qr_kernels_##T##_avx2 = {#T "-avx2",          T##_dot_rows_avx2,           \
+                                                 T##_to_float_avx2,   qr_x8_prepare_avx2,          \
+                                                 T##_dot_x8_avx2,     qr_x8_prepare_gemm_avx2,     \
+                                                 T##_gemm_x8_avx2};                                \
+    QR_AVX512_VNNI static void T##_gemm_x8_avx512vnni(const void *w, size_t row_bytes,            \
+                                                      size_t n_rows, const qr_x8_group *X,         \
+                                                      size_t n_x, size_t n, float *Y, size_t ldy)  \
+    {                                                                                              \
+        qr_avx512_gemm_x8(BITS, HAS_MIN, UNPACK, w, row_bytes, n_rows, X, n_x, n, Y, ldy);         \
+    }                                                                                              \
+    const qr_kernel_ops qr_kernels_##T##_avxvnni = {#T "-avxvnni",       T##_dot_rows_avx2,        \
+                                                    T##_to_float_avx2,   qr_x8_prepare_avx2,       \
+                                                    T##_dot_x8_avx2,     qr_x8_prepare_gemm_avx2,  \
+                                                    T##_gemm_x8_avxvnni};                          \
+    const qr_kernel_ops qr_kernels_##T##_avx512vnni = {#T "-avx512vnni",    T##_dot_rows_avx2,     \
+                                                       T##_to_float_avx2,   qr_x8_prepare_avx2,    \
+                                                       T##_dot_x8_avx2,     qr_x8_prepare_gemm_avx2, \
+                                                       T##_gemm_x8_avx512vnni}
 #endif
 
 /* ---------------------------------------------------------------- NEON building blocks */
@@ -564,12 +602,28 @@ QR_NEON_INLINE void qr_neon_to_float(int bits, bool has_min, qr_neon_unpack_fn u
         qr_dot_rows_via_x8(T##_dot_x8_neon_dotprod, qr_x8_prepare_neon,                            \
                            qr_block_size(BITS, HAS_MIN), w, row_bytes, n_rows, x, n, y);           \
     }                                                                                              \
-    const qr_kernel_ops qr_kernels_##T##_neon = {#T "-neon", T##_dot_rows_neon,                    \
-                                                 T##_to_float_neon, qr_x8_prepare_neon,            \
-                                                 T##_dot_x8_neon};                                 \
+    static void T##_gemm_x8_neon(const void *w, size_t row_bytes, size_t n_rows,                 \
+                                 const qr_x8_group *X, size_t n_x, size_t n, float *Y, size_t ldy) \
+    {                                                                                              \
+        qr_neon_gemm_x8(BITS, HAS_MIN, UNPACK, qr_neon_gemm_half_mull, w, row_bytes, n_rows, X,    \
+                        n_x, n, Y, ldy);                                                           \
+    }                                                                                              \
+    QR_DOTPROD static void T##_gemm_x8_neon_dotprod(const void *w, size_t row_bytes,              \
+                                                    size_t n_rows, const qr_x8_group *X,           \
+                                                    size_t n_x, size_t n, float *Y, size_t ldy)    \
+    {                                                                                              \
+        qr_neon_gemm_x8(BITS, HAS_MIN, UNPACK, qr_neon_gemm_half_sdot, w, row_bytes, n_rows, X,    \
+                        n_x, n, Y, ldy);                                                           \
+    }                                                                                              \
+    const qr_kernel_ops qr_kernels_##T##_neon = {#T "-neon",          T##_dot_rows_neon,           \
+                                                 T##_to_float_neon,   qr_x8_prepare_neon,          \
+                                                 T##_dot_x8_neon,     qr_x8_prepare_gemm_neon,     \
+                                                 T##_gemm_x8_neon};                                \
     const qr_kernel_ops qr_kernels_##T##_neon_dotprod = {                                          \
-        #T "-neon-dotprod", T##_dot_rows_neon_dotprod, T##_to_float_neon, qr_x8_prepare_neon,      \
-        T##_dot_x8_neon_dotprod}
+        #T "-neon-dotprod",        T##_dot_rows_neon_dotprod, T##_to_float_neon, qr_x8_prepare_neon, \
+        T##_dot_x8_neon_dotprod, qr_x8_prepare_gemm_neon,   T##_gemm_x8_neon_dotprod}
 #endif
+
+#include "gemm_x8.h"
 
 #endif

@@ -102,6 +102,21 @@ QR_AVX2 void qr_x8_prepare_avx2(const float *x, size_t n, qr_x8_group *xq)
     }
     zero_tail(n, xq);
 }
+
+/* prepare_x in the layout of the AVX2 gemm (gemm_x8.h): each group's 8 code vectors
+ * transposed as 32-bit elements, so vector j holds bytes 4j..4j+3 of every block. */
+QR_AVX2 void qr_x8_prepare_gemm_avx2(const float *x, size_t n, qr_x8_group *xq)
+{
+    qr_x8_prepare_avx2(x, n, xq);
+    for (size_t g = 0; g < qr_x8_groups(n); g++) {
+        __m256i v[8];
+        for (int k = 0; k < 8; k++)
+            v[k] = _mm256_loadu_si256((const __m256i *)xq[g].q[k]);
+        qr_avx2_transpose8(v);
+        for (int j = 0; j < 8; j++)
+            _mm256_storeu_si256((__m256i *)xq[g].q[j], v[j]);
+    }
+}
 #endif
 
 #if defined(__aarch64__)
@@ -138,5 +153,26 @@ void qr_x8_prepare_neon(const float *x, size_t n, qr_x8_group *xq)
         g->s[k] = d * (float)vaddvq_s32(sum);
     }
     zero_tail(n, xq);
+}
+
+/* prepare_x in the layout of the NEON gemm (gemm_x8.h): per half group of 4 blocks, vector j
+ * holds bytes 4j..4j+3 of each of them. */
+void qr_x8_prepare_gemm_neon(const float *x, size_t n, qr_x8_group *xq)
+{
+    qr_x8_prepare_neon(x, n, xq);
+    for (size_t g = 0; g < qr_x8_groups(n); g++) {
+        int8_t *q = &xq[g].q[0][0];
+        for (int h = 0; h < 2; h++) {
+            int8x16_t v[8];
+            for (int k = 0; k < 4; k++) {
+                v[k] = vld1q_s8(xq[g].q[4 * h + k]);
+                v[4 + k] = vld1q_s8(xq[g].q[4 * h + k] + 16);
+            }
+            qr_neon_transpose4(v);
+            qr_neon_transpose4(v + 4);
+            for (int j = 0; j < 8; j++)
+                vst1q_s8(q + 128 * h + 16 * j, v[j]);
+        }
+    }
 }
 #endif

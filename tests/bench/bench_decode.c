@@ -213,7 +213,54 @@ typedef struct {
     const char *edge;       /* type of the synthetic emb and head, or NULL: as the matrices */
     size_t batch;           /* tokens of the matrix-matrix bench (0: skip it) */
     int spike_hidden;       /* also bench each synthetic type with spike.ffn_hidden */
+    size_t prefill;         /* tokens of the prefill bench per model (0: skip it) */
+    size_t chunk;           /* tokens per call of the prefill bench */
 } options;
+
+/* The prefill table, printed after the decode table. */
+#define MAX_PREFILL_ROWS 64
+static struct {
+    char label[64], kernel[24];
+    double prefill, decode;
+} prefill_rows[MAX_PREFILL_ROWS];
+static size_t n_prefill_rows;
+
+/* Median tokens/s of qr_forward_sequence over `tokens` random tokens from a fresh state, in
+ * chunks of `chunk`, the last token's logits computed (as a prompt needs). 0 on failure. */
+static double bench_prefill(const qr_model *m, qr_pool *pool, const options *o)
+{
+    qr_error err;
+    qr_runner *r = NULL;
+    qr_state *s = NULL;
+    int32_t *toks = malloc(o->prefill * sizeof *toks);
+    float *logits = malloc(m->vocab * sizeof *logits);
+    double med = 0, tps[64];
+    size_t runs = o->runs < 64 ? o->runs : 64;
+    if (!toks || !logits || qr_runner_new(m, pool, o->chunk, &r, &err) || qr_state_new(m, &s, &err))
+        goto out;
+    uint64_t seed = 99;
+    for (size_t i = 0; i < o->prefill; i++) {
+        seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+        toks[i] = (int32_t)((seed >> 33) % m->vocab);
+    }
+    for (size_t run = 0; run <= runs; run++) { /* the first run warms up */
+        qr_state_reset(s);
+        double t0 = now();
+        if (qr_forward_sequence(r, s, toks, o->prefill, m->has_lm_head ? logits : NULL, NULL, &err)) {
+            fprintf(stderr, "bench-decode: %s\n", err.msg);
+            goto out;
+        }
+        if (run > 0)
+            tps[run - 1] = (double)o->prefill / (now() - t0);
+    }
+    med = median(tps, runs);
+out:
+    qr_state_free(s);
+    qr_runner_free(r);
+    free(logits);
+    free(toks);
+    return med;
+}
 
 /* Weights read for one token, the denominator of the bits per weight column. */
 static uint64_t weights_per_token(const qr_model *m)
@@ -292,6 +339,13 @@ static int bench_model(const char *path, const char *label, qr_pool *pool, doubl
            qr_pool_threads(pool), m->n_layer, m->d, m->vocab, (double)bytes / 1e6, med, 1000.0 / med,
            roof, 100.0 * med / roof, wbw / 1e9, 100.0 * med / wroof);
     fflush(stdout);
+    if (o->prefill && n_prefill_rows < MAX_PREFILL_ROWS) {
+        snprintf(prefill_rows[n_prefill_rows].label, sizeof prefill_rows[0].label, "%s", label);
+        snprintf(prefill_rows[n_prefill_rows].kernel, sizeof prefill_rows[0].kernel, "%s",
+                 m->layers[0].ffn_value.ops->name);
+        prefill_rows[n_prefill_rows].decode = med;
+        prefill_rows[n_prefill_rows++].prefill = bench_prefill(m, pool, o);
+    }
     rc = 0;
 out:
     free(logits);
@@ -360,9 +414,25 @@ static void bench_matmul(uint32_t type, size_t B)
         qr_matmul(&m, X, B, Y, panel);
         t[r] = now() - t0;
     }
-    double med = median(t, 5);
-    printf("| %-5s | %-17s | %5.2f | %4zu x %4zu | %4zu | %8.2f | %7.1f |\n", qr_type_get(type)->name,
-           m.ops->name, qr_type_bits_per_weight(type), rows, cols, B, med * 1e3, 2.0 * (double)(B * rows * cols) / med / 1e9);
+    double med = median(t, 5), ops = 2.0 * (double)(B * rows * cols);
+    /* The chunk products: x rounded to 8-bit blocks (in the gemm layout), then integer gemm. */
+    double gmed = 0;
+    if (m.ops->gemm_x8) {
+        size_t groups = (cols / 32 + 7) / 8;
+        qr_x8_group *xq = malloc(B * groups * sizeof *xq);
+        for (int r = 0; xq && r < 5; r++) {
+            double t0 = now();
+            for (size_t b = 0; b < B; b++)
+                m.ops->prepare_x_gemm(X + b * cols, cols, xq + b * groups);
+            m.ops->gemm_x8(q, (size_t)rb, rows, xq, B, cols, Y, rows);
+            t[r] = now() - t0;
+        }
+        gmed = xq ? median(t, 5) : 0;
+        free(xq);
+    }
+    printf("| %-5s | %-17s | %5.2f | %4zu x %4zu | %4zu | %8.2f | %7.1f | %8.2f | %7.1f | %5.2f |\n",
+           qr_type_get(type)->name, m.ops->name, qr_type_bits_per_weight(type), rows, cols, B, med * 1e3,
+           ops / med / 1e9, gmed * 1e3, gmed > 0 ? ops / gmed / 1e9 : 0.0, gmed > 0 ? med / gmed : 0.0);
 out:
     free(w);
     free(X);
@@ -382,9 +452,11 @@ int main(int argc, char **argv)
                                              {"edge", required_argument, NULL, 'e'},
                                              {"batch", required_argument, NULL, 'b'},
                                              {"spike-hidden", no_argument, NULL, 'H'},
+                                             {"prefill", required_argument, NULL, 'p'},
+                                             {"chunk", required_argument, NULL, 'c'},
                                              {"help", no_argument, NULL, 'h'},
                                              {NULL, 0, NULL, 0}};
-    options o = {0, 64, 5, 1, "f32,f16", NULL, 64};
+    options o = {0, 64, 5, 1, "f32,f16", NULL, 64, 0, 0, 64};
     int c;
     while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
         switch (c) {
@@ -396,6 +468,8 @@ int main(int argc, char **argv)
         case 'e': o.edge = optarg; break;
         case 'b': o.batch = (size_t)strtoul(optarg, NULL, 10); break;
         case 'H': o.spike_hidden = 1; break;
+        case 'p': o.prefill = (size_t)strtoul(optarg, NULL, 10); break;
+        case 'c': o.chunk = (size_t)strtoul(optarg, NULL, 10); break;
         case 'h':
             printf("usage: bench-decode [--threads N] [--tokens N] [--runs N] [--types T1,T2,...]\n"
                    "                    [--edge TYPE] [--batch N] [--no-synthetic] [MODEL.qslm ...]\n"
@@ -408,7 +482,11 @@ int main(int argc, char **argv)
                    "            --types (default 64; 0 skips it)\n"
                    "  --spike-hidden  also bench each synthetic type with spike.ffn_hidden (LIF\n"
                    "            hidden units, value product as sums of the rows that fired; label\n"
-                   "            'spk'); its bytes per token count only the rows read\n");
+                   "            'spk'); its bytes per token count only the rows read\n"
+                   "  --prefill N  also time N known tokens of one sequence per model through the\n"
+                   "            chunked forward (qr_forward_sequence, last token's logits), beside\n"
+                   "            its decode tokens/s (default 0: skip)\n"
+                   "  --chunk N tokens per call of the prefill bench (default 64, at most 4096)\n");
             return 0;
         default: return 2;
         }
@@ -427,6 +505,10 @@ int main(int argc, char **argv)
             return 2;
         }
         n_types++;
+    }
+    if (o.chunk == 0 || o.chunk > 4096) {
+        fprintf(stderr, "bench-decode: --chunk must be 1..4096\n");
+        return 2;
     }
     if (o.batch > 4096) {
         fprintf(stderr, "bench-decode: --batch must be at most 4096\n");
@@ -459,9 +541,23 @@ int main(int argc, char **argv)
         if (o.spike_hidden)
             rc |= bench_synthetic(types[t], o.edge, true, pool, bw, &o);
     }
+    if (n_prefill_rows) {
+        printf("\nprefill: %zu tokens of one sequence in chunks of %zu (qr_forward_sequence, the last\n"
+               "token's logits), median of %zu runs, beside decode's tokens/s of the same run\n\n", o.prefill,
+               o.chunk, o.runs);
+        printf("| model                      | kernel            | prefill tokens/s | decode tokens/s | ratio |\n"
+               "|---|---|---|---|---|\n");
+        for (size_t i = 0; i < n_prefill_rows; i++)
+            printf("| %-26s | %-17s | %9.1f | %9.1f | %5.2f |\n", prefill_rows[i].label, prefill_rows[i].kernel,
+                   prefill_rows[i].prefill, prefill_rows[i].decode,
+                   prefill_rows[i].decode > 0 ? prefill_rows[i].prefill / prefill_rows[i].decode : 0.0);
+    }
     if (o.batch) {
-        printf("\nbatched path (qr_matmul: dequantized panels + OpenBLAS sgemm), median of 5\n\n");
-        printf("| type  | to_float          | bits/w | rows x cols | batch | ms | GFLOP/s |\n|---|---|---|---|---|---|---|\n");
+        printf("\nproducts of --batch rows on one thread, median of 5: dequantized panels + OpenBLAS sgemm\n"
+               "(qr_matmul), and the integer gemm of the quantized types (x rounded to 8 bits, then\n"
+               "gemm_x8), with its speed-up over sgemm\n\n");
+        printf("| type  | kernel            | bits/w | rows x cols | batch | sgemm ms | GFLOP/s | gemm ms | GOP/s | ratio |\n"
+               "|---|---|---|---|---|---|---|---|---|---|\n");
         for (size_t t = 0; t < n_types; t++)
             bench_matmul(types[t], o.batch);
     }

@@ -141,8 +141,8 @@ static void test_simd_matches_reference(void **state)
     static const size_t lens[] = {1, 7, 8, 9, 31, 32, 33, 63, 64, 100, 768, 3072};
     for (size_t t = 0; t < N_TYPES; t++) {
         uint32_t type = all_types[t];
-        const qr_kernel_ops *variants[4];
-        size_t n_variants = qr_kernels_all(type, variants, 4);
+        const qr_kernel_ops *variants[QR_KERNEL_VARIANTS_MAX];
+        size_t n_variants = qr_kernels_all(type, variants, QR_KERNEL_VARIANTS_MAX);
         const qr_kernel_ops *ref = qr_kernels_ref(type);
         assert_non_null(ref);
         assert_true(n_variants >= 1);
@@ -204,8 +204,8 @@ static void test_simd_integer_parts_exact(void **state)
         uint32_t type = all_types[t];
         if (!qr_type_is_quantized(type))
             continue;
-        const qr_kernel_ops *variants[4], *ref = qr_kernels_ref(type);
-        size_t n_variants = qr_kernels_all(type, variants, 4);
+        const qr_kernel_ops *variants[QR_KERNEL_VARIANTS_MAX], *ref = qr_kernels_ref(type);
+        size_t n_variants = qr_kernels_all(type, variants, QR_KERNEL_VARIANTS_MAX);
         for (size_t v = 1; v < n_variants; v++) {
             const qr_kernel_ops *simd = variants[v];
             for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++) {
@@ -252,7 +252,9 @@ static void test_simd_integer_parts_exact(void **state)
     }
 }
 
-/* qr_kernels_best names the variant the CPU runs: avx2 on x86-64 with AVX2; on aarch64 neon, or
+/* qr_kernels_best names the variant the CPU runs: avx2 on x86-64 with AVX2 (avxvnni for the
+ * quantized types where the CPU has AVX-VNNI, avx512vnni where it has AVX-512 VNNI); on aarch64
+ * neon, or
  * neon-dotprod for the quantized types where the CPU has dotprod (qemu: QEMU_CPU=cortex-a72 has
  * not, the default max has). */
 static void test_dispatch_names(void **state)
@@ -264,7 +266,10 @@ static void test_dispatch_names(void **state)
         const char *kind = "ref";
 #if defined(__x86_64__)
         if (qr_cpu_has_avx2())
-            kind = "avx2";
+            kind = !qr_type_is_quantized(type) ? "avx2"
+                   : qr_cpu_has_avx512_vnni()   ? "avx512vnni"
+                   : qr_cpu_has_avx_vnni()      ? "avxvnni"
+                                                : "avx2";
 #elif defined(__aarch64__)
         assert_true(qr_cpu_has_neon());
         kind = qr_type_is_quantized(type) && qr_cpu_has_dotprod() ? "neon-dotprod" : "neon";
