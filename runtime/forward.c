@@ -440,9 +440,13 @@ static void residual_add(qr_runner *r, qr_state *const *states, size_t B, size_t
         return;
     }
     qr_spike_trace *t = r->trace;
+    float *h_rec = t ? (is_att ? t->att_h : t->ffn_h) : NULL;
     for (size_t b = 0; b < B; b++) {
-        float *out = r->out + b * d;
-        size_t fired = lif(out, qr_state_vec(states[b], layer, membrane), d, scale, m->tau, m->threshold);
+        float *out = r->out + b * d, *v = qr_state_vec(states[b], layer, membrane);
+        if (h_rec) /* as lif_step computes it */
+            for (size_t i = 0; i < d; i++)
+                h_rec[(b * m->n_layer + layer) * d + i] = v[i] + (out[i] * scale - v[i]) / m->tau;
+        size_t fired = lif(out, v, d, scale, m->tau, m->threshold);
         uint8_t *rec = t && b == 0 ? (is_att ? t->att_spikes : t->ffn_spikes) : NULL;
         if (rec)
             record_spikes(out, d, rec + layer * d);

@@ -23,6 +23,10 @@ typedef struct {
     uint8_t *hidden_spikes; /* n_layer × n_ffn (spike.ffn_hidden models), or NULL */
     uint64_t *hidden_fired; /* n_layer, or NULL */
     uint64_t tokens;       /* token × item count the counters cover */
+    /* The last call's membrane values before the threshold, H = V + (in − V)/τ (a neuron fired
+     * where H ≥ θ), of every row: rows × n_layer × d floats each, or NULL. Tests hold a chunk's
+     * spikes to decode's with them: a spike may differ only where H is near θ. */
+    float *att_h, *ffn_h;
 } qr_spike_trace;
 
 typedef struct qr_runner qr_runner;

@@ -40,9 +40,9 @@ t() { # label, then meson test arguments
   echo "cross-test: $label: $((SECONDS - start)) s" >&2
 }
 
-runtime=(model_file heads tokenizer tokenizer_hf kernels sampler forward default_tokenizer quant spike_linear bundle energy fast_math vexp)
+runtime=(model_file heads tokenizer tokenizer_hf kernels gemm sampler forward default_tokenizer quant spike_linear bundle energy fast_math vexp)
 t "runtime on qemu's max CPU (dotprod)" "${runtime[@]}"
-QEMU_CPU=cortex-a72 t "kernels, forward, spike_linear on a Cortex-A72 (no dotprod)" kernels forward spike_linear
+QEMU_CPU=cortex-a72 t "kernels, forward, spike_linear on a Cortex-A72 (no dotprod)" kernels gemm forward spike_linear
 t "ipc and fuzz corpora" --suite ipc --suite fuzz
 t "daemon under emulation" telemetry policy daemon_emulated daemon_systemd daemon_access
 if [ "$full" = 1 ]; then

@@ -14,8 +14,11 @@
  *
  * Every type is written as w = d·q + m′ with unsigned codes q: m′ = m for the _1 types and
  * −2^(B−1)·d for the _0 types, so Σ w·x = d·dx·Σ q·xq + m′·s (s = dx·Σxq, kept in the x8
- * group). Multiplies that read the codes as signed bytes (maddubs's saturation, NEON's signed
- * multiplies) read 8-bit codes as q − 128 and add 128·d to m′. */
+ * group). For 8-bit codes every path sums Σ(q − 128)·xq exactly in integers, as decode does, and
+ * adds 128·d to m′: Σq·xq and 128·Σxq are large and nearly cancel, and cancelling them in float
+ * (after scaling) lost up to 1e-4 of the membranes' inputs over a chunk. Multiplies that read
+ * codes as signed bytes (maddubs's saturation, NEON's signed multiplies) read them as q − 128;
+ * vpdpbusd reads them unsigned and subtracts 128·Σxq per block, from x's side once per pass. */
 #ifndef QR_KERNELS_GEMM_X8_H
 #define QR_KERNELS_GEMM_X8_H
 
@@ -133,6 +136,18 @@ qr_avx2_gemm_isum(bool vnni, bool signed8, int slices16, qr_avx2_dot4_fn dot4, c
     return s;
 }
 
+/* Σxq of each block of an interleaved x group (lane k = block k), shifted left by `shift`:
+ * vpdpbusd of all-ones bytes against x. */
+QR_AVX2 __attribute__((always_inline)) static inline __m256i qr_avx2_x_block_sums(qr_avx2_dot4_fn dot4,
+                                                                                   const qr_x8_group *xg, int shift)
+{
+    __m256i s = _mm256_setzero_si256();
+#pragma GCC unroll 8
+    for (int j = 0; j < 8; j++)
+        s = dot4(s, _mm256_set1_epi8(1), _mm256_loadu_si256((const __m256i *)xg->q[j]));
+    return _mm256_slli_epi32(s, shift);
+}
+
 /* acc (8 floats, one per block) += the group's sums scaled by d·dx, plus m′·s; the first group
  * (g = 0) starts it. */
 QR_AVX2 __attribute__((always_inline)) static inline void qr_avx2_gemm_scale(float *acc, size_t g, __m256i sums,
@@ -156,16 +171,19 @@ qr_avx2_gemm_x8(int bits, bool has_min, bool vnni, qr_avx2_unpack_fn unpack, qr_
 {
     const size_t bb = qr_block_size(bits, has_min), hdr = has_min ? 4 : 2, nb = n / QR_QK;
     const size_t groups = qr_x8_groups(n);
-    const bool signed8 = bits == 8 && !vnni;
+    const bool signed8 = bits == 8 && !vnni, corrected8 = bits == 8 && vnni;
     const int slices16 = qr_gemm_int16_slices(bits);
-    const float off = has_min ? 0.0f : (float)(1 << (bits - 1)), lift = signed8 ? 128.0f : 0.0f;
+    const float off = has_min ? 0.0f : (float)(1 << (bits - 1)), lift = bits == 8 ? 128.0f : 0.0f;
     _Alignas(32) float acc[QR_GEMM_W_TILE][QR_GEMM_X_PASS][8];
+    _Alignas(32) int32_t corr[QR_GEMM_X_PASS][8]; /* 128·Σxq per block (corrected8) */
     uint8_t spare[QR_X8_GROUP * QR_GEMM_MAX_BLOCK];
     for (size_t r0 = 0; r0 < n_rows; r0 += QR_GEMM_W_TILE) {
         size_t nr = n_rows - r0 < QR_GEMM_W_TILE ? n_rows - r0 : QR_GEMM_W_TILE;
         for (size_t c0 = 0; c0 < n_x; c0 += QR_GEMM_X_PASS) {
             size_t nc = n_x - c0 < QR_GEMM_X_PASS ? n_x - c0 : QR_GEMM_X_PASS;
             for (size_t g = 0; g < groups; g++) {
+                for (size_t c = 0; corrected8 && c < nc; c++)
+                    _mm256_store_si256((__m256i *)corr[c], qr_avx2_x_block_sums(dot4, &X[(c0 + c) * groups + g], 7));
                 for (size_t i = 0; i < nr; i++) {
                     const uint8_t *b = qr_gemm_group_blocks((const uint8_t *)w + (r0 + i) * row_bytes, g, nb, bb, spare);
                     __m256i q[8];
@@ -193,14 +211,22 @@ qr_avx2_gemm_x8(int bits, bool has_min, bool vnni, qr_avx2_unpack_fn unpack, qr_
                         __m256i s1 = qr_avx2_gemm_isum(vnni, signed8, slices16, dot4, q, qa, x1, 0);
                         __m256i t0 = qr_avx2_gemm_isum(vnni, signed8, slices16, dot4, q, qa, x0, 1);
                         __m256i t1 = qr_avx2_gemm_isum(vnni, signed8, slices16, dot4, q, qa, x1, 1);
-                        qr_avx2_gemm_scale(acc[i][c], g, _mm256_add_epi32(s0, t0), d, m, x0);
-                        qr_avx2_gemm_scale(acc[i][c + 1], g, _mm256_add_epi32(s1, t1), d, m, x1);
+                        __m256i u0 = _mm256_add_epi32(s0, t0), u1 = _mm256_add_epi32(s1, t1);
+                        if (corrected8) {
+                            u0 = _mm256_sub_epi32(u0, _mm256_load_si256((const __m256i *)corr[c]));
+                            u1 = _mm256_sub_epi32(u1, _mm256_load_si256((const __m256i *)corr[c + 1]));
+                        }
+                        qr_avx2_gemm_scale(acc[i][c], g, u0, d, m, x0);
+                        qr_avx2_gemm_scale(acc[i][c + 1], g, u1, d, m, x1);
                     }
                     if (c < nc) {
                         const qr_x8_group *x0 = &X[(c0 + c) * groups + g];
                         __m256i s0 = qr_avx2_gemm_isum(vnni, signed8, slices16, dot4, q, qa, x0, 0);
                         __m256i t0 = qr_avx2_gemm_isum(vnni, signed8, slices16, dot4, q, qa, x0, 1);
-                        qr_avx2_gemm_scale(acc[i][c], g, _mm256_add_epi32(s0, t0), d, m, x0);
+                        __m256i u0 = _mm256_add_epi32(s0, t0);
+                        if (corrected8)
+                            u0 = _mm256_sub_epi32(u0, _mm256_load_si256((const __m256i *)corr[c]));
+                        qr_avx2_gemm_scale(acc[i][c], g, u0, d, m, x0);
                     }
                 }
             }
@@ -219,8 +245,8 @@ qr_avx2_gemm_x8(int bits, bool has_min, bool vnni, qr_avx2_unpack_fn unpack, qr_
  * multiply-adds for two rows. Unsigned codes of any width, as qr_vnni_dot4. */
 #define QR_AVX512_VNNI __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512dq,avx512vnni")))
 
-/* One row's group unpacked and transposed (as qr_avx2_gemm_x8 does), with its d and m′; a row
- * past the end gives zeros. */
+/* One row's group unpacked and transposed (as qr_avx2_gemm_x8 does), with its d and m′ (for
+ * sums of (q − 128)·xq when the codes are 8-bit); a row past the end gives zeros. */
 QR_AVX2 __attribute__((always_inline)) static inline void
 qr_avx2_gemm_row_group(int bits, bool has_min, qr_avx2_unpack_fn unpack, const uint8_t *b, __m256i q[8],
                        __m256 *d, __m256 *m)
@@ -239,6 +265,14 @@ qr_avx2_gemm_row_group(int bits, bool has_min, qr_avx2_unpack_fn unpack, const u
     qr_avx2_transpose8(q);
     *d = qr_avx2_f16x8(b, bb);
     *m = has_min ? qr_avx2_f16x8(b + 2, bb) : _mm256_mul_ps(*d, _mm256_set1_ps(-off));
+    if (bits == 8) /* the sums are Σ(q − 128)·xq */
+        *m = _mm256_fmadd_ps(*d, _mm256_set1_ps(128.0f), *m);
+}
+
+/* vpdpbusd on 256-bit vectors, EVEX-encoded (AVX-512 VL). */
+QR_AVX512_VNNI __attribute__((always_inline)) static inline __m256i qr_avx512_dot4(__m256i acc, __m256i q, __m256i x)
+{
+    return _mm256_dpbusd_epi32(acc, q, x);
 }
 
 /* 8 floats of x's group (its d or s) in both halves of a vector: a broadcast load. */
@@ -259,11 +293,14 @@ typedef struct {
     __m512 d[QR_AVX512_GROUPS], m[QR_AVX512_GROUPS];
 } qr_avx512_pair;
 
-/* acc += group g's scaled sums of the pair against one row of x (two chains of vpdpbusd). */
+/* acc += group g's scaled sums of the pair against one row of x (two chains of vpdpbusd); corr:
+ * 128·Σxq per block to take off (8-bit codes), or NULL. */
 QR_AVX512_VNNI __attribute__((always_inline)) static inline __m512
-qr_avx512_pair_group(const qr_avx512_pair *pw, size_t g, const qr_x8_group *xg, __m512 acc)
+qr_avx512_pair_group(const qr_avx512_pair *pw, size_t g, const qr_x8_group *xg, const int32_t *corr, __m512 acc)
 {
-    __m512i s0 = _mm512_setzero_si512(), s1 = s0;
+    __m512i s0 = corr ? _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_broadcast_i64x4(_mm256_load_si256((const __m256i *)corr)))
+                      : _mm512_setzero_si512(),
+            s1 = _mm512_setzero_si512();
 #pragma GCC unroll 4
     for (int j = 0; j < 8; j += 2) {
         s0 = _mm512_dpbusd_epi32(s0, pw->w[g][j], _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)xg->q[j])));
@@ -306,11 +343,16 @@ qr_avx512_gemm_x8(int bits, bool has_min, qr_avx2_unpack_fn unpack, const void *
 {
     const size_t nb = n / QR_QK, groups = qr_x8_groups(n);
     _Alignas(64) qr_avx512_pair pw;
+    _Alignas(32) int32_t corr[QR_AVX512_X_ROWS][QR_AVX512_GROUPS][8]; /* 8-bit codes: 128·Σxq per block */
     uint8_t spare[2][QR_X8_GROUP * QR_GEMM_MAX_BLOCK];
     for (size_t g0 = 0; g0 < groups; g0 += QR_AVX512_GROUPS) {
         size_t ng = groups - g0 < QR_AVX512_GROUPS ? groups - g0 : QR_AVX512_GROUPS;
         for (size_t c0 = 0; c0 < n_x; c0 += QR_AVX512_X_ROWS) {
             size_t nc = n_x - c0 < QR_AVX512_X_ROWS ? n_x - c0 : QR_AVX512_X_ROWS;
+            for (size_t c = 0; bits == 8 && c < nc; c++)
+                for (size_t g = 0; g < ng; g++)
+                    _mm256_store_si256((__m256i *)corr[c][g],
+                                       qr_avx2_x_block_sums(qr_avx512_dot4, &X[(c0 + c) * groups + g0 + g], 7));
             for (size_t ra = 0; ra < n_rows; ra += 2) {
                 bool two = ra + 1 < n_rows;
                 const uint8_t *row_a = (const uint8_t *)w + ra * row_bytes;
@@ -320,7 +362,7 @@ qr_avx512_gemm_x8(int bits, bool has_min, qr_avx2_unpack_fn unpack, const void *
                     const qr_x8_group *xg = &X[c * groups + g0];
                     __m512 acc = _mm512_setzero_ps();
                     for (size_t g = 0; g < ng; g++)
-                        acc = qr_avx512_pair_group(&pw, g, xg + g, acc);
+                        acc = qr_avx512_pair_group(&pw, g, xg + g, bits == 8 ? corr[c - c0][g] : NULL, acc);
                     float ya = qr_hsum256(_mm512_castps512_ps256(acc)), yb = qr_hsum256(_mm512_extractf32x8_ps(acc, 1));
                     float *y = Y + c * ldy + ra;
                     y[0] = g0 ? y[0] + ya : ya;
