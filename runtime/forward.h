@@ -1,8 +1,11 @@
-/* forward.h: the SpikeGPT forward pass, one token for each of B sequences.
+/* forward.h: the SpikeGPT forward pass over B rows, each one token of a sequence.
  *
- * B = 1 is decode (matrix-vector products on the worker pool); B > 1 is batched evaluation
- * (matrix-matrix products through BLAS). Both run the same code, so they compute the same
- * function; only the summation order inside the products differs. */
+ * B = 1 is decode (matrix-vector products on the worker pool). Up to 8 rows (a daemon serving a
+ * few requests) run the same decode kernels, each slice of weights read once for all rows. More
+ * rows (a chunk of one sequence's known tokens, or an evaluator's many sequences) are matrix-
+ * matrix products on the pool: the integer gemm for the quantized types, x rounded to 8 bits
+ * exactly as decode rounds it (linear.h). Every path runs the same code, so they compute the
+ * same function; only the summation order inside the products differs. */
 #ifndef QR_FORWARD_H
 #define QR_FORWARD_H
 

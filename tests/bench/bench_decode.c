@@ -1,15 +1,18 @@
 /* bench-decode: one-token decode speed against the memory-bandwidth roofline.
  *
  *   bench-decode [--threads N] [--tokens N] [--runs N] [--types f32,f16,q4_0,...]
- *                [--edge TYPE] [--batch N] [--no-synthetic] [MODEL.qslm ...]
+ *                [--edge TYPE] [--batch N] [--prefill N] [--chunk N] [--no-synthetic]
+ *                [MODEL.qslm ...]
  *
  * For each model (the given files, plus a synthetic SpikeGPT-216M-shaped model in each of
  * --types, default f32 and f16, unless --no-synthetic) it decodes --tokens tokens --runs times
  * and prints the bits per weight read, the median tokens/s, the bytes of weights read per token,
  * and the roofline: read bandwidth measured in this process with the same threads, divided by
  * those bytes. The synthetic models store the embedding and head in the same type as the other
- * matrices unless --edge names a type for both. Then, per type, the batched path's matrix-matrix
- * GFLOP/s. A benchmark, not a test: it prints figures and asserts nothing. */
+ * matrices unless --edge names a type for both. With --prefill, each model's chunked forward
+ * (qr_forward_sequence) over N known tokens, beside its decode speed. Then, per type, the
+ * matrix-matrix products of --batch rows: dequantized panels + sgemm against the integer gemm.
+ * A benchmark, not a test: it prints figures and asserts nothing. */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -472,14 +475,15 @@ int main(int argc, char **argv)
         case 'c': o.chunk = (size_t)strtoul(optarg, NULL, 10); break;
         case 'h':
             printf("usage: bench-decode [--threads N] [--tokens N] [--runs N] [--types T1,T2,...]\n"
-                   "                    [--edge TYPE] [--batch N] [--no-synthetic] [MODEL.qslm ...]\n"
+                   "                    [--edge TYPE] [--batch N] [--prefill N] [--chunk N]\n"
+                   "                    [--no-synthetic] [MODEL.qslm ...]\n"
                    "Median one-token decode tokens/s per model, beside the read-bandwidth roofline.\n"
                    "  --types   synthetic 216M-shaped models to bench (default f32,f16); any of\n"
                    "            f32 f16 q8_0 q6_0 q5_0 q4_0 q3_0 q2_0 q8_1 q6_1 q5_1 q4_1 q3_1 q2_1\n"
                    "  --edge    store the synthetic embedding and head in this type (default: as\n"
                    "            the other matrices)\n"
-                   "  --batch N tokens of the matrix-matrix (batched path) table, per type of\n"
-                   "            --types (default 64; 0 skips it)\n"
+                   "  --batch N rows of the matrix-matrix table (sgemm on dequantized panels\n"
+                   "            against the integer gemm), per type of --types (default 64; 0 skips it)\n"
                    "  --spike-hidden  also bench each synthetic type with spike.ffn_hidden (LIF\n"
                    "            hidden units, value product as sums of the rows that fired; label\n"
                    "            'spk'); its bytes per token count only the rows read\n"
