@@ -44,7 +44,7 @@ t() { # label, then meson test arguments
 runtime=(model_file heads tokenizer tokenizer_hf kernels gemm sampler forward default_tokenizer quant spike_linear bundle energy fast_math vexp)
 t "runtime on qemu's max CPU (dotprod)" "${runtime[@]}"
 QSLM_CHUNK_TYPES=q8_0,q4_1,q3_0 t "chunk against decode, three types (all 14 natively)" --timeout-multiplier 4 chunk
-QEMU_CPU=cortex-a72 t "kernels, forward, spike_linear on a Cortex-A72 (no dotprod)" kernels gemm forward spike_linear
+QEMU_CPU=cortex-a72 t "kernels, gemm, forward, spike_linear on a Cortex-A72 (no dotprod)" kernels gemm forward spike_linear
 t "ipc and fuzz corpora" --suite ipc --suite fuzz
 t "daemon under emulation" telemetry policy daemon_emulated daemon_systemd daemon_access
 if [ "$full" = 1 ]; then
