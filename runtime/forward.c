@@ -98,7 +98,8 @@ qr_status qr_runner_new(const qr_model *m, qr_pool *pool, size_t max_batch, qr_r
     ok = ok && (r->row_states = malloc(max_batch * sizeof *r->row_states)) != NULL;
     ok = ok && (r->prev_row = malloc(max_batch * sizeof *r->prev_row)) != NULL;
     ok = ok && (r->has_next = malloc(max_batch * sizeof *r->has_next)) != NULL;
-    ok = ok && (max_batch <= SMALL_BATCH || (r->xq = malloc(xq_groups(m, max_batch) * sizeof(qr_x8_group))) != NULL);
+    /* 64-byte aligned: the gemm kernels read x in 32- and 64-byte vectors */
+    ok = ok && (max_batch <= SMALL_BATCH || (r->xq = aligned_alloc(64, xq_groups(m, max_batch) * sizeof(qr_x8_group))) != NULL);
     if (!ok) {
         qr_runner_free(r);
         return qr_fail(err, QR_ERR_NOMEM, "out of memory for the runner (batch %zu)", max_batch);
