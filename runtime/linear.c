@@ -168,6 +168,9 @@ void qr_matmul(const qr_matrix *w, const float *X, size_t B, float *Y, float *pa
  * multiple of the kernels' tile of 4 rows). */
 #define PREPARE_ROWS 16
 #define MIN_GEMM_ROWS 16
+/* sgemm packs all of x again for every slice of W: slices of f32 rows stay large enough for
+ * that to be a small part of the work. */
+#define MIN_SGEMM_ROWS 256
 
 size_t qr_matmul_x8_groups(size_t cols, size_t rows)
 {
@@ -221,23 +224,23 @@ static void gemm_task(void *arg, size_t task)
 }
 
 /* Splits each job's rows (or rows of x, when preparing) into about GEMM_TASKS tasks over all
- * jobs, each at least `least` rows and a multiple of 4. The cut does not depend on the pool's
- * size: sgemm on a slice of rows may round differently from sgemm on another slice, and a
- * result must not depend on the thread count. */
+ * jobs, each a multiple of 4 rows and at least PREPARE_ROWS, MIN_GEMM_ROWS or MIN_SGEMM_ROWS.
+ * The cut does not depend on the pool's size: sgemm on a slice of rows may round differently
+ * from sgemm on another slice, and a result must not depend on the thread count. */
 #define GEMM_TASKS 32
 
-static void plan_tasks(gemm_region *g, bool rows_of_x, size_t least)
+static void plan_tasks(gemm_region *g, bool rows_of_x)
 {
     size_t total = 0;
     for (size_t j = 0; j < g->n_jobs; j++)
         total += rows_of_x ? g->B : g->jobs[j].w->rows;
-    size_t per = total / GEMM_TASKS;
-    per = per < least ? least : (per + 3) / 4 * 4;
+    size_t per = (total / GEMM_TASKS + 3) / 4 * 4;
     for (size_t j = 0; j < g->n_jobs; j++) {
         size_t n = rows_of_x ? g->B : g->jobs[j].w->rows;
+        size_t least = rows_of_x ? PREPARE_ROWS : g->xq[j] ? MIN_GEMM_ROWS : MIN_SGEMM_ROWS;
         bool skip = rows_of_x && !g->xq[j];
-        g->rows_per_task[j] = per;
-        g->first_task[j + 1] = g->first_task[j] + (skip ? 0 : (n + per - 1) / per);
+        g->rows_per_task[j] = per < least ? least : per;
+        g->first_task[j + 1] = g->first_task[j] + (skip ? 0 : (n + g->rows_per_task[j] - 1) / g->rows_per_task[j]);
     }
 }
 
@@ -271,9 +274,9 @@ void qr_matmul_multi(qr_pool *pool, const qr_matvec_job *jobs, size_t n_jobs, si
         return;
     g.jobs = pooled;
     if (any_int) {
-        plan_tasks(&g, true, PREPARE_ROWS);
+        plan_tasks(&g, true);
         qr_pool_run(pool, g.first_task[g.n_jobs], prepare_task, &g);
     }
-    plan_tasks(&g, false, MIN_GEMM_ROWS);
+    plan_tasks(&g, false);
     qr_pool_run(pool, g.first_task[g.n_jobs], gemm_task, &g);
 }
