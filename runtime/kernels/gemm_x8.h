@@ -312,6 +312,30 @@ qr_avx512_pair_group(const qr_avx512_pair *pw, size_t g, const qr_x8_group *xg, 
     return _mm512_fmadd_ps(pw->m[g], qr_avx512_twice(xg->s), acc);
 }
 
+/* qr_avx512_pair_group for two pairs at once: each vector of x is loaded once for both. */
+QR_AVX512_VNNI __attribute__((always_inline)) static inline void
+qr_avx512_pairs_group(const qr_avx512_pair *pa, const qr_avx512_pair *pb, size_t g, const qr_x8_group *xg,
+                      const int32_t *corr, __m512 *acc_a, __m512 *acc_b)
+{
+    __m512i c0 = corr ? _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_broadcast_i64x4(_mm256_load_si256((const __m256i *)corr)))
+                      : _mm512_setzero_si512();
+    __m512i a0 = c0, a1 = _mm512_setzero_si512(), b0 = c0, b1 = a1;
+#pragma GCC unroll 4
+    for (int j = 0; j < 8; j += 2) {
+        __m512i x0 = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)xg->q[j]));
+        __m512i x1 = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)xg->q[j + 1]));
+        a0 = _mm512_dpbusd_epi32(a0, pa->w[g][j], x0);
+        b0 = _mm512_dpbusd_epi32(b0, pb->w[g][j], x0);
+        a1 = _mm512_dpbusd_epi32(a1, pa->w[g][j + 1], x1);
+        b1 = _mm512_dpbusd_epi32(b1, pb->w[g][j + 1], x1);
+    }
+    __m512 xd = qr_avx512_twice(xg->d), xs = qr_avx512_twice(xg->s);
+    __m512 a = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(a0, a1)), _mm512_mul_ps(pa->d[g], xd), *acc_a);
+    __m512 b = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(b0, b1)), _mm512_mul_ps(pb->d[g], xd), *acc_b);
+    *acc_a = _mm512_fmadd_ps(pa->m[g], xs, a);
+    *acc_b = _mm512_fmadd_ps(pb->m[g], xs, b);
+}
+
 /* Unpacks groups [g0, g0 + ng) of rows ra and ra + 1 (when two) into pw. */
 QR_AVX512_VNNI __attribute__((always_inline)) static inline void
 qr_avx512_unpack_pair(int bits, bool has_min, qr_avx2_unpack_fn unpack, const uint8_t *row_a, const uint8_t *row_b,
@@ -342,7 +366,7 @@ qr_avx512_gemm_x8(int bits, bool has_min, qr_avx2_unpack_fn unpack, const void *
                   const qr_x8_group *X, size_t n_x, size_t n, float *Y, size_t ldy)
 {
     const size_t nb = n / QR_QK, groups = qr_x8_groups(n);
-    _Alignas(64) qr_avx512_pair pw;
+    _Alignas(64) qr_avx512_pair pw, pw2;
     _Alignas(32) int32_t corr[QR_AVX512_X_ROWS][QR_AVX512_GROUPS][8]; /* 8-bit codes: 128·Σxq per block */
     uint8_t spare[2][QR_X8_GROUP * QR_GEMM_MAX_BLOCK];
     for (size_t g0 = 0; g0 < groups; g0 += QR_AVX512_GROUPS) {
@@ -353,7 +377,26 @@ qr_avx512_gemm_x8(int bits, bool has_min, qr_avx2_unpack_fn unpack, const void *
                 for (size_t g = 0; g < ng; g++)
                     _mm256_store_si256((__m256i *)corr[c][g],
                                        qr_avx2_x_block_sums(qr_avx512_dot4, &X[(c0 + c) * groups + g0 + g], 7));
-            for (size_t ra = 0; ra < n_rows; ra += 2) {
+            size_t ra = 0;
+            /* Two pairs (4 rows) at a time: each vector of x loaded serves both. */
+            for (; ra + 4 <= n_rows; ra += 4) {
+                const uint8_t *row_a = (const uint8_t *)w + ra * row_bytes;
+                qr_avx512_unpack_pair(bits, has_min, unpack, row_a, row_a + row_bytes, g0, ng, nb, &pw, spare);
+                qr_avx512_unpack_pair(bits, has_min, unpack, row_a + 2 * row_bytes, row_a + 3 * row_bytes, g0, ng, nb,
+                                      &pw2, spare);
+                for (size_t c = c0; c < c0 + nc; c++) {
+                    const qr_x8_group *xg = &X[c * groups + g0];
+                    __m512 acc = _mm512_setzero_ps(), acc2 = acc;
+                    for (size_t g = 0; g < ng; g++)
+                        qr_avx512_pairs_group(&pw, &pw2, g, xg + g, bits == 8 ? corr[c - c0][g] : NULL, &acc, &acc2);
+                    float *y = Y + c * ldy + ra;
+                    float v[4] = {qr_hsum256(_mm512_castps512_ps256(acc)), qr_hsum256(_mm512_extractf32x8_ps(acc, 1)),
+                                  qr_hsum256(_mm512_castps512_ps256(acc2)), qr_hsum256(_mm512_extractf32x8_ps(acc2, 1))};
+                    for (int k = 0; k < 4; k++)
+                        y[k] = g0 ? y[k] + v[k] : v[k];
+                }
+            }
+            for (; ra < n_rows; ra += 2) {
                 bool two = ra + 1 < n_rows;
                 const uint8_t *row_a = (const uint8_t *)w + ra * row_bytes;
                 qr_avx512_unpack_pair(bits, has_min, unpack, row_a, two ? row_a + row_bytes : NULL, g0, ng, nb, &pw,
