@@ -21,3 +21,9 @@ qr_footprint qr_footprint_of(const qr_model *m, size_t max_batch)
     fp.total = fp.file_bytes + fp.params_bytes + fp.runner_bytes + fp.state_bytes;
     return fp;
 }
+
+uint64_t qr_footprint_chunk_bytes(const qr_model *m, size_t batch, size_t chunk)
+{
+    uint64_t wide = chunk > batch ? qr_runner_bytes(m, chunk) : 0, narrow = qr_runner_bytes(m, batch);
+    return wide > narrow ? wide - narrow : 0;
+}

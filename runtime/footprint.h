@@ -23,6 +23,18 @@ typedef struct {
 
 qr_footprint qr_footprint_of(const qr_model *m, size_t max_batch);
 
+/* The chunk qslmd reads prompts and texts in by default (qslmd.conf's prefill_chunk), which
+ * qslm-generate reads a prompt in too: both then run a prompt through the same rows and compute
+ * the same bits. */
+#define QR_PREFILL_CHUNK 4
+
+/* What reading prompts and texts in chunks adds to qr_footprint_of(m, batch): qslmd runs a
+ * sequence's known tokens `chunk` at a time as rows of one state, so its runner is made for
+ * max(batch, chunk) rows instead of batch. No state is added (a chunk's rows share one). 0 when
+ * chunk <= batch. Chunks stay below 2 x QR_PART_MIN_ROWS rows (forward.h), so the runner keeps
+ * no per-thread copies for them. */
+uint64_t qr_footprint_chunk_bytes(const qr_model *m, size_t batch, size_t chunk);
+
 /* Bytes of one sequence's state for this model (state.h's layout). */
 uint64_t qr_state_bytes_for(const qr_model *m);
 
