@@ -2,8 +2,10 @@
  *
  *   qslm-generate MODEL [options] PROMPT
  *
- * The one-token decode path (the daemon's), the sampler and the stop strings, from the command
- * line. Exit codes: 0 success, 1 generation failed, 2 bad arguments or a bad file. */
+ * The daemon's path from the command line: the prompt but its last token read in chunks (rows of
+ * one state, as qslmd reads it: the same chunks give the same bits), then one-token decode, the
+ * sampler and the stop strings. Exit codes: 0 success, 1 generation failed, 2 bad arguments or a
+ * bad file. */
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
@@ -12,6 +14,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "footprint.h"
 #include "forward.h"
 #include "model.h"
 #include "model_file.h"
@@ -19,6 +22,9 @@
 #include "state.h"
 #include "stop.h"
 #include "tokenizer.h"
+
+#define STR_(x) #x
+#define STR(x) STR_(x)
 
 static const char usage[] =
     "usage: qslm-generate MODEL [options] PROMPT\n"
@@ -32,6 +38,7 @@ static const char usage[] =
     "  -s, --seed S           sampling seed (default 1)\n"
     "  -S, --stop TEXT        stop before TEXT (repeatable, up to 16)\n"
     "  -j, --threads N        worker threads (default: one per CPU)\n"
+    "  --prefill-chunk N      prompt tokens read at once, 1..63 (default " STR(QR_PREFILL_CHUNK) ", as qslmd)\n"
     "  --tokenizer FILE       a tokenizer.json, if the model file does not embed one\n"
     "  --stats                print tokens, time and tokens/s to stderr at the end\n"
     "  -h, --help             this help\n";
@@ -77,6 +84,7 @@ int main(int argc, char **argv)
         {"repeat-penalty", required_argument, NULL, 'r'}, {"seed", required_argument, NULL, 's'},
         {"stop", required_argument, NULL, 'S'},       {"threads", required_argument, NULL, 'j'},
         {"tokenizer", required_argument, NULL, 'T'},  {"stats", no_argument, NULL, 'X'},
+        {"prefill-chunk", required_argument, NULL, 'C'},
         {"help", no_argument, NULL, 'h'},             {NULL, 0, NULL, 0}};
     qr_sampler_params sp = qr_sampler_defaults();
     sp.temperature = 0.8f;
@@ -85,7 +93,7 @@ int main(int argc, char **argv)
     sp.repetition_penalty = 1.1f;
     sp.repetition_window = 64;
     sp.seed = 1;
-    size_t max_tokens = 64;
+    size_t max_tokens = 64, chunk = QR_PREFILL_CHUNK;
     int threads = 0, stats = 0;
     const char *stops[QR_STOP_MAX], *tokenizer_path = NULL;
     size_t n_stops = 0;
@@ -100,6 +108,7 @@ int main(int argc, char **argv)
         case 'r': if (number(optarg, "--repeat-penalty", 1, 10, &v)) return 2; sp.repetition_penalty = (float)v; break;
         case 's': if (number(optarg, "--seed", 0, 1e18, &v)) return 2; sp.seed = (uint64_t)v; break;
         case 'j': if (number(optarg, "--threads", 1, 256, &v)) return 2; threads = (int)v; break;
+        case 'C': if (number(optarg, "--prefill-chunk", 1, 63, &v)) return 2; chunk = (size_t)v; break;
         case 'S':
             if (n_stops == QR_STOP_MAX) {
                 fprintf(stderr, "qslm-generate: at most %d --stop strings\n", QR_STOP_MAX);
@@ -124,7 +133,7 @@ int main(int argc, char **argv)
     qr_tokenizer *tok = NULL;
     qr_pool *pool = NULL;
     qr_runner *r = NULL;
-    qr_state *s = NULL;
+    qr_state *s = NULL, *rows[63];
     qr_sampler *sampler = NULL;
     qr_stop *stop = NULL;
     int32_t *ids = NULL;
@@ -168,12 +177,18 @@ int main(int argc, char **argv)
         qr_fail(&err, QR_ERR_NOMEM, "out of memory");
         goto fail;
     }
-    if (qr_pool_new(threads, &pool, &err) || qr_runner_new(m, pool, 1, &r, &err) || qr_state_new(m, &s, &err))
+    if (qr_pool_new(threads, &pool, &err) || qr_runner_new(m, pool, chunk, &r, &err) || qr_state_new(m, &s, &err))
         goto fail;
+    for (size_t i = 0; i < chunk; i++)
+        rows[i] = s;
     double t0 = now();
-    for (size_t i = 0; i < n_prompt; i++)
-        if (qr_forward(r, &s, &ids[i], 1, i + 1 == n_prompt ? logits : NULL, NULL, &err))
+    /* the prompt but its last token in chunks from its start, as rows of one state; the last
+     * token alone, for its logits */
+    for (size_t at = 0; at + 1 < n_prompt; at += chunk)
+        if (qr_forward(r, rows, &ids[at], n_prompt - 1 - at < chunk ? n_prompt - 1 - at : chunk, NULL, NULL, &err))
             goto fail;
+    if (qr_forward(r, &s, &ids[n_prompt - 1], 1, logits, NULL, &err))
+        goto fail;
     double t1 = now();
     qr_utf8_stream u;
     qr_utf8_stream_init(&u);
