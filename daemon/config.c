@@ -3,7 +3,12 @@
 
 #include <string.h>
 
+#include "footprint.h"
+#include "forward.h"
 #include "log.h"
+
+_Static_assert(QD_PREFILL_CHUNK_MAX < 2 * QR_PART_MIN_ROWS, "a chunk's runner would keep per-thread copies");
+_Static_assert(QR_PREFILL_CHUNK >= 1 && QR_PREFILL_CHUNK <= QD_PREFILL_CHUNK_MAX, "the default chunk is out of range");
 
 void qd_config_init(qd_config *c)
 {
@@ -18,6 +23,8 @@ void qd_config_init(qd_config *c)
     c->max_active = 32;
     c->max_active_per_conn = 4;
     c->round_tokens = 16;
+    c->prefill_chunk = QR_PREFILL_CHUNK;
+    c->round_ms = 20;
     c->lock_memory = false;
     c->limits = qi_limits_default();
     c->max_output = (size_t)8 << 20;

@@ -22,6 +22,10 @@
 #define QD_PATH_MAX 4096       /* PATH_MAX, with its NUL */
 #define QD_GROUP_MAX 128
 
+/* The largest prefill_chunk: below 2 x QR_PART_MIN_ROWS rows the runner keeps no per-thread
+ * copies of itself (forward.h), which chunks (rows of one state) could not use. */
+#define QD_PREFILL_CHUNK_MAX 63
+
 typedef struct {
     char socket_path[QD_SOCKET_PATH_MAX]; /* where to listen */
     int socket_mode;                      /* our socket's permission bits (0..0777); -1: what the
@@ -37,7 +41,13 @@ typedef struct {
     size_t max_active;        /* requests computed at once */
     size_t max_active_per_conn; /* of those, at most this many from one connection; the rest of
                                    its requests wait (engine.h: fair scheduling) */
-    size_t round_tokens;      /* tokens computed per round, shared fairly across connections */
+    size_t round_tokens;      /* steps (one token of a generation) computed per round, shared
+                                 fairly across connections */
+    size_t prefill_chunk;     /* tokens of a prompt or text read at once, as rows of one state
+                                 (1..QD_PREFILL_CHUNK_MAX); above batch it adds to each
+                                 variant's footprint (variants.h) */
+    unsigned round_ms;        /* a round aims at this many milliseconds: the chunks it reads fill
+                                 what its steps leave */
     bool share_by_uid;        /* the share is the peer uid's, not the connection's: one user's
                                  connections share one share */
     bool lock_memory;         /* mlock the served variant */

@@ -54,6 +54,8 @@ static const key_def keys[QD_KEY_COUNT] = {
     [QD_KEY_MAX_ACTIVE] = {"daemon", "max_active", K_UINT, 1, 4096, true, "1..4096"},
     [QD_KEY_MAX_ACTIVE_PER_CONN] = {"daemon", "max_active_per_conn", K_UINT, 1, 4096, true, "1..4096"},
     [QD_KEY_ROUND_TOKENS] = {"daemon", "round_tokens", K_UINT, 1, 65536, true, "1..65536"},
+    [QD_KEY_PREFILL_CHUNK] = {"daemon", "prefill_chunk", K_UINT, 1, QD_PREFILL_CHUNK_MAX, true, "1..63"},
+    [QD_KEY_ROUND_MS] = {"daemon", "round_ms", K_UINT, 1, 10000, true, "milliseconds in 1..10000"},
     [QD_KEY_SHARE_BY_UID] = {"daemon", "share_by_uid", K_BOOL, 0, 0, false, "true or false"},
     [QD_KEY_MLOCK] = {"daemon", "mlock", K_BOOL, 0, 0, true, "true or false"},
     [QD_KEY_LOG_LEVEL] = {"daemon", "log_level", K_LOG_LEVEL, 0, 0, false,
@@ -88,6 +90,8 @@ static const key_def keys[QD_KEY_COUNT] = {
                               "a size such as 32M, or auto"},
     [QD_KEY_TELEMETRY_ROOT] = {"telemetry", "root", K_PATH, 0, 0, true, "a directory; / in production"},
 };
+
+_Static_assert(QD_PREFILL_CHUNK_MAX == 63, "prefill_chunk's range in the table says 1..63");
 
 static const char *const log_levels[] = {"error", "warning", "notice", "info", "debug"}; /* 3..7 */
 
@@ -295,6 +299,8 @@ qr_status qd_config_set_key(qd_config *cfg, qd_config_key k, const char *v, qr_e
     case QD_KEY_MAX_ACTIVE: cfg->max_active = (size_t)x.u; break;
     case QD_KEY_MAX_ACTIVE_PER_CONN: cfg->max_active_per_conn = (size_t)x.u; break;
     case QD_KEY_ROUND_TOKENS: cfg->round_tokens = (size_t)x.u; break;
+    case QD_KEY_PREFILL_CHUNK: cfg->prefill_chunk = (size_t)x.u; break;
+    case QD_KEY_ROUND_MS: cfg->round_ms = (unsigned)x.u; break;
     case QD_KEY_SHARE_BY_UID: cfg->share_by_uid = x.b; break;
     case QD_KEY_MLOCK: cfg->lock_memory = x.b; break;
     case QD_KEY_LOG_LEVEL: cfg->log_level = x.level; break;
@@ -339,6 +345,8 @@ bool qd_config_key_equal(const qd_config *a, const qd_config *b, qd_config_key k
     case QD_KEY_MAX_ACTIVE: return a->max_active == b->max_active;
     case QD_KEY_MAX_ACTIVE_PER_CONN: return a->max_active_per_conn == b->max_active_per_conn;
     case QD_KEY_ROUND_TOKENS: return a->round_tokens == b->round_tokens;
+    case QD_KEY_PREFILL_CHUNK: return a->prefill_chunk == b->prefill_chunk;
+    case QD_KEY_ROUND_MS: return a->round_ms == b->round_ms;
     case QD_KEY_SHARE_BY_UID: return a->share_by_uid == b->share_by_uid;
     case QD_KEY_MLOCK: return a->lock_memory == b->lock_memory;
     case QD_KEY_LOG_LEVEL: return a->log_level == b->log_level;
@@ -404,6 +412,8 @@ static const char *key_problem(const qd_config *c, qd_config_key k)
     case QD_KEY_MAX_ACTIVE: return in((double)c->max_active, d) ? NULL : "out of range";
     case QD_KEY_MAX_ACTIVE_PER_CONN: return in((double)c->max_active_per_conn, d) ? NULL : "out of range";
     case QD_KEY_ROUND_TOKENS: return in((double)c->round_tokens, d) ? NULL : "out of range";
+    case QD_KEY_PREFILL_CHUNK: return in((double)c->prefill_chunk, d) ? NULL : "out of range";
+    case QD_KEY_ROUND_MS: return in(c->round_ms, d) ? NULL : "out of range";
     case QD_KEY_LOG_LEVEL: return c->log_level >= QD_LOG_ERR && c->log_level <= QD_LOG_DEBUG ? NULL : "out of range";
     case QD_KEY_MAX_LINE: return in((double)c->limits.max_line, d) ? NULL : "out of range";
     case QD_KEY_MAX_TOKENS: return in(c->limits.max_tokens, d) ? NULL : "out of range";

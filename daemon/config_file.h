@@ -41,6 +41,8 @@ typedef enum {
     QD_KEY_MAX_ACTIVE,
     QD_KEY_MAX_ACTIVE_PER_CONN,
     QD_KEY_ROUND_TOKENS,
+    QD_KEY_PREFILL_CHUNK,
+    QD_KEY_ROUND_MS,
     QD_KEY_SHARE_BY_UID,
     QD_KEY_MLOCK,
     QD_KEY_LOG_LEVEL,
@@ -75,8 +77,9 @@ const char *qd_config_key_section(qd_config_key k);
 const char *qd_config_key_name(qd_config_key k);
 
 /* True for the keys a running daemon cannot change without a restart (socket, threads, batch,
- * max_active, max_active_per_conn, round_tokens, mlock, telemetry root): a reload that changes one keeps the old value and says
- * so; the others take effect at the reload. */
+ * max_active, max_active_per_conn, round_tokens, prefill_chunk, round_ms, mlock, telemetry
+ * root): a reload that changes one keeps the old value and says so; the others take effect at
+ * the reload. */
 bool qd_config_key_needs_restart(qd_config_key k);
 
 /* Parses value with k's grammar and range and stores it in cfg. On failure cfg is untouched and

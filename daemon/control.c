@@ -165,6 +165,8 @@ static void apply_config(qd_server *s, const qd_config *fresh)
     next.max_active = old->max_active;
     next.max_active_per_conn = old->max_active_per_conn;
     next.round_tokens = old->round_tokens;
+    next.prefill_chunk = old->prefill_chunk;
+    next.round_ms = old->round_ms;
     next.lock_memory = old->lock_memory;
     next.limits.vocab = old->limits.vocab;
     bool budget_changed = memcmp(&next.initial_budget, &old->initial_budget, sizeof next.initial_budget) != 0;

@@ -9,6 +9,7 @@
 
 #include "config.h"
 #include "config_file.h"
+#include "footprint.h"
 #include "linear.h"
 #include "log.h"
 #include "sd_glue.h"
@@ -40,7 +41,12 @@ static void usage(FILE *f)
             "  --max-active N         requests computed at once; more wait in the queue (default 32)\n"
             "  --max-active-per-conn N  of those, at most N from one connection; the rest of its requests\n"
             "                         wait (default 4)\n"
-            "  --round-tokens N       tokens computed per round, split fairly across connections (default 16)\n"
+            "  --round-tokens N       generation steps computed per round, split fairly across connections\n"
+            "                         (default 16)\n"
+            "  --prefill-chunk N      prompt and text tokens read at once, as rows of one sequence (1..63,\n"
+            "                         default %d; above --batch it adds to each variant's footprint)\n"
+            "  --round-ms MS          a round aims at this many milliseconds: its chunks of prompts and\n"
+            "                         texts fill what its generation steps leave (default 20)\n"
             "  --share-by-uid         connections of one peer uid share one share of the model\n"
             "  --mlock                lock the served variant in memory\n"
             "  --log-level LEVEL      error, warning, notice, info or debug (default info)\n"
@@ -67,7 +73,7 @@ static void usage(FILE *f)
             "  --telemetry-root DIR   read /proc and /sys under DIR (default /; tests use a fake tree)\n"
             "  -h, --help             this text\n"
             "  --version              the version\n",
-            DEFAULT_CONFIG, QD_DEFAULT_SOCKET, QSLM_BUNDLE_DIR, QD_DEFAULT_ADMIN_GROUP);
+            DEFAULT_CONFIG, QD_DEFAULT_SOCKET, QSLM_BUNDLE_DIR, QR_PREFILL_CHUNK, QD_DEFAULT_ADMIN_GROUP);
 }
 
 /* Prints the configuration's verdict for --check-config; 0 or 1. */
@@ -103,6 +109,8 @@ int main(int argc, char **argv)
         {"max-active", required_argument, NULL, O_KEY + QD_KEY_MAX_ACTIVE},
         {"max-active-per-conn", required_argument, NULL, O_KEY + QD_KEY_MAX_ACTIVE_PER_CONN},
         {"round-tokens", required_argument, NULL, O_KEY + QD_KEY_ROUND_TOKENS},
+        {"prefill-chunk", required_argument, NULL, O_KEY + QD_KEY_PREFILL_CHUNK},
+        {"round-ms", required_argument, NULL, O_KEY + QD_KEY_ROUND_MS},
         {"share-by-uid", no_argument, NULL, O_KEY + QD_KEY_SHARE_BY_UID},
         {"mlock", no_argument, NULL, O_KEY + QD_KEY_MLOCK},
         {"log-level", required_argument, NULL, O_KEY + QD_KEY_LOG_LEVEL},

@@ -108,6 +108,8 @@ static void test_every_key(void **state)
         "max_active = 8\n"
         "max_active_per_conn = 3\n"
         "round_tokens = 40\n"
+        "prefill_chunk = 32\n"
+        "round_ms = 7\n"
         "share_by_uid = yes\n"
         "mlock = true\n"
         "log_level = debug\n"
@@ -146,6 +148,8 @@ static void test_every_key(void **state)
     assert_int_equal(c.max_active, 8);
     assert_int_equal(c.max_active_per_conn, 3);
     assert_int_equal(c.round_tokens, 40);
+    assert_int_equal(c.prefill_chunk, 32);
+    assert_int_equal(c.round_ms, 7);
     assert_true(c.share_by_uid);
     assert_true(c.lock_memory);
     assert_int_equal(c.log_level, QD_LOG_DEBUG);
@@ -316,6 +320,17 @@ static void test_errors(void **state)
     expect_error("[daemon]\nthreads = 257\n", "test.conf:2:", "[daemon] threads: '257' is out of range",
                  "(expected 0..256", NULL);
     expect_error("[daemon]\nbatch = 0\n", "[daemon] batch: '0' is out of range (expected 1..1024)", NULL);
+    /* the round's shape: a chunk of 1..63 tokens (64 rows would give the runner per-thread copies
+     * that chunks cannot use), a round of 1..10000 ms */
+    expect_error("[daemon]\nprefill_chunk = 0\n", "test.conf:2:", "[daemon] prefill_chunk: '0' is out of range (expected 1..63)",
+                 NULL);
+    expect_error("[daemon]\nprefill_chunk = 64\n", "[daemon] prefill_chunk: '64' is out of range (expected 1..63)", NULL);
+    expect_error("[daemon]\nprefill_chunk = 8 tokens\n", "[daemon] prefill_chunk: '8 tokens' is not a whole number", NULL);
+    expect_error("[daemon]\nround_ms = 0\n",
+                 "[daemon] round_ms: '0' is out of range (expected milliseconds in 1..10000)", NULL);
+    expect_error("[daemon]\nround_ms = 10001\n", "[daemon] round_ms: '10001' is out of range", NULL);
+    expect_error("[daemon]\nround_ms = 2.5\n", "[daemon] round_ms: '2.5' is not a whole number", NULL);
+    expect_error("[daemon]\nround_ms = 20ms\n", "[daemon] round_ms: '20ms' is not a whole number", NULL);
     expect_error("[limits]\nmax_tokens = 0\n", "[limits] max_tokens: '0' is out of range", NULL);
     expect_error("[limits]\nqueue_depth = 1048577\n", "[limits] queue_depth: '1048577' is out of range", NULL);
     expect_error("[limits]\nmax_in_flight = 0\n", "[limits] max_in_flight: '0' is out of range", NULL);
@@ -487,6 +502,14 @@ static void test_check(void **state)
     assert_int_equal(qd_config_check(&c, &err), QR_ERR_INVALID);
     assert_non_null(strstr(err.msg, "[daemon] batch"));
     qd_config_init(&c);
+    c.prefill_chunk = 64;
+    assert_int_equal(qd_config_check(&c, &err), QR_ERR_INVALID);
+    assert_non_null(strstr(err.msg, "[daemon] prefill_chunk: out of range (expected 1..63)"));
+    qd_config_init(&c);
+    c.round_ms = 0;
+    assert_int_equal(qd_config_check(&c, &err), QR_ERR_INVALID);
+    assert_non_null(strstr(err.msg, "[daemon] round_ms"));
+    qd_config_init(&c);
     c.policy.up_headroom = 0.95;
     assert_int_equal(qd_config_check(&c, &err), QR_ERR_INVALID);
     assert_non_null(strstr(err.msg, "[policy] up_headroom"));
@@ -643,6 +666,18 @@ static void test_check_config_cli(void **state)
                      2);
     assert_string_equal(errout, "qslmd: --threads: 'x' is not a whole number (expected 0..256; 0 = the CPUs qslmd may "
                                 "run on)\n");
+    assert_int_equal(run_qslmd((const char *[]){"--config", good, "--prefill-chunk", "64", "--check-config", NULL}, out,
+                               sizeof out, errout, sizeof errout),
+                     2);
+    assert_string_equal(errout, "qslmd: --prefill-chunk: '64' is out of range (expected 1..63)\n");
+    assert_int_equal(run_qslmd((const char *[]){"--config", good, "--round-ms", "0", "--check-config", NULL}, out,
+                               sizeof out, errout, sizeof errout),
+                     2);
+    assert_string_equal(errout, "qslmd: --round-ms: '0' is out of range (expected milliseconds in 1..10000)\n");
+    assert_int_equal(run_qslmd((const char *[]){"--config", good, "--prefill-chunk", "16", "--round-ms", "5",
+                                                "--check-config", NULL},
+                               out, sizeof out, errout, sizeof errout),
+                     0);
     /* flags override the file: a bad file value is still an error (the file is checked whole) */
     assert_int_equal(run_qslmd((const char *[]){"--config", bad, "--max-tokens", "5", "--check-config", NULL}, out,
                                sizeof out, errout, sizeof errout),
@@ -651,6 +686,8 @@ static void test_check_config_cli(void **state)
     assert_int_equal(run_qslmd((const char *[]){"--help", NULL}, out, sizeof out, errout, sizeof errout), 0);
     assert_non_null(strstr(out, "--config FILE"));
     assert_non_null(strstr(out, "--check-config"));
+    assert_non_null(strstr(out, "--prefill-chunk N"));
+    assert_non_null(strstr(out, "--round-ms MS"));
 }
 
 /* ---------------------------------------------------------------- main */
