@@ -36,7 +36,7 @@ void qd_control_decide(qd_server *s, bool log_always)
         const qr_bundle_variant *v = &m->variants[i];
         vars[n] = (qd_policy_variant){
             .name = v->name,
-            .footprint_bytes = v->footprint_bytes,
+            .footprint_bytes = qd_bundle_footprint(s->bundle, i),
             .quality = v->metrics.ppl_test.known ? v->metrics.ppl_test.value : NAN,
             .energy_j_per_token = v->metrics.energy_pj_per_token.known ? v->metrics.energy_pj_per_token.value * 1e-12
                                                                       : NAN,
@@ -70,7 +70,7 @@ void qd_control_decide(qd_server *s, bool log_always)
                s->decision.reason);
         s->target = want;
         bool unload_first = want >= 0 && s->loaded_footprint > 0 &&
-                            qd_policy_unload_first(&s->decision, s->loaded_footprint, m->variants[want].footprint_bytes);
+                            qd_policy_unload_first(&s->decision, s->loaded_footprint, qd_bundle_footprint(s->bundle, (size_t)want));
         qd_engine_set_target(s->engine, s->bundle, want, unload_first);
     } else if (log_always) {
         qd_log(QD_LOG_INFO, "policy: keeping %s: %s", s->target >= 0 ? m->variants[s->target].name : "none",
@@ -145,11 +145,12 @@ static void reload_work(uv_work_t *w)
         r->has_cfg = true;
         dir = r->cfg.bundle_dir;
     }
-    r->status = qd_bundle_open(dir, &r->bundle, &r->err);
+    r->status = qd_bundle_open(dir, r->batch, r->chunk, &r->bundle, &r->err);
 }
 
 /* Applies a re-read configuration. What only a restart can change (the socket, the threads, the
- * batch, the active limit, mlock, the telemetry root) keeps its running value, and says so. */
+ * batch, the active limits, the round's shape, mlock, the telemetry root) keeps its running
+ * value, and says so. */
 static void apply_config(qd_server *s, const qd_config *fresh)
 {
     qd_config next = *fresh;
@@ -267,6 +268,8 @@ void qd_control_start_reload(qd_server *s, qd_conn *c, const qi_id *id)
         return;
     }
     r->srv = s;
+    r->batch = s->cfg.batch; /* both need a restart: the loaded variant's runner is made for them */
+    r->chunk = s->cfg.prefill_chunk;
     r->conn = c;
     r->id = id ? *id : qi_id_none();
     r->work.data = r;
@@ -418,7 +421,7 @@ char *qd_control_variants_line(qd_server *s, const qi_id *id, size_t *len)
                                                           h->heads[k].n_classes};
         v[i] = (qi_variant_info){
             .name = b->name,
-            .footprint_bytes = b->footprint_bytes,
+            .footprint_bytes = qd_bundle_footprint(s->bundle, i),
             .bits_per_weight = b->bits_per_weight,
             .ppl_test = metric(b->metrics.ppl_test),
             .ppl_valid = metric(b->metrics.ppl_valid),

@@ -327,7 +327,7 @@ void qd_handle_event(qd_server *s, qd_event *ev)
         return;
     }
     case QD_EV_SWITCH:
-        s->loaded_footprint = ev->variant >= 0 ? ev->bundle->manifest->variants[ev->variant].footprint_bytes : 0;
+        s->loaded_footprint = ev->variant >= 0 ? qd_bundle_footprint(ev->bundle, (size_t)ev->variant) : 0;
         if (ev->bundle == s->bundle) {
             int from = s->active;
             s->active = ev->variant;

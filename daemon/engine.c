@@ -47,16 +47,22 @@ struct qd_engine {
     double pending_since;
     size_t hold_rounds;     /* rounds before the next switch may happen (see apply_target) */
     qd_loaded *loaded;
-    float *logits, *features; /* batch × vocab, batch × d of the loaded model */
-    qd_slot *slots;
+    size_t rows;            /* the runner's rows: max(batch, chunk) */
+    float *logits, *features; /* batch × vocab, rows × d of the loaded model */
+    qd_slot *slots;         /* a round's steps */
     size_t slots_cap;
+    qd_slot *chunks;        /* a round's chunks of input */
+    size_t chunks_cap;
     /* a round's plan (fair.h), max_active entries each: per flow with a request being
      * computed, then per active request */
     uint64_t *flow_key;
-    size_t *flow_demand, *flow_give, *task_flow, *task_demand, *task_give, *sub_demand, *sub_give;
+    size_t *flow_demand, *flow_give, *task_flow, *task_demand, *task_give, *sub_demand, *sub_give, *task_readers;
     size_t rotate; /* moves every round, so the split's leftovers rotate */
-    qr_state **states;
-    int32_t *tokens;
+    /* the round's clock (plan_chunks): seconds per token of input read in chunks, and seconds a
+     * round's steps took, both moving averages of recent rounds; 0 until measured */
+    double chunk_s_per_token, steps_s;
+    qr_state **states;  /* rows */
+    int32_t *tokens;    /* batch */
 };
 
 /* After a switch, the next one waits until the requests it restarted have read their input
@@ -66,6 +72,13 @@ struct qd_engine {
 
 /* max_active / QD_RESERVE_DIV slots are kept for flows with no request being computed. */
 #define QD_RESERVE_DIV 4
+
+/* The most chunks one round reads (besides the hold's one per reading sequence), whatever the
+ * clock says. */
+#define QD_ROUND_CHUNKS_MAX 4096
+
+/* Weight of the last round in the round clock's moving averages. */
+#define QD_CLOCK_WEIGHT 0.25
 
 /* ---------------------------------------------------------------- the thread's helpers */
 
@@ -127,7 +140,7 @@ static qr_status size_buffers(qd_engine *e, const qr_model *m, qr_error *err)
     float *lg = realloc(e->logits, e->cfg.batch * m->vocab * sizeof *lg);
     if (lg)
         e->logits = lg;
-    float *ft = realloc(e->features, e->cfg.batch * m->d * sizeof *ft);
+    float *ft = realloc(e->features, e->rows * m->d * sizeof *ft);
     if (ft)
         e->features = ft;
     if (!lg || !ft)
@@ -147,7 +160,7 @@ static bool same_image(const qd_loaded *l, const qd_bundle *b, int v)
 /* Loads variant v of b with the output buffers sized for it. */
 static qr_status load_variant(qd_engine *e, qd_bundle *b, size_t v, qd_loaded **out, qr_error *err)
 {
-    qr_status s = qd_variant_load(b, v, e->pool, e->cfg.batch, e->cfg.lock_memory, out, err);
+    qr_status s = qd_variant_load(b, v, e->pool, e->rows, e->cfg.lock_memory, out, err);
     if (s == QR_OK)
         s = size_buffers(e, (*out)->model, err);
     if (s) {
@@ -225,9 +238,10 @@ static bool switch_variant(qd_engine *e, double since, qd_event_list *out)
     for (size_t i = 0; i < e->n_active;) {
         if (qd_task_fits(e->active[i], next->model)) {
             qd_task_rebase(e->active[i]);
-            size_t left = qd_task_input_left(e->active[i]);
-            if (left > e->hold_rounds)
-                e->hold_rounds = left < QD_SWITCH_HOLD_MAX ? left : QD_SWITCH_HOLD_MAX;
+            /* rounds to read it again at one chunk a round, and the step of a prompt's last token */
+            size_t left = qd_task_input_left(e->active[i]), rounds = (left + e->cfg.chunk - 1) / e->cfg.chunk + 1;
+            if (left && rounds > e->hold_rounds)
+                e->hold_rounds = rounds < QD_SWITCH_HOLD_MAX ? rounds : QD_SWITCH_HOLD_MAX;
             i++;
             continue;
         }
@@ -360,7 +374,8 @@ static void admit(qd_engine *e, qd_event_list *out)
             qd_event_error(out, job, QI_ERR_NO_VARIANT_FITS, NULL, "no variant fits the budgets in force");
             continue;
         }
-        qd_task_env env = {e->loaded->bundle->tokenizer, e->loaded->bundle->eot, e->loaded->model, e->loaded->bundle};
+        qd_task_env env = {e->loaded->bundle->tokenizer, e->loaded->bundle->eot, e->loaded->model, e->loaded->bundle,
+                           e->cfg.chunk};
         qd_task *t = qd_task_start(job, &env, out);
         if (t)
             e->active[e->n_active++] = t;
@@ -380,7 +395,7 @@ static void reap_cancelled(qd_engine *e, qd_event_list *out)
     }
 }
 
-/* Runs the slots [0, n) that want the same outputs through the model, batch by batch. */
+/* Runs the steps [0, n) that want the same outputs through the model, batch by batch. */
 static void run_group(qd_engine *e, qd_slot *slots, size_t n, bool logits, bool features, qd_event_list *out)
 {
     const qr_model *m = e->loaded->model;
@@ -389,7 +404,7 @@ static void run_group(qd_engine *e, qd_slot *slots, size_t n, bool logits, bool 
         size_t nb = n - i0 < e->cfg.batch ? n - i0 : e->cfg.batch;
         for (size_t b = 0; b < nb; b++) {
             e->states[b] = slots[i0 + b].state;
-            e->tokens[b] = slots[i0 + b].token;
+            e->tokens[b] = slots[i0 + b].tokens[0];
         }
         qr_error err;
         if (qr_forward(e->loaded->runner, e->states, e->tokens, nb, logits ? e->logits : NULL,
@@ -405,34 +420,60 @@ static void run_group(qd_engine *e, qd_slot *slots, size_t n, bool logits, bool 
     }
 }
 
-/* Fills e->slots with this round's tokens: the budget split max-min fairly across flows, then
- * across each flow's requests (engine.h). Returns how many. */
-static size_t plan_round(qd_engine *e)
+/* Runs each chunk through the model on its own: its n rows hold one state, so one call reads
+ * that many tokens of one sequence, every product over all of them at once. A call holds one
+ * chunk and nothing else, so a sequence's rows meet the same products whatever else runs.
+ * Returns the tokens read. */
+static size_t run_chunks(qd_engine *e, const qd_slot *chunks, size_t n, qd_event_list *out)
 {
-    size_t nf = 0, busy_flows = 0;
+    const qr_model *m = e->loaded->model;
+    const char *name = qd_loaded_name(e->loaded);
+    size_t tokens = 0;
+    for (size_t i = 0; i < n; i++) {
+        const qd_slot *c = &chunks[i];
+        qd_job *job = qd_task_job(c->task);
+        if (atomic_load(&job->cancel) == QD_CANCEL_FAULT)
+            continue; /* an earlier chunk of it failed: its state is behind */
+        for (size_t r = 0; r < c->n; r++)
+            e->states[r] = c->state;
+        qr_error err;
+        if (qr_forward(e->loaded->runner, e->states, c->tokens, c->n, NULL, c->want_features ? e->features : NULL,
+                       &err)) {
+            atomic_store(&job->cancel, QD_CANCEL_FAULT);
+            continue;
+        }
+        qd_task_step(c->task, c, NULL, c->want_features ? e->features : NULL, name, m, out);
+        tokens += c->n;
+    }
+    return tokens;
+}
+
+/* Which flow each active request belongs to (e->task_flow, e->flow_key); returns the number of
+ * flows. */
+static size_t map_flows(qd_engine *e)
+{
+    size_t nf = 0;
     for (size_t i = 0; i < e->n_active; i++) {
         uint64_t flow = qd_task_job(e->active[i])->flow;
         size_t f = 0;
         while (f < nf && e->flow_key[f] != flow)
             f++;
-        if (f == nf) {
-            e->flow_key[nf] = flow;
-            e->flow_demand[nf++] = 0;
-        }
+        if (f == nf)
+            e->flow_key[nf++] = flow;
         e->task_flow[i] = f;
-        e->task_demand[i] = qd_task_demand(e->active[i]);
-        busy_flows += e->task_demand[i] && e->flow_demand[f] == 0;
-        e->flow_demand[f] += e->task_demand[i];
     }
-    /* every flow with work gets a token at least, however small round_tokens is; while a switch
-     * is held (apply_target) every sequence advances, so the inputs it restarted are read
-     * again within the hold, as the hold's length assumes */
-    size_t budget = e->cfg.round_tokens > busy_flows ? e->cfg.round_tokens : busy_flows;
-    if (e->hold_rounds)
-        for (size_t f = 0, total = 0; f < nf; f++)
-            if ((total += e->flow_demand[f]) > budget)
-                budget = total;
-    size_t rot = e->rotate++;
+    return nf;
+}
+
+/* e->task_give: budget split max-min fairly across the nf flows by what their requests want
+ * (e->task_demand), then within each flow across its requests (fair.h); leftovers rotate with
+ * rot. */
+static void split_by_flow(qd_engine *e, size_t nf, size_t budget, size_t rot)
+{
+    for (size_t f = 0; f < nf; f++)
+        e->flow_demand[f] = 0;
+    for (size_t i = 0; i < e->n_active; i++)
+        e->flow_demand[e->task_flow[i]] += e->task_demand[i];
     qd_fair_split(e->flow_demand, nf, budget, rot, e->flow_give);
     for (size_t f = 0; f < nf; f++) {
         size_t m = 0;
@@ -445,28 +486,117 @@ static size_t plan_round(qd_engine *e)
             if (e->task_flow[i] == f)
                 e->task_give[i] = e->sub_give[m++];
     }
+}
+
+static bool grow(qd_slot **slots, size_t *cap, size_t want)
+{
+    if (want <= *cap)
+        return true;
+    qd_slot *s = realloc(*slots, want * sizeof *s);
+    if (!s)
+        return false;
+    *slots = s;
+    *cap = want;
+    return true;
+}
+
+/* How many chunks this round reads: what fits in round_ms beside the round's steps (as long as
+ * recent rounds' steps took, if any request steps now), at the rate recent chunks were read; at
+ * least one. Before anything was measured, one. */
+static size_t round_chunks(const qd_engine *e, bool stepping)
+{
+    if (e->chunk_s_per_token <= 0)
+        return 1;
+    double left = e->cfg.round_ms * 1e-3 - (stepping ? e->steps_s : 0);
+    double fit = left / (e->chunk_s_per_token * (double)e->cfg.chunk);
+    if (!(fit >= 1))
+        return 1;
+    return fit < QD_ROUND_CHUNKS_MAX ? (size_t)fit : QD_ROUND_CHUNKS_MAX;
+}
+
+static void clock_update(double *avg, double sample)
+{
+    *avg = *avg > 0 ? (1 - QD_CLOCK_WEIGHT) * *avg + QD_CLOCK_WEIGHT * sample : sample;
+}
+
+/* Fills e->chunks with this round's chunks of input: round_chunks' budget split max-min fairly
+ * across flows by the chunks they have to read, then across each flow's requests (engine.h).
+ * While a switch is held every reading sequence gets one chunk first, then the budget is split
+ * over the rest. Returns how many; 0 when there is nothing to read or no memory. */
+static size_t plan_chunks(qd_engine *e, size_t nf, size_t rot, bool stepping)
+{
+    size_t readers = 0, wanted = 0;
+    for (size_t i = 0; i < e->n_active; i++) {
+        e->task_demand[i] = qd_task_chunk_demand(e->active[i], &e->task_readers[i]);
+        wanted += e->task_demand[i];
+        readers += e->task_readers[i];
+    }
+    if (!wanted)
+        return 0;
+    size_t budget = round_chunks(e, stepping), floor = e->hold_rounds ? readers : 0;
+    if (!grow(&e->chunks, &e->chunks_cap, (budget > floor ? budget : floor)))
+        return 0;
+    if (floor)
+        for (size_t i = 0; i < e->n_active; i++)
+            e->task_demand[i] -= e->task_readers[i];
+    split_by_flow(e, nf, budget > floor ? budget - floor : 0, rot);
+    size_t n = 0;
+    for (size_t i = 0; i < e->n_active; i++)
+        n += qd_task_chunks(e->active[i], e->chunks + n, e->task_give[i] + (floor ? e->task_readers[i] : 0));
+    return n;
+}
+
+/* Fills e->slots with this round's steps: the budget (round_tokens, or the number of flows with
+ * steps to take if more) split max-min fairly across flows, then across each flow's requests
+ * (engine.h). Returns how many. */
+static size_t plan_steps(qd_engine *e, size_t nf, size_t rot)
+{
+    size_t width = 0, busy_flows = 0, total = 0;
+    for (size_t f = 0; f < nf; f++)
+        e->flow_give[f] = 0; /* marks the flows counted in busy_flows */
+    for (size_t i = 0; i < e->n_active; i++) {
+        width += qd_task_width(e->active[i]);
+        e->task_demand[i] = qd_task_demand(e->active[i]);
+        total += e->task_demand[i];
+        if (e->task_demand[i] && !e->flow_give[e->task_flow[i]]) {
+            e->flow_give[e->task_flow[i]] = 1;
+            busy_flows++;
+        }
+    }
+    if (!total || !grow(&e->slots, &e->slots_cap, width))
+        return 0;
+    /* every flow with steps gets one at least, however small round_tokens is; while a switch is
+     * held (apply_target) every sequence advances, so the inputs it restarted are read again
+     * within the hold, as the hold's length assumes */
+    size_t budget = e->cfg.round_tokens > busy_flows ? e->cfg.round_tokens : busy_flows;
+    if (e->hold_rounds && total > budget)
+        budget = total;
+    split_by_flow(e, nf, budget, rot);
     size_t n = 0;
     for (size_t i = 0; i < e->n_active; i++)
         n += qd_task_slots(e->active[i], e->slots + n, e->task_give[i]);
     return n;
 }
 
-/* Every active request advances by its share of the round (plan_round). Slots are grouped by
- * the outputs they need, so a prompt token does not pay for the LM head and a classify token
- * does not either. */
-static bool run_round(qd_engine *e, qd_event_list *out)
+/* One round: the chunks of input first (plan_chunks), so a prompt whose last chunk is read
+ * takes its first step in the same round; then every step (plan_steps), grouped by the outputs
+ * they need; then every request that is complete answers. The time each part took feeds the
+ * round clock. */
+static void run_round(qd_engine *e, qd_event_list *out)
 {
-    size_t width = 0;
-    for (size_t i = 0; i < e->n_active; i++)
-        width += qd_task_width(e->active[i]);
-    if (width > e->slots_cap) {
-        qd_slot *s = realloc(e->slots, width * sizeof *s);
-        if (!s)
-            return false;
-        e->slots = s;
-        e->slots_cap = width;
+    size_t nf = map_flows(e), rot = e->rotate++;
+    bool stepping = false;
+    for (size_t i = 0; i < e->n_active && !stepping; i++)
+        stepping = qd_task_demand(e->active[i]) > 0;
+    double t0 = qd_now();
+    size_t n_chunks = plan_chunks(e, nf, rot, stepping);
+    if (n_chunks) {
+        size_t tokens = run_chunks(e, e->chunks, n_chunks, out);
+        if (tokens)
+            clock_update(&e->chunk_s_per_token, (qd_now() - t0) / (double)tokens);
     }
-    size_t n = plan_round(e);
+    double t1 = qd_now();
+    size_t n = plan_steps(e, nf, rot);
     /* stable partition: logits first, then features, then neither */
     size_t n_logits = 0, n_features = 0;
     qd_slot tmp;
@@ -487,13 +617,14 @@ static bool run_round(qd_engine *e, qd_event_list *out)
     run_group(e, e->slots, n_logits, true, false, out);
     run_group(e, e->slots + n_logits, n_features, false, true, out);
     run_group(e, e->slots + n_logits + n_features, n - n_logits - n_features, false, false, out);
+    if (n)
+        clock_update(&e->steps_s, qd_now() - t1);
     for (size_t i = 0; i < e->n_active;) {
         if (qd_task_settle(e->active[i], e->loaded->model, out))
             remove_active(e, i);
         else
             i++;
     }
-    return true;
 }
 
 static void publish(qd_engine *e, qd_event_list *local)
@@ -604,9 +735,9 @@ qr_status qd_engine_new(const qd_engine_config *cfg, qd_wake_fn wake, void *wake
 {
     *out = NULL;
     if (cfg->batch < 1 || cfg->max_active < 1 || cfg->threads < 1 || cfg->max_active_per_flow < 1 ||
-        cfg->round_tokens < 1)
-        return qr_fail(err, QR_ERR_INVALID,
-                       "engine: batch, max_active, max_active_per_flow, round_tokens and threads must be at least 1");
+        cfg->round_tokens < 1 || cfg->chunk < 1 || cfg->round_ms < 1)
+        return qr_fail(err, QR_ERR_INVALID, "engine: batch, max_active, max_active_per_flow, round_tokens, chunk, "
+                                            "round_ms and threads must be at least 1");
     qd_engine *e = calloc(1, sizeof *e);
     if (!e)
         return qr_fail(err, QR_ERR_NOMEM, "out of memory");
@@ -615,11 +746,12 @@ qr_status qd_engine_new(const qd_engine_config *cfg, qd_wake_fn wake, void *wake
     e->wake_ctx = wake_ctx;
     e->want_variant = -1;
     e->target_variant = -1;
+    e->rows = cfg->chunk > cfg->batch ? cfg->chunk : cfg->batch;
     e->active = calloc(cfg->max_active, sizeof *e->active);
-    e->states = calloc(cfg->batch, sizeof *e->states);
+    e->states = calloc(e->rows, sizeof *e->states);
     e->tokens = calloc(cfg->batch, sizeof *e->tokens);
     size_t **plan[] = {&e->flow_demand, &e->flow_give, &e->task_flow, &e->task_demand,
-                       &e->task_give,   &e->sub_demand, &e->sub_give};
+                       &e->task_give,   &e->sub_demand, &e->sub_give, &e->task_readers};
     bool plan_ok = (e->flow_key = calloc(cfg->max_active, sizeof *e->flow_key)) != NULL;
     for (size_t i = 0; i < sizeof plan / sizeof *plan; i++)
         plan_ok = (*plan[i] = calloc(cfg->max_active, sizeof **plan[i])) != NULL && plan_ok;
@@ -687,7 +819,9 @@ void qd_engine_free(qd_engine *e)
     free(e->task_give);
     free(e->sub_demand);
     free(e->sub_give);
+    free(e->task_readers);
     free(e->slots);
+    free(e->chunks);
     free(e->states);
     free(e->tokens);
     free(e->logits);

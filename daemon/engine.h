@@ -1,29 +1,46 @@
 /* engine.h: the inference thread.
  *
- * One thread owns the loaded variant and every request being computed. Each round computes one
- * token for at most round_tokens sequences, and the round's tokens go through the model together
- * in batches (the runtime's batched path), so throughput grows with concurrency.
+ * One thread owns the loaded variant and every request being computed, and runs rounds. A round
+ * reads chunks of input, then takes steps:
+ *   - a chunk is up to `chunk` consecutive tokens of one sequence still reading its input (a
+ *     generate's prompt but its last token, a classify's text), run as that many rows of one
+ *     state in one forward call: every product over all of them at once. Chunks start at
+ *     multiples of `chunk` from the start of the input and a call holds one chunk, so a
+ *     sequence's results do not depend on what else runs;
+ *   - a step is one token of one sequence past its input (a prompt's last token, then each
+ *     token sampled), and steps go through the model together in batches of `batch` rows.
+ * A sequence whose last chunk is read takes its first step in the same round.
  *
- * Fair scheduling. Every job names its flow (the loop sets job->flow: its connection). A round's
- * token budget (round_tokens, or the number of flows with work if that is more) is split
- * max-min fairly across flows by the tokens each can use this round (fair.h), then within a
- * flow across its requests, and within a classify across its texts; leftovers rotate. So a
- * flow with one short generate gets its token every round however many long classify texts
- * other flows have in flight: a 60 KB text is read a few tokens per round, in turn with
- * everyone else, never in one go. Admission is fair too: a free slot goes to the waiting job
- * whose flow has the fewest requests being computed (the oldest among equals); no flow has
- * more than its share of slots computed at once (max_active_per_flow, or fewer when many
- * flows have work), and a quarter of max_active is kept for flows with nothing computed, so a
- * connection that pipelines many long requests leaves slots for others and a newcomer starts
- * at once; the flooder's other requests wait their turn (the loop answers `busy` beyond its
- * limits). Slots already taken are never taken back: a share shrinks as requests end. Between two rounds the engine applies the variant the
- * event loop asked for (qd_engine_set_target): it loads and verifies the new one, moves every
- * request in flight onto it with its own state, and unloads the old one; or, when the loop
- * says the two do not fit the memory budget together, unloads the old one first (requests in
- * flight wait between two tokens, and a generation's done message says how long). A target
- * whose file is the one loaded (a reload of an unchanged variant) keeps the loaded copy. It talks back only
- * through events (job.h) and a wake callback, which the loop turns into a uv_async_send; it
- * never blocks the loop: every call here takes a mutex for a few pointer moves at most. */
+ * Fair scheduling, and the round's clock. Every job names its flow (the loop sets job->flow:
+ * its connection). A round's steps (round_tokens, or the number of flows with steps to take if
+ * that is more) are split max-min fairly across flows by the steps each can take, then within a
+ * flow across its requests; its chunks likewise, by the chunks each has to read, then within a
+ * classify across its texts; leftovers rotate. How many chunks: what fits in round_ms beside
+ * the round's steps (as long as recent rounds' steps took, when any request is stepping) at the
+ * rate recent chunks were read, one at least. So a flow with a short generate gets its token
+ * every round, a round later than round_ms only by one chunk or a slow turn of the clock,
+ * however long the texts other flows send; a 60 KB text is read hundreds of tokens per round
+ * when the model is otherwise idle, and shares the round with everyone else when it is not.
+ *
+ * Admission is fair too: a free slot goes to the waiting job whose flow has the fewest requests
+ * being computed (the oldest among equals); no flow has more than its share of slots computed
+ * at once (max_active_per_flow, or fewer when many flows have work), and a quarter of
+ * max_active is kept for flows with nothing computed, so a connection that pipelines many long
+ * requests leaves slots for others and a newcomer starts at once; the flooder's other requests
+ * wait their turn (the loop answers `busy` beyond its limits). Slots already taken are never
+ * taken back: a share shrinks as requests end.
+ *
+ * Between two rounds the engine applies the variant the event loop asked for
+ * (qd_engine_set_target): it loads and verifies the new one, moves every request in flight onto
+ * it with its own state, and unloads the old one; or, when the loop says the two do not fit the
+ * memory budget together, unloads the old one first (requests in flight wait between two
+ * tokens, and a generation's done message says how long). A sequence still reading its input
+ * starts it again on the new variant (qd_task_rebase, once at most), and the next switch waits
+ * until such inputs are read again, up to a bound; while it waits, every reading sequence reads
+ * a chunk a round at least and every sequence steps. A target whose file is the one loaded (a
+ * reload of an unchanged variant) keeps the loaded copy. It talks back only through events
+ * (job.h) and a wake callback, which the loop turns into a uv_async_send; it never blocks the
+ * loop: every call here takes a mutex for a few pointer moves at most. */
 #ifndef QD_ENGINE_H
 #define QD_ENGINE_H
 
@@ -40,7 +57,10 @@ typedef struct {
     size_t batch;      /* sequences per forward call (the served footprint's batch) */
     size_t max_active; /* requests computed at once; more wait in the queue */
     size_t max_active_per_flow; /* of those, at most this many of one flow (>= 1) */
-    size_t round_tokens; /* tokens computed per round, shared fairly across flows (>= 1) */
+    size_t round_tokens; /* steps computed per round, shared fairly across flows (>= 1) */
+    size_t chunk;      /* tokens of input per chunk (>= 1; the runner is made for max(batch, chunk)
+                          rows) */
+    unsigned round_ms; /* the time a round aims at: its chunks fill what its steps leave (>= 1) */
     bool lock_memory;  /* mlock each variant's image */
 } qd_engine_config;
 

@@ -428,7 +428,7 @@ qr_status qd_server_new(const qd_config *cfg, qd_server **out, qr_error *err)
     if (why)
         qd_log(QD_LOG_NOTICE, "admin group '%s': %s", cfg->admin_group, why);
     qd_sd_extend_timeout(120 * 1000000ull); /* every variant is hashed before READY */
-    qr_status st = qd_bundle_open(cfg->bundle_dir, &s->bundle, err);
+    qr_status st = qd_bundle_open(cfg->bundle_dir, cfg->batch, cfg->prefill_chunk, &s->bundle, err);
     if (st == QR_OK && !(s->refused = calloc(s->bundle->manifest->n_variants, sizeof *s->refused)))
         st = qr_fail(err, QR_ERR_NOMEM, "out of memory");
     if (st == QR_OK) {
@@ -440,7 +440,8 @@ qr_status qd_server_new(const qd_config *cfg, qd_server **out, qr_error *err)
         s->wake.data = s;
         qd_engine_config ec = {.threads = cfg->threads ? cfg->threads : cpus_allowed(), .batch = cfg->batch,
                                .max_active = cfg->max_active, .max_active_per_flow = cfg->max_active_per_conn,
-                               .round_tokens = cfg->round_tokens, .lock_memory = cfg->lock_memory};
+                               .round_tokens = cfg->round_tokens, .chunk = cfg->prefill_chunk,
+                               .round_ms = cfg->round_ms, .lock_memory = cfg->lock_memory};
         st = qd_engine_new(&ec, engine_wake, &s->wake, &s->engine, err);
         if (st)
             uv_close((uv_handle_t *)&s->wake, NULL);

@@ -58,6 +58,7 @@ typedef struct {
     qi_id id;
     qd_config cfg;      /* the configuration re-read (when the server has a source) */
     bool has_cfg;
+    size_t batch, chunk; /* the running ones, for the new bundle's footprints */
     qd_bundle *bundle;  /* the result */
     qr_error err;
     qr_status status;

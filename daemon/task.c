@@ -36,29 +36,47 @@ qd_task *qd_task_start(qd_job *job, const qd_task_env *env, qd_event_list *out)
 
 size_t qd_task_width(const qd_task *t)
 {
-    return t->gen ? 1 : qd_classification_width(t->cls);
+    return t->gen ? 1 : 0; /* a classify only reads */
 }
 
 size_t qd_task_slots(qd_task *t, qd_slot *slots, size_t max)
 {
-    if (!max)
+    if (!max || !t->gen)
         return 0;
-    return t->gen ? qd_generation_slots(t->gen, t, slots) : qd_classification_slots(t->cls, t, slots, max);
+    return qd_generation_slots(t->gen, t, slots);
 }
 
 size_t qd_task_demand(const qd_task *t)
 {
-    return t->gen ? !qd_generation_finished(t->gen) : qd_classification_demand(t->cls);
+    return t->gen ? qd_generation_demand(t->gen) : 0;
+}
+
+size_t qd_task_chunk_demand(const qd_task *t, size_t *readers)
+{
+    if (t->cls)
+        return qd_classification_chunk_demand(t->cls, readers);
+    size_t n = qd_generation_chunk_demand(t->gen);
+    *readers = n > 0;
+    return n;
+}
+
+size_t qd_task_chunks(qd_task *t, qd_slot *slots, size_t max)
+{
+    if (!max)
+        return 0;
+    return t->gen ? qd_generation_chunks(t->gen, t, slots, max) : qd_classification_chunks(t->cls, t, slots, max);
 }
 
 void qd_task_step(qd_task *t, const qd_slot *slot, float *logits, const float *features,
                   const char *variant, const qr_model *m, qd_event_list *out)
 {
     (void)m;
-    if (t->gen)
+    if (t->cls)
+        qd_classification_read(t->cls, slot->sub, slot->n, features);
+    else if (slot->want_logits)
         qd_generation_step(t->gen, logits, variant, out);
     else
-        qd_classification_step(t->cls, slot->sub, features);
+        qd_generation_read(t->gen, slot->n);
 }
 
 bool qd_task_settle(qd_task *t, const qr_model *m, qd_event_list *out)

@@ -1,13 +1,21 @@
-/* task.h: the per-request work the inference thread interleaves, one token per sequence per
- * round at most.
+/* task.h: the per-request work the inference thread interleaves.
  *
- * A generate request is one sequence; a classify request is one sequence per text. Each round
- * the engine asks every task for up to its share of next input tokens (slots; engine.h says how
- * the shares are made), runs them through the model in
- * batches, and hands each task its outputs back. A task builds its own reply lines (token
- * events, the done message, the classification result) and ends by posting its job's FINAL
- * event. Tasks never see the variant directly: the engine passes the model and the variant's
- * name for each round, since a switch may happen between any two rounds. */
+ * A generate request is one sequence; a classify request is one sequence per text. A sequence
+ * first reads its input (a generate's prompt but its last token, a classify's text), then, for a
+ * generate, steps one token at a time: the prompt's last token, whose logits give the first
+ * token, then each token sampled. Each round the engine asks every task for its share of chunks
+ * of input (qd_task_chunks: up to the engine's chunk of consecutive tokens of one sequence, run
+ * as rows of one state in one forward call) and of steps (qd_task_slots: one token of one
+ * sequence, run in batches with other sequences' steps); engine.h says how the shares are made.
+ * It hands each task its outputs back. A task builds its own reply lines (token events, the done
+ * message, the classification result) and ends by posting its job's FINAL event. Tasks never
+ * see the variant directly: the engine passes the model and the variant's name for each round,
+ * since a switch may happen between any two rounds.
+ *
+ * Chunks start at multiples of the chunk size from the start of the input, whatever the shares:
+ * a sequence's rows are grouped into forward calls the same way however busy the daemon is, so
+ * its results do not depend on what else runs (qslm-generate reads a prompt in the same
+ * chunks). */
 #ifndef QD_TASK_H
 #define QD_TASK_H
 
@@ -22,45 +30,57 @@
 
 typedef struct qd_task qd_task;
 
-/* One sequence's next step: feed token into state; the task wants the logits and/or the
- * features of that step. */
+/* Some of one sequence's next tokens: feed tokens[0..n) into state, in order; the task wants
+ * the logits (of a step: n is 1) and/or the features (of every row) they give. */
 typedef struct {
     qd_task *task;
-    size_t sub;       /* which of the task's sequences */
+    size_t sub;              /* which of the task's sequences */
     qr_state *state;
-    int32_t token;
+    const int32_t *tokens;   /* n tokens, in the task's own arrays (valid until the task ends) */
+    size_t n;                /* 1 for a step; 1..chunk for a chunk of input */
     bool want_logits, want_features;
 } qd_slot;
 
-/* What a task needs to start: the tokenizer of the bundle and the model serving now. The task
- * keeps a reference on bundle, the tokenizer's owner, for as long as it lives: a reload may
- * switch the engine to another bundle while a generation still decodes with this one's
- * tokenizer. */
+/* What a task needs to start: the tokenizer of the bundle, the model serving now and the
+ * engine's chunk (tokens of input per chunk, >= 1). The task keeps a reference on bundle, the
+ * tokenizer's owner, for as long as it lives: a reload may switch the engine to another bundle
+ * while a generation still decodes with this one's tokenizer. */
 typedef struct {
     const qr_tokenizer *tok;
     int32_t eot;
     const qr_model *model;
     qd_bundle *bundle;
+    size_t chunk;
 } qd_task_env;
 
 /* Starts job's task: tokenizes, allocates states and samplers. On failure it has posted the
  * job's FINAL error event to out and returns NULL. */
 qd_task *qd_task_start(qd_job *job, const qd_task_env *env, qd_event_list *out);
 
-/* Appends at most max of the task's slots for this round to slots (room for at least
- * min(max, qd_task_width)) and returns how many. A task given fewer slots than it wants
- * rotates which of its sequences advance, so all of them do over a few rounds. */
+/* Appends at most max of the task's steps for this round to slots (room for at least
+ * min(max, qd_task_width)) and returns how many: one per sequence past its input (a generate's
+ * prompt but its last token read). */
 size_t qd_task_slots(qd_task *t, qd_slot *slots, size_t max);
 
-/* How many slots the task would give this round without a limit (its sequences still reading
- * or generating). */
+/* How many steps the task would give this round without a limit. */
 size_t qd_task_demand(const qd_task *t);
 
-/* The most slots the task can give in one round. */
+/* The most steps the task can give in one round. */
 size_t qd_task_width(const qd_task *t);
 
-/* The outputs of one of its slots: logits (vocab floats, may be modified) and/or features (d
- * floats), as the slot asked; variant names the variant that computed them. */
+/* The chunks of input the task has still to read (all of its sequences'), and in *readers how
+ * many of its sequences are still reading. */
+size_t qd_task_chunk_demand(const qd_task *t, size_t *readers);
+
+/* Appends at most max chunks of input to slots (room for max) and returns how many, each
+ * sequence's in order. The chunks go one per reading sequence in turn, from where the last
+ * round stopped, until max: so a task given at least as many as it has readers advances every
+ * one of them, and one given fewer rotates which do. */
+size_t qd_task_chunks(qd_task *t, qd_slot *slots, size_t max);
+
+/* The outputs of one of its slots, as the slot asked: logits (vocab floats, may be modified) of
+ * a step, and/or features (n rows of d floats); variant names the variant that computed them.
+ * Slots are handed back in the order the task gave them. */
 void qd_task_step(qd_task *t, const qd_slot *slot, float *logits, const float *features,
                   const char *variant, const qr_model *m, qd_event_list *out);
 
@@ -87,7 +107,8 @@ void qd_task_rebase(qd_task *t);
  * loading the new one: a generation's done message reports the total (switch_wait_ms). */
 void qd_task_waited(qd_task *t, double ms);
 
-/* Input tokens the task has still to read (the longest of its sequences), 0 once it generates. */
+/* Input tokens the task has still to read (the longest of its sequences, a generate's last
+ * prompt token included), 0 once it generates. */
 size_t qd_task_input_left(const qd_task *t);
 
 /* True when the task's states fit model m (a switch or reload to another shape cannot carry

@@ -1,6 +1,7 @@
-/* task_classify.c: one classify request: every text is its own sequence, all advancing one
- * token per round; the mean of ln_out(x) over a text's tokens goes through the classifier head
- * (as runtime/eval.c computes accuracy), and a softmax gives the probabilities. */
+/* task_classify.c: one classify request: every text is its own sequence, read in chunks (the
+ * texts take the round's chunks in turn); the mean of ln_out(x) over a text's tokens, summed in
+ * double in token order, goes through the classifier head (as runtime/eval.c computes accuracy),
+ * and a softmax gives the probabilities. */
 #include "task_impl.h"
 
 #include <math.h>
@@ -14,9 +15,10 @@
 
 typedef struct {
     int32_t *ids;
-    size_t n, fed;
+    size_t n, fed; /* fed: whole chunks, until the last */
     qr_state *state;
     double *sums; /* d */
+    size_t grant; /* chunks given this round (qd_classification_chunks) */
 } text_seq;
 
 struct qd_classification {
@@ -24,10 +26,11 @@ struct qd_classification {
     text_seq *seqs;
     size_t n;
     size_t d;
+    size_t chunk;   /* tokens per chunk (the engine's) */
     char task[QR_TASK_NAME_MAX + 1]; /* the head's name: looked up again in whichever variant settles */
     size_t n_classes;
     bool restarted; /* the texts were read again after a switch (once at most) */
-    size_t next;    /* the text that gets the first slot next round, when not all get one */
+    size_t next;    /* the text that gets the first chunk next round */
 };
 
 qd_classification *qd_classification_start(qd_task *t, const qd_task_env *env, qd_event_list *out)
@@ -59,6 +62,7 @@ qd_classification *qd_classification_start(qd_task *t, const qd_task_env *env, q
     c->job = job;
     c->n = rq->n_texts;
     c->d = m->d;
+    c->chunk = env->chunk;
     snprintf(c->task, sizeof c->task, "%s", m->head_info.heads[head].name);
     c->n_classes = m->cls[head].n_classes;
     for (size_t i = 0; i < c->n; i++) {
@@ -89,40 +93,62 @@ fail:
     return NULL;
 }
 
-size_t qd_classification_width(const qd_classification *c)
+static size_t chunks_left(const qd_classification *c, const text_seq *s)
 {
-    return c->n;
+    return (s->n - s->fed + c->chunk - 1) / c->chunk;
 }
 
-size_t qd_classification_demand(const qd_classification *c)
+size_t qd_classification_chunk_demand(const qd_classification *c, size_t *readers)
 {
-    size_t k = 0;
-    for (size_t i = 0; i < c->n; i++)
-        k += c->seqs[i].fed < c->seqs[i].n;
+    size_t k = 0, r = 0;
+    for (size_t i = 0; i < c->n; i++) {
+        size_t left = chunks_left(c, &c->seqs[i]);
+        k += left;
+        r += left > 0;
+    }
+    *readers = r;
     return k;
 }
 
-/* One token for each of at most max texts still being read, from c->next on: with fewer
- * slots than texts, the texts take turns. */
-size_t qd_classification_slots(qd_classification *c, qd_task *t, qd_slot *slots, size_t max)
+/* One chunk for each text still being read, in turn from c->next on, until max are given or
+ * none is left: max-min fair across the texts, the remainder rotating. Then each text's chunks,
+ * in order. */
+size_t qd_classification_chunks(qd_classification *c, qd_task *t, qd_slot *slots, size_t max)
 {
-    size_t k = 0, i = c->next;
-    for (size_t seen = 0; seen < c->n && k < max; seen++, i = (i + 1) % c->n) {
-        text_seq *s = &c->seqs[i];
-        if (s->fed < s->n)
-            slots[k++] = (qd_slot){.task = t, .sub = i, .state = s->state, .token = s->ids[s->fed],
-                                   .want_features = true};
+    size_t given = 0, i = c->next;
+    for (size_t j = 0; j < c->n; j++)
+        c->seqs[j].grant = 0;
+    for (bool any = true; any && given < max;) {
+        any = false;
+        for (size_t seen = 0; seen < c->n && given < max; seen++, i = (i + 1) % c->n) {
+            text_seq *s = &c->seqs[i];
+            if (s->grant < chunks_left(c, s)) {
+                s->grant++;
+                given++;
+                any = true;
+            }
+        }
     }
     c->next = i;
+    size_t k = 0;
+    for (size_t j = 0; j < c->n; j++) {
+        text_seq *s = &c->seqs[j];
+        for (size_t g = 0, at = s->fed; g < s->grant; g++, at += c->chunk)
+            slots[k++] = (qd_slot){.task = t, .sub = j, .state = s->state, .tokens = s->ids + at,
+                                   .n = s->n - at < c->chunk ? s->n - at : c->chunk, .want_features = true};
+    }
     return k;
 }
 
-void qd_classification_step(qd_classification *c, size_t sub, const float *features)
+/* Adds the features of n tokens, row by row in token order (the same sums as one token at a
+ * time). */
+void qd_classification_read(qd_classification *c, size_t sub, size_t n, const float *features)
 {
     text_seq *s = &c->seqs[sub];
-    for (size_t j = 0; j < c->d; j++)
-        s->sums[j] += features[j];
-    s->fed++;
+    for (size_t t = 0; t < n; t++)
+        for (size_t j = 0; j < c->d; j++)
+            s->sums[j] += features[t * c->d + j];
+    s->fed += n;
 }
 
 bool qd_classification_settle(qd_classification *c, const qr_model *m, qd_event_list *out)

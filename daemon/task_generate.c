@@ -1,4 +1,5 @@
-/* task_generate.c: one generate request: feed the prompt, then sample one token per round,
+/* task_generate.c: one generate request: read the prompt but its last token in chunks, step
+ * the last one for the logits that give the first token, then sample one token per round,
  * stream each token's text (held back while it may be a stop string or half a UTF-8
  * character), and end with the done message and its stats.
  *
@@ -32,8 +33,8 @@ struct qd_generation {
     qr_state *state;
     int32_t *ids;          /* prompt, then generated tokens */
     size_t n_prompt, n_ids;
-    size_t fed;            /* prompt tokens fed so far */
-    int32_t next_input;    /* the last sampled token, fed next round */
+    size_t chunk;          /* prompt tokens per chunk (the engine's) */
+    size_t fed;            /* prompt tokens fed so far: whole chunks, then the last one */
     qr_sampler *sampler;
     qr_stop *stop;
     qr_utf8_stream utf8;
@@ -73,6 +74,7 @@ qd_generation *qd_generation_start(qd_task *t, const qd_task_env *env, qd_event_
     g->job = job;
     g->tok = env->tok;
     g->eot = env->eot;
+    g->chunk = env->chunk;
     g->max_tokens = rq->max_tokens;
     qr_utf8_stream_init(&g->utf8);
     qr_error err;
@@ -114,23 +116,47 @@ fail:
     return NULL;
 }
 
-bool qd_generation_finished(const qd_generation *g)
+/* The prompt but its last token is the input read in chunks; the last one is a step (its
+ * logits give the first token). */
+static size_t chunked_prompt(const qd_generation *g)
 {
-    return g->finished;
+    return g->n_prompt - 1;
+}
+
+size_t qd_generation_demand(const qd_generation *g)
+{
+    return !g->finished && g->fed >= chunked_prompt(g);
+}
+
+size_t qd_generation_chunk_demand(const qd_generation *g)
+{
+    size_t left = g->fed < chunked_prompt(g) ? chunked_prompt(g) - g->fed : 0;
+    return g->finished ? 0 : (left + g->chunk - 1) / g->chunk;
+}
+
+size_t qd_generation_chunks(qd_generation *g, qd_task *t, qd_slot *slots, size_t max)
+{
+    size_t k = 0;
+    for (size_t at = g->fed; k < max && !g->finished && at < chunked_prompt(g); at += g->chunk) {
+        size_t n = chunked_prompt(g) - at < g->chunk ? chunked_prompt(g) - at : g->chunk;
+        slots[k++] = (qd_slot){.task = t, .sub = 0, .state = g->state, .tokens = g->ids + at, .n = n};
+    }
+    return k;
+}
+
+void qd_generation_read(qd_generation *g, size_t n)
+{
+    g->fed += n;
 }
 
 size_t qd_generation_slots(qd_generation *g, qd_task *t, qd_slot *slots)
 {
-    if (g->finished)
+    if (!qd_generation_demand(g))
         return 0;
-    bool prompt = g->fed < g->n_prompt;
-    slots[0] = (qd_slot){
-        .task = t,
-        .sub = 0,
-        .state = g->state,
-        .token = prompt ? g->ids[g->fed] : g->next_input,
-        .want_logits = !prompt || g->fed + 1 == g->n_prompt,
-    };
+    /* the prompt's last token, or the last sampled one (ids holds the prompt, then each token
+     * sampled) */
+    size_t at = g->fed < g->n_prompt ? g->fed : g->n_ids - 1;
+    slots[0] = (qd_slot){.task = t, .sub = 0, .state = g->state, .tokens = g->ids + at, .n = 1, .want_logits = true};
     return 1;
 }
 
@@ -193,17 +219,14 @@ static bool release_text(qd_generation *g, const uint8_t *bytes, size_t len, boo
 
 void qd_generation_step(qd_generation *g, float *logits, const char *variant, qd_event_list *out)
 {
-    if (g->fed < g->n_prompt) {
+    if (g->fed < g->n_prompt) { /* the prompt's last token */
         g->fed++;
-        if (g->fed < g->n_prompt)
-            return;
         g->t_gen_start = qd_now();
     }
     int32_t next = qr_sampler_sample(g->sampler, logits, g->ids, g->n_ids);
     g->ids[g->n_ids++] = next;
     note_span(g, variant);
     g->generated++;
-    g->next_input = next;
     size_t len = 0;
     const uint8_t *bytes = next == g->eot ? NULL : qr_tokenizer_decode_token(g->tok, next, &len);
     bool last = next == g->eot || g->generated >= g->max_tokens;

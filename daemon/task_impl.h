@@ -20,7 +20,10 @@ double qd_now(void);
 
 qd_generation *qd_generation_start(qd_task *t, const qd_task_env *env, qd_event_list *out);
 size_t qd_generation_slots(qd_generation *g, qd_task *t, qd_slot *slots);
-bool qd_generation_finished(const qd_generation *g);
+size_t qd_generation_demand(const qd_generation *g);
+size_t qd_generation_chunk_demand(const qd_generation *g);
+size_t qd_generation_chunks(qd_generation *g, qd_task *t, qd_slot *slots, size_t max);
+void qd_generation_read(qd_generation *g, size_t n);
 void qd_generation_step(qd_generation *g, float *logits, const char *variant, qd_event_list *out);
 bool qd_generation_settle(qd_generation *g, qd_event_list *out);
 void qd_generation_abort(qd_generation *g, qd_cancel_reason why, qd_event_list *out);
@@ -32,10 +35,9 @@ uint32_t qd_generation_tokens(const qd_generation *g);
 void qd_generation_free(qd_generation *g);
 
 qd_classification *qd_classification_start(qd_task *t, const qd_task_env *env, qd_event_list *out);
-size_t qd_classification_width(const qd_classification *c);
-size_t qd_classification_slots(qd_classification *c, qd_task *t, qd_slot *slots, size_t max);
-size_t qd_classification_demand(const qd_classification *c);
-void qd_classification_step(qd_classification *c, size_t sub, const float *features);
+size_t qd_classification_chunk_demand(const qd_classification *c, size_t *readers);
+size_t qd_classification_chunks(qd_classification *c, qd_task *t, qd_slot *slots, size_t max);
+void qd_classification_read(qd_classification *c, size_t sub, size_t n, const float *features);
 bool qd_classification_settle(qd_classification *c, const qr_model *m, qd_event_list *out);
 bool qd_classification_fits(const qd_classification *c, const qr_model *m);
 void qd_classification_rebase(qd_classification *c);

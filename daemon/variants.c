@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "footprint.h"
 #include "sha256.h"
 
 #define READ_CHUNK (256u << 10) /* read, then dropped from the page cache */
@@ -23,6 +24,7 @@ static void bundle_free(qd_bundle *b)
     for (size_t i = 0; b->heads && i < b->manifest->n_variants; i++)
         qr_heads_free(&b->heads[i]);
     free(b->heads);
+    free(b->footprint);
     qr_bundle_free(b->manifest);
     free(b->usable);
     free(b->refusal);
@@ -41,14 +43,27 @@ static void drop_page_cache(const char *path)
     }
 }
 
-/* The classifier heads named in the variant file at path (the variants op lists them). */
-static qr_status load_heads(const char *path, qr_heads *out, qr_error *err)
+/* The classifier heads named in the variant file at path (the variants op lists them), and
+ * what chunks of chunk tokens add to its footprint beside batches of batch sequences (the model
+ * is bound only when they add anything). */
+static qr_status load_facts(const char *path, size_t batch, size_t chunk, qr_heads *heads, uint64_t *chunk_bytes,
+                            qr_error *err)
 {
     qr_model_file *mf = NULL;
+    *chunk_bytes = 0;
     qr_status s = qr_model_file_open(path, &mf, err);
     if (s)
         return s;
-    s = qr_heads_read(mf, out, err);
+    s = qr_heads_read(mf, heads, err);
+    if (s == QR_OK && chunk > batch) {
+        qr_model *m = NULL;
+        s = qr_model_bind(mf, &m, err);
+        if (s == QR_OK)
+            *chunk_bytes = qr_footprint_chunk_bytes(m, batch, chunk);
+        qr_model_free(m);
+        if (s)
+            qr_heads_free(heads);
+    }
     qr_model_file_close(mf);
     drop_page_cache(path);
     return s;
@@ -88,7 +103,7 @@ void qd_bundle_refusals(const qd_bundle *b, char *buf, size_t size)
     }
 }
 
-qr_status qd_bundle_open(const char *dir, qd_bundle **out, qr_error *err)
+qr_status qd_bundle_open(const char *dir, size_t batch, size_t chunk, qd_bundle **out, qr_error *err)
 {
     *out = NULL;
     qd_bundle *b = calloc(1, sizeof *b);
@@ -106,18 +121,21 @@ qr_status qd_bundle_open(const char *dir, qd_bundle **out, qr_error *err)
     b->usable = calloc(n, sizeof *b->usable);
     b->refusal = calloc(n, sizeof *b->refusal);
     b->heads = calloc(n, sizeof *b->heads);
-    if (!b->usable || !b->refusal || !b->heads) {
+    b->footprint = calloc(n, sizeof *b->footprint);
+    if (!b->usable || !b->refusal || !b->heads || !b->footprint) {
         bundle_free(b);
         return qr_fail(err, QR_ERR_NOMEM, "%s: out of memory", dir);
     }
     for (size_t i = 0; i < n; i++) {
         qr_error e = {0};
         char *path = NULL;
+        uint64_t chunk_bytes = 0;
         if (qr_bundle_verify_variant(b->manifest, dir, i, &e) == QR_OK &&
             (path = qr_bundle_path(dir, b->manifest->variants[i].file)) &&
-            load_heads(path, &b->heads[i], &e) == QR_OK) {
+            load_facts(path, batch, chunk, &b->heads[i], &chunk_bytes, &e) == QR_OK) {
             b->usable[i] = true;
             b->n_usable++;
+            b->footprint[i] = b->manifest->variants[i].footprint_bytes + chunk_bytes;
         } else {
             snprintf(b->refusal[i], QD_REFUSAL_MAX, "%s", path || e.msg[0] ? e.msg : "out of memory");
         }
@@ -132,6 +150,7 @@ qr_status qd_bundle_open(const char *dir, qd_bundle **out, qr_error *err)
         if (!path || load_tokenizer(path, &b->tokenizer, &e)) {
             snprintf(b->refusal[i], QD_REFUSAL_MAX, "%s", path ? e.msg : "out of memory");
             b->usable[i] = false;
+            b->footprint[i] = 0;
             b->n_usable--;
         }
         free(path);

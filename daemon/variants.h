@@ -10,7 +10,13 @@
  *
  * A bundle is shared by the event loop and the inference thread, and replaced by `reload`
  * while a variant of the old one may still be serving: it is reference-counted, and immutable
- * once opened. */
+ * once opened.
+ *
+ * Footprints. The manifest's footprint_bytes counts a runner for the served batch
+ * (footprint.h). qslmd reads prompts and texts in chunks, and a chunk longer than the batch
+ * needs a runner made for its rows: a variant's served footprint is the manifest's plus that
+ * (qr_footprint_chunk_bytes of the variant's model), the one figure the policy, `variants` and
+ * `status` use. */
 #ifndef QD_VARIANTS_H
 #define QD_VARIANTS_H
 
@@ -36,15 +42,23 @@ typedef struct {
     char (*refusal)[QD_REFUSAL_MAX]; /* per variant: why it was refused ("" when usable) */
     size_t n_usable;
     qr_heads *heads;             /* per variant: its classifier heads (read when it passed) */
+    uint64_t *footprint;         /* per variant: its served footprint (above); 0 when unusable */
     qr_tokenizer *tokenizer;     /* from the first usable variant's file */
     int32_t eot;                 /* "<|endoftext|>", or -1 */
     atomic_int refs;
 } qd_bundle;
 
-/* Opens the bundle in dir and verifies every variant. Fails (naming the manifest, or every
- * refusal) when the manifest is bad or no variant passes; variants that fail while others pass
- * are kept, marked unusable with their refusal. */
-qr_status qd_bundle_open(const char *dir, qd_bundle **out, qr_error *err);
+/* Opens the bundle in dir and verifies every variant; footprints are for serving batches of
+ * batch sequences and chunks of chunk tokens. Fails (naming the manifest, or every refusal)
+ * when the manifest is bad or no variant passes; variants that fail while others pass are
+ * kept, marked unusable with their refusal. */
+qr_status qd_bundle_open(const char *dir, size_t batch, size_t chunk, qd_bundle **out, qr_error *err);
+
+/* Variant i's served footprint (the manifest's when it is unusable). */
+static inline uint64_t qd_bundle_footprint(const qd_bundle *b, size_t i)
+{
+    return b->footprint[i] ? b->footprint[i] : b->manifest->variants[i].footprint_bytes;
+}
 
 void qd_bundle_ref(qd_bundle *b);
 /* Drops a reference; the last one frees the bundle. NULL is ignored. */
@@ -65,8 +79,9 @@ typedef struct {
     qr_runner *runner;
 } qd_loaded;
 
-/* Loads variant index of b for batches of up to max_batch sequences on pool. lock: try to mlock
- * the image (a failure is not an error: *out's locked says). */
+/* Loads variant index of b for forward calls of up to max_batch rows (max(batch, chunk) of
+ * qd_bundle_open) on pool. lock: try to mlock the image (a failure is not an error: *out's
+ * locked says). */
 qr_status qd_variant_load(qd_bundle *b, size_t index, qr_pool *pool, size_t max_batch, bool lock,
                           qd_loaded **out, qr_error *err);
 void qd_variant_unload(qd_loaded *v);
