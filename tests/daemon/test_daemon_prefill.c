@@ -1,0 +1,458 @@
+/* test_daemon_prefill.c: the real qslmd reading prompts and classify texts in chunks
+ * (daemon/engine.h), over its socket, on the default bundle.
+ *
+ * A 64 KiB text is thousands of tokens: the daemon reads it a chunk of rows of one sequence at a
+ * time, as many chunks a round as fit in round_ms. The tests assert orders and equalities, not
+ * times:
+ *   - an 8-token generate of another connection gets every token, and its done message, while
+ *     a 64 KiB classify is still being read;
+ *   - a text classified alone and the same text classified beside a long classify and a long
+ *     generation (so read in other rounds, beside other work) give the same probabilities, bit
+ *     for bit: chunks start at fixed places and a forward call holds one chunk, so the rows
+ *     meet the same products; and one token at a time (--prefill-chunk 1) gives them within
+ *     1e-4 (chunked rows and single rows may round their products differently; today, chunks
+ *     of up to 8 rows run the decode kernels and give the same bits);
+ *   - a variant switch while a long text or prompt is read restarts it on the new variant: the
+ *     answer is the one the new variant gives alone, bit for bit, and a generation's spans name
+ *     only the new variant;
+ *   - the footprints `variants` reports count the runner's rows for a chunk longer than the
+ *     batch (runtime/footprint.h), and only then. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <json.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bundle.h"
+#include "daemon_checks.h"
+#include "daemon_harness.h"
+#include "footprint.h"
+#include "model.h"
+#include "model_file.h"
+
+#define SWITCH_TIMEOUT_MS 20000
+#define PROB_TOL 1e-4 /* chunks of rows against single rows (see the top) */
+
+/* A plain ASCII text of about kb kilobytes (words of the model's corpus, no JSON escaping),
+ * varied by seed. */
+static char *long_text(double kb, unsigned seed)
+{
+    static const char *const words[] = {"the",    "people", "of",       "our",    "nation", "will",     "build",
+                                        "a",      "stronger", "future", "and",    "Congress", "must",   "act",
+                                        "war",    "peace",  "economy",  "taxes",  "freedom", "workers", "families"};
+    size_t nw = sizeof words / sizeof *words, want = (size_t)(kb * 1024), n = 0, w = seed;
+    char *t = malloc(want + 16);
+    assert_non_null(t);
+    while (n + 12 < want) {
+        const char *s = words[(w * 7 + w / 3 + seed) % nw];
+        n += (size_t)sprintf(t + n, "%s%s", n ? " " : "", s);
+        w++;
+    }
+    t[n] = '\0';
+    return t;
+}
+
+static int start_with(void **state, const char *const *extra)
+{
+    dh_daemon *h = calloc(1, sizeof *h);
+    if (!h || dc_init(h) != 0 || dc_start(h, extra) != 0) {
+        free(h);
+        return -1;
+    }
+    *state = h;
+    return 0;
+}
+
+/* The defaults (prefill_chunk 4, round_ms 20), with lines long enough for a 64 KiB text. */
+static int setup(void **state)
+{
+    const char *extra[] = {"--max-line", "256K", NULL};
+    return start_with(state, extra);
+}
+
+static int teardown(void **state)
+{
+    dh_daemon *h = *state;
+    int rc = dc_finish(h);
+    free(h);
+    return rc;
+}
+
+/* Polls status on c until queue.active is at least n (fails after 30 s). */
+static void wait_computing(qi_client *c, int64_t n)
+{
+    for (int i = 0; i < 3000; i++) {
+        qi_reply r;
+        status(c, &r);
+        int64_t active = jint(r.body, "queue.active");
+        qi_reply_free(&r);
+        if (active >= n)
+            return;
+        dh_sleep_ms(10);
+    }
+    fail_msg("no request was being computed after 30 s");
+}
+
+/* How many replies have already arrived on c (none waited for). */
+static unsigned drain(qi_client *c)
+{
+    unsigned n = 0;
+    for (;;) {
+        qi_reply r;
+        qi_error e;
+        qi_code rc = qi_client_read_reply(c, 0, &r, &e);
+        if (rc == QI_ERR_TIMEOUT)
+            return n;
+        assert_int_equal(rc, QI_OK);
+        n++;
+        qi_reply_free(&r);
+    }
+}
+
+/* The probabilities of result i of a classify reply, into p (k of them); returns k. */
+static size_t probs_of(const qi_reply *r, size_t i, double *p, size_t cap)
+{
+    if (r->kind != QI_REPLY_RESULT)
+        fail_msg("expected a classify result, got %s", json_object_to_json_string(r->body));
+    json_object *res = json_object_array_get_idx(jget(r->body, "results"), i), *probs = jget(res, "probs");
+    assert_non_null(probs);
+    size_t k = json_object_array_length(probs);
+    assert_true(k >= 2 && k <= cap);
+    for (size_t c = 0; c < k; c++)
+        p[c] = json_object_get_double(json_object_array_get_idx(probs, c));
+    return k;
+}
+
+/* A one-text classify's probabilities, read to its result. */
+static size_t classify(qi_client *c, const char *text, double *p, size_t cap)
+{
+    qi_reply r;
+    rpc(c, &r, "{\"id\":\"c\",\"op\":\"classify\",\"text\":\"%s\"}", text);
+    size_t k = probs_of(&r, 0, p, cap);
+    qi_reply_free(&r);
+    return k;
+}
+
+static void assert_same_probs(const double *a, const double *b, size_t k, const char *what)
+{
+    for (size_t c = 0; c < k; c++)
+        if (a[c] != b[c])
+            fail_msg("%s: class %zu: %.9g against %.9g", what, c, a[c], b[c]);
+}
+
+static bool same_probs(const double *a, const double *b, size_t k)
+{
+    for (size_t c = 0; c < k; c++)
+        if (a[c] != b[c])
+            return false;
+    return true;
+}
+
+/* The served variants' footprints by name, from `variants`. */
+static uint64_t variant_footprint(qi_client *c, const char *name)
+{
+    qi_reply r;
+    rpc(c, &r, "{\"id\":\"v\",\"op\":\"variants\"}");
+    json_object *vs = jget(r.body, "variants");
+    uint64_t fp = 0;
+    for (size_t i = 0; vs && i < json_object_array_length(vs); i++) {
+        json_object *v = json_object_array_get_idx(vs, i);
+        if (strcmp(jstr(v, "name"), name) == 0)
+            fp = (uint64_t)jint(v, "footprint_bytes");
+    }
+    qi_reply_free(&r);
+    if (!fp)
+        fail_msg("no variant %s", name);
+    return fp;
+}
+
+/* set-budget memory to exactly bytes; the reply must be ok. */
+static void set_budget_bytes(qi_client *c, uint64_t bytes)
+{
+    qi_reply r;
+    if (bytes)
+        rpc(c, &r, "{\"id\":\"b\",\"op\":\"set-budget\",\"memory\":%llu}", (unsigned long long)bytes);
+    else
+        rpc(c, &r, "{\"id\":\"b\",\"op\":\"set-budget\",\"memory\":\"auto\"}");
+    if (r.kind != QI_REPLY_RESULT || !jbool(r.body, "ok"))
+        fail_msg("set-budget: %s", json_object_to_json_string(r.body));
+    qi_reply_free(&r);
+}
+
+/* ---------------------------------------------------------------- a generate beside a long text */
+
+/* A reads a 64 KiB classify (about 12,000 tokens); once it is being computed, B's streamed
+ * 8-token generate gets its 8 token events and its done message while A has no answer yet, and
+ * A's answer comes after. One token a round, read beside rounds of chunks. */
+static void test_generate_beside_long_classify(void **state)
+{
+    dh_daemon *h = *state;
+    char *text = long_text(64, 1);
+    qi_client *a = connect_or_fail(h), *b = connect_or_fail(h);
+    wait_active(b, "8M", 0, SWITCH_TIMEOUT_MS);
+    sendf(a, "{\"id\":\"long\",\"op\":\"classify\",\"text\":\"%s\"}", text);
+    wait_computing(b, 1);
+    sendf(b, "{\"id\":\"g\",\"op\":\"generate\",\"prompt\":\"The economy\",\"max_tokens\":8,\"seed\":3,"
+             "\"stream\":true}");
+    unsigned tokens = 0;
+    for (;;) {
+        qi_reply r;
+        read_reply(b, &r);
+        if (r.kind == QI_REPLY_TOKEN) {
+            assert_int_equal(r.index, tokens);
+            tokens++;
+            if (drain(a) != 0)
+                fail_msg("the 64 KiB classify was answered before the generate's token %u", tokens);
+            qi_reply_free(&r);
+            continue;
+        }
+        if (r.kind != QI_REPLY_DONE)
+            fail_msg("expected the generate's done message, got %s", json_object_to_json_string(r.body));
+        assert_int_equal(r.stats.tokens, 8);
+        assert_int_equal(tokens, 8);
+        qi_reply_free(&r);
+        break;
+    }
+    if (drain(a) != 0)
+        fail_msg("the 64 KiB classify was answered before the generate's done message");
+    qi_reply r;
+    qi_reply st;
+    status(b, &st);
+    assert_int_equal(jint(st.body, "queue.active"), 1); /* A's classify, still being read */
+    qi_reply_free(&st);
+    read_reply(a, &r);
+    if (r.kind != QI_REPLY_RESULT || !id_is_str(&r.id, "long"))
+        fail_msg("the 64 KiB classify: %s", json_object_to_json_string(r.body));
+    qi_reply_free(&r);
+    qi_client_close(a);
+    qi_client_close(b);
+    free(text);
+}
+
+/* ---------------------------------------------------------------- the same answer under load */
+
+/* A 6 KiB text alone, then the same text (twice, beside a short one, in one request) while
+ * another connection reads a 64 KiB text and a third generates: the same probabilities, bit for
+ * bit. */
+static void test_same_answer_alone_and_under_load(void **state)
+{
+    dh_daemon *h = *state;
+    char *text = long_text(6, 2), *big = long_text(64, 3);
+    qi_client *a = connect_or_fail(h), *b = connect_or_fail(h), *c = connect_or_fail(h);
+    wait_active(b, "8M", 0, SWITCH_TIMEOUT_MS);
+    double alone[8], loaded[8];
+    size_t k = classify(b, text, alone, 8);
+
+    sendf(a, "{\"id\":\"big\",\"op\":\"classify\",\"text\":\"%s\"}", big);
+    sendf(c, "{\"id\":\"g\",\"op\":\"generate\",\"prompt\":\"We the people\",\"max_tokens\":400,\"seed\":5,"
+             "\"stream\":true}");
+    wait_computing(b, 2);
+    qi_reply r;
+    rpc(b, &r, "{\"id\":\"c\",\"op\":\"classify\",\"texts\":[\"%s\",\"Hope.\",\"%s\"]}", text, text);
+    assert_int_equal(probs_of(&r, 0, loaded, 8), k);
+    assert_same_probs(alone, loaded, k, "texts[0] beside a long classify and a generation");
+    assert_int_equal(probs_of(&r, 2, loaded, 8), k);
+    assert_same_probs(alone, loaded, k, "texts[2] beside a long classify and a generation");
+    qi_reply_free(&r);
+    if (drain(a) != 0)
+        fail_msg("the 64 KiB classify ended before the 6 KiB one: no load was beside it");
+    qi_client_close(a); /* its requests are dropped with it */
+    qi_client_close(c);
+    qi_client_close(b);
+    free(text);
+    free(big);
+}
+
+/* The same text read one token at a time (a daemon with --prefill-chunk 1: every chunk a single
+ * row, the decode path) gives the probabilities of chunks of 4 within PROB_TOL. */
+static void test_chunks_against_single_tokens(void **state)
+{
+    dh_daemon *h = *state;
+    char *text = long_text(6, 2);
+    qi_client *c = connect_or_fail(h);
+    wait_active(c, "8M", 0, SWITCH_TIMEOUT_MS);
+    double chunked[8], single[8];
+    size_t k = classify(c, text, chunked, 8);
+    qi_client_close(c);
+
+    dh_daemon *one = calloc(1, sizeof *one);
+    assert_non_null(one);
+    const char *extra[] = {"--max-line", "256K", "--prefill-chunk", "1", NULL};
+    assert_int_equal(dc_init(one), 0);
+    assert_int_equal(dc_start(one, extra), 0);
+    c = connect_or_fail(one);
+    wait_active(c, "8M", 0, SWITCH_TIMEOUT_MS);
+    assert_int_equal(classify(c, text, single, 8), k);
+    qi_client_close(c);
+    assert_int_equal(dc_finish(one), 0);
+    free(one);
+    for (size_t i = 0; i < k; i++)
+        if (chunked[i] - single[i] > PROB_TOL || single[i] - chunked[i] > PROB_TOL)
+            fail_msg("class %zu: chunks of 4 give %.9g, single tokens %.9g", i, chunked[i], single[i]);
+    print_message("[  CHUNKS  ] chunks of 4 and single tokens: %s\n",
+                  same_probs(chunked, single, k) ? "the same bits" : "within 1e-4");
+    free(text);
+}
+
+/* ---------------------------------------------------------------- switches */
+
+/* While a 64 KiB text is read on 8M, the budget drops to 5M's footprint: the switch restarts
+ * the text on 5M, and its answer is 5M's alone, bit for bit (8M's differs, so it was not read
+ * on 8M, nor on both). */
+static void test_switch_restarts_chunked_classify(void **state)
+{
+    dh_daemon *h = *state;
+    char *text = long_text(64, 4);
+    qi_client *a = connect_or_fail(h), *b = connect_or_fail(h);
+    wait_active(b, "8M", 0, SWITCH_TIMEOUT_MS);
+    uint64_t fp5 = variant_footprint(b, "5M");
+    sendf(a, "{\"id\":\"long\",\"op\":\"classify\",\"text\":\"%s\"}", text);
+    wait_computing(b, 1);
+    set_budget_bytes(b, fp5);
+    wait_active(b, "5M", 0, SWITCH_TIMEOUT_MS);
+    if (drain(a) != 0)
+        fail_msg("the 64 KiB classify ended before the switch");
+    qi_reply r;
+    read_reply(a, &r);
+    double switched[8], alone5[8], alone8[8];
+    size_t k = probs_of(&r, 0, switched, 8);
+    qi_reply_free(&r);
+    assert_int_equal(classify(b, text, alone5, 8), k);
+    assert_same_probs(switched, alone5, k, "read across the switch, against 5M alone");
+    set_budget_bytes(b, 0);
+    wait_active(b, "8M", 0, SWITCH_TIMEOUT_MS);
+    assert_int_equal(classify(b, text, alone8, 8), k);
+    if (same_probs(alone5, alone8, k))
+        fail_msg("5M and 8M give the same probabilities: the test cannot tell them apart");
+    qi_client_close(a);
+    qi_client_close(b);
+    free(text);
+}
+
+/* The same for a generate whose 24 KiB prompt is being read: its tokens all come from 5M (one
+ * span) and are the ones 5M gives alone. */
+static void test_switch_restarts_chunked_prompt(void **state)
+{
+    dh_daemon *h = *state;
+    char *prompt = long_text(24, 5);
+    qi_client *a = connect_or_fail(h), *b = connect_or_fail(h);
+    wait_active(b, "8M", 0, SWITCH_TIMEOUT_MS);
+    uint64_t fp5 = variant_footprint(b, "5M");
+    sendf(a, "{\"id\":\"g\",\"op\":\"generate\",\"prompt\":\"%s\",\"max_tokens\":6,\"seed\":9}", prompt);
+    wait_computing(b, 1);
+    set_budget_bytes(b, fp5);
+    wait_active(b, "5M", 0, SWITCH_TIMEOUT_MS);
+    if (drain(a) != 0)
+        fail_msg("the generate's prompt was read before the switch");
+    qi_reply d, alone;
+    read_reply(a, &d);
+    if (d.kind != QI_REPLY_DONE)
+        fail_msg("generate across a switch: %s", json_object_to_json_string(d.body));
+    assert_int_equal(d.stats.n_spans, 1);
+    assert_string_equal(d.stats.spans[0].variant, "5M");
+    assert_int_equal(d.stats.switches, 0);
+    rpc(b, &alone, "{\"id\":\"g\",\"op\":\"generate\",\"prompt\":\"%s\",\"max_tokens\":6,\"seed\":9}", prompt);
+    assert_int_equal(alone.kind, QI_REPLY_DONE);
+    assert_int_equal(alone.stats.prompt_tokens, d.stats.prompt_tokens);
+    assert_int_equal(alone.text_len, d.text_len);
+    assert_memory_equal(alone.text, d.text, d.text_len);
+    qi_reply_free(&d);
+    qi_reply_free(&alone);
+    set_budget_bytes(b, 0);
+    wait_active(b, "8M", 0, SWITCH_TIMEOUT_MS);
+    qi_client_close(a);
+    qi_client_close(b);
+    free(prompt);
+}
+
+/* ---------------------------------------------------------------- footprints */
+
+/* The manifest's footprint of variant name, and what a chunk of chunk tokens adds to it beside
+ * batches of 4, computed here from its file. */
+static void expected_footprint(const char *name, size_t chunk, uint64_t *manifest, uint64_t *added)
+{
+    const char *src = getenv("QSLM_SOURCE_DIR");
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s/models/bundle", src ? src : ".");
+    qr_bundle *b = NULL;
+    qr_error err;
+    size_t i;
+    if (qr_bundle_load(dir, &b, &err))
+        fail_msg("%s", err.msg);
+    assert_true(qr_bundle_find_variant(b, name, &i));
+    *manifest = b->variants[i].footprint_bytes;
+    char *path = qr_bundle_path(dir, b->variants[i].file);
+    qr_model_file *mf = NULL;
+    qr_model *m = NULL;
+    if (!path || qr_model_file_open(path, &mf, &err) || qr_model_bind(mf, &m, &err))
+        fail_msg("%s", path ? err.msg : "out of memory");
+    *added = qr_footprint_chunk_bytes(m, 4, chunk);
+    qr_model_free(m);
+    qr_model_file_close(mf);
+    free(path);
+    qr_bundle_free(b);
+}
+
+/* With the default chunk (4, the batch) the footprints are the manifest's; with chunks of 16
+ * each is the manifest's plus the runner's 12 more rows, a classify on it works, and a budget
+ * of the manifest's footprint no longer fits it. */
+static void test_footprints_count_chunk_rows(void **state)
+{
+    dh_daemon *h = *state;
+    static const char *const names[] = {"4.65M", "5M", "8M"};
+    qi_client *c = connect_or_fail(h);
+    for (size_t i = 0; i < 3; i++) {
+        uint64_t manifest, added;
+        expected_footprint(names[i], 4, &manifest, &added);
+        assert_int_equal(added, 0);
+        assert_int_equal(variant_footprint(c, names[i]), manifest);
+    }
+    qi_client_close(c);
+
+    dh_daemon *wide = calloc(1, sizeof *wide);
+    assert_non_null(wide);
+    const char *extra[] = {"--prefill-chunk", "16", NULL};
+    assert_int_equal(dc_init(wide), 0);
+    assert_int_equal(dc_start(wide, extra), 0);
+    c = connect_or_fail(wide);
+    uint64_t manifest5 = 0;
+    for (size_t i = 0; i < 3; i++) {
+        uint64_t manifest, added;
+        expected_footprint(names[i], 16, &manifest, &added);
+        assert_true(added > 0);
+        assert_int_equal(variant_footprint(c, names[i]), manifest + added);
+        if (i == 1)
+            manifest5 = manifest;
+    }
+    wait_active(c, "8M", 0, SWITCH_TIMEOUT_MS);
+    double p[8];
+    classify(c, "A wonderful film, and the acting moved me.", p, 8);
+    /* 5M's manifest footprint leaves no room for its chunk rows: the policy takes 4.65M */
+    set_budget_bytes(c, manifest5);
+    wait_active(c, "4.65M", 0, SWITCH_TIMEOUT_MS);
+    qi_client_close(c);
+    assert_int_equal(dc_finish(wide), 0);
+    free(wide);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc > 1) /* the qslmd to test, as meson passes it */
+        setenv("QSLMD", argv[1], 1);
+    dc_read_timeout_ms = 240000; /* a sanitizer build reads a 64 KiB text slowly */
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_generate_beside_long_classify, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_same_answer_alone_and_under_load, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_chunks_against_single_tokens, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_switch_restarts_chunked_classify, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_switch_restarts_chunked_prompt, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_footprints_count_chunk_rows, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
