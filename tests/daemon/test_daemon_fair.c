@@ -26,7 +26,11 @@
 #include "daemon_checks.h"
 #include "daemon_harness.h"
 
-/* A plain ASCII text of about kb kilobytes (words of the model's corpus, no JSON escaping). */
+/* A plain ASCII text of about kb kilobytes (words of the model's corpus, no JSON escaping): about
+ * 200 tokens a kilobyte. The daemon reads a text in chunks, as much of it a round as fits in
+ * round_ms (20 ms) beside the round's generation steps, so the texts here are long enough that
+ * the orders asserted hold with chunks read many times faster than today's (about 4,000 tokens
+ * a second here). */
 static char *long_text(double kb)
 {
     static const char *const words[] = {"the", "people", "of", "our", "nation", "will", "build",
@@ -126,13 +130,13 @@ static int teardown(void **state)
     return rc;
 }
 
-/* Connection A pipelines 8 classifies of a 3 KB text (hundreds of tokens each); B's 8-token
+/* Connection A pipelines 8 classifies of a 40 KB text (about 8,000 tokens each); B's 8-token
  * generate is answered while all of A's are still in flight. First-in first-out, B would wait
  * behind A's first four at least. */
 static void test_flood_cannot_starve(void **state)
 {
     dh_daemon *h = *state;
-    char *text = long_text(3);
+    char *text = long_text(40);
     qi_client *a = connect_or_fail(h), *b = connect_or_fail(h);
     send_classifies(a, text, 1, 8);
     qi_reply r;
@@ -174,10 +178,10 @@ static void wait_computing(qi_client *c, int64_t n)
 static void test_busy_with_retry_hint(void **state)
 {
     dh_daemon *h = *state;
-    char *text = long_text(4);
+    char *text = long_text(40);
     qi_client *a = connect_or_fail(h), *c = connect_or_fail(h);
     send_classifies(a, text, 1, 1);
-    wait_computing(c, 1); /* A1 holds the one slot for hundreds of tokens */
+    wait_computing(c, 1); /* A1 holds the one slot for thousands of tokens */
     send_classifies(a, text, 2, 2);
     qi_reply r;
     read_reply(a, &r); /* A2 waits (the queue is now full); A3 is refused at once */
@@ -210,7 +214,7 @@ static void test_busy_with_retry_hint(void **state)
 static void test_fair_under_mixed_load(void **state)
 {
     dh_daemon *h = *state;
-    char *text = long_text(1.2);
+    char *text = long_text(12);
     qi_client *a = connect_or_fail(h), *b = connect_or_fail(h), *c = connect_or_fail(h);
     send_classifies(a, text, 1, 6);
     qi_reply r;
@@ -262,7 +266,7 @@ static void test_fair_under_mixed_load(void **state)
 static void test_share_by_uid(void **state)
 {
     dh_daemon *h = *state;
-    char *text = long_text(4);
+    char *text = long_text(40);
     qi_client *a = connect_or_fail(h), *b = connect_or_fail(h), *c = connect_or_fail(h);
     send_classifies(a, text, 1, 4);
     send_classifies(b, text, 1, 4);
