@@ -3,7 +3,8 @@
 #   bash scripts/bench.sh            # decode: the default model at every type, the 216M shape at
 #                                    # every type (head quantized too, then f32 edges), the batched
 #                                    # path, the spike-hidden path; tokenizer; qslmd serving the
-#                                    # default bundle (concurrency, classify, switches, memory)
+#                                    # default bundle (concurrency, classify, prefill by text
+#                                    # length and the round as a client sees it, switches, memory)
 #   THREADS=1 bash scripts/bench.sh  # another thread count (default: one per CPU)
 #   QUICK=1 bash scripts/bench.sh    # only f32, f16, q8_0 and q4_0
 set -euo pipefail
@@ -38,11 +39,14 @@ fi
 echo
 # qslmd on the default bundle: up-delay 0 so that switches up are not held back.
 sock=$tmp/qslmd.sock
+# --max-line 256K: a 64 KiB text in one request line.
 "$dir/daemon/qslmd" --bundle models/bundle --socket "$sock" --up-delay 0 --policy-interval 0.05 \
-  --log-level warning "${threads[@]}" &
+  --max-line 256K --log-level warning "${threads[@]}" &
 daemon=$!
 for _ in $(seq 100); do [ -S "$sock" ] && break; sleep 0.1; done
 sleep 0.2 # bound, then listening
-"$dir/tests/bench/bench-daemon" --socket "$sock" --pid $daemon --runs 5
+text=()
+[ -f .data/sotu/test.txt ] && text=(--text .data/sotu/test.txt)
+"$dir/tests/bench/bench-daemon" --socket "$sock" --pid $daemon --runs 5 "${text[@]}"
 kill -TERM $daemon
 wait $daemon

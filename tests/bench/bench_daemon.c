@@ -1,12 +1,19 @@
 /* bench-daemon: qslmd's serving figures, measured through its socket.
  *
- *   bench-daemon --socket PATH --pid PID [--runs N] [--tokens N] [--switches N]
+ *   bench-daemon --socket PATH --pid PID [--runs N] [--tokens N] [--switches N] [--text FILE]
  *
- * Talks to a running qslmd (started with --up-delay 0 so that switches up are not held back)
- * and prints, as medians over --runs:
+ * Talks to a running qslmd (started with --up-delay 0 so that switches up are not held back,
+ * and with --max-line 256K so that a 64 KiB text fits in a request line) and prints, as medians
+ * over --runs:
  *   - aggregate decode tokens/s with 1, 4 and 16 concurrent generations (one connection each,
  *     --tokens tokens each, greedy), and the ratio to 1;
  *   - classify requests/s (4 connections, one short text per request, back to back);
+ *   - classify latency by text length (1, 8 and 64 KiB of --text, by default words of the
+ *     corpus), alone, and the prompt's tokens/s of a generate of the same text (its done
+ *     message counts the prompt's tokens);
+ *   - the round's bound as a client sees it: the gaps between the token events of an 8-token
+ *     generate (and from its request to its first token) while another connection's 64 KiB
+ *     classify is read, median and longest;
  *   - switch latency p50/p99 as the daemon measures it (from the policy's decision to serving
  *     the new variant), over --switches budget changes between the two ends of the bundle;
  *   - resident memory per variant: the daemon's VmRSS with each variant pinned and warm, minus
@@ -190,6 +197,167 @@ static double classify_per_s(int clients, int per_client)
     return clients * per_client / (now() - t0);
 }
 
+/* ---------------------------------------------------------------- prefill */
+
+/* The first n bytes of text (fewer, so as not to cut a UTF-8 character), as a JSON request
+ * line: {"id":1,"op":OP,KEY:TEXT,EXTRA}. The caller frees it. */
+static char *text_request(const char *text, size_t n, const char *op, const char *key, const char *extra)
+{
+    while (n > 0 && n < strlen(text) && ((unsigned char)text[n] & 0xc0) == 0x80)
+        n--;
+    char *cut = strndup(text, n);
+    json_object *o = json_object_new_object();
+    json_object_object_add(o, "id", json_object_new_int(1));
+    json_object_object_add(o, "op", json_object_new_string(op));
+    json_object_object_add(o, key, json_object_new_string(cut));
+    const char *body = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
+    char *line = malloc(strlen(body) + strlen(extra) + 2);
+    sprintf(line, "%.*s%s}", (int)strlen(body) - 1, body, extra);
+    json_object_put(o);
+    free(cut);
+    return line;
+}
+
+/* Words of the corpus, about `bytes` long (when no --text is given). */
+static char *word_text(size_t bytes)
+{
+    static const char *const words[] = {"the", "people", "of", "our", "nation", "will", "build", "a", "stronger",
+                                        "future", "and", "Congress", "must", "act", "for", "every", "family"};
+    char *t = malloc(bytes + 16);
+    size_t n = 0, w = 0;
+    while (n + 12 < bytes) {
+        n += (size_t)sprintf(t + n, "%s%s", n ? " " : "", words[(w * 7 + w / 3) % (sizeof words / sizeof *words)]);
+        w++;
+    }
+    t[n] = '\0';
+    return t;
+}
+
+static char *read_text(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        fprintf(stderr, "bench-daemon: %s: cannot open\n", path);
+        exit(2);
+    }
+    size_t cap = 1 << 20, n = 0;
+    char *t = malloc(cap + 1);
+    n = fread(t, 1, cap, f);
+    fclose(f);
+    t[n] = '\0';
+    return t;
+}
+
+/* Seconds for one request line to its final reply, on a fresh connection; *prompt_tokens gets
+ * a generate's count. */
+static double timed_call(const char *line, uint32_t *prompt_tokens)
+{
+    qi_client *c = connect_or_die();
+    qi_reply r;
+    double t0 = now();
+    call(c, line, &r);
+    double s = now() - t0;
+    if (prompt_tokens)
+        *prompt_tokens = r.stats.prompt_tokens;
+    qi_reply_free(&r);
+    qi_client_close(c);
+    return s;
+}
+
+typedef struct {
+    const char *line;
+    double ended;
+} bg_call;
+
+static void *bg_main(void *p)
+{
+    bg_call *b = p;
+    timed_call(b->line, NULL);
+    b->ended = now();
+    return NULL;
+}
+
+/* An 8-token streamed generate while another connection's classify of line is read: the gaps
+ * between its token events (the first from the request), in ms, into gaps[0..8). */
+static void gaps_beside(const char *line, double *gaps)
+{
+    pthread_t th;
+    bg_call b = {line, 0};
+    pthread_create(&th, NULL, bg_main, &b);
+    usleep(100000); /* the classify is being read */
+    qi_client *c = connect_or_die();
+    const char *gen = "{\"id\":2,\"op\":\"generate\",\"prompt\":\"The economy\",\"max_tokens\":8,\"seed\":3,"
+                      "\"stream\":true}";
+    qi_error e;
+    double last = now();
+    if (qi_client_send_line(c, gen, strlen(gen), &e) != QI_OK) {
+        fprintf(stderr, "bench-daemon: send: %s\n", e.msg);
+        exit(1);
+    }
+    for (int k = 0;;) {
+        qi_reply r;
+        if (qi_client_read_reply(c, 120000, &r, &e) != QI_OK) {
+            fprintf(stderr, "bench-daemon: read: %s\n", e.msg);
+            exit(1);
+        }
+        bool final = qi_reply_is_final(&r);
+        if (r.kind == QI_REPLY_TOKEN && k < 8) {
+            double t = now();
+            gaps[k++] = (t - last) * 1e3;
+            last = t;
+        }
+        qi_reply_free(&r);
+        if (final)
+            break;
+    }
+    qi_client_close(c);
+    pthread_join(th, NULL);
+    if (b.ended < last)
+        fprintf(stderr, "bench-daemon: the classify ended before the generate: the gaps were not measured beside it\n");
+}
+
+static void prefill_figures(const char *text_path, int runs)
+{
+    char *text = text_path ? read_text(text_path) : word_text(70 << 10);
+    static const size_t kib[] = {1, 8, 64};
+    double v[99];
+    printf("prefill (%s), median of %d runs:\n", text_path ? text_path : "words of the corpus", runs);
+    char *big = NULL;
+    for (size_t l = 0; l < 3; l++) {
+        char *cls = text_request(text, kib[l] << 10, "classify", "text", "");
+        char *gen = text_request(text, kib[l] << 10, "generate", "prompt", ",\"max_tokens\":1,\"temperature\":0");
+        uint32_t prompt_tokens = 0;
+        timed_call(cls, NULL); /* warm */
+        for (int r = 0; r < runs; r++)
+            v[r] = timed_call(cls, NULL) * 1e3;
+        double ms = median(v, (size_t)runs);
+        for (int r = 0; r < runs; r++)
+            v[r] = timed_call(gen, &prompt_tokens);
+        double gen_s = median(v, (size_t)runs);
+        printf("  %2zu KiB: classify %8.1f ms; a generate's prompt of %u tokens: %.0f tokens/s\n", kib[l], ms,
+               prompt_tokens, prompt_tokens / gen_s);
+        free(gen);
+        if (kib[l] == 64)
+            big = cls;
+        else
+            free(cls);
+    }
+    double med[99], most[99], all_max = 0;
+    for (int r = 0; r < runs; r++) {
+        double gaps[8];
+        gaps_beside(big, gaps);
+        med[r] = median(gaps, 8);
+        qsort(gaps, 8, sizeof *gaps, cmp);
+        most[r] = gaps[7];
+        all_max = most[r] > all_max ? most[r] : all_max;
+    }
+    printf("  an 8-token generate beside a 64 KiB classify: %.1f ms between tokens (median), longest %.1f ms\n"
+           "    (median of the runs' longest; %.1f ms over all runs): the round as a client sees it\n",
+           median(med, (size_t)runs), median(most, (size_t)runs), all_max);
+    free(big);
+    free(text);
+}
+
 /* ---------------------------------------------------------------- memory */
 
 static long rss_kib(long pid)
@@ -211,10 +379,12 @@ int main(int argc, char **argv)
 {
     long pid = 0;
     int runs = 5, tokens = 256, switches = 40;
+    const char *text_path = NULL;
     static const struct option opts[] = {
         {"socket", required_argument, NULL, 's'}, {"pid", required_argument, NULL, 'p'},
         {"runs", required_argument, NULL, 'r'},   {"tokens", required_argument, NULL, 't'},
-        {"switches", required_argument, NULL, 'w'}, {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0},
+        {"switches", required_argument, NULL, 'w'}, {"text", required_argument, NULL, 'x'},
+        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
     };
     int c;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -224,9 +394,10 @@ int main(int argc, char **argv)
         case 'r': runs = atoi(optarg); break;
         case 't': tokens = atoi(optarg); break;
         case 'w': switches = atoi(optarg); break;
+        case 'x': text_path = optarg; break;
         default:
             fprintf(c == 'h' ? stdout : stderr,
-                    "usage: bench-daemon --socket PATH --pid PID [--runs N] [--tokens N] [--switches N]\n");
+                    "usage: bench-daemon --socket PATH --pid PID [--runs N] [--tokens N] [--switches N] [--text FILE]\n");
             return c == 'h' ? 0 : 2;
         }
     }
@@ -252,6 +423,8 @@ int main(int argc, char **argv)
         v[r] = classify_per_s(4, 50);
     printf("classify, 4 connections x 50 one-text requests, median of %d runs: %.0f requests/s\n", runs,
            median(v, (size_t)runs));
+
+    prefill_figures(text_path, runs);
 
     /* switches: between the bundle's two ends, by budget (the daemon measures each) */
     char best[80];
