@@ -514,6 +514,10 @@ int qd_server_run(qd_server *s)
     qd_limits_start(s);
     qd_log(QD_LOG_INFO, "listening on %s; bundle %s (%zu variant%s)", s->listen_path, s->cfg.bundle_dir,
            s->bundle->manifest->n_variants, s->bundle->manifest->n_variants == 1 ? "" : "s");
+    qd_log(QD_LOG_INFO,
+           "rounds of about %u ms: prompts and texts read in chunks of %zu tokens, as many as fit beside up to %zu "
+           "generation steps",
+           s->cfg.round_ms, s->cfg.prefill_chunk, s->cfg.round_tokens);
     uv_run(&s->loop, UV_RUN_DEFAULT);
     return s->exit_code;
 }
