@@ -785,11 +785,11 @@ static void test_switch_storm_long_inputs(void **state)
     start_load(f);
     pthread_t th;
     assert_int_equal(pthread_create(&th, NULL, storm_main, &st), 0);
-    /* long inputs: thousands of tokens, read a few hundred a round (in chunks) across many
+    /* long inputs: over a thousand tokens, read a few hundred a round (in chunks) across many
      * switches */
-    char text[16384];
+    char text[8192];
     size_t used = 0;
-    while (used + 40 < 12000)
+    while (used + 40 < 6000)
         used += (size_t)snprintf(text + used, sizeof text - used, "The state of the Union is strong today. ");
     text[used] = '\0';
     double t0 = dh_now_ms();
