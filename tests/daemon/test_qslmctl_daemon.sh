@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # test_qslmctl_daemon.sh: qslmctl against a real qslmd serving $QSLM_SOURCE_DIR/models/bundle
 # (variants 4.65M, 5M and 8M; 8M with no budget) on a temporary socket with an empty fake telemetry
-# root: human and --json output, budgets, pin/unpin, and exit codes.
-#   usage: test_qslmctl_daemon.sh QSLMD QSLMCTL
+# root: human and --json output, budgets, pin/unpin, and exit codes; and the daemon's text against
+# qslm-generate's on the same variant file (both read a prompt in the same chunks).
+#   usage: test_qslmctl_daemon.sh QSLMD QSLMCTL QSLM_GENERATE
 # No python: checks are grep on the output.
 set -uo pipefail
 
 qslmd=${1:?usage: test_qslmctl_daemon.sh QSLMD QSLMCTL}
-qslmctl=${2:?usage: test_qslmctl_daemon.sh QSLMD QSLMCTL}
+qslmctl=${2:?usage: test_qslmctl_daemon.sh QSLMD QSLMCTL QSLM_GENERATE}
+qslm_generate=${3:?usage: test_qslmctl_daemon.sh QSLMD QSLMCTL QSLM_GENERATE}
 : "${QSLM_SOURCE_DIR:?QSLM_SOURCE_DIR must name the source tree}"
 
 dir=$(mktemp -d "${TMPDIR:-/tmp}/qslmctl-test-XXXXXX")
@@ -117,6 +119,21 @@ expect_rc 0 "generate --no-stream"
 first=$out
 run generate --max-tokens 8 --seed 1 "The nation"
 [ "$out" = "$first" ] || fail "the same seed gave another text: '$out' vs '$first'"
+
+# the same text as qslm-generate on 8M's file, greedy and sampled (the defaults of both: temperature
+# 0.8, top-k 40, top-p 0.95, repetition penalty 1.1 over 64 tokens), for a prompt of dozens of
+# tokens: the prompt is read in chunks by both
+wait_active 8M
+long_prompt="The people of our nation will build a stronger future, and Congress must act for every family in the land, for the workers and the farmers"
+for sampling in "--temperature 0" "--seed 7"; do
+  # shellcheck disable=SC2086 # one option and its value
+  want=$("$qslm_generate" "$QSLM_SOURCE_DIR/models/bundle/spikegpt-sotu-8M.qslm" -n 24 -j 1 $sampling \
+    "$long_prompt" 2>&1) || fail "qslm-generate $sampling: $want"
+  # shellcheck disable=SC2086
+  run generate --max-tokens 24 $sampling "$long_prompt"
+  expect_rc 0 "generate $sampling, a long prompt"
+  [ "$out" = "$want" ] || fail "generate $sampling: qslmd says '$out', qslm-generate '$want'"
+done
 
 # status: the active variant (8M with no budget)
 wait_active 8M
