@@ -37,15 +37,15 @@ typedef struct {
     char admin_group[QD_GROUP_MAX];       /* members may use the control ops (set-budget, pin,
                                              unpin, reload), as root may; "": root only */
     int threads;              /* inference threads; 0: the CPUs this process may run on */
-    size_t batch;             /* sequences per forward call (the manifest's footprint assumes 4) */
+    size_t batch;             /* generation steps per forward call */
     size_t max_active;        /* requests computed at once */
     size_t max_active_per_conn; /* of those, at most this many from one connection; the rest of
                                    its requests wait (engine.h: fair scheduling) */
     size_t round_tokens;      /* steps (one token of a generation) computed per round, shared
                                  fairly across connections */
     size_t prefill_chunk;     /* tokens of a prompt or text read at once, as rows of one state
-                                 (1..QD_PREFILL_CHUNK_MAX); above batch it adds to each
-                                 variant's footprint (variants.h) */
+                                 (1..QD_PREFILL_CHUNK_MAX); footprints count a runner for
+                                 max(batch, prefill_chunk) rows (variants.h) */
     unsigned round_ms;        /* a round aims at this many milliseconds: the chunks it reads fill
                                  what its steps leave */
     bool share_by_uid;        /* the share is the peer uid's, not the connection's: one user's

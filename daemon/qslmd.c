@@ -37,14 +37,14 @@ static void usage(FILE *f)
             "                         not for a socket systemd passes (SocketGroup=)\n"
             "  --bundle DIR           the bundle to serve (default %s)\n"
             "  --threads N            inference threads (default 0: the CPUs qslmd may run on)\n"
-            "  --batch N              sequences per forward call (default 4, as the manifest's footprints assume)\n"
+            "  --batch N              generation steps per forward call (default 4)\n"
             "  --max-active N         requests computed at once; more wait in the queue (default 32)\n"
             "  --max-active-per-conn N  of those, at most N from one connection; the rest of its requests\n"
             "                         wait (default 4)\n"
             "  --round-tokens N       generation steps computed per round, split fairly across connections\n"
             "                         (default 16)\n"
             "  --prefill-chunk N      prompt and text tokens read at once, as rows of one sequence (1..63,\n"
-            "                         default %d; above --batch it adds to each variant's footprint)\n"
+            "                         default %d); footprints count a runner for the larger of the two\n"
             "  --round-ms MS          a round aims at this many milliseconds: its chunks of prompts and\n"
             "                         texts fill what its generation steps leave (default 20)\n"
             "  --share-by-uid         connections of one peer uid share one share of the model\n"
@@ -182,7 +182,7 @@ int main(int argc, char **argv)
     }
     qd_log_setup(cfg.log_level, journal);
     signal(SIGPIPE, SIG_IGN);
-    qr_blas_use_one_thread(); /* batches above 8 rows go to BLAS; the pool already has the cores */
+    qr_blas_use_one_thread(); /* f32 chunk products call sgemm on the pool's threads, which have the cores */
 
     qd_server *srv;
     if (qd_server_new(&cfg, &srv, &err) != QR_OK) {

@@ -43,23 +43,22 @@ static void drop_page_cache(const char *path)
     }
 }
 
-/* The classifier heads named in the variant file at path (the variants op lists them), and
- * what chunks of chunk tokens add to its footprint beside batches of batch sequences (the model
- * is bound only when they add anything). */
-static qr_status load_facts(const char *path, size_t batch, size_t chunk, qr_heads *heads, uint64_t *chunk_bytes,
+/* The classifier heads named in the variant file at path (the variants op lists them), and its
+ * footprint served with batches of batch sequences and chunks of chunk tokens (footprint.h). */
+static qr_status load_facts(const char *path, size_t batch, size_t chunk, qr_heads *heads, uint64_t *footprint,
                             qr_error *err)
 {
     qr_model_file *mf = NULL;
-    *chunk_bytes = 0;
+    *footprint = 0;
     qr_status s = qr_model_file_open(path, &mf, err);
     if (s)
         return s;
     s = qr_heads_read(mf, heads, err);
-    if (s == QR_OK && chunk > batch) {
+    if (s == QR_OK) {
         qr_model *m = NULL;
         s = qr_model_bind(mf, &m, err);
         if (s == QR_OK)
-            *chunk_bytes = qr_footprint_chunk_bytes(m, batch, chunk);
+            *footprint = qr_footprint_serving(m, batch, chunk).total;
         qr_model_free(m);
         if (s)
             qr_heads_free(heads);
@@ -129,13 +128,11 @@ qr_status qd_bundle_open(const char *dir, size_t batch, size_t chunk, qd_bundle 
     for (size_t i = 0; i < n; i++) {
         qr_error e = {0};
         char *path = NULL;
-        uint64_t chunk_bytes = 0;
         if (qr_bundle_verify_variant(b->manifest, dir, i, &e) == QR_OK &&
             (path = qr_bundle_path(dir, b->manifest->variants[i].file)) &&
-            load_facts(path, batch, chunk, &b->heads[i], &chunk_bytes, &e) == QR_OK) {
+            load_facts(path, batch, chunk, &b->heads[i], &b->footprint[i], &e) == QR_OK) {
             b->usable[i] = true;
             b->n_usable++;
-            b->footprint[i] = b->manifest->variants[i].footprint_bytes + chunk_bytes;
         } else {
             snprintf(b->refusal[i], QD_REFUSAL_MAX, "%s", path || e.msg[0] ? e.msg : "out of memory");
         }

@@ -12,11 +12,11 @@
  * while a variant of the old one may still be serving: it is reference-counted, and immutable
  * once opened.
  *
- * Footprints. The manifest's footprint_bytes counts a runner for the served batch
- * (footprint.h). qslmd reads prompts and texts in chunks, and a chunk longer than the batch
- * needs a runner made for its rows: a variant's served footprint is the manifest's plus that
- * (qr_footprint_chunk_bytes of the variant's model), the one figure the policy, `variants` and
- * `status` use. */
+ * Footprints. A variant's served footprint is what footprint.h counts for its model served with
+ * qslmd's batch and chunk (qr_footprint_serving), computed from its file when the bundle is
+ * opened: the one figure the policy, `variants` and `status` use. The manifest's footprint_bytes
+ * is QSLM's figure for the batch and the runtime it was built with; the daemon's own settings
+ * and runtime decide what it allocates. */
 #ifndef QD_VARIANTS_H
 #define QD_VARIANTS_H
 
@@ -54,7 +54,7 @@ typedef struct {
  * kept, marked unusable with their refusal. */
 qr_status qd_bundle_open(const char *dir, size_t batch, size_t chunk, qd_bundle **out, qr_error *err);
 
-/* Variant i's served footprint (the manifest's when it is unusable). */
+/* Variant i's served footprint (the manifest's when it is unusable, for messages). */
 static inline uint64_t qd_bundle_footprint(const qd_bundle *b, size_t i)
 {
     return b->footprint[i] ? b->footprint[i] : b->manifest->variants[i].footprint_bytes;

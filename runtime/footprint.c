@@ -10,20 +10,20 @@ uint64_t qr_state_bytes_for(const qr_model *m)
     return (uint64_t)m->n_layer * ((uint64_t)QR_STATE_VECTORS * m->d + hidden) * sizeof(float);
 }
 
-qr_footprint qr_footprint_of(const qr_model *m, size_t max_batch)
+qr_footprint qr_footprint_serving(const qr_model *m, size_t batch, size_t chunk)
 {
+    size_t rows = chunk > batch ? chunk : batch;
     qr_footprint fp = {
         .file_bytes = qr_model_file_size(m->file),
         .params_bytes = m->params_bytes,
-        .runner_bytes = qr_runner_bytes(m, max_batch),
-        .state_bytes = (uint64_t)max_batch * qr_state_bytes_for(m),
+        .runner_bytes = qr_runner_bytes(m, rows),
+        .state_bytes = (uint64_t)batch * qr_state_bytes_for(m),
     };
     fp.total = fp.file_bytes + fp.params_bytes + fp.runner_bytes + fp.state_bytes;
     return fp;
 }
 
-uint64_t qr_footprint_chunk_bytes(const qr_model *m, size_t batch, size_t chunk)
+qr_footprint qr_footprint_of(const qr_model *m, size_t max_batch)
 {
-    uint64_t wide = chunk > batch ? qr_runner_bytes(m, chunk) : 0, narrow = qr_runner_bytes(m, batch);
-    return wide > narrow ? wide - narrow : 0;
+    return qr_footprint_serving(m, max_batch, QR_PREFILL_CHUNK);
 }

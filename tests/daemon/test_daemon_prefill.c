@@ -10,13 +10,13 @@
  *     generation (so read in other rounds, beside other work) give the same probabilities, bit
  *     for bit: chunks start at fixed places and a forward call holds one chunk, so the rows
  *     meet the same products; and one token at a time (--prefill-chunk 1) gives them within
- *     1e-4 (chunked rows and single rows may round their products differently; today, chunks
- *     of up to 8 rows run the decode kernels and give the same bits);
+ *     1e-4 (chunked rows and single rows may round their products differently; today the
+ *     integer products of the quantized types give the same bits);
  *   - a variant switch while a long text or prompt is read restarts it on the new variant: the
  *     answer is the one the new variant gives alone, bit for bit, and a generation's spans name
  *     only the new variant;
- *   - the footprints `variants` reports count the runner's rows for a chunk longer than the
- *     batch (runtime/footprint.h), and only then. */
+ *   - the footprints `variants` reports are runtime/footprint.h's for the daemon's batch and
+ *     chunk: the runner is made for the larger. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -29,12 +29,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "bundle.h"
+#include "bundle_footprint.h"
 #include "daemon_checks.h"
 #include "daemon_harness.h"
 #include "footprint.h"
-#include "model.h"
-#include "model_file.h"
 
 #define SWITCH_TIMEOUT_MS 20000
 #define PROB_TOL 1e-4 /* chunks of rows against single rows (see the top) */
@@ -69,7 +67,7 @@ static int start_with(void **state, const char *const *extra)
     return 0;
 }
 
-/* The defaults (prefill_chunk 4, round_ms 20), with lines long enough for a 64 KiB text. */
+/* The defaults (prefill_chunk 16, round_ms 20), with lines long enough for a 64 KiB text. */
 static int setup(void **state)
 {
     const char *extra[] = {"--max-line", "256K", NULL};
@@ -270,7 +268,7 @@ static void test_same_answer_alone_and_under_load(void **state)
 }
 
 /* The same text read one token at a time (a daemon with --prefill-chunk 1: every chunk a single
- * row, the decode path) gives the probabilities of chunks of 4 within PROB_TOL. */
+ * row, the decode path) gives the probabilities of chunks of 16 within PROB_TOL. */
 static void test_chunks_against_single_tokens(void **state)
 {
     dh_daemon *h = *state;
@@ -294,8 +292,9 @@ static void test_chunks_against_single_tokens(void **state)
     free(one);
     for (size_t i = 0; i < k; i++)
         if (chunked[i] - single[i] > PROB_TOL || single[i] - chunked[i] > PROB_TOL)
-            fail_msg("class %zu: chunks of 4 give %.9g, single tokens %.9g", i, chunked[i], single[i]);
-    print_message("[  CHUNKS  ] chunks of 4 and single tokens: %s\n",
+            fail_msg("class %zu: chunks of %d give %.9g, single tokens %.9g", i, QR_PREFILL_CHUNK, chunked[i],
+                     single[i]);
+    print_message("[  CHUNKS  ] chunks of %d and single tokens: %s\n", QR_PREFILL_CHUNK,
                   same_probs(chunked, single, k) ? "the same bits" : "within 1e-4");
     free(text);
 }
@@ -335,12 +334,12 @@ static void test_switch_restarts_chunked_classify(void **state)
     free(text);
 }
 
-/* The same for a generate whose 24 KiB prompt is being read: its tokens all come from 5M (one
+/* The same for a generate whose 40 KiB prompt is being read: its tokens all come from 5M (one
  * span) and are the ones 5M gives alone. */
 static void test_switch_restarts_chunked_prompt(void **state)
 {
     dh_daemon *h = *state;
-    char *prompt = long_text(24, 5);
+    char *prompt = long_text(40, 5);
     qi_client *a = connect_or_fail(h), *b = connect_or_fail(h);
     wait_active(b, "8M", 0, SWITCH_TIMEOUT_MS);
     uint64_t fp5 = variant_footprint(b, "5M");
@@ -373,68 +372,38 @@ static void test_switch_restarts_chunked_prompt(void **state)
 
 /* ---------------------------------------------------------------- footprints */
 
-/* The manifest's footprint of variant name, and what a chunk of chunk tokens adds to it beside
- * batches of 4, computed here from its file. */
-static void expected_footprint(const char *name, size_t chunk, uint64_t *manifest, uint64_t *added)
-{
-    const char *src = getenv("QSLM_SOURCE_DIR");
-    char dir[4096];
-    snprintf(dir, sizeof dir, "%s/models/bundle", src ? src : ".");
-    qr_bundle *b = NULL;
-    qr_error err;
-    size_t i;
-    if (qr_bundle_load(dir, &b, &err))
-        fail_msg("%s", err.msg);
-    assert_true(qr_bundle_find_variant(b, name, &i));
-    *manifest = b->variants[i].footprint_bytes;
-    char *path = qr_bundle_path(dir, b->variants[i].file);
-    qr_model_file *mf = NULL;
-    qr_model *m = NULL;
-    if (!path || qr_model_file_open(path, &mf, &err) || qr_model_bind(mf, &m, &err))
-        fail_msg("%s", path ? err.msg : "out of memory");
-    *added = qr_footprint_chunk_bytes(m, 4, chunk);
-    qr_model_free(m);
-    qr_model_file_close(mf);
-    free(path);
-    qr_bundle_free(b);
-}
-
-/* With the default chunk (4, the batch) the footprints are the manifest's; with chunks of 16
- * each is the manifest's plus the runner's 12 more rows, a classify on it works, and a budget
- * of the manifest's footprint no longer fits it. */
+/* The footprints `variants` reports are footprint.h's for the daemon's batch and chunk: with
+ * the default chunk (16), the runner for 16 rows; with --prefill-chunk 24, for 24, and a
+ * classify works there; a budget that fitted 5M with chunks of 16 no longer does with 24, and
+ * the policy takes 4.65M. */
 static void test_footprints_count_chunk_rows(void **state)
 {
     dh_daemon *h = *state;
     static const char *const names[] = {"4.65M", "5M", "8M"};
     qi_client *c = connect_or_fail(h);
-    for (size_t i = 0; i < 3; i++) {
-        uint64_t manifest, added;
-        expected_footprint(names[i], 4, &manifest, &added);
-        assert_int_equal(added, 0);
-        assert_int_equal(variant_footprint(c, names[i]), manifest);
-    }
+    for (size_t i = 0; i < 3; i++)
+        assert_int_equal(variant_footprint(c, names[i]), bf_served_footprint(names[i], 4, QR_PREFILL_CHUNK));
+    uint64_t fits5 = variant_footprint(c, "5M");
     qi_client_close(c);
 
     dh_daemon *wide = calloc(1, sizeof *wide);
     assert_non_null(wide);
-    const char *extra[] = {"--prefill-chunk", "16", NULL};
+    const char *extra[] = {"--prefill-chunk", "24", NULL};
     assert_int_equal(dc_init(wide), 0);
     assert_int_equal(dc_start(wide, extra), 0);
     c = connect_or_fail(wide);
-    uint64_t manifest5 = 0;
     for (size_t i = 0; i < 3; i++) {
-        uint64_t manifest, added;
-        expected_footprint(names[i], 16, &manifest, &added);
-        assert_true(added > 0);
-        assert_int_equal(variant_footprint(c, names[i]), manifest + added);
-        if (i == 1)
-            manifest5 = manifest;
+        uint64_t want = bf_served_footprint(names[i], 4, 24);
+        assert_true(want > bf_served_footprint(names[i], 4, QR_PREFILL_CHUNK));
+        assert_int_equal(variant_footprint(c, names[i]), want);
     }
     wait_active(c, "8M", 0, SWITCH_TIMEOUT_MS);
     double p[8];
-    classify(c, "A wonderful film, and the acting moved me.", p, 8);
-    /* 5M's manifest footprint leaves no room for its chunk rows: the policy takes 4.65M */
-    set_budget_bytes(c, manifest5);
+    char *text = long_text(2, 6);
+    classify(c, text, p, 8);
+    free(text);
+    assert_true(variant_footprint(c, "5M") > fits5 && variant_footprint(c, "4.65M") <= fits5);
+    set_budget_bytes(c, fits5);
     wait_active(c, "4.65M", 0, SWITCH_TIMEOUT_MS);
     qi_client_close(c);
     assert_int_equal(dc_finish(wide), 0);
