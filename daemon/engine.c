@@ -48,7 +48,7 @@ struct qd_engine {
     size_t hold_rounds;     /* rounds before the next switch may happen (see apply_target) */
     qd_loaded *loaded;
     size_t rows;            /* the runner's rows: max(batch, chunk) */
-    float *logits, *features; /* batch × vocab, rows × d of the loaded model */
+    float *logits, *features; /* batch × vocab, batch × d of the loaded model */
     qd_slot *slots;         /* a round's steps */
     size_t slots_cap;
     qd_slot *chunks;        /* a round's chunks of input */
@@ -61,7 +61,7 @@ struct qd_engine {
     /* the round's clock (plan_chunks): seconds per token of input read in chunks, and seconds a
      * round's steps took, both moving averages of recent rounds; 0 until measured */
     double chunk_s_per_token, steps_s;
-    qr_state **states;  /* rows */
+    qr_state **states;  /* batch */
     int32_t *tokens;    /* batch */
 };
 
@@ -140,7 +140,7 @@ static qr_status size_buffers(qd_engine *e, const qr_model *m, qr_error *err)
     float *lg = realloc(e->logits, e->cfg.batch * m->vocab * sizeof *lg);
     if (lg)
         e->logits = lg;
-    float *ft = realloc(e->features, e->rows * m->d * sizeof *ft);
+    float *ft = realloc(e->features, e->cfg.batch * m->d * sizeof *ft);
     if (ft)
         e->features = ft;
     if (!lg || !ft)
@@ -238,8 +238,8 @@ static bool switch_variant(qd_engine *e, double since, qd_event_list *out)
     for (size_t i = 0; i < e->n_active;) {
         if (qd_task_fits(e->active[i], next->model)) {
             qd_task_rebase(e->active[i]);
-            /* rounds to read it again at one chunk a round, and the step of a prompt's last token */
-            size_t left = qd_task_input_left(e->active[i]), rounds = (left + e->cfg.chunk - 1) / e->cfg.chunk + 1;
+            /* rounds to read it again at one chunk a round */
+            size_t left = qd_task_input_left(e->active[i]), rounds = (left + e->cfg.chunk - 1) / e->cfg.chunk;
             if (left && rounds > e->hold_rounds)
                 e->hold_rounds = rounds < QD_SWITCH_HOLD_MAX ? rounds : QD_SWITCH_HOLD_MAX;
             i++;
@@ -420,10 +420,10 @@ static void run_group(qd_engine *e, qd_slot *slots, size_t n, bool logits, bool 
     }
 }
 
-/* Runs each chunk through the model on its own: its n rows hold one state, so one call reads
- * that many tokens of one sequence, every product over all of them at once. A call holds one
- * chunk and nothing else, so a sequence's rows meet the same products whatever else runs.
- * Returns the tokens read. */
+/* Runs each chunk through the model on its own (qr_forward_sequence): one call reads its n
+ * tokens of one sequence as rows of one state, every product over all of them at once, the head
+ * on the last one when the chunk wants logits. A call holds one chunk and nothing else, so a
+ * sequence's rows meet the same products whatever else runs. Returns the tokens read. */
 static size_t run_chunks(qd_engine *e, const qd_slot *chunks, size_t n, qd_event_list *out)
 {
     const qr_model *m = e->loaded->model;
@@ -434,15 +434,13 @@ static size_t run_chunks(qd_engine *e, const qd_slot *chunks, size_t n, qd_event
         qd_job *job = qd_task_job(c->task);
         if (atomic_load(&job->cancel) == QD_CANCEL_FAULT)
             continue; /* an earlier chunk of it failed: its state is behind */
-        for (size_t r = 0; r < c->n; r++)
-            e->states[r] = c->state;
         qr_error err;
-        if (qr_forward(e->loaded->runner, e->states, c->tokens, c->n, NULL, c->want_features ? e->features : NULL,
-                       &err)) {
-            atomic_store(&job->cancel, QD_CANCEL_FAULT);
+        if (qr_forward_sequence(e->loaded->runner, c->state, c->tokens, c->n, c->want_logits ? e->logits : NULL,
+                                c->feature_sum, &err)) {
+            atomic_store(&job->cancel, QD_CANCEL_FAULT); /* cannot happen for tokens the tasks encoded */
             continue;
         }
-        qd_task_step(c->task, c, NULL, c->want_features ? e->features : NULL, name, m, out);
+        qd_task_step(c->task, c, c->want_logits ? e->logits : NULL, NULL, name, m, out);
         tokens += c->n;
     }
     return tokens;
@@ -578,10 +576,9 @@ static size_t plan_steps(qd_engine *e, size_t nf, size_t rot)
     return n;
 }
 
-/* One round: the chunks of input first (plan_chunks), so a prompt whose last chunk is read
- * takes its first step in the same round; then every step (plan_steps), grouped by the outputs
- * they need; then every request that is complete answers. The time each part took feeds the
- * round clock. */
+/* One round: the chunks of input first (plan_chunks: a prompt's last chunk gives its first
+ * token); then every step (plan_steps), grouped by the outputs they need; then every request
+ * that is complete answers. The time each part took feeds the round clock. */
 static void run_round(qd_engine *e, qd_event_list *out)
 {
     size_t nf = map_flows(e), rot = e->rotate++;
@@ -748,7 +745,7 @@ qr_status qd_engine_new(const qd_engine_config *cfg, qd_wake_fn wake, void *wake
     e->target_variant = -1;
     e->rows = cfg->chunk > cfg->batch ? cfg->chunk : cfg->batch;
     e->active = calloc(cfg->max_active, sizeof *e->active);
-    e->states = calloc(e->rows, sizeof *e->states);
+    e->states = calloc(cfg->batch, sizeof *e->states);
     e->tokens = calloc(cfg->batch, sizeof *e->tokens);
     size_t **plan[] = {&e->flow_demand, &e->flow_give, &e->task_flow, &e->task_demand,
                        &e->task_give,   &e->sub_demand, &e->sub_give, &e->task_readers};

@@ -3,13 +3,13 @@
  * One thread owns the loaded variant and every request being computed, and runs rounds. A round
  * reads chunks of input, then takes steps:
  *   - a chunk is up to `chunk` consecutive tokens of one sequence still reading its input (a
- *     generate's prompt but its last token, a classify's text), run as that many rows of one
- *     state in one forward call: every product over all of them at once. Chunks start at
+ *     generate's prompt, a classify's text), run as that many rows of one state in one forward
+ *     call (qr_forward_sequence): every product over all of them at once. Chunks start at
  *     multiples of `chunk` from the start of the input and a call holds one chunk, so a
- *     sequence's results do not depend on what else runs;
- *   - a step is one token of one sequence past its input (a prompt's last token, then each
- *     token sampled), and steps go through the model together in batches of `batch` rows.
- * A sequence whose last chunk is read takes its first step in the same round.
+ *     sequence's results do not depend on what else runs. A prompt's last chunk gives the
+ *     logits of its last token, hence the generation's first token;
+ *   - a step is the next token of a generation past its prompt, and steps go through the model
+ *     together in batches of `batch` rows.
  *
  * Fair scheduling, and the round's clock. Every job names its flow (the loop sets job->flow:
  * its connection). A round's steps (round_tokens, or the number of flows with steps to take if

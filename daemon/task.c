@@ -71,12 +71,11 @@ void qd_task_step(qd_task *t, const qd_slot *slot, float *logits, const float *f
                   const char *variant, const qr_model *m, qd_event_list *out)
 {
     (void)m;
+    (void)features; /* a classify's chunks add theirs to feature_sum; a step wants none */
     if (t->cls)
-        qd_classification_read(t->cls, slot->sub, slot->n, features);
-    else if (slot->want_logits)
-        qd_generation_step(t->gen, logits, variant, out);
+        qd_classification_read(t->cls, slot->sub, slot->n);
     else
-        qd_generation_read(t->gen, slot->n);
+        qd_generation_read(t->gen, slot->n, slot->want_logits ? logits : NULL, variant, out);
 }
 
 bool qd_task_settle(qd_task *t, const qr_model *m, qd_event_list *out)

@@ -1,16 +1,16 @@
 /* task.h: the per-request work the inference thread interleaves.
  *
  * A generate request is one sequence; a classify request is one sequence per text. A sequence
- * first reads its input (a generate's prompt but its last token, a classify's text), then, for a
- * generate, steps one token at a time: the prompt's last token, whose logits give the first
- * token, then each token sampled. Each round the engine asks every task for its share of chunks
- * of input (qd_task_chunks: up to the engine's chunk of consecutive tokens of one sequence, run
- * as rows of one state in one forward call) and of steps (qd_task_slots: one token of one
- * sequence, run in batches with other sequences' steps); engine.h says how the shares are made.
- * It hands each task its outputs back. A task builds its own reply lines (token events, the done
- * message, the classification result) and ends by posting its job's FINAL event. Tasks never
- * see the variant directly: the engine passes the model and the variant's name for each round,
- * since a switch may happen between any two rounds.
+ * first reads its input (a generate's prompt, a classify's text) in chunks: up to the engine's
+ * chunk of consecutive tokens, run as rows of one state in one forward call
+ * (qr_forward_sequence). A generate's last chunk gives the logits of the prompt's last token,
+ * hence its first token; then it steps one token at a time, each step's logits giving the next.
+ * Each round the engine asks every task for its share of chunks (qd_task_chunks) and of steps
+ * (qd_task_slots: run in batches with other sequences' steps); engine.h says how the shares are
+ * made. It hands each task its outputs back. A task builds its own reply lines (token events,
+ * the done message, the classification result) and ends by posting its job's FINAL event. Tasks
+ * never see the variant directly: the engine passes the model and the variant's name for each
+ * round, since a switch may happen between any two rounds.
  *
  * Chunks start at multiples of the chunk size from the start of the input, whatever the shares:
  * a sequence's rows are grouped into forward calls the same way however busy the daemon is, so
@@ -30,8 +30,9 @@
 
 typedef struct qd_task qd_task;
 
-/* Some of one sequence's next tokens: feed tokens[0..n) into state, in order; the task wants
- * the logits (of a step: n is 1) and/or the features (of every row) they give. */
+/* Some of one sequence's next tokens: feed tokens[0..n) into state, in order. A step (n is 1)
+ * wants the logits and/or the features of its token; a chunk wants the logits of its last token
+ * (want_logits) and/or its tokens' features added to feature_sum. */
 typedef struct {
     qd_task *task;
     size_t sub;              /* which of the task's sequences */
@@ -39,6 +40,7 @@ typedef struct {
     const int32_t *tokens;   /* n tokens, in the task's own arrays (valid until the task ends) */
     size_t n;                /* 1 for a step; 1..chunk for a chunk of input */
     bool want_logits, want_features;
+    double *feature_sum;     /* a chunk's: d doubles the task owns, or NULL */
 } qd_slot;
 
 /* What a task needs to start: the tokenizer of the bundle, the model serving now and the
@@ -58,8 +60,7 @@ typedef struct {
 qd_task *qd_task_start(qd_job *job, const qd_task_env *env, qd_event_list *out);
 
 /* Appends at most max of the task's steps for this round to slots (room for at least
- * min(max, qd_task_width)) and returns how many: one per sequence past its input (a generate's
- * prompt but its last token read). */
+ * min(max, qd_task_width)) and returns how many: one per generation past its prompt. */
 size_t qd_task_slots(qd_task *t, qd_slot *slots, size_t max);
 
 /* How many steps the task would give this round without a limit. */
@@ -78,9 +79,10 @@ size_t qd_task_chunk_demand(const qd_task *t, size_t *readers);
  * one of them, and one given fewer rotates which do. */
 size_t qd_task_chunks(qd_task *t, qd_slot *slots, size_t max);
 
-/* The outputs of one of its slots, as the slot asked: logits (vocab floats, may be modified) of
- * a step, and/or features (n rows of d floats); variant names the variant that computed them.
- * Slots are handed back in the order the task gave them. */
+/* The outputs of one of its slots, as the slot asked: logits (vocab floats, may be modified: a
+ * step's, or a chunk's last token's) and/or a step's features (d floats; a chunk's went to its
+ * feature_sum); variant names the variant that computed them. Slots are handed back in the order
+ * the task gave them. */
 void qd_task_step(qd_task *t, const qd_slot *slot, float *logits, const float *features,
                   const char *variant, const qr_model *m, qd_event_list *out);
 
@@ -107,8 +109,7 @@ void qd_task_rebase(qd_task *t);
  * loading the new one: a generation's done message reports the total (switch_wait_ms). */
 void qd_task_waited(qd_task *t, double ms);
 
-/* Input tokens the task has still to read (the longest of its sequences, a generate's last
- * prompt token included), 0 once it generates. */
+/* Input tokens the task has still to read (the longest of its sequences), 0 once it generates. */
 size_t qd_task_input_left(const qd_task *t);
 
 /* True when the task's states fit model m (a switch or reload to another shape cannot carry

@@ -135,20 +135,16 @@ size_t qd_classification_chunks(qd_classification *c, qd_task *t, qd_slot *slots
         text_seq *s = &c->seqs[j];
         for (size_t g = 0, at = s->fed; g < s->grant; g++, at += c->chunk)
             slots[k++] = (qd_slot){.task = t, .sub = j, .state = s->state, .tokens = s->ids + at,
-                                   .n = s->n - at < c->chunk ? s->n - at : c->chunk, .want_features = true};
+                                   .n = s->n - at < c->chunk ? s->n - at : c->chunk, .feature_sum = s->sums};
     }
     return k;
 }
 
-/* Adds the features of n tokens, row by row in token order (the same sums as one token at a
- * time). */
-void qd_classification_read(qd_classification *c, size_t sub, size_t n, const float *features)
+/* n tokens of text sub were read, their features added to its sums (in token order, as one
+ * token at a time adds them). */
+void qd_classification_read(qd_classification *c, size_t sub, size_t n)
 {
-    text_seq *s = &c->seqs[sub];
-    for (size_t t = 0; t < n; t++)
-        for (size_t j = 0; j < c->d; j++)
-            s->sums[j] += features[t * c->d + j];
-    s->fed += n;
+    c->seqs[sub].fed += n;
 }
 
 bool qd_classification_settle(qd_classification *c, const qr_model *m, qd_event_list *out)

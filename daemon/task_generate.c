@@ -1,5 +1,5 @@
-/* task_generate.c: one generate request: read the prompt but its last token in chunks, step
- * the last one for the logits that give the first token, then sample one token per round,
+/* task_generate.c: one generate request: read the prompt in chunks (the last one gives the
+ * logits of the prompt's last token, hence the first token), then sample one token per round,
  * stream each token's text (held back while it may be a stop string or half a UTF-8
  * character), and end with the done message and its stats.
  *
@@ -34,7 +34,7 @@ struct qd_generation {
     int32_t *ids;          /* prompt, then generated tokens */
     size_t n_prompt, n_ids;
     size_t chunk;          /* prompt tokens per chunk (the engine's) */
-    size_t fed;            /* prompt tokens fed so far: whole chunks, then the last one */
+    size_t fed;            /* prompt tokens fed so far: whole chunks, until the last */
     qr_sampler *sampler;
     qr_stop *stop;
     qr_utf8_stream utf8;
@@ -116,47 +116,34 @@ fail:
     return NULL;
 }
 
-/* The prompt but its last token is the input read in chunks; the last one is a step (its
- * logits give the first token). */
-static size_t chunked_prompt(const qd_generation *g)
-{
-    return g->n_prompt - 1;
-}
-
 size_t qd_generation_demand(const qd_generation *g)
 {
-    return !g->finished && g->fed >= chunked_prompt(g);
+    return !g->finished && g->fed == g->n_prompt;
 }
 
 size_t qd_generation_chunk_demand(const qd_generation *g)
 {
-    size_t left = g->fed < chunked_prompt(g) ? chunked_prompt(g) - g->fed : 0;
-    return g->finished ? 0 : (left + g->chunk - 1) / g->chunk;
+    return (g->n_prompt - g->fed + g->chunk - 1) / g->chunk;
 }
 
 size_t qd_generation_chunks(qd_generation *g, qd_task *t, qd_slot *slots, size_t max)
 {
     size_t k = 0;
-    for (size_t at = g->fed; k < max && !g->finished && at < chunked_prompt(g); at += g->chunk) {
-        size_t n = chunked_prompt(g) - at < g->chunk ? chunked_prompt(g) - at : g->chunk;
-        slots[k++] = (qd_slot){.task = t, .sub = 0, .state = g->state, .tokens = g->ids + at, .n = n};
+    for (size_t at = g->fed; k < max && at < g->n_prompt; at += g->chunk) {
+        size_t n = g->n_prompt - at < g->chunk ? g->n_prompt - at : g->chunk;
+        slots[k++] = (qd_slot){.task = t, .sub = 0, .state = g->state, .tokens = g->ids + at, .n = n,
+                               .want_logits = at + n == g->n_prompt};
     }
     return k;
-}
-
-void qd_generation_read(qd_generation *g, size_t n)
-{
-    g->fed += n;
 }
 
 size_t qd_generation_slots(qd_generation *g, qd_task *t, qd_slot *slots)
 {
     if (!qd_generation_demand(g))
         return 0;
-    /* the prompt's last token, or the last sampled one (ids holds the prompt, then each token
-     * sampled) */
-    size_t at = g->fed < g->n_prompt ? g->fed : g->n_ids - 1;
-    slots[0] = (qd_slot){.task = t, .sub = 0, .state = g->state, .tokens = g->ids + at, .n = 1, .want_logits = true};
+    /* the last token sampled (ids holds the prompt, then each token sampled) */
+    slots[0] = (qd_slot){.task = t, .sub = 0, .state = g->state, .tokens = g->ids + g->n_ids - 1, .n = 1,
+                         .want_logits = true};
     return 1;
 }
 
@@ -217,10 +204,14 @@ static bool release_text(qd_generation *g, const uint8_t *bytes, size_t len, boo
     return stopped;
 }
 
-void qd_generation_step(qd_generation *g, float *logits, const char *variant, qd_event_list *out)
+/* `read` tokens were read: a chunk of the prompt, or the last token sampled; with logits (the
+ * prompt's last chunk, or a step), the next token is sampled from them. */
+void qd_generation_read(qd_generation *g, size_t read, float *logits, const char *variant, qd_event_list *out)
 {
-    if (g->fed < g->n_prompt) { /* the prompt's last token */
-        g->fed++;
+    if (g->fed < g->n_prompt) {
+        g->fed += read;
+        if (!logits)
+            return;
         g->t_gen_start = qd_now();
     }
     int32_t next = qr_sampler_sample(g->sampler, logits, g->ids, g->n_ids);

@@ -2,9 +2,9 @@
  *
  *   qslm-generate MODEL [options] PROMPT
  *
- * The daemon's path from the command line: the prompt but its last token read in chunks (rows of
- * one state, as qslmd reads it: the same chunks give the same bits), then one-token decode, the
- * sampler and the stop strings. Exit codes: 0 success, 1 generation failed, 2 bad arguments or a
+ * The daemon's path from the command line: the prompt read in chunks (qr_forward_sequence, as
+ * qslmd reads it: the same chunks give the same bits), then one-token decode, the sampler and
+ * the stop strings. Exit codes: 0 success, 1 generation failed, 2 bad arguments or a
  * bad file. */
 #include <errno.h>
 #include <getopt.h>
@@ -133,7 +133,7 @@ int main(int argc, char **argv)
     qr_tokenizer *tok = NULL;
     qr_pool *pool = NULL;
     qr_runner *r = NULL;
-    qr_state *s = NULL, *rows[63];
+    qr_state *s = NULL;
     qr_sampler *sampler = NULL;
     qr_stop *stop = NULL;
     int32_t *ids = NULL;
@@ -179,15 +179,9 @@ int main(int argc, char **argv)
     }
     if (qr_pool_new(threads, &pool, &err) || qr_runner_new(m, pool, chunk, &r, &err) || qr_state_new(m, &s, &err))
         goto fail;
-    for (size_t i = 0; i < chunk; i++)
-        rows[i] = s;
     double t0 = now();
-    /* the prompt but its last token in chunks from its start, as rows of one state; the last
-     * token alone, for its logits */
-    for (size_t at = 0; at + 1 < n_prompt; at += chunk)
-        if (qr_forward(r, rows, &ids[at], n_prompt - 1 - at < chunk ? n_prompt - 1 - at : chunk, NULL, NULL, &err))
-            goto fail;
-    if (qr_forward(r, &s, &ids[n_prompt - 1], 1, logits, NULL, &err))
+    /* the prompt in chunks of the runner's rows from its start; the last token's logits */
+    if (qr_forward_sequence(r, s, ids, n_prompt, logits, NULL, &err))
         goto fail;
     double t1 = now();
     qr_utf8_stream u;

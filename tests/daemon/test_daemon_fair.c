@@ -214,7 +214,7 @@ static void test_busy_with_retry_hint(void **state)
 static void test_fair_under_mixed_load(void **state)
 {
     dh_daemon *h = *state;
-    char *text = long_text(12);
+    char *text = long_text(20);
     qi_client *a = connect_or_fail(h), *b = connect_or_fail(h), *c = connect_or_fail(h);
     send_classifies(a, text, 1, 6);
     qi_reply r;
