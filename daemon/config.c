@@ -24,7 +24,7 @@ void qd_config_init(qd_config *c)
     c->max_active_per_conn = 4;
     c->round_tokens = 16;
     c->prefill_chunk = QR_PREFILL_CHUNK;
-    c->round_ms = 20;
+    c->round_ms = 5;
     c->lock_memory = false;
     c->limits = qi_limits_default();
     c->max_output = (size_t)8 << 20;

@@ -46,7 +46,7 @@ static void usage(FILE *f)
             "  --prefill-chunk N      prompt and text tokens read at once, as rows of one sequence (1..63,\n"
             "                         default %d); footprints count a runner for the larger of the two\n"
             "  --round-ms MS          a round aims at this many milliseconds: its chunks of prompts and\n"
-            "                         texts fill what its generation steps leave (default 20)\n"
+            "                         texts fill what its generation steps leave (default 5)\n"
             "  --share-by-uid         connections of one peer uid share one share of the model\n"
             "  --mlock                lock the served variant in memory\n"
             "  --log-level LEVEL      error, warning, notice, info or debug (default info)\n"

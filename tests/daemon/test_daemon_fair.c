@@ -28,8 +28,8 @@
 
 /* A plain ASCII text of about kb kilobytes (words of the model's corpus, no JSON escaping): about
  * 200 tokens a kilobyte. The daemon reads a text in chunks, as much of it a round as fits in
- * round_ms (20 ms) beside the round's generation steps, so the texts here are long enough that
- * the orders asserted hold with chunks read many times faster than today's (about 4,000 tokens
+ * round_ms beside the round's generation steps, so the texts here are long enough that the
+ * orders asserted hold with chunks read several times faster than today's (about 12,000 tokens
  * a second here). */
 static char *long_text(double kb)
 {

@@ -67,7 +67,7 @@ static int start_with(void **state, const char *const *extra)
     return 0;
 }
 
-/* The defaults (prefill_chunk 16, round_ms 20), with lines long enough for a 64 KiB text. */
+/* The defaults (prefill_chunk 20, round_ms 20), with lines long enough for a 64 KiB text. */
 static int setup(void **state)
 {
     const char *extra[] = {"--max-line", "256K", NULL};
@@ -268,7 +268,7 @@ static void test_same_answer_alone_and_under_load(void **state)
 }
 
 /* The same text read one token at a time (a daemon with --prefill-chunk 1: every chunk a single
- * row, the decode path) gives the probabilities of chunks of 16 within PROB_TOL. */
+ * row, the decode path) gives the probabilities of the default chunks within PROB_TOL. */
 static void test_chunks_against_single_tokens(void **state)
 {
     dh_daemon *h = *state;
@@ -373,8 +373,8 @@ static void test_switch_restarts_chunked_prompt(void **state)
 /* ---------------------------------------------------------------- footprints */
 
 /* The footprints `variants` reports are footprint.h's for the daemon's batch and chunk: with
- * the default chunk (16), the runner for 16 rows; with --prefill-chunk 24, for 24, and a
- * classify works there; a budget that fitted 5M with chunks of 16 no longer does with 24, and
+ * the default chunk (20), the runner for 20 rows; with --prefill-chunk 24, for 24, and a
+ * classify works there; a budget that fitted 5M with chunks of 20 no longer does with 24, and
  * the policy takes 4.65M. */
 static void test_footprints_count_chunk_rows(void **state)
 {
