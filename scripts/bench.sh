@@ -2,7 +2,8 @@
 # bench.sh: the benchmarks behind the README's performance tables (prints medians and ratios).
 #   bash scripts/bench.sh            # decode: the default model at every type, the 216M shape at
 #                                    # every type (head quantized too, then f32 edges), the batched
-#                                    # path, the spike-hidden path; tokenizer; qslmd serving the
+#                                    # path, the spike-hidden path, prefill against decode (the
+#                                    # 216M shape, the default bundle); tokenizer; qslmd serving the
 #                                    # default bundle (concurrency, classify, prefill by text
 #                                    # length and the round as a client sees it, switches, memory)
 #   THREADS=1 bash scripts/bench.sh  # another thread count (default: one per CPU)
@@ -32,6 +33,12 @@ echo
 "${bench[@]}" --types q8_0,q4_0 --edge f32 --batch 0            # 216M shape, emb and head kept f32
 echo
 "${bench[@]}" --types f32,q8_0,q4_0 --spike-hidden --batch 0    # dense vs spike.ffn_hidden
+echo
+"${bench[@]}" --types q8_0,q4_0 --batch 128 --prefill 1024 --chunk 128   # prefill vs decode; gemm vs sgemm
+echo
+"${bench[@]}" --no-synthetic --batch 0 --prefill 2048 --chunk 128 models/bundle/*.qslm
+echo
+"${bench[@]}" --no-synthetic --batch 0 --prefill 2048 --chunk 20 models/bundle/*.qslm  # qslmd's chunk
 echo
 if [ -f .data/sotu/test.txt ]; then
   "$dir/tests/bench/bench-tokenizer" .data/sotu/test.txt
