@@ -34,6 +34,17 @@ int dc_start(dh_daemon *h, const char *const *extra)
     return 0;
 }
 
+int dc_setup_started(void **state, const char *const *extra)
+{
+    dh_daemon *h = calloc(1, sizeof *h);
+    if (!h || dc_init(h) != 0 || dc_start(h, extra) != 0) {
+        free(h);
+        return -1;
+    }
+    *state = h;
+    return 0;
+}
+
 bool dc_log_has_report(const char *log)
 {
     if (strstr(log, "Sanitizer") || strstr(log, "runtime error:") || strstr(log, "Invalid read") ||

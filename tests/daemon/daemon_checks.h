@@ -32,6 +32,10 @@ int dc_init(dh_daemon *h);
 /* dh_start with the failure printed (for a cmocka setup: 0, or -1 after print_error). */
 int dc_start(dh_daemon *h, const char *const *extra);
 
+/* A cmocka setup in one call: a new fixture, initialised and started with extra flags, into
+ * *state (0), or -1 with the failure printed. */
+int dc_setup_started(void **state, const char *const *extra);
+
 /* True when qslmd's stderr holds a report of ASan/UBSan ("Sanitizer", "runtime error:") or of
  * valgrind memcheck (an invalid read or write; a summary with bytes definitely lost, or with
  * any other "Invalid ..." error beside it). */

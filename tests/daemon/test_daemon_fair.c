@@ -92,34 +92,23 @@ static void read_done(qi_client *c, const char *id)
     }
 }
 
-static int start(void **state, const char *const *extra)
-{
-    dh_daemon *h = calloc(1, sizeof *h);
-    if (!h || dc_init(h) != 0 || dc_start(h, extra) != 0) {
-        free(h);
-        return -1;
-    }
-    *state = h;
-    return 0;
-}
-
 static int setup_fair(void **state)
 {
     const char *extra[] = {"--max-active", "4", "--max-active-per-conn", "2", NULL};
-    return start(state, extra);
+    return dc_setup_started(state, extra);
 }
 
 static int setup_limits(void **state)
 {
     const char *extra[] = {"--max-active", "1",    "--max-active-per-conn", "1", "--queue-depth", "1",
                            "--max-in-flight", "2", NULL};
-    return start(state, extra);
+    return dc_setup_started(state, extra);
 }
 
 static int setup_by_uid(void **state)
 {
     const char *extra[] = {"--max-active", "4", "--max-active-per-conn", "2", "--share-by-uid", NULL};
-    return start(state, extra);
+    return dc_setup_started(state, extra);
 }
 
 static int teardown(void **state)

@@ -56,22 +56,11 @@ static char *long_text(double kb, unsigned seed)
     return t;
 }
 
-static int start_with(void **state, const char *const *extra)
-{
-    dh_daemon *h = calloc(1, sizeof *h);
-    if (!h || dc_init(h) != 0 || dc_start(h, extra) != 0) {
-        free(h);
-        return -1;
-    }
-    *state = h;
-    return 0;
-}
-
-/* The defaults (prefill_chunk 20, round_ms 20), with lines long enough for a 64 KiB text. */
+/* The defaults (prefill_chunk 20, round_ms 5), with lines long enough for a 64 KiB text. */
 static int setup(void **state)
 {
     const char *extra[] = {"--max-line", "256K", NULL};
-    return start_with(state, extra);
+    return dc_setup_started(state, extra);
 }
 
 static int teardown(void **state)
