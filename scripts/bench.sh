@@ -27,14 +27,12 @@ if [ -f models/spikegpt-sotu.qslm ]; then
   done
 fi
 bench=("$dir/tests/bench/bench-decode" "${threads[@]}" --tokens 64 --runs 5)
-[ ${#models[@]} -gt 0 ] && { "${bench[@]}" --no-synthetic --batch 0 "${models[@]}"; echo; }
-"${bench[@]}" --types "$types"                                  # 216M shape, head quantized; batched table
+[ ${#models[@]} -gt 0 ] && { "${bench[@]}" --no-synthetic --batch 0 --prefill 2048 --chunk 128 "${models[@]}"; echo; }
+"${bench[@]}" --types "$types" --batch 128 --prefill 1024 --chunk 128   # 216M shape, head quantized; gemm table
 echo
 "${bench[@]}" --types q8_0,q4_0 --edge f32 --batch 0            # 216M shape, emb and head kept f32
 echo
 "${bench[@]}" --types f32,q8_0,q4_0 --spike-hidden --batch 0    # dense vs spike.ffn_hidden
-echo
-"${bench[@]}" --types q8_0,q4_0 --batch 128 --prefill 1024 --chunk 128   # prefill vs decode; gemm vs sgemm
 echo
 "${bench[@]}" --no-synthetic --batch 0 --prefill 2048 --chunk 128 models/bundle/*.qslm
 echo
