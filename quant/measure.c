@@ -1,6 +1,8 @@
 /* measure.c: settings tried in memory against the f32 reference kept from one run. */
 #include "measure.h"
 
+#include <cblas.h>
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -64,6 +66,9 @@ struct qq_measurer {
     float **importance;  /* per tensor: the quantizer's column weights, or NULL (uniform) */
     qr_importance_entry *imp_entries;
     size_t n_imp;
+    float **hessian;     /* per tensor while they are gathered: Σ x xᵀ of its inputs, or NULL */
+    uint64_t *hess_rows; /* per tensor: rows of x summed into it */
+    qr_ec_factor **ec;   /* per tensor: error compensation's factor (qq_measurer_gather_hessians) */
     f32_answers *f32;    /* the master's answers, per split measured so far */
     size_t n_f32, cap_f32;
 };
@@ -241,6 +246,24 @@ static void observe_product(void *arg, const qr_matrix *w, const float *x, size_
             for (size_t c = 0; c < w->cols; c++)
                 q->act_sums[i][c] += (double)x[b * w->cols + c] * x[b * w->cols + c];
         q->act_rows[i] += B;
+        return;
+    }
+}
+
+/* The Hessian run's observer: Σ x xᵀ of each matrix's inputs (the upper triangle; mirrored
+ * when the run ends). An allocation failure leaves that matrix to the plain quantizer. */
+static void observe_hessian(void *arg, const qr_matrix *w, const float *x, size_t B)
+{
+    qq_measurer *q = arg;
+    size_t n = qr_model_file_tensor_count(q->master);
+    for (size_t i = 0; i < n; i++) {
+        if (q->slots[i] != w)
+            continue;
+        if (!q->hessian[i] && !(q->hessian[i] = calloc(w->cols * w->cols, sizeof(float))))
+            return;
+        cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)w->cols, (int)B, 1.0f, x, (int)w->cols, 1.0f,
+                    q->hessian[i], (int)w->cols);
+        q->hess_rows[i] += B;
         return;
     }
 }
@@ -508,7 +531,9 @@ static qr_status cached_tensor(qq_measurer *q, size_t i, uint32_t type, qr_error
     if (!buf)
         return qr_fail(err, QR_ERR_NOMEM, "out of memory for tensor '%s' as %s", t->name,
                        qr_type_get(type)->name);
-    qr_status st = qr_quantize_tensor(type, src->data, src->rows, src->cols, q->importance[i], buf, q->pool);
+    qr_status st = q->ec && q->ec[i] && qr_type_is_quantized(type)
+                       ? qr_quantize_tensor_ec(type, src->data, src->rows, src->cols, q->ec[i], buf, q->pool)
+                       : qr_quantize_tensor(type, src->data, src->rows, src->cols, q->importance[i], buf, q->pool);
     if (st) {
         free(buf);
         return qr_fail(err, st, "tensor '%s' cannot be quantized to %s", t->name, qr_type_get(type)->name);
@@ -636,6 +661,13 @@ void qq_measurer_free(qq_measurer *q)
         if (q->importance)
             free(q->importance[i]);
     }
+    for (size_t i = 0; q->hessian && i < n; i++)
+        free(q->hessian[i]);
+    free(q->hessian);
+    for (size_t i = 0; q->ec && i < n; i++)
+        qr_ec_factor_free(q->ec[i]);
+    free(q->ec);
+    free(q->hess_rows);
     free(q->act_sums);
     free(q->act_rows);
     free(q->importance);
@@ -818,5 +850,47 @@ qr_status qq_measure_file(qq_measurer *q, const char *path, const qq_split *spli
     qr_runner_free(r);
     qr_model_free(m);
     qr_model_file_close(file);
+    return st;
+}
+
+qr_status qq_measurer_gather_hessians(qq_measurer *q, const int32_t *tokens, size_t n_tokens, double damp,
+                                      qr_error *err)
+{
+    size_t n = qr_model_file_tensor_count(q->master);
+    if (q->n_memo || q->ec)
+        return qr_fail(err, QR_ERR_INVALID, "the Hessians are gathered once, before any measurement");
+    if (!(damp >= 0.0 && damp <= 1.0))
+        return qr_fail(err, QR_ERR_INVALID, "dampening %g is not in [0, 1]", damp);
+    q->hessian = calloc(n ? n : 1, sizeof *q->hessian);
+    q->hess_rows = calloc(n ? n : 1, sizeof *q->hess_rows);
+    q->ec = calloc(n ? n : 1, sizeof *q->ec);
+    if (!q->hessian || !q->hess_rows || !q->ec)
+        return qr_fail(err, QR_ERR_NOMEM, "out of memory for the Hessians");
+    qq_measurer_drop_copies(q); /* the view runs the master */
+    qq_split text = {.tokens = tokens, .n_tokens = n_tokens, .window = q->window};
+    qq_metrics m;
+    qr_runner_set_observer(q->runner, observe_hessian, q);
+    qr_status st = measure_model(q, q->runner, &q->view, &text, false, false, NULL, &m, err);
+    qr_runner_set_observer(q->runner, NULL, NULL);
+    for (size_t i = 0; i < n && st == QR_OK; i++) {
+        if (!q->hessian[i])
+            continue;
+        size_t c = q->slots[i]->cols;
+        float *h = q->hessian[i], scale = 1.0f / (float)q->hess_rows[i];
+        for (size_t r = 0; r < c; r++)
+            for (size_t k = r; k < c; k++)
+                h[k * c + r] = h[r * c + k] = h[r * c + k] * scale;
+        st = qr_ec_factor_new(h, c, damp, &q->ec[i]);
+        if (st)
+            st = qr_fail(err, st, "%s: the inputs' second moments of '%s' cannot be factorised",
+                         qr_model_file_path(q->master), qr_model_file_tensor(q->master, i)->name);
+        free(q->hessian[i]);
+        q->hessian[i] = NULL;
+    }
+    /* Variant files get the same quantization as the copies measured. */
+    for (size_t e = 0; e < q->n_imp && st == QR_OK; e++)
+        for (size_t i = 0; i < n; i++)
+            if (strcmp(q->imp_entries[e].name, qr_model_file_tensor(q->master, i)->name) == 0)
+                q->imp_entries[e].ec = q->ec[i];
     return st;
 }

@@ -67,6 +67,15 @@ qr_status qq_measurer_new(const qr_model_file *master, qr_pool *pool, const qq_s
                           size_t window, size_t batch, qq_measurer **out, qr_error *err);
 void qq_measurer_free(qq_measurer *q);
 
+/* Turns on error-compensating rounding (qr_quantize_tensor_ec) for every matrix the LM multiplies:
+ * runs the f32 master over `tokens` (windows of the measurer's calibration window) and keeps
+ * each matrix's input second moments E[x xᵀ] (cols² floats per matrix), which every quantized
+ * copy and written variant then uses, with dampening `damp` (0.01: GPTQ's). Matrices the text
+ * does not reach (the classifier heads, the embedding) keep the plain quantizer. Only before any
+ * setting is measured. */
+qr_status qq_measurer_gather_hessians(qq_measurer *q, const int32_t *tokens, size_t n_tokens, double damp,
+                                      qr_error *err);
+
 /* Quantized copies not used by the setting being measured are freed, least recently used first,
  * once they pass a limit (default: a sixteenth of the master's matrices, at least 64 MiB); they
  * are made again when needed. Settable for tests; the bytes held now. */

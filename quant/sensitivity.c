@@ -2,6 +2,7 @@
 #include "sensitivity.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -95,6 +96,21 @@ static uint8_t *put_u64(uint8_t *p, uint64_t v)
 
 /* Bumped whenever what a cached measurement means changes (the quantizer, the damage). */
 #define SENS_VERSION "quantizer importance-v1"
+
+qr_status qq_sensitivity_key_append(char key[QQ_SENS_KEY_SIZE], qr_error *err, const char *fmt, ...)
+{
+    size_t used = strlen(key);
+    va_list ap;
+    va_start(ap, fmt);
+    int n = used + 1 < QQ_SENS_KEY_SIZE ? vsnprintf(key + used + 1, QQ_SENS_KEY_SIZE - used - 1, fmt, ap) : -1;
+    va_end(ap);
+    if (n < 0 || used + 1 + (size_t)n >= QQ_SENS_KEY_SIZE) {
+        key[used] = '\0';
+        return qr_fail(err, QR_ERR_INVALID, "the sensitivity cache key is too long");
+    }
+    key[used] = ' ';
+    return QR_OK;
+}
 
 qr_status qq_sensitivity_key(const char *model_sha256, const qq_split *calib, size_t window,
                              char key[QQ_SENS_KEY_SIZE], qr_error *err)

@@ -34,9 +34,13 @@ typedef void (*qq_sens_progress_fn)(void *ctx, const char *unit, uint32_t type, 
  * calibration depends on: the LM tokens, each labelled item's tokens and label, the perplexity
  * window (calib->window, else `window`), and the quantizer's version; so other text of the same
  * length never answers from another's entries, and the same text does wherever it is held. */
-#define QQ_SENS_KEY_SIZE 192
+#define QQ_SENS_KEY_SIZE 256
 qr_status qq_sensitivity_key(const char *model_sha256, const qq_split *calib, size_t window,
                              char key[QQ_SENS_KEY_SIZE], qr_error *err);
+/* Appends " " and a formatted description of another input of the measurements (how the
+ * quantizer rounds, say) to a key; QR_ERR_INVALID if the key would not fit. */
+qr_status qq_sensitivity_key_append(char key[QQ_SENS_KEY_SIZE], qr_error *err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 /* cache_path may be NULL (no cache). key identifies the model and calibration data; entries
  * with another key in the file are ignored. */

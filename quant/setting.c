@@ -12,8 +12,9 @@
 #include "tensor_types.h"
 
 static const uint32_t ladder[QQ_RUNGS] = {
-    QR_TYPE_F32,  QR_TYPE_F16,  QR_TYPE_Q8_1, QR_TYPE_Q8_0, QR_TYPE_Q6_1, QR_TYPE_Q6_0, QR_TYPE_Q5_1,
-    QR_TYPE_Q5_0, QR_TYPE_Q4_1, QR_TYPE_Q4_0, QR_TYPE_Q3_1, QR_TYPE_Q3_0, QR_TYPE_Q2_1, QR_TYPE_Q2_0};
+    QR_TYPE_F32,  QR_TYPE_F16,  QR_TYPE_Q8_1, QR_TYPE_Q8_0, QR_TYPE_Q6_1, QR_TYPE_Q6_0,
+    QR_TYPE_Q5_1, QR_TYPE_Q5_0, QR_TYPE_Q4_1, QR_TYPE_Q4_0, QR_TYPE_Q4_S, QR_TYPE_Q3_1,
+    QR_TYPE_Q3_0, QR_TYPE_Q3_S, QR_TYPE_Q2_1, QR_TYPE_Q2_0, QR_TYPE_Q2_S};
 
 uint32_t qq_rung_type(size_t rung)
 {

@@ -1,6 +1,6 @@
 /* setting.h: quantization settings — a storage type per tensor — and what they cost.
  *
- * The candidate types form a ladder ordered by bits per weight, from f32 down to q2_0, so that
+ * The candidate types form a ladder ordered by bits per weight, from f32 down to q2_s, so that
  * "one step cheaper" means the next rung. A setting's served footprint is estimated without
  * writing a file (the search tries thousands) from the master's layout and the types' sizes; a
  * built variant's footprint is then measured exactly (runtime/footprint.h). */
@@ -13,9 +13,9 @@
 #include "error.h"
 #include "model_file.h"
 
-#define QQ_RUNGS 14
+#define QQ_RUNGS 17
 
-/* Rung r's type code: 0 is f32, QQ_RUNGS-1 is q2_0 (fewest bits). */
+/* Rung r's type code: 0 is f32, QQ_RUNGS-1 is q2_s (fewest bits). */
 uint32_t qq_rung_type(size_t rung);
 /* The rung of a type code (QQ_RUNGS if the type is not on the ladder). */
 size_t qq_type_rung(uint32_t type);

@@ -62,4 +62,26 @@ static inline uint16_t qr_f32_to_f16(float f)
     return (uint16_t)(sign | half);
 }
 
+/* The 8-bit scale of the _s types (E5M3: f16's exponent, 3 mantissa bits, no sign): the f16
+ * whose bits are e << 7. Every value is exact in f32. */
+static inline float qr_e5m3_to_f32(uint8_t e)
+{
+    return qr_f16_to_f32((uint16_t)(e << 7));
+}
+
+/* The largest E5M3 value not above d ≥ 0 (0 for d below the smallest; the largest finite,
+ * 0xF7, for d above it), so a caller can try it and the next one up. */
+static inline uint8_t qr_e5m3_floor(float d)
+{
+    if (!(d > 0.0f))
+        return 0;
+    uint16_t h = qr_f32_to_f16(d);
+    if ((h & 0x7c00) == 0x7c00)
+        return 0xf7;
+    uint8_t e = (uint8_t)(h >> 7);
+    while (e > 0 && qr_e5m3_to_f32(e) > d) /* f16 rounding may have gone up */
+        e--;
+    return e > 0xf7 ? 0xf7 : e;
+}
+
 #endif

@@ -2,6 +2,7 @@
  * the decode path: thoroughness over speed, but scalar code that quantizes a 216M-weight model in
  * seconds. */
 #include "quantize.h"
+#include "quantize_block.h"
 
 #include <math.h>
 #include <string.h>
@@ -29,16 +30,6 @@
 #define MIN_STEPS 21
 #define REFINE 2
 
-/* Round to nearest even by the 1.5·2^23 trick (valid for |t| < 2^22, which the clamps ensure):
- * plain IEEE adds (which no compiler may fold without -ffast-math), so no libm call and the same
- * result everywhere. */
-static inline float round_clamped(float t, float lo, float hi)
-{
-    t = t < lo ? lo : t;
-    t = t > hi ? hi : t;
-    return (t + 12582912.0f) - 12582912.0f;
-}
-
 /* ---------------------------------------------------------------- symmetric (_0) */
 
 /* Σw·x·l and Σw·l² for the codes l = round(x/d) within [lo, hi]; the least-squares scale for
@@ -51,7 +42,7 @@ SEARCH_CLONES static void sym_codes(const float *x, const float *w, float d, flo
     float id = 1.0f / d, a[8] = {0}, b[8] = {0};
     for (int j = 0; j < QR_QK; j += 8) {
         for (int k = 0; k < 8; k++) {
-            float l = round_clamped(x[j + k] * id, lo, hi);
+            float l = qr_round_clamped(x[j + k] * id, lo, hi);
             a[k] += w[j + k] * x[j + k] * l;
             b[k] += w[j + k] * l * l;
         }
@@ -115,19 +106,100 @@ static uint16_t scale_to_f16(float d)
     return qr_f32_to_f16(d);
 }
 
-static void quantize_block_sym(int bits, const float *x, const float *w, uint8_t *block)
+/* _0: the f16 scale of the search, codes round(x/d) + 2^(B−1). */
+static void fit_block_sym(int bits, const float *x, const float *w, uint8_t *block, qr_block_grid *g)
 {
-    const int off = 1 << (bits - 1);
     uint16_t dh = scale_to_f16(sym_scale(x, w, bits));
     float d = qr_f16_to_f32(dh);
-    uint8_t q[QR_QK];
-    /* The codes for the scale actually stored. */
-    float id = d != 0.0f ? 1.0f / d : 0.0f;
-    for (int j = 0; j < QR_QK; j++)
-        q[j] = (uint8_t)((int)round_clamped(x[j] * id, (float)-off, (float)(off - 1)) + off);
+    *g = (qr_block_grid){QR_GRID_SYM, bits, d, d != 0.0f ? 1.0f / d : 0.0f, 0.0f};
     block[0] = (uint8_t)(dh & 0xff);
     block[1] = (uint8_t)(dh >> 8);
-    qr_pack_codes(bits, block + 2, q);
+}
+
+/* ---------------------------------------------------------------- small header (_s) */
+
+/* Σw·x·l and Σw·l² for the mid-rise levels l = round(x/d − ½) + ½ within ±(2^(B−1) − ½), as
+ * sym_codes. */
+SEARCH_CLONES static void mid_codes(const float *x, const float *w, float d, float half, double *sumlx,
+                                    double *suml2)
+{
+    float id = 1.0f / d, a[8] = {0}, b[8] = {0};
+    for (int j = 0; j < QR_QK; j += 8) {
+        for (int k = 0; k < 8; k++) {
+            float l = qr_round_clamped(x[j + k] * id - 0.5f, -half, half - 1.0f) + 0.5f;
+            a[k] += w[j + k] * x[j + k] * l;
+            b[k] += w[j + k] * l * l;
+        }
+    }
+    double sa = 0, sb = 0;
+    for (int k = 0; k < 8; k++) {
+        sa += a[k];
+        sb += b[k];
+    }
+    *sumlx = sa;
+    *suml2 = sb;
+}
+
+/* Σw·(x − d·l)² with the codes chosen for d: what an E5M3 candidate really costs. */
+static double mid_error(const float *x, const float *w, float d, float half)
+{
+    double err = 0.0;
+    float id = d != 0.0f ? 1.0f / d : 0.0f;
+    for (int j = 0; j < QR_QK; j++) {
+        float l = qr_round_clamped(x[j] * id - 0.5f, -half, half - 1.0f) + 0.5f;
+        double e = (double)x[j] - (double)d * l;
+        err += (double)w[j] * e * e;
+    }
+    return err;
+}
+
+/* _s: the least-squares search over shrinking clips (levels are symmetric, so the sign of the
+ * extreme weight does not matter), then the best of the E5M3 values around its scale, each
+ * with its own codes: the 8-bit scale's steps (up to 12.5%) are too coarse to round blindly. */
+static void fit_block_small(int bits, const float *x, const float *w, uint8_t *block, qr_block_grid *g)
+{
+    const float half = (float)(1 << (bits - 1));
+    float amax = 0.0f;
+    for (int j = 0; j < QR_QK; j++)
+        amax = fabsf(x[j]) > amax ? fabsf(x[j]) : amax;
+    float best = 0.0f;
+    if (amax >= 1e-30f) {
+        double best_score = -1.0;
+        best = amax / (half - 0.5f);
+        for (int k = 0; k < SYM_STEPS; k++) {
+            float d = amax / (half - 0.5f) * (1.0f - SYM_SHRINK * (float)k);
+            double sumlx, suml2;
+            mid_codes(x, w, d, half, &sumlx, &suml2);
+            if (suml2 > 0 && sumlx * sumlx / suml2 > best_score) {
+                best_score = sumlx * sumlx / suml2;
+                best = (float)(sumlx / suml2);
+            }
+        }
+        for (int it = 0; it < REFINE && best > 0.0f; it++) {
+            double sumlx, suml2;
+            mid_codes(x, w, best, half, &sumlx, &suml2);
+            if (!(suml2 > 0 && sumlx * sumlx / suml2 > best_score))
+                break;
+            best_score = sumlx * sumlx / suml2;
+            best = (float)(sumlx / suml2);
+        }
+    }
+    uint8_t e = 0;
+    if (best > 0.0f) {
+        uint8_t lo = qr_e5m3_floor(best);
+        double best_err = INFINITY;
+        for (int c = lo > 0 ? -1 : 0; c <= 2 && lo + c <= 0xf7; c++) {
+            uint8_t cand = (uint8_t)(lo + c);
+            double err = mid_error(x, w, qr_e5m3_to_f32(cand), half);
+            if (err < best_err) {
+                best_err = err;
+                e = cand;
+            }
+        }
+    }
+    float d = qr_e5m3_to_f32(e);
+    *g = (qr_block_grid){QR_GRID_SMALL, bits, d, d != 0.0f ? 1.0f / d : 0.0f, 0.0f};
+    block[0] = e;
 }
 
 /* ---------------------------------------------------------------- with minimum (_1) */
@@ -143,7 +215,7 @@ SEARCH_CLONES static void min_codes(const float *x, const float *w, float d, flo
     float id = 1.0f / d, sl[8] = {0}, sl2[8] = {0}, sxl[8] = {0};
     for (int j = 0; j < QR_QK; j += 8) {
         for (int k = 0; k < 8; k++) {
-            float l = round_clamped((x[j + k] - m) * id, 0.0f, nmax);
+            float l = qr_round_clamped((x[j + k] - m) * id, 0.0f, nmax);
             sl[k] += w[j + k] * l;
             sl2[k] += w[j + k] * l * l;
             sxl[k] += w[j + k] * x[j + k] * l;
@@ -172,7 +244,9 @@ static bool min_fit(const lsq_sums *s, double swx2, float *d, float *m, double *
     return true;
 }
 
-static void quantize_block_min(int bits, const float *x, const float *w, uint8_t *block)
+/* _1: (d, m) by the 2×2 least squares over the clipping search; m stored first, then the
+ * scale that best fits the codes under the stored m. */
+static void fit_block_min(int bits, const float *x, const float *w, uint8_t *block, qr_block_grid *g)
 {
     const float nmax = (float)((1 << bits) - 1);
     float mn = x[0], mx = x[0];
@@ -213,10 +287,8 @@ static void quantize_block_min(int bits, const float *x, const float *w, uint8_t
         d = best_d;
         m = best_m;
     }
-    /* Store m first, then the scale that best fits the codes under the stored m. */
     uint16_t mh = scale_to_f16(m);
     m = qr_f16_to_f32(mh);
-    uint8_t q[QR_QK];
     uint16_t dh = scale_to_f16(d);
     if (d != 0.0f) {
         min_codes(x, w, d, m, nmax, &s);
@@ -225,14 +297,26 @@ static void quantize_block_min(int bits, const float *x, const float *w, uint8_t
             dh = scale_to_f16((float)(num / s.sl2));
     }
     d = qr_f16_to_f32(dh);
-    float id = d != 0.0f ? 1.0f / d : 0.0f;
-    for (int j = 0; j < QR_QK; j++)
-        q[j] = (uint8_t)round_clamped((x[j] - m) * id, 0.0f, nmax);
+    *g = (qr_block_grid){QR_GRID_MIN, bits, d, d != 0.0f ? 1.0f / d : 0.0f, m};
     block[0] = (uint8_t)(dh & 0xff);
     block[1] = (uint8_t)(dh >> 8);
     block[2] = (uint8_t)(mh & 0xff);
     block[3] = (uint8_t)(mh >> 8);
-    qr_pack_codes(bits, block + 4, q);
+}
+
+void qr_block_fit(const qr_type_info *t, const float *x, const float *w, uint8_t *block, qr_block_grid *g)
+{
+    if (t->small_scale)
+        fit_block_small((int)t->bits, x, w, block, g);
+    else if (t->has_min)
+        fit_block_min((int)t->bits, x, w, block, g);
+    else
+        fit_block_sym((int)t->bits, x, w, block, g);
+}
+
+size_t qr_block_header_bytes(const qr_type_info *t)
+{
+    return t->small_scale ? 1 : t->has_min ? 4 : 2;
 }
 
 /* ---------------------------------------------------------------- rows and tensors */
@@ -270,10 +354,12 @@ qr_status qr_quantize_row(uint32_t type, const float *src, size_t n, const float
             if (sum > 0.0f)
                 w = importance + b * QR_QK;
         }
-        if (t->has_min)
-            quantize_block_min((int)t->bits, x, w, out);
-        else
-            quantize_block_sym((int)t->bits, x, w, out);
+        qr_block_grid g;
+        uint8_t q[QR_QK];
+        qr_block_fit(t, x, w, out, &g);
+        for (int j = 0; j < QR_QK; j++)
+            q[j] = qr_block_code(&g, x[j]);
+        qr_pack_codes((int)t->bits, out + qr_block_header_bytes(t), q);
     }
     return QR_OK;
 }

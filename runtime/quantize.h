@@ -29,6 +29,23 @@ qr_status qr_quantize_row(uint32_t type, const float *src, size_t n, const float
 qr_status qr_quantize_tensor(uint32_t type, const float *src, size_t rows, size_t cols,
                              const float *importance, void *dst, qr_pool *pool);
 
+/* Error-compensating rounding (GPTQ; quantize_ec.c) needs, per matrix, the factor of its inputs'
+ * second moments H = E[x xᵀ] (cols × cols, row-major, symmetric positive semi-definite):
+ * computed once and shared by every type the matrix is quantized to. damp: the fraction of H's
+ * mean diagonal added to its diagonal (0.01 is GPTQ's; raised tenfold, up to five times, while
+ * the factorisation fails). QR_ERR_INVALID for non-finite or negative-diagonal input or a
+ * matrix that cannot be factorised; QR_ERR_NOMEM. */
+typedef struct qr_ec_factor qr_ec_factor;
+qr_status qr_ec_factor_new(const float *hessian, size_t n, double damp, qr_ec_factor **out);
+void qr_ec_factor_free(qr_ec_factor *f);
+size_t qr_ec_factor_bytes(const qr_ec_factor *f);
+
+/* A row-major rows × cols matrix quantized to a quantized type with error-compensating
+ * rounding: the same blocks as qr_quantize_tensor, with codes chosen so that the rows' outputs
+ * on the calibration inputs stay close, rather than each weight. f: of a cols × cols Hessian. */
+qr_status qr_quantize_tensor_ec(uint32_t type, const float *src, size_t rows, size_t cols, const qr_ec_factor *f,
+                                void *dst, qr_pool *pool);
+
 /* The baseline of the QSLM paper: per-tensor asymmetric min-max quantization to `bits` bits
  * (1..16; the paper uses 4, 8, 12, 16), immediately dequantized, so dst (n floats, may equal
  * src) holds what a model quantized that way would compute with. */

@@ -38,14 +38,11 @@ static void *own(owned_list *o, void *p)
     return p;
 }
 
-static const float *find_importance(const qr_importance *imp, const char *name, size_t *n)
+static const qr_importance_entry *find_importance(const qr_importance *imp, const char *name)
 {
-    for (size_t i = 0; imp && i < imp->count; i++) {
-        if (strcmp(imp->entries[i].name, name) == 0) {
-            *n = imp->entries[i].n;
-            return imp->entries[i].values;
-        }
-    }
+    for (size_t i = 0; imp && i < imp->count; i++)
+        if (strcmp(imp->entries[i].name, name) == 0)
+            return &imp->entries[i];
     return NULL;
 }
 
@@ -103,11 +100,10 @@ static qr_status convert(const qr_model_file *in, const qr_tensor_info *t, uint3
         return qr_fail(err, QR_ERR_INVALID, "%s: tensor '%s' does not fit type %s", path, t->name,
                        qr_type_get(type)->name);
     size_t cols = (size_t)t->dims[t->n_dims - 1], rows = (size_t)(t->n_elements / cols);
-    const float *importance = NULL;
-    size_t n_imp = 0;
-    if (t->n_dims == 2 && (importance = find_importance(imp, t->name, &n_imp)) && n_imp != cols)
+    const qr_importance_entry *ie = t->n_dims == 2 ? find_importance(imp, t->name) : NULL;
+    if (ie && ie->n != cols)
         return qr_fail(err, QR_ERR_INVALID, "importance of '%s' has %zu values, the tensor has %zu columns",
-                       t->name, n_imp, cols);
+                       t->name, ie->n, cols);
     float *f = malloc((size_t)t->n_elements * sizeof(float));
     void *out = own(o, malloc(bytes ? (size_t)bytes : 1));
     if (!f || !out) {
@@ -116,8 +112,12 @@ static qr_status convert(const qr_model_file *in, const qr_tensor_info *t, uint3
     }
     src_ops->to_float(t->data, f, (size_t)t->n_elements);
     qr_model_file_release(in, t->data, t->size); /* read once: the input need not stay resident */
-    qr_status st = qr_quantize_tensor(type, f, rows, cols, importance, out, pool);
+    qr_status st = ie && ie->ec && qr_type_is_quantized(type)
+                       ? qr_quantize_tensor_ec(type, f, rows, cols, ie->ec, out, pool)
+                       : qr_quantize_tensor(type, f, rows, cols, ie ? ie->values : NULL, out, pool);
     free(f);
+    if (st == QR_ERR_NOMEM)
+        return qr_fail(err, st, "out of memory quantizing '%s'", t->name);
     if (st)
         return qr_fail(err, QR_ERR_FORMAT, "%s: tensor '%s' has a non-finite weight or a bad importance (cannot quantize)",
                        path, t->name);

@@ -17,12 +17,16 @@
 #include "error.h"
 #include "model_file.h"
 #include "pool.h"
+#include "quantize.h"
 
-/* Per-column importance of one matrix: mean squared activation of each input feature. */
+/* Per-column importance of one matrix: mean squared activation of each input feature; with
+ * `ec`, the factor of the inputs' whole second-moment matrix, and the matrix is quantized with
+ * error-compensating rounding (qr_quantize_tensor_ec) instead. */
 typedef struct {
     const char *name;     /* tensor name, e.g. "blocks.3.ffn.value.weight" */
     const float *values;  /* n = the tensor's last dimension, each finite and ≥ 0 */
     size_t n;
+    const qr_ec_factor *ec; /* NULL, or of the n × n E[x xᵀ] over the calibration inputs */
 } qr_importance_entry;
 
 typedef struct {

@@ -21,6 +21,9 @@ static const qr_type_info type_table[QR_TYPE_CODE_LIMIT] = {
     [QR_TYPE_Q4_1] = {"q4_1", QR_QK, sizeof(qr_block_q4_1), 4, true},
     [QR_TYPE_Q3_1] = {"q3_1", QR_QK, sizeof(qr_block_q3_1), 3, true},
     [QR_TYPE_Q2_1] = {"q2_1", QR_QK, sizeof(qr_block_q2_1), 2, true},
+    [QR_TYPE_Q4_S] = {"q4_s", QR_QK, sizeof(qr_block_q4_s), 4, false, true},
+    [QR_TYPE_Q3_S] = {"q3_s", QR_QK, sizeof(qr_block_q3_s), 3, false, true},
+    [QR_TYPE_Q2_S] = {"q2_s", QR_QK, sizeof(qr_block_q2_s), 2, false, true},
 };
 
 const qr_type_info *qr_type_get(uint32_t code)

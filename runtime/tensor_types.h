@@ -29,7 +29,13 @@ typedef enum {
     QR_TYPE_Q4_1 = 25,
     QR_TYPE_Q3_1 = 26,
     QR_TYPE_Q2_1 = 27,
-    QR_TYPE_LAST_QUANT = 27,  /* the highest code this build knows */
+    /* Small header, blocks of 32: w = d·(q − 2^(B−1) + ½), d ≥ 0 an 8-bit float (E5M3: the top
+     * byte of an f16 scale), so the header costs 0.25 bit per weight instead of 0.5 and the
+     * levels sit symmetrically about zero (issue 19). */
+    QR_TYPE_Q4_S = 28,
+    QR_TYPE_Q3_S = 29,
+    QR_TYPE_Q2_S = 30,
+    QR_TYPE_LAST_QUANT = 30,  /* the highest code this build knows */
     QR_TYPE_CODE_LIMIT = 64,  /* codes at or above this are never valid */
 } qr_type;
 
@@ -39,6 +45,7 @@ typedef struct {
     uint32_t block_bytes;    /* bytes per block */
     uint32_t bits;           /* bits of each integer code (0 for f32 and f16) */
     bool has_min;            /* the block stores a minimum m beside the scale d */
+    bool small_scale;        /* an 8-bit E5M3 scale and mid-rise levels (the _s types) */
 } qr_type_info;
 
 /* The description of a type code, or NULL if this build does not know the code. */

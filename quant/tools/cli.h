@@ -29,6 +29,8 @@ typedef struct {
     const char *classify[QQ_HEADS_MAX]; /* --classify TASK=DIR: DIR/{fit,heldout,test}.jsonl of head TASK */
     size_t n_classify;
     size_t calib_tokens, calib_items, valid_tokens, calib_window, window, batch, serve_batch;
+    size_t ec_tokens;          /* error-compensating rounding's tokens (0: plain rounding) */
+    double ec_damp;
     int threads;
     const char *cache_dir;     /* NULL with --no-cache */
     bool no_cache;

@@ -57,6 +57,12 @@ static const char usage[] =
     "                        damage: quant/README.md) or auto (default: exact while that\n"
     "                        takes at most a minute, else local)\n"
     "  --serve-batch N       sequences served at once, counted in the footprint (default 4)\n"
+    "  --ec-tokens N         error-compensating rounding (GPTQ) for every matrix the LM\n"
+    "                        multiplies, fitted to its inputs on the last N tokens of the\n"
+    "                        calibration text (default 16384; 0: round each block to its\n"
+    "                        nearest levels, importance-weighted, as before)\n"
+    "  --ec-damp D           its dampening: D times the mean input power added to each\n"
+    "                        column's (default 0.01)\n"
     "\n"
     "Data (defaults under --data-dir, itself $QSLM_DATA_DIR or ./.data):\n"
     "  --calib-text FILE     sotu/train.txt; its last --calib-tokens N (default 1024) tokens\n"
@@ -165,7 +171,7 @@ int main(int argc, char **argv)
     }
     enum { O_BUDGET = 256, O_BUDGETS, O_PPL, O_ACC, O_LAMBDA, O_SERVE, O_DATA, O_CT, O_CTOK, O_CL, O_CI,
            O_VT, O_VTOK, O_VL, O_TT, O_TL, O_WIN, O_CWIN, O_BATCH, O_THREADS, O_CACHE, O_NOCACHE, O_JSON,
-           O_TIER, O_MAXTIER, O_SVG, O_KEY, O_PUB, O_CLASSIFY, O_ALPHA, O_CHECK_LOCAL, O_MODULE_MEASURE };
+           O_TIER, O_MAXTIER, O_SVG, O_KEY, O_PUB, O_CLASSIFY, O_ALPHA, O_CHECK_LOCAL, O_MODULE_MEASURE, O_EC_TOKENS, O_EC_DAMP };
     static const struct option longopts[] = {
         {"budget", required_argument, NULL, O_BUDGET}, {"budgets", required_argument, NULL, O_BUDGETS},
         {"max-ppl-increase", required_argument, NULL, O_PPL}, {"max-acc-drop", required_argument, NULL, O_ACC},
@@ -183,10 +189,11 @@ int main(int argc, char **argv)
         {"key", required_argument, NULL, O_KEY}, {"pubkey", required_argument, NULL, O_PUB},
         {"classify", required_argument, NULL, O_CLASSIFY}, {"check-local", no_argument, NULL, O_CHECK_LOCAL},
         {"module-measure", required_argument, NULL, O_MODULE_MEASURE},
+        {"ec-tokens", required_argument, NULL, O_EC_TOKENS}, {"ec-damp", required_argument, NULL, O_EC_DAMP},
         {"out", required_argument, NULL, 'o'}, {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
     qq_options o = {.calib_tokens = 1024, .calib_items = 32, .valid_tokens = 8192, .calib_window = 64,
                     .window = 128, .batch = 64, .serve_batch = 4, .floors = {5.0, 1.0, QQ_ACC_ALPHA}, .lambda = 0.1, .tier = "block",
-                    .max_tier = QQ_TIER_MODULE};
+                    .max_tier = QQ_TIER_MODULE, .ec_tokens = 16384, .ec_damp = 0.01};
     size_t v;
     int c;
     optind = 2;
@@ -224,6 +231,8 @@ int main(int argc, char **argv)
         case O_SVG: o.svg = optarg; break;
         case O_CHECK_LOCAL: o.check_local = true; break;
         case O_MODULE_MEASURE: bad = parse_module_measure(optarg, &o); break;
+        case O_EC_TOKENS: bad = parse_count(optarg, "--ec-tokens", 0, 1 << 26, &o.ec_tokens); break;
+        case O_EC_DAMP: bad = parse_real(optarg, "--ec-damp", 0, 1, &o.ec_damp); break;
         case O_KEY: o.key = optarg; break;
         case O_PUB: o.pubkey = optarg; break;
         case O_CLASSIFY:

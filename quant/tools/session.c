@@ -271,10 +271,22 @@ int qq_session_open(const qq_options *o, qq_session *s)
         goto out;
     }
     s->reference_s = qq_now() - t0;
-    /* The cache key: the model's bytes and exactly which calibration data measured them. */
+    if (lm && o->ec_tokens) {
+        size_t ne = s->n_calib < o->ec_tokens ? s->n_calib : o->ec_tokens;
+        qq_progress(s, "gathering the matrices' input statistics on %zu tokens (error-compensating rounding)", ne);
+        t0 = qq_now();
+        if (qq_measurer_gather_hessians(s->meas, s->calib_ids + (s->n_calib - ne), ne, o->ec_damp, &err)) {
+            fprintf(stderr, "qslm-quant: %s\n", err.msg);
+            goto out;
+        }
+        s->reference_s += qq_now() - t0;
+    }
+    /* The cache key: the model's bytes, exactly which calibration data measured them and how
+     * the quantizer rounds. */
     char key[QQ_SENS_KEY_SIZE], cpath[4096];
     bool use_cache = !o->no_cache && cache_file(o, s, cpath, sizeof cpath) == 0;
     if (qq_sensitivity_key(s->model_sha256, &s->calib, o->calib_window, key, &err) ||
+        (lm && o->ec_tokens && qq_sensitivity_key_append(key, &err, "ec %zu %.17g", o->ec_tokens, o->ec_damp)) ||
         qq_sensitivity_new(s->meas, s->master, &s->h, use_cache ? cpath : NULL, key, on_sensitivity, s,
                            &s->sens, &err)) {
         fprintf(stderr, "qslm-quant: %s\n", err.msg);

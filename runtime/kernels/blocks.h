@@ -75,6 +75,22 @@ typedef struct {
     uint8_t qs[8];
 } qr_block_q2_1;
 
+/* Small header: w = d·(q − 2^(B−1) + ½), d the E5M3 byte e (d = the f16 whose bits are e << 7).
+ * Same code planes, after a 1-byte header. */
+typedef struct {
+    uint8_t e;
+    uint8_t qs[16];
+} qr_block_q4_s;
+typedef struct {
+    uint8_t e;
+    uint8_t ql[8];
+    uint8_t qh[4];
+} qr_block_q3_s;
+typedef struct {
+    uint8_t e;
+    uint8_t qs[8];
+} qr_block_q2_s;
+
 /* Bits per weight = 8 · size / 32: the compiler checks the table in FORMAT.md. */
 _Static_assert(sizeof(qr_block_q8_0) == 34, "q8_0: 8.5 bits/weight");
 _Static_assert(sizeof(qr_block_q6_0) == 26, "q6_0: 6.5 bits/weight");
@@ -88,6 +104,9 @@ _Static_assert(sizeof(qr_block_q5_1) == 24, "q5_1: 6 bits/weight");
 _Static_assert(sizeof(qr_block_q4_1) == 20, "q4_1: 5 bits/weight");
 _Static_assert(sizeof(qr_block_q3_1) == 16, "q3_1: 4 bits/weight");
 _Static_assert(sizeof(qr_block_q2_1) == 12, "q2_1: 3 bits/weight");
+_Static_assert(sizeof(qr_block_q4_s) == 17, "q4_s: 4.25 bits/weight");
+_Static_assert(sizeof(qr_block_q3_s) == 13, "q3_s: 3.25 bits/weight");
+_Static_assert(sizeof(qr_block_q2_s) == 9, "q2_s: 2.25 bits/weight");
 /* The codes start right after the header: 2 bytes for _0, 4 for _1. */
 _Static_assert(offsetof(qr_block_q6_0, ql) == 2 && offsetof(qr_block_q6_1, ql) == 4, "header");
 _Static_assert(offsetof(qr_block_q5_0, qh) == 18 && offsetof(qr_block_q3_1, qh) == 12, "planes");

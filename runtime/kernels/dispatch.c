@@ -90,7 +90,7 @@ bool qr_cpu_has_dotprod(void)
 }
 
 /* Every type's variants in one order: f32, f16, then q8..q2 _0, then q8..q2 _1. */
-#define N_KERNEL_TYPES 14
+#define N_KERNEL_TYPES 17
 
 static int type_index(uint32_t type)
 {
@@ -109,6 +109,9 @@ static int type_index(uint32_t type)
     case QR_TYPE_Q4_1: return 11;
     case QR_TYPE_Q3_1: return 12;
     case QR_TYPE_Q2_1: return 13;
+    case QR_TYPE_Q4_S: return 14;
+    case QR_TYPE_Q3_S: return 15;
+    case QR_TYPE_Q2_S: return 16;
     default: return -1;
     }
 }
@@ -117,7 +120,8 @@ static const qr_kernel_ops *const ref_ops[N_KERNEL_TYPES] = {
     &qr_kernels_f32_ref,  &qr_kernels_f16_ref,  &qr_kernels_q8_0_ref, &qr_kernels_q6_0_ref,
     &qr_kernels_q5_0_ref, &qr_kernels_q4_0_ref, &qr_kernels_q3_0_ref, &qr_kernels_q2_0_ref,
     &qr_kernels_q8_1_ref, &qr_kernels_q6_1_ref, &qr_kernels_q5_1_ref, &qr_kernels_q4_1_ref,
-    &qr_kernels_q3_1_ref, &qr_kernels_q2_1_ref,
+    &qr_kernels_q3_1_ref, &qr_kernels_q2_1_ref, &qr_kernels_q4_s_ref, &qr_kernels_q3_s_ref,
+    &qr_kernels_q2_s_ref,
 };
 #if defined(__x86_64__)
 static const qr_kernel_ops *const avx2_ops[N_KERNEL_TYPES] = {
@@ -201,7 +205,7 @@ size_t qr_kernels_all(uint32_t type, const qr_kernel_ops **out, size_t max)
     size_t n = 0;
     all[n++] = ref_ops[t];
 #if defined(__x86_64__)
-    if (qr_cpu_has_avx2()) {
+    if (qr_cpu_has_avx2() && avx2_ops[t]) {
         all[n++] = avx2_ops[t];
         if (qr_cpu_has_avx_vnni() && avxvnni_ops[t])
             all[n++] = avxvnni_ops[t];
@@ -210,7 +214,7 @@ size_t qr_kernels_all(uint32_t type, const qr_kernel_ops **out, size_t max)
     }
 #endif
 #if defined(__aarch64__)
-    if (qr_cpu_has_neon()) {
+    if (qr_cpu_has_neon() && neon_ops[t]) {
         all[n++] = neon_ops[t];
         if (qr_cpu_has_dotprod() && neon_dotprod_ops[t])
             all[n++] = neon_dotprod_ops[t];

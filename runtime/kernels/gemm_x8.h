@@ -31,12 +31,12 @@
 
 /* Row c of Y is the reference decode product of every row of W with row c of X (plain layout,
  * as prepare_x writes it): the definition every SIMD gemm is held to. */
-static inline void qr_ref_gemm_x8(int bits, bool has_min, const void *w, size_t row_bytes, size_t n_rows,
+static inline void qr_ref_gemm_x8(int bits, int kind, const void *w, size_t row_bytes, size_t n_rows,
                                   const qr_x8_group *X, size_t n_x, size_t n, float *Y, size_t ldy)
 {
     size_t groups = qr_x8_groups(n);
     for (size_t c = 0; c < n_x; c++)
-        qr_ref_dot_x8(bits, has_min, w, row_bytes, n_rows, X + c * groups, n, Y + c * ldy);
+        qr_ref_dot_x8(bits, kind, w, row_bytes, n_rows, X + c * groups, n, Y + c * ldy);
 }
 
 /* The 8 blocks of group g of a row, or, for a last group with fewer blocks, a zeroed copy with

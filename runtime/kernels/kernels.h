@@ -54,7 +54,7 @@ extern const qr_kernel_ops qr_kernels_f32_ref, qr_kernels_f16_ref;
 extern const qr_kernel_ops qr_kernels_q8_0_ref, qr_kernels_q8_1_ref, qr_kernels_q6_0_ref,
     qr_kernels_q6_1_ref, qr_kernels_q5_0_ref, qr_kernels_q5_1_ref, qr_kernels_q4_0_ref,
     qr_kernels_q4_1_ref, qr_kernels_q3_0_ref, qr_kernels_q3_1_ref, qr_kernels_q2_0_ref,
-    qr_kernels_q2_1_ref;
+    qr_kernels_q2_1_ref, qr_kernels_q4_s_ref, qr_kernels_q3_s_ref, qr_kernels_q2_s_ref;
 #if defined(__x86_64__)
 extern const qr_kernel_ops qr_kernels_f32_avx2, qr_kernels_f16_avx2;
 extern const qr_kernel_ops qr_kernels_q8_0_avx2, qr_kernels_q8_1_avx2, qr_kernels_q6_0_avx2,

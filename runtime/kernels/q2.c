@@ -5,6 +5,7 @@
 
 QR_DEFINE_REF_KERNELS(q2_0, 2, false);
 QR_DEFINE_REF_KERNELS(q2_1, 2, true);
+QR_DEFINE_REF_KERNELS(q2_s, 2, QR_KIND_SMALL);
 
 #if defined(__x86_64__)
 /* The 8 bytes broadcast to four 64-bit lanes, lane k shifted right by 2k, masked to 2 bits. */

@@ -6,6 +6,7 @@
 
 QR_DEFINE_REF_KERNELS(q3_0, 3, false);
 QR_DEFINE_REF_KERNELS(q3_1, 3, true);
+QR_DEFINE_REF_KERNELS(q3_s, 3, QR_KIND_SMALL);
 
 #if defined(__x86_64__)
 QR_AVX2 __attribute__((always_inline)) static inline __m256i q3_unpack(const uint8_t *c)

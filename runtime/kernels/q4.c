@@ -4,6 +4,7 @@
 
 QR_DEFINE_REF_KERNELS(q4_0, 4, false);
 QR_DEFINE_REF_KERNELS(q4_1, 4, true);
+QR_DEFINE_REF_KERNELS(q4_s, 4, QR_KIND_SMALL);
 
 #if defined(__x86_64__)
 /* One shift and one mask: low nibbles are q[0..15], high nibbles q[16..31]. */

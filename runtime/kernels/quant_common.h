@@ -54,24 +54,49 @@ void qr_dot_rows_via_x8(qr_dot_rows_x8_fn dot, void (*prepare)(const float *, si
 
 /* ---------------------------------------------------------------- reference */
 
-/* Bytes of a block of `bits`-bit codes: the header (d, or d and m) and 4·bits bytes of codes. */
-static inline size_t qr_block_size(int bits, bool has_min)
+/* The three block layouts (the KIND argument of the kernel macros; 0 and 1 read as the old
+ * has_min flag): _0 (f16 d, w = d·(q − 2^(B−1))), _1 (f16 d and m, w = d·q + m) and _s (an
+ * E5M3 byte d, w = d·(q − 2^(B−1) + ½)). */
+enum { QR_KIND_SYM = 0, QR_KIND_MIN = 1, QR_KIND_SMALL = 2 };
+
+/* Header bytes before a block's codes. */
+static inline size_t qr_block_hdr(int kind)
 {
-    return (size_t)(has_min ? 4 : 2) + 4u * (size_t)bits;
+    return kind == QR_KIND_MIN ? 4 : kind == QR_KIND_SMALL ? 1 : 2;
 }
 
-/* w = d·(q − 2^(bits−1)) for _0, w = d·q + m for _1 (a multiply, then an add: the SIMD
+/* Bytes of a block of `bits`-bit codes: the header and 4·bits bytes of codes. */
+static inline size_t qr_block_size(int bits, int kind)
+{
+    return qr_block_hdr(kind) + 4u * (size_t)bits;
+}
+
+/* The code offset: w = d·(q − off) (+ m for _1, whose offset is 0). Exact in f32. */
+static inline float qr_block_off(int bits, int kind)
+{
+    return kind == QR_KIND_MIN ? 0.0f
+           : kind == QR_KIND_SMALL ? (float)(1 << (bits - 1)) - 0.5f
+                                   : (float)(1 << (bits - 1));
+}
+
+/* A block's scale d. */
+static inline float qr_block_scale(int kind, const uint8_t *b)
+{
+    return kind == QR_KIND_SMALL ? qr_e5m3_to_f32(b[0]) : qr_f16_to_f32(qr_block_u16(b));
+}
+
+/* w = d·(q − off) for _0 and _s, w = d·q + m for _1 (a multiply, then an add: the SIMD
  * versions round the same way, so to_float is bit-exact across them). */
-static inline void qr_ref_to_float(int bits, bool has_min, const void *src, float *dst, size_t n)
+static inline void qr_ref_to_float(int bits, int kind, const void *src, float *dst, size_t n)
 {
     const uint8_t *b = src;
-    size_t bb = qr_block_size(bits, has_min);
-    int off = 1 << (bits - 1);
+    size_t bb = qr_block_size(bits, kind), hdr = qr_block_hdr(kind);
+    float off = qr_block_off(bits, kind);
     uint8_t q[32];
     for (size_t i = 0; i < n / QR_QK; i++, b += bb, dst += QR_QK) {
-        float d = qr_f16_to_f32(qr_block_u16(b));
-        qr_unpack_codes(bits, b + (has_min ? 4 : 2), q);
-        if (has_min) {
+        float d = qr_block_scale(kind, b);
+        qr_unpack_codes(bits, b + hdr, q);
+        if (kind == QR_KIND_MIN) {
             float m = qr_f16_to_f32(qr_block_u16(b + 2));
             for (int j = 0; j < QR_QK; j++) {
                 float t = d * (float)q[j];
@@ -79,17 +104,18 @@ static inline void qr_ref_to_float(int bits, bool has_min, const void *src, floa
             }
         } else {
             for (int j = 0; j < QR_QK; j++)
-                dst[j] = d * (float)(q[j] - off);
+                dst[j] = d * ((float)q[j] - off);
         }
     }
 }
 
-/* y[r] = Σ_blocks d·dx·Σ(q − 2^(bits−1))·xq  (_0)  or  d·dx·Σq·xq + m·s  (_1). */
-static inline void qr_ref_dot_x8(int bits, bool has_min, const void *w, size_t row_bytes,
+/* y[r] = Σ_blocks d·dx·Σ(q − 2^(bits−1))·xq  (_0),  d·dx·Σq·xq + m·s  (_1)  or
+ * (d/2)·dx·Σ(2q − 2^bits + 1)·xq  (_s): the integer sums are exact. */
+static inline void qr_ref_dot_x8(int bits, int kind, const void *w, size_t row_bytes,
                                  size_t n_rows, const qr_x8_group *x, size_t n, float *y)
 {
-    size_t bb = qr_block_size(bits, has_min);
-    int off = has_min ? 0 : 1 << (bits - 1);
+    size_t bb = qr_block_size(bits, kind), hdr = qr_block_hdr(kind);
+    int off = kind == QR_KIND_MIN ? 0 : 1 << (bits - 1);
     uint8_t q[32];
     for (size_t r = 0; r < n_rows; r++) {
         const uint8_t *b = (const uint8_t *)w + r * row_bytes;
@@ -97,40 +123,47 @@ static inline void qr_ref_dot_x8(int bits, bool has_min, const void *w, size_t r
         for (size_t i = 0; i < n / QR_QK; i++, b += bb) {
             const qr_x8_group *g = &x[i / QR_X8_GROUP];
             size_t k = i % QR_X8_GROUP;
-            float d = qr_f16_to_f32(qr_block_u16(b));
-            qr_unpack_codes(bits, b + (has_min ? 4 : 2), q);
+            float d = qr_block_scale(kind, b);
+            qr_unpack_codes(bits, b + hdr, q);
             int32_t isum = 0;
-            for (int j = 0; j < QR_QK; j++)
-                isum += (q[j] - off) * g->q[k][j];
+            if (kind == QR_KIND_SMALL) {
+                for (int j = 0; j < QR_QK; j++)
+                    isum += (2 * q[j] - 2 * off + 1) * g->q[k][j];
+                d *= 0.5f;
+            } else {
+                for (int j = 0; j < QR_QK; j++)
+                    isum += (q[j] - off) * g->q[k][j];
+            }
             sum += d * g->d[k] * (float)isum;
-            if (has_min)
+            if (kind == QR_KIND_MIN)
                 sum += qr_f16_to_f32(qr_block_u16(b + 2)) * g->s[k];
         }
         y[r] = sum;
     }
 }
 
-/* The reference kernel table of one type: qr_kernels_<T>_ref. */
-#define QR_DEFINE_REF_KERNELS(T, BITS, HAS_MIN)                                                    \
+/* The reference kernel table of one type: qr_kernels_<T>_ref (KIND: QR_KIND_SYM, _MIN or
+ * _SMALL). */
+#define QR_DEFINE_REF_KERNELS(T, BITS, KIND)                                                    \
     static void T##_to_float_ref(const void *src, float *dst, size_t n)                            \
     {                                                                                              \
-        qr_ref_to_float(BITS, HAS_MIN, src, dst, n);                                               \
+        qr_ref_to_float(BITS, KIND, src, dst, n);                                               \
     }                                                                                              \
     static void T##_dot_x8_ref(const void *w, size_t row_bytes, size_t n_rows,                    \
                                const qr_x8_group *x, size_t n, float *y)                           \
     {                                                                                              \
-        qr_ref_dot_x8(BITS, HAS_MIN, w, row_bytes, n_rows, x, n, y);                               \
+        qr_ref_dot_x8(BITS, KIND, w, row_bytes, n_rows, x, n, y);                               \
     }                                                                                              \
     static void T##_dot_rows_ref(const void *w, size_t row_bytes, size_t n_rows, const float *x,  \
                                  size_t n, float *y)                                               \
     {                                                                                              \
-        qr_dot_rows_via_x8(T##_dot_x8_ref, qr_x8_prepare_ref, qr_block_size(BITS, HAS_MIN), w,    \
+        qr_dot_rows_via_x8(T##_dot_x8_ref, qr_x8_prepare_ref, qr_block_size(BITS, KIND), w,    \
                            row_bytes, n_rows, x, n, y);                                            \
     }                                                                                              \
     static void T##_gemm_x8_ref(const void *w, size_t row_bytes, size_t n_rows,                  \
                                 const qr_x8_group *X, size_t n_x, size_t n, float *Y, size_t ldy)  \
     {                                                                                              \
-        qr_ref_gemm_x8(BITS, HAS_MIN, w, row_bytes, n_rows, X, n_x, n, Y, ldy);                    \
+        qr_ref_gemm_x8(BITS, KIND, w, row_bytes, n_rows, X, n_x, n, Y, ldy);                    \
     }                                                                                              \
     const qr_kernel_ops qr_kernels_##T##_ref = {#T "-ref",           T##_dot_rows_ref,             \
                                                 T##_to_float_ref,    qr_x8_prepare_ref,            \
