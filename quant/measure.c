@@ -69,6 +69,7 @@ struct qq_measurer {
     float **hessian;     /* per tensor while they are gathered: Σ x xᵀ of its inputs, or NULL */
     uint64_t *hess_rows; /* per tensor: rows of x summed into it */
     qr_ec_factor **ec;   /* per tensor: error compensation's factor (qq_measurer_gather_hessians) */
+    qq_rounding rounding; /* how copies are quantized now */
     f32_answers *f32;    /* the master's answers, per split measured so far */
     size_t n_f32, cap_f32;
 };
@@ -100,11 +101,18 @@ qr_status qq_write_setting(const qr_model_file *master, const uint32_t *types, c
 
 qr_status qq_measurer_write_setting(qq_measurer *q, const uint32_t *types, const char *path, qr_error *err)
 {
-    qr_importance imp = {q->imp_entries, q->n_imp};
+    /* The file gets the quantization the copies measured got. */
+    size_t n = qr_model_file_tensor_count(q->master);
+    for (size_t e = 0; e < q->n_imp; e++) {
+        q->imp_entries[e].ec = NULL;
+        for (size_t i = 0; q->rounding == QQ_ROUND_EC && i < n; i++)
+            if (strcmp(q->imp_entries[e].name, qr_model_file_tensor(q->master, i)->name) == 0)
+                q->imp_entries[e].ec = q->ec[i];
+    }
+    qr_importance imp = {q->imp_entries, q->rounding == QQ_ROUND_NEAREST ? 0 : q->n_imp};
     qr_status st = qq_write_setting(q->master, types, path, &imp, q->pool, err);
     /* Writing read every f32 matrix; the next setting measured touches again only those it
      * keeps f32, and the variant is measured beside this (cmd_build). */
-    size_t n = qr_model_file_tensor_count(q->master);
     for (size_t i = 0; i < n; i++)
         if (q->slots[i]) {
             const qr_matrix *src = qr_model_matrix(q->base, qr_model_file_tensor(q->master, i)->name);
@@ -531,9 +539,10 @@ static qr_status cached_tensor(qq_measurer *q, size_t i, uint32_t type, qr_error
     if (!buf)
         return qr_fail(err, QR_ERR_NOMEM, "out of memory for tensor '%s' as %s", t->name,
                        qr_type_get(type)->name);
-    qr_status st = q->ec && q->ec[i] && qr_type_is_quantized(type)
+    qr_status st = q->rounding == QQ_ROUND_EC && q->ec && q->ec[i] && qr_type_is_quantized(type)
                        ? qr_quantize_tensor_ec(type, src->data, src->rows, src->cols, q->ec[i], buf, q->pool)
-                       : qr_quantize_tensor(type, src->data, src->rows, src->cols, q->importance[i], buf, q->pool);
+                       : qr_quantize_tensor(type, src->data, src->rows, src->cols,
+                                            q->rounding == QQ_ROUND_NEAREST ? NULL : q->importance[i], buf, q->pool);
     if (st) {
         free(buf);
         return qr_fail(err, st, "tensor '%s' cannot be quantized to %s", t->name, qr_type_get(type)->name);
@@ -887,10 +896,26 @@ qr_status qq_measurer_gather_hessians(qq_measurer *q, const int32_t *tokens, siz
         free(q->hessian[i]);
         q->hessian[i] = NULL;
     }
-    /* Variant files get the same quantization as the copies measured. */
-    for (size_t e = 0; e < q->n_imp && st == QR_OK; e++)
-        for (size_t i = 0; i < n; i++)
-            if (strcmp(q->imp_entries[e].name, qr_model_file_tensor(q->master, i)->name) == 0)
-                q->imp_entries[e].ec = q->ec[i];
+    if (st == QR_OK)
+        q->rounding = QQ_ROUND_EC;
     return st;
+}
+
+qr_status qq_measurer_set_rounding(qq_measurer *q, qq_rounding rounding, qr_error *err)
+{
+    if (rounding == QQ_ROUND_EC && !q->ec)
+        return qr_fail(err, QR_ERR_INVALID, "error-compensating rounding needs the Hessians gathered first");
+    if (rounding == q->rounding)
+        return QR_OK;
+    qq_measurer_drop_copies(q);
+    for (size_t i = 0; i < q->n_memo; i++) /* measured with the other rounding */
+        free(q->memo[i].types);
+    q->n_memo = 0;
+    q->rounding = rounding;
+    return QR_OK;
+}
+
+qq_rounding qq_measurer_rounding(const qq_measurer *q)
+{
+    return q->rounding;
 }

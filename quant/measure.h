@@ -67,6 +67,16 @@ qr_status qq_measurer_new(const qr_model_file *master, qr_pool *pool, const qq_s
                           size_t window, size_t batch, qq_measurer **out, qr_error *err);
 void qq_measurer_free(qq_measurer *q);
 
+/* How the quantized copies (and written variants) are rounded: each block to its nearest levels
+ * with uniform weights, or weighted by the columns' importance (the default), or with
+ * error-compensating rounding (after qq_measurer_gather_hessians). */
+typedef enum { QQ_ROUND_IMPORTANCE = 0, QQ_ROUND_NEAREST, QQ_ROUND_EC } qq_rounding;
+
+/* Switches the rounding; the copies and remembered measurements made with another are dropped.
+ * QR_ERR_INVALID for QQ_ROUND_EC before the Hessians are gathered. */
+qr_status qq_measurer_set_rounding(qq_measurer *q, qq_rounding rounding, qr_error *err);
+qq_rounding qq_measurer_rounding(const qq_measurer *q);
+
 /* Turns on error-compensating rounding (qr_quantize_tensor_ec) for every matrix the LM multiplies:
  * runs the f32 master over `tokens` (windows of the measurer's calibration window) and keeps
  * each matrix's input second moments E[x xᵀ] (cols² floats per matrix), which every quantized

@@ -23,6 +23,102 @@ typedef struct {
     double mib, ppl, acc;
 } point;
 
+static int measure_point(qq_session *s, const char *what, qr_status st, const qr_error *err)
+{
+    if (st) {
+        qq_progress_done(s);
+        fprintf(stderr, "qslm-quant: %s: %s\n", what, err->msg);
+        return -1;
+    }
+    return 0;
+}
+
+/* The rounding comparison: every type whose codes have 2–4 bits, each way it can be rounded. */
+#define ROUNDING_TYPES 9
+static const uint32_t rounding_types[ROUNDING_TYPES] = {QR_TYPE_Q4_1, QR_TYPE_Q4_0, QR_TYPE_Q4_S,
+                                                         QR_TYPE_Q3_1, QR_TYPE_Q3_0, QR_TYPE_Q3_S,
+                                                         QR_TYPE_Q2_1, QR_TYPE_Q2_0, QR_TYPE_Q2_S};
+typedef struct {
+    double ppl[3]; /* by qq_rounding: importance, nearest, error-compensated (NAN: not measured) */
+    double minmax; /* per-tensor min-max at the same code width */
+} rounding_row;
+
+/* Measures every matrix at each of rounding_types, rounded each way the session can (error
+ * compensation only when it was gathered), and per-tensor min-max at 2 and 3 bits (4 bits is
+ * mm[0]); leaves the measurer rounding as it found it. */
+static int measure_roundings(qq_session *s, const qq_split *test, uint32_t *types, const point *mm4,
+                             rounding_row rows[ROUNDING_TYPES], qr_error *err)
+{
+    qq_rounding was = qq_measurer_rounding(s->meas);
+    double mm23[2];
+    for (int bits = 2; bits <= 3; bits++) {
+        qq_metrics m;
+        qq_progress(s, "test split: per-tensor min-max %d-bit", bits);
+        if (measure_point(s, "per-tensor min-max", qq_measure_minmax(s->meas, bits, test, &m, err), err))
+            return -1;
+        mm23[bits - 2] = m.ppl;
+    }
+    for (int k = 0; k < ROUNDING_TYPES; k++) {
+        rows[k].ppl[QQ_ROUND_IMPORTANCE] = rows[k].ppl[QQ_ROUND_NEAREST] = rows[k].ppl[QQ_ROUND_EC] = NAN;
+        int bits = (int)qr_type_get(rounding_types[k])->bits;
+        rows[k].minmax = bits == 4 ? mm4->ppl : mm23[bits - 2];
+    }
+    for (int way = 0; way < 3; way++) {
+        if (way == QQ_ROUND_EC && was != QQ_ROUND_EC)
+            continue;
+        if (qq_measurer_set_rounding(s->meas, (qq_rounding)way, err)) {
+            fprintf(stderr, "qslm-quant: %s\n", err->msg);
+            return -1;
+        }
+        for (int k = 0; k < ROUNDING_TYPES; k++) {
+            for (size_t i = 0; i < s->costs.n_tensors; i++)
+                types[i] = s->costs.is_matrix[i] ? rounding_types[k] : QR_TYPE_F32;
+            qq_metrics m;
+            const char *name = qr_type_get(rounding_types[k])->name;
+            qq_progress(s, "test split: every matrix %s, %s rounding", name,
+                        way == QQ_ROUND_NEAREST ? "nearest" : way == QQ_ROUND_EC ? "error-compensating" : "importance-weighted");
+            if (measure_point(s, name, qq_measure_setting(s->meas, types, test, &m, err), err))
+                return -1;
+            rows[k].ppl[way] = m.ppl;
+        }
+    }
+    if (qq_measurer_set_rounding(s->meas, was, err)) {
+        fprintf(stderr, "qslm-quant: %s\n", err->msg);
+        return -1;
+    }
+    return 0;
+}
+
+/* "## Rounding": the table measure_roundings fills. */
+static void write_rounding_table(FILE *f, const qq_session *s, uint32_t *types, const point *f32,
+                                 const rounding_row rows[ROUNDING_TYPES])
+{
+    fprintf(f, "\n## Rounding\n\nTest perplexity with every matrix at one type, rounded three ways: each block to its "
+               "nearest levels (scale and minimum fitted with every weight counting the same), weighted by each input "
+               "column's mean square on the calibration split (importance), and error-compensating (GPTQ: each column's "
+               "rounding error pushed onto the columns not yet rounded, through the inverse of the inputs' second "
+               "moments on the calibration text); beside them the paper's per-tensor min-max at the same code width. "
+               "The embedding and the classifier head, which no calibration text multiplies, are rounded with "
+               "importance (the embedding: nearest) in the error-compensating column.\n\n"
+               "| type | bits/weight | served | nearest | importance | error-compensating | per-tensor min-max |\n"
+               "|---|---|---|---|---|---|---|\n");
+    for (int k = 0; k < ROUNDING_TYPES; k++) {
+        for (size_t i = 0; i < s->costs.n_tensors; i++)
+            types[i] = s->costs.is_matrix[i] ? rounding_types[k] : QR_TYPE_F32;
+        fprintf(f, "| %s | %.2f | %.2f MiB |", qr_type_get(rounding_types[k])->name,
+                qr_type_bits_per_weight(rounding_types[k]), (double)qq_setting_footprint(&s->costs, types) / 1048576.0);
+        const int order[3] = {QQ_ROUND_NEAREST, QQ_ROUND_IMPORTANCE, QQ_ROUND_EC};
+        for (int w = 0; w < 3; w++) {
+            double p = rows[k].ppl[order[w]];
+            if (isnan(p))
+                fprintf(f, " not measured (--ec-tokens 0) |");
+            else
+                fprintf(f, " %.3f (%+.2f%%) |", p, 100.0 * (p / f32->ppl - 1.0));
+        }
+        fprintf(f, " %.3f (%+.2f%%) |\n", rows[k].minmax, 100.0 * (rows[k].minmax / f32->ppl - 1.0));
+    }
+}
+
 /* The paper's memory for a per-tensor b-bit model: matrices at b bits (plus a min and a max per
  * tensor), everything else as served here. */
 static uint64_t minmax_footprint(const qq_costs *c, int bits)
@@ -39,15 +135,6 @@ static uint64_t minmax_footprint(const qq_costs *c, int bits)
     return bytes;
 }
 
-static int measure_point(qq_session *s, const char *what, qr_status st, const qr_error *err)
-{
-    if (st) {
-        qq_progress_done(s);
-        fprintf(stderr, "qslm-quant: %s: %s\n", what, err->msg);
-        return -1;
-    }
-    return 0;
-}
 
 static void fill_series(qq_svg_series *se, const char *name, const point *p, size_t n, int acc, double *xs,
                         double *ys, const char **labels, const char *colour, int marker, int line)
@@ -130,6 +217,9 @@ int qq_cmd_report(const qq_options *o)
         mm[k] = (point){"", (double)minmax_footprint(&s.costs, minmax_bits[k]) / 1048576.0, m.ppl, m.accuracy};
         snprintf(mm[k].label, sizeof mm[k].label, "min-max %d", minmax_bits[k]);
     }
+    rounding_row rounding[ROUNDING_TYPES];
+    if (measure_roundings(&s, &test, types, &mm[0], rounding, &err))
+        goto out;
     qq_progress_done(&s);
     for (size_t v = 0; v < b->n_variants; v++) {
         const qr_bundle_variant *bv = &b->variants[v];
@@ -224,6 +314,7 @@ int qq_cmd_report(const qq_options *o)
         fprintf(f, "| per-tensor %s | %.2f MiB | %.1f%% smaller | %.3f | %+.2f%% | %.1f%% | %+.1f pts |\n", mm[k].label, mm[k].mib,
                 100.0 * (1.0 - mm[k].mib / f32.mib), mm[k].ppl, 100.0 * (mm[k].ppl / f32.ppl - 1.0), 100.0 * mm[k].acc,
                 100.0 * (mm[k].acc - f32.acc));
+    write_rounding_table(f, &s, types, &f32, rounding);
     /* For each variant: the best baseline that fits in the same memory. */
     fprintf(f, "\n## What the search gains\n\nFor each variant, the best (lowest test perplexity) uniform type and min-max setting "
                "served in no more memory:\n\n| variant | served | test ppl | best uniform type in that memory | its ppl | "

@@ -42,8 +42,8 @@ expect 0 'q2_0' -- "$quant" sensitivity "$tmp/m.qslm" --tier block --svg "$tmp/s
 if grep -q '<svg' "$tmp/s.svg"; then ok "heatmap written"; else bad "no heatmap"; fi
 expect 0 ' 0 measured now, [1-9][0-9]* from the cache' -- "$quant" sensitivity "$tmp/m.qslm" --tier block "${small[@]}"
 # --check-local: every layer's scale, each matrix both ways, and Spearman's rho over them all
-# (2 layers x 7 matrices x 13 types = 182 pairs)
-expect 0 'Spearman rank correlation over 182 \(matrix, type\) pairs in 2 layers: -?[0-9.]+ \(estimate\)' -- \
+# (2 layers x 7 matrices x 16 types = 224 pairs)
+expect 0 'Spearman rank correlation over 224 \(matrix, type\) pairs in 2 layers: -?[0-9.]+ \(estimate\)' -- \
   "$quant" sensitivity "$tmp/m.qslm" --check-local "${small[@]}"
 
 expect 2 'needs --budget' -- "$quant" search "$tmp/m.qslm" "${small[@]}"

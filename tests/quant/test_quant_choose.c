@@ -302,40 +302,41 @@ static double uniform_increase(world *w, uint32_t type)
     return 100.0 * (m.ppl / w->ctx.valid_ref.ppl - 1.0);
 }
 
-/* Floors that bind: a perplexity floor halfway between what every matrix at q2_0 costs and what
- * q2_1 costs (on this model well over 100% and some tens of points apart) refuses the one and
- * keeps the other. When the budget fits only q2_0, it is infeasible, the best setting found is
- * q2_0 and the reason gives the numbers. With the f32 footprint to spend and a λ that makes the
- * cheapest setting the best calibration score, q2_0 is validated first and refused (the log says
- * why), and q2_1, the next, is kept. */
+/* Floors that bind: a perplexity floor halfway between what every matrix at the cheapest rung
+ * (q2_s) costs and what the next (q2_0) costs (on this model well over 100% and some tens of
+ * points apart) refuses the one and keeps the other. When the budget fits only the cheapest, it
+ * is infeasible, the best setting found is the cheapest and the reason gives the numbers. With
+ * the f32 footprint to spend and a λ that makes the cheapest setting the best calibration
+ * score, the cheapest is validated first and refused (the log says why), and the next is kept. */
 static void test_floors_refuse_cheapest(void **state)
 {
     world *w = *state;
-    double inc0 = uniform_increase(w, QR_TYPE_Q2_0), inc1 = uniform_increase(w, QR_TYPE_Q2_1);
+    const uint32_t CHEAPEST = qq_rung_type(QQ_RUNGS - 1), NEXT = qq_rung_type(QQ_RUNGS - 2);
+    double inc0 = uniform_increase(w, CHEAPEST), inc1 = uniform_increase(w, NEXT);
     assert_true(inc0 > inc1 + 10.0);
     double floor = (inc0 + inc1) / 2;
     char want[64];
     snprintf(want, sizeof want, "(floor: +%.2f%%)", floor);
-    uint64_t q2 = uniform_footprint(w, QR_TYPE_Q2_0);
+    uint64_t q2 = uniform_footprint(w, CHEAPEST);
     qq_result r = search(w, q2, floor, 0.1, QQ_TIER_BLOCK);
     assert_false(r.feasible);
     assert_non_null(r.types);
     assert_int_equal(r.footprint_est, q2);
-    assert_int_equal(block_rung(w, r.types, 1), qq_type_rung(QR_TYPE_Q2_0));
+    assert_int_equal(block_rung(w, r.types, 1), qq_type_rung(CHEAPEST));
     if (!strstr(r.reason, "no setting within the floors fits") || !strstr(r.reason, "validation perplexity") ||
         !strstr(r.reason, "over f32's") || !strstr(r.reason, want))
         fail_msg("reason: %s", r.reason);
     qq_result_free(&r);
     r = search(w, w->costs.f32_footprint, floor, 1000.0, QQ_TIER_GLOBAL);
-    const char *at = strstr(w->log, "global tier: every matrix q2_0:");
+    const char *at = strstr(w->log, "global tier: every matrix q2_s:");
     char line[1024] = "";
     if (at)
         snprintf(line, sizeof line, "%.*s", (int)strcspn(at, "\n"), at);
     if (!strstr(line, "validation perplexity") || !strstr(line, "over f32's") || !strstr(line, want))
-        fail_msg("q2_0 not refused by the floor:\n%s", w->log);
+        fail_msg("q2_s not refused by the floor:\n%s", w->log);
     assert_true(r.feasible);
-    assert_int_equal(r.footprint_est, uniform_footprint(w, QR_TYPE_Q2_1));
-    assert_int_equal(block_rung(w, r.types, 1), qq_type_rung(QR_TYPE_Q2_1));
+    assert_int_equal(r.footprint_est, uniform_footprint(w, NEXT));
+    assert_int_equal(block_rung(w, r.types, 1), qq_type_rung(NEXT));
     qq_result_free(&r);
 }
 

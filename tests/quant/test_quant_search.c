@@ -505,7 +505,7 @@ static void test_search_constraints(void **state)
     uint32_t *types = malloc(costs.n_tensors * sizeof *types);
     fill_all(types, &costs, QR_TYPE_F32);
     assert_int_equal(qq_measure_setting(q, types, &valid, &ctx.valid_ref, &err), QR_OK);
-    fill_all(types, &costs, QR_TYPE_Q2_0);
+    fill_all(types, &costs, qq_rung_type(QQ_RUNGS - 1));
     uint64_t smallest = qq_setting_footprint(&costs, types);
     qq_result r;
     qq_constraints too_small = {smallest - 1, {5, 1}, 0.1};
