@@ -89,7 +89,7 @@ bool qr_cpu_has_dotprod(void)
 #endif
 }
 
-/* Every type's variants in one order: f32, f16, then q8..q2 _0, then q8..q2 _1. */
+/* Every type's variants in one order: f32, f16, then q8..q2 _0, then q8..q2 _1, then q4..q2 _s. */
 #define N_KERNEL_TYPES 17
 
 static int type_index(uint32_t type)
@@ -128,7 +128,8 @@ static const qr_kernel_ops *const avx2_ops[N_KERNEL_TYPES] = {
     &qr_kernels_f32_avx2,  &qr_kernels_f16_avx2,  &qr_kernels_q8_0_avx2, &qr_kernels_q6_0_avx2,
     &qr_kernels_q5_0_avx2, &qr_kernels_q4_0_avx2, &qr_kernels_q3_0_avx2, &qr_kernels_q2_0_avx2,
     &qr_kernels_q8_1_avx2, &qr_kernels_q6_1_avx2, &qr_kernels_q5_1_avx2, &qr_kernels_q4_1_avx2,
-    &qr_kernels_q3_1_avx2, &qr_kernels_q2_1_avx2,
+    &qr_kernels_q3_1_avx2, &qr_kernels_q2_1_avx2, &qr_kernels_q4_s_avx2, &qr_kernels_q3_s_avx2,
+    &qr_kernels_q2_s_avx2,
 };
 /* f32 and f16 have no integer product: NULL, their AVX2 variant is the best. */
 static const qr_kernel_ops *const avxvnni_ops[N_KERNEL_TYPES] = {
@@ -146,6 +147,9 @@ static const qr_kernel_ops *const avxvnni_ops[N_KERNEL_TYPES] = {
     &qr_kernels_q4_1_avxvnni,
     &qr_kernels_q3_1_avxvnni,
     &qr_kernels_q2_1_avxvnni,
+    &qr_kernels_q4_s_avxvnni,
+    &qr_kernels_q3_s_avxvnni,
+    &qr_kernels_q2_s_avxvnni,
 };
 static const qr_kernel_ops *const avx512vnni_ops[N_KERNEL_TYPES] = {
     NULL,
@@ -162,6 +166,9 @@ static const qr_kernel_ops *const avx512vnni_ops[N_KERNEL_TYPES] = {
     &qr_kernels_q4_1_avx512vnni,
     &qr_kernels_q3_1_avx512vnni,
     &qr_kernels_q2_1_avx512vnni,
+    &qr_kernels_q4_s_avx512vnni,
+    &qr_kernels_q3_s_avx512vnni,
+    &qr_kernels_q2_s_avx512vnni,
 };
 #endif
 #if defined(__aarch64__)
@@ -169,7 +176,8 @@ static const qr_kernel_ops *const neon_ops[N_KERNEL_TYPES] = {
     &qr_kernels_f32_neon,  &qr_kernels_f16_neon,  &qr_kernels_q8_0_neon, &qr_kernels_q6_0_neon,
     &qr_kernels_q5_0_neon, &qr_kernels_q4_0_neon, &qr_kernels_q3_0_neon, &qr_kernels_q2_0_neon,
     &qr_kernels_q8_1_neon, &qr_kernels_q6_1_neon, &qr_kernels_q5_1_neon, &qr_kernels_q4_1_neon,
-    &qr_kernels_q3_1_neon, &qr_kernels_q2_1_neon,
+    &qr_kernels_q3_1_neon, &qr_kernels_q2_1_neon, &qr_kernels_q4_s_neon, &qr_kernels_q3_s_neon,
+    &qr_kernels_q2_s_neon,
 };
 /* f32 and f16 have no integer dot product: NULL, their NEON variant is the best. */
 static const qr_kernel_ops *const neon_dotprod_ops[N_KERNEL_TYPES] = {
@@ -187,6 +195,9 @@ static const qr_kernel_ops *const neon_dotprod_ops[N_KERNEL_TYPES] = {
     &qr_kernels_q4_1_neon_dotprod,
     &qr_kernels_q3_1_neon_dotprod,
     &qr_kernels_q2_1_neon_dotprod,
+    &qr_kernels_q4_s_neon_dotprod,
+    &qr_kernels_q3_s_neon_dotprod,
+    &qr_kernels_q2_s_neon_dotprod,
 };
 #endif
 

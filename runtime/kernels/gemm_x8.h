@@ -12,8 +12,8 @@
  * scales and offsets — no per-block reduction at all. The transpose costs about 60 operations
  * per row and group, paid once for up to GEMM_X_PASS rows of x.
  *
- * Every type is written as w = d·q + m′ with unsigned codes q: m′ = m for the _1 types and
- * −2^(B−1)·d for the _0 types, so Σ w·x = d·dx·Σ q·xq + m′·s (s = dx·Σxq, kept in the x8
+ * Every type is written as w = d·q + m′ with unsigned codes q: m′ = m for the _1 types,
+ * −2^(B−1)·d for the _0 types and (½ − 2^(B−1))·d for the _s types, so Σ w·x = d·dx·Σ q·xq + m′·s (s = dx·Σxq, kept in the x8
  * group). For 8-bit codes every path sums Σ(q − 128)·xq exactly in integers, as decode does, and
  * adds 128·d to m′: Σq·xq and 128·Σxq are large and nearly cancel, and cancelling them in float
  * (after scaling) lost up to 1e-4 of the membranes' inputs over a chunk. Multiplies that read
@@ -165,15 +165,15 @@ QR_AVX2 __attribute__((always_inline)) static inline void qr_avx2_gemm_scale(flo
  * q − 128 with the sign moved onto x, up to qr_gemm_int16_slices pairs summed in int16 before
  * one madd. */
 QR_AVX2 __attribute__((always_inline)) static inline void
-qr_avx2_gemm_x8(int bits, bool has_min, bool vnni, qr_avx2_unpack_fn unpack, qr_avx2_dot4_fn dot4,
+qr_avx2_gemm_x8(int bits, int kind, bool vnni, qr_avx2_unpack_fn unpack, qr_avx2_dot4_fn dot4,
                 const void *w, size_t row_bytes, size_t n_rows, const qr_x8_group *X, size_t n_x, size_t n,
                 float *Y, size_t ldy)
 {
-    const size_t bb = qr_block_size(bits, has_min), hdr = has_min ? 4 : 2, nb = n / QR_QK;
+    const size_t bb = qr_block_size(bits, kind), hdr = qr_block_hdr(kind), nb = n / QR_QK;
     const size_t groups = qr_x8_groups(n);
     const bool signed8 = bits == 8 && !vnni, corrected8 = bits == 8 && vnni;
     const int slices16 = qr_gemm_int16_slices(bits);
-    const float off = has_min ? 0.0f : (float)(1 << (bits - 1)), lift = bits == 8 ? 128.0f : 0.0f;
+    const float off = qr_block_off(bits, kind), lift = bits == 8 ? 128.0f : 0.0f;
     _Alignas(32) float acc[QR_GEMM_W_TILE][QR_GEMM_X_PASS][8];
     _Alignas(32) int32_t corr[QR_GEMM_X_PASS][8]; /* 128·Σxq per block (corrected8) */
     uint8_t spare[QR_X8_GROUP * QR_GEMM_MAX_BLOCK];
@@ -198,8 +198,9 @@ qr_avx2_gemm_x8(int bits, bool has_min, bool vnni, qr_avx2_unpack_fn unpack, qr_
 #pragma GCC unroll 8
                     for (int j = 0; j < 8; j++)
                         qa[j] = signed8 ? _mm256_abs_epi8(q[j]) : q[j];
-                    __m256 d = qr_avx2_f16x8(b, bb);
-                    __m256 m = has_min ? qr_avx2_f16x8(b + 2, bb) : _mm256_mul_ps(d, _mm256_set1_ps(-off));
+                    __m256 d = qr_avx2_scale8(kind, b, bb);
+                    __m256 m = kind == QR_KIND_MIN ? qr_avx2_f16x8(b + 2, bb)
+                                                   : _mm256_mul_ps(d, _mm256_set1_ps(-off));
                     if (lift != 0.0f)
                         m = _mm256_fmadd_ps(d, _mm256_set1_ps(lift), m);
                     /* Two rows of x at a time, each in two chains of multiply-adds: four
@@ -248,11 +249,11 @@ qr_avx2_gemm_x8(int bits, bool has_min, bool vnni, qr_avx2_unpack_fn unpack, qr_
 /* One row's group unpacked and transposed (as qr_avx2_gemm_x8 does), with its d and m′ (for
  * sums of (q − 128)·xq when the codes are 8-bit); a row past the end gives zeros. */
 QR_AVX2 __attribute__((always_inline)) static inline void
-qr_avx2_gemm_row_group(int bits, bool has_min, qr_avx2_unpack_fn unpack, const uint8_t *b, __m256i q[8],
+qr_avx2_gemm_row_group(int bits, int kind, qr_avx2_unpack_fn unpack, const uint8_t *b, __m256i q[8],
                        __m256 *d, __m256 *m)
 {
-    const size_t bb = qr_block_size(bits, has_min), hdr = has_min ? 4 : 2;
-    const float off = has_min ? 0.0f : (float)(1 << (bits - 1));
+    const size_t bb = qr_block_size(bits, kind), hdr = qr_block_hdr(kind);
+    const float off = qr_block_off(bits, kind);
     if (!b) {
         for (int k = 0; k < 8; k++)
             q[k] = _mm256_setzero_si256();
@@ -263,8 +264,8 @@ qr_avx2_gemm_row_group(int bits, bool has_min, qr_avx2_unpack_fn unpack, const u
     for (int k = 0; k < 8; k++)
         q[k] = unpack(b + (size_t)k * bb + hdr);
     qr_avx2_transpose8(q);
-    *d = qr_avx2_f16x8(b, bb);
-    *m = has_min ? qr_avx2_f16x8(b + 2, bb) : _mm256_mul_ps(*d, _mm256_set1_ps(-off));
+    *d = qr_avx2_scale8(kind, b, bb);
+    *m = kind == QR_KIND_MIN ? qr_avx2_f16x8(b + 2, bb) : _mm256_mul_ps(*d, _mm256_set1_ps(-off));
     if (bits == 8) /* the sums are Σ(q − 128)·xq */
         *m = _mm256_fmadd_ps(*d, _mm256_set1_ps(128.0f), *m);
 }
@@ -338,16 +339,16 @@ qr_avx512_pairs_group(const qr_avx512_pair *pa, const qr_avx512_pair *pb, size_t
 
 /* Unpacks groups [g0, g0 + ng) of rows ra and ra + 1 (when two) into pw. */
 QR_AVX512_VNNI __attribute__((always_inline)) static inline void
-qr_avx512_unpack_pair(int bits, bool has_min, qr_avx2_unpack_fn unpack, const uint8_t *row_a, const uint8_t *row_b,
+qr_avx512_unpack_pair(int bits, int kind, qr_avx2_unpack_fn unpack, const uint8_t *row_a, const uint8_t *row_b,
                       size_t g0, size_t ng, size_t nb, qr_avx512_pair *pw, uint8_t (*spare)[QR_X8_GROUP * QR_GEMM_MAX_BLOCK])
 {
-    const size_t bb = qr_block_size(bits, has_min);
+    const size_t bb = qr_block_size(bits, kind);
     for (size_t g = 0; g < ng; g++) {
         __m256i qa[8], qb[8];
         __m256 da, ma, db, mb;
-        qr_avx2_gemm_row_group(bits, has_min, unpack, qr_gemm_group_blocks(row_a, g0 + g, nb, bb, spare[0]), qa, &da,
+        qr_avx2_gemm_row_group(bits, kind, unpack, qr_gemm_group_blocks(row_a, g0 + g, nb, bb, spare[0]), qa, &da,
                                &ma);
-        qr_avx2_gemm_row_group(bits, has_min, unpack, row_b ? qr_gemm_group_blocks(row_b, g0 + g, nb, bb, spare[1]) : NULL,
+        qr_avx2_gemm_row_group(bits, kind, unpack, row_b ? qr_gemm_group_blocks(row_b, g0 + g, nb, bb, spare[1]) : NULL,
                                qb, &db, &mb);
 #pragma GCC unroll 8
         for (int j = 0; j < 8; j++)
@@ -362,7 +363,7 @@ qr_avx512_unpack_pair(int bits, bool has_min, qr_avx2_unpack_fn unpack, const ui
  * nothing is stored inside the loop, and the pair's two sums are added into Y once per row of
  * x and block of groups. */
 QR_AVX512_VNNI __attribute__((always_inline)) static inline void
-qr_avx512_gemm_x8(int bits, bool has_min, qr_avx2_unpack_fn unpack, const void *w, size_t row_bytes, size_t n_rows,
+qr_avx512_gemm_x8(int bits, int kind, qr_avx2_unpack_fn unpack, const void *w, size_t row_bytes, size_t n_rows,
                   const qr_x8_group *X, size_t n_x, size_t n, float *Y, size_t ldy)
 {
     const size_t nb = n / QR_QK, groups = qr_x8_groups(n);
@@ -381,8 +382,8 @@ qr_avx512_gemm_x8(int bits, bool has_min, qr_avx2_unpack_fn unpack, const void *
             /* Two pairs (4 rows) at a time: each vector of x loaded serves both. */
             for (; ra + 4 <= n_rows; ra += 4) {
                 const uint8_t *row_a = (const uint8_t *)w + ra * row_bytes;
-                qr_avx512_unpack_pair(bits, has_min, unpack, row_a, row_a + row_bytes, g0, ng, nb, &pw, spare);
-                qr_avx512_unpack_pair(bits, has_min, unpack, row_a + 2 * row_bytes, row_a + 3 * row_bytes, g0, ng, nb,
+                qr_avx512_unpack_pair(bits, kind, unpack, row_a, row_a + row_bytes, g0, ng, nb, &pw, spare);
+                qr_avx512_unpack_pair(bits, kind, unpack, row_a + 2 * row_bytes, row_a + 3 * row_bytes, g0, ng, nb,
                                       &pw2, spare);
                 for (size_t c = c0; c < c0 + nc; c++) {
                     const qr_x8_group *xg = &X[c * groups + g0];
@@ -399,7 +400,7 @@ qr_avx512_gemm_x8(int bits, bool has_min, qr_avx2_unpack_fn unpack, const void *
             for (; ra < n_rows; ra += 2) {
                 bool two = ra + 1 < n_rows;
                 const uint8_t *row_a = (const uint8_t *)w + ra * row_bytes;
-                qr_avx512_unpack_pair(bits, has_min, unpack, row_a, two ? row_a + row_bytes : NULL, g0, ng, nb, &pw,
+                qr_avx512_unpack_pair(bits, kind, unpack, row_a, two ? row_a + row_bytes : NULL, g0, ng, nb, &pw,
                                       spare);
                 for (size_t c = c0; c < c0 + nc; c++) {
                     const qr_x8_group *xg = &X[c * groups + g0];
@@ -481,13 +482,13 @@ QR_DOTPROD QR_NEON_INLINE int32x4_t qr_neon_gemm_half_sdot(int bits, const int8x
 
 /* The same product as qr_avx2_gemm_x8 on aarch64, a half group (4 blocks) per vector; codes
  * are signed bytes (8-bit codes as q − 128). */
-QR_NEON_INLINE void qr_neon_gemm_x8(int bits, bool has_min, qr_neon_unpack_fn unpack, qr_neon_gemm_half_fn half,
+QR_NEON_INLINE void qr_neon_gemm_x8(int bits, int kind, qr_neon_unpack_fn unpack, qr_neon_gemm_half_fn half,
                                     const void *w, size_t row_bytes, size_t n_rows, const qr_x8_group *X,
                                     size_t n_x, size_t n, float *Y, size_t ldy)
 {
-    const size_t bb = qr_block_size(bits, has_min), hdr = has_min ? 4 : 2, nb = n / QR_QK;
+    const size_t bb = qr_block_size(bits, kind), hdr = qr_block_hdr(kind), nb = n / QR_QK;
     const size_t groups = qr_x8_groups(n);
-    const float off = has_min ? 0.0f : (float)(1 << (bits - 1)), lift = bits == 8 ? 128.0f : 0.0f;
+    const float off = qr_block_off(bits, kind), lift = bits == 8 ? 128.0f : 0.0f;
     float acc[QR_GEMM_W_TILE][QR_GEMM_X_PASS][8];
     uint8_t spare[QR_X8_GROUP * QR_GEMM_MAX_BLOCK];
     for (size_t r0 = 0; r0 < n_rows; r0 += QR_GEMM_W_TILE) {
@@ -508,8 +509,8 @@ QR_NEON_INLINE void qr_neon_gemm_x8(int bits, bool has_min, qr_neon_unpack_fn un
                         qr_neon_transpose4(q[h]);
                         qr_neon_transpose4(q[h] + 4);
                         const uint8_t *bh = b + (size_t)(4 * h) * bb;
-                        d[h] = qr_neon_f16x4(bh, bb);
-                        m[h] = has_min ? qr_neon_f16x4(bh + 2, bb) : vmulq_n_f32(d[h], -off);
+                        d[h] = qr_neon_scale4(kind, bh, bb);
+                        m[h] = kind == QR_KIND_MIN ? qr_neon_f16x4(bh + 2, bb) : vmulq_n_f32(d[h], -off);
                         if (lift != 0.0f)
                             m[h] = vfmaq_n_f32(m[h], d[h], lift);
                     }

@@ -49,7 +49,8 @@ const qr_kernel_ops *qr_kernels_best(uint32_t type);
  * each one to the reference, and for benchmarks. */
 size_t qr_kernels_all(uint32_t type, const qr_kernel_ops **out, size_t max);
 
-/* Per-type tables, defined in kernels/<type>.c (kernels/q<B>.c holds q<B>_0 and q<B>_1). */
+/* Per-type tables, defined in kernels/<type>.c (kernels/q<B>.c holds q<B>_0, q<B>_1 and, for 4,
+ * 3 and 2 bits, q<B>_s). */
 extern const qr_kernel_ops qr_kernels_f32_ref, qr_kernels_f16_ref;
 extern const qr_kernel_ops qr_kernels_q8_0_ref, qr_kernels_q8_1_ref, qr_kernels_q6_0_ref,
     qr_kernels_q6_1_ref, qr_kernels_q5_0_ref, qr_kernels_q5_1_ref, qr_kernels_q4_0_ref,
@@ -60,19 +61,20 @@ extern const qr_kernel_ops qr_kernels_f32_avx2, qr_kernels_f16_avx2;
 extern const qr_kernel_ops qr_kernels_q8_0_avx2, qr_kernels_q8_1_avx2, qr_kernels_q6_0_avx2,
     qr_kernels_q6_1_avx2, qr_kernels_q5_0_avx2, qr_kernels_q5_1_avx2, qr_kernels_q4_0_avx2,
     qr_kernels_q4_1_avx2, qr_kernels_q3_0_avx2, qr_kernels_q3_1_avx2, qr_kernels_q2_0_avx2,
-    qr_kernels_q2_1_avx2;
+    qr_kernels_q2_1_avx2, qr_kernels_q4_s_avx2, qr_kernels_q3_s_avx2, qr_kernels_q2_s_avx2;
 /* _avxvnni: the AVX2 kernels with the chunk products in VNNI's vpdpbusd (Alder Lake, Sapphire
  * Rapids and later). */
 extern const qr_kernel_ops qr_kernels_q8_0_avxvnni, qr_kernels_q8_1_avxvnni, qr_kernels_q6_0_avxvnni,
     qr_kernels_q6_1_avxvnni, qr_kernels_q5_0_avxvnni, qr_kernels_q5_1_avxvnni, qr_kernels_q4_0_avxvnni,
     qr_kernels_q4_1_avxvnni, qr_kernels_q3_0_avxvnni, qr_kernels_q3_1_avxvnni, qr_kernels_q2_0_avxvnni,
-    qr_kernels_q2_1_avxvnni;
+    qr_kernels_q2_1_avxvnni, qr_kernels_q4_s_avxvnni, qr_kernels_q3_s_avxvnni, qr_kernels_q2_s_avxvnni;
 /* _avx512vnni: the chunk products with AVX-512 VNNI, two weight rows per vector (Sapphire
  * Rapids, Zen 4 and later). */
 extern const qr_kernel_ops qr_kernels_q8_0_avx512vnni, qr_kernels_q8_1_avx512vnni, qr_kernels_q6_0_avx512vnni,
     qr_kernels_q6_1_avx512vnni, qr_kernels_q5_0_avx512vnni, qr_kernels_q5_1_avx512vnni,
     qr_kernels_q4_0_avx512vnni, qr_kernels_q4_1_avx512vnni, qr_kernels_q3_0_avx512vnni,
-    qr_kernels_q3_1_avx512vnni, qr_kernels_q2_0_avx512vnni, qr_kernels_q2_1_avx512vnni;
+    qr_kernels_q3_1_avx512vnni, qr_kernels_q2_0_avx512vnni, qr_kernels_q2_1_avx512vnni,
+    qr_kernels_q4_s_avx512vnni, qr_kernels_q3_s_avx512vnni, qr_kernels_q2_s_avx512vnni;
 #endif
 #if defined(__aarch64__)
 /* _neon: any ARMv8.0 core (Cortex-A72, the Raspberry Pi 4); _neon_dotprod: the quantized types'
@@ -81,12 +83,13 @@ extern const qr_kernel_ops qr_kernels_f32_neon, qr_kernels_f16_neon;
 extern const qr_kernel_ops qr_kernels_q8_0_neon, qr_kernels_q8_1_neon, qr_kernels_q6_0_neon,
     qr_kernels_q6_1_neon, qr_kernels_q5_0_neon, qr_kernels_q5_1_neon, qr_kernels_q4_0_neon,
     qr_kernels_q4_1_neon, qr_kernels_q3_0_neon, qr_kernels_q3_1_neon, qr_kernels_q2_0_neon,
-    qr_kernels_q2_1_neon;
+    qr_kernels_q2_1_neon, qr_kernels_q4_s_neon, qr_kernels_q3_s_neon, qr_kernels_q2_s_neon;
 extern const qr_kernel_ops qr_kernels_q8_0_neon_dotprod, qr_kernels_q8_1_neon_dotprod,
     qr_kernels_q6_0_neon_dotprod, qr_kernels_q6_1_neon_dotprod, qr_kernels_q5_0_neon_dotprod,
     qr_kernels_q5_1_neon_dotprod, qr_kernels_q4_0_neon_dotprod, qr_kernels_q4_1_neon_dotprod,
     qr_kernels_q3_0_neon_dotprod, qr_kernels_q3_1_neon_dotprod, qr_kernels_q2_0_neon_dotprod,
-    qr_kernels_q2_1_neon_dotprod;
+    qr_kernels_q2_1_neon_dotprod, qr_kernels_q4_s_neon_dotprod, qr_kernels_q3_s_neon_dotprod,
+    qr_kernels_q2_s_neon_dotprod;
 #endif
 
 /* True when the CPU has AVX2, FMA and F16C (x86-64 only); ... and also AVX-VNNI. */

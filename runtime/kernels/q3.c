@@ -1,5 +1,5 @@
-/* q3.c: kernels for q3_0 (w = d·(q − 4)) and q3_1 (w = d·q + m), 3-bit codes in blocks of 32 —
- * reference, AVX2 and NEON side by side. Codes: the low 2 bits as crumbs (8 bytes, byte j = q[j] |
+/* q3.c: kernels for q3_0 (w = d·(q − 4)), q3_1 (w = d·q + m) and q3_s (w = d·(q − 3.5), d an E5M3
+ * byte), 3-bit codes in blocks of 32 — reference, AVX2 and NEON side by side. Codes: the low 2 bits as crumbs (8 bytes, byte j = q[j] |
  * q[j+8] << 2 | q[j+16] << 4 | q[j+24] << 6, low bits only), then bit 2 of every code as a 32-bit
  * little-endian plane (4 bytes). */
 #include "quant_common.h"
@@ -16,6 +16,7 @@ QR_AVX2 __attribute__((always_inline)) static inline __m256i q3_unpack(const uin
 
 QR_DEFINE_AVX2_KERNELS(q3_0, 3, false, q3_unpack);
 QR_DEFINE_AVX2_KERNELS(q3_1, 3, true, q3_unpack);
+QR_DEFINE_AVX2_KERNELS(q3_s, 3, QR_KIND_SMALL, q3_unpack);
 #endif
 
 #if defined(__aarch64__)
@@ -26,4 +27,5 @@ QR_NEON_INLINE qr_neon_codes q3_unpack_neon(const uint8_t *c)
 
 QR_DEFINE_NEON_KERNELS(q3_0, 3, false, q3_unpack_neon);
 QR_DEFINE_NEON_KERNELS(q3_1, 3, true, q3_unpack_neon);
+QR_DEFINE_NEON_KERNELS(q3_s, 3, QR_KIND_SMALL, q3_unpack_neon);
 #endif

@@ -1,5 +1,5 @@
-/* q4.c: kernels for q4_0 (w = d·(q − 8)) and q4_1 (w = d·q + m), 4-bit codes in blocks of 32 —
- * reference, AVX2 and NEON side by side. Codes: 16 bytes, byte j = q[j] | q[j+16] << 4. */
+/* q4.c: kernels for q4_0 (w = d·(q − 8)), q4_1 (w = d·q + m) and q4_s (w = d·(q − 7.5), d an E5M3
+ * byte), 4-bit codes in blocks of 32 — reference, AVX2 and NEON side by side. Codes: 16 bytes, byte j = q[j] | q[j+16] << 4. */
 #include "quant_common.h"
 
 QR_DEFINE_REF_KERNELS(q4_0, 4, false);
@@ -15,6 +15,7 @@ QR_AVX2 __attribute__((always_inline)) static inline __m256i q4_unpack(const uin
 
 QR_DEFINE_AVX2_KERNELS(q4_0, 4, false, q4_unpack);
 QR_DEFINE_AVX2_KERNELS(q4_1, 4, true, q4_unpack);
+QR_DEFINE_AVX2_KERNELS(q4_s, 4, QR_KIND_SMALL, q4_unpack);
 #endif
 
 #if defined(__aarch64__)
@@ -25,4 +26,5 @@ QR_NEON_INLINE qr_neon_codes q4_unpack_neon(const uint8_t *c)
 
 QR_DEFINE_NEON_KERNELS(q4_0, 4, false, q4_unpack_neon);
 QR_DEFINE_NEON_KERNELS(q4_1, 4, true, q4_unpack_neon);
+QR_DEFINE_NEON_KERNELS(q4_s, 4, QR_KIND_SMALL, q4_unpack_neon);
 #endif

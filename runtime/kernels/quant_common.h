@@ -144,26 +144,26 @@ static inline void qr_ref_dot_x8(int bits, int kind, const void *w, size_t row_b
 
 /* The reference kernel table of one type: qr_kernels_<T>_ref (KIND: QR_KIND_SYM, _MIN or
  * _SMALL). */
-#define QR_DEFINE_REF_KERNELS(T, BITS, KIND)                                                    \
+#define QR_DEFINE_REF_KERNELS(T, BITS, KIND)                                                       \
     static void T##_to_float_ref(const void *src, float *dst, size_t n)                            \
     {                                                                                              \
-        qr_ref_to_float(BITS, KIND, src, dst, n);                                               \
+        qr_ref_to_float(BITS, KIND, src, dst, n);                                                  \
     }                                                                                              \
-    static void T##_dot_x8_ref(const void *w, size_t row_bytes, size_t n_rows,                    \
+    static void T##_dot_x8_ref(const void *w, size_t row_bytes, size_t n_rows,                     \
                                const qr_x8_group *x, size_t n, float *y)                           \
     {                                                                                              \
-        qr_ref_dot_x8(BITS, KIND, w, row_bytes, n_rows, x, n, y);                               \
+        qr_ref_dot_x8(BITS, KIND, w, row_bytes, n_rows, x, n, y);                                  \
     }                                                                                              \
-    static void T##_dot_rows_ref(const void *w, size_t row_bytes, size_t n_rows, const float *x,  \
+    static void T##_dot_rows_ref(const void *w, size_t row_bytes, size_t n_rows, const float *x,   \
                                  size_t n, float *y)                                               \
     {                                                                                              \
-        qr_dot_rows_via_x8(T##_dot_x8_ref, qr_x8_prepare_ref, qr_block_size(BITS, KIND), w,    \
+        qr_dot_rows_via_x8(T##_dot_x8_ref, qr_x8_prepare_ref, qr_block_size(BITS, KIND), w,        \
                            row_bytes, n_rows, x, n, y);                                            \
     }                                                                                              \
-    static void T##_gemm_x8_ref(const void *w, size_t row_bytes, size_t n_rows,                  \
+    static void T##_gemm_x8_ref(const void *w, size_t row_bytes, size_t n_rows,                    \
                                 const qr_x8_group *X, size_t n_x, size_t n, float *Y, size_t ldy)  \
     {                                                                                              \
-        qr_ref_gemm_x8(BITS, KIND, w, row_bytes, n_rows, X, n_x, n, Y, ldy);                    \
+        qr_ref_gemm_x8(BITS, KIND, w, row_bytes, n_rows, X, n_x, n, Y, ldy);                       \
     }                                                                                              \
     const qr_kernel_ops qr_kernels_##T##_ref = {#T "-ref",           T##_dot_rows_ref,             \
                                                 T##_to_float_ref,    qr_x8_prepare_ref,            \
@@ -262,23 +262,58 @@ QR_AVX2 __attribute__((always_inline)) static inline __m256 qr_avx2_f16x8(const 
                                               _mm_cvtsi64_si128((long long)hi)));
 }
 
+/* 8 E5M3 header bytes `stride` bytes apart, as 8 floats: each byte shifted into the top of an
+ * f16 (byte << 7) in general registers, as qr_avx2_f16x8 does, then one cvtph (exact, as
+ * qr_e5m3_to_f32). */
+QR_AVX2 __attribute__((always_inline)) static inline __m256 qr_avx2_e5m3x8(const uint8_t *p,
+                                                                           size_t stride)
+{
+    uint64_t lo = 0, hi = 0;
+    for (int k = 0; k < 4; k++) {
+        lo |= (uint64_t)p[(size_t)k * stride] << (16 * k + 7);
+        hi |= (uint64_t)p[(size_t)(k + 4) * stride] << (16 * k + 7);
+    }
+    return _mm256_cvtph_ps(_mm_unpacklo_epi64(_mm_cvtsi64_si128((long long)lo),
+                                              _mm_cvtsi64_si128((long long)hi)));
+}
+
+/* The scales d of 8 blocks `stride` bytes apart (kind a constant at every call site). */
+QR_AVX2 __attribute__((always_inline)) static inline __m256 qr_avx2_scale8(int kind, const uint8_t *p,
+                                                                           size_t stride)
+{
+    return kind == QR_KIND_SMALL ? qr_avx2_e5m3x8(p, stride) : qr_avx2_f16x8(p, stride);
+}
+
+/* One block's scale d. */
+QR_AVX2 __attribute__((always_inline)) static inline float qr_avx2_scale1(int kind, const uint8_t *p)
+{
+    uint16_t h;
+    if (kind == QR_KIND_SMALL)
+        h = (uint16_t)(p[0] << 7);
+    else
+        memcpy(&h, p, 2);
+    return _cvtsh_ss(h);
+}
+
 /* 32 codes rebuilt from a block's code bytes (the per-type part of every AVX2 kernel). */
 typedef __m256i (*qr_avx2_unpack_fn)(const uint8_t *codes);
 
-/* The decode loop of every quantized type, specialised per type by inlining (bits, has_min and
+/* The decode loop of every quantized type, specialised per type by inlining (bits, kind and
  * unpack are constants at each call site). By far the hottest code of a quantized model.
  * Per block: rebuild 32 codes, multiply-add them with x's bytes in integers (exact). Per group of
  * 8 blocks: reduce the 8 blocks' sums to one vector, then one convert and one FMA apply the 8
- * scales d·dx at once. A _0 type's −2^(B−1) is taken out as 2^(B−1)·Σd·s, a _1 type's minimum
- * adds Σm·s (s = dx·Σxq), one FMA per group each; 8-bit codes are read as q − 128, so q8_0 needs
- * no offset and q8_1 adds Σ(m + 128·d)·s. A last partial group goes block by block. */
+ * scales d·dx at once. A _0 type's −2^(B−1) (an _s type's −2^(B−1) + ½) is taken out as
+ * off·Σd·s, a _1 type's minimum adds Σm·s (s = dx·Σxq), one FMA per group each; 8-bit codes are
+ * read as q − 128, so q8_0 needs no offset and q8_1 adds Σ(m + 128·d)·s. A last partial group
+ * goes block by block. */
 QR_AVX2 __attribute__((always_inline)) static inline void
-qr_avx2_dot_x8(int bits, bool has_min, qr_avx2_unpack_fn unpack, const void *w, size_t row_bytes,
+qr_avx2_dot_x8(int bits, int kind, qr_avx2_unpack_fn unpack, const void *w, size_t row_bytes,
                size_t n_rows, const qr_x8_group *x, size_t n, float *y)
 {
-    const size_t bb = qr_block_size(bits, has_min), hdr = has_min ? 4 : 2, nb = n / QR_QK;
+    const bool has_min = kind == QR_KIND_MIN;
+    const size_t bb = qr_block_size(bits, kind), hdr = qr_block_hdr(kind), nb = n / QR_QK;
     const size_t full = nb / QR_X8_GROUP;
-    const float off = bits == 8 || has_min ? 0.0f : (float)(1 << (bits - 1));
+    const float off = bits == 8 || has_min ? 0.0f : qr_block_off(bits, kind);
     for (size_t r = 0; r < n_rows; r++) {
         const uint8_t *b = (const uint8_t *)w + r * row_bytes;
         __m256 acc = _mm256_setzero_ps(), add = _mm256_setzero_ps();
@@ -297,7 +332,7 @@ qr_avx2_dot_x8(int bits, bool has_min, qr_avx2_unpack_fn unpack, const void *w, 
             __m256i s0123 = qr_avx2_quad(s01, s23), s4567 = qr_avx2_quad(s45, s67);
             __m256i sums = _mm256_add_epi32(_mm256_permute2x128_si256(s0123, s4567, 0x20),
                                             _mm256_permute2x128_si256(s0123, s4567, 0x31));
-            __m256 d = qr_avx2_f16x8(b, bb);
+            __m256 d = qr_avx2_scale8(kind, b, bb);
             __m256 xd = _mm256_loadu_ps(xg->d), xs = _mm256_loadu_ps(xg->s);
             acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), _mm256_mul_ps(d, xd), acc);
             if (has_min) {
@@ -314,9 +349,8 @@ qr_avx2_dot_x8(int bits, bool has_min, qr_avx2_unpack_fn unpack, const void *w, 
         for (size_t i = full * QR_X8_GROUP; i < nb; i++, b += bb) {
             const qr_x8_group *xg = &x[i / QR_X8_GROUP];
             size_t k = i % QR_X8_GROUP;
-            uint16_t hd, hm;
-            memcpy(&hd, b, 2);
-            float d = _cvtsh_ss(hd);
+            uint16_t hm;
+            float d = qr_avx2_scale1(kind, b);
             __m256 p = _mm256_cvtepi32_ps(qr_avx2_isum(bits, unpack(b + hdr), xg->q[k]));
             sum += qr_hsum256(p) * (d * xg->d[k]);
             if (has_min) {
@@ -331,80 +365,86 @@ qr_avx2_dot_x8(int bits, bool has_min, qr_avx2_unpack_fn unpack, const void *w, 
     }
 }
 
-/* 32 codes -> 32 floats d·(q − off) (off 0 for the _1 types, then + m), as the reference. */
-QR_AVX2 static inline void qr_avx2_codes_to_float(__m256i q, float d, int off, bool has_min, float m,
-                                                  float *dst)
+/* 32 codes -> 32 floats d·(q − off) (off 0 for the _1 types, then + m), as the reference: the
+ * subtraction is exact (in integers, or in float for an _s type's half-integer offset), then
+ * one multiply (and one add), so the result is the reference's to the bit. */
+QR_AVX2 __attribute__((always_inline)) static inline void
+qr_avx2_codes_to_float(__m256i q, float d, int kind, float off, float m, float *dst)
 {
-    __m256 vd = _mm256_set1_ps(d), vm = _mm256_set1_ps(m);
-    __m256i voff = _mm256_set1_epi32(off);
+    __m256 vd = _mm256_set1_ps(d), vm = _mm256_set1_ps(m), foff = _mm256_set1_ps(off);
+    __m256i voff = _mm256_set1_epi32((int)off);
     __m128i lo = _mm256_castsi256_si128(q), hi = _mm256_extracti128_si256(q, 1);
     __m128i parts[4] = {lo, _mm_srli_si128(lo, 8), hi, _mm_srli_si128(hi, 8)};
     for (int k = 0; k < 4; k++) {
-        __m256i qi = _mm256_sub_epi32(_mm256_cvtepu8_epi32(parts[k]), voff);
-        __m256 w = _mm256_mul_ps(vd, _mm256_cvtepi32_ps(qi));
-        if (has_min)
+        __m256 qf;
+        if (kind == QR_KIND_SMALL)
+            qf = _mm256_sub_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(parts[k])), foff);
+        else
+            qf = _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_cvtepu8_epi32(parts[k]), voff));
+        __m256 w = _mm256_mul_ps(vd, qf);
+        if (kind == QR_KIND_MIN)
             w = _mm256_add_ps(w, vm);
         _mm256_storeu_ps(dst + 8 * k, w);
     }
 }
 
 QR_AVX2 __attribute__((always_inline)) static inline void
-qr_avx2_to_float(int bits, bool has_min, qr_avx2_unpack_fn unpack, const void *src, float *dst,
+qr_avx2_to_float(int bits, int kind, qr_avx2_unpack_fn unpack, const void *src, float *dst,
                  size_t n)
 {
-    const size_t bb = qr_block_size(bits, has_min);
+    const size_t bb = qr_block_size(bits, kind), hdr = qr_block_hdr(kind);
+    const float off = qr_block_off(bits, kind);
     const uint8_t *b = src;
     for (size_t i = 0; i < n / QR_QK; i++, b += bb) {
-        uint16_t hd, hm = 0;
-        memcpy(&hd, b, 2);
-        if (has_min)
+        uint16_t hm = 0;
+        if (kind == QR_KIND_MIN)
             memcpy(&hm, b + 2, 2);
-        qr_avx2_codes_to_float(unpack(b + (has_min ? 4 : 2)), _cvtsh_ss(hd),
-                               has_min ? 0 : 1 << (bits - 1), has_min, _cvtsh_ss(hm),
+        qr_avx2_codes_to_float(unpack(b + hdr), qr_avx2_scale1(kind, b), kind, off, _cvtsh_ss(hm),
                                dst + i * QR_QK);
     }
 }
 
-/* The AVX2 kernel table of one type, qr_kernels_<T>_avx2, around its unpack function. */
-#define QR_DEFINE_AVX2_KERNELS(T, BITS, HAS_MIN, UNPACK)                                           \
-    QR_AVX2 static void T##_dot_x8_avx2(const void *w, size_t row_bytes, size_t n_rows,           \
+/* The AVX2 kernel tables of one type around its unpack function: qr_kernels_<T>_avx2, _avxvnni
+ * and _avx512vnni (KIND: QR_KIND_SYM, _MIN or _SMALL). */
+#define QR_DEFINE_AVX2_KERNELS(T, BITS, KIND, UNPACK)                                              \
+    QR_AVX2 static void T##_dot_x8_avx2(const void *w, size_t row_bytes, size_t n_rows,            \
                                         const qr_x8_group *x, size_t n, float *y)                  \
     {                                                                                              \
-        qr_avx2_dot_x8(BITS, HAS_MIN, UNPACK, w, row_bytes, n_rows, x, n, y);                      \
+        qr_avx2_dot_x8(BITS, KIND, UNPACK, w, row_bytes, n_rows, x, n, y);                         \
     }                                                                                              \
     QR_AVX2 static void T##_to_float_avx2(const void *src, float *dst, size_t n)                   \
     {                                                                                              \
-        qr_avx2_to_float(BITS, HAS_MIN, UNPACK, src, dst, n);                                      \
+        qr_avx2_to_float(BITS, KIND, UNPACK, src, dst, n);                                         \
     }                                                                                              \
-    static void T##_dot_rows_avx2(const void *w, size_t row_bytes, size_t n_rows, const float *x, \
+    static void T##_dot_rows_avx2(const void *w, size_t row_bytes, size_t n_rows, const float *x,  \
                                   size_t n, float *y)                                              \
     {                                                                                              \
-        qr_dot_rows_via_x8(T##_dot_x8_avx2, qr_x8_prepare_avx2, qr_block_size(BITS, HAS_MIN), w,  \
+        qr_dot_rows_via_x8(T##_dot_x8_avx2, qr_x8_prepare_avx2, qr_block_size(BITS, KIND), w,      \
                            row_bytes, n_rows, x, n, y);                                            \
     }                                                                                              \
-    QR_AVX2 static void T##_gemm_x8_avx2(const void *w, size_t row_bytes, size_t n_rows,         \
+    QR_AVX2 static void T##_gemm_x8_avx2(const void *w, size_t row_bytes, size_t n_rows,           \
                                          const qr_x8_group *X, size_t n_x, size_t n, float *Y,     \
                                          size_t ldy)                                               \
     {                                                                                              \
-        qr_avx2_gemm_x8(BITS, HAS_MIN, false, UNPACK, qr_avx2_dot4_unused, w, row_bytes, n_rows,   \
+        qr_avx2_gemm_x8(BITS, KIND, false, UNPACK, qr_avx2_dot4_unused, w, row_bytes, n_rows,      \
                         X, n_x, n, Y, ldy);                                                        \
     }                                                                                              \
-    QR_AVX_VNNI static void T##_gemm_x8_avxvnni(const void *w, size_t row_bytes, size_t n_rows,   \
+    QR_AVX_VNNI static void T##_gemm_x8_avxvnni(const void *w, size_t row_bytes, size_t n_rows,    \
                                                 const qr_x8_group *X, size_t n_x, size_t n,        \
                                                 float *Y, size_t ldy)                              \
     {                                                                                              \
-        qr_avx2_gemm_x8(BITS, HAS_MIN, true, UNPACK, qr_vnni_dot4, w, row_bytes, n_rows, X, n_x,   \
+        qr_avx2_gemm_x8(BITS, KIND, true, UNPACK, qr_vnni_dot4, w, row_bytes, n_rows, X, n_x,      \
                         n, Y, ldy);                                                                \
     }                                                                                              \
     const qr_kernel_ops qr_kernels_##T##_avx2 = {#T "-avx2",          T##_dot_rows_avx2,           \
                                                  T##_to_float_avx2,   qr_x8_prepare_avx2,          \
                                                  T##_dot_x8_avx2,     qr_x8_prepare_gemm_avx2,     \
                                                  T##_gemm_x8_avx2};                                \
-    QR_AVX512_VNNI static void T##_gemm_x8_avx512vnni(const void *w, size_t row_bytes,            \
+    QR_AVX512_VNNI static void T##_gemm_x8_avx512vnni(const void *w, size_t row_bytes,             \
                                                       size_t n_rows, const qr_x8_group *X,         \
                                                       size_t n_x, size_t n, float *Y, size_t ldy)  \
     {                                                                                              \
-        qr_avx512_gemm_x8(BITS, HAS_MIN, UNPACK, w, row_bytes, n_rows, X, n_x, n, Y, ldy);         \
+        qr_avx512_gemm_x8(BITS, KIND, UNPACK, w, row_bytes, n_rows, X, n_x, n, Y, ldy);            \
     }                                                                                              \
     const qr_kernel_ops qr_kernels_##T##_avxvnni = {#T "-avxvnni",       T##_dot_rows_avx2,        \
                                                     T##_to_float_avx2,   qr_x8_prepare_avx2,       \
@@ -448,6 +488,33 @@ QR_NEON_INLINE float32x4_t qr_neon_f16x4(const uint8_t *p, size_t stride)
         u |= (uint64_t)a << (16 * k);
     }
     return vcvt_f32_f16(vreinterpret_f16_u64(vcreate_u64(u)));
+}
+
+/* 4 E5M3 header bytes `stride` bytes apart, as 4 floats: each byte moved into the top of an
+ * f16 (byte << 7), then one FPU conversion (exact, as qr_e5m3_to_f32). */
+QR_NEON_INLINE float32x4_t qr_neon_e5m3x4(const uint8_t *p, size_t stride)
+{
+    uint64_t u = 0;
+    for (int k = 0; k < 4; k++)
+        u |= (uint64_t)p[(size_t)k * stride] << (16 * k + 7);
+    return vcvt_f32_f16(vreinterpret_f16_u64(vcreate_u64(u)));
+}
+
+/* The scales d of 4 blocks `stride` bytes apart (kind a constant at every call site). */
+QR_NEON_INLINE float32x4_t qr_neon_scale4(int kind, const uint8_t *p, size_t stride)
+{
+    return kind == QR_KIND_SMALL ? qr_neon_e5m3x4(p, stride) : qr_neon_f16x4(p, stride);
+}
+
+/* One block's scale d. */
+QR_NEON_INLINE float qr_neon_scale1(int kind, const uint8_t *p)
+{
+    if (kind != QR_KIND_SMALL)
+        return qr_neon_f16(p);
+    uint16_t u = (uint16_t)(p[0] << 7);
+    __fp16 h;
+    memcpy(&h, &u, 2);
+    return (float)h;
 }
 
 /* 16 bytes of nibbles -> 32 codes 0..15: low nibbles are q[0..15], high nibbles q[16..31]. */
@@ -521,14 +588,16 @@ QR_DOTPROD QR_NEON_INLINE int32x4_t qr_neon_isum_sdot(int bits, qr_neon_codes q,
  * (isum) by inlining; the same arithmetic as qr_avx2_dot_x8, 4 blocks at a time. Per block:
  * rebuild 32 codes, multiply-add them with x's bytes in integers (exact). Per 4 blocks: one
  * pairwise reduction gives their 4 sums, then one convert and one FMA apply the 4 scales d·dx.
- * A _0 type's −2^(B−1) is taken out as 2^(B−1)·Σd·s, a _1 type's minimum adds Σm·s; 8-bit
- * codes are read as q − 128, so q8_0 needs no offset and q8_1 adds Σ(m + 128·d)·s. */
-QR_NEON_INLINE void qr_neon_dot_x8(int bits, bool has_min, qr_neon_unpack_fn unpack,
+ * A _0 type's −2^(B−1) (an _s type's −2^(B−1) + ½) is taken out as off·Σd·s, a _1 type's
+ * minimum adds Σm·s; 8-bit codes are read as q − 128, so q8_0 needs no offset and q8_1 adds
+ * Σ(m + 128·d)·s. */
+QR_NEON_INLINE void qr_neon_dot_x8(int bits, int kind, qr_neon_unpack_fn unpack,
                                    qr_neon_isum_fn isum, const void *w, size_t row_bytes,
                                    size_t n_rows, const qr_x8_group *x, size_t n, float *y)
 {
-    const size_t bb = qr_block_size(bits, has_min), hdr = has_min ? 4 : 2, nb = n / QR_QK;
-    const float off = bits == 8 || has_min ? 0.0f : (float)(1 << (bits - 1));
+    const bool has_min = kind == QR_KIND_MIN;
+    const size_t bb = qr_block_size(bits, kind), hdr = qr_block_hdr(kind), nb = n / QR_QK;
+    const float off = bits == 8 || has_min ? 0.0f : qr_block_off(bits, kind);
     for (size_t r = 0; r < n_rows; r++) {
         const uint8_t *b = (const uint8_t *)w + r * row_bytes;
         float32x4_t acc = vdupq_n_f32(0.0f), add = vdupq_n_f32(0.0f);
@@ -542,7 +611,7 @@ QR_NEON_INLINE void qr_neon_dot_x8(int bits, bool has_min, qr_neon_unpack_fn unp
             int32x4_t s2 = isum(bits, unpack(b + 2 * bb + hdr), xg->q[k + 2]);
             int32x4_t s3 = isum(bits, unpack(b + 3 * bb + hdr), xg->q[k + 3]);
             int32x4_t sums = vpaddq_s32(vpaddq_s32(s0, s1), vpaddq_s32(s2, s3));
-            float32x4_t d = qr_neon_f16x4(b, bb);
+            float32x4_t d = qr_neon_scale4(kind, b, bb);
             acc = vfmaq_f32(acc, vcvtq_f32_s32(sums), vmulq_f32(d, vld1q_f32(&xg->d[k])));
             float32x4_t xs = vld1q_f32(&xg->s[k]);
             if (has_min) {
@@ -559,7 +628,7 @@ QR_NEON_INLINE void qr_neon_dot_x8(int bits, bool has_min, qr_neon_unpack_fn unp
         for (; i < nb; i++, b += bb) {
             const qr_x8_group *xg = &x[i / QR_X8_GROUP];
             size_t k = i % QR_X8_GROUP;
-            float d = qr_neon_f16(b);
+            float d = qr_neon_scale1(kind, b);
             sum += (float)vaddvq_s32(isum(bits, unpack(b + hdr), xg->q[k])) * (d * xg->d[k]);
             if (has_min) {
                 float m = qr_neon_f16(b + 2);
@@ -572,17 +641,28 @@ QR_NEON_INLINE void qr_neon_dot_x8(int bits, bool has_min, qr_neon_unpack_fn unp
     }
 }
 
-/* 16 codes -> 16 floats d·(q − off) (then + m), rounded as the reference: an exact integer
- * subtract and convert, a multiply, then an add (no FMA), so to_float is bit-exact. */
-QR_NEON_INLINE void qr_neon_codes16_to_float(uint8x16_t q, float32x4_t d, int32x4_t off,
-                                             bool has_min, float32x4_t m, float *dst)
+/* 16 codes -> 16 floats d·(q − off) (then + m), rounded as the reference: an exact subtract
+ * (in integers, or in float for an _s type's half-integer offset) and convert, a multiply, then
+ * an add (no FMA), so to_float is bit-exact. */
+QR_NEON_INLINE void qr_neon_codes16_to_float(uint8x16_t q, float32x4_t d, int kind, float off,
+                                             float32x4_t m, float *dst)
 {
+    const int32x4_t ioff = vdupq_n_s32((int)off);
+    const float32x4_t foff = vdupq_n_f32(off);
     uint16x8_t h[2] = {vmovl_u8(vget_low_u8(q)), vmovl_high_u8(q)};
     for (int k = 0; k < 2; k++) {
-        int32x4_t a = vsubq_s32(vreinterpretq_s32_u32(vmovl_u16(vget_low_u16(h[k]))), off);
-        int32x4_t c = vsubq_s32(vreinterpretq_s32_u32(vmovl_high_u16(h[k])), off);
-        float32x4_t wa = vmulq_f32(d, vcvtq_f32_s32(a)), wc = vmulq_f32(d, vcvtq_f32_s32(c));
-        if (has_min) {
+        int32x4_t a = vreinterpretq_s32_u32(vmovl_u16(vget_low_u16(h[k])));
+        int32x4_t c = vreinterpretq_s32_u32(vmovl_high_u16(h[k]));
+        float32x4_t fa, fc;
+        if (kind == QR_KIND_SMALL) {
+            fa = vsubq_f32(vcvtq_f32_s32(a), foff);
+            fc = vsubq_f32(vcvtq_f32_s32(c), foff);
+        } else {
+            fa = vcvtq_f32_s32(vsubq_s32(a, ioff));
+            fc = vcvtq_f32_s32(vsubq_s32(c, ioff));
+        }
+        float32x4_t wa = vmulq_f32(d, fa), wc = vmulq_f32(d, fc);
+        if (kind == QR_KIND_MIN) {
             wa = vaddq_f32(wa, m);
             wc = vaddq_f32(wc, m);
         }
@@ -591,61 +671,62 @@ QR_NEON_INLINE void qr_neon_codes16_to_float(uint8x16_t q, float32x4_t d, int32x
     }
 }
 
-QR_NEON_INLINE void qr_neon_to_float(int bits, bool has_min, qr_neon_unpack_fn unpack,
+QR_NEON_INLINE void qr_neon_to_float(int bits, int kind, qr_neon_unpack_fn unpack,
                                      const void *src, float *dst, size_t n)
 {
-    const size_t bb = qr_block_size(bits, has_min);
-    const int32x4_t off = vdupq_n_s32(has_min ? 0 : 1 << (bits - 1));
+    const size_t bb = qr_block_size(bits, kind), hdr = qr_block_hdr(kind);
+    const float off = qr_block_off(bits, kind);
     const uint8_t *b = src;
     for (size_t i = 0; i < n / QR_QK; i++, b += bb, dst += QR_QK) {
-        float32x4_t d = vdupq_n_f32(qr_neon_f16(b));
-        float32x4_t m = vdupq_n_f32(has_min ? qr_neon_f16(b + 2) : 0.0f);
-        qr_neon_codes q = unpack(b + (has_min ? 4 : 2));
-        qr_neon_codes16_to_float(q.lo, d, off, has_min, m, dst);
-        qr_neon_codes16_to_float(q.hi, d, off, has_min, m, dst + 16);
+        float32x4_t d = vdupq_n_f32(qr_neon_scale1(kind, b));
+        float32x4_t m = vdupq_n_f32(kind == QR_KIND_MIN ? qr_neon_f16(b + 2) : 0.0f);
+        qr_neon_codes q = unpack(b + hdr);
+        qr_neon_codes16_to_float(q.lo, d, kind, off, m, dst);
+        qr_neon_codes16_to_float(q.hi, d, kind, off, m, dst + 16);
     }
 }
 
 /* The NEON kernel tables of one type around its unpack function: qr_kernels_<T>_neon (any
- * ARMv8.0 core) and qr_kernels_<T>_neon_dotprod (SDOT); they share prepare_x and to_float. */
-#define QR_DEFINE_NEON_KERNELS(T, BITS, HAS_MIN, UNPACK)                                           \
-    static void T##_dot_x8_neon(const void *w, size_t row_bytes, size_t n_rows,                   \
+ * ARMv8.0 core) and qr_kernels_<T>_neon_dotprod (SDOT); they share prepare_x and to_float (KIND:
+ * QR_KIND_SYM, _MIN or _SMALL). */
+#define QR_DEFINE_NEON_KERNELS(T, BITS, KIND, UNPACK)                                              \
+    static void T##_dot_x8_neon(const void *w, size_t row_bytes, size_t n_rows,                    \
                                 const qr_x8_group *x, size_t n, float *y)                          \
     {                                                                                              \
-        qr_neon_dot_x8(BITS, HAS_MIN, UNPACK, qr_neon_isum_mull, w, row_bytes, n_rows, x, n, y);   \
+        qr_neon_dot_x8(BITS, KIND, UNPACK, qr_neon_isum_mull, w, row_bytes, n_rows, x, n, y);      \
     }                                                                                              \
     QR_DOTPROD static void T##_dot_x8_neon_dotprod(const void *w, size_t row_bytes, size_t n_rows, \
                                                    const qr_x8_group *x, size_t n, float *y)       \
     {                                                                                              \
-        qr_neon_dot_x8(BITS, HAS_MIN, UNPACK, qr_neon_isum_sdot, w, row_bytes, n_rows, x, n, y);   \
+        qr_neon_dot_x8(BITS, KIND, UNPACK, qr_neon_isum_sdot, w, row_bytes, n_rows, x, n, y);      \
     }                                                                                              \
     static void T##_to_float_neon(const void *src, float *dst, size_t n)                           \
     {                                                                                              \
-        qr_neon_to_float(BITS, HAS_MIN, UNPACK, src, dst, n);                                      \
+        qr_neon_to_float(BITS, KIND, UNPACK, src, dst, n);                                         \
     }                                                                                              \
-    static void T##_dot_rows_neon(const void *w, size_t row_bytes, size_t n_rows, const float *x, \
+    static void T##_dot_rows_neon(const void *w, size_t row_bytes, size_t n_rows, const float *x,  \
                                   size_t n, float *y)                                              \
     {                                                                                              \
-        qr_dot_rows_via_x8(T##_dot_x8_neon, qr_x8_prepare_neon, qr_block_size(BITS, HAS_MIN), w,  \
+        qr_dot_rows_via_x8(T##_dot_x8_neon, qr_x8_prepare_neon, qr_block_size(BITS, KIND), w,      \
                            row_bytes, n_rows, x, n, y);                                            \
     }                                                                                              \
-    static void T##_dot_rows_neon_dotprod(const void *w, size_t row_bytes, size_t n_rows,         \
+    static void T##_dot_rows_neon_dotprod(const void *w, size_t row_bytes, size_t n_rows,          \
                                           const float *x, size_t n, float *y)                      \
     {                                                                                              \
         qr_dot_rows_via_x8(T##_dot_x8_neon_dotprod, qr_x8_prepare_neon,                            \
-                           qr_block_size(BITS, HAS_MIN), w, row_bytes, n_rows, x, n, y);           \
+                           qr_block_size(BITS, KIND), w, row_bytes, n_rows, x, n, y);              \
     }                                                                                              \
-    static void T##_gemm_x8_neon(const void *w, size_t row_bytes, size_t n_rows,                 \
+    static void T##_gemm_x8_neon(const void *w, size_t row_bytes, size_t n_rows,                   \
                                  const qr_x8_group *X, size_t n_x, size_t n, float *Y, size_t ldy) \
     {                                                                                              \
-        qr_neon_gemm_x8(BITS, HAS_MIN, UNPACK, qr_neon_gemm_half_mull, w, row_bytes, n_rows, X,    \
+        qr_neon_gemm_x8(BITS, KIND, UNPACK, qr_neon_gemm_half_mull, w, row_bytes, n_rows, X,       \
                         n_x, n, Y, ldy);                                                           \
     }                                                                                              \
-    QR_DOTPROD static void T##_gemm_x8_neon_dotprod(const void *w, size_t row_bytes,              \
+    QR_DOTPROD static void T##_gemm_x8_neon_dotprod(const void *w, size_t row_bytes,               \
                                                     size_t n_rows, const qr_x8_group *X,           \
                                                     size_t n_x, size_t n, float *Y, size_t ldy)    \
     {                                                                                              \
-        qr_neon_gemm_x8(BITS, HAS_MIN, UNPACK, qr_neon_gemm_half_sdot, w, row_bytes, n_rows, X,    \
+        qr_neon_gemm_x8(BITS, KIND, UNPACK, qr_neon_gemm_half_sdot, w, row_bytes, n_rows, X,       \
                         n_x, n, Y, ldy);                                                           \
     }                                                                                              \
     const qr_kernel_ops qr_kernels_##T##_neon = {#T "-neon",          T##_dot_rows_neon,           \

@@ -49,7 +49,8 @@
 
 static const uint32_t types[] = {QR_TYPE_F32,  QR_TYPE_F16,  QR_TYPE_Q8_0, QR_TYPE_Q6_0, QR_TYPE_Q5_0,
                                  QR_TYPE_Q4_0, QR_TYPE_Q3_0, QR_TYPE_Q2_0, QR_TYPE_Q8_1, QR_TYPE_Q6_1,
-                                 QR_TYPE_Q5_1, QR_TYPE_Q4_1, QR_TYPE_Q3_1, QR_TYPE_Q2_1};
+                                 QR_TYPE_Q5_1, QR_TYPE_Q4_1, QR_TYPE_Q3_1, QR_TYPE_Q2_1, QR_TYPE_Q4_S,
+                                 QR_TYPE_Q3_S, QR_TYPE_Q2_S};
 #define N_TYPES (sizeof types / sizeof types[0])
 
 typedef struct {

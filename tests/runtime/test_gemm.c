@@ -33,7 +33,8 @@ static float frand(void)
 
 static const uint32_t quant_types[] = {QR_TYPE_Q8_0, QR_TYPE_Q6_0, QR_TYPE_Q5_0, QR_TYPE_Q4_0,
                                        QR_TYPE_Q3_0, QR_TYPE_Q2_0, QR_TYPE_Q8_1, QR_TYPE_Q6_1,
-                                       QR_TYPE_Q5_1, QR_TYPE_Q4_1, QR_TYPE_Q3_1, QR_TYPE_Q2_1};
+                                       QR_TYPE_Q5_1, QR_TYPE_Q4_1, QR_TYPE_Q3_1, QR_TYPE_Q2_1,
+                                       QR_TYPE_Q4_S, QR_TYPE_Q3_S, QR_TYPE_Q2_S};
 #define N_TYPES (sizeof quant_types / sizeof quant_types[0])
 
 /* Widths: whole groups, a partial last group (9 and 3 blocks), the 216M shape's d and n_ffn. */
@@ -140,12 +141,16 @@ static void test_gemm_integer_parts_exact(void **state)
         const qr_type_info *info = qr_type_get(type);
         const qr_kernel_ops *variants[QR_KERNEL_VARIANTS_MAX], *ref = qr_kernels_ref(type);
         size_t n_variants = qr_kernels_all(type, variants, QR_KERNEL_VARIANTS_MAX);
-        size_t n = 288, n_x = 70, rb = row_bytes_of(type, n), hdr = info->has_min ? 4 : 2;
+        size_t n = 288, n_x = 70, rb = row_bytes_of(type, n);
+        size_t hdr = info->small_scale ? 1 : info->has_min ? 4 : 2;
         uint8_t *w = malloc(W_ROWS * rb);
         for (size_t b = 0; b < W_ROWS * n / 32; b++) {
             uint8_t *blk = w + b * info->block_bytes, q[32];
             uint16_t d = qr_f32_to_f16(0.0625f), m = qr_f32_to_f16((float)((int)(frand() * 8.0f)) / 16.0f);
-            memcpy(blk, &d, 2);
+            if (info->small_scale) /* the E5M3 byte of 1/16; the _s offset makes sums of 1/32s */
+                blk[0] = qr_e5m3_floor(0.0625f);
+            else
+                memcpy(blk, &d, 2);
             if (info->has_min)
                 memcpy(blk + 2, &m, 2);
             size_t row = b / (n / 32);

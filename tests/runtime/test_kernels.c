@@ -95,7 +95,8 @@ static void test_f32_to_f16_matches_hardware(void **state)
 /* Every storage type: f32, f16 and the quantized ones. */
 static const uint32_t all_types[] = {QR_TYPE_F32,  QR_TYPE_F16,  QR_TYPE_Q8_0, QR_TYPE_Q6_0, QR_TYPE_Q5_0,
                                      QR_TYPE_Q4_0, QR_TYPE_Q3_0, QR_TYPE_Q2_0, QR_TYPE_Q8_1, QR_TYPE_Q6_1,
-                                     QR_TYPE_Q5_1, QR_TYPE_Q4_1, QR_TYPE_Q3_1, QR_TYPE_Q2_1};
+                                     QR_TYPE_Q5_1, QR_TYPE_Q4_1, QR_TYPE_Q3_1, QR_TYPE_Q2_1, QR_TYPE_Q4_S,
+                                     QR_TYPE_Q3_S, QR_TYPE_Q2_S};
 #define N_TYPES (sizeof all_types / sizeof all_types[0])
 
 static size_t type_row_bytes(uint32_t type, size_t cols)
@@ -219,14 +220,19 @@ static void test_simd_integer_parts_exact(void **state)
                 assert_memory_equal(xr, xs, groups * sizeof *xr);
                 /* Blocks built by hand: d = 1/16, m a multiple of 1/16, random codes; x integers
                  * with 127 in every block (so dx = 1): every product and partial sum is a
-                 * multiple of 1/16 far below 2^20, exact in float in any order. */
+                 * multiple of 1/32 (an _s type's half-integer offset) far below 2^20, exact in
+                 * float in any order. */
                 const qr_type_info *info = qr_type_get(type);
-                size_t row_bytes = type_row_bytes(type, n), hdr = info->has_min ? 4 : 2;
+                size_t row_bytes = type_row_bytes(type, n);
+                size_t hdr = info->small_scale ? 1 : info->has_min ? 4 : 2;
                 uint8_t *w = malloc(rows * row_bytes);
                 for (size_t b = 0; b < rows * n / 32; b++) {
                     uint8_t *blk = w + b * info->block_bytes, q[32];
                     uint16_t d = qr_f32_to_f16(0.0625f), m = qr_f32_to_f16((float)((int)(frand() * 8.0f)) / 16.0f);
-                    memcpy(blk, &d, 2);
+                    if (info->small_scale)
+                        blk[0] = qr_e5m3_floor(0.0625f);
+                    else
+                        memcpy(blk, &d, 2);
                     if (info->has_min)
                         memcpy(blk + 2, &m, 2);
                     for (int j = 0; j < 32; j++)

@@ -29,7 +29,8 @@
 
 static const uint32_t quant_types[] = {QR_TYPE_Q8_0, QR_TYPE_Q6_0, QR_TYPE_Q5_0, QR_TYPE_Q4_0,
                                        QR_TYPE_Q3_0, QR_TYPE_Q2_0, QR_TYPE_Q8_1, QR_TYPE_Q6_1,
-                                       QR_TYPE_Q5_1, QR_TYPE_Q4_1, QR_TYPE_Q3_1, QR_TYPE_Q2_1};
+                                       QR_TYPE_Q5_1, QR_TYPE_Q4_1, QR_TYPE_Q3_1, QR_TYPE_Q2_1,
+                                       QR_TYPE_Q4_S, QR_TYPE_Q3_S, QR_TYPE_Q2_S};
 #define N_QUANT (sizeof quant_types / sizeof quant_types[0])
 
 static uint64_t rng = 0x9e3779b97f4a7c15ull;
@@ -96,6 +97,7 @@ static void test_block_sizes(void **state)
         {QR_TYPE_Q8_1, "q8_1", sizeof(qr_block_q8_1), 9.0}, {QR_TYPE_Q6_1, "q6_1", sizeof(qr_block_q6_1), 7.0},
         {QR_TYPE_Q5_1, "q5_1", sizeof(qr_block_q5_1), 6.0}, {QR_TYPE_Q4_1, "q4_1", sizeof(qr_block_q4_1), 5.0},
         {QR_TYPE_Q3_1, "q3_1", sizeof(qr_block_q3_1), 4.0}, {QR_TYPE_Q2_1, "q2_1", sizeof(qr_block_q2_1), 3.0},
+        {QR_TYPE_Q4_S, "q4_s", 17, 4.25}, {QR_TYPE_Q3_S, "q3_s", 13, 3.25}, {QR_TYPE_Q2_S, "q2_s", 9, 2.25},
     };
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
         const qr_type_info *t = qr_type_get(want[i].type);
@@ -112,7 +114,8 @@ static void test_block_sizes(void **state)
         assert_non_null(qr_kernels_best(code));
     }
     assert_false(qr_type_is_quantized(QR_TYPE_F16));
-    assert_null(qr_type_get(28));
+    assert_null(qr_type_get(31));
+    assert_false(qr_type_is_quantized(31));
     assert_int_equal(sizeof(qr_x8_group), 320);
     assert_int_equal(qr_x8_groups(768), 3);
     assert_int_equal(qr_x8_groups(384), 2);
@@ -186,7 +189,8 @@ static void test_round_trip_rmse(void **state)
 }
 
 /* Plain min-max of one type, as a naive quantizer would: the largest |w| onto the end of the
- * range (symmetric), or min and max onto the first and last codes (with minimum). */
+ * range (symmetric; for the _s types the outer level d·(2^(B−1) − ½), d the nearest E5M3
+ * value), or min and max onto the first and last codes (with minimum). */
 static void naive_round_trip(uint32_t type, const float *x, size_t n, float *out)
 {
     const qr_type_info *t = qr_type_get(type);
@@ -203,8 +207,17 @@ static void naive_round_trip(uint32_t type, const float *x, size_t n, float *out
                 max = v[j];
             }
         }
-        uint16_t dh, mh = qr_f32_to_f16(mn);
-        if (t->has_min) {
+        uint16_t dh = 0, mh = qr_f32_to_f16(mn);
+        if (t->small_scale) {
+            float want = amax / ((float)off - 0.5f);
+            uint8_t e = qr_e5m3_floor(want);
+            if (e < 0xf7 && qr_e5m3_to_f32((uint8_t)(e + 1)) - want < want - qr_e5m3_to_f32(e))
+                e++;
+            b[0] = e;
+            float d = qr_e5m3_to_f32(e), id = d > 0.0f ? 1.0f / d : 0.0f;
+            for (int j = 0; j < 32; j++)
+                q[j] = (uint8_t)(fminf(fmaxf(rintf(v[j] * id - 0.5f), (float)-off), (float)(off - 1)) + (float)off);
+        } else if (t->has_min) {
             dh = qr_f32_to_f16((mx - mn) / (float)nmax);
             float d = qr_f16_to_f32(dh), m = qr_f16_to_f32(mh);
             for (int j = 0; j < 32; j++)
@@ -215,10 +228,11 @@ static void naive_round_trip(uint32_t type, const float *x, size_t n, float *out
             for (int j = 0; j < 32; j++)
                 q[j] = (uint8_t)(fminf(fmaxf(rintf(v[j] / d), (float)-off), (float)(off - 1)) + (float)off);
         }
-        memcpy(b, &dh, 2);
+        if (!t->small_scale)
+            memcpy(b, &dh, 2);
         if (t->has_min)
             memcpy(b + 2, &mh, 2);
-        qr_pack_codes(bits, b + (t->has_min ? 4 : 2), q);
+        qr_pack_codes(bits, b + (t->small_scale ? 1 : t->has_min ? 4 : 2), q);
     }
     qr_kernels_ref(type)->to_float(blocks, out, n);
     free(blocks);

@@ -96,7 +96,8 @@ qr_model_writer *fixture_all_types_writer(void)
     static const uint32_t types[FIXTURE_ALL_TYPES] = {
         QR_TYPE_F32,  QR_TYPE_F16,  QR_TYPE_Q8_0, QR_TYPE_Q6_0, QR_TYPE_Q5_0,
         QR_TYPE_Q4_0, QR_TYPE_Q3_0, QR_TYPE_Q2_0, QR_TYPE_Q8_1, QR_TYPE_Q6_1,
-        QR_TYPE_Q5_1, QR_TYPE_Q4_1, QR_TYPE_Q3_1, QR_TYPE_Q2_1};
+        QR_TYPE_Q5_1, QR_TYPE_Q4_1, QR_TYPE_Q3_1, QR_TYPE_Q2_1, QR_TYPE_Q4_S,
+        QR_TYPE_Q3_S, QR_TYPE_Q2_S};
     float src[64];
     for (size_t i = 0; i < 64; i++)
         src[i] = fixture_quant_value(0, i);

@@ -31,10 +31,10 @@ qr_model_writer *fixture_writer(void);
 qr_model_writer *fixture_quantized_writer(void);
 float fixture_quant_value(int t, size_t i);
 
-/* Every storage type once: a (2, 32) matrix "t.<type name>" of each (f32, f16, q8_0 .. q2_1),
- * quantized from fixture_quant_value(0, i). */
+/* Every storage type once: a (2, 32) matrix "t.<type name>" of each (f32, f16, q8_0 .. q2_1,
+ * q4_s .. q2_s), quantized from fixture_quant_value(0, i). */
 qr_model_writer *fixture_all_types_writer(void);
-#define FIXTURE_ALL_TYPES 14
+#define FIXTURE_ALL_TYPES 17
 
 /* Serialises a writer into a malloc'd image. Returns 0 on success. */
 int fixture_emit(const qr_model_writer *w, uint8_t **buf, size_t *size);
