@@ -2,6 +2,10 @@
 #include "measure.h"
 
 #include <cblas.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include <math.h>
 #include <stdio.h>
@@ -68,7 +72,12 @@ struct qq_measurer {
     size_t n_imp;
     float **hessian;     /* per tensor while they are gathered: Σ x xᵀ of its inputs, or NULL */
     uint64_t *hess_rows; /* per tensor: rows of x summed into it */
-    qr_ec_factor **ec;   /* per tensor: error compensation's factor (qq_measurer_gather_hessians) */
+    bool *in_pass;       /* per tensor: gathered in the pass under way */
+    qr_ec_factor *ec;    /* per tensor: error compensation's factor (n = 0: none), in ec_map or
+                            in ec_own (qq_measurer_gather_hessians) */
+    float **ec_own;      /* per tensor: the factor's floats when they are not in a file */
+    void *ec_map;        /* the factors' file, mapped read-only (NULL: they are in memory) */
+    size_t ec_map_bytes;
     qq_rounding rounding; /* how copies are quantized now */
     f32_answers *f32;    /* the master's answers, per split measured so far */
     size_t n_f32, cap_f32;
@@ -99,6 +108,23 @@ qr_status qq_write_setting(const qr_model_file *master, const uint32_t *types, c
     return qr_requantize(master, path, choose_type, &c, importance, pool, err);
 }
 
+/* A factor's pages of the mapped file leave the resident set once it has been used: at 216M the
+ * factors take 620 MB, and a setting reads each once. Nothing to do for factors in memory. */
+static void release_factor(const qq_measurer *q, const qr_ec_factor *f)
+{
+    if (!q->ec_map || !f->n)
+        return;
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE), lo = (uintptr_t)f->u & ~(page - 1);
+    uintptr_t hi = (uintptr_t)(f->diag + f->n);
+    madvise((void *)lo, hi - lo, MADV_DONTNEED);
+}
+
+static void factor_written(void *ctx, const qr_importance_entry *e)
+{
+    if (e->ec)
+        release_factor(ctx, e->ec);
+}
+
 qr_status qq_measurer_write_setting(qq_measurer *q, const uint32_t *types, const char *path, qr_error *err)
 {
     /* The file gets the quantization the copies measured got. */
@@ -106,10 +132,10 @@ qr_status qq_measurer_write_setting(qq_measurer *q, const uint32_t *types, const
     for (size_t e = 0; e < q->n_imp; e++) {
         q->imp_entries[e].ec = NULL;
         for (size_t i = 0; q->rounding == QQ_ROUND_EC && i < n; i++)
-            if (strcmp(q->imp_entries[e].name, qr_model_file_tensor(q->master, i)->name) == 0)
-                q->imp_entries[e].ec = q->ec[i];
+            if (q->ec[i].n && strcmp(q->imp_entries[e].name, qr_model_file_tensor(q->master, i)->name) == 0)
+                q->imp_entries[e].ec = &q->ec[i];
     }
-    qr_importance imp = {q->imp_entries, q->rounding == QQ_ROUND_NEAREST ? 0 : q->n_imp};
+    qr_importance imp = {q->imp_entries, q->rounding == QQ_ROUND_NEAREST ? 0 : q->n_imp, factor_written, q};
     qr_status st = qq_write_setting(q->master, types, path, &imp, q->pool, err);
     /* Writing read every f32 matrix; the next setting measured touches again only those it
      * keeps f32, and the variant is measured beside this (cmd_build). */
@@ -267,7 +293,7 @@ static void observe_hessian(void *arg, const qr_matrix *w, const float *x, size_
     for (size_t i = 0; i < n; i++) {
         if (q->slots[i] != w)
             continue;
-        if (!q->hessian[i] && !(q->hessian[i] = calloc(w->cols * w->cols, sizeof(float))))
+        if (!q->in_pass[i] || (!q->hessian[i] && !(q->hessian[i] = calloc(w->cols * w->cols, sizeof(float)))))
             return;
         cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)w->cols, (int)B, 1.0f, x, (int)w->cols, 1.0f,
                     q->hessian[i], (int)w->cols);
@@ -539,10 +565,12 @@ static qr_status cached_tensor(qq_measurer *q, size_t i, uint32_t type, qr_error
     if (!buf)
         return qr_fail(err, QR_ERR_NOMEM, "out of memory for tensor '%s' as %s", t->name,
                        qr_type_get(type)->name);
-    qr_status st = q->rounding == QQ_ROUND_EC && q->ec && q->ec[i] && qr_type_is_quantized(type)
-                       ? qr_quantize_tensor_ec(type, src->data, src->rows, src->cols, q->ec[i], buf, q->pool)
-                       : qr_quantize_tensor(type, src->data, src->rows, src->cols,
-                                            q->rounding == QQ_ROUND_NEAREST ? NULL : q->importance[i], buf, q->pool);
+    bool ec = q->rounding == QQ_ROUND_EC && q->ec && q->ec[i].n && qr_type_is_quantized(type);
+    qr_status st = ec ? qr_quantize_tensor_ec(type, src->data, src->rows, src->cols, &q->ec[i], buf, q->pool)
+                      : qr_quantize_tensor(type, src->data, src->rows, src->cols,
+                                           q->rounding == QQ_ROUND_NEAREST ? NULL : q->importance[i], buf, q->pool);
+    if (ec)
+        release_factor(q, &q->ec[i]);
     if (st) {
         free(buf);
         return qr_fail(err, st, "tensor '%s' cannot be quantized to %s", t->name, qr_type_get(type)->name);
@@ -673,9 +701,13 @@ void qq_measurer_free(qq_measurer *q)
     for (size_t i = 0; q->hessian && i < n; i++)
         free(q->hessian[i]);
     free(q->hessian);
-    for (size_t i = 0; q->ec && i < n; i++)
-        qr_ec_factor_free(q->ec[i]);
+    free(q->in_pass);
+    for (size_t i = 0; q->ec_own && i < n; i++)
+        free(q->ec_own[i]);
+    free(q->ec_own);
     free(q->ec);
+    if (q->ec_map)
+        munmap(q->ec_map, q->ec_map_bytes);
     free(q->hess_rows);
     free(q->act_sums);
     free(q->act_rows);
@@ -862,8 +894,54 @@ qr_status qq_measure_file(qq_measurer *q, const char *path, const qq_split *spli
     return st;
 }
 
+/* Matrices whose sums are gathered together, at most this many bytes of them (one matrix at least):
+ * at 216M all of them would take 620 MB; in passes of 96 MB the text is run seven times. */
+#define QQ_EC_PASS_BYTES (96ull << 20)
+
+/* Turns matrix i's gathered sums into its factor, in `fd` at *file_bytes when fd ≥ 0, else in
+ * memory. */
+static qr_status finish_factor(qq_measurer *q, size_t i, double damp, int fd, uint64_t *file_bytes,
+                               uint64_t *offset, qr_error *err)
+{
+    size_t c = q->slots[i]->cols;
+    float *h = q->hessian[i], scale = 1.0f / (float)q->hess_rows[i];
+    for (size_t r = 0; r < c; r++)
+        for (size_t k = r; k < c; k++)
+            h[k * c + r] = h[r * c + k] = h[r * c + k] * scale;
+    float *fl = malloc((c * c + c) * sizeof *fl);
+    if (!fl)
+        return qr_fail(err, QR_ERR_NOMEM, "out of memory for the error-compensation factors");
+    qr_status st = qr_ec_factor_compute(h, c, damp, fl, fl + c * c);
+    if (st) {
+        free(fl);
+        return qr_fail(err, st, "%s: the inputs' second moments of '%s' cannot be factorised",
+                       qr_model_file_path(q->master), qr_model_file_tensor(q->master, i)->name);
+    }
+    q->ec[i] = (qr_ec_factor){c, fl, fl + c * c};
+    if (fd < 0) {
+        q->ec_own[i] = fl;
+        return QR_OK;
+    }
+    size_t bytes = (c * c + c) * sizeof *fl, done = 0;
+    while (done < bytes) {
+        ssize_t w = pwrite(fd, (const char *)fl + done, bytes - done, (off_t)(*file_bytes + done));
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            free(fl);
+            return qr_fail(err, QR_ERR_IO, "cannot write the error-compensation factors: %s",
+                           w < 0 ? strerror(errno) : "no space");
+        }
+        done += (size_t)w;
+    }
+    free(fl);
+    offset[i] = *file_bytes;
+    *file_bytes += bytes;
+    return QR_OK;
+}
+
 qr_status qq_measurer_gather_hessians(qq_measurer *q, const int32_t *tokens, size_t n_tokens, double damp,
-                                      qr_error *err)
+                                      const char *spill_dir, qr_error *err)
 {
     size_t n = qr_model_file_tensor_count(q->master);
     if (q->n_memo || q->ec)
@@ -872,33 +950,78 @@ qr_status qq_measurer_gather_hessians(qq_measurer *q, const int32_t *tokens, siz
         return qr_fail(err, QR_ERR_INVALID, "dampening %g is not in [0, 1]", damp);
     q->hessian = calloc(n ? n : 1, sizeof *q->hessian);
     q->hess_rows = calloc(n ? n : 1, sizeof *q->hess_rows);
+    q->in_pass = calloc(n ? n : 1, sizeof *q->in_pass);
     q->ec = calloc(n ? n : 1, sizeof *q->ec);
-    if (!q->hessian || !q->hess_rows || !q->ec)
+    q->ec_own = calloc(n ? n : 1, sizeof *q->ec_own);
+    uint64_t *offset = calloc(n ? n : 1, sizeof *offset), file_bytes = 0;
+    if (!q->hessian || !q->hess_rows || !q->in_pass || !q->ec || !q->ec_own || !offset) {
+        free(offset);
         return qr_fail(err, QR_ERR_NOMEM, "out of memory for the Hessians");
+    }
+    /* The factors go to an unlinked file in spill_dir when one can be made: read back through a
+     * mapping, their pages are dropped after each use. */
+    int fd = -1;
+    if (spill_dir) {
+        char path[4096];
+        snprintf(path, sizeof path, "%s/qslm-ec-XXXXXX", spill_dir);
+        if ((fd = mkstemp(path)) >= 0)
+            unlink(path);
+    }
     qq_measurer_drop_copies(q); /* the view runs the master */
     qq_split text = {.tokens = tokens, .n_tokens = n_tokens, .window = q->window};
-    qq_metrics m;
-    qr_runner_set_observer(q->runner, observe_hessian, q);
-    qr_status st = measure_model(q, q->runner, &q->view, &text, false, false, NULL, &m, err);
-    qr_runner_set_observer(q->runner, NULL, NULL);
-    for (size_t i = 0; i < n && st == QR_OK; i++) {
-        if (!q->hessian[i])
-            continue;
-        size_t c = q->slots[i]->cols;
-        float *h = q->hessian[i], scale = 1.0f / (float)q->hess_rows[i];
-        for (size_t r = 0; r < c; r++)
-            for (size_t k = r; k < c; k++)
-                h[k * c + r] = h[r * c + k] = h[r * c + k] * scale;
-        st = qr_ec_factor_new(h, c, damp, &q->ec[i]);
-        if (st)
-            st = qr_fail(err, st, "%s: the inputs' second moments of '%s' cannot be factorised",
-                         qr_model_file_path(q->master), qr_model_file_tensor(q->master, i)->name);
-        free(q->hessian[i]);
-        q->hessian[i] = NULL;
+    qr_status st = QR_OK;
+    for (size_t i0 = 0; i0 < n && st == QR_OK;) {
+        uint64_t bytes = 0;
+        size_t i1 = i0;
+        for (; i1 < n; i1++) {
+            if (!q->slots[i1])
+                continue;
+            uint64_t need = (uint64_t)q->slots[i1]->cols * q->slots[i1]->cols * sizeof(float);
+            if (bytes && bytes + need > QQ_EC_PASS_BYTES)
+                break;
+            bytes += need;
+            q->in_pass[i1] = true;
+        }
+        if (bytes) {
+            qq_metrics m;
+            qr_runner_set_observer(q->runner, observe_hessian, q);
+            st = measure_model(q, q->runner, &q->view, &text, false, false, NULL, &m, err);
+            qr_runner_set_observer(q->runner, NULL, NULL);
+        }
+        for (size_t i = i0; i < i1; i++) {
+            if (st == QR_OK && q->hessian[i])
+                st = finish_factor(q, i, damp, fd, &file_bytes, offset, err);
+            free(q->hessian[i]);
+            q->hessian[i] = NULL;
+            q->in_pass[i] = false;
+        }
+        i0 = i1;
     }
-    if (st == QR_OK)
-        q->rounding = QQ_ROUND_EC;
-    return st;
+    if (fd >= 0 && st == QR_OK && file_bytes) {
+        void *map = mmap(NULL, (size_t)file_bytes, PROT_READ, MAP_SHARED, fd, 0);
+        if (map == MAP_FAILED) {
+            st = qr_fail(err, QR_ERR_IO, "cannot map the error-compensation factors: %s", strerror(errno));
+        } else {
+            q->ec_map = map;
+            q->ec_map_bytes = (size_t)file_bytes;
+            for (size_t i = 0; i < n; i++)
+                if (q->ec[i].n) {
+                    const float *u = (const float *)((const char *)map + offset[i]);
+                    q->ec[i].u = u;
+                    q->ec[i].diag = u + q->ec[i].n * q->ec[i].n;
+                }
+        }
+    }
+    if (fd >= 0)
+        close(fd);
+    free(offset);
+    if (st) { /* no half-made factors stay behind */
+        free(q->ec);
+        q->ec = NULL;
+        return st;
+    }
+    q->rounding = QQ_ROUND_EC;
+    return QR_OK;
 }
 
 qr_status qq_measurer_set_rounding(qq_measurer *q, qq_rounding rounding, qr_error *err)

@@ -78,13 +78,15 @@ qr_status qq_measurer_set_rounding(qq_measurer *q, qq_rounding rounding, qr_erro
 qq_rounding qq_measurer_rounding(const qq_measurer *q);
 
 /* Turns on error-compensating rounding (qr_quantize_tensor_ec) for every matrix the LM multiplies:
- * runs the f32 master over `tokens` (windows of the measurer's calibration window) and keeps
- * each matrix's input second moments E[x xᵀ] (cols² floats per matrix), which every quantized
- * copy and written variant then uses, with dampening `damp` (0.01: GPTQ's). Matrices the text
- * does not reach (the classifier heads, the embedding) keep the plain quantizer. Only before any
- * setting is measured. */
+ * runs the f32 master over `tokens` (windows of the measurer's calibration window), in as many
+ * passes as keep each pass's sums of x xᵀ within 96 MB, and keeps each matrix's factor
+ * (cols² + cols floats), which every quantized copy and written variant then uses, with
+ * dampening `damp` (0.01: GPTQ's). The factors are kept in an unlinked file in spill_dir when
+ * one can be made there (mapped; each factor's pages are dropped after use), else in memory.
+ * Matrices the text does not reach (the classifier heads, the embedding) keep the plain
+ * quantizer. Only before any setting is measured. */
 qr_status qq_measurer_gather_hessians(qq_measurer *q, const int32_t *tokens, size_t n_tokens, double damp,
-                                      qr_error *err);
+                                      const char *spill_dir, qr_error *err);
 
 /* Quantized copies not used by the setting being measured are freed, least recently used first,
  * once they pass a limit (default: a sixteenth of the master's matrices, at least 64 MiB); they

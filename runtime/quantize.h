@@ -29,16 +29,21 @@ qr_status qr_quantize_row(uint32_t type, const float *src, size_t n, const float
 qr_status qr_quantize_tensor(uint32_t type, const float *src, size_t rows, size_t cols,
                              const float *importance, void *dst, qr_pool *pool);
 
-/* Error-compensating rounding (GPTQ; quantize_ec.c) needs, per matrix, the factor of its inputs'
- * second moments H = E[x xᵀ] (cols × cols, row-major, symmetric positive semi-definite):
- * computed once and shared by every type the matrix is quantized to. damp: the fraction of H's
- * mean diagonal added to its diagonal (0.01 is GPTQ's; raised tenfold, up to five times, while
- * the factorisation fails). QR_ERR_INVALID for non-finite or negative-diagonal input or a
- * matrix that cannot be factorised; QR_ERR_NOMEM. */
-typedef struct qr_ec_factor qr_ec_factor;
-qr_status qr_ec_factor_new(const float *hessian, size_t n, double damp, qr_ec_factor **out);
-void qr_ec_factor_free(qr_ec_factor *f);
-size_t qr_ec_factor_bytes(const qr_ec_factor *f);
+/* Error-compensating rounding (GPTQ; quantize_ec.c) needs, per matrix, a factor of its inputs'
+ * second moments H = E[x xᵀ]: computed once and shared by every type the matrix is quantized
+ * to. The caller owns the storage (n × n + n floats), so it may keep factors in memory or in a
+ * mapped file. */
+typedef struct {
+    size_t n;          /* the matrix's columns */
+    const float *u;    /* n × n, row-major, upper triangle: H⁻¹ = UᵀU (zeros below) */
+    const float *diag; /* n: each column's mean square input, floored: the headers' fit weights */
+} qr_ec_factor;
+
+/* Computes u (n × n) and diag (n) from H (n × n, row-major, symmetric positive semi-definite)
+ * with damp·mean(diag H) added to its diagonal (0.01 is GPTQ's; raised tenfold, up to five
+ * times, while the factorisation fails). QR_ERR_INVALID for non-finite or negative-diagonal
+ * input or a matrix that cannot be factorised; QR_ERR_NOMEM. */
+qr_status qr_ec_factor_compute(const float *hessian, size_t n, double damp, float *u, float *diag);
 
 /* A row-major rows × cols matrix quantized to a quantized type with error-compensating
  * rounding: the same blocks as qr_quantize_tensor, with codes chosen so that the rows' outputs

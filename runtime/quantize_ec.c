@@ -122,15 +122,8 @@ static void ec_task(void *arg, size_t task)
     free(e);
 }
 
-struct qr_ec_factor {
-    size_t n;
-    float *u;    /* n × n, row-major, upper triangle: H⁻¹ = UᵀU */
-    float *diag; /* n: the headers' fit weights */
-};
-
-qr_status qr_ec_factor_new(const float *hessian, size_t n, double damp, qr_ec_factor **out)
+qr_status qr_ec_factor_compute(const float *hessian, size_t n, double damp, float *u, float *diag)
 {
-    *out = NULL;
     if (n == 0 || n > 65536 || !(damp >= 0.0))
         return QR_ERR_INVALID;
     for (size_t i = 0; i < n * n; i++)
@@ -143,37 +136,14 @@ qr_status qr_ec_factor_new(const float *hessian, size_t n, double damp, qr_ec_fa
         mean += hessian[i * n + i];
     }
     mean /= (double)n;
-    qr_ec_factor *f = calloc(1, sizeof *f);
-    if (!f || !(f->u = malloc(n * n * sizeof *f->u)) || !(f->diag = malloc(n * sizeof *f->diag))) {
-        qr_ec_factor_free(f);
-        return QR_ERR_NOMEM;
-    }
-    f->n = n;
-    qr_status st = inverse_factor(hessian, n, damp, f->u);
-    if (st) {
-        qr_ec_factor_free(f);
+    qr_status st = inverse_factor(hessian, n, damp, u);
+    if (st)
         return st;
-    }
     /* The headers' fit weights: H's diagonal (each column's mean square input), with a floor so
      * that a column never seen active still counts a little. */
     for (size_t i = 0; i < n; i++)
-        f->diag[i] = (float)(hessian[i * n + i] + 1e-3 * mean + 1e-12);
-    *out = f;
+        diag[i] = (float)(hessian[i * n + i] + 1e-3 * mean + 1e-12);
     return QR_OK;
-}
-
-void qr_ec_factor_free(qr_ec_factor *f)
-{
-    if (!f)
-        return;
-    free(f->u);
-    free(f->diag);
-    free(f);
-}
-
-size_t qr_ec_factor_bytes(const qr_ec_factor *f)
-{
-    return f ? sizeof *f + (f->n * f->n + f->n) * sizeof(float) : 0;
 }
 
 qr_status qr_quantize_tensor_ec(uint32_t type, const float *src, size_t rows, size_t cols, const qr_ec_factor *f,

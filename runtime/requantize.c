@@ -116,6 +116,8 @@ static qr_status convert(const qr_model_file *in, const qr_tensor_info *t, uint3
                        ? qr_quantize_tensor_ec(type, f, rows, cols, ie->ec, out, pool)
                        : qr_quantize_tensor(type, f, rows, cols, ie ? ie->values : NULL, out, pool);
     free(f);
+    if (ie && imp->done)
+        imp->done(imp->done_ctx, ie);
     if (st == QR_ERR_NOMEM)
         return qr_fail(err, st, "out of memory quantizing '%s'", t->name);
     if (st)

@@ -32,6 +32,10 @@ typedef struct {
 typedef struct {
     const qr_importance_entry *entries;
     size_t count;
+    /* Optional: called once an entry's matrix is written, so that a caller keeping factors in a
+     * mapped file can drop their pages (they are read once per file). */
+    void (*done)(void *ctx, const qr_importance_entry *e);
+    void *done_ctx;
 } qr_importance;
 
 /* The storage type for a matrix (asked once per 2-D tensor). Returning a code that is not a

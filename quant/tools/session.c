@@ -130,24 +130,32 @@ static char *join(const char *dir, const char *name)
 }
 
 /* The default cache folder, created if needed: $XDG_CACHE_HOME/qslm or ~/.cache/qslm. */
-static int cache_file(const qq_options *o, const qq_session *s, char *path, size_t cap)
+/* The cache folder (made if missing): --cache, $XDG_CACHE_HOME/qslm or ~/.cache/qslm. */
+static int cache_dir(const qq_options *o, char *dir, size_t cap)
 {
-    char dir[3072];
     const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
     if (o->cache_dir)
-        snprintf(dir, sizeof dir, "%s", o->cache_dir);
+        snprintf(dir, cap, "%s", o->cache_dir);
     else if (xdg && *xdg)
-        snprintf(dir, sizeof dir, "%s/qslm", xdg);
+        snprintf(dir, cap, "%s/qslm", xdg);
     else if (home && *home) {
-        snprintf(dir, sizeof dir, "%s/.cache", home);
+        snprintf(dir, cap, "%s/.cache", home);
         mkdir(dir, 0755);
-        snprintf(dir, sizeof dir, "%s/.cache/qslm", home);
+        snprintf(dir, cap, "%s/.cache/qslm", home);
     } else
         return -1;
     if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
         fprintf(stderr, "qslm-quant: %s: cannot create the cache folder: %s\n", dir, strerror(errno));
         return -1;
     }
+    return 0;
+}
+
+static int cache_file(const qq_options *o, const qq_session *s, char *path, size_t cap)
+{
+    char dir[3072];
+    if (cache_dir(o, dir, sizeof dir))
+        return -1;
     snprintf(path, cap, "%s/sensitivity-%.16s.jsonl", dir, s->model_sha256);
     return 0;
 }
@@ -275,7 +283,12 @@ int qq_session_open(const qq_options *o, qq_session *s)
         size_t ne = s->n_calib < o->ec_tokens ? s->n_calib : o->ec_tokens;
         qq_progress(s, "gathering the matrices' input statistics on %zu tokens (error-compensating rounding)", ne);
         t0 = qq_now();
-        if (qq_measurer_gather_hessians(s->meas, s->calib_ids + (s->n_calib - ne), ne, o->ec_damp, &err)) {
+        /* The factors are spilled to the cache folder (an unlinked file, gone at exit) even with
+         * --no-cache, which keeps no result. */
+        char spill[3072];
+        bool can_spill = cache_dir(o, spill, sizeof spill) == 0;
+        if (qq_measurer_gather_hessians(s->meas, s->calib_ids + (s->n_calib - ne), ne, o->ec_damp,
+                                        can_spill ? spill : NULL, &err)) {
             fprintf(stderr, "qslm-quant: %s\n", err.msg);
             goto out;
         }

@@ -88,6 +88,26 @@ static void second_moments(const float *x, float *h, float *imp)
     }
 }
 
+/* A factor in storage of its own (the caller owns a factor's floats). */
+typedef struct {
+    qr_ec_factor f;
+    float *u, *diag;
+} owned_factor;
+
+static qr_status factor_new(const float *h, size_t n, double damp, owned_factor *o)
+{
+    o->u = malloc((n ? n * n : 1) * sizeof *o->u);
+    o->diag = malloc((n ? n : 1) * sizeof *o->diag);
+    o->f = (qr_ec_factor){n, o->u, o->diag};
+    return qr_ec_factor_compute(h, n, damp, o->u, o->diag);
+}
+
+static void factor_free(owned_factor *o)
+{
+    free(o->u);
+    free(o->diag);
+}
+
 /* Σ over samples and rows of ((W − Ŵ)·x)²: the output error the method minimises. */
 static double output_error(const float *w, const void *q, uint32_t type, const float *x)
 {
@@ -116,8 +136,8 @@ static void test_lower_output_error(void **state)
     float *x = correlated_inputs(7), *w = random_weights(11);
     float *h = malloc(COLS * COLS * sizeof *h), imp[COLS];
     second_moments(x, h, imp);
-    qr_ec_factor *f;
-    assert_int_equal(qr_ec_factor_new(h, COLS, 0.01, &f), QR_OK);
+    owned_factor f;
+    assert_int_equal(factor_new(h, COLS, 0.01, &f), QR_OK);
     print_message("type   plain (importance)   error-compensated   ratio\n");
     for (size_t i = 0; i < sizeof ec_types / sizeof ec_types[0]; i++) {
         uint32_t t = ec_types[i];
@@ -125,7 +145,7 @@ static void test_lower_output_error(void **state)
         assert_true(qr_type_bytes(t, (uint64_t)ROWS * COLS, &bytes));
         void *plain = malloc(bytes), *ec = malloc(bytes);
         assert_int_equal(qr_quantize_tensor(t, w, ROWS, COLS, imp, plain, NULL), QR_OK);
-        assert_int_equal(qr_quantize_tensor_ec(t, w, ROWS, COLS, f, ec, NULL), QR_OK);
+        assert_int_equal(qr_quantize_tensor_ec(t, w, ROWS, COLS, &f.f, ec, NULL), QR_OK);
         double ep = output_error(w, plain, t, x), ee = output_error(w, ec, t, x);
         print_message("%-6s %.6g %.6g %.3f\n", qr_type_get(t)->name, ep, ee, ee / ep);
         assert_true(ee < ep);
@@ -134,7 +154,7 @@ static void test_lower_output_error(void **state)
         free(plain);
         free(ec);
     }
-    qr_ec_factor_free(f);
+    factor_free(&f);
     free(h);
     free(x);
     free(w);
@@ -151,20 +171,20 @@ static void test_identity_is_plain(void **state)
         h[c * COLS + c] = 4.0f;
         imp[c] = (float)(4.0 + 1e-3 * 4.0 + 1e-12);
     }
-    qr_ec_factor *f;
-    assert_int_equal(qr_ec_factor_new(h, COLS, 0.01, &f), QR_OK);
+    owned_factor f;
+    assert_int_equal(factor_new(h, COLS, 0.01, &f), QR_OK);
     for (size_t i = 0; i < sizeof ec_types / sizeof ec_types[0]; i++) {
         uint32_t t = ec_types[i];
         uint64_t bytes;
         assert_true(qr_type_bytes(t, (uint64_t)ROWS * COLS, &bytes));
         uint8_t *plain = malloc(bytes), *ec = malloc(bytes);
         assert_int_equal(qr_quantize_tensor(t, w, ROWS, COLS, imp, plain, NULL), QR_OK);
-        assert_int_equal(qr_quantize_tensor_ec(t, w, ROWS, COLS, f, ec, NULL), QR_OK);
+        assert_int_equal(qr_quantize_tensor_ec(t, w, ROWS, COLS, &f.f, ec, NULL), QR_OK);
         assert_memory_equal(plain, ec, bytes);
         free(plain);
         free(ec);
     }
-    qr_ec_factor_free(f);
+    factor_free(&f);
     free(h);
     free(w);
 }
@@ -176,21 +196,21 @@ static void test_threads_same_bytes(void **state)
     float *x = correlated_inputs(5), *w = random_weights(9);
     float *h = malloc(COLS * COLS * sizeof *h), imp[COLS];
     second_moments(x, h, imp);
-    qr_ec_factor *f;
-    assert_int_equal(qr_ec_factor_new(h, COLS, 0.01, &f), QR_OK);
+    owned_factor f;
+    assert_int_equal(factor_new(h, COLS, 0.01, &f), QR_OK);
     qr_pool *pool;
     qr_error err;
     assert_int_equal(qr_pool_new(2, &pool, &err), QR_OK);
     uint64_t bytes;
     assert_true(qr_type_bytes(QR_TYPE_Q3_S, (uint64_t)ROWS * COLS, &bytes));
     void *one = malloc(bytes), *two = malloc(bytes);
-    assert_int_equal(qr_quantize_tensor_ec(QR_TYPE_Q3_S, w, ROWS, COLS, f, one, NULL), QR_OK);
-    assert_int_equal(qr_quantize_tensor_ec(QR_TYPE_Q3_S, w, ROWS, COLS, f, two, pool), QR_OK);
+    assert_int_equal(qr_quantize_tensor_ec(QR_TYPE_Q3_S, w, ROWS, COLS, &f.f, one, NULL), QR_OK);
+    assert_int_equal(qr_quantize_tensor_ec(QR_TYPE_Q3_S, w, ROWS, COLS, &f.f, two, pool), QR_OK);
     assert_memory_equal(one, two, bytes);
     free(one);
     free(two);
     qr_pool_free(pool);
-    qr_ec_factor_free(f);
+    factor_free(&f);
     free(h);
     free(x);
     free(w);
@@ -202,32 +222,35 @@ static void test_refusals(void **state)
     (void)state;
     float h[64 * 64] = {0}, w[2 * 64] = {0};
     uint8_t dst[2 * 64];
-    qr_ec_factor *f;
+    owned_factor f;
     for (int c = 0; c < 64; c++)
         h[c * 64 + c] = 1.0f;
     h[5 * 64 + 5] = -1.0f;
-    assert_int_equal(qr_ec_factor_new(h, 64, 0.01, &f), QR_ERR_INVALID); /* negative power */
-    assert_null(f);
+    assert_int_equal(factor_new(h, 64, 0.01, &f), QR_ERR_INVALID); /* negative power */
+    factor_free(&f);
     h[5 * 64 + 5] = NAN;
-    assert_int_equal(qr_ec_factor_new(h, 64, 0.01, &f), QR_ERR_INVALID);
+    assert_int_equal(factor_new(h, 64, 0.01, &f), QR_ERR_INVALID);
+    factor_free(&f);
     h[5 * 64 + 5] = 1.0f;
-    assert_int_equal(qr_ec_factor_new(h, 64, -1.0, &f), QR_ERR_INVALID);
-    assert_int_equal(qr_ec_factor_new(h, 0, 0.01, &f), QR_ERR_INVALID);
+    assert_int_equal(factor_new(h, 64, -1.0, &f), QR_ERR_INVALID);
+    factor_free(&f);
+    assert_int_equal(factor_new(h, 0, 0.01, &f), QR_ERR_INVALID);
+    factor_free(&f);
     /* Singular (a column never active) is dampened, not refused. */
     h[5 * 64 + 5] = 0.0f;
-    assert_int_equal(qr_ec_factor_new(h, 64, 0.0, &f), QR_OK);
-    assert_int_equal(qr_quantize_tensor_ec(QR_TYPE_F32, w, 2, 64, f, dst, NULL), QR_ERR_INVALID);
-    assert_int_equal(qr_quantize_tensor_ec(QR_TYPE_F16, w, 2, 64, f, dst, NULL), QR_ERR_INVALID);
-    assert_int_equal(qr_quantize_tensor_ec(QR_TYPE_Q4_0, w, 4, 32, f, dst, NULL), QR_ERR_INVALID); /* size */
+    assert_int_equal(factor_new(h, 64, 0.0, &f), QR_OK);
+    assert_int_equal(qr_quantize_tensor_ec(QR_TYPE_F32, w, 2, 64, &f.f, dst, NULL), QR_ERR_INVALID);
+    assert_int_equal(qr_quantize_tensor_ec(QR_TYPE_F16, w, 2, 64, &f.f, dst, NULL), QR_ERR_INVALID);
+    assert_int_equal(qr_quantize_tensor_ec(QR_TYPE_Q4_0, w, 4, 32, &f.f, dst, NULL), QR_ERR_INVALID); /* size */
     w[3] = INFINITY;
-    assert_int_equal(qr_quantize_tensor_ec(QR_TYPE_Q4_0, w, 2, 64, f, dst, NULL), QR_ERR_INVALID);
+    assert_int_equal(qr_quantize_tensor_ec(QR_TYPE_Q4_0, w, 2, 64, &f.f, dst, NULL), QR_ERR_INVALID);
     w[3] = 0.0f;
-    assert_int_equal(qr_quantize_tensor_ec(QR_TYPE_Q2_S, w, 2, 64, f, dst, NULL), QR_OK); /* zeros */
+    assert_int_equal(qr_quantize_tensor_ec(QR_TYPE_Q2_S, w, 2, 64, &f.f, dst, NULL), QR_OK); /* zeros */
     float back[2 * 64];
     qr_kernels_ref(QR_TYPE_Q2_S)->to_float(dst, back, 2 * 64);
     for (int i = 0; i < 2 * 64; i++)
         assert_true(back[i] == 0.0f);
-    qr_ec_factor_free(f);
+    factor_free(&f);
 }
 
 int main(void)
