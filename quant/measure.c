@@ -940,6 +940,42 @@ static qr_status finish_factor(qq_measurer *q, size_t i, double damp, int fd, ui
     return QR_OK;
 }
 
+/* The embedding is a lookup, not a product, so no text gives it second moments; but each row it
+ * gives goes straight into ln0, which removes the row's mean and scales column j by ln0's gain
+ * g_j, so a row's rounding error e matters as ‖diag(g)·P·e‖² (P = I − 11ᵀ/d, the centring; the
+ * row's own standard deviation scales every column alike and does not change the rounding).
+ * H = P·diag(g²)·P is that error's matrix: error-compensating rounding then spends the codes where
+ * ln0 passes errors on, and lets the rows' common offset (which ln0 removes) absorb the rest.
+ * Nothing to do for a model that spikes on the embedding (the LIF is not linear). */
+static qr_status embedding_factor(qq_measurer *q, double damp, int fd, uint64_t *file_bytes, uint64_t *offset,
+                                  qr_error *err)
+{
+    const qr_model *m = q->base;
+    const qr_tensor_info *t = qr_model_file_find_tensor(q->master, "emb.weight");
+    if (!t || m->spike_emb || !m->ln0_w)
+        return QR_OK;
+    size_t i = (size_t)(t - qr_model_file_tensor(q->master, 0)), d = m->d;
+    if (!q->slots[i] || q->slots[i]->cols != d || q->ec[i].n)
+        return QR_OK;
+    float *h = malloc(d * d * sizeof *h);
+    if (!h)
+        return qr_fail(err, QR_ERR_NOMEM, "out of memory for the embedding's factor");
+    double sum = 0.0;
+    for (size_t j = 0; j < d; j++)
+        sum += (double)m->ln0_w[j] * m->ln0_w[j];
+    for (size_t a = 0; a < d; a++)
+        for (size_t b = 0; b < d; b++) {
+            double ga = (double)m->ln0_w[a] * m->ln0_w[a], gb = (double)m->ln0_w[b] * m->ln0_w[b];
+            h[a * d + b] = (float)((a == b ? ga : 0.0) - (ga + gb) / (double)d + sum / ((double)d * d));
+        }
+    q->hessian[i] = h;
+    q->hess_rows[i] = 1;
+    qr_status st = finish_factor(q, i, damp, fd, file_bytes, offset, err);
+    free(h);
+    q->hessian[i] = NULL;
+    return st;
+}
+
 qr_status qq_measurer_gather_hessians(qq_measurer *q, const int32_t *tokens, size_t n_tokens, double damp,
                                       const char *spill_dir, qr_error *err)
 {
@@ -997,6 +1033,8 @@ qr_status qq_measurer_gather_hessians(qq_measurer *q, const int32_t *tokens, siz
         }
         i0 = i1;
     }
+    if (st == QR_OK)
+        st = embedding_factor(q, damp, fd, &file_bytes, offset, err);
     if (fd >= 0 && st == QR_OK && file_bytes) {
         void *map = mmap(NULL, (size_t)file_bytes, PROT_READ, MAP_SHARED, fd, 0);
         if (map == MAP_FAILED) {
