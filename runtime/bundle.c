@@ -282,7 +282,7 @@ static qr_status parse_setting(const ctx *c, json_object *v, const char *path, q
         if (!qr_type_from_name(name, &code)) {
             char t[64];
             printable(name, t, sizeof t);
-            return fail_at(c, tp, "unknown type \"%s\" (f32, f16, q8_0 ... q2_1)", t);
+            return fail_at(c, tp, "unknown type \"%s\" (f32, f16, q8_0 ... q2_1, q4_s ... q2_s)", t);
         }
         qr_bundle_setting *e = &out->setting[out->n_setting++];
         e->type = code;

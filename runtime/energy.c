@@ -7,10 +7,12 @@
  *         f16 arithmetic; the AVX2 kernel here widens to f32);
  *   qB_*  x is rounded to 8 bits per block of 32, so each weight is one 8 × 8-bit integer
  *         multiply and one 32-bit integer add; then per block of 32, in f32,
- *         `sum += d·dx·isum` (2 multiplies, 1 add), and for qB_1 `sum += m·s` (1 more of each).
+ *         `sum += d·dx·isum` (2 multiplies, 1 add), and for qB_1 `sum += m·s` (1 more of each);
+ *         qB_s counts as qB_0: its 8-bit scale is one multiply per block like an f16 one, and
+ *         its offset, 2^(B−1) − ½, is taken out per block as qB_0's is.
  * A spike-driven product (spike.ffn_hidden's value matrix, stored transposed) adds the rows of
  * the units that fired: rate·r·c f32 adds and rate of the matrix's bytes read. Decoding those
- * rows costs, for qB_0, one f32 multiply per weight, d·(q − 2^(B−1)), and for qB_1 a multiply
+ * rows costs, for qB_0 and qB_s, one f32 multiply per weight, d·(q − off), and for qB_1 a multiply
  * and an add, d·q + m: spike_linear.c does exactly that, so it is counted; f32 and f16 rows are
  * added as read (the f16 → f32 conversion is not an arithmetic operation of the table). */
 #include "energy.h"

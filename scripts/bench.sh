@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 dir=$(bash scripts/build.sh normal)
 threads=()
 [ -n "${THREADS:-}" ] && threads=(--threads "$THREADS")
-types=f32,f16,q8_0,q8_1,q6_0,q6_1,q5_0,q5_1,q4_0,q4_1,q3_0,q3_1,q2_0,q2_1
+types=f32,f16,q8_0,q8_1,q6_0,q6_1,q5_0,q5_1,q4_0,q4_1,q3_0,q3_1,q2_0,q2_1,q4_s,q3_s,q2_s
 [ -n "${QUICK:-}" ] && types=f32,f16,q8_0,q4_0
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT

@@ -27,7 +27,8 @@ Reading::
     f.metadata["model.n_layer"]      # Python value (int, float, bool, str, bytes)
     f.meta_types["model.n_layer"]    # "u64"
     f.tensors["emb.weight"]          # numpy array: float32 or float16 as stored; the quantized
-                                     # types (q8_0 .. q2_1) dequantized to float32
+                                     # types (q8_0 .. q2_1, q4_s .. q2_s) dequantized
+                                     # to float32
     f.tensor_types["emb.weight"]     # "f32", "f16", "q4_0", ...
 
 The reader validates what runtime/model_file.c validates (header, every metadata and tensor entry
@@ -77,13 +78,19 @@ TYPE_F32, TYPE_F16 = 0, 1
 TENSOR_TYPES = {TYPE_F32: ("f32", np.dtype("<f4")), TYPE_F16: ("f16", np.dtype("<f2"))}
 TENSOR_TYPE_CODES = {name: code for code, (name, _) in TENSOR_TYPES.items()}
 
-# Group-quantized types (FORMAT.md "Storage types"): code -> (name, bits, has minimum).
-# q8_0..q2_0 = 16..21 (symmetric: d*(q - 2^(B-1))), q8_1..q2_1 = 22..27 (d*q + m).
+# Group-quantized types (FORMAT.md "Storage types"): code -> (name, bits, kind), the kind being
+# the block's header: q8_0..q2_0 = 16..21 (KIND_SYM: an f16 d, d*(q - 2^(B-1))), q8_1..q2_1 =
+# 22..27 (KIND_MIN: f16 d and m, d*q + m), q4_s..q2_s = 28..30 (KIND_SMALL: one E5M3 byte e,
+# d = the f16 whose bits are e << 7, d*(q - 2^(B-1) + 1/2)).
+KIND_SYM, KIND_MIN, KIND_SMALL = 0, 1, 2
+HEADER_BYTES = {KIND_SYM: 2, KIND_MIN: 4, KIND_SMALL: 1}
 QK = 32  # weights per block
 QUANT_TYPES = {}
 for _i, _bits in enumerate((8, 6, 5, 4, 3, 2)):
-    QUANT_TYPES[16 + _i] = ("q%d_0" % _bits, _bits, False)
-    QUANT_TYPES[22 + _i] = ("q%d_1" % _bits, _bits, True)
+    QUANT_TYPES[16 + _i] = ("q%d_0" % _bits, _bits, KIND_SYM)
+    QUANT_TYPES[22 + _i] = ("q%d_1" % _bits, _bits, KIND_MIN)
+for _i, _bits in enumerate((4, 3, 2)):
+    QUANT_TYPES[28 + _i] = ("q%d_s" % _bits, _bits, KIND_SMALL)
 del _i, _bits
 QUANT_TYPE_CODES = {name: code for code, (name, _, _) in QUANT_TYPES.items()}
 # Code bytes per block: the planes of FORMAT.md's "Quantized blocks" table.
@@ -151,8 +158,8 @@ def type_block(code):
     """(weights per block, bytes per block) of storage type `code`."""
     if code in TENSOR_TYPES:
         return 1, TENSOR_TYPES[code][1].itemsize
-    name, bits, has_min = QUANT_TYPES[code]
-    return QK, (4 if has_min else 2) + _CODE_BYTES[bits]
+    name, bits, kind = QUANT_TYPES[code]
+    return QK, HEADER_BYTES[kind] + _CODE_BYTES[bits]
 
 
 def _type_code(ttype):
@@ -213,12 +220,13 @@ def pack_codes(q, bits):
 def dequantize(ttype, buf, shape):
     """float32 values of a tensor of quantized type ttype (name or code) from its stored bytes
     (FORMAT.md: blocks of 32 weights along the last dimension, an f16 scale d (and for qB_1 a
-    minimum m) then the code planes). Rounds as the C kernels: d*(q - 2^(B-1)) is one f32
-    multiply; d*q + m an f32 multiply then an f32 add."""
+    minimum m; for qB_s an E5M3 byte instead) then the code planes). Rounds as the C kernels:
+    d*(q - 2^(B-1)) and d*(q - 2^(B-1) + 1/2) are one f32 multiply (the subtraction is exact);
+    d*q + m an f32 multiply then an f32 add."""
     code = _type_code(ttype)
     if code not in QUANT_TYPES:
         raise QslmFormatError("dequantize: %r is not a quantized type" % (ttype,))
-    _, bits, has_min = QUANT_TYPES[code]
+    _, bits, kind = QUANT_TYPES[code]
     shape = tuple(int(x) for x in shape)
     n = int(np.prod(shape))
     if not shape or shape[-1] % QK or n % QK:
@@ -230,13 +238,18 @@ def dequantize(ttype, buf, shape):
     if raw.size != nb * bsize:
         raise QslmFormatError("dequantize: %d bytes, %s needs %d" % (raw.size, shape, nb * bsize))
     blocks = raw.reshape(nb, bsize)
-    hdr = 4 if has_min else 2
-    d = blocks[:, 0:2].copy().view("<f2").astype(np.float32)          # (nb, 1)
+    hdr = HEADER_BYTES[kind]
+    if kind == KIND_SMALL:  # the E5M3 byte is the top byte of an f16: e << 7
+        d = (blocks[:, 0:1].astype("<u2") << 7).view("<f2").astype(np.float32)    # (nb, 1)
+    else:
+        d = blocks[:, 0:2].copy().view("<f2").astype(np.float32)      # (nb, 1)
     q = unpack_codes(blocks[:, hdr:], bits).astype(np.float32)        # (nb, 32)
-    if has_min:
+    if kind == KIND_MIN:
         m = blocks[:, 2:4].copy().view("<f2").astype(np.float32)
         out = d * q                                                    # f32 multiply
         out = out + m                                                  # then f32 add
+    elif kind == KIND_SMALL:
+        out = d * (q - np.float32((1 << (bits - 1)) - 0.5))
     else:
         out = d * (q - np.float32(1 << (bits - 1)))
     return out.astype(np.float32).reshape(shape)
@@ -619,7 +632,7 @@ class QslmFile:
         self.meta_types = meta_types      # key -> "u64" | "i64" | "f64" | "bool" | "string" | "bytes"
         self.tensors = tensors            # name -> np.ndarray (float32 or float16; quantized
                                           # types dequantized to float32)
-        self.tensor_types = tensor_types  # name -> "f32" | "f16" | "q8_0" ... "q2_1"
+        self.tensor_types = tensor_types  # name -> "f32" | "f16" | "q8_0" ... "q2_s"
         self.offsets = offsets            # name -> absolute offset of the data
         self.stored_shapes = stored_shapes or {n: a.shape for n, a in tensors.items()}
         self.layout = layout              # "module": ffn.value of spike.ffn_hidden transposed

@@ -16,7 +16,8 @@
    transposed, (n_ffn, d), and reads back in nn.Linear's layout; without the flag the file is
    the dense layout; the writer refuses a wrong shape and the reader a flagged file whose
    ffn.value is not transposed; the reference files round-trip byte for byte.
-5. Quantized types (q8_0..q2_0 = 16..21, q8_1..q2_1 = 22..27): blocks packed here by hand from
+5. Quantized types (q8_0..q2_0 = 16..21, q8_1..q2_1 = 22..27, q4_s..q2_s = 28..30): blocks
+   packed here by hand from
    runtime/FORMAT.md's tables, written and read back, must dequantize to the values the table
    gives (bit for bit); and with `.build/runtime/tools/qslm-quantize`, the reference models
    (spike_lm, spike_ffn_hidden) quantized to each type in C and converted back to f32 in C
@@ -389,20 +390,29 @@ def pack_block_by_hand(q, bits):
 def test_quant_by_hand(tmp):
     rng = np.random.RandomState(5)
     rows, cols = 3, 64                          # 2 blocks per row
-    for code, (tname, bits, has_min) in sorted(qslm_format.QUANT_TYPES.items()):
+    for code, (tname, bits, kind) in sorted(qslm_format.QUANT_TYPES.items()):
+        has_min, small = kind == qslm_format.KIND_MIN, kind == qslm_format.KIND_SMALL
         nb = rows * cols // 32
         q = rng.randint(0, 1 << bits, size=(nb, 32))
         q[0, :] = (1 << bits) - 1               # every bit set in one block
         q[1, :] = 0
         d = rng.uniform(-0.1, 0.1, nb).astype(np.float16)
         m = rng.uniform(-0.5, 0.5, nb).astype(np.float16)
+        e = rng.randint(0, 0xf8, size=nb).astype(np.uint8)  # qB_s: E5M3, d = the f16 e << 7
+        e[0] = 0xf7                             # the largest finite scale
+        if small:
+            d = (e.astype(np.uint16) << 7).view(np.float16)
         blob = bytearray()
         for b in range(nb):
-            blob += d[b].tobytes() + (m[b].tobytes() if has_min else b"")
+            if small:
+                blob += bytes([int(e[b])])
+            else:
+                blob += d[b].tobytes() + (m[b].tobytes() if has_min else b"")
             blob += pack_block_by_hand([int(x) for x in q[b]], bits)
         wpb, bpb = qslm_format.type_block(code)
         assert len(blob) == nb * bpb, (tname, len(blob), nb * bpb)
-        assert bpb == {8: 32, 6: 24, 5: 20, 4: 16, 3: 12, 2: 8}[bits] + (4 if has_min else 2)
+        assert bpb == {8: 32, 6: 24, 5: 20, 4: 16, 3: 12, 2: 8}[bits] + (
+            4 if has_min else 1 if small else 2)
         assert qslm_format.pack_codes(q, bits).tobytes() == b"".join(
             pack_block_by_hand([int(x) for x in q[b]], bits) for b in range(nb)), tname
         # the values FORMAT.md gives, one block at a time, in float32
@@ -412,6 +422,8 @@ def test_quant_by_hand(tmp):
             for i in range(32):
                 if has_min:
                     want[b, i] = np.float32(db * np.float32(q[b, i])) + np.float32(m[b])
+                elif small:                     # q − 2^(B−1) + ½, exact in float32
+                    want[b, i] = db * np.float32(int(q[b, i]) - (1 << (bits - 1)) + 0.5)
                 else:
                     want[b, i] = db * np.float32(int(q[b, i]) - (1 << (bits - 1)))
         want = want.reshape(rows, cols)
@@ -437,7 +449,8 @@ def test_quant_by_hand(tmp):
         raise AssertionError("a row of 48 weights accepted for q4_0")
     except QslmFormatError as e:
         assert "blocks" in str(e), e
-    print("quantized types by hand (12 types, FORMAT.md's planes): bit-exact", flush=True)
+    print("quantized types by hand (%d types, FORMAT.md's planes): bit-exact"
+          % len(qslm_format.QUANT_TYPES), flush=True)
 
 
 def test_quant_vs_c(tmp, quantize):
@@ -467,8 +480,8 @@ def test_quant_vs_c(tmp, quantize):
             assert n_q >= 2 * 7, (name, tname, n_q)
             if name == "spike_ffn_hidden":
                 assert qf.stored_shapes["blocks.0.ffn.value.weight"] == (128, 32)
-    print("quantized types vs C (qslm-quantize there and back, 12 types, spike_lm and "
-          "spike_ffn_hidden): bit-exact", flush=True)
+    print("quantized types vs C (qslm-quantize there and back, %d types, spike_lm and "
+          "spike_ffn_hidden): bit-exact" % len(qslm_format.QUANT_TYPES), flush=True)
 
 
 def main():

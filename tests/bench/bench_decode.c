@@ -480,6 +480,7 @@ int main(int argc, char **argv)
                    "Median one-token decode tokens/s per model, beside the read-bandwidth roofline.\n"
                    "  --types   synthetic 216M-shaped models to bench (default f32,f16); any of\n"
                    "            f32 f16 q8_0 q6_0 q5_0 q4_0 q3_0 q2_0 q8_1 q6_1 q5_1 q4_1 q3_1 q2_1\n"
+                   "            q4_s q3_s q2_s\n"
                    "  --edge    store the synthetic embedding and head in this type (default: as\n"
                    "            the other matrices)\n"
                    "  --batch N rows of the matrix-matrix table (sgemm on dequantized panels\n"

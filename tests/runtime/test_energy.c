@@ -153,6 +153,22 @@ static void test_q4_0(void **state)
     unload(&b);
 }
 
+/* q4_s counts as q4_0 (an 8-bit scale is still one multiply per block), in 17 bytes per block. */
+static void test_q4_s(void **state)
+{
+    (void)state;
+    bound b = load(QR_TYPE_Q4_S, false, false, 0, 0);
+    qr_energy e = estimate(&b, 0.0, true);
+    EQ(e.i8_mul, W_ALL);
+    EQ(e.i32_add, W_ALL);
+    EQ(e.f32_mul, 2.0 * 624);
+    EQ(e.f32_add, 624.0);
+    EQ(e.dram_bytes, 17.0 + 624.0 * 17.0);
+    EQ(e.dram_bytes, (double)qr_model_bytes_per_token(b.model, true));
+    check_prices(&e);
+    unload(&b);
+}
+
 /* q8_1: the minimum adds m·s per block: three f32 multiplies and two adds. 36 bytes per block. */
 static void test_q8_1(void **state)
 {
@@ -262,6 +278,7 @@ int main(void)
         cmocka_unit_test(test_f32),
         cmocka_unit_test(test_f16),
         cmocka_unit_test(test_q4_0),
+        cmocka_unit_test(test_q4_s),
         cmocka_unit_test(test_q8_1),
         cmocka_unit_test(test_mixed),
         cmocka_unit_test(test_spike_f32),
