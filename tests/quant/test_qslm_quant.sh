@@ -46,6 +46,16 @@ expect 0 ' 0 measured now, [1-9][0-9]* from the cache' -- "$quant" sensitivity "
 expect 0 'Spearman rank correlation over 224 \(matrix, type\) pairs in 2 layers: -?[0-9.]+ \(estimate\)' -- \
   "$quant" sensitivity "$tmp/m.qslm" --check-local "${small[@]}"
 
+# error-compensating rounding: bad values refused; plain and compensated rounding measure
+# different things, so each has its own cache entries (a second run is all from the cache)
+expect 2 "--ec-tokens must be" -- "$quant" sensitivity "$tmp/m.qslm" --ec-tokens -3 "${small[@]}"
+expect 2 "--ec-damp must be a number in" -- "$quant" sensitivity "$tmp/m.qslm" --ec-damp 2 "${small[@]}"
+expect 0 ' [1-9][0-9]* measured now, 0 from the cache' -- "$quant" sensitivity "$tmp/m.qslm" --tier global --ec-tokens 0 --cache "$tmp/ec-cache" "${small[@]:0:10}"
+expect 0 ' [1-9][0-9]* measured now, 0 from the cache' -- "$quant" sensitivity "$tmp/m.qslm" --tier global --ec-tokens 2048 --cache "$tmp/ec-cache" "${small[@]:0:10}"
+expect 0 ' 0 measured now, [1-9][0-9]* from the cache' -- "$quant" sensitivity "$tmp/m.qslm" --tier global --ec-tokens 2048 --cache "$tmp/ec-cache" "${small[@]:0:10}"
+if [ -z "$(ls -A "$tmp/ec-cache" | grep -v '^sensitivity-')" ]; then ok "the factors' spill file is gone"
+else bad "left in the cache folder: $(ls -A "$tmp/ec-cache")"; fi
+
 expect 2 'needs --budget' -- "$quant" search "$tmp/m.qslm" "${small[@]}"
 expect 2 "--budget: '12Q' must be a size like 32M" -- "$quant" search "$tmp/m.qslm" --budget 12Q "${small[@]}"
 # one size grammar (ipc/budget.h, as qslmctl set-budget): MB refused with a hint, decimals with a unit
