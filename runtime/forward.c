@@ -35,8 +35,11 @@ struct qr_runner {
     float *xn;     /* layer-normed x */
     float *xk, *xv, *xr;
     float *k, *v, *r;
-    float *wkv;    /* r ⊙ wkv, input of the output projection */
-    float *out;    /* sub-block output */
+    /* Two buffers borrowed from inputs that are dead by then: the time-mix products have read
+     * xk and xv before the WKV recurrence and the output projection write these, and the
+     * channel-mix never uses xv. 2 × B × d floats fewer, which the served footprint counts. */
+    float *wkv;    /* = xk: r ⊙ wkv, input of the output projection */
+    float *out;    /* = xv: sub-block output */
     float *hidden; /* B × f: channel-mix hidden activation */
     qr_x8_group *xq; /* rows of x rounded to 8-bit blocks for the chunk products (linear.h) */
     uint32_t *active; /* f: positions of the hidden spikes of one item (spike.ffn_hidden) */
@@ -63,10 +66,11 @@ static size_t xq_groups(const qr_model *m, size_t max_batch)
     return three > value ? three : value;
 }
 
-/* The floats of the batch-sized buffers (x .. out: 10 of B × d; hidden: B × f). */
+/* The floats of the batch-sized buffers (x .. r: 8 of B × d, wkv and out sharing two of them;
+ * hidden: B × f). */
 static size_t runner_floats(const qr_model *m, size_t max_batch)
 {
-    return 10 * max_batch * m->d + max_batch * m->f;
+    return 8 * max_batch * m->d + max_batch * m->f;
 }
 
 uint64_t qr_runner_bytes(const qr_model *m, size_t max_batch)
@@ -89,10 +93,12 @@ qr_status qr_runner_new(const qr_model *m, qr_pool *pool, size_t max_batch, qr_r
     r->pool = pool;
     r->max_batch = max_batch;
     size_t bd = max_batch * m->d;
-    float **bufs[] = {&r->x, &r->xn, &r->xk, &r->xv, &r->xr, &r->k, &r->v, &r->r, &r->wkv, &r->out};
+    float **bufs[] = {&r->x, &r->xn, &r->xk, &r->xv, &r->xr, &r->k, &r->v, &r->r};
     bool ok = true;
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         ok = ok && (*bufs[i] = malloc(bd * sizeof(float))) != NULL;
+    r->wkv = r->xk;
+    r->out = r->xv;
     ok = ok && (r->hidden = malloc(max_batch * m->f * sizeof(float))) != NULL;
     ok = ok && (r->active = malloc(m->f * sizeof(uint32_t))) != NULL;
     ok = ok && (r->row_states = malloc(max_batch * sizeof *r->row_states)) != NULL;
@@ -123,7 +129,7 @@ void qr_runner_free(qr_runner *r)
 {
     if (!r)
         return;
-    float *bufs[] = {r->x, r->xn, r->xk, r->xv, r->xr, r->k, r->v, r->r, r->wkv, r->out, r->hidden};
+    float *bufs[] = {r->x, r->xn, r->xk, r->xv, r->xr, r->k, r->v, r->r, r->hidden};
     for (size_t i = 0; i < r->n_parts; i++)
         qr_runner_free(r->part[i]);
     free(r->active);
