@@ -72,6 +72,8 @@ struct qq_measurer {
     size_t n_imp;
     float **hessian;     /* per tensor while they are gathered: Σ x xᵀ of its inputs, or NULL */
     uint64_t *hess_rows; /* per tensor: rows of x summed into it */
+    float **hess_buf;    /* per tensor in the pass: QQ_EC_ROWS rows of x not yet summed */
+    size_t *hess_held;   /* per tensor: rows in hess_buf */
     bool *in_pass;       /* per tensor: gathered in the pass under way */
     qr_ec_factor *ec;    /* per tensor: error compensation's factor (n = 0: none), in ec_map or
                             in ec_own (qq_measurer_gather_hessians) */
@@ -284,6 +286,21 @@ static void observe_product(void *arg, const qr_matrix *w, const float *x, size_
     }
 }
 
+/* Rows of a matrix's inputs held before they are added to its sums: one rank-QQ_EC_ROWS update
+ * instead of one per product call (a forward call gives a few dozen rows, and an update reads and
+ * writes the whole cols × cols sum: 38 MB for a 3072-wide input). */
+#define QQ_EC_ROWS 1024
+
+static void flush_hessian(qq_measurer *q, size_t i)
+{
+    size_t c = q->slots[i]->cols;
+    if (q->hess_held[i])
+        cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)c, (int)q->hess_held[i], 1.0f, q->hess_buf[i],
+                    (int)c, 1.0f, q->hessian[i], (int)c);
+    q->hess_rows[i] += q->hess_held[i];
+    q->hess_held[i] = 0;
+}
+
 /* The Hessian run's observer: Σ x xᵀ of each matrix's inputs (the upper triangle; mirrored
  * when the run ends). An allocation failure leaves that matrix to the plain quantizer. */
 static void observe_hessian(void *arg, const qr_matrix *w, const float *x, size_t B)
@@ -293,11 +310,19 @@ static void observe_hessian(void *arg, const qr_matrix *w, const float *x, size_
     for (size_t i = 0; i < n; i++) {
         if (q->slots[i] != w)
             continue;
-        if (!q->in_pass[i] || (!q->hessian[i] && !(q->hessian[i] = calloc(w->cols * w->cols, sizeof(float)))))
+        size_t c = w->cols;
+        if (!q->in_pass[i] || (!q->hessian[i] && !(q->hessian[i] = calloc(c * c, sizeof(float)))) ||
+            (!q->hess_buf[i] && !(q->hess_buf[i] = malloc(QQ_EC_ROWS * c * sizeof(float))))) {
+            free(q->hessian[i]); /* out of memory: this matrix keeps the plain quantizer */
+            q->hessian[i] = NULL;
+            q->in_pass[i] = false;
             return;
-        cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)w->cols, (int)B, 1.0f, x, (int)w->cols, 1.0f,
-                    q->hessian[i], (int)w->cols);
-        q->hess_rows[i] += B;
+        }
+        for (size_t b = 0; b < B; b++) {
+            memcpy(q->hess_buf[i] + q->hess_held[i] * c, x + b * c, c * sizeof(float));
+            if (++q->hess_held[i] == QQ_EC_ROWS)
+                flush_hessian(q, i);
+        }
         return;
     }
 }
@@ -702,6 +727,10 @@ void qq_measurer_free(qq_measurer *q)
         free(q->hessian[i]);
     free(q->hessian);
     free(q->in_pass);
+    for (size_t i = 0; q->hess_buf && i < n; i++)
+        free(q->hess_buf[i]);
+    free(q->hess_buf);
+    free(q->hess_held);
     for (size_t i = 0; q->ec_own && i < n; i++)
         free(q->ec_own[i]);
     free(q->ec_own);
@@ -894,7 +923,8 @@ qr_status qq_measure_file(qq_measurer *q, const char *path, const qq_split *spli
     return st;
 }
 
-/* Matrices whose sums are gathered together, at most this many bytes of them (one matrix at least):
+/* Matrices whose sums (and held rows) are gathered together, at most this many bytes of them (one
+ * matrix at least):
  * at 216M all of them would take 620 MB; in passes of 96 MB the text is run seven times. */
 #define QQ_EC_PASS_BYTES (96ull << 20)
 
@@ -987,10 +1017,13 @@ qr_status qq_measurer_gather_hessians(qq_measurer *q, const int32_t *tokens, siz
     q->hessian = calloc(n ? n : 1, sizeof *q->hessian);
     q->hess_rows = calloc(n ? n : 1, sizeof *q->hess_rows);
     q->in_pass = calloc(n ? n : 1, sizeof *q->in_pass);
+    q->hess_buf = calloc(n ? n : 1, sizeof *q->hess_buf);
+    q->hess_held = calloc(n ? n : 1, sizeof *q->hess_held);
     q->ec = calloc(n ? n : 1, sizeof *q->ec);
     q->ec_own = calloc(n ? n : 1, sizeof *q->ec_own);
     uint64_t *offset = calloc(n ? n : 1, sizeof *offset), file_bytes = 0;
-    if (!q->hessian || !q->hess_rows || !q->in_pass || !q->ec || !q->ec_own || !offset) {
+    if (!q->hessian || !q->hess_rows || !q->in_pass || !q->hess_buf || !q->hess_held || !q->ec || !q->ec_own ||
+        !offset) {
         free(offset);
         return qr_fail(err, QR_ERR_NOMEM, "out of memory for the Hessians");
     }
@@ -1012,7 +1045,7 @@ qr_status qq_measurer_gather_hessians(qq_measurer *q, const int32_t *tokens, siz
         for (; i1 < n; i1++) {
             if (!q->slots[i1])
                 continue;
-            uint64_t need = (uint64_t)q->slots[i1]->cols * q->slots[i1]->cols * sizeof(float);
+            uint64_t need = (uint64_t)q->slots[i1]->cols * (q->slots[i1]->cols + QQ_EC_ROWS) * sizeof(float);
             if (bytes && bytes + need > QQ_EC_PASS_BYTES)
                 break;
             bytes += need;
@@ -1025,6 +1058,10 @@ qr_status qq_measurer_gather_hessians(qq_measurer *q, const int32_t *tokens, siz
             qr_runner_set_observer(q->runner, NULL, NULL);
         }
         for (size_t i = i0; i < i1; i++) {
+            if (q->hessian[i])
+                flush_hessian(q, i);
+            free(q->hess_buf[i]);
+            q->hess_buf[i] = NULL;
             if (st == QR_OK && q->hessian[i])
                 st = finish_factor(q, i, damp, fd, &file_bytes, offset, err);
             free(q->hessian[i]);

@@ -27,7 +27,7 @@ extern void dpotrf_(const char *uplo, const int *n, double *a, const int *lda, i
 extern void dpotri_(const char *uplo, const int *n, double *a, const int *lda, int *info);
 
 #define EC_BATCH 128 /* columns per lazy batch: a multiple of the 32-weight block */
-#define EC_SLICE 16  /* rows per pool task */
+#define EC_SLICE 64  /* rows per pool task: each batch's sgemm packs its U block once per slice */
 #define EC_TRIES 6   /* dampening raised tenfold per failed factorisation */
 
 /* U (row-major, upper triangle) with H⁻¹ = UᵀU, from H with damp·mean(diag H) added to its
@@ -63,6 +63,14 @@ static qr_status inverse_factor(const float *h, size_t n, double damp, float *u)
                 u[i * n + j] = j >= i ? (float)a[i * n + j] : 0.0f;
     free(a);
     return info == 0 ? QR_OK : QR_ERR_INVALID;
+}
+
+/* w -= a·u over n floats: the corrections inside a batch, where quantization spends its time on
+ * large matrices (restrict lets the compiler vectorise it). */
+static void subtract_scaled(float *restrict w, const float *restrict u, float a, size_t n)
+{
+    for (size_t k = 0; k < n; k++)
+        w[k] -= a * u[k];
 }
 
 typedef struct {
@@ -106,8 +114,7 @@ static void ec_task(void *arg, size_t task)
                 codes[r][in_block] = q;
                 float err = (wr[c] - qr_block_value(&grid[r], q)) * inv;
                 e[r * EC_BATCH + (c - c0)] = err;
-                for (size_t k = c + 1; k < c1; k++)
-                    wr[k] -= err * urow[k];
+                subtract_scaled(wr + c + 1, urow + c + 1, err, c1 - c - 1);
             }
             if (in_block == QR_QK - 1)
                 for (size_t r = 0; r < R; r++)

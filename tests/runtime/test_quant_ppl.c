@@ -85,6 +85,7 @@ static const type_bound bounds[] = {
     {QR_TYPE_Q4_0, 1.0069, 1.03}, {QR_TYPE_Q3_0, 1.0382, 1.07}, {QR_TYPE_Q2_0, 1.2305, 1.31},
     {QR_TYPE_Q8_1, 0.9899, 1.03}, {QR_TYPE_Q6_1, 1.0088, 1.04}, {QR_TYPE_Q5_1, 0.9983, 1.03},
     {QR_TYPE_Q4_1, 1.0168, 1.05}, {QR_TYPE_Q3_1, 1.0125, 1.04}, {QR_TYPE_Q2_1, 1.1569, 1.22},
+    {QR_TYPE_Q4_S, 1.0, 9.0}, {QR_TYPE_Q3_S, 1.0, 9.0}, {QR_TYPE_Q2_S, 1.0, 9.0},
 };
 #define N_TYPES (sizeof bounds / sizeof bounds[0])
 
