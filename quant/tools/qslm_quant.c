@@ -59,7 +59,7 @@ static const char usage[] =
     "  --serve-batch N       sequences served at once, counted in the footprint (default 4)\n"
     "  --ec-tokens N         error-compensating rounding (GPTQ) for every matrix the LM\n"
     "                        multiplies, fitted to its inputs on the last N tokens of the\n"
-    "                        calibration text (default 16384; 0: round each block to its\n"
+    "                        calibration text (default 8192; 0: round each block to its\n"
     "                        nearest levels, importance-weighted, as before)\n"
     "  --ec-damp D           its dampening: D times the mean input power added to each\n"
     "                        column's (default 0.01)\n"
@@ -193,7 +193,7 @@ int main(int argc, char **argv)
         {"out", required_argument, NULL, 'o'}, {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
     qq_options o = {.calib_tokens = 1024, .calib_items = 32, .valid_tokens = 8192, .calib_window = 64,
                     .window = 128, .batch = 64, .serve_batch = 4, .floors = {5.0, 1.0, QQ_ACC_ALPHA}, .lambda = 0.1, .tier = "block",
-                    .max_tier = QQ_TIER_MODULE, .ec_tokens = 16384, .ec_damp = 0.01};
+                    .max_tier = QQ_TIER_MODULE, .ec_tokens = 8192, .ec_damp = 0.01};
     size_t v;
     int c;
     optind = 2;

@@ -25,6 +25,9 @@
  *   q4_1   5.0     87.9896  1.0049    5.72      1.0168   1.05
  *   q3_1   4.0     88.9048  1.0154    4.61      1.0125   1.04
  *   q2_1   3.0    100.0772  1.1430    3.50      1.1569   1.22
+ *   q4_s   4.25    88.2600  1.0080    4.89      1.0080   1.03
+ *   q3_s   3.25    90.5460  1.0341    3.78      1.0397   1.07
+ *   q2_s   2.25   103.8890  1.1865    2.66      1.2314   1.31
  *
  * Full split (131,021 predictions): `qslm-quantize MODEL OUT --type T`, then `qslm-eval OUT
  * --text .data/sotu/test.txt` (window 1024, batch 16). Slice: this test's output.
@@ -85,7 +88,7 @@ static const type_bound bounds[] = {
     {QR_TYPE_Q4_0, 1.0069, 1.03}, {QR_TYPE_Q3_0, 1.0382, 1.07}, {QR_TYPE_Q2_0, 1.2305, 1.31},
     {QR_TYPE_Q8_1, 0.9899, 1.03}, {QR_TYPE_Q6_1, 1.0088, 1.04}, {QR_TYPE_Q5_1, 0.9983, 1.03},
     {QR_TYPE_Q4_1, 1.0168, 1.05}, {QR_TYPE_Q3_1, 1.0125, 1.04}, {QR_TYPE_Q2_1, 1.1569, 1.22},
-    {QR_TYPE_Q4_S, 1.0, 9.0}, {QR_TYPE_Q3_S, 1.0, 9.0}, {QR_TYPE_Q2_S, 1.0, 9.0},
+    {QR_TYPE_Q4_S, 1.0080, 1.03}, {QR_TYPE_Q3_S, 1.0397, 1.07}, {QR_TYPE_Q2_S, 1.2314, 1.31},
 };
 #define N_TYPES (sizeof bounds / sizeof bounds[0])
 
