@@ -19,6 +19,9 @@
 #define QR_KERNELS_DOT_SMALL_H
 
 #if defined(__x86_64__)
+/* Groups whose scales are computed ahead of their blocks (4096 weights). */
+#define QR_SMALL_GROUPS 16
+
 /* The 1/power of two each of the 8 int32 lanes of a block's sums carries. */
 typedef __m256 (*qr_avx2_lanes_fn)(void);
 
@@ -31,23 +34,33 @@ qr_vnni_dot_x8_small(int bits, qr_avx2_unpack_fn scaled, qr_avx2_lanes_fn lanes,
 {
     const size_t bb = qr_block_size(bits, QR_KIND_SMALL), nb = n / QR_QK, full = nb / QR_X8_GROUP;
     const float off = qr_block_off(bits, QR_KIND_SMALL);
+    /* Groups whose scales are computed before their blocks: with the vector gather of
+     * qr_avx2_e5m3x8 (strides below 16) up to QR_SMALL_GROUPS, so that no block waits for its
+     * scale; the gather in general registers (q4_s) runs best beside its blocks. */
+    const size_t ahead = bb < 16 ? QR_SMALL_GROUPS : 1;
     for (size_t r = 0; r < n_rows; r++) {
         const uint8_t *b = (const uint8_t *)w + r * row_bytes;
         __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
         __m256 add = _mm256_setzero_ps();
-        for (size_t g = 0; g < full; g++, b += QR_X8_GROUP * bb) {
-            const qr_x8_group *xg = &x[g];
-            for (size_t l = 0; l < QR_X8_GROUP * bb; l += 64)
-                _mm_prefetch((const char *)b + 4096 + l, _MM_HINT_T0);
-            __m256 d = qr_avx2_e5m3x8(b, bb);
-            _Alignas(32) float dd[QR_X8_GROUP];
-            _mm256_store_ps(dd, _mm256_mul_ps(d, _mm256_loadu_ps(xg->d)));
-            add = _mm256_fmadd_ps(d, _mm256_loadu_ps(xg->s), add);
+        for (size_t g0 = 0; g0 < full; g0 += ahead) {
+            size_t ng = full - g0 < ahead ? full - g0 : ahead;
+            _Alignas(32) float dd[QR_SMALL_GROUPS][QR_X8_GROUP];
+            for (size_t g = 0; g < ng; g++) {
+                const qr_x8_group *xg = &x[g0 + g];
+                __m256 d = qr_avx2_e5m3x8(b + g * QR_X8_GROUP * bb, bb);
+                _mm256_store_ps(dd[g], _mm256_mul_ps(d, _mm256_loadu_ps(xg->d)));
+                add = _mm256_fmadd_ps(d, _mm256_loadu_ps(xg->s), add);
+            }
+            for (size_t g = 0; g < ng; g++, b += QR_X8_GROUP * bb) {
+                const qr_x8_group *xg = &x[g0 + g];
+                for (size_t l = 0; l < QR_X8_GROUP * bb; l += 64)
+                    _mm_prefetch((const char *)b + 4096 + l, _MM_HINT_T0);
 #pragma GCC unroll 8
-            for (int k = 0; k < QR_X8_GROUP; k++) {
-                __m256i s = dot4(_mm256_setzero_si256(), scaled(b + (size_t)k * bb + 1),
-                                 _mm256_loadu_si256((const __m256i *)xg->q[k]));
-                acc[k % 4] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_broadcast_ss(&dd[k]), acc[k % 4]);
+                for (int k = 0; k < QR_X8_GROUP; k++) {
+                    __m256i s = dot4(_mm256_setzero_si256(), scaled(b + (size_t)k * bb + 1),
+                                     _mm256_loadu_si256((const __m256i *)xg->q[k]));
+                    acc[k % 4] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_broadcast_ss(&dd[g][k]), acc[k % 4]);
+                }
             }
         }
         float extra = 0.0f;
