@@ -282,9 +282,9 @@ QR_AVX2 __attribute__((always_inline)) static inline __m128i qr_avx2_e5m3_pick(i
 /* 8 E5M3 header bytes `stride` bytes apart (within one group of 8 blocks), as 8 floats: each
  * byte moved into the top of an f16 (byte << 7), then one cvtph (exact, as qr_e5m3_to_f32).
  * Below 16 bytes of stride (q2_s, q3_s) each of four 16-byte loads holds two headers, placed by
- * one shuffle: 9 vector ops, where assembling the bytes in general registers (as
- * qr_avx2_f16x8 does) took some 25 more ops of the decode loop's front end, which the small
- * types, cheap to unpack, are bound by. */
+ * one shuffle: 9 vector ops where assembling the bytes in general registers (as qr_avx2_f16x8
+ * does, and as the wider q4_s stride needs) takes about 25, and the decode of the small types,
+ * cheap to unpack, is bound by its ops per block. */
 QR_AVX2 __attribute__((always_inline)) static inline __m256 qr_avx2_e5m3x8(const uint8_t *p,
                                                                            size_t stride)
 {
