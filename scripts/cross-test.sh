@@ -6,8 +6,8 @@
 #   bash scripts/cross-test.sh [TREE] --full   # also the slow ones, about 20 more minutes
 # The emulated set:
 #   - the runtime's unit tests (suite runtime) on qemu's default CPU, which has dotprod (the
-#     quantized types run their neon-dotprod kernels), chunk for four types only (about a
-#     minute), then kernels, gemm, forward and spike_linear again on a Cortex-A72 (the Raspberry
+#     quantized types run their neon-dotprod kernels), chunk for four types only (a minute
+#     or two), then kernels, gemm, forward and spike_linear again on a Cortex-A72 (the Raspberry
 #     Pi 4: no dotprod, so the plain neon kernels);
 #   - suites ipc and fuzz (the corpora replayed), the daemon's telemetry and policy unit tests;
 #   - the daemon end to end (tests/cross/test_cross_daemon.c: a request, a budget switch,
