@@ -6,8 +6,8 @@
 #   bash scripts/cross-test.sh [TREE] --full   # also the slow ones, about 20 more minutes
 # The emulated set:
 #   - the runtime's unit tests (suite runtime) on qemu's default CPU, which has dotprod (the
-#     quantized types run their neon-dotprod kernels), chunk for three types only (about a
-#     minute), then kernels, gemm, forward and spike_linear again on a Cortex-A72 (the Raspberry
+#     quantized types run their neon-dotprod kernels), chunk for four types only (a minute
+#     or two), then kernels, gemm, forward and spike_linear again on a Cortex-A72 (the Raspberry
 #     Pi 4: no dotprod, so the plain neon kernels);
 #   - suites ipc and fuzz (the corpora replayed), the daemon's telemetry and policy unit tests;
 #   - the daemon end to end (tests/cross/test_cross_daemon.c: a request, a budget switch,
@@ -43,7 +43,7 @@ t() { # label, then meson test arguments
 
 runtime=(model_file heads tokenizer tokenizer_hf kernels gemm sampler forward default_tokenizer quant spike_linear bundle energy fast_math vexp)
 t "runtime on qemu's max CPU (dotprod)" "${runtime[@]}"
-QSLM_CHUNK_TYPES=q8_0,q4_1,q3_0 t "chunk against decode, three types (all 14 natively)" --timeout-multiplier 4 chunk
+QSLM_CHUNK_TYPES=q8_0,q4_1,q3_0,q2_s t "chunk against decode, four types, one of each kind (all 17 natively)" --timeout-multiplier 4 chunk
 QEMU_CPU=cortex-a72 t "kernels, gemm, forward, spike_linear on a Cortex-A72 (no dotprod)" kernels gemm forward spike_linear
 t "ipc and fuzz corpora" --suite ipc --suite fuzz
 t "daemon under emulation" telemetry policy daemon_emulated daemon_systemd daemon_access

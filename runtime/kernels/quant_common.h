@@ -203,8 +203,8 @@ QR_AVX2 __attribute__((always_inline)) static inline __m256i qr_avx2_crumbs(cons
     return _mm256_and_si256(v, _mm256_set1_epi8(3));
 }
 
-/* A 32-bit plane -> 32 bytes, `value` where the bit is set and 0 elsewhere. */
-QR_AVX2 __attribute__((always_inline)) static inline __m256i qr_avx2_bitplane(const uint8_t *p, char value)
+/* A 32-bit plane -> 32 bytes, value[j] where bit j is set and 0 elsewhere. */
+QR_AVX2 __attribute__((always_inline)) static inline __m256i qr_avx2_bitplane_v(const uint8_t *p, __m256i value)
 {
     uint32_t u;
     memcpy(&u, p, 4);
@@ -213,7 +213,13 @@ QR_AVX2 __attribute__((always_inline)) static inline __m256i qr_avx2_bitplane(co
     const __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ull);
     __m256i v = _mm256_shuffle_epi8(_mm256_set1_epi32((int)u), spread);
     v = _mm256_cmpeq_epi8(_mm256_and_si256(v, bit), bit);
-    return _mm256_and_si256(v, _mm256_set1_epi8(value));
+    return _mm256_and_si256(v, value);
+}
+
+/* A 32-bit plane -> 32 bytes, `value` where the bit is set and 0 elsewhere. */
+QR_AVX2 __attribute__((always_inline)) static inline __m256i qr_avx2_bitplane(const uint8_t *p, char value)
+{
+    return qr_avx2_bitplane_v(p, _mm256_set1_epi8(value));
 }
 
 /* Σ q[j]·xq[j] over one block, as 8 int32 partial sums. Codes below 128 (6 bits or fewer) go
@@ -262,19 +268,43 @@ QR_AVX2 __attribute__((always_inline)) static inline __m256 qr_avx2_f16x8(const 
                                               _mm_cvtsi64_si128((long long)hi)));
 }
 
-/* 8 E5M3 header bytes `stride` bytes apart, as 8 floats: each byte shifted into the top of an
- * f16 (byte << 7) in general registers, as qr_avx2_f16x8 does, then one cvtph (exact, as
- * qr_e5m3_to_f32). */
+/* The shuffle that moves bytes 0 and `stride` of a 16-byte load to the high bytes of 16-bit
+ * lanes 2j and 2j + 1, zeroing the rest (a constant at every call site). */
+QR_AVX2 __attribute__((always_inline)) static inline __m128i qr_avx2_e5m3_pick(int j, int stride)
+{
+#define QR_PICK(i) (char)((i) == 4 * j + 1 ? 0 : (i) == 4 * j + 3 ? stride : -128)
+    return _mm_setr_epi8(QR_PICK(0), QR_PICK(1), QR_PICK(2), QR_PICK(3), QR_PICK(4), QR_PICK(5),
+                         QR_PICK(6), QR_PICK(7), QR_PICK(8), QR_PICK(9), QR_PICK(10), QR_PICK(11),
+                         QR_PICK(12), QR_PICK(13), QR_PICK(14), QR_PICK(15));
+#undef QR_PICK
+}
+
+/* 8 E5M3 header bytes `stride` bytes apart (within one group of 8 blocks), as 8 floats: each
+ * byte moved into the top of an f16 (byte << 7), then one cvtph (exact, as qr_e5m3_to_f32).
+ * Below 16 bytes of stride (q2_s, q3_s) each of four 16-byte loads holds two headers, placed by
+ * one shuffle: 9 vector ops where assembling the bytes in general registers (as qr_avx2_f16x8
+ * does, and as the wider q4_s stride needs) takes about 25, and the decode of the small types,
+ * cheap to unpack, is bound by its ops per block. */
 QR_AVX2 __attribute__((always_inline)) static inline __m256 qr_avx2_e5m3x8(const uint8_t *p,
                                                                            size_t stride)
 {
-    uint64_t lo = 0, hi = 0;
-    for (int k = 0; k < 4; k++) {
-        lo |= (uint64_t)p[(size_t)k * stride] << (16 * k + 7);
-        hi |= (uint64_t)p[(size_t)(k + 4) * stride] << (16 * k + 7);
+    if (stride < 16) {
+        __m128i h = _mm_setzero_si128();
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; j++) {
+            __m128i v = _mm_loadu_si128((const __m128i *)(p + (size_t)(2 * j) * stride));
+            h = _mm_or_si128(h, _mm_shuffle_epi8(v, qr_avx2_e5m3_pick(j, (int)stride)));
+        }
+        return _mm256_cvtph_ps(_mm_srli_epi16(h, 1));
     }
-    return _mm256_cvtph_ps(_mm_unpacklo_epi64(_mm_cvtsi64_si128((long long)lo),
-                                              _mm_cvtsi64_si128((long long)hi)));
+    uint64_t lo = 0, hi = 0;
+#pragma GCC unroll 4
+    for (int k = 0; k < 4; k++) {
+        lo |= (uint64_t)p[(size_t)k * stride] << (16 * k);
+        hi |= (uint64_t)p[(size_t)(k + 4) * stride] << (16 * k);
+    }
+    __m128i h = _mm_unpacklo_epi64(_mm_cvtsi64_si128((long long)lo), _mm_cvtsi64_si128((long long)hi));
+    return _mm256_cvtph_ps(_mm_slli_epi16(h, 7));
 }
 
 /* The scales d of 8 blocks `stride` bytes apart (kind a constant at every call site). */
@@ -404,9 +434,9 @@ qr_avx2_to_float(int bits, int kind, qr_avx2_unpack_fn unpack, const void *src, 
     }
 }
 
-/* The AVX2 kernel tables of one type around its unpack function: qr_kernels_<T>_avx2, _avxvnni
- * and _avx512vnni (KIND: QR_KIND_SYM, _MIN or _SMALL). */
-#define QR_DEFINE_AVX2_KERNELS(T, BITS, KIND, UNPACK)                                              \
+/* The AVX2 kernels of one type around its unpack function (KIND: QR_KIND_SYM, _MIN or _SMALL):
+ * decode, to_float and the chunk products, and the table qr_kernels_<T>_avx2. */
+#define QR_DEFINE_AVX2_FUNCTIONS(T, BITS, KIND, UNPACK)                                            \
     QR_AVX2 static void T##_dot_x8_avx2(const void *w, size_t row_bytes, size_t n_rows,            \
                                         const qr_x8_group *x, size_t n, float *y)                  \
     {                                                                                              \
@@ -445,15 +475,25 @@ qr_avx2_to_float(int bits, int kind, qr_avx2_unpack_fn unpack, const void *src, 
                                                       size_t n_x, size_t n, float *Y, size_t ldy)  \
     {                                                                                              \
         qr_avx512_gemm_x8(BITS, KIND, UNPACK, w, row_bytes, n_rows, X, n_x, n, Y, ldy);            \
-    }                                                                                              \
-    const qr_kernel_ops qr_kernels_##T##_avxvnni = {#T "-avxvnni",       T##_dot_rows_avx2,        \
+    }
+
+/* The tables qr_kernels_<T>_avxvnni and _avx512vnni: the AVX2 kernels with the chunk products
+ * in VNNI, and the decode products given (the AVX2 ones, or the _s types' VNNI ones). */
+#define QR_DEFINE_VNNI_TABLES(T, ROWS_VNNI, X8_VNNI, ROWS_512, X8_512)                             \
+    const qr_kernel_ops qr_kernels_##T##_avxvnni = {#T "-avxvnni",       ROWS_VNNI,                \
                                                     T##_to_float_avx2,   qr_x8_prepare_avx2,       \
-                                                    T##_dot_x8_avx2,     qr_x8_prepare_gemm_avx2,  \
+                                                    X8_VNNI,             qr_x8_prepare_gemm_avx2,  \
                                                     T##_gemm_x8_avxvnni};                          \
-    const qr_kernel_ops qr_kernels_##T##_avx512vnni = {#T "-avx512vnni",    T##_dot_rows_avx2,     \
+    const qr_kernel_ops qr_kernels_##T##_avx512vnni = {#T "-avx512vnni",    ROWS_512,              \
                                                        T##_to_float_avx2,   qr_x8_prepare_avx2,    \
-                                                       T##_dot_x8_avx2,     qr_x8_prepare_gemm_avx2, \
+                                                       X8_512,              qr_x8_prepare_gemm_avx2, \
                                                        T##_gemm_x8_avx512vnni}
+
+/* Every x86-64 kernel table of one type around its unpack function: qr_kernels_<T>_avx2,
+ * _avxvnni and _avx512vnni, all three decoding with qr_avx2_dot_x8. */
+#define QR_DEFINE_AVX2_KERNELS(T, BITS, KIND, UNPACK)                                              \
+    QR_DEFINE_AVX2_FUNCTIONS(T, BITS, KIND, UNPACK)                                                \
+    QR_DEFINE_VNNI_TABLES(T, T##_dot_rows_avx2, T##_dot_x8_avx2, T##_dot_rows_avx2, T##_dot_x8_avx2)
 #endif
 
 /* ---------------------------------------------------------------- NEON building blocks */
@@ -739,5 +779,6 @@ QR_NEON_INLINE void qr_neon_to_float(int bits, int kind, qr_neon_unpack_fn unpac
 #endif
 
 #include "gemm_x8.h"
+#include "dot_small.h"
 
 #endif

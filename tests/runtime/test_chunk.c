@@ -226,7 +226,7 @@ static void test_chunk_matches_decode(void **state)
     printf("%-6s %5s %8s %6s %10s %12s %12s %12s\n", "type", "T", "rows", "flips", "max dH", "flip margin",
            "state diff", "logit diff");
     /* QSLM_CHUNK_TYPES (a comma-separated list) limits the types: the emulated aarch64 run
-     * (scripts/cross-test.sh) takes three of them. */
+     * (scripts/cross-test.sh) takes four of them. */
     const char *only = getenv("QSLM_CHUNK_TYPES");
     for (size_t ti = 0; ti < N_TYPES; ti++) {
         uint32_t type = types[ti];
