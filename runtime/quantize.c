@@ -32,17 +32,18 @@
 
 /* ---------------------------------------------------------------- symmetric (_0) */
 
-/* Σw·x·l and Σw·l² for the codes l = round(x/d) within [lo, hi]; the least-squares scale for
+/* Σw·x·l and Σw·l² for the codes l = round(x/d − shift) + shift within [lo, hi] + shift (shift 0:
+ * the _0 types' integer levels; ½: the _s types' mid-rise ones); the least-squares scale for
  * those codes is their ratio and it lowers the error by sumlx²/suml2 below Σw·x². The sums run
  * in 8 independent lanes (4 terms each, in f32) so the compiler can vectorise the loop: this is
  * where quantization spends its time. */
-SEARCH_CLONES static void sym_codes(const float *x, const float *w, float d, float lo, float hi, double *sumlx,
-                      double *suml2)
+SEARCH_CLONES static void sym_codes(const float *x, const float *w, float d, float lo, float hi, float shift,
+                                    double *sumlx, double *suml2)
 {
     float id = 1.0f / d, a[8] = {0}, b[8] = {0};
     for (int j = 0; j < QR_QK; j += 8) {
         for (int k = 0; k < 8; k++) {
-            float l = qr_round_clamped(x[j + k] * id, lo, hi);
+            float l = qr_round_clamped(x[j + k] * id - shift, lo, hi) + shift;
             a[k] += w[j + k] * x[j + k] * l;
             b[k] += w[j + k] * l * l;
         }
@@ -78,7 +79,7 @@ static float sym_scale(const float *x, const float *w, int bits)
         for (int k = 0; k < SYM_STEPS; k++) {
             float d = max / end * (1.0f - SYM_SHRINK * (float)k);
             double sumlx, suml2;
-            sym_codes(x, w, d, lo, hi, &sumlx, &suml2);
+            sym_codes(x, w, d, lo, hi, 0.0f, &sumlx, &suml2);
             if (suml2 > 0 && sumlx * sumlx / suml2 > best_score) {
                 best_score = sumlx * sumlx / suml2;
                 best = (float)(sumlx / suml2);
@@ -87,7 +88,7 @@ static float sym_scale(const float *x, const float *w, int bits)
     }
     for (int it = 0; it < REFINE && best != 0.0f; it++) {
         double sumlx, suml2;
-        sym_codes(x, w, best, lo, hi, &sumlx, &suml2);
+        sym_codes(x, w, best, lo, hi, 0.0f, &sumlx, &suml2);
         if (!(suml2 > 0 && sumlx * sumlx / suml2 > best_score))
             break;
         best_score = sumlx * sumlx / suml2;
@@ -118,28 +119,6 @@ static void fit_block_sym(int bits, const float *x, const float *w, uint8_t *blo
 
 /* ---------------------------------------------------------------- small header (_s) */
 
-/* Σw·x·l and Σw·l² for the mid-rise levels l = round(x/d − ½) + ½ within ±(2^(B−1) − ½), as
- * sym_codes. */
-SEARCH_CLONES static void mid_codes(const float *x, const float *w, float d, float half, double *sumlx,
-                                    double *suml2)
-{
-    float id = 1.0f / d, a[8] = {0}, b[8] = {0};
-    for (int j = 0; j < QR_QK; j += 8) {
-        for (int k = 0; k < 8; k++) {
-            float l = qr_round_clamped(x[j + k] * id - 0.5f, -half, half - 1.0f) + 0.5f;
-            a[k] += w[j + k] * x[j + k] * l;
-            b[k] += w[j + k] * l * l;
-        }
-    }
-    double sa = 0, sb = 0;
-    for (int k = 0; k < 8; k++) {
-        sa += a[k];
-        sb += b[k];
-    }
-    *sumlx = sa;
-    *suml2 = sb;
-}
-
 /* Σw·(x − d·l)² with the codes chosen for d: what an E5M3 candidate really costs. */
 static double mid_error(const float *x, const float *w, float d, float half)
 {
@@ -169,7 +148,7 @@ static void fit_block_small(int bits, const float *x, const float *w, uint8_t *b
         for (int k = 0; k < SYM_STEPS; k++) {
             float d = amax / (half - 0.5f) * (1.0f - SYM_SHRINK * (float)k);
             double sumlx, suml2;
-            mid_codes(x, w, d, half, &sumlx, &suml2);
+            sym_codes(x, w, d, -half, half - 1.0f, 0.5f, &sumlx, &suml2);
             if (suml2 > 0 && sumlx * sumlx / suml2 > best_score) {
                 best_score = sumlx * sumlx / suml2;
                 best = (float)(sumlx / suml2);
@@ -177,7 +156,7 @@ static void fit_block_small(int bits, const float *x, const float *w, uint8_t *b
         }
         for (int it = 0; it < REFINE && best > 0.0f; it++) {
             double sumlx, suml2;
-            mid_codes(x, w, best, half, &sumlx, &suml2);
+            sym_codes(x, w, best, -half, half - 1.0f, 0.5f, &sumlx, &suml2);
             if (!(suml2 > 0 && sumlx * sumlx / suml2 > best_score))
                 break;
             best_score = sumlx * sumlx / suml2;
