@@ -12,9 +12,9 @@
  *         its offset, 2^(B−1) − ½, is taken out per block as qB_0's is.
  * A spike-driven product (spike.ffn_hidden's value matrix, stored transposed) adds the rows of
  * the units that fired: rate·r·c f32 adds and rate of the matrix's bytes read. Decoding those
- * rows costs, for qB_0 and qB_s, one f32 multiply per weight, d·(q − off), and for qB_1 a multiply
- * and an add, d·q + m: spike_linear.c does exactly that, so it is counted; f32 and f16 rows are
- * added as read (the f16 → f32 conversion is not an arithmetic operation of the table). */
+ * rows costs, for qB_0 and qB_s, one f32 multiply per weight, d·(q − off), and for qB_1 a
+ * multiply and an add, d·q + m: spike_linear.c does exactly that, so it is counted; f32 and f16
+ * rows are added as read (the f16 → f32 conversion is not an arithmetic operation of the table). */
 #include "energy.h"
 
 #include <stdio.h>

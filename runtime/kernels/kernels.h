@@ -63,13 +63,13 @@ extern const qr_kernel_ops qr_kernels_q8_0_avx2, qr_kernels_q8_1_avx2, qr_kernel
     qr_kernels_q4_1_avx2, qr_kernels_q3_0_avx2, qr_kernels_q3_1_avx2, qr_kernels_q2_0_avx2,
     qr_kernels_q2_1_avx2, qr_kernels_q4_s_avx2, qr_kernels_q3_s_avx2, qr_kernels_q2_s_avx2;
 /* _avxvnni: the AVX2 kernels with the chunk products in VNNI's vpdpbusd (Alder Lake, Sapphire
- * Rapids and later). */
+ * Rapids and later); the _s types decode with it too (kernels/dot_small.h). */
 extern const qr_kernel_ops qr_kernels_q8_0_avxvnni, qr_kernels_q8_1_avxvnni, qr_kernels_q6_0_avxvnni,
     qr_kernels_q6_1_avxvnni, qr_kernels_q5_0_avxvnni, qr_kernels_q5_1_avxvnni, qr_kernels_q4_0_avxvnni,
     qr_kernels_q4_1_avxvnni, qr_kernels_q3_0_avxvnni, qr_kernels_q3_1_avxvnni, qr_kernels_q2_0_avxvnni,
     qr_kernels_q2_1_avxvnni, qr_kernels_q4_s_avxvnni, qr_kernels_q3_s_avxvnni, qr_kernels_q2_s_avxvnni;
 /* _avx512vnni: the chunk products with AVX-512 VNNI, two weight rows per vector (Sapphire
- * Rapids, Zen 4 and later). */
+ * Rapids, Zen 4 and later), and the _s types' decode as in _avxvnni. */
 extern const qr_kernel_ops qr_kernels_q8_0_avx512vnni, qr_kernels_q8_1_avx512vnni, qr_kernels_q6_0_avx512vnni,
     qr_kernels_q6_1_avx512vnni, qr_kernels_q5_0_avx512vnni, qr_kernels_q5_1_avx512vnni,
     qr_kernels_q4_0_avx512vnni, qr_kernels_q4_1_avx512vnni, qr_kernels_q3_0_avx512vnni,
