@@ -268,22 +268,28 @@ static void on_class(void *arg, size_t item, const float *class_logits)
     }
 }
 
+/* The master tensor whose slot in the view is w (an observer's argument), or the tensor count. */
+static size_t tensor_of(const qq_measurer *q, const qr_matrix *w)
+{
+    size_t n = qr_model_file_tensor_count(q->master), i = 0;
+    while (i < n && q->slots[i] != w)
+        i++;
+    return i;
+}
+
 /* The reference run's product observer: Σ x² per column of each matrix the view multiplies. */
 static void observe_product(void *arg, const qr_matrix *w, const float *x, size_t B)
 {
     qq_measurer *q = arg;
-    size_t n = qr_model_file_tensor_count(q->master);
-    for (size_t i = 0; i < n; i++) {
-        if (q->slots[i] != w)
-            continue;
-        if (!q->act_sums[i] && !(q->act_sums[i] = calloc(w->cols, sizeof(double))))
-            return; /* out of memory: this matrix keeps uniform weights */
-        for (size_t b = 0; b < B; b++)
-            for (size_t c = 0; c < w->cols; c++)
-                q->act_sums[i][c] += (double)x[b * w->cols + c] * x[b * w->cols + c];
-        q->act_rows[i] += B;
+    size_t i = tensor_of(q, w);
+    if (i == qr_model_file_tensor_count(q->master))
         return;
-    }
+    if (!q->act_sums[i] && !(q->act_sums[i] = calloc(w->cols, sizeof(double))))
+        return; /* out of memory: this matrix keeps uniform weights */
+    for (size_t b = 0; b < B; b++)
+        for (size_t c = 0; c < w->cols; c++)
+            q->act_sums[i][c] += (double)x[b * w->cols + c] * x[b * w->cols + c];
+    q->act_rows[i] += B;
 }
 
 /* Rows of a matrix's inputs held before they are added to its sums: one rank-QQ_EC_ROWS update
@@ -306,24 +312,20 @@ static void flush_hessian(qq_measurer *q, size_t i)
 static void observe_hessian(void *arg, const qr_matrix *w, const float *x, size_t B)
 {
     qq_measurer *q = arg;
-    size_t n = qr_model_file_tensor_count(q->master);
-    for (size_t i = 0; i < n; i++) {
-        if (q->slots[i] != w)
-            continue;
-        size_t c = w->cols;
-        if (!q->in_pass[i] || (!q->hessian[i] && !(q->hessian[i] = calloc(c * c, sizeof(float)))) ||
-            (!q->hess_buf[i] && !(q->hess_buf[i] = malloc(QQ_EC_ROWS * c * sizeof(float))))) {
-            free(q->hessian[i]); /* out of memory: this matrix keeps the plain quantizer */
-            q->hessian[i] = NULL;
-            q->in_pass[i] = false;
-            return;
-        }
-        for (size_t b = 0; b < B; b++) {
-            memcpy(q->hess_buf[i] + q->hess_held[i] * c, x + b * c, c * sizeof(float));
-            if (++q->hess_held[i] == QQ_EC_ROWS)
-                flush_hessian(q, i);
-        }
+    size_t i = tensor_of(q, w), c = w->cols;
+    if (i == qr_model_file_tensor_count(q->master) || !q->in_pass[i])
         return;
+    if ((!q->hessian[i] && !(q->hessian[i] = calloc(c * c, sizeof(float)))) ||
+        (!q->hess_buf[i] && !(q->hess_buf[i] = malloc(QQ_EC_ROWS * c * sizeof(float))))) {
+        free(q->hessian[i]); /* out of memory: this matrix keeps the plain quantizer */
+        q->hessian[i] = NULL;
+        q->in_pass[i] = false;
+        return;
+    }
+    for (size_t b = 0; b < B; b++) {
+        memcpy(q->hess_buf[i] + q->hess_held[i] * c, x + b * c, c * sizeof(float));
+        if (++q->hess_held[i] == QQ_EC_ROWS)
+            flush_hessian(q, i);
     }
 }
 
