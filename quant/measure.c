@@ -27,6 +27,7 @@
 typedef struct {
     uint32_t *types;
     const qq_split *split; /* NULL: the calibration split against the reference */
+    bool refined;          /* measured with the setting's refined copies (qq_measurer_set_refined) */
     qq_metrics metrics;
 } memo_entry;
 
@@ -57,6 +58,7 @@ struct qq_measurer {
     qr_model view;       /* a copy of base whose matrices point at the setting under test */
     qr_runner *runner;   /* runs `view` */
     qr_matrix **slots;   /* per master tensor: its matrix in `view`, or NULL for vectors */
+    const qr_matrix **base_slots; /* per master tensor: its matrix in `base`, or NULL */
     void **cache;        /* per tensor × type code: quantized copy, made on first use */
     size_t *cache_row_bytes;
     uint64_t *cache_used; /* per slot: the setting (stamp) that last used it */
@@ -68,8 +70,6 @@ struct qq_measurer {
     double **act_sums;   /* per tensor: Σ x² per input column over the reference run */
     uint64_t *act_rows;  /* per tensor: rows of x seen */
     float **importance;  /* per tensor: the quantizer's column weights, or NULL (uniform) */
-    qr_importance_entry *imp_entries;
-    size_t n_imp;
     float **hessian;     /* per tensor while they are gathered: Σ x xᵀ of its inputs, or NULL */
     uint64_t *hess_rows; /* per tensor: rows of x summed into it */
     float **hess_buf;    /* per tensor in the pass: QQ_EC_ROWS rows of x not yet summed */
@@ -81,6 +81,11 @@ struct qq_measurer {
     void *ec_map;        /* the factors' file, mapped read-only (NULL: they are in memory) */
     size_t ec_map_bytes;
     qq_rounding rounding; /* how copies are quantized now */
+    const int32_t *ec_tokens; /* the text the factors were fitted on (the caller's), and the */
+    size_t ec_n_tokens;       /* dampening they got: refinement fits on the same */
+    double ec_damp;
+    uint32_t *refined_types; /* the one setting with refined copies (NULL: none), and per */
+    void **refined;          /* tensor its copy (NULL: the setting's usual one) */
     f32_answers *f32;    /* the master's answers, per split measured so far */
     size_t n_f32, cap_f32;
 };
@@ -129,16 +134,27 @@ static void factor_written(void *ctx, const qr_importance_entry *e)
 
 qr_status qq_measurer_write_setting(qq_measurer *q, const uint32_t *types, const char *path, qr_error *err)
 {
-    /* The file gets the quantization the copies measured got. */
-    size_t n = qr_model_file_tensor_count(q->master);
-    for (size_t e = 0; e < q->n_imp; e++) {
-        q->imp_entries[e].ec = NULL;
-        for (size_t i = 0; q->rounding == QQ_ROUND_EC && i < n; i++)
-            if (q->ec[i].n && strcmp(q->imp_entries[e].name, qr_model_file_tensor(q->master, i)->name) == 0)
-                q->imp_entries[e].ec = &q->ec[i];
+    /* The file gets the quantization the copies measured got: per matrix the importance (none
+     * when rounding to nearest), the error-compensation factor (the embedding's too, which has
+     * no importance: it is never a product's weight) and the refined copy. */
+    size_t n = qr_model_file_tensor_count(q->master), count = 0;
+    bool refined = qq_measurer_is_refined(q, types);
+    qr_importance_entry *entries = calloc(n ? n : 1, sizeof *entries);
+    if (!entries)
+        return qr_fail(err, QR_ERR_NOMEM, "out of memory writing %s", path);
+    for (size_t i = 0; i < n; i++) {
+        if (!q->slots[i])
+            continue;
+        qr_importance_entry e = {qr_model_file_tensor(q->master, i)->name,
+                                 q->rounding == QQ_ROUND_NEAREST ? NULL : q->importance[i], q->slots[i]->cols,
+                                 q->rounding == QQ_ROUND_EC && q->ec[i].n ? &q->ec[i] : NULL,
+                                 refined ? q->refined[i] : NULL, types[i]};
+        if (e.values || e.ec || e.quantized)
+            entries[count++] = e;
     }
-    qr_importance imp = {q->imp_entries, q->rounding == QQ_ROUND_NEAREST ? 0 : q->n_imp, factor_written, q};
+    qr_importance imp = {entries, count, factor_written, q};
     qr_status st = qq_write_setting(q->master, types, path, &imp, q->pool, err);
+    free(entries);
     /* Writing read every f32 matrix; the next setting measured touches again only those it
      * keeps f32, and the variant is measured beside this (cmd_build). */
     for (size_t i = 0; i < n; i++)
@@ -348,7 +364,6 @@ static void finish_importance(qq_measurer *q)
         for (size_t c = 0; c < cols; c++)
             imp[c] = (float)(q->act_sums[i][c] / (double)q->act_rows[i] + 1e-3 * mean + 1e-12);
         q->importance[i] = imp;
-        q->imp_entries[q->n_imp++] = (qr_importance_entry){qr_model_file_tensor(q->master, i)->name, imp, cols};
     }
 }
 
@@ -612,6 +627,7 @@ static qr_status cached_tensor(qq_measurer *q, size_t i, uint32_t type, qr_error
 static qr_status apply_setting(qq_measurer *q, const uint32_t *types, qr_error *err)
 {
     size_t n = qr_model_file_tensor_count(q->master);
+    bool refined = qq_measurer_is_refined(q, types);
     q->stamp++;
     for (size_t i = 0; i < n; i++) {
         qr_matrix *dst = q->slots[i];
@@ -625,6 +641,13 @@ static qr_status apply_setting(qq_measurer *q, const uint32_t *types, qr_error *
         }
         if (type >= N_CODES || !qr_type_get(type))
             return qr_fail(err, QR_ERR_INVALID, "unknown type code %u", (unsigned)type);
+        if (refined && q->refined[i]) {
+            uint64_t row_bytes;
+            qr_type_bytes(type, src->cols, &row_bytes);
+            qr_model_file_release(q->master, src->data, (uint64_t)src->rows * src->row_bytes);
+            *dst = (qr_matrix){q->refined[i], type, src->rows, src->cols, (size_t)row_bytes, qr_kernels_best(type)};
+            continue;
+        }
         qr_status st = cached_tensor(q, i, type, err);
         if (st)
             return st;
@@ -659,19 +682,19 @@ qr_status qq_measurer_new(const qr_model_file *master, qr_pool *pool, const qq_s
     q->view.layers = malloc(q->base->n_layer * sizeof *q->view.layers);
     q->view.cls = malloc((q->base->head_info.n ? q->base->head_info.n : 1) * sizeof *q->view.cls);
     q->slots = calloc(n, sizeof *q->slots);
+    q->base_slots = calloc(n ? n : 1, sizeof *q->base_slots);
     q->cache = calloc(n * N_CODES, sizeof *q->cache);
     q->cache_row_bytes = calloc(n * N_CODES, sizeof *q->cache_row_bytes);
     q->cache_used = calloc(n * N_CODES, sizeof *q->cache_used);
     q->act_sums = calloc(n ? n : 1, sizeof *q->act_sums);
     q->act_rows = calloc(n ? n : 1, sizeof *q->act_rows);
     q->importance = calloc(n ? n : 1, sizeof *q->importance);
-    q->imp_entries = calloc(n ? n : 1, sizeof *q->imp_entries);
     q->ref_logp = calib->tokens ? malloc(calib->n_tokens * q->vocab * sizeof *q->ref_logp) : NULL;
     q->ref_offset = calib->tokens ? calloc(calib->n_tokens, sizeof *q->ref_offset) : NULL;
     q->ref_cls = calib->items && q->n_classes ? malloc(calib->n_items * q->n_classes * sizeof(float)) : NULL;
-    if (!q->view.layers || !q->view.cls || !q->slots || !q->cache || !q->cache_row_bytes || !q->cache_used ||
+    if (!q->view.layers || !q->view.cls || !q->slots || !q->base_slots || !q->cache || !q->cache_row_bytes || !q->cache_used ||
         !q->act_sums || !q->act_rows ||
-        !q->importance || !q->imp_entries ||
+        !q->importance ||
         (calib->tokens && (!q->ref_logp || !q->ref_offset)) || (calib->items && q->n_classes && !q->ref_cls)) {
         st = qr_fail(err, QR_ERR_NOMEM, "out of memory for the measurer (reference outputs of %zu tokens x %zu)",
                      calib->n_tokens, q->vocab);
@@ -682,6 +705,7 @@ qr_status qq_measurer_new(const qr_model_file *master, qr_pool *pool, const qq_s
     for (size_t i = 0; i < n; i++) {
         const qr_tensor_info *t = qr_model_file_tensor(master, i);
         q->slots[i] = t->n_dims == 2 ? qr_model_matrix(&q->view, t->name) : NULL;
+        q->base_slots[i] = t->n_dims == 2 ? qr_model_matrix(q->base, t->name) : NULL;
         if (q->slots[i])
             q->cache_limit += (uint64_t)q->slots[i]->rows * q->slots[i]->cols * sizeof(float);
     }
@@ -711,6 +735,7 @@ void qq_measurer_free(qq_measurer *q)
     if (!q)
         return;
     size_t n = qr_model_file_tensor_count(q->master);
+    qq_measurer_drop_refined(q);
     for (size_t i = 0; q->cache && i < n * N_CODES; i++)
         free(q->cache[i]);
     free(q->cache);
@@ -743,8 +768,8 @@ void qq_measurer_free(qq_measurer *q)
     free(q->act_sums);
     free(q->act_rows);
     free(q->importance);
-    free(q->imp_entries);
     free(q->slots);
+    free(q->base_slots);
     qr_runner_free(q->runner);
     free(q->view.layers);
     free(q->view.cls);
@@ -825,8 +850,9 @@ const qq_metrics *qq_measurer_reference(const qq_measurer *q)
 static memo_entry *memo_find(qq_measurer *q, const uint32_t *types, const qq_split *split)
 {
     size_t n = qr_model_file_tensor_count(q->master);
+    bool refined = qq_measurer_is_refined(q, types);
     for (size_t i = 0; i < q->n_memo; i++)
-        if (q->memo[i].split == split &&
+        if (q->memo[i].split == split && q->memo[i].refined == refined &&
             memcmp(q->memo[i].types, types, n * sizeof *types) == 0)
             return &q->memo[i];
     return NULL;
@@ -848,7 +874,7 @@ static void memo_add(qq_measurer *q, const uint32_t *types, const qq_split *spli
     if (!copy)
         return;
     memcpy(copy, types, n * sizeof *copy);
-    q->memo[q->n_memo++] = (memo_entry){copy, split, *m};
+    q->memo[q->n_memo++] = (memo_entry){copy, split, qq_measurer_is_refined(q, types), *m};
 }
 
 qr_status qq_measure_setting(qq_measurer *q, const uint32_t *types, const qq_split *split,
@@ -1098,6 +1124,9 @@ qr_status qq_measurer_gather_hessians(qq_measurer *q, const int32_t *tokens, siz
         return st;
     }
     q->rounding = QQ_ROUND_EC;
+    q->ec_tokens = tokens;
+    q->ec_n_tokens = n_tokens;
+    q->ec_damp = damp;
     return QR_OK;
 }
 
@@ -1108,6 +1137,7 @@ qr_status qq_measurer_set_rounding(qq_measurer *q, qq_rounding rounding, qr_erro
     if (rounding == q->rounding)
         return QR_OK;
     qq_measurer_drop_copies(q);
+    qq_measurer_drop_refined(q);
     for (size_t i = 0; i < q->n_memo; i++) /* measured with the other rounding */
         free(q->memo[i].types);
     q->n_memo = 0;
@@ -1118,4 +1148,88 @@ qr_status qq_measurer_set_rounding(qq_measurer *q, qq_rounding rounding, qr_erro
 qq_rounding qq_measurer_rounding(const qq_measurer *q)
 {
     return q->rounding;
+}
+
+/* ---------------------------------------------------------------- refined copies */
+
+bool qq_measurer_ec_text(const qq_measurer *q, const int32_t **tokens, size_t *n_tokens, double *damp)
+{
+    if (!q->ec || q->rounding != QQ_ROUND_EC)
+        return false;
+    *tokens = q->ec_tokens;
+    *n_tokens = q->ec_n_tokens;
+    *damp = q->ec_damp;
+    return true;
+}
+
+const qr_model *qq_measurer_base(const qq_measurer *q)
+{
+    return q->base;
+}
+
+size_t qq_measurer_tensor_of(const qq_measurer *q, const qr_matrix *w)
+{
+    size_t n = qr_model_file_tensor_count(q->master), i = tensor_of(q, w);
+    for (size_t k = 0; i == n && k < n; k++)
+        if (q->base_slots[k] == w)
+            i = k;
+    return i;
+}
+
+const qr_matrix *qq_measurer_master_matrix(const qq_measurer *q, size_t tensor)
+{
+    return q->base_slots[tensor];
+}
+
+const qr_ec_factor *qq_measurer_ec_factor(const qq_measurer *q, size_t tensor)
+{
+    return q->ec && q->ec[tensor].n ? &q->ec[tensor] : NULL;
+}
+
+bool qq_measurer_is_refined(const qq_measurer *q, const uint32_t *types)
+{
+    return q->refined_types &&
+           memcmp(q->refined_types, types, qr_model_file_tensor_count(q->master) * sizeof *types) == 0;
+}
+
+void qq_measurer_drop_refined(qq_measurer *q)
+{
+    size_t n = qr_model_file_tensor_count(q->master);
+    for (size_t i = 0; q->refined && i < n; i++)
+        free(q->refined[i]);
+    free(q->refined);
+    free(q->refined_types);
+    q->refined = NULL;
+    q->refined_types = NULL;
+    for (size_t i = 0; i < q->n_memo;) { /* what was measured with them is gone with them */
+        if (q->memo[i].refined) {
+            free(q->memo[i].types);
+            q->memo[i] = q->memo[--q->n_memo];
+        } else {
+            i++;
+        }
+    }
+}
+
+qr_status qq_measurer_set_refined(qq_measurer *q, const uint32_t *types, void **copies, qr_error *err)
+{
+    size_t n = qr_model_file_tensor_count(q->master);
+    qq_measurer_drop_refined(q);
+    q->refined_types = malloc((n ? n : 1) * sizeof *q->refined_types);
+    q->refined = calloc(n ? n : 1, sizeof *q->refined);
+    if (!q->refined_types || !q->refined) {
+        free(q->refined_types);
+        free(q->refined);
+        q->refined_types = NULL;
+        q->refined = NULL;
+        for (size_t i = 0; i < n; i++)
+            free(copies[i]);
+        return qr_fail(err, QR_ERR_NOMEM, "out of memory for the refined setting");
+    }
+    memcpy(q->refined_types, types, n * sizeof *types);
+    for (size_t i = 0; i < n; i++) {
+        q->refined[i] = copies[i];
+        copies[i] = NULL;
+    }
+    return QR_OK;
 }

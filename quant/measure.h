@@ -142,4 +142,25 @@ qr_status qq_write_setting(const qr_model_file *master, const uint32_t *types, c
 qr_status qq_measurer_write_setting(qq_measurer *q, const uint32_t *types, const char *path,
                                     qr_error *err);
 
+/* Refined copies (refine.h): one setting at a time may have copies of its matrices made for it
+ * alone. While they stand, measuring or writing exactly that setting uses them (measurements
+ * are remembered apart from the plain setting's); any other setting gets the usual copies. */
+/* The text and dampening the error-compensation factors were fitted with; false when the
+ * measurer does not round with them. */
+bool qq_measurer_ec_text(const qq_measurer *q, const int32_t **tokens, size_t *n_tokens, double *damp);
+/* The master bound as a model (the f32 reference refinement runs beside the view). */
+const qr_model *qq_measurer_base(const qq_measurer *q);
+/* The master tensor a matrix of the view or of the base is (a product observer's argument),
+ * or the tensor count when it is none of them. */
+size_t qq_measurer_tensor_of(const qq_measurer *q, const qr_matrix *w);
+/* The f32 matrix of a master tensor (NULL for a vector). */
+const qr_matrix *qq_measurer_master_matrix(const qq_measurer *q, size_t tensor);
+/* The error-compensation factor of a master tensor, or NULL. */
+const qr_ec_factor *qq_measurer_ec_factor(const qq_measurer *q, size_t tensor);
+/* Takes copies[i] (n_tensors pointers, NULL where the setting's usual copy stands) for types,
+ * replacing any refined setting before; copies[] is left all NULL, also on failure. */
+qr_status qq_measurer_set_refined(qq_measurer *q, const uint32_t *types, void **copies, qr_error *err);
+bool qq_measurer_is_refined(const qq_measurer *q, const uint32_t *types);
+void qq_measurer_drop_refined(qq_measurer *q);
+
 #endif

@@ -111,6 +111,38 @@ static qq_scores scores_of(const candidate *cd)
     return (qq_scores){cd->j_valid, cd->within};
 }
 
+/* The kept setting refined (refine.h) and measured as a whole: kept refined when that is better
+ * by the tiers' rule, else its refined copies are dropped. Refining changes the values, not the
+ * bytes, so the footprint stays. */
+static qr_status refine_best(const qq_search_ctx *ctx, const qq_constraints *c, candidate *best, size_t *measured,
+                             qq_result *out, qr_error *err)
+{
+    if (100.0 * (best->valid.ppl / ctx->valid_ref.ppl - 1.0) < ctx->refine_from)
+        return QR_OK;
+    qr_status st = qq_refine_setting(ctx->meas, best->types, &out->refine, err);
+    if (st || !out->refine.matrices)
+        return st;
+    candidate r = *best;
+    if ((st = measure_candidate(ctx, c, &r, false, err)) || (st = measure_candidate(ctx, c, &r, true, err)))
+        return st;
+    *measured += 2;
+    qq_scores plain = scores_of(best), refined = scores_of(&r);
+    bool better = qq_replace_better(&plain, &refined);
+    say(ctx, "refinement: %zu matrices fitted to the setting's own inputs (%zu pass%s, %.1f s): validation ppl %+.2f%% "
+        "(before %+.2f%%), accuracy %+.1f pts, score %.3f (before %.3f): %s%s%s",
+        out->refine.matrices, out->refine.passes, out->refine.passes == 1 ? "" : "es", out->refine.seconds,
+        100.0 * (r.valid.ppl / ctx->valid_ref.ppl - 1.0), 100.0 * (best->valid.ppl / ctx->valid_ref.ppl - 1.0),
+        100.0 * (r.valid.accuracy - ctx->valid_ref.accuracy), r.j_valid, best->j_valid,
+        better ? "kept" : "not better, the plain rounding kept", r.why[0] ? "; " : "", r.why);
+    if (!better) {
+        qq_measurer_drop_refined(ctx->meas);
+        return QR_OK;
+    }
+    *best = r;
+    out->refined = true;
+    return QR_OK;
+}
+
 /* The tier's allocation (allocate.h) over units, written into types (which holds the rest of the
  * model). False if even the cheapest allowed setting does not fit. */
 static bool allocate(const qq_search_ctx *ctx, const qq_constraints *c, units *us, double loss_per_damage,
@@ -224,6 +256,7 @@ static qr_status try_replace(const qq_search_ctx *ctx, const qq_constraints *c, 
 qr_status qq_search(const qq_search_ctx *ctx, const qq_constraints *c, qq_result *out, qr_error *err)
 {
     memset(out, 0, sizeof *out);
+    qq_measurer_drop_refined(ctx->meas); /* an earlier search's: this one measures plain settings */
     size_t n = ctx->costs->n_tensors;
     candidate globals[QQ_RUNGS], cand = {0}, best = {0};
     units us = {0};
@@ -361,6 +394,8 @@ qr_status qq_search(const qq_search_ctx *ctx, const qq_constraints *c, qq_result
             out->tier = "module";
     }
 done:
+    if (ctx->refine && (st = refine_best(ctx, c, &best, &measured, out, err)))
+        goto out;
     out->feasible = best.within;
     if (!best.within)
         snprintf(out->reason, sizeof out->reason, "no setting within the floors fits: the best found (%.2f MB) has %s",

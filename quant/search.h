@@ -23,6 +23,7 @@
 #include "hierarchy.h"
 #include "local.h"
 #include "measure.h"
+#include "refine.h"
 #include "sensitivity.h"
 #include "setting.h"
 #include "tradeoff.h"
@@ -49,6 +50,8 @@ typedef struct {
                                      matrix measured end to end */
     const qq_split *valid;
     qq_metrics valid_ref;         /* the f32 master on the validation split */
+    bool refine;                  /* refine the kept setting (refine.h), kept if it does better, */
+    double refine_from;           /* when it is at least this far (percent) over f32 on validation */
     /* Progress lines (may be NULL): a tier's outcome, in words. */
     void (*log)(void *ctx, const char *line);
     void *log_ctx;
@@ -62,6 +65,9 @@ typedef struct {
     uint64_t footprint_est;
     qq_metrics calib, valid;
     double objective;             /* on validation */
+    bool refined;                 /* the setting's copies are the refined ones (refine.h): they
+                                     stand in the measurer until the next search */
+    qq_refine_stats refine;       /* when refinement ran (matrices 0: it did not) */
     size_t whole_measurements;    /* settings measured as a whole (calibration + validation) */
 } qq_result;
 

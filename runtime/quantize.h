@@ -51,6 +51,17 @@ qr_status qr_ec_factor_compute(const float *hessian, size_t n, double damp, floa
 qr_status qr_quantize_tensor_ec(uint32_t type, const float *src, size_t rows, size_t cols, const qr_ec_factor *f,
                                 void *dst, qr_pool *pool);
 
+/* The weights a matrix is quantized towards once the matrices before it are quantized: its
+ * inputs are then x_q, not the f32 model's x_f, and W·x_f is what its outputs should stay close
+ * to. The least-squares fit of that is W·C·H⁻¹ with H = E[x_q x_qᵀ] and C = E[x_f x_qᵀ]; each
+ * is given ridge·mean(diag H) on its diagonal, which pulls columns the calibration text barely
+ * exercises back to W, and the fit is taken a fraction `mix` of the way from W (1: all the way;
+ * the full fit follows the calibration text's drift too closely). h, c: cols × cols, row-major;
+ * w, out: rows × cols (out may not alias w). QR_ERR_INVALID for non-finite input, a mix outside
+ * [0, 1] or an H that cannot be factorised; QR_ERR_NOMEM. */
+qr_status qr_ec_drift_target(const float *w, size_t rows, size_t cols, const float *h, const float *c,
+                             double ridge, double mix, float *out);
+
 /* The baseline of the QSLM paper: per-tensor asymmetric min-max quantization to `bits` bits
  * (1..16; the paper uses 4, 8, 12, 16), immediately dequantized, so dst (n floats, may equal
  * src) holds what a model quantized that way would compute with. */

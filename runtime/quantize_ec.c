@@ -25,6 +25,8 @@
  * definite matrix, column-major. */
 extern void dpotrf_(const char *uplo, const int *n, double *a, const int *lda, int *info);
 extern void dpotri_(const char *uplo, const int *n, double *a, const int *lda, int *info);
+extern void dpotrs_(const char *uplo, const int *n, const int *nrhs, const double *a, const int *lda, double *b,
+                    const int *ldb, int *info);
 
 #define EC_BATCH 128 /* columns per lazy batch: a multiple of the 32-weight block */
 #define EC_SLICE 64  /* rows per pool task: each batch's sgemm packs its U block once per slice */
@@ -166,4 +168,60 @@ qr_status qr_quantize_tensor_ec(uint32_t type, const float *src, size_t rows, si
     ec_job j = {t, src, f->u, f->diag, rows, cols, (size_t)row_bytes, dst, 0};
     qr_pool_run(pool, (rows + EC_SLICE - 1) / EC_SLICE, ec_task, &j);
     return j.failed ? QR_ERR_NOMEM : QR_OK;
+}
+
+qr_status qr_ec_drift_target(const float *w, size_t rows, size_t cols, const float *h, const float *c,
+                             double ridge, double mix, float *out)
+{
+    const size_t n = cols;
+    if (n == 0 || n > 65536 || !(ridge > 0.0) || !(mix >= 0.0 && mix <= 1.0))
+        return QR_ERR_INVALID;
+    for (size_t i = 0; i < n * n; i++)
+        if (!isfinite(h[i]) || !isfinite(c[i]))
+            return QR_ERR_INVALID;
+    double mean = 0.0;
+    for (size_t i = 0; i < n; i++)
+        mean += h[i * n + i];
+    mean = mean > 0.0 ? mean / (double)n : 1.0;
+    const double lambda = ridge * mean;
+    double *a = malloc(n * n * sizeof *a), *b = malloc(n * n * sizeof *b);
+    float *m = malloc(n * n * sizeof *m);
+    if (!a || !b || !m) {
+        free(a);
+        free(b);
+        free(m);
+        return QR_ERR_NOMEM;
+    }
+    /* Mᵀ = (H + λI)⁻¹ (C + λI)ᵀ, solved column-major: H is symmetric, so its row-major floats are
+     * its column-major ones, and C's row-major floats read column-major are Cᵀ. The solution's
+     * column-major floats, read row-major, are M. */
+    for (size_t i = 0; i < n * n; i++) {
+        a[i] = h[i];
+        b[i] = c[i];
+    }
+    for (size_t i = 0; i < n; i++) {
+        a[i * n + i] += lambda;
+        b[i * n + i] += lambda;
+    }
+    int nn = (int)n, info = 0;
+    dpotrf_("L", &nn, a, &nn, &info);
+    if (info == 0)
+        dpotrs_("L", &nn, &nn, a, &nn, b, &nn, &info);
+    if (info == 0) {
+        /* W* = W·(mix·M + (1 − mix)·I) */
+        for (size_t i = 0; i < n; i++)
+            for (size_t j = 0; j < n; j++)
+                m[i * n + j] = (float)(mix * b[i * n + j] + (i == j ? 1.0 - mix : 0.0));
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, (int)n, (int)n, 1.0f, w, (int)n, m, (int)n,
+                    0.0f, out, (int)n);
+    }
+    free(a);
+    free(b);
+    free(m);
+    if (info != 0)
+        return QR_ERR_INVALID;
+    for (size_t i = 0; i < rows * n; i++)
+        if (!isfinite(out[i]))
+            return QR_ERR_INVALID;
+    return QR_OK;
 }

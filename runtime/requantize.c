@@ -104,6 +104,13 @@ static qr_status convert(const qr_model_file *in, const qr_tensor_info *t, uint3
     if (ie && ie->n != cols)
         return qr_fail(err, QR_ERR_INVALID, "importance of '%s' has %zu values, the tensor has %zu columns",
                        t->name, ie->n, cols);
+    if (ie && ie->quantized && ie->quantized_type == type) {
+        *data = ie->quantized;
+        *size = bytes;
+        if (imp->done)
+            imp->done(imp->done_ctx, ie);
+        return QR_OK;
+    }
     float *f = malloc((size_t)t->n_elements * sizeof(float));
     void *out = own(o, malloc(bytes ? (size_t)bytes : 1));
     if (!f || !out) {

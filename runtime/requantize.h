@@ -21,12 +21,17 @@
 
 /* Per-column importance of one matrix: mean squared activation of each input feature; with
  * `ec`, the factor of the inputs' whole second-moment matrix, and the matrix is quantized with
- * error-compensating rounding (qr_quantize_tensor_ec) instead. */
+ * error-compensating rounding (qr_quantize_tensor_ec) instead. With `quantized`, the caller
+ * has quantized the matrix itself (QSLM's sequential refinement, which needs the rest of the
+ * setting): when the chooser picks quantized_type, those bytes are written as they are. */
 typedef struct {
     const char *name;     /* tensor name, e.g. "blocks.3.ffn.value.weight" */
     const float *values;  /* n = the tensor's last dimension, each finite and ≥ 0 */
     size_t n;
     const qr_ec_factor *ec; /* NULL, or of the n × n E[x xᵀ] over the calibration inputs */
+    const void *quantized;  /* NULL, or the matrix at quantized_type (its rows' bytes), borrowed
+                               until qr_requantize returns */
+    uint32_t quantized_type;
 } qr_importance_entry;
 
 typedef struct {

@@ -43,6 +43,9 @@ typedef struct {
     /* search, build: how the module tier measures the matrices inside the layers: end to end,
      * layer-locally (local.h), or auto: end to end while that costs at most a minute */
     enum { QQ_MODULES_AUTO, QQ_MODULES_EXACT, QQ_MODULES_LOCAL } module_measure;
+    /* search, build: refine the kept setting (quant/refine.h): auto (while its runs over the
+     * error-compensation text take at most 30 s), on or off */
+    enum { QQ_REFINE_AUTO, QQ_REFINE_ON, QQ_REFINE_OFF } refine;
     char **rest;               /* positional arguments after the subcommand's own */
     int n_rest;
 } qq_options;
@@ -68,6 +71,7 @@ typedef struct {
     qq_sensitivity *sens;
     qq_local *local;         /* search, build: the module tier's layer-local estimates, or NULL */
     double reference_s;      /* the f32 run on calibration (the measurer's first): a pass's cost */
+    double calib_pass_s;     /* that run alone, without the error-compensation statistics */
     char model_sha256[65];
     bool tty;
     double start;

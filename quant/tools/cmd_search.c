@@ -34,6 +34,24 @@ static bool module_tier_local(const qq_session *s, const qq_options *o)
     return (double)in_layers * 4.0 * s->reference_s > 60.0;
 }
 
+/* Whether the search refines its kept setting (refine.h): asked for, or (auto) when the
+ * refinement's two runs over the error-compensation text would take at most 30 s, judged by the
+ * f32 calibration run. The default model: about 1.5 s; SpikeGPT-216M: minutes per pass, and
+ * its sums need several passes. */
+#define REFINE_AUTO_FROM 1.0 /* auto: only settings at least this far (percent) over f32's
+                                validation perplexity; closer, refinement was never kept on the
+                                default model (nine settings between -0.13% and +0.68%; at
+                                +1.25% to +1.91%, five of seven kept), and each costs a pass pair */
+static bool refine_wanted(const qq_session *s, const qq_options *o)
+{
+    if (o->refine == QQ_REFINE_OFF || !o->ec_tokens || !s->calib.tokens || !s->n_calib)
+        return false;
+    if (o->refine == QQ_REFINE_ON)
+        return true;
+    size_t ne = s->n_calib < o->ec_tokens ? s->n_calib : o->ec_tokens;
+    return 2.0 * s->calib_pass_s * (double)ne / (double)s->calib.n_tokens <= 30.0;
+}
+
 /* The search context over an open session (shared with build). */
 qr_status qq_search_context(qq_session *s, const qq_options *o, qq_search_ctx *ctx, qr_error *err);
 qr_status qq_search_context(qq_session *s, const qq_options *o, qq_search_ctx *ctx, qr_error *err)
@@ -47,7 +65,9 @@ qr_status qq_search_context(qq_session *s, const qq_options *o, qq_search_ctx *c
         s->local = st ? NULL : s->local; /* auto, and no LM to run layers on: end to end */
     }
     *ctx = (qq_search_ctx){.master = s->master, .h = &s->h, .costs = &s->costs, .meas = s->meas, .sens = s->sens,
-                           .local = s->local, .valid = &s->valid, .log = log_line, .log_ctx = s};
+                           .local = s->local, .valid = &s->valid, .refine = refine_wanted(s, o),
+                           .refine_from = o->refine == QQ_REFINE_ON ? -1e300 : REFINE_AUTO_FROM,
+                           .log = log_line, .log_ctx = s};
     uint32_t *f32 = malloc(s->costs.n_tensors * sizeof *f32);
     if (!f32)
         return qr_fail(err, QR_ERR_NOMEM, "out of memory");
@@ -112,10 +132,10 @@ int qq_cmd_search(const qq_options *o)
     char *setting = qq_setting_json(s.master, res.types);
     if (o->json) {
         printf("{\"budget\": %llu, \"feasible\": %s, \"tier\": \"%s\", \"footprint\": %llu, \"bits_per_weight\": %.4f, "
-               "\"valid_ppl\": %.6f, \"valid_accuracy\": %.6f, \"objective\": %.6f, \"setting\": %s",
+               "\"valid_ppl\": %.6f, \"valid_accuracy\": %.6f, \"objective\": %.6f, \"refined\": %s, \"setting\": %s",
                (unsigned long long)budget, res.feasible ? "true" : "false", res.tier,
                (unsigned long long)res.footprint_est, qq_setting_bits_per_weight(&s.costs, res.types), res.valid.ppl,
-               res.valid.accuracy, res.objective, setting ? setting : "null");
+               res.valid.accuracy, res.objective, res.refined ? "true" : "false", setting ? setting : "null");
         print_tasks_json(&s, &res.valid, &ctx.valid_ref);
     } else {
         printf("budget %s: %s (kept from the %s tier)\n", qq_format_size(budget, b1, sizeof b1),
@@ -126,6 +146,9 @@ int qq_cmd_search(const qq_options *o)
         printf("validation: perplexity %.3f (f32 %.3f, %+.2f%%), accuracy %.2f%% (f32 %.2f%%); objective %.3f\n",
                res.valid.ppl, ctx.valid_ref.ppl, 100.0 * (res.valid.ppl / ctx.valid_ref.ppl - 1.0),
                100.0 * res.valid.accuracy, 100.0 * ctx.valid_ref.accuracy, res.objective);
+        if (res.refined)
+            printf("refined: %zu matrices quantized again, fitted to the setting's own inputs (%.1f s)\n",
+                   res.refine.matrices, res.refine.seconds);
         for (size_t h = 0; h < s.n_heads; h++)
             if (res.valid.head_measured[h] && ctx.valid_ref.head_measured[h] && (h || s.n_heads > 1))
                 printf("  task %s: validation accuracy %.2f%% (f32 %.2f%%)\n", s.head_task[h],

@@ -278,7 +278,7 @@ int qq_session_open(const qq_options *o, qq_session *s)
         fprintf(stderr, "qslm-quant: %s\n", err.msg);
         goto out;
     }
-    s->reference_s = qq_now() - t0;
+    s->reference_s = s->calib_pass_s = qq_now() - t0;
     if (lm && o->ec_tokens) {
         size_t ne = s->n_calib < o->ec_tokens ? s->n_calib : o->ec_tokens;
         qq_progress(s, "gathering the matrices' input statistics on %zu tokens (error-compensating rounding)", ne);

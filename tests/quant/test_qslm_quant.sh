@@ -70,6 +70,18 @@ expect 0 'feasible \(kept from the (global|block|module) tier\)' -- "$quant" sea
 expect 2 "--acc-alpha must be a number in" -- "$quant" search "$tmp/m.qslm" --budget 2M --acc-alpha 0 "${small[@]}"
 expect 2 "--max-tier must be global, block or module, not 'atomic'" -- "$quant" search "$tmp/m.qslm" --budget 2M --max-tier atomic "${small[@]}"
 expect 2 "--module-measure must be auto, exact or local, not 'psychic'" -- "$quant" search "$tmp/m.qslm" --budget 2M --module-measure psychic "${small[@]}"
+# --refine: bad values refused, 'on' without error compensation refused; at 1M (3 bits a weight
+# on this model) the kept setting is refined, and the log says whether the refinement was kept;
+# 'off' never refines; 'auto' does not here (random weights: no setting is 1% over f32)
+expect 2 "--refine must be auto, on or off, not 'maybe'" -- "$quant" search "$tmp/m.qslm" --budget 1M --refine maybe "${small[@]}"
+expect 2 "--refine on needs error-compensating rounding" -- "$quant" search "$tmp/m.qslm" --budget 1M --refine on --ec-tokens 0 "${small[@]}"
+expect 0 "refinement: 15 matrices fitted to the setting's own inputs \(1 pass, [0-9.]+ s\): validation ppl .*: (kept|not better, the plain rounding kept)" -- "$quant" search "$tmp/m.qslm" --budget 1M --refine on "${small[@]}"
+out=$("$quant" search "$tmp/m.qslm" --budget 1M --refine off "${small[@]}" 2>&1)
+if ! grep -q 'refine' <<<"$out"; then ok "search --refine off: no refinement"; else bad "search --refine off: $out"; fi
+out=$("$quant" search "$tmp/m.qslm" --budget 1M "${small[@]}" 2>&1)
+if grep -q 'validation ppl -' <<<"$out" && ! grep -q 'refinement' <<<"$out"; then ok "search --refine auto: not below 1% over f32"
+else bad "search --refine auto: $out"; fi
+expect 0 '"refined": (true|false), "setting"' -- "$quant" search "$tmp/m.qslm" --budget 1M --json "${small[@]}"
 # the module tier's matrices inside the layers: layer-locally when asked; end to end by default
 # on a model this small (auto: a minute of passes would do them all)
 expect 0 'module tier: 14 of 17 matrices estimated layer-locally' -- "$quant" search "$tmp/m.qslm" --budget 2M --module-measure local "${small[@]}"

@@ -2,7 +2,9 @@
  * same blocks as the plain quantizer (so every kernel reads them), a lower output error than
  * rounding each weight on its own when the inputs are correlated, no change where there is
  * nothing to compensate (uncorrelated inputs), the same bytes whatever the thread count, the
- * requantizer using it when a Hessian is given, and clean refusals. */
+ * requantizer using it when a Hessian is given, and clean refusals. The drift target
+ * (qr_ec_drift_target): W itself when nothing drifted or at mix 0, a smaller output error
+ * against the f32 outputs than W's when the inputs drifted, and refusals. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -253,6 +255,101 @@ static void test_refusals(void **state)
     factor_free(&f);
 }
 
+/* Σ over samples and rows of (W·x_f − T·x_q)²: how far the matrix T, fed the drifted inputs,
+ * lands from what W gave on the original ones. */
+static double drift_error(const float *w, const float *t, const float *xf, const float *xq)
+{
+    double err = 0.0;
+    for (int n = 0; n < SAMPLES; n++)
+        for (int r = 0; r < ROWS; r++) {
+            double e = 0.0;
+            for (int c = 0; c < COLS; c++)
+                e += (double)w[(size_t)r * COLS + c] * xf[(size_t)n * COLS + c] -
+                     (double)t[(size_t)r * COLS + c] * xq[(size_t)n * COLS + c];
+            err += e * e;
+        }
+    return err;
+}
+
+/* C = X_fᵀX_q / n. */
+static void cross_moments(const float *xf, const float *xq, float *c)
+{
+    for (int a = 0; a < COLS; a++)
+        for (int b = 0; b < COLS; b++) {
+            double sum = 0.0;
+            for (int n = 0; n < SAMPLES; n++)
+                sum += (double)xf[(size_t)n * COLS + a] * xq[(size_t)n * COLS + b];
+            c[a * COLS + b] = (float)(sum / SAMPLES);
+        }
+}
+
+/* No drift (C = H): the target is W, up to the solve's rounding; at mix 0 it is W exactly. Drift
+ * (each input column scaled and mixed with its neighbour, plus noise, as a quantized layer's
+ * outputs move): the full fit's error against W·x_f is well under W's own, half-way lies
+ * between, and the ridge keeps a column never seen at W. */
+static void test_drift_target(void **state)
+{
+    (void)state;
+    float *xf = correlated_inputs(11), *w = random_weights(12);
+    float *xq = malloc((size_t)SAMPLES * COLS * sizeof *xq), *h = malloc(COLS * COLS * sizeof *h);
+    float *c = malloc(COLS * COLS * sizeof *c), *imp = malloc(COLS * sizeof *imp);
+    float *t = malloc((size_t)ROWS * COLS * sizeof *t);
+    second_moments(xf, h, imp);
+    assert_int_equal(qr_ec_drift_target(w, ROWS, COLS, h, h, 0.01, 1.0, t), QR_OK);
+    for (size_t i = 0; i < (size_t)ROWS * COLS; i++)
+        if (fabsf(t[i] - w[i]) > 1e-4f)
+            fail_msg("no drift: target[%zu] %g, W %g", i, (double)t[i], (double)w[i]);
+    uint64_t s = 13;
+    for (int n = 0; n < SAMPLES; n++)
+        for (int k = 0; k < COLS; k++) {
+            const float *row = xf + (size_t)n * COLS;
+            xq[(size_t)n * COLS + k] =
+                (float)(0.8 * row[k] + 0.25 * row[(k + 1) % COLS] + 0.05 * normal(&s) * (k == 7 ? 0.0 : 1.0));
+        }
+    for (int n = 0; n < SAMPLES; n++) /* column 7 never active in the drifted run */
+        xq[(size_t)n * COLS + 7] = 0.0f;
+    second_moments(xq, h, imp);
+    cross_moments(xf, xq, c);
+    assert_int_equal(qr_ec_drift_target(w, ROWS, COLS, h, c, 0.01, 0.0, t), QR_OK);
+    assert_memory_equal(t, w, (size_t)ROWS * COLS * sizeof *t);
+    double plain = drift_error(w, w, xf, xq);
+    assert_int_equal(qr_ec_drift_target(w, ROWS, COLS, h, c, 0.01, 1.0, t), QR_OK);
+    double full = drift_error(w, t, xf, xq);
+    for (int r = 0; r < ROWS; r++) /* column 7: nothing to fit, the ridge holds it at W */
+        if (fabsf(t[r * COLS + 7] - w[r * COLS + 7]) > 1e-3f)
+            fail_msg("unseen column: target %g, W %g", (double)t[r * COLS + 7], (double)w[r * COLS + 7]);
+    assert_int_equal(qr_ec_drift_target(w, ROWS, COLS, h, c, 0.01, 0.5, t), QR_OK);
+    double half = drift_error(w, t, xf, xq);
+    if (!(full < 0.2 * plain && half < plain && half > full))
+        fail_msg("drift error: W %g, full fit %g, half-way %g", plain, full, half);
+    free(xf);
+    free(w);
+    free(xq);
+    free(h);
+    free(c);
+    free(imp);
+    free(t);
+}
+
+static void test_drift_target_refusals(void **state)
+{
+    (void)state;
+    float w[32 * 2] = {0}, h[32 * 32] = {0}, c[32 * 32] = {0}, t[32 * 2];
+    for (int i = 0; i < 32; i++)
+        h[i * 32 + i] = c[i * 32 + i] = 1.0f;
+    assert_int_equal(qr_ec_drift_target(w, 2, 32, h, c, 0.01, 0.5, t), QR_OK);
+    assert_int_equal(qr_ec_drift_target(w, 2, 32, h, c, 0.01, 1.5, t), QR_ERR_INVALID);
+    assert_int_equal(qr_ec_drift_target(w, 2, 32, h, c, 0.01, -0.1, t), QR_ERR_INVALID);
+    assert_int_equal(qr_ec_drift_target(w, 2, 32, h, c, 0.0, 0.5, t), QR_ERR_INVALID);
+    assert_int_equal(qr_ec_drift_target(w, 2, 0, h, c, 0.01, 0.5, t), QR_ERR_INVALID);
+    c[5] = NAN;
+    assert_int_equal(qr_ec_drift_target(w, 2, 32, h, c, 0.01, 0.5, t), QR_ERR_INVALID);
+    c[5] = 0.0f;
+    for (int i = 0; i < 32; i++) /* negative definite: no factor */
+        h[i * 32 + i] = -1.0f;
+    assert_int_equal(qr_ec_drift_target(w, 2, 32, h, c, 0.01, 0.5, t), QR_ERR_INVALID);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -260,6 +357,8 @@ int main(void)
         cmocka_unit_test(test_identity_is_plain),
         cmocka_unit_test(test_threads_same_bytes),
         cmocka_unit_test(test_refusals),
+        cmocka_unit_test(test_drift_target),
+        cmocka_unit_test(test_drift_target_refusals),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
