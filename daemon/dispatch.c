@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "reply.h"
 #include "task_impl.h"
 
@@ -196,6 +197,17 @@ static qi_code do_pin(qd_conn *c, const qi_request *req)
     return reply_line(c, &req->id, line, len);
 }
 
+/* metrics: the text of metrics.h in one reply line. */
+static qi_code do_metrics(qd_conn *c, const qi_request *req)
+{
+    size_t n = 0, len = 0;
+    char *text = qd_metrics_render(c->srv, &n), *line = NULL;
+    if (text)
+        qi_reply_metrics(&req->id, text, n, &line, &len, NULL);
+    free(text);
+    return reply_line(c, &req->id, line, len);
+}
+
 /* Answers one line, or hands it over (the engine, a reload); a line answered here is counted
  * here, once, with its op and code. */
 void qd_dispatch_line(qd_conn *c, const char *line, size_t len, double t_received)
@@ -262,6 +274,9 @@ void qd_dispatch_line(qd_conn *c, const char *line, size_t len, double t_receive
                 code = QI_OK;
                 handed_over = true;
             }
+            break;
+        case QI_OP_METRICS:
+            code = do_metrics(c, &req);
             break;
         case QI_OP_COUNT:
         default:

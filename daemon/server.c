@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -417,6 +418,9 @@ qr_status qd_server_new(const qd_config *cfg, qd_server **out, qr_error *err)
     s->target = s->active = s->pinned = -1;
     s->budget = cfg->initial_budget;
     s->started = qd_now();
+    struct timespec wall;
+    clock_gettime(CLOCK_REALTIME, &wall);
+    s->started_unix = (double)wall.tv_sec + (double)wall.tv_nsec * 1e-9;
     s->last_tick = s->started;
     qd_policy_state_init(&s->policy_state);
     if (uv_loop_init(&s->loop) != 0) {

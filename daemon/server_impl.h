@@ -116,6 +116,7 @@ struct qd_server {
 
     /* counters */
     double started;
+    double started_unix;     /* the wall clock at start (metrics: start time) */
     uint64_t connections, tokens, cancelled, disconnected, refusals;
     uint64_t tokens_read;    /* input tokens (prompts, texts) the model read */
     qd_request_stats stats;  /* requests, errors and switches, and their times */
