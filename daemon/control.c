@@ -168,6 +168,7 @@ static void apply_config(qd_server *s, const qd_config *fresh)
     next.limits.vocab = old->limits.vocab;
     bool budget_changed = memcmp(&next.initial_budget, &old->initial_budget, sizeof next.initial_budget) != 0;
     bool interval_changed = next.policy_interval_s != old->policy_interval_s;
+    qd_metrics_file_apply(s, &next);
     s->cfg = next;
     if (budget_changed) { /* the file's budget changed: it replaces the one in force */
         s->budget = next.initial_budget;

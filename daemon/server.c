@@ -326,6 +326,7 @@ static void finish_shutdown(qd_server *s)
         qd_conn_end(c);
     close_handle((uv_handle_t *)&s->policy_timer);
     close_handle((uv_handle_t *)&s->watchdog_timer);
+    qd_metrics_file_stop(s);
     close_handle((uv_handle_t *)&s->sig_term);
     close_handle((uv_handle_t *)&s->sig_int);
     close_handle((uv_handle_t *)&s->sig_hup);
@@ -515,6 +516,7 @@ int qd_server_run(qd_server *s)
     if (s->target < 0) /* nothing to load: ready as we are (status says why) */
         qd_control_ready(s);
     qd_server_restart_policy_timer(s);
+    qd_metrics_file_start(s);
     qd_limits_start(s);
     qd_log(QD_LOG_INFO, "listening on %s; bundle %s (%zu variant%s)", s->listen_path, s->cfg.bundle_dir,
            s->bundle->manifest->n_variants, s->bundle->manifest->n_variants == 1 ? "" : "s");

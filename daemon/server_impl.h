@@ -15,6 +15,7 @@
 #include "job.h"
 #include "conn_limits.h"
 #include "line_reader.h"
+#include "metrics_file.h"
 #include "policy.h"
 #include "request_stats.h"
 #include "server.h"
@@ -121,6 +122,7 @@ struct qd_server {
     uint64_t tokens_read;    /* input tokens (prompts, texts) the model read */
     qd_request_stats stats;  /* requests, errors and switches, and their times */
     qd_why target_why;       /* why target was chosen: the reason its switch counts under */
+    qd_metrics_file metrics_file; /* metrics_file.c: the textfile collector's file */
     double latency_ms[QD_LATENCY_RING]; /* switch latencies, a ring */
     uint64_t n_latency;
 
