@@ -5,8 +5,9 @@
  * policy's decision, and the telemetry snapshot of the last policy tick (no file is read here).
  * Families (README "Metrics" lists them with their labels): build and start, the variants (which
  * serves, footprints, energy per token, switches by reason and their duration), the budgets in
- * force, each telemetry reading, connections, the queue, requests and errors per op, request
- * duration and time to first token, tokens generated and read. */
+ * force, the telemetry readings (memory available, the cgroup's limits, usage and events, memory
+ * pressure, each power reading and battery charge), connections, the queue, requests and errors
+ * per op, request duration and time to first token, tokens generated and read. */
 #ifndef QD_METRICS_H
 #define QD_METRICS_H
 
