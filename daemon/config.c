@@ -31,6 +31,7 @@ void qd_config_init(qd_config *c)
     c->max_connections = 0;
     c->idle_timeout_s = 300;
     c->policy_interval_s = 1.0;
+    c->metrics_interval_s = QD_DEFAULT_METRICS_INTERVAL_S;
     c->policy = qd_policy_config_default();
     c->log_level = QD_LOG_INFO;
 }

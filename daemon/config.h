@@ -22,6 +22,8 @@
 #define QD_PATH_MAX 4096       /* PATH_MAX, with its NUL */
 #define QD_GROUP_MAX 128
 
+#define QD_DEFAULT_METRICS_INTERVAL_S 15.0
+
 /* The largest prefill_chunk: below 2 x QR_PART_MIN_ROWS rows the runner keeps no per-thread
  * copies of itself (forward.h), which chunks (rows of one state) could not use. */
 #define QD_PREFILL_CHUNK_MAX 63
@@ -36,6 +38,9 @@ typedef struct {
     char telemetry_root[QD_PATH_MAX];     /* "/" in production; a fake tree in tests */
     char admin_group[QD_GROUP_MAX];       /* members may use the control ops (set-budget, pin,
                                              unpin, reload), as root may; "": root only */
+    char metrics_file[QD_PATH_MAX];       /* the Prometheus text file written every
+                                             metrics_interval_s (metrics_file.h); "": none */
+    double metrics_interval_s;
     int threads;              /* inference threads; 0: the CPUs this process may run on */
     size_t batch;             /* generation steps per forward call */
     size_t max_active;        /* requests computed at once */

@@ -31,6 +31,7 @@ typedef enum {
     K_LOG_LEVEL,  /* error warning notice info debug */
     K_POWER_OPT,  /* qi_parse_power's grammar, or none, or empty */
     K_MEMORY_OPT, /* qi_parse_memory's grammar, or auto */
+    K_PROM_OPT,   /* an absolute path ending in .prom, or none or "" (stored as "") */
 } kind;
 
 typedef struct {
@@ -66,6 +67,10 @@ static const key_def keys[QD_KEY_COUNT] = {
                             "an octal mode such as 0660, or umask"},
     [QD_KEY_SOCKET_GROUP] = {"daemon", "socket_group", K_GROUP_OPT, 0, 0, true,
                              "a group name or number, or none"},
+    [QD_KEY_METRICS_FILE] = {"daemon", "metrics_file", K_PROM_OPT, 0, 0, false,
+                             "an absolute path ending in .prom, or none"},
+    [QD_KEY_METRICS_INTERVAL] = {"daemon", "metrics_interval", K_SECONDS, 0.1, 86400, false,
+                                 "seconds in 0.1..86400"},
     [QD_KEY_MAX_LINE] = {"limits", "max_line", K_SIZE, 64, 64 << 20, false, "a size in 64..64M, such as 64K"},
     [QD_KEY_MAX_TOKENS] = {"limits", "max_tokens", K_UINT, 1, 1 << 20, false, "1..1048576"},
     [QD_KEY_QUEUE_DEPTH] = {"limits", "queue_depth", K_UINT, 1, 1 << 20, false, "1..1048576"},
@@ -183,6 +188,18 @@ static qr_status parse(const key_def *d, size_t cap, const char *v, parsed *x, q
             return bad(err, d, v, "is not an octal mode");
         x->mode = (int)strtol(v, NULL, 8);
         return QR_OK;
+    case K_PROM_OPT:
+        if (len == 0 || strcmp(v, "none") == 0)
+            return QR_OK;
+        for (size_t i = 0; i < len; i++)
+            if ((unsigned char)v[i] < 0x20 || v[i] == 0x7f)
+                return bad(err, d, v, "holds a control character");
+        if (v[0] != '/' || len < 7 || strcmp(v + len - 5, ".prom") != 0 || v[len - 6] == '/')
+            return bad(err, d, v, "is not an absolute path to a .prom file");
+        if (len + 4 >= cap) /* room for the temporary file's ".tmp" */
+            return qr_fail(err, QR_ERR_INVALID, "%zu bytes is too long (expected %s, at most %zu bytes)", len,
+                           d->expect, cap - 5);
+        return QR_OK;
     case K_GROUP_OPT:
     case K_GROUP:
         for (size_t i = 0; i < len; i++)
@@ -272,6 +289,7 @@ static char *string_field(qd_config *c, qd_config_key k, size_t *cap)
     case QD_KEY_BUNDLE: *cap = sizeof c->bundle_dir; return c->bundle_dir;
     case QD_KEY_ADMIN_GROUP: *cap = sizeof c->admin_group; return c->admin_group;
     case QD_KEY_TELEMETRY_ROOT: *cap = sizeof c->telemetry_root; return c->telemetry_root;
+    case QD_KEY_METRICS_FILE: *cap = sizeof c->metrics_file; return c->metrics_file;
     default: *cap = 0; return NULL;
     }
 }
@@ -287,7 +305,7 @@ qr_status qd_config_set_key(qd_config *cfg, qd_config_key k, const char *v, qr_e
     if (st)
         return st;
     if (str) {
-        if (keys[k].kind == K_GROUP_OPT && strcmp(v, "none") == 0)
+        if ((keys[k].kind == K_GROUP_OPT || keys[k].kind == K_PROM_OPT) && strcmp(v, "none") == 0)
             v = "";
         memcpy(str, v, strlen(v) + 1); /* parse checked it fits */
         return QR_OK;
@@ -311,6 +329,7 @@ qr_status qd_config_set_key(qd_config *cfg, qd_config_key k, const char *v, qr_e
     case QD_KEY_MAX_OUTPUT: cfg->max_output = (size_t)x.u; break;
     case QD_KEY_MAX_CONNECTIONS: cfg->max_connections = (size_t)x.u; break;
     case QD_KEY_IDLE_TIMEOUT: cfg->idle_timeout_s = x.d; break;
+    case QD_KEY_METRICS_INTERVAL: cfg->metrics_interval_s = x.d; break;
     case QD_KEY_INTERVAL: cfg->policy_interval_s = x.d; break;
     case QD_KEY_UP_DELAY: cfg->policy.up_delay_s = x.d; break;
     case QD_KEY_UP_HEADROOM: cfg->policy.up_headroom = x.d; break;
@@ -340,6 +359,8 @@ bool qd_config_key_equal(const qd_config *a, const qd_config *b, qd_config_key k
     case QD_KEY_BUNDLE: return strcmp(a->bundle_dir, b->bundle_dir) == 0;
     case QD_KEY_ADMIN_GROUP: return strcmp(a->admin_group, b->admin_group) == 0;
     case QD_KEY_TELEMETRY_ROOT: return strcmp(a->telemetry_root, b->telemetry_root) == 0;
+    case QD_KEY_METRICS_FILE: return strcmp(a->metrics_file, b->metrics_file) == 0;
+    case QD_KEY_METRICS_INTERVAL: return a->metrics_interval_s == b->metrics_interval_s;
     case QD_KEY_THREADS: return a->threads == b->threads;
     case QD_KEY_BATCH: return a->batch == b->batch;
     case QD_KEY_MAX_ACTIVE: return a->max_active == b->max_active;
@@ -422,6 +443,7 @@ static const char *key_problem(const qd_config *c, qd_config_key k)
     case QD_KEY_MAX_OUTPUT: return in((double)c->max_output, d) ? NULL : "out of range";
     case QD_KEY_MAX_CONNECTIONS: return in((double)c->max_connections, d) ? NULL : "out of range";
     case QD_KEY_IDLE_TIMEOUT: return in(c->idle_timeout_s, d) ? NULL : "out of range";
+    case QD_KEY_METRICS_INTERVAL: return in(c->metrics_interval_s, d) ? NULL : "out of range";
     case QD_KEY_INTERVAL: return in(c->policy_interval_s, d) ? NULL : "out of range";
     case QD_KEY_UP_DELAY: return in(c->policy.up_delay_s, d) ? NULL : "out of range";
     case QD_KEY_UP_HEADROOM: return in(c->policy.up_headroom * 100, d) ? NULL : "out of range";

@@ -49,6 +49,8 @@ typedef enum {
     QD_KEY_ADMIN_GROUP,
     QD_KEY_SOCKET_MODE,
     QD_KEY_SOCKET_GROUP,
+    QD_KEY_METRICS_FILE,
+    QD_KEY_METRICS_INTERVAL,
     /* [limits] */
     QD_KEY_MAX_LINE,
     QD_KEY_MAX_TOKENS,

@@ -247,7 +247,7 @@ static bool writes_pending(const qd_server *s)
 static void maybe_trim(qd_server *s, double now)
 {
     qd_limits *l = &s->lim;
-    uint64_t activity = s->requests + s->connections + l->closed;
+    uint64_t activity = qd_stats_requests(&s->stats) + s->connections + l->closed;
     if (activity != l->activity_seen) {
         l->activity_seen = activity;
         l->last_activity = now;

@@ -17,11 +17,6 @@
 
 /* ---------------------------------------------------------------- policy */
 
-static bool servable(const qd_server *s, size_t i)
-{
-    return s->bundle->usable[i] && !s->refused[i][0];
-}
-
 void qd_control_decide(qd_server *s, bool log_always)
 {
     const qr_bundle *m = s->bundle->manifest;
@@ -31,7 +26,7 @@ void qd_control_decide(qd_server *s, bool log_always)
     int active = -1, pinned = -1;
     int current = s->target >= 0 ? s->target : s->active;
     for (size_t i = 0; i < m->n_variants && n < 256; i++) {
-        if (!servable(s, i))
+        if (!qd_variant_servable(s, i))
             continue;
         const qr_bundle_variant *v = &m->variants[i];
         vars[n] = (qd_policy_variant){
@@ -69,6 +64,7 @@ void qd_control_decide(qd_server *s, bool log_always)
                s->target >= 0 ? m->variants[s->target].name : "none", want >= 0 ? m->variants[want].name : "none",
                s->decision.reason);
         s->target = want;
+        s->target_why = s->decision.why;
         bool unload_first = want >= 0 && s->loaded_footprint > 0 &&
                             qd_policy_unload_first(&s->decision, s->loaded_footprint, qd_bundle_footprint(s->bundle, (size_t)want));
         qd_engine_set_target(s->engine, s->bundle, want, unload_first);
@@ -172,6 +168,7 @@ static void apply_config(qd_server *s, const qd_config *fresh)
     next.limits.vocab = old->limits.vocab;
     bool budget_changed = memcmp(&next.initial_budget, &old->initial_budget, sizeof next.initial_budget) != 0;
     bool interval_changed = next.policy_interval_s != old->policy_interval_s;
+    qd_metrics_file_apply(s, &next);
     s->cfg = next;
     if (budget_changed) { /* the file's budget changed: it replaces the one in force */
         s->budget = next.initial_budget;
@@ -217,6 +214,7 @@ static void reload_done(uv_work_t *w, int status)
     s->reload = NULL;
     char *line = NULL;
     size_t len = 0;
+    qi_code code = QI_OK;
     if (status == 0 && r->status == QR_OK && !s->shutting_down && r->has_cfg)
         apply_config(s, &r->cfg);
     if (status == 0 && r->status == QR_OK && !s->shutting_down && qd_control_replace_bundle(s, r->bundle)) {
@@ -236,14 +234,13 @@ static void reload_done(uv_work_t *w, int status)
         if (r->conn) {
             char msg[QR_ERROR_MSG_MAX + 64];
             snprintf(msg, sizeof msg, "reload refused, still serving the old configuration and bundle: %s", why);
-            qi_reply_error(&r->id, status == 0 && r->status != QR_OK ? QI_ERR_RELOAD_REFUSED : QI_ERR_INTERNAL,
-                           NULL, msg, &line, &len, NULL);
-            s->errors++;
+            code = status == 0 && r->status != QR_OK ? QI_ERR_RELOAD_REFUSED : QI_ERR_INTERNAL;
+            qi_reply_error(&r->id, code, NULL, msg, &line, &len, NULL);
         }
     }
     if (r->conn) {
         r->conn->in_flight--;
-        s->requests++;
+        qd_stats_answered(&s->stats, QI_OP_RELOAD, code, qd_now() - r->t_received);
         qd_conn_send(r->conn, line, len);
     } else {
         free(line);
@@ -272,6 +269,7 @@ void qd_control_start_reload(qd_server *s, qd_conn *c, const qi_id *id)
     r->chunk = s->cfg.prefill_chunk;
     r->conn = c;
     r->id = id ? *id : qi_id_none();
+    r->t_received = qd_now();
     r->work.data = r;
     s->reload = r;
     qd_sd_reloading();
@@ -384,12 +382,12 @@ char *qd_control_status_line(qd_server *s, const qi_id *id, size_t *len)
         .queue_active = active,
         .queue_limit = s->cfg.limits.queue_depth,
         .connections = s->connections,
-        .requests = s->requests,
+        .requests = qd_stats_requests(&s->stats),
         .tokens = s->tokens,
-        .errors = s->errors,
+        .errors = qd_stats_errors(&s->stats),
         .cancelled = s->cancelled,
         .disconnected = s->disconnected,
-        .switches = s->switches,
+        .switches = qd_stats_switches(&s->stats),
         .uptime_s = qd_now() - s->started,
     };
     char *line = NULL;
@@ -428,7 +426,7 @@ char *qd_control_variants_line(qd_server *s, const qi_id *id, size_t *len)
             .accuracy = metric(b->metrics.accuracy),
             .tokens_per_s = metric(b->metrics.tokens_per_s),
             .energy_pj_per_token = metric(b->metrics.energy_pj_per_token),
-            .verified = servable(s, i),
+            .verified = qd_variant_servable(s, i),
             .active = (int)i == s->active,
             .pinned = (int)i == s->pinned,
             .tasks = heads + i * QR_HEADS_MAX,

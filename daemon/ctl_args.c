@@ -61,6 +61,7 @@ static const struct {
     {QI_OP_PIN, "pin NAME"},
     {QI_OP_UNPIN, "unpin"},
     {QI_OP_RELOAD, "reload"},
+    {QI_OP_METRICS, "metrics"},
 };
 
 void ctl_print_usage(FILE *f)
@@ -79,6 +80,8 @@ void ctl_print_usage(FILE *f)
         "  status                 the active variant and why, budgets and their sources,\n"
         "                         telemetry readings, queue, counters, uptime\n"
         "  variants               the bundle's variants: footprint, bits/weight, metrics\n"
+        "  metrics                the daemon's metrics in Prometheus text format (0.0.4):\n"
+        "                         variant, switches, budgets, readings, requests, latencies\n"
         "  set-budget SIZE        set the memory budget (e.g. 32M); `auto` drops it\n"
         "  set-budget --power POWER\n"
         "                         set the power budget (e.g. 3.5W); `--power auto` drops it;\n"

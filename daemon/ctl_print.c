@@ -321,6 +321,20 @@ static void print_set_budget(json_object *body)
            pow ? power_of(pow, b, sizeof b) : "auto");
 }
 
+/* The text as the daemon wrote it (for a scraper), with control bytes other than '\n' shown as
+ * '?' as in the tables (the daemon writes none); a reply without it prints nothing. */
+static void print_metrics(json_object *body)
+{
+    json_object *text = member(body, "text");
+    if (!text || !json_object_is_type(text, json_type_string))
+        return;
+    const char *s = json_object_get_string(text);
+    for (size_t i = 0, n = (size_t)json_object_get_string_len(text); i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        putchar((c < 0x20 && c != '\n') || c == 0x7f ? '?' : c);
+    }
+}
+
 void ctl_print_result(qi_op op, const qi_reply *r)
 {
     char buf[32];
@@ -337,6 +351,7 @@ void ctl_print_result(qi_op op, const qi_reply *r)
                num_of(member(body, "variants"), "%g", buf, sizeof buf),
                plural_of(member(body, "variants")), str_of(member(body, "active")));
         break;
+    case QI_OP_METRICS: print_metrics(body); break;
     default: break;
     }
 }

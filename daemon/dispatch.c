@@ -9,34 +9,34 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "reply.h"
 #include "task_impl.h"
 
-static void reply_error(qd_conn *c, const qi_id *id, qi_code code, const char *field, const char *fmt, ...)
+/* The reply helpers return the code they answered with: qd_dispatch_line counts each line's
+ * answer once, with its op (request_stats.h). */
+static qi_code reply_error(qd_conn *c, const qi_id *id, qi_code code, const char *field, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
 
-static void reply_error(qd_conn *c, const qi_id *id, qi_code code, const char *field, const char *fmt, ...)
+static qi_code reply_error(qd_conn *c, const qi_id *id, qi_code code, const char *field, const char *fmt, ...)
 {
     size_t len = 0;
     va_list ap;
     va_start(ap, fmt);
     char *line = qi_reply_errorv(id, code, field, &len, fmt, ap);
     va_end(ap);
-    c->srv->requests++;
-    c->srv->errors++;
     if (line)
         qd_conn_send(c, line, len);
+    return code;
 }
 
 /* Sends a result line built for an answered request (NULL: out of memory, an internal error). */
-static void reply_line(qd_conn *c, const qi_id *id, char *line, size_t len)
+static qi_code reply_line(qd_conn *c, const qi_id *id, char *line, size_t len)
 {
-    if (!line) {
-        reply_error(c, id, QI_ERR_INTERNAL, NULL, "out of memory building the reply");
-        return;
-    }
-    c->srv->requests++;
+    if (!line)
+        return reply_error(c, id, QI_ERR_INTERNAL, NULL, "out of memory building the reply");
     qd_conn_send(c, line, len);
+    return QI_OK;
 }
 
 /* access.h says who; a peer whose credentials could not be read is refused. */
@@ -56,33 +56,33 @@ static bool id_in_flight(const qd_conn *c, const qi_id *id)
     return r && r->conn == c && qi_id_equal(&r->id, id);
 }
 
-static void no_variant_fits(qd_conn *c, const qi_id *id)
+static qi_code no_variant_fits(qd_conn *c, const qi_id *id)
 {
-    reply_error(c, id, QI_ERR_NO_VARIANT_FITS, NULL, "%s", c->srv->decision.reason);
+    return reply_error(c, id, QI_ERR_NO_VARIANT_FITS, NULL, "%s", c->srv->decision.reason);
 }
 
 /* A `busy` reply with a retry hint: `ahead` requests must end before this one would be taken,
  * `together` of them are computed at once, and one takes s->job_ms or so; the hint is that
  * estimate, clamped to 50 ms .. 60 s. */
-static void reply_busy(qd_conn *c, const qi_id *id, double ahead, double together, const char *why)
+static qi_code reply_busy(qd_conn *c, const qi_id *id, double ahead, double together, const char *why)
 {
     qd_server *s = c->srv;
     double ms = s->job_ms * ahead / (together >= 1 ? together : 1);
     uint64_t hint = ms < 50 ? 50 : ms > 60000 ? 60000 : (uint64_t)ms;
     size_t len = 0;
     char *line = qi_reply_busyf(id, hint, &len, "%s; try again in about %llu ms", why, (unsigned long long)hint);
-    s->requests++;
-    s->errors++;
     if (line)
         qd_conn_send(c, line, len);
+    return QI_ERR_BUSY;
 }
 
-/* generate and classify: queue a job for the engine. The queue depth bounds the jobs waiting
+/* generate and classify: queue a job for the engine (*queued: its answer is counted when the
+ * engine ends it), or answer at once (the code returned). The queue depth bounds the jobs waiting
  * server-wide, but a connection with fewer requests in flight than its share of the model
  * (max_active_per_conn) is not refused for the others' backlog: a flood from some connections
  * must not turn every other client away. That lets at most max_active_per_conn jobs per
  * connection past the depth. */
-static void submit(qd_conn *c, qi_request *req, double t_received)
+static qi_code submit(qd_conn *c, qi_request *req, double t_received, bool *queued)
 {
     qd_server *s = c->srv;
     uint32_t waiting, active;
@@ -91,23 +91,18 @@ static void submit(qd_conn *c, qi_request *req, double t_received)
     if (c->in_flight >= s->cfg.limits.max_in_flight) {
         snprintf(why, sizeof why, "this connection has %u requests in flight (the limit)", c->in_flight);
         size_t share = s->cfg.max_active_per_conn < c->in_flight ? s->cfg.max_active_per_conn : c->in_flight;
-        reply_busy(c, &req->id, 1, (double)share, why);
-        return;
+        return reply_busy(c, &req->id, 1, (double)share, why);
     }
     if (waiting >= s->cfg.limits.queue_depth && c->in_flight >= s->cfg.max_active_per_conn) {
         snprintf(why, sizeof why, "%u requests are waiting for the model (the queue depth)", waiting);
-        reply_busy(c, &req->id, (double)waiting - s->cfg.limits.queue_depth + 1, (double)s->cfg.max_active, why);
-        return;
+        return reply_busy(c, &req->id, (double)waiting - s->cfg.limits.queue_depth + 1, (double)s->cfg.max_active,
+                          why);
     }
-    if (s->target < 0) { /* PROTOCOL.md's order: limits, then the bundle */
-        no_variant_fits(c, &req->id);
-        return;
-    }
+    if (s->target < 0) /* PROTOCOL.md's order: limits, then the bundle */
+        return no_variant_fits(c, &req->id);
     qd_job *job = calloc(1, sizeof *job);
-    if (!job) {
-        reply_error(c, &req->id, QI_ERR_INTERNAL, NULL, "out of memory");
-        return;
-    }
+    if (!job)
+        return reply_error(c, &req->id, QI_ERR_INTERNAL, NULL, "out of memory");
     job->req = *req;
     memset(req, 0, sizeof *req);
     job->t_received = t_received;
@@ -123,9 +118,11 @@ static void submit(qd_conn *c, qi_request *req, double t_received)
     c->in_flight++;
     s->n_jobs++;
     qd_engine_submit(s->engine, job);
+    *queued = true;
+    return QI_OK;
 }
 
-static void do_cancel(qd_conn *c, const qi_request *req)
+static qi_code do_cancel(qd_conn *c, const qi_request *req)
 {
     bool found = false;
     for (qd_job *j = c->jobs; j; j = j->conn_next)
@@ -139,10 +136,10 @@ static void do_cancel(qd_conn *c, const qi_request *req)
     char *line = NULL;
     size_t len = 0;
     qi_reply_cancel(&req->id, found, &line, &len, NULL);
-    reply_line(c, &req->id, line, len);
+    return reply_line(c, &req->id, line, len);
 }
 
-static void do_set_budget(qd_conn *c, const qi_request *req)
+static qi_code do_set_budget(qd_conn *c, const qi_request *req)
 {
     qd_server *s = c->srv;
     const qi_set_budget *b = &req->u.set_budget;
@@ -165,33 +162,29 @@ static void do_set_budget(qd_conn *c, const qi_request *req)
     size_t len = 0;
     qi_reply_set_budget(&req->id, s->budget.has_memory, s->budget.memory_bytes, s->budget.has_power,
                         (uint64_t)(s->budget.power_w * 1e6 + 0.5), &line, &len, NULL);
-    reply_line(c, &req->id, line, len);
+    return reply_line(c, &req->id, line, len);
 }
 
-static void do_pin(qd_conn *c, const qi_request *req)
+static qi_code do_pin(qd_conn *c, const qi_request *req)
 {
     qd_server *s = c->srv;
     const char *name = req->op == QI_OP_PIN ? req->u.pin.variant : NULL;
     if (name) {
         size_t index;
-        if (!qr_bundle_find_variant(s->bundle->manifest, name, &index)) {
-            reply_error(c, &req->id, QI_ERR_NOT_FOUND, "variant", "variant: the bundle has no variant '%s'", name);
-            return;
-        }
-        if (!s->bundle->usable[index] || s->refused[index][0]) {
-            reply_error(c, &req->id, QI_ERR_NOT_FOUND, "variant", "variant: '%s' was refused: %s", name,
-                        s->bundle->refusal[index][0] ? s->bundle->refusal[index] : s->refused[index]);
-            return;
-        }
+        if (!qr_bundle_find_variant(s->bundle->manifest, name, &index))
+            return reply_error(c, &req->id, QI_ERR_NOT_FOUND, "variant", "variant: the bundle has no variant '%s'",
+                               name);
+        if (!s->bundle->usable[index] || s->refused[index][0])
+            return reply_error(c, &req->id, QI_ERR_NOT_FOUND, "variant", "variant: '%s' was refused: %s", name,
+                               s->bundle->refusal[index][0] ? s->bundle->refusal[index] : s->refused[index]);
         int before = s->pinned;
         s->pinned = (int)index;
         qd_control_decide(s, true);
         if (s->pinned != (int)index) { /* the policy dropped it: it does not fit */
             s->pinned = before;
             qd_control_decide(s, false);
-            reply_error(c, &req->id, QI_ERR_NO_VARIANT_FITS, NULL, "'%s' does not fit the budgets in force: %s",
-                        name, s->pin_note);
-            return;
+            return reply_error(c, &req->id, QI_ERR_NO_VARIANT_FITS, NULL,
+                               "'%s' does not fit the budgets in force: %s", name, s->pin_note);
         }
         s->pin_note[0] = '\0';
     } else {
@@ -201,77 +194,98 @@ static void do_pin(qd_conn *c, const qi_request *req)
     char *line = NULL;
     size_t len = 0;
     qi_reply_pin(&req->id, name, &line, &len, NULL);
-    reply_line(c, &req->id, line, len);
+    return reply_line(c, &req->id, line, len);
 }
 
+/* metrics: the text of metrics.h in one reply line. */
+static qi_code do_metrics(qd_conn *c, const qi_request *req)
+{
+    size_t n = 0, len = 0;
+    char *text = qd_metrics_render(c->srv, &n), *line = NULL;
+    if (text)
+        qi_reply_metrics(&req->id, text, n, &line, &len, NULL);
+    free(text);
+    return reply_line(c, &req->id, line, len);
+}
+
+/* Answers one line, or hands it over (the engine, a reload); a line answered here is counted
+ * here, once, with its op and code. */
 void qd_dispatch_line(qd_conn *c, const char *line, size_t len, double t_received)
 {
     qd_server *s = c->srv;
     qi_request req;
     qi_error e;
+    qi_code code;
+    bool handed_over = false; /* counted when it is answered: qd_handle_event, reload_done */
     if (qi_request_parse(line, len, &s->cfg.limits, &req, &e) != QI_OK) {
         char *out = NULL;
         size_t out_len = 0;
-        s->requests++;
-        s->errors++;
+        code = e.code;
         if (qi_reply_error_from(&req.id, &e, &out, &out_len, NULL) == QI_OK)
             qd_conn_send(c, out, out_len);
-        return;
-    }
-    if (id_in_flight(c, &req.id)) {
+    } else if (id_in_flight(c, &req.id)) {
         /* id null: this error must not read as the final message of the request in flight */
         char *out = NULL;
         size_t out_len = 0;
-        s->requests++;
-        s->errors++;
+        code = QI_ERR_INVALID_ARGUMENT;
         if (qi_reply_duplicate_id(&req.id, &out, &out_len, NULL) == QI_OK)
             qd_conn_send(c, out, out_len);
     } else if (qi_op_is_control(req.op) && !may_control(c)) {
         qd_log(QD_LOG_NOTICE, "refused %s from uid %ld gid %ld: not root, the daemon's user or in group '%s'",
                qi_op_name(req.op), c->has_cred ? (long)c->uid : -1L, c->has_cred ? (long)c->gid : -1L,
                s->admin.name);
-        reply_error(c, &req.id, QI_ERR_PERMISSION_DENIED, NULL, "%s is for root and the admin group%s%s%s",
-                    qi_op_name(req.op), s->admin.name[0] ? " (" : "", s->admin.name, s->admin.name[0] ? ")" : "");
+        code = reply_error(c, &req.id, QI_ERR_PERMISSION_DENIED, NULL, "%s is for root and the admin group%s%s%s",
+                           qi_op_name(req.op), s->admin.name[0] ? " (" : "", s->admin.name,
+                           s->admin.name[0] ? ")" : "");
     } else if (s->shutting_down) {
-        reply_error(c, &req.id, QI_ERR_SHUTTING_DOWN, NULL, "the daemon is stopping");
+        code = reply_error(c, &req.id, QI_ERR_SHUTTING_DOWN, NULL, "the daemon is stopping");
     } else {
         char *out = NULL;
         size_t out_len = 0;
         switch (req.op) {
         case QI_OP_GENERATE:
         case QI_OP_CLASSIFY:
-            submit(c, &req, t_received);
+            code = submit(c, &req, t_received, &handed_over); /* takes req's strings when queued */
             break;
         case QI_OP_CANCEL:
-            do_cancel(c, &req);
+            code = do_cancel(c, &req);
             break;
         case QI_OP_STATUS:
             out = qd_control_status_line(s, &req.id, &out_len);
-            reply_line(c, &req.id, out, out_len);
+            code = reply_line(c, &req.id, out, out_len);
             break;
         case QI_OP_VARIANTS:
             out = qd_control_variants_line(s, &req.id, &out_len);
-            reply_line(c, &req.id, out, out_len);
+            code = reply_line(c, &req.id, out, out_len);
             break;
         case QI_OP_SET_BUDGET:
-            do_set_budget(c, &req);
+            code = do_set_budget(c, &req);
             break;
         case QI_OP_PIN:
         case QI_OP_UNPIN:
-            do_pin(c, &req);
+            code = do_pin(c, &req);
             break;
         case QI_OP_RELOAD:
             if (s->reload) {
-                reply_error(c, &req.id, QI_ERR_BUSY, NULL, "a reload is already running");
+                code = reply_error(c, &req.id, QI_ERR_BUSY, NULL, "a reload is already running");
             } else {
                 c->in_flight++;
                 qd_control_start_reload(s, c, &req.id);
+                code = QI_OK;
+                handed_over = true;
             }
             break;
+        case QI_OP_METRICS:
+            code = do_metrics(c, &req);
+            break;
         case QI_OP_COUNT:
+        default:
+            code = QI_ERR_INTERNAL; /* not reached: the parser knows every op */
             break;
         }
     }
+    if (!handed_over)
+        qd_stats_answered(&s->stats, req.op, code, qd_now() - t_received);
     qi_request_free(&req);
 }
 
@@ -307,15 +321,19 @@ void qd_handle_event(qd_server *s, qd_event *ev)
         return;
     case QD_EV_FINAL: {
         qd_job *job = ev->job;
-        s->requests++;
+        double now = qd_now();
         s->tokens += ev->tokens;
+        s->tokens_read += job->tokens_read;
+        if (job->t_first_token > 0)
+            qd_histogram_observe(&s->stats.first_token, job->t_first_token - job->t_received);
         if (!job->conn) { /* the client went away: nothing was sent, nobody cancelled it */
             s->disconnected++;
+            qd_stats_answered(&s->stats, job->req.op, QI_OK, now - job->t_received);
         } else {
-            s->errors += ev->is_error;
+            qd_stats_answered(&s->stats, job->req.op, ev->code, now - job->t_received);
             s->cancelled += ev->cancelled;
-            if (!ev->is_error && !ev->cancelled) { /* the retry hint's base: recent answers weigh 1/8 */
-                double ms = (qd_now() - job->t_received) * 1e3;
+            if (ev->code == QI_OK && !ev->cancelled) { /* the retry hint's base: recent answers weigh 1/8 */
+                double ms = (now - job->t_received) * 1e3;
                 s->job_ms = s->job_ms > 0 ? s->job_ms + (ms - s->job_ms) / 8 : ms;
             }
         }
@@ -333,7 +351,7 @@ void qd_handle_event(qd_server *s, qd_event *ev)
             s->active = ev->variant;
             if (from != ev->variant) {
                 if (from >= 0 || ev->variant >= 0)
-                    s->switches++;
+                    qd_stats_switched(&s->stats, s->target_why, ev->latency_ms / 1e3);
                 s->latency_ms[s->n_latency++ % QD_LATENCY_RING] = ev->latency_ms;
             }
             qd_log(QD_LOG_NOTICE, "serving %s (%s); the switch took %.1f ms%s%s",

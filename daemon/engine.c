@@ -107,13 +107,13 @@ static void end_unstarted(qd_job *job, qd_cancel_reason why, qd_event_list *out)
         char *line = NULL;
         size_t len = 0;
         qi_reply_done(&job->req.id, "", 0, &st, &line, &len, NULL);
-        qd_event_final(out, job, line, len, 0, false, true);
+        qd_event_final(out, job, line, len, 0, true);
     } else if (why == QD_CANCEL_REQUEST) {
         qd_event_error(out, job, QI_ERR_CANCELLED, NULL, "cancelled before it started");
     } else if (why == QD_CANCEL_FAULT) {
         qd_event_error(out, job, QI_ERR_INTERNAL, NULL, "inference failed");
     } else {
-        qd_event_final(out, job, NULL, 0, 0, false, true);
+        qd_event_final(out, job, NULL, 0, 0, true);
     }
 }
 

@@ -92,8 +92,7 @@ static size_t feed_lines(qd_conn *c, const char *data, size_t len)
             snprintf(msg, sizeof msg, "the line is longer than %zu bytes; closing the connection",
                      s->cfg.limits.max_line);
             qi_id none = qi_id_none();
-            s->requests++;
-            s->errors++;
+            qd_stats_answered(&s->stats, QD_OP_NONE, QI_ERR_TOO_LARGE, qd_now() - t);
             if (qi_reply_error(&none, QI_ERR_TOO_LARGE, NULL, msg, &out, &out_len, NULL) == QI_OK)
                 qd_conn_send(c, out, out_len);
             qd_conn_end(c);

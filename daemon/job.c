@@ -35,7 +35,7 @@ bool qd_event_line(qd_event_list *l, qd_job *job, char *line, size_t len)
 }
 
 void qd_event_final(qd_event_list *l, qd_job *job, char *line, size_t len, uint32_t tokens,
-                    bool is_error, bool cancelled)
+                    bool cancelled)
 {
     qd_event *e = &job->final;
     memset(e, 0, sizeof *e);
@@ -45,7 +45,7 @@ void qd_event_final(qd_event_list *l, qd_job *job, char *line, size_t len, uint3
     e->line = line;
     e->len = line ? len : 0;
     e->tokens = tokens;
-    e->is_error = is_error;
+    e->code = QI_OK;
     e->cancelled = cancelled;
     e->variant = -1;
     qd_event_push(l, e);
@@ -62,7 +62,8 @@ void qd_event_error(qd_event_list *l, qd_job *job, qi_code code, const char *fie
         line = qi_reply_errorv(&job->req.id, code, field, &len, fmt, ap);
         va_end(ap);
     }
-    qd_event_final(l, job, line, len, 0, true, code == QI_ERR_CANCELLED);
+    qd_event_final(l, job, line, len, 0, code == QI_ERR_CANCELLED);
+    job->final.code = code;
 }
 
 void qd_event_free(qd_event *e)

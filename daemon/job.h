@@ -46,7 +46,8 @@ typedef struct qd_event {
     size_t len;
     /* FINAL: what the loop counts */
     uint32_t tokens;
-    bool is_error, cancelled;
+    qi_code code;      /* the error reply's code; QI_OK for a result or a done message */
+    bool cancelled;
     /* SWITCH, REFUSED: which bundle (a reference the loop drops) and variant */
     qd_bundle *bundle;
     int variant;
@@ -62,8 +63,10 @@ typedef struct qd_job {
     /* the loop's */
     struct qd_conn *conn; /* NULL once the connection is gone */
     struct qd_job *conn_prev, *conn_next;
-    /* the inference thread's */
+    /* the inference thread's (the loop reads them once it has the FINAL event) */
     struct qd_job *queue_next;
+    uint32_t tokens_read;  /* input tokens (prompt, texts) the model has read, a re-read counted again */
+    double t_first_token;  /* generate: monotonic seconds of its first token; 0 before */
     qd_event final; /* its FINAL event, allocated with it so ending a job never fails */
 } qd_job;
 
@@ -77,9 +80,10 @@ void qd_event_push(qd_event_list *l, qd_event *e);
  * freed and the event lost). */
 bool qd_event_line(qd_event_list *l, qd_job *job, char *line, size_t len);
 
-/* Appends job's FINAL event (its embedded one) with line, which may be NULL. */
+/* Appends job's FINAL event (its embedded one) with line, which may be NULL: a result or a done
+ * message (qd_event_error for an error reply). */
 void qd_event_final(qd_event_list *l, qd_job *job, char *line, size_t len, uint32_t tokens,
-                    bool is_error, bool cancelled);
+                    bool cancelled);
 
 /* Appends job's FINAL event carrying an error reply; when the connection is gone (job's cancel
  * is QD_CANCEL_GONE) no line is built. */

@@ -28,6 +28,35 @@ qd_policy_config qd_policy_config_default(void)
     return c;
 }
 
+/* Memory sources (the budget's memory_source) first, in qd_why's order from QD_WHY_SET_BUDGET:
+ * tighten() names the source with the same strings, and why_memory() maps one to the other. */
+static const char *const why_names[QD_WHY_COUNT] = {
+    [QD_WHY_NONE_FITS] = "no_variant_fits",
+    [QD_WHY_BEST] = "best",
+    [QD_WHY_PINNED] = "pinned",
+    [QD_WHY_POWER] = "power",
+    [QD_WHY_SET_BUDGET] = "set-budget",
+    [QD_WHY_CGROUP_MAX] = "cgroup memory.max",
+    [QD_WHY_CGROUP_HIGH] = "cgroup memory.high",
+    [QD_WHY_MEM_AVAILABLE] = "MemAvailable",
+    [QD_WHY_PSI] = "psi",
+    [QD_WHY_MEMORY_EVENTS] = "memory.events",
+};
+
+const char *qd_why_name(qd_why why)
+{
+    return (unsigned)why < QD_WHY_COUNT ? why_names[why] : NULL;
+}
+
+/* The qd_why of the memory budget's source. */
+static qd_why why_memory(const qd_decision *d)
+{
+    for (int w = QD_WHY_SET_BUDGET; w < QD_WHY_COUNT; w++)
+        if (d->memory_source && strcmp(d->memory_source, why_names[w]) == 0)
+            return (qd_why)w;
+    return QD_WHY_BEST; /* not reached: every source is named above */
+}
+
 void qd_policy_state_init(qd_policy_state *s)
 {
     s->up_candidate = -1;
@@ -56,12 +85,12 @@ static void say(qd_decision *d, const char *f, ...)
 static uint64_t sub_sat(uint64_t a, uint64_t b) { return a > b ? a - b : 0; }
 
 /* Lowers the memory budget to v if v is tighter (the first source wins a tie). */
-static void tighten(qd_decision *d, uint64_t v, const char *source)
+static void tighten(qd_decision *d, uint64_t v, qd_why source)
 {
     if (!d->has_memory_budget || v < d->memory_budget) {
         d->has_memory_budget = true;
         d->memory_budget = v;
-        d->memory_source = source;
+        d->memory_source = why_names[source];
     }
 }
 
@@ -109,19 +138,19 @@ static void memory_budget(const qd_policy_config *cfg, qd_policy_state *state, c
 {
     uint64_t act = active >= 0 ? v[active].footprint_bytes : 0;
     if (budget && budget->has_memory)
-        tighten(d, budget->memory_bytes, "set-budget");
+        tighten(d, budget->memory_bytes, QD_WHY_SET_BUDGET);
     if (!t)
         return;
     uint64_t used = t->has_cgroup_stat ? t->cgroup_unreclaimable : t->has_cgroup_current ? t->cgroup_current : 0;
     uint64_t set_aside = sub_sat(used, act);
     set_aside = set_aside > UINT64_MAX - cfg->cgroup_reserve_bytes ? UINT64_MAX : set_aside + cfg->cgroup_reserve_bytes;
     if (t->has_cgroup_max)
-        tighten(d, sub_sat(t->cgroup_max, set_aside), "cgroup memory.max");
+        tighten(d, sub_sat(t->cgroup_max, set_aside), QD_WHY_CGROUP_MAX);
     if (t->has_cgroup_high)
-        tighten(d, sub_sat(t->cgroup_high, set_aside), "cgroup memory.high");
+        tighten(d, sub_sat(t->cgroup_high, set_aside), QD_WHY_CGROUP_HIGH);
     if (t->has_mem_available) {
         uint64_t avail = t->mem_available > UINT64_MAX - act ? UINT64_MAX : t->mem_available + act;
-        tighten(d, sub_sat(avail, cfg->reserve_bytes), "MemAvailable");
+        tighten(d, sub_sat(avail, cfg->reserve_bytes), QD_WHY_MEM_AVAILABLE);
     }
     bool acted = kernel_acted(cfg, state, t, d);
     bool psi = cfg->psi_threshold > 0 && t->has_psi && t->psi_avg10 >= cfg->psi_threshold;
@@ -133,7 +162,7 @@ static void memory_budget(const qd_policy_config *cfg, qd_policy_state *state, c
         for (size_t i = 0; i < n; i++)
             smaller |= v[i].footprint_bytes < act;
         bool held = state->psi_stepped && now_s - state->psi_step_s < cfg->psi_hold_s;
-        tighten(d, smaller && !held ? act - 1 : act, acted ? "memory.events" : "psi");
+        tighten(d, smaller && !held ? act - 1 : act, acted ? QD_WHY_MEMORY_EVENTS : QD_WHY_PSI);
     } else {
         d->pressure[0] = '\0';
     }
@@ -192,6 +221,7 @@ static int choose(const qd_policy_variant *v, size_t n, int active, int pinned, 
     if (pinned >= 0 && (size_t)pinned < n) {
         if (fits_memory(d, &v[pinned], 1)) {
             say(d, "pinned");
+            d->why = QD_WHY_PINNED;
             return pinned;
         }
         d->pin_dropped = true;
@@ -202,27 +232,36 @@ static int choose(const qd_policy_variant *v, size_t n, int active, int pinned, 
         say(d, "pin on variant %d dropped: no such variant; ", pinned);
     }
 
-    int best = -1, cheapest = -1;
+    int best = -1, cheapest = -1, best_memory = -1; /* best_memory: the best that fits memory */
     for (size_t i = 0; i < n; i++) {
         if (!fits_memory(d, &v[i], 1))
             continue;
         if (cheapest < 0 || energy(&v[i]) < energy(&v[cheapest]) ||
             (energy(&v[i]) == energy(&v[cheapest]) && better(&v[i], &v[cheapest])))
             cheapest = (int)i;
+        if (best_memory < 0 || better(&v[i], &v[best_memory]))
+            best_memory = (int)i;
         if (fits_power(d, &v[i], base_w, rate, 1) && (best < 0 || better(&v[i], &v[best])))
             best = (int)i;
     }
     if (cheapest < 0) {
+        d->why = QD_WHY_NONE_FITS;
         if (d->has_memory_budget)
             say(d, "no variant fits: budget %s, smallest footprint %.1f MiB", mem,
                 (double)d->smallest_footprint / MIB);
         return -1;
     }
     if (best < 0) {
+        d->why = QD_WHY_POWER;
         say(d, "power %.2f W (%s) exceeded at %.0f tokens/s: least energy per token",
             d->power_budget_w, d->power_source, rate);
         return cheapest;
     }
+    /* what kept a better variant out: power, else memory, else nothing */
+    d->why = better(&v[best_memory], &v[best]) ? QD_WHY_POWER : QD_WHY_BEST;
+    for (size_t i = 0; i < n && d->why == QD_WHY_BEST; i++)
+        if (better(&v[i], &v[best]))
+            d->why = why_memory(d);
     if (d->has_memory_budget)
         say(d, "best quality that fits %s", mem);
     else

@@ -97,8 +97,31 @@ typedef struct {
     double power_w;
 } qd_budget;
 
+/* What decided the variant, in one word (metrics label qslm_variant_switches_total{reason}): the
+ * constraint that ruled out every better variant. The memory ones are named as memory_source
+ * names the budget (the tightest limit). */
+typedef enum {
+    QD_WHY_NONE_FITS,     /* "no_variant_fits": no variant fits the memory budget (or none is
+                             servable); a zeroed decision says this */
+    QD_WHY_BEST,          /* "best": the best-quality variant fits every budget */
+    QD_WHY_PINNED,        /* "pinned" */
+    QD_WHY_POWER,         /* "power": the power budget ruled out a better variant that fits
+                             memory (or every one: least energy per token) */
+    QD_WHY_SET_BUDGET,    /* "set-budget": a better variant does not fit the memory budget, */
+    QD_WHY_CGROUP_MAX,    /* "cgroup memory.max"    whose source is this */
+    QD_WHY_CGROUP_HIGH,   /* "cgroup memory.high" */
+    QD_WHY_MEM_AVAILABLE, /* "MemAvailable" */
+    QD_WHY_PSI,           /* "psi" */
+    QD_WHY_MEMORY_EVENTS, /* "memory.events" */
+    QD_WHY_COUNT
+} qd_why;
+
+/* The name above; NULL out of range. */
+const char *qd_why_name(qd_why why);
+
 typedef struct {
     int variant;       /* index into the variants, or -1: none fits the memory budget */
+    qd_why why;        /* what decided it */
     bool switch_now;   /* variant differs from the active one and hysteresis allows it */
     bool unload_first; /* switching between two variants that do not fit the budget together */
     bool pin_dropped;  /* the pin no longer fits: the caller clears it */

@@ -51,6 +51,9 @@ static void usage(FILE *f)
             "  --mlock                lock the served variant in memory\n"
             "  --log-level LEVEL      error, warning, notice, info or debug (default info)\n"
             "  --admin-group GROUP    who besides root may use set-budget, pin, unpin, reload (default %s)\n"
+            "  --metrics-file PATH    write the metrics (qslmctl metrics) to PATH, an absolute path ending\n"
+            "                         in .prom, for node_exporter's textfile collector (default none)\n"
+            "  --metrics-interval SEC how often the metrics file is written (default %g)\n"
             "  --max-line SIZE        longest request line (default 64K)\n"
             "  --max-tokens N         upper bound of generate's max_tokens (default 1024)\n"
             "  --queue-depth N        requests waiting for the model before `busy` (default 64)\n"
@@ -73,7 +76,8 @@ static void usage(FILE *f)
             "  --telemetry-root DIR   read /proc and /sys under DIR (default /; tests use a fake tree)\n"
             "  -h, --help             this text\n"
             "  --version              the version\n",
-            DEFAULT_CONFIG, QD_DEFAULT_SOCKET, QSLM_BUNDLE_DIR, QR_PREFILL_CHUNK, QD_DEFAULT_ADMIN_GROUP);
+            DEFAULT_CONFIG, QD_DEFAULT_SOCKET, QSLM_BUNDLE_DIR, QR_PREFILL_CHUNK, QD_DEFAULT_ADMIN_GROUP,
+            QD_DEFAULT_METRICS_INTERVAL_S);
 }
 
 /* Prints the configuration's verdict for --check-config; 0 or 1. */
@@ -115,6 +119,8 @@ int main(int argc, char **argv)
         {"mlock", no_argument, NULL, O_KEY + QD_KEY_MLOCK},
         {"log-level", required_argument, NULL, O_KEY + QD_KEY_LOG_LEVEL},
         {"admin-group", required_argument, NULL, O_KEY + QD_KEY_ADMIN_GROUP},
+        {"metrics-file", required_argument, NULL, O_KEY + QD_KEY_METRICS_FILE},
+        {"metrics-interval", required_argument, NULL, O_KEY + QD_KEY_METRICS_INTERVAL},
         {"max-line", required_argument, NULL, O_KEY + QD_KEY_MAX_LINE},
         {"max-tokens", required_argument, NULL, O_KEY + QD_KEY_MAX_TOKENS},
         {"queue-depth", required_argument, NULL, O_KEY + QD_KEY_QUEUE_DEPTH},

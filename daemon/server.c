@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -325,6 +326,7 @@ static void finish_shutdown(qd_server *s)
         qd_conn_end(c);
     close_handle((uv_handle_t *)&s->policy_timer);
     close_handle((uv_handle_t *)&s->watchdog_timer);
+    qd_metrics_file_stop(s);
     close_handle((uv_handle_t *)&s->sig_term);
     close_handle((uv_handle_t *)&s->sig_int);
     close_handle((uv_handle_t *)&s->sig_hup);
@@ -417,6 +419,9 @@ qr_status qd_server_new(const qd_config *cfg, qd_server **out, qr_error *err)
     s->target = s->active = s->pinned = -1;
     s->budget = cfg->initial_budget;
     s->started = qd_now();
+    struct timespec wall;
+    clock_gettime(CLOCK_REALTIME, &wall);
+    s->started_unix = (double)wall.tv_sec + (double)wall.tv_nsec * 1e-9;
     s->last_tick = s->started;
     qd_policy_state_init(&s->policy_state);
     if (uv_loop_init(&s->loop) != 0) {
@@ -511,6 +516,7 @@ int qd_server_run(qd_server *s)
     if (s->target < 0) /* nothing to load: ready as we are (status says why) */
         qd_control_ready(s);
     qd_server_restart_policy_timer(s);
+    qd_metrics_file_start(s);
     qd_limits_start(s);
     qd_log(QD_LOG_INFO, "listening on %s; bundle %s (%zu variant%s)", s->listen_path, s->cfg.bundle_dir,
            s->bundle->manifest->n_variants, s->bundle->manifest->n_variants == 1 ? "" : "s");

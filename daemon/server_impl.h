@@ -15,7 +15,9 @@
 #include "job.h"
 #include "conn_limits.h"
 #include "line_reader.h"
+#include "metrics_file.h"
 #include "policy.h"
+#include "request_stats.h"
 #include "server.h"
 #include "telemetry.h"
 #include "variants.h"
@@ -56,6 +58,7 @@ typedef struct {
     struct qd_server *srv;
     qd_conn *conn;      /* who asked (NULL: SIGHUP, or the client left) */
     qi_id id;
+    double t_received;  /* qd_now() when it was asked */
     qd_config cfg;      /* the configuration re-read (when the server has a source) */
     bool has_cfg;
     size_t batch, chunk; /* the running ones, for the new bundle's footprints */
@@ -114,7 +117,12 @@ struct qd_server {
 
     /* counters */
     double started;
-    uint64_t connections, requests, tokens, errors, cancelled, disconnected, switches, refusals;
+    double started_unix;     /* the wall clock at start (metrics: start time) */
+    uint64_t connections, tokens, cancelled, disconnected, refusals;
+    uint64_t tokens_read;    /* input tokens (prompts, texts) the model read */
+    qd_request_stats stats;  /* requests, errors and switches, and their times */
+    qd_why target_why;       /* why target was chosen: the reason its switch counts under */
+    qd_metrics_file metrics_file; /* metrics_file.c: the textfile collector's file */
     double latency_ms[QD_LATENCY_RING]; /* switch latencies, a ring */
     uint64_t n_latency;
 
@@ -123,6 +131,13 @@ struct qd_server {
     uint64_t shutdown_deadline; /* uv_now() in ms */
     int exit_code;
 };
+
+/* Can variant i of the bundle served be served: its file passed the hash check when the bundle
+ * was opened, and it has not failed to load since? */
+static inline bool qd_variant_servable(const struct qd_server *s, size_t i)
+{
+    return s->bundle->usable[i] && !s->refused[i][0];
+}
 
 /* server.c */
 void qd_server_restart_policy_timer(struct qd_server *s); /* after the interval changed */

@@ -145,6 +145,7 @@ size_t qd_classification_chunks(qd_classification *c, qd_task *t, qd_slot *slots
 void qd_classification_read(qd_classification *c, size_t sub, size_t n)
 {
     c->seqs[sub].fed += n;
+    c->job->tokens_read += (uint32_t)n;
 }
 
 bool qd_classification_settle(qd_classification *c, const qr_model *m, qd_event_list *out)
@@ -191,7 +192,7 @@ bool qd_classification_settle(qd_classification *c, const qr_model *m, qd_event_
     const qi_class_head hd = {hi->name, hi->labels, hi->n_classes};
     if (atomic_load(&c->job->cancel) != QD_CANCEL_GONE)
         qi_reply_classify(&c->job->req.id, &hd, res, c->n, &line, &len, NULL);
-    qd_event_final(out, c->job, line, len, 0, false, false);
+    qd_event_final(out, c->job, line, len, 0, false);
     free(mean);
     free(probs);
     free(res);

@@ -210,9 +210,11 @@ void qd_generation_read(qd_generation *g, size_t read, float *logits, const char
 {
     if (g->fed < g->n_prompt) {
         g->fed += read;
+        g->job->tokens_read += (uint32_t)read;
         if (!logits)
             return;
         g->t_gen_start = qd_now();
+        g->job->t_first_token = g->t_gen_start;
     }
     int32_t next = qr_sampler_sample(g->sampler, logits, g->ids, g->n_ids);
     g->ids[g->n_ids++] = next;
@@ -277,7 +279,7 @@ static void post_done(qd_generation *g, qi_stop_reason reason, qd_event_list *ou
         qi_reply_done(&g->job->req.id, g->text ? g->text : "", g->text_len, &st, &line, &len, NULL);
     if (sp != spans)
         free(sp);
-    qd_event_final(out, g->job, line, len, g->generated, false, reason == QI_STOP_CANCELLED);
+    qd_event_final(out, g->job, line, len, g->generated, reason == QI_STOP_CANCELLED);
 }
 
 bool qd_generation_settle(qd_generation *g, qd_event_list *out)

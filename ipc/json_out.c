@@ -34,19 +34,24 @@ static void c_locale_point(char *buf)
             *p = '.';
 }
 
+void qi_number_text(double v, char buf[QI_NUMBER_TEXT_MAX])
+{
+    for (int digits = 6; digits <= 17; digits++) {
+        snprintf(buf, QI_NUMBER_TEXT_MAX, "%.*g", digits, v);
+        c_locale_point(buf);
+        if (strtod(buf, NULL) == v)
+            break;
+    }
+}
+
 struct json_object *qi_json_double(double v)
 {
     if (!isfinite(v))
         return NULL;
     if (v == floor(v) && fabs(v) < 9007199254740992.0)
         return json_object_new_int64((int64_t)v);
-    char buf[40];
-    for (int digits = 6; digits <= 17; digits++) {
-        snprintf(buf, sizeof buf, "%.*g", digits, v);
-        c_locale_point(buf);
-        if (strtod(buf, NULL) == v)
-            break;
-    }
+    char buf[QI_NUMBER_TEXT_MAX];
+    qi_number_text(v, buf);
     return json_object_new_double_s(v, buf);
 }
 

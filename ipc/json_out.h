@@ -21,6 +21,12 @@ struct json_object *qi_json_string(const char *s, size_t n);
 /* A JSON number for v: shortest round-trip form; null (NULL) when v is not finite. */
 struct json_object *qi_json_double(double v);
 
+/* The text of v in the shortest form that reads back to the same double ("0.1", "4.65e-06"),
+ * with a '.' whatever the locale; v must be finite. For writers of other text formats (qslmd's
+ * Prometheus metrics) that want the same numbers as the protocol. */
+#define QI_NUMBER_TEXT_MAX 40
+void qi_number_text(double v, char buf[QI_NUMBER_TEXT_MAX]);
+
 /* The same for a float: the shortest form that reads back to the same float ("0.1", not
  * "0.10000000149011612"). */
 struct json_object *qi_json_float(float v);

@@ -207,6 +207,19 @@ qi_code qi_reply_reload(const qi_id *id, uint32_t n_variants, const char *active
     return qi_json_line(o, line, len, err);
 }
 
+/* ---------------------------------------------------------------- metrics */
+
+qi_code qi_reply_metrics(const qi_id *id, const char *text, size_t text_len, char **line, size_t *len,
+                         qi_error *err)
+{
+    json_object *o = head(id);
+    if (o) {
+        json_object_object_add(o, "content_type", json_object_new_string(QI_METRICS_CONTENT_TYPE));
+        json_object_object_add(o, "text", qi_json_string(text, text_len));
+    }
+    return qi_json_line(o, line, len, err);
+}
+
 /* ---------------------------------------------------------------- status */
 
 static json_object *budget_object(bool has, json_object *value, const char *key,

@@ -148,6 +148,15 @@ typedef struct {
 qi_code qi_reply_variants(const qi_id *id, const qi_variant_info *v, size_t n, char **line,
                           size_t *len, qi_error *err);
 
+/* ---------------------------------------------------------------- metrics */
+
+#define QI_METRICS_CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"
+
+/* {"id":…,"content_type":QI_METRICS_CONTENT_TYPE,"text":…}: the server's metrics as Prometheus
+ * text exposition (format 0.0.4), text[0..text_len). */
+qi_code qi_reply_metrics(const qi_id *id, const char *text, size_t text_len, char **line, size_t *len,
+                         qi_error *err);
+
 /* ---------------------------------------------------------------- errors */
 
 /* {"id":…,"error":{"code":…,"message":…,"field":…}} ("field" only when field is non-empty).

@@ -19,7 +19,7 @@ static const char *const op_names[QI_OP_COUNT] = {
     [QI_OP_GENERATE] = "generate",     [QI_OP_CLASSIFY] = "classify", [QI_OP_CANCEL] = "cancel",
     [QI_OP_STATUS] = "status",         [QI_OP_VARIANTS] = "variants",
     [QI_OP_SET_BUDGET] = "set-budget", [QI_OP_PIN] = "pin",           [QI_OP_UNPIN] = "unpin",
-    [QI_OP_RELOAD] = "reload",
+    [QI_OP_RELOAD] = "reload",         [QI_OP_METRICS] = "metrics",
 };
 
 /* The fields each op accepts besides id and op, in the order they are checked. */
@@ -37,7 +37,7 @@ static const char *const *const op_fields[QI_OP_COUNT] = {
     [QI_OP_CANCEL] = cancel_fields,     [QI_OP_STATUS] = no_fields,
     [QI_OP_VARIANTS] = no_fields,       [QI_OP_SET_BUDGET] = budget_fields,
     [QI_OP_PIN] = pin_fields,           [QI_OP_UNPIN] = no_fields,
-    [QI_OP_RELOAD] = no_fields,
+    [QI_OP_RELOAD] = no_fields,         [QI_OP_METRICS] = no_fields,
 };
 
 const char *qi_op_name(qi_op op)

@@ -56,6 +56,7 @@ typedef enum {
     QI_OP_PIN,
     QI_OP_UNPIN,
     QI_OP_RELOAD,
+    QI_OP_METRICS,
     QI_OP_COUNT
 } qi_op;
 

@@ -116,6 +116,8 @@ static void test_every_key(void **state)
         "admin_group = wheel\n"
         "socket_mode = 0660\n"
         "socket_group = qslm\n"
+        "metrics_file = /var/lib/qslm/qslmd.prom\n"
+        "metrics_interval = 2.5\n"
         "[limits]\n"
         "max_line = 4K\n"
         "max_tokens = 99\n"
@@ -156,6 +158,8 @@ static void test_every_key(void **state)
     assert_string_equal(c.admin_group, "wheel");
     assert_int_equal(c.socket_mode, 0660);
     assert_string_equal(c.socket_group, "qslm");
+    assert_string_equal(c.metrics_file, "/var/lib/qslm/qslmd.prom");
+    assert_true(c.metrics_interval_s == 2.5);
     assert_int_equal(c.limits.max_line, 4096);
     assert_int_equal(c.limits.max_tokens, 99);
     assert_int_equal(c.limits.queue_depth, 5);
@@ -233,6 +237,13 @@ static void test_value_grammars(void **state)
     assert_true(c.socket_mode == -1 && c.socket_group[0] == '\0');
     assert_int_equal(load_text("[daemon]\nsocket_mode =\nsocket_group =\n", &c, &err), QR_OK);
     assert_true(c.socket_mode == -1 && c.socket_group[0] == '\0');
+    /* metrics_file: an absolute .prom path, none or empty; metrics_interval: seconds */
+    assert_int_equal(load_text("[daemon]\nmetrics_file = /run/q/a.prom\nmetrics_interval = 0.1\n", &c, &err), QR_OK);
+    assert_true(strcmp(c.metrics_file, "/run/q/a.prom") == 0 && c.metrics_interval_s == 0.1);
+    assert_int_equal(load_text("[daemon]\nmetrics_file = none\n", &c, &err), QR_OK);
+    assert_true(c.metrics_file[0] == '\0');
+    assert_int_equal(load_text("[daemon]\nmetrics_file =\n", &c, &err), QR_OK);
+    assert_true(c.metrics_file[0] == '\0');
     /* power: watts, mW, none, empty */
     assert_int_equal(load_text("[policy]\npower_budget = 2W\n", &c, &err), QR_OK);
     assert_true(c.policy.has_default_power && c.policy.default_power_w == 2);
@@ -356,6 +367,15 @@ static void test_errors(void **state)
     expect_error("[daemon]\nsocket_mode = 66\n", "is not an octal mode", NULL);
     expect_error("[daemon]\nsocket_mode = 0o660\n", "is not an octal mode", NULL);
     expect_error("[daemon]\nsocket_group = a:b\n", "[daemon] socket_group: 'a:b' is not a group name", NULL);
+    expect_error("[daemon]\nmetrics_file = qslmd.prom\n",
+                 "[daemon] metrics_file: 'qslmd.prom' is not an absolute path to a .prom file",
+                 "(expected an absolute path ending in .prom, or none)", NULL);
+    expect_error("[daemon]\nmetrics_file = /var/lib/qslm/qslmd.txt\n", "is not an absolute path to a .prom file", NULL);
+    expect_error("[daemon]\nmetrics_file = /var/lib/qslm/\n", "is not an absolute path to a .prom file", NULL);
+    expect_error("[daemon]\nmetrics_file = /var/lib/qslm/.prom\n", "is not an absolute path to a .prom file", NULL);
+    expect_error("[daemon]\nmetrics_interval = 0.05\n", "[daemon] metrics_interval: '0.05' is out of range",
+                 "(expected seconds in 0.1..86400)", NULL);
+    expect_error("[daemon]\nmetrics_interval = 15s\n", "'15s' is not a number", NULL);
     expect_error("[policy]\nmemory_budget = 32MB\n", "[policy] memory_budget: '32MB' is not a size", NULL);
     expect_error("[policy]\nreserve = 1.5\n", "[policy] reserve: '1.5' is not a size", NULL);
     expect_error("[policy]\npower_budget = 3.5 W\n", "[policy] power_budget: '3.5 W' is not a power", "or none",

@@ -305,6 +305,62 @@ static void test_power(void **state)
     assert_int_equal(d.variant, BIG);
 }
 
+/* d.why names what ruled out every better variant, with the names the policy itself uses
+ * (memory_source's, "pinned", "power"): the switch counters' reason label. */
+static void test_why(void **state)
+{
+    (void)state;
+    world w;
+    init(&w);
+    qd_decision d = decide(&w, -1, -1, 0, 0);
+    assert_int_equal(d.why, QD_WHY_BEST); /* the best fits: nothing bound it */
+    assert_string_equal(qd_why_name(d.why), "best");
+    set_memory(&w, 5 * MIB);
+    d = decide(&w, BIG, -1, 0, 0);
+    assert_int_equal(d.variant, MID);
+    assert_string_equal(qd_why_name(d.why), "set-budget");
+    assert_string_equal(qd_why_name(d.why), d.memory_source);
+    set_memory(&w, 1 * MIB);
+    assert_string_equal(qd_why_name(decide(&w, MID, -1, 0, 0).why), "no_variant_fits");
+    w.budget.has_memory = false;
+    d = decide(&w, BIG, SMALL, 0, 0);
+    assert_int_equal(d.variant, SMALL);
+    assert_string_equal(qd_why_name(d.why), "pinned");
+    /* memory from telemetry: each source by its name */
+    w.use_tel = true;
+    w.tel.has_cgroup_high = true;
+    w.tel.cgroup_high = 6 * MIB;
+    d = decide(&w, -1, -1, 0, 0);
+    assert_int_equal(d.variant, MID);
+    assert_string_equal(qd_why_name(d.why), "cgroup memory.high");
+    w.tel.has_psi = true;
+    w.tel.psi_avg10 = 25;
+    d = decide(&w, MID, -1, 0, 0);
+    assert_int_equal(d.variant, SMALL);
+    assert_string_equal(qd_why_name(d.why), "psi");
+    /* power: a better variant fits memory but not power, or none does (least energy) */
+    init(&w);
+    w.use_tel = true;
+    w.tel.has_power = true;
+    w.tel.power_w = 4.0;
+    w.budget.has_power = true;
+    w.budget.power_w = 3.5;
+    d = decide(&w, BIG, -1, 1200, 0);
+    assert_int_equal(d.variant, MID);
+    assert_string_equal(qd_why_name(d.why), "power");
+    w.budget.power_w = 1.0;
+    d = decide(&w, BIG, -1, 1200, 0);
+    assert_int_equal(d.variant, SMALL);
+    assert_string_equal(qd_why_name(d.why), "power");
+    /* every name is distinct and the table is full */
+    for (int i = 0; i < QD_WHY_COUNT; i++) {
+        assert_non_null(qd_why_name((qd_why)i));
+        for (int j = 0; j < i; j++)
+            assert_string_not_equal(qd_why_name((qd_why)i), qd_why_name((qd_why)j));
+    }
+    assert_null(qd_why_name(QD_WHY_COUNT));
+}
+
 static void test_up_delay(void **state)
 {
     (void)state;
@@ -610,6 +666,7 @@ int main(void)
         cmocka_unit_test(test_pin),
         cmocka_unit_test(test_none_fits),
         cmocka_unit_test(test_power),
+        cmocka_unit_test(test_why),
         cmocka_unit_test(test_up_delay),
         cmocka_unit_test(test_up_delay_reset),
         cmocka_unit_test(test_up_headroom),

@@ -59,7 +59,7 @@ else
 fi
 cp "$tmp/out" "$tmp/help"
 
-for word in generate classify status variants set-budget pin unpin reload --power auto \
+for word in generate classify status variants metrics set-budget pin unpin reload --power auto \
             --socket --json --timeout --version --max-tokens --temperature --top-k --top-p \
             --repetition-penalty --seed --stop --no-stream --task QSLM_SOCKET /run/qslmd.sock \
             'Exit status' Ctrl-C; do
@@ -147,6 +147,7 @@ usage "status with an operand" "takes no arguments" status now
 usage "variants with an operand" "takes no arguments" variants all
 usage "unpin with an operand" "takes no arguments" unpin q4
 usage "reload with an operand" "takes no arguments" reload now
+usage "metrics with an operand" "takes no arguments" metrics all
 usage "pin without NAME" "one variant NAME" pin
 usage "pin with a bad NAME" "'bad/name'" pin bad/name
 usage "pin with a 65-byte NAME" "is not a variant name" pin "$(printf 'v%.0s' {1..65})"

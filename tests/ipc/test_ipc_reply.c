@@ -298,6 +298,24 @@ static void test_control_replies(void **state)
     qi_reply_free(&r);
 }
 
+/* metrics: the text as one JSON string (its newlines escaped), with its content type. */
+static void test_metrics(void **state)
+{
+    (void)state;
+    char *line;
+    size_t len;
+    qi_error e;
+    qi_id id = nid(3);
+    const char text[] = "# TYPE a_total counter\na_total{l=\"x\\\"y\"} 1\n";
+    assert_int_equal(qi_reply_metrics(&id, text, strlen(text), &line, &len, &e), QI_OK);
+    assert_string_equal(line, "{\"id\":3,\"content_type\":\"text/plain; version=0.0.4; charset=utf-8\","
+                              "\"text\":\"# TYPE a_total counter\\na_total{l=\\\"x\\\\\\\"y\\\"} 1\\n\"}\n");
+    qi_reply r = parse(line, len);
+    assert_int_equal(r.kind, QI_REPLY_RESULT);
+    assert_string_equal(json_object_get_string(member(r.body, "text")), text);
+    qi_reply_free(&r);
+}
+
 static void test_status(void **state)
 {
     (void)state;
@@ -599,6 +617,7 @@ int main(void)
         cmocka_unit_test(test_text_repair),
         cmocka_unit_test(test_classify),
         cmocka_unit_test(test_control_replies),
+        cmocka_unit_test(test_metrics),
         cmocka_unit_test(test_status),
         cmocka_unit_test(test_variants),
         cmocka_unit_test(test_errors),

@@ -122,7 +122,7 @@ static void test_op(void **state)
                 qi_op_is_control(QI_OP_UNPIN) && qi_op_is_control(QI_OP_RELOAD));
     assert_false(qi_op_is_control(QI_OP_GENERATE) || qi_op_is_control(QI_OP_CLASSIFY) ||
                  qi_op_is_control(QI_OP_CANCEL) || qi_op_is_control(QI_OP_STATUS) ||
-                 qi_op_is_control(QI_OP_VARIANTS));
+                 qi_op_is_control(QI_OP_VARIANTS) || qi_op_is_control(QI_OP_METRICS));
 }
 
 /* ---------------------------------------------------------------- JSON */
@@ -422,7 +422,7 @@ static void test_plain_ops(void **state)
         const char *name;
         qi_op op;
     } ops[] = {{"status", QI_OP_STATUS}, {"variants", QI_OP_VARIANTS}, {"unpin", QI_OP_UNPIN},
-               {"reload", QI_OP_RELOAD}};
+               {"reload", QI_OP_RELOAD}, {"metrics", QI_OP_METRICS}};
     for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++) {
         char line[128];
         snprintf(line, sizeof line, "{\"id\":\"s\",\"op\":\"%s\"}", ops[i].name);
