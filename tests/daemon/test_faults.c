@@ -641,7 +641,7 @@ static void test_bundle_dir_gone(void **state)
     snprintf(away, sizeof away, "%s.away", f->h.bundle);
     /* renamed away (root ignores modes, so chmod 000 would not do): no such directory */
     assert_int_equal(rename(f->h.bundle, away), 0);
-    reload_refused(f, c, "manifest.json", active);
+    reload_refused(f, c, "cannot resolve: No such file or directory", active);
     /* a file where the directory was */
     write_file(f->h.bundle, "not a directory\n", 16);
     reload_refused(f, c, "manifest.json", active);
