@@ -208,7 +208,8 @@ static void test_rollout_under_load(void **state)
     bg_wait_ok(&f->bg, 4);
     /* A long generation in flight across the reload must end complete, tokens in order. */
     qi_client *longc = connect_or_fail(&f->h);
-    sendf(longc, "{\"id\":\"long\",\"op\":\"generate\",\"prompt\":\"The Congress\",\"max_tokens\":1000,"
+    double sent = dh_now_ms();
+    sendf(longc, "{\"id\":\"long\",\"op\":\"generate\",\"prompt\":\"The Congress\",\"max_tokens\":400,"
                  "\"seed\":5,\"stream\":true}");
     qi_reply t;
     read_reply(longc, &t); /* its first token: it is running */
@@ -217,6 +218,7 @@ static void test_rollout_under_load(void **state)
     /* The link moves at once, then the daemon reloads; status says what it serves. */
     sh_expect(0, "ln -s \"$B/2026-12-05\" \"$B/current.tmp\" && mv -T \"$B/current.tmp\" \"$B/current\"", NULL);
     sh_expect(0, "\"$CTL\" reload", "reloaded: 3 variants", NULL);
+    double reloaded = dh_now_ms() - sent;
     char want[BV_PATH * 3];
     char real[BV_PATH];
     bv_real(v2, real);
@@ -237,6 +239,12 @@ static void test_rollout_under_load(void **state)
     if (t.kind != QI_REPLY_DONE || t.stats.tokens != tokens)
         fail_msg("the generation across the reload: %u token events, then %s", tokens,
                  json_object_to_json_string(t.body));
+    print_message("[   LONG   ] %u tokens in %.0f ms; the reload was answered %.0f ms after it was sent\n", tokens,
+                  t.stats.ms, reloaded);
+    /* it was received after `sent`, so it ended after the reload's answer when it took longer */
+    if (!(t.stats.ms > reloaded))
+        fail_msg("the generation ended before the reload (%.0f ms, reload at %.0f ms): it did not span it", t.stats.ms,
+                 reloaded);
     qi_reply_free(&t);
     qi_client_close(longc);
     bg_wait_ok(&f->bg, 8);
