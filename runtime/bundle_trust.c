@@ -251,21 +251,26 @@ qr_status qr_bundle_load_trusted(const char *dir, qr_pubkey *const *keys, size_t
         if (st == QR_OK)
             qr_sha256_to_hex(digest, res->manifest_sha256);
     }
-    if (st == QR_OK)
-        st = read_signature(sig_path, sig, &sig_len, &signed_, err);
-    if (st == QR_OK && n_keys == 0) { /* nothing to check against: say what is there */
+    if (st == QR_OK && n_keys == 0) { /* nothing to check against: say what is there, never fail on it */
         size_t der_len;
         qr_error ignored;
+        if (read_signature(sig_path, sig, &sig_len, &signed_, &ignored) != QR_OK) {
+            signed_ = true; /* there, but unreadable: still "not checked" */
+            sig_len = 0;
+        }
         res->verdict = signed_ ? QR_SIG_UNCHECKED : QR_SIG_UNSIGNED;
         if (signed_)
             (void)qr_sig_split(sig, sig_len, sig_path, &der_len, res->key_id, &ignored);
-    } else if (st == QR_OK && !signed_) {
-        st = refuse(res, QR_SIG_UNSIGNED, path, err, "there is no %s", sig_path);
-    } else if (st == QR_OK) {
-        char sha[QR_SHA256_HEX_SIZE];
-        memcpy(sha, res->manifest_sha256, sizeof sha);
-        st = qr_sig_check(keys, n_keys, text, len, sig, sig_len, path, res, err);
-        memcpy(res->manifest_sha256, sha, sizeof sha);
+    } else if (st == QR_OK) { /* an unreadable signature is an error here: keys must check it */
+        st = read_signature(sig_path, sig, &sig_len, &signed_, err);
+        if (st == QR_OK && !signed_) {
+            st = refuse(res, QR_SIG_UNSIGNED, path, err, "there is no %s", sig_path);
+        } else if (st == QR_OK) {
+            char sha[QR_SHA256_HEX_SIZE];
+            memcpy(sha, res->manifest_sha256, sizeof sha);
+            st = qr_sig_check(keys, n_keys, text, len, sig, sig_len, path, res, err);
+            memcpy(res->manifest_sha256, sha, sizeof sha);
+        }
     }
     if (st == QR_OK) /* the very bytes that were hashed and checked */
         st = qr_bundle_parse(text, len, path, out, err);

@@ -1070,6 +1070,15 @@ static void test_trusted_set(void **state)
     qr_bundle_free(b);
     assert_int_equal(qr_bundle_load_trusted(s.dir, both, 2, &b, &res, &err), QR_ERR_NOT_FOUND);
     assert_int_equal(res.verdict, QR_SIG_UNSIGNED);
+    /* a signature that cannot be read: no keys, no matter ("not checked"); with keys, an error */
+    assert_int_equal(mkdir(sig_path, 0755), 0);
+    assert_int_equal(qr_bundle_load_trusted(s.dir, NULL, 0, &b, &res, &err), QR_OK);
+    assert_int_equal(res.verdict, QR_SIG_UNCHECKED);
+    qr_bundle_free(b);
+    assert_int_equal(qr_bundle_load_trusted(s.dir, both, 2, &b, &res, &err), QR_ERR_IO);
+    assert_null(b);
+    assert_non_null(strstr(err.msg, sig_path));
+    assert_int_equal(rmdir(sig_path), 0);
 
     /* qr_sig_check over bytes: the same verdicts without files; with no keys it refuses to judge. */
     assert_int_equal(qr_sig_check(both, 2, text, len, (uint8_t *)sig, sig_len, "m", &res, &err), QR_OK);
