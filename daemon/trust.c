@@ -68,6 +68,8 @@ static qr_status add_key(qd_trust *t, const char *path, qr_error *err)
     return QR_OK;
 }
 
+/* scandir's filter: the names a shell's *.pem would match (no dot files), so a key set aside as
+ * .old.pem or a README beside the keys is not read. */
 static int pem_name(const struct dirent *d)
 {
     size_t n = strlen(d->d_name);
