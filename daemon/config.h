@@ -35,6 +35,8 @@ typedef struct {
     char socket_group[QD_GROUP_MAX];      /* our socket's group (a name or a gid); "": the
                                              daemon's own. Not for systemd's (SocketGroup=) */
     char bundle_dir[QD_PATH_MAX];         /* the bundle to serve */
+    char trusted_keys[QD_PATH_MAX];       /* public keys a bundle must be signed by (trust.h):
+                                             comma-separated files or directories; "": off */
     char telemetry_root[QD_PATH_MAX];     /* "/" in production; a fake tree in tests */
     char admin_group[QD_GROUP_MAX];       /* members may use the control ops (set-budget, pin,
                                              unpin, reload), as root may; "": root only */

@@ -15,6 +15,7 @@
 
 #include "budget.h"
 #include "log.h"
+#include "trust.h"
 
 /* ---------------------------------------------------------------- the keys */
 
@@ -32,6 +33,7 @@ typedef enum {
     K_POWER_OPT,  /* qi_parse_power's grammar, or none, or empty */
     K_MEMORY_OPT, /* qi_parse_memory's grammar, or auto */
     K_PROM_OPT,   /* an absolute path ending in .prom, or none or "" (stored as "") */
+    K_KEYS,       /* trust.h's list of paths; "none" or "" for none (stored as "") */
 } kind;
 
 typedef struct {
@@ -50,6 +52,8 @@ static const char *const sections[] = {"daemon", "limits", "policy", "telemetry"
 static const key_def keys[QD_KEY_COUNT] = {
     [QD_KEY_SOCKET] = {"daemon", "socket", K_PATH, 0, 0, true, "a socket path of at most 107 bytes"},
     [QD_KEY_BUNDLE] = {"daemon", "bundle", K_PATH, 0, 0, false, "a bundle directory"},
+    [QD_KEY_TRUSTED_KEYS] = {"daemon", "trusted_keys", K_KEYS, 0, 0, false,
+                             "public key files or directories separated by commas, or none"},
     [QD_KEY_THREADS] = {"daemon", "threads", K_UINT, 0, 256, true, "0..256; 0 = the CPUs qslmd may run on"},
     [QD_KEY_BATCH] = {"daemon", "batch", K_UINT, 1, 1024, true, "1..1024"},
     [QD_KEY_MAX_ACTIVE] = {"daemon", "max_active", K_UINT, 1, 4096, true, "1..4096"},
@@ -265,6 +269,15 @@ static qr_status parse(const key_def *d, size_t cap, const char *v, parsed *x, q
                 return QR_OK;
             }
         return bad(err, d, v, "is not a log level");
+    case K_KEYS: {
+        qr_error e;
+        if (qd_trust_check_spec(v, &e) != QR_OK)
+            return bad(err, d, v, e.msg);
+        if (len >= cap)
+            return qr_fail(err, QR_ERR_INVALID, "%zu bytes is too long (expected %s, at most %zu bytes)",
+                           len, d->expect, cap - 1);
+        return QR_OK;
+    }
     case K_POWER_OPT: {
         if (len == 0 || strcmp(v, "none") == 0)
             return QR_OK;
@@ -287,6 +300,7 @@ static char *string_field(qd_config *c, qd_config_key k, size_t *cap)
     case QD_KEY_SOCKET: *cap = sizeof c->socket_path; return c->socket_path;
     case QD_KEY_SOCKET_GROUP: *cap = sizeof c->socket_group; return c->socket_group;
     case QD_KEY_BUNDLE: *cap = sizeof c->bundle_dir; return c->bundle_dir;
+    case QD_KEY_TRUSTED_KEYS: *cap = sizeof c->trusted_keys; return c->trusted_keys;
     case QD_KEY_ADMIN_GROUP: *cap = sizeof c->admin_group; return c->admin_group;
     case QD_KEY_TELEMETRY_ROOT: *cap = sizeof c->telemetry_root; return c->telemetry_root;
     case QD_KEY_METRICS_FILE: *cap = sizeof c->metrics_file; return c->metrics_file;
@@ -305,7 +319,8 @@ qr_status qd_config_set_key(qd_config *cfg, qd_config_key k, const char *v, qr_e
     if (st)
         return st;
     if (str) {
-        if ((keys[k].kind == K_GROUP_OPT || keys[k].kind == K_PROM_OPT) && strcmp(v, "none") == 0)
+        if ((keys[k].kind == K_GROUP_OPT || keys[k].kind == K_PROM_OPT || keys[k].kind == K_KEYS) &&
+            strcmp(v, "none") == 0)
             v = "";
         memcpy(str, v, strlen(v) + 1); /* parse checked it fits */
         return QR_OK;
@@ -357,6 +372,7 @@ bool qd_config_key_equal(const qd_config *a, const qd_config *b, qd_config_key k
     case QD_KEY_SOCKET_MODE: return a->socket_mode == b->socket_mode;
     case QD_KEY_SOCKET_GROUP: return strcmp(a->socket_group, b->socket_group) == 0;
     case QD_KEY_BUNDLE: return strcmp(a->bundle_dir, b->bundle_dir) == 0;
+    case QD_KEY_TRUSTED_KEYS: return strcmp(a->trusted_keys, b->trusted_keys) == 0;
     case QD_KEY_ADMIN_GROUP: return strcmp(a->admin_group, b->admin_group) == 0;
     case QD_KEY_TELEMETRY_ROOT: return strcmp(a->telemetry_root, b->telemetry_root) == 0;
     case QD_KEY_METRICS_FILE: return strcmp(a->metrics_file, b->metrics_file) == 0;

@@ -36,6 +36,7 @@ typedef enum {
     /* [daemon] */
     QD_KEY_SOCKET,
     QD_KEY_BUNDLE,
+    QD_KEY_TRUSTED_KEYS,
     QD_KEY_THREADS,
     QD_KEY_BATCH,
     QD_KEY_MAX_ACTIVE,

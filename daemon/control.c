@@ -124,13 +124,41 @@ void qd_control_ready(qd_server *s)
 
 /* ---------------------------------------------------------------- reload */
 
+qr_status qd_control_open_bundle(const qd_config *cfg, size_t batch, size_t chunk, qd_bundle **out,
+                                 char *trust_desc, size_t cap, qr_error *err)
+{
+    qd_trust trust;
+    *out = NULL;
+    qr_status st = qd_trust_load(cfg->trusted_keys, &trust, err);
+    if (st != QR_OK)
+        return st;
+    qd_trust_describe(&trust, trust_desc, cap);
+    st = qd_bundle_open(cfg->bundle_dir, &trust, batch, chunk, out, err);
+    qd_trust_free(&trust);
+    return st;
+}
+
+void qd_control_log_bundle(const qd_bundle *b, const char *trust_desc, const char *when)
+{
+    char where[QD_BUNDLE_WHERE_MAX];
+    qd_bundle_where(b, where, sizeof where);
+    if (b->signature == QR_SIG_GOOD)
+        qd_log(QD_LOG_INFO, "%s: bundle %s signed by trusted key %s (manifest sha256 %.16s...); trusted_keys: %s",
+               when, where, b->signer, b->manifest_sha256, trust_desc);
+    else if (b->signature == QR_SIG_UNSIGNED)
+        qd_log(QD_LOG_WARNING, "%s: bundle %s is unsigned and trusted_keys is not set: whatever manifest is in that "
+               "directory is served; sign bundles (qslm-quant sign) and set trusted_keys (qslmd.conf(5))", when, where);
+    else
+        qd_log(QD_LOG_NOTICE, "%s: bundle %s is signed, not checked: trusted_keys is not set (qslmd.conf(5))", when,
+               where);
+}
+
 /* On the thread pool: the configuration (when the server knows where it came from), then the
- * bundle it names, every hash checked. The server's source is not changed after start, so
- * reading it here is safe. */
+ * trusted keys and the bundle it names, every hash checked. r->cfg holds a copy of the running
+ * configuration, made on the loop, for a server without a source. */
 static void reload_work(uv_work_t *w)
 {
     qd_reload *r = w->data;
-    const char *dir = r->srv->cfg.bundle_dir;
     if (r->srv->has_source) {
         qr_error e;
         r->status = qd_config_load(&r->srv->source, &r->cfg, &e);
@@ -139,9 +167,8 @@ static void reload_work(uv_work_t *w)
             return;
         }
         r->has_cfg = true;
-        dir = r->cfg.bundle_dir;
     }
-    r->status = qd_bundle_open(dir, r->batch, r->chunk, &r->bundle, &r->err);
+    r->status = qd_control_open_bundle(&r->cfg, r->batch, r->chunk, &r->bundle, r->trust, sizeof r->trust, &r->err);
 }
 
 /* Applies a re-read configuration. What only a restart can change (the socket, the threads, the
@@ -218,11 +245,13 @@ static void reload_done(uv_work_t *w, int status)
     if (status == 0 && r->status == QR_OK && !s->shutting_down && r->has_cfg)
         apply_config(s, &r->cfg);
     if (status == 0 && r->status == QR_OK && !s->shutting_down && qd_control_replace_bundle(s, r->bundle)) {
-        char why[2048];
+        char why[2048], where[QD_BUNDLE_WHERE_MAX];
         qd_bundle_refusals(s->bundle, why, sizeof why);
-        qd_log(QD_LOG_NOTICE, "reload: serving %s (%zu variant%s%s%s)", s->cfg.bundle_dir,
-               s->bundle->manifest->n_variants, s->bundle->manifest->n_variants == 1 ? "" : "s",
+        qd_bundle_where(s->bundle, where, sizeof where);
+        qd_log(QD_LOG_NOTICE, "reload: serving %s (%zu variant%s; signer %s%s%s)", where,
+               s->bundle->manifest->n_variants, s->bundle->manifest->n_variants == 1 ? "" : "s", s->bundle->signer,
                why[0] ? "; refused: " : "", why);
+        qd_control_log_bundle(s->bundle, r->trust, "reload");
         if (r->conn)
             qi_reply_reload(&r->id, (uint32_t)s->bundle->manifest->n_variants,
                             s->target >= 0 ? s->bundle->manifest->variants[s->target].name : NULL, &line, &len, NULL);
@@ -265,6 +294,7 @@ void qd_control_start_reload(qd_server *s, qd_conn *c, const qi_id *id)
         return;
     }
     r->srv = s;
+    r->cfg = s->cfg; /* the bundle and keys to read when there is no file to re-read */
     r->batch = s->cfg.batch; /* both need a restart: the loaded variant's runner is made for them */
     r->chunk = s->cfg.prefill_chunk;
     r->conn = c;
@@ -389,6 +419,11 @@ char *qd_control_status_line(qd_server *s, const qi_id *id, size_t *len)
         .disconnected = s->disconnected,
         .switches = qd_stats_switches(&s->stats),
         .uptime_s = qd_now() - s->started,
+        .bundle_path = s->bundle->dir,
+        .bundle_configured = s->bundle->source,
+        .bundle_created = m->created,
+        .bundle_signer = s->bundle->signer,
+        .bundle_manifest_sha256 = s->bundle->manifest_sha256,
     };
     char *line = NULL;
     if (qi_reply_status(id, &st, &line, len, NULL) != QI_OK)

@@ -137,6 +137,26 @@ static void print_active(json_object *body)
     printf("reason:    %s\n", str_of(member(active, "reason")));
 }
 
+/* The bundle served: where (and the link it was reached by), when it was built, who signed it.
+ * Absent from a daemon before issue 21: nothing is printed then. */
+static void print_bundle(json_object *body)
+{
+    json_object *b = member(body, "bundle");
+    if (!b)
+        return;
+    char p[1024], c[1024];
+    json_object *path = member(b, "path"), *conf = member(b, "configured");
+    const char *ps = path && json_object_is_type(path, json_type_string) ? printable(path, p, sizeof p) : DASH;
+    const char *cs = conf && json_object_is_type(conf, json_type_string) ? printable(conf, c, sizeof c) : NULL;
+    if (cs && strcmp(cs, ps) != 0)
+        printf("bundle:    %s (configured as %s)\n", ps, cs);
+    else
+        printf("bundle:    %s\n", ps);
+    printf("created:   %s\n", str_of(member(b, "created")));
+    printf("signer:    %s\n", str_of(member(b, "signer")));
+    printf("manifest:  sha256 %s\n", str_of(member(b, "manifest_sha256")));
+}
+
 static void print_budgets(json_object *body)
 {
     char a[96], b[96];
@@ -215,6 +235,7 @@ static void print_status(json_object *body)
 {
     char buf[32];
     print_active(body);
+    print_bundle(body);
     print_budgets(body);
     print_readings(body);
     print_queue_counters(body);

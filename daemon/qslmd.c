@@ -14,6 +14,7 @@
 #include "log.h"
 #include "sd_glue.h"
 #include "server.h"
+#include "trust.h"
 
 #define EXIT_USAGE 2
 
@@ -36,6 +37,8 @@ static void usage(FILE *f)
             "  --socket-group GROUP   its group, a name or number (default none: qslmd's own group);\n"
             "                         not for a socket systemd passes (SocketGroup=)\n"
             "  --bundle DIR           the bundle to serve (default %s)\n"
+            "  --trusted-keys LIST    serve only bundles signed by one of these public keys: files or\n"
+            "                         directories of *.pem, separated by commas (default none: not checked)\n"
             "  --threads N            inference threads (default 0: the CPUs qslmd may run on)\n"
             "  --batch N              generation steps per forward call (default 4)\n"
             "  --max-active N         requests computed at once; more wait in the queue (default 32)\n"
@@ -80,20 +83,26 @@ static void usage(FILE *f)
             QD_DEFAULT_METRICS_INTERVAL_S);
 }
 
-/* Prints the configuration's verdict for --check-config; 0 or 1. */
+/* Prints the configuration's verdict for --check-config; 0 or 1. The trusted keys are read too:
+ * a key file that would fail the start fails the check. */
 static int check_config(const qd_config_source *src)
 {
     qd_config cfg;
+    qd_trust trust;
     qr_error err;
     const char *name = src->path ? src->path : "(no file)";
-    if (qd_config_load(src, &cfg, &err) != QR_OK) {
+    if (qd_config_load(src, &cfg, &err) != QR_OK || qd_trust_load(cfg.trusted_keys, &trust, &err) != QR_OK) {
         fprintf(stderr, "qslmd: %s\n", err.msg);
         return 1;
     }
+    char keys[64] = "";
+    if (trust.n)
+        snprintf(keys, sizeof keys, "; trusted_keys: %zu key%s", trust.n, trust.n == 1 ? "" : "s");
+    qd_trust_free(&trust);
     if (src->path && src->missing_ok && access(src->path, F_OK) != 0)
-        printf("%s: ok (absent: the defaults)\n", name);
+        printf("%s: ok (absent: the defaults)%s\n", name, keys);
     else
-        printf("%s: ok\n", name);
+        printf("%s: ok%s\n", name, keys);
     return 0;
 }
 
@@ -108,6 +117,7 @@ int main(int argc, char **argv)
         {"socket-mode", required_argument, NULL, O_KEY + QD_KEY_SOCKET_MODE},
         {"socket-group", required_argument, NULL, O_KEY + QD_KEY_SOCKET_GROUP},
         {"bundle", required_argument, NULL, O_KEY + QD_KEY_BUNDLE},
+        {"trusted-keys", required_argument, NULL, O_KEY + QD_KEY_TRUSTED_KEYS},
         {"threads", required_argument, NULL, O_KEY + QD_KEY_THREADS},
         {"batch", required_argument, NULL, O_KEY + QD_KEY_BATCH},
         {"max-active", required_argument, NULL, O_KEY + QD_KEY_MAX_ACTIVE},

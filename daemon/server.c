@@ -433,7 +433,10 @@ qr_status qd_server_new(const qd_config *cfg, qd_server **out, qr_error *err)
     if (why)
         qd_log(QD_LOG_NOTICE, "admin group '%s': %s", cfg->admin_group, why);
     qd_sd_extend_timeout(120 * 1000000ull); /* every variant is hashed before READY */
-    qr_status st = qd_bundle_open(cfg->bundle_dir, cfg->batch, cfg->prefill_chunk, &s->bundle, err);
+    char trust[512];
+    qr_status st = qd_control_open_bundle(cfg, cfg->batch, cfg->prefill_chunk, &s->bundle, trust, sizeof trust, err);
+    if (st == QR_OK)
+        qd_control_log_bundle(s->bundle, trust, "start");
     if (st == QR_OK && !(s->refused = calloc(s->bundle->manifest->n_variants, sizeof *s->refused)))
         st = qr_fail(err, QR_ERR_NOMEM, "out of memory");
     if (st == QR_OK) {
@@ -518,8 +521,10 @@ int qd_server_run(qd_server *s)
     qd_server_restart_policy_timer(s);
     qd_metrics_file_start(s);
     qd_limits_start(s);
-    qd_log(QD_LOG_INFO, "listening on %s; bundle %s (%zu variant%s)", s->listen_path, s->cfg.bundle_dir,
-           s->bundle->manifest->n_variants, s->bundle->manifest->n_variants == 1 ? "" : "s");
+    char where[QD_BUNDLE_WHERE_MAX];
+    qd_bundle_where(s->bundle, where, sizeof where);
+    qd_log(QD_LOG_INFO, "listening on %s; bundle %s (%zu variant%s; signer %s)", s->listen_path, where,
+           s->bundle->manifest->n_variants, s->bundle->manifest->n_variants == 1 ? "" : "s", s->bundle->signer);
     qd_log(QD_LOG_INFO,
            "rounds of about %u ms: prompts and texts read in chunks of %zu tokens, as many as fit beside up to %zu "
            "generation steps",

@@ -59,8 +59,10 @@ typedef struct {
     qd_conn *conn;      /* who asked (NULL: SIGHUP, or the client left) */
     qi_id id;
     double t_received;  /* qd_now() when it was asked */
-    qd_config cfg;      /* the configuration re-read (when the server has a source) */
-    bool has_cfg;
+    qd_config cfg;      /* the configuration re-read (when the server has a source), or a copy
+                           of the running one (the bundle and trusted_keys to read) */
+    bool has_cfg;       /* cfg was re-read: apply it */
+    char trust[512];    /* the trusted keys as loaded (qd_trust_describe), for the log */
     size_t batch, chunk; /* the running ones, for the new bundle's footprints */
     qd_bundle *bundle;  /* the result */
     qr_error err;
@@ -167,6 +169,13 @@ void qd_control_start_reload(struct qd_server *s, qd_conn *c, const qi_id *id);
 char *qd_control_status_line(struct qd_server *s, const qi_id *id, size_t *len);
 char *qd_control_variants_line(struct qd_server *s, const qi_id *id, size_t *len);
 bool qd_control_replace_bundle(struct qd_server *s, qd_bundle *b);
+/* Loads the trusted keys cfg names, opens its bundle with them, frees the keys (start, and a
+ * reload off the loop); trust_desc receives the keys' description for the log. */
+qr_status qd_control_open_bundle(const qd_config *cfg, size_t batch, size_t chunk, qd_bundle **out,
+                                 char *trust_desc, size_t cap, qr_error *err);
+/* Logs the bundle just opened (`when`: "start" or "reload"): where, its signer, the keys; a
+ * warning when nothing checks it and it is unsigned. On the loop thread. */
+void qd_control_log_bundle(const qd_bundle *b, const char *trust_desc, const char *when);
 void qd_control_ready(struct qd_server *s);   /* READY=1 (once) and STATUS= */
 void qd_control_sd_status(struct qd_server *s); /* STATUS=: what is served and why */
 

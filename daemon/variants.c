@@ -29,6 +29,7 @@ static void bundle_free(qd_bundle *b)
     free(b->usable);
     free(b->refusal);
     free(b->dir);
+    free(b->source);
     free(b);
 }
 
@@ -102,17 +103,53 @@ void qd_bundle_refusals(const qd_bundle *b, char *buf, size_t size)
     }
 }
 
-qr_status qd_bundle_open(const char *dir, size_t batch, size_t chunk, qd_bundle **out, qr_error *err)
+void qd_bundle_where(const qd_bundle *b, char *buf, size_t size)
+{
+    if (strcmp(b->source, b->dir) == 0)
+        snprintf(buf, size, "%s", b->dir);
+    else
+        snprintf(buf, size, "%s -> %s", b->source, b->dir);
+}
+
+/* The manifest, read once from the resolved directory and, with keys, checked before it is
+ * parsed (runtime/bundle_trust.h); the signer's word for status. */
+static qr_status open_manifest(qd_bundle *b, const qd_trust *trust, qr_error *err)
+{
+    qr_sig_result res;
+    qr_status s = qr_bundle_load_trusted(b->dir, trust ? (qr_pubkey *const *)trust->keys : NULL, trust ? trust->n : 0,
+                                         &b->manifest, &res, err);
+    if (s)
+        return s;
+    b->signature = res.verdict;
+    memcpy(b->manifest_sha256, res.manifest_sha256, sizeof b->manifest_sha256);
+    snprintf(b->signer, sizeof b->signer, "%s",
+             res.verdict == QR_SIG_GOOD ? res.key_id : qr_sig_verdict_name(res.verdict));
+    return QR_OK;
+}
+
+qr_status qd_bundle_open(const char *dir, const qd_trust *trust, size_t batch, size_t chunk, qd_bundle **out,
+                         qr_error *err)
 {
     *out = NULL;
     qd_bundle *b = calloc(1, sizeof *b);
-    if (!b || !(b->dir = strdup(dir))) {
+    if (!b || !(b->source = strdup(dir))) {
         free(b);
         return qr_fail(err, QR_ERR_NOMEM, "%s: out of memory", dir);
     }
     atomic_init(&b->refs, 1);
-    qr_status s = qr_bundle_load(dir, &b->manifest, err);
+    /* Once: a link moved after this point is the next reload's business. */
+    if (!(b->dir = realpath(dir, NULL))) {
+        qr_status s = qr_fail(err, errno == ENOMEM ? QR_ERR_NOMEM : QR_ERR_IO, "bundle %s: cannot resolve: %s", dir,
+                              strerror(errno));
+        bundle_free(b);
+        return s;
+    }
+    qr_error e;
+    qr_status s = open_manifest(b, trust, &e);
     if (s) {
+        char where[QD_BUNDLE_WHERE_MAX];
+        qd_bundle_where(b, where, sizeof where);
+        qr_fail(err, s, "bundle %s: %s", where, e.msg);
         bundle_free(b);
         return s;
     }
@@ -126,10 +163,10 @@ qr_status qd_bundle_open(const char *dir, size_t batch, size_t chunk, qd_bundle 
         return qr_fail(err, QR_ERR_NOMEM, "%s: out of memory", dir);
     }
     for (size_t i = 0; i < n; i++) {
-        qr_error e = {0};
+        e = (qr_error){0};
         char *path = NULL;
-        if (qr_bundle_verify_variant(b->manifest, dir, i, &e) == QR_OK &&
-            (path = qr_bundle_path(dir, b->manifest->variants[i].file)) &&
+        if (qr_bundle_verify_variant(b->manifest, b->dir, i, &e) == QR_OK &&
+            (path = qr_bundle_path(b->dir, b->manifest->variants[i].file)) &&
             load_facts(path, batch, chunk, &b->heads[i], &b->footprint[i], &e) == QR_OK) {
             b->usable[i] = true;
             b->n_usable++;
@@ -142,8 +179,7 @@ qr_status qd_bundle_open(const char *dir, size_t batch, size_t chunk, qd_bundle 
     for (size_t i = 0; i < n && !b->tokenizer; i++) {
         if (!b->usable[i])
             continue;
-        char *path = qr_bundle_path(dir, b->manifest->variants[i].file);
-        qr_error e;
+        char *path = qr_bundle_path(b->dir, b->manifest->variants[i].file);
         if (!path || load_tokenizer(path, &b->tokenizer, &e)) {
             snprintf(b->refusal[i], QD_REFUSAL_MAX, "%s", path ? e.msg : "out of memory");
             b->usable[i] = false;
@@ -153,9 +189,10 @@ qr_status qd_bundle_open(const char *dir, size_t batch, size_t chunk, qd_bundle 
         free(path);
     }
     if (b->n_usable == 0) {
-        char why[2048];
+        char why[2048], where[QD_BUNDLE_WHERE_MAX];
         qd_bundle_refusals(b, why, sizeof why);
-        qr_fail(err, QR_ERR_FORMAT, "%s: no variant can be served: %s", dir, why);
+        qd_bundle_where(b, where, sizeof where);
+        qr_fail(err, QR_ERR_FORMAT, "bundle %s: no variant can be served: %s", where, why);
         bundle_free(b);
         return QR_ERR_FORMAT;
     }

@@ -8,6 +8,16 @@
  * cannot fault the daemon (a file mapping would SIGBUS). Unloading unmaps it, so its pages leave
  * the resident set at once.
  *
+ * One directory, one version. The configured path may be a symlink that an operator moves to
+ * roll a new version out (README, "Rolling out a bundle"): it is resolved once, when the bundle
+ * is opened (realpath), and every file of the bundle — the manifest, its signature, the variant
+ * files hashed then and the ones loaded later by a switch — is read under that resolved
+ * directory, so one opened bundle is one version, never half of two.
+ *
+ * Trust. With trusted keys (trust.h) the manifest must be signed by one of them: it is read once,
+ * its signature checked on those bytes, and those same bytes parsed (runtime/bundle_trust.h);
+ * every variant file is then held to that manifest's hashes, here and at every load.
+ *
  * A bundle is shared by the event loop and the inference thread, and replaced by `reload`
  * while a variant of the old one may still be serving: it is reference-counted, and immutable
  * once opened.
@@ -32,11 +42,15 @@
 #include "model_file.h"
 #include "pool.h"
 #include "tokenizer.h"
+#include "trust.h"
 
 #define QD_REFUSAL_MAX 512
+#define QD_SIGNER_MAX 32
+#define QD_BUNDLE_WHERE_MAX 2048 /* qd_bundle_where's text */
 
 typedef struct {
-    char *dir;
+    char *source;                /* the directory as configured (may be a symlink) */
+    char *dir;                   /* realpath(source) when opened: every file is read under it */
     qr_bundle *manifest;
     bool *usable;                /* per variant: its file matched the manifest when opened */
     char (*refusal)[QD_REFUSAL_MAX]; /* per variant: why it was refused ("" when usable) */
@@ -45,14 +59,24 @@ typedef struct {
     uint64_t *footprint;         /* per variant: its served footprint (above); 0 when unusable */
     qr_tokenizer *tokenizer;     /* from the first usable variant's file */
     int32_t eot;                 /* "<|endoftext|>", or -1 */
+    qr_sig_verdict signature;    /* GOOD (trusted keys set), UNSIGNED or UNCHECKED (not set) */
+    char signer[QD_SIGNER_MAX];  /* the trusted key's id, "unsigned" or "not checked" */
+    char manifest_sha256[QR_SHA256_HEX_SIZE]; /* of the manifest bytes read, checked and parsed */
     atomic_int refs;
 } qd_bundle;
 
-/* Opens the bundle in dir and verifies every variant; footprints are for serving batches of
- * batch sequences and chunks of chunk tokens. Fails (naming the manifest, or every refusal)
- * when the manifest is bad or no variant passes; variants that fail while others pass are
- * kept, marked unusable with their refusal. */
-qr_status qd_bundle_open(const char *dir, size_t batch, size_t chunk, qd_bundle **out, qr_error *err);
+/* Opens the bundle in dir (resolved once) and verifies every variant; with trust's keys (n > 0;
+ * trust may be NULL for none) its manifest must be signed by one of them. Footprints are for
+ * serving batches of batch sequences and chunks of chunk tokens. Fails (naming the bundle, and
+ * the manifest or every refusal; a refused signature reads "... signature refused (<verdict>;
+ * key <id>): ...") when the directory cannot be resolved, the signature or the manifest is
+ * bad, or no variant passes; variants that fail while others pass are kept, marked unusable
+ * with their refusal. */
+qr_status qd_bundle_open(const char *dir, const qd_trust *trust, size_t batch, size_t chunk, qd_bundle **out,
+                         qr_error *err);
+
+/* "DIR" or "SOURCE -> DIR" when the configured path was a link: for log lines. */
+void qd_bundle_where(const qd_bundle *b, char *buf, size_t size);
 
 /* Variant i's served footprint (the manifest's when it is unusable, for messages). */
 static inline uint64_t qd_bundle_footprint(const qd_bundle *b, size_t i)

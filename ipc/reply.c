@@ -269,6 +269,17 @@ qi_code qi_reply_status(const qi_id *id, const qi_server_status *s, char **line,
         json_object_object_add(active, "pinned", json_object_new_boolean(s->pinned));
     }
     json_object_object_add(o, "active", active);
+    if (s->bundle_path) {
+        json_object *bundle = json_object_new_object();
+        if (bundle) {
+            json_object_object_add(bundle, "path", str_or_null(s->bundle_path));
+            json_object_object_add(bundle, "configured", str_or_null(s->bundle_configured));
+            json_object_object_add(bundle, "created", str_or_null(s->bundle_created));
+            json_object_object_add(bundle, "signer", str_or_null(s->bundle_signer));
+            json_object_object_add(bundle, "manifest_sha256", str_or_null(s->bundle_manifest_sha256));
+        }
+        json_object_object_add(o, "bundle", bundle);
+    }
 
     json_object *budget = json_object_new_object();
     if (budget) {

@@ -127,6 +127,13 @@ typedef struct {
     uint64_t disconnected; /* requests dropped because their client's connection closed */
     uint64_t switches;
     double uptime_s;
+    /* The bundle served, sent as "bundle" (left out when bundle_path is NULL); the other NULL
+     * strings are sent as null. */
+    const char *bundle_path;            /* its directory, resolved when it was loaded */
+    const char *bundle_configured;      /* the directory as configured (a symlink, for a rollout) */
+    const char *bundle_created;         /* the manifest's `created` (UTC), NULL when it has none */
+    const char *bundle_signer;          /* a trusted key's id, "unsigned" or "not checked" */
+    const char *bundle_manifest_sha256; /* of the manifest it serves */
 } qi_server_status;
 
 qi_code qi_reply_status(const qi_id *id, const qi_server_status *s, char **line, size_t *len,

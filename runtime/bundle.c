@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "dataset.h"
 #include "tensor_types.h"
@@ -471,9 +472,49 @@ static qr_status parse_infeasible(const ctx *c, json_object *root, qr_bundle *b)
     return st;
 }
 
+bool qr_bundle_created_valid(const char *s)
+{
+    static const char shape[] = "dddd-dd-ddTdd:dd:ddZ";
+    if (strlen(s) != QR_BUNDLE_CREATED_LEN)
+        return false;
+    for (size_t i = 0; i < QR_BUNDLE_CREATED_LEN; i++)
+        if (shape[i] == 'd' ? !(s[i] >= '0' && s[i] <= '9') : s[i] != shape[i])
+            return false;
+    struct tm t = {0};
+    t.tm_year = atoi(s) - 1900;
+    t.tm_mon = atoi(s + 5) - 1;
+    t.tm_mday = atoi(s + 8);
+    t.tm_hour = atoi(s + 11);
+    t.tm_min = atoi(s + 14);
+    t.tm_sec = atoi(s + 17);
+    /* timegm normalises out-of-range fields (Feb 30 becomes Mar 2): a real date comes back as
+     * it went in */
+    struct tm back = t, out;
+    time_t when = timegm(&back);
+    return when != (time_t)-1 && gmtime_r(&when, &out) && out.tm_year == t.tm_year && out.tm_mon == t.tm_mon &&
+           out.tm_mday == t.tm_mday && out.tm_hour == t.tm_hour && out.tm_min == t.tm_min && out.tm_sec == t.tm_sec;
+}
+
+/* `created` (optional): when the bundle was built, in UTC. */
+static qr_status parse_created(const ctx *c, json_object *root, qr_bundle *b)
+{
+    json_object *v;
+    const char *s;
+    if (!json_object_object_get_ex(root, "created", &v))
+        return QR_OK;
+    qr_status st = string_value(c, v, "created", &s);
+    if (st)
+        return st;
+    if (!qr_bundle_created_valid(s))
+        return fail_at(c, "created", "must be a UTC time written YYYY-MM-DDTHH:MM:SSZ");
+    if (!(b->created = strdup(s)))
+        return qr_fail(c->err, QR_ERR_NOMEM, "%s: out of memory", c->name);
+    return QR_OK;
+}
+
 static qr_status parse_root(const ctx *c, json_object *root, qr_bundle *b)
 {
-    static const char *const keys[] = {"format", "version", "model", "created_by", "variants",
+    static const char *const keys[] = {"format", "version", "model", "created_by", "created", "variants",
                                        "infeasible", NULL};
     char p[PATH_MAX_LEN];
     json_object *v = NULL;
@@ -493,6 +534,7 @@ static qr_status parse_root(const ctx *c, json_object *root, qr_bundle *b)
                        (long long)json_object_get_int64(v), QR_BUNDLE_VERSION);
     if (!st) st = parse_model(c, root, b);
     if (!st) st = get_string(c, root, "", "created_by", &b->created_by);
+    if (!st) st = parse_created(c, root, b);
     if (!st) st = parse_variants(c, root, b);
     if (!st) st = parse_infeasible(c, root, b);
     return st;
@@ -596,6 +638,7 @@ void qr_bundle_free(qr_bundle *b)
     free(b->model_name);
     free(b->source_file);
     free(b->created_by);
+    free(b->created);
     free(b);
 }
 
@@ -649,6 +692,7 @@ bool qr_bundle_equal(const qr_bundle *a, const qr_bundle *b)
 {
     if (!str_eq(a->model_name, b->model_name) || !str_eq(a->source_file, b->source_file) ||
         strcmp(a->source_sha256, b->source_sha256) != 0 || !str_eq(a->created_by, b->created_by) ||
+        !str_eq(a->created, b->created) ||
         a->n_variants != b->n_variants || a->n_infeasible != b->n_infeasible)
         return false;
     for (size_t i = 0; i < a->n_variants; i++)

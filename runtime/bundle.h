@@ -24,6 +24,7 @@
 #define QR_BUNDLE_FILE_MAX 255                   /* bytes of a file name */
 #define QR_BUNDLE_MAX_VARIANTS 1024
 #define QR_BUNDLE_MAX_INFEASIBLE 1024
+#define QR_BUNDLE_CREATED_LEN 20                 /* "2026-12-05T10:00:00Z" */
 
 /* A measured figure, or none (JSON null: not measured). */
 typedef struct {
@@ -79,6 +80,8 @@ typedef struct {
     char *source_file;                       /* file name of the f32 master the variants come from */
     char source_sha256[QR_SHA256_HEX_SIZE];  /* its SHA-256 */
     char *created_by;                        /* the tool and version that wrote the bundle */
+    char *created;                           /* when it was built, "YYYY-MM-DDTHH:MM:SSZ" (UTC);
+                                                optional: NULL when the manifest has none */
     qr_bundle_variant *variants;             /* n_variants >= 1, in manifest order */
     size_t n_variants;
     qr_bundle_infeasible *infeasible;        /* may be empty */
@@ -116,6 +119,10 @@ bool qr_bundle_find_variant(const qr_bundle *b, const char *name, size_t *index)
 
 /* True when a and b hold the same manifest (every field, in the same order). */
 bool qr_bundle_equal(const qr_bundle *a, const qr_bundle *b);
+
+/* Whether s is a `created` time as the manifest holds it: "YYYY-MM-DDTHH:MM:SSZ", a real UTC
+ * date and time (no leap second). */
+bool qr_bundle_created_valid(const char *s);
 
 /* "DIR/NAME", malloc'ed (NULL when out of memory); DIR may end with '/'. */
 char *qr_bundle_path(const char *dir, const char *name);

@@ -19,6 +19,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bundle_sign_internal.h"
+#include "bundle_trust.h"
 #include "dataset.h"
 #include "file_write.h"
 #include "sha256.h"
@@ -69,9 +71,24 @@ static bool is_p256(mbedtls_pk_context *pk)
     return mbedtls_pk_can_do(pk, MBEDTLS_PK_ECDSA) && mbedtls_pk_ec(*pk)->grp.id == MBEDTLS_ECP_DP_SECP256R1;
 }
 
-/* Reads and parses a key file. PEM must be given to mbedTLS with its terminating NUL counted;
- * DER without. The file's bytes are wiped before they are freed (they may be a secret). */
-static qr_status load_key(const char *path, bool private_key, mbedtls_pk_context *pk, qr_error *err)
+/* PEM must be given to mbedTLS with its terminating NUL counted; DER without. */
+qr_status qr_sign_parse_key(const char *text, size_t len, const char *name, bool private_key, mbedtls_pk_context *pk,
+                            qr_error *err)
+{
+    const unsigned char *k = (const unsigned char *)text;
+    size_t klen = strstr(text, "-----BEGIN ") ? len + 1 : len;
+    int ret = private_key ? mbedtls_pk_parse_key(pk, k, klen, NULL, 0) : mbedtls_pk_parse_public_key(pk, k, klen);
+    char m[128];
+    if (ret != 0)
+        return qr_fail(err, QR_ERR_FORMAT, "%s: not a %s key file in PEM or DER: %s", name,
+                       private_key ? "private" : "public", mbed_msg(ret, m, sizeof m));
+    if (!is_p256(pk))
+        return qr_fail(err, QR_ERR_FORMAT, "%s: not an EC P-256 (secp256r1) key", name);
+    return QR_OK;
+}
+
+/* The file's bytes are wiped before they are freed (they may be a secret). */
+qr_status qr_sign_load_key(const char *path, bool private_key, mbedtls_pk_context *pk, qr_error *err)
 {
     char *text;
     size_t len;
@@ -80,18 +97,42 @@ static qr_status load_key(const char *path, bool private_key, mbedtls_pk_context
         return qr_fail(err, QR_ERR_FORMAT, "%s: not a key file (larger than %zu bytes)", path, QR_KEY_FILE_MAX);
     if (st != QR_OK)
         return st;
-    const unsigned char *k = (const unsigned char *)text;
-    size_t klen = strstr(text, "-----BEGIN ") ? len + 1 : len;
-    int ret = private_key ? mbedtls_pk_parse_key(pk, k, klen, NULL, 0) : mbedtls_pk_parse_public_key(pk, k, klen);
+    st = qr_sign_parse_key(text, len, path, private_key, pk, err);
     mbedtls_platform_zeroize(text, len);
     free(text);
-    char m[128];
-    if (ret != 0)
-        return qr_fail(err, QR_ERR_FORMAT, "%s: not a %s key file in PEM or DER: %s", path,
-                       private_key ? "private" : "public", mbed_msg(ret, m, sizeof m));
-    if (!is_p256(pk))
-        return qr_fail(err, QR_ERR_FORMAT, "%s: not an EC P-256 (secp256r1) key", path);
+    return st;
+}
+
+/* The SubjectPublicKeyInfo is what `openssl pkey -pubin -outform DER` prints, so the id can be
+ * recomputed without us; mbedTLS writes the DER at the end of the buffer. */
+qr_status qr_sign_pk_id(mbedtls_pk_context *pk, const char *what, char id[QR_KEY_ID_LEN + 1], qr_error *err)
+{
+    unsigned char der[PEM_MAX];
+    int n = mbedtls_pk_write_pubkey_der(pk, der, sizeof der);
+    if (n <= 0) {
+        char m[128];
+        return qr_fail(err, QR_ERR_FORMAT, "%s: cannot encode the public key: %s", what, mbed_msg(n, m, sizeof m));
+    }
+    uint8_t hash[QR_SHA256_BYTES];
+    qr_status st = qr_sha256_buffer(der + sizeof der - (size_t)n, (size_t)n, what, hash, err);
+    if (st != QR_OK)
+        return st;
+    char hex[QR_SHA256_HEX_SIZE];
+    qr_sha256_to_hex(hash, hex);
+    memcpy(id, hex, QR_KEY_ID_LEN);
+    id[QR_KEY_ID_LEN] = '\0';
     return QR_OK;
+}
+
+qr_status qr_sign_key_id(const char *key_path, bool private_key, char id[QR_KEY_ID_LEN + 1], qr_error *err)
+{
+    mbedtls_pk_context pk;
+    mbedtls_pk_init(&pk);
+    qr_status st = qr_sign_load_key(key_path, private_key, &pk, err);
+    if (st == QR_OK)
+        st = qr_sign_pk_id(&pk, key_path, id, err);
+    mbedtls_pk_free(&pk);
+    return st;
 }
 
 qr_status qr_sign_keygen(const char *private_path, const char *public_path, qr_error *err)
@@ -137,7 +178,7 @@ qr_status qr_sign_data(const char *private_path, const void *data, size_t len,
     rng r;
     st = rng_init(&r, private_path, err);
     if (st == QR_OK)
-        st = load_key(private_path, true, &pk, err);
+        st = qr_sign_load_key(private_path, true, &pk, err);
     unsigned char buf[MBEDTLS_PK_SIGNATURE_MAX_SIZE];
     size_t n = 0;
     if (st == QR_OK) {
@@ -167,7 +208,7 @@ qr_status qr_sign_verify_data(const char *public_path, const void *data, size_t 
         return st;
     mbedtls_pk_context pk;
     mbedtls_pk_init(&pk);
-    st = load_key(public_path, false, &pk, err);
+    st = qr_sign_load_key(public_path, false, &pk, err);
     if (st == QR_OK) {
         int ret = sig_len > QR_SIG_MAX_BYTES ? MBEDTLS_ERR_PK_SIG_LEN_MISMATCH
                                              : mbedtls_pk_verify(&pk, MBEDTLS_MD_SHA256, hash, sizeof hash, sig, sig_len);
@@ -200,7 +241,8 @@ qr_status qr_bundle_sign(const char *dir, const char *private_path, qr_error *er
 {
     char *path, *text, *sig_path = NULL;
     size_t len, sig_len;
-    uint8_t sig[QR_SIG_MAX_BYTES];
+    uint8_t sig[QR_SIG_FILE_MAX + 1]; /* + the NUL snprintf writes after the key-id line */
+    char id[QR_KEY_ID_LEN + 1];
     qr_bundle *b = NULL;
     qr_status st = read_manifest(dir, &path, &text, &len, err);
     if (st == QR_OK)
@@ -208,6 +250,12 @@ qr_status qr_bundle_sign(const char *dir, const char *private_path, qr_error *er
     qr_bundle_free(b);
     if (st == QR_OK)
         st = qr_sign_data(private_path, text, len, sig, &sig_len, err);
+    if (st == QR_OK)
+        st = qr_sign_key_id(private_path, true, id, err);
+    if (st == QR_OK) { /* the key-id line: lets a reader word a refusal (bundle_trust.h) */
+        int n = snprintf((char *)sig + sig_len, QR_SIG_KEY_ID_LINE + 1, QR_SIG_KEY_ID_PREFIX "%s\n", id);
+        sig_len += (size_t)n;
+    }
     if (st == QR_OK && !(sig_path = qr_bundle_path(dir, QR_BUNDLE_SIGNATURE)))
         st = qr_fail(err, QR_ERR_NOMEM, "%s: out of memory", dir);
     if (st == QR_OK)
@@ -218,56 +266,27 @@ qr_status qr_bundle_sign(const char *dir, const char *private_path, qr_error *er
     return st;
 }
 
-/* Checks text (the manifest read from path) against DIR/manifest.json.sig. */
-static qr_status verify_manifest_bytes(const char *dir, const char *path, const char *text, size_t len,
-                                       const char *public_path, qr_error *err)
-{
-    char *sig_path = qr_bundle_path(dir, QR_BUNDLE_SIGNATURE);
-    if (!sig_path)
-        return qr_fail(err, QR_ERR_NOMEM, "%s: out of memory", dir);
-    FILE *f = fopen(sig_path, "rb");
-    qr_status st = QR_OK;
-    uint8_t sig[QR_SIG_MAX_BYTES + 1];
-    size_t n = 0;
-    if (!f)
-        st = qr_fail(err, errno == ENOENT ? QR_ERR_NOT_FOUND : QR_ERR_IO, "%s: no signature: %s: %s", path,
-                     sig_path, strerror(errno));
-    else {
-        n = fread(sig, 1, sizeof sig, f); /* one byte more than a signature: too long is caught */
-        if (ferror(f))
-            st = qr_fail(err, QR_ERR_IO, "%s: read error", sig_path);
-        fclose(f);
-    }
-    if (st == QR_OK)
-        st = qr_sign_verify_data(public_path, text, len, sig, n, path, err);
-    free(sig_path);
-    return st;
-}
-
 qr_status qr_bundle_verify_signature(const char *dir, const char *public_path, qr_error *err)
 {
-    char *path, *text;
-    size_t len;
-    qr_status st = read_manifest(dir, &path, &text, &len, err);
-    if (st == QR_OK)
-        st = verify_manifest_bytes(dir, path, text, len, public_path, err);
-    free(text);
-    free(path);
+    qr_bundle *b = NULL;
+    qr_status st = qr_bundle_load_verified(dir, public_path, &b, NULL, err);
+    qr_bundle_free(b);
     return st;
 }
 
 qr_status qr_bundle_load_verified(const char *dir, const char *public_path, qr_bundle **out,
-                                  qr_error *err)
+                                  char key_id[QR_KEY_ID_LEN + 1], qr_error *err)
 {
     *out = NULL;
-    char *path, *text;
-    size_t len;
-    qr_status st = read_manifest(dir, &path, &text, &len, err);
-    if (st == QR_OK)
-        st = verify_manifest_bytes(dir, path, text, len, public_path, err);
-    if (st == QR_OK)
-        st = qr_bundle_parse(text, len, path, out, err);
-    free(text);
-    free(path);
+    qr_pubkey *k = NULL;
+    qr_sig_result res;
+    qr_status st = qr_pubkey_load(public_path, &k, err);
+    if (st == QR_OK) {
+        qr_pubkey *keys[1] = {k};
+        st = qr_bundle_load_trusted(dir, keys, 1, out, &res, err);
+    }
+    if (st == QR_OK && key_id)
+        memcpy(key_id, res.key_id, sizeof res.key_id);
+    qr_pubkey_free(k);
     return st;
 }

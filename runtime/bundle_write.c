@@ -134,6 +134,8 @@ static json_object *bundle_json(builder *bd, const qr_bundle *b)
     put(bd, model, "source_sha256", str(bd, b->source_sha256));
     put(bd, root, "model", model);
     put(bd, root, "created_by", str(bd, b->created_by));
+    if (b->created) /* optional: absent, not null, when unknown */
+        put(bd, root, "created", str(bd, b->created));
     json_object *vars = checked(bd, json_object_new_array());
     for (size_t i = 0; i < b->n_variants; i++)
         append(bd, vars, variant_json(bd, &b->variants[i], i));

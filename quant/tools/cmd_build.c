@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "budget.h"
 #include "bundle.h"
@@ -33,6 +34,30 @@
 
 qr_status qq_search_context(qq_session *s, const qq_options *o, qq_search_ctx *ctx, qr_error *err);
 
+
+/* The manifest's `created`: now in UTC, or SOURCE_DATE_EPOCH when set (reproducible builds:
+ * the same inputs then give the same manifest bytes). NULL when neither can be written. */
+static char *created_now(void)
+{
+    const char *epoch = getenv("SOURCE_DATE_EPOCH");
+    time_t when = time(NULL);
+    if (epoch && epoch[0]) {
+        char *end;
+        errno = 0;
+        long long v = strtoll(epoch, &end, 10);
+        if (errno || *end || v < 0) {
+            fprintf(stderr, "qslm-quant: SOURCE_DATE_EPOCH='%s' is not a time in seconds; using the clock\n", epoch);
+        } else {
+            when = (time_t)v;
+        }
+    }
+    struct tm t;
+    char buf[QR_BUNDLE_CREATED_LEN + 1];
+    if (!gmtime_r(&when, &t) || strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &t) != QR_BUNDLE_CREATED_LEN ||
+        !qr_bundle_created_valid(buf))
+        return NULL;
+    return strdup(buf);
+}
 
 /* The progress line's stage: which budget of how many, and once one is done, the time the rest
  * would take at the pace so far. An upper estimate: later budgets reuse the sensitivities and
@@ -258,6 +283,7 @@ int qq_cmd_build(const qq_options *o)
     b.source_file = strdup(model_base);
     snprintf(b.source_sha256, sizeof b.source_sha256, "%s", s.model_sha256);
     b.created_by = strdup("qslm-quant 0.1.0");
+    b.created = created_now();
     b.variants = variants;
     b.infeasible = infeasible;
     printf("| budget | variant | served | vs f32 | bits/w | tier | test ppl | accuracy | tokens/s | energy/token |\n"
@@ -406,6 +432,7 @@ out:
     free(b.model_name);
     free(b.source_file);
     free(b.created_by);
+    free(b.created);
     qq_test_data_free(&td);
     qq_session_close(&s);
     return rc;

@@ -1,4 +1,5 @@
-/* cmd_sign.c: `qslm-quant keygen | sign DIR | verify DIR` — ECDSA P-256 over the manifest. */
+/* cmd_sign.c: `qslm-quant keygen | sign DIR | verify DIR` — ECDSA P-256 over the manifest. Each
+ * names the key by its id (bundle_trust.h), the one qslmd logs and `qslmctl status` shows. */
 #include <stdio.h>
 
 #include "bundle.h"
@@ -16,7 +17,12 @@ int qq_cmd_keygen(const qq_options *o)
         fprintf(stderr, "qslm-quant: %s\n", err.msg);
         return EXIT_FAIL;
     }
-    printf("wrote %s (private, mode 0600) and %s (public)\n", o->key, o->pubkey);
+    char id[QR_KEY_ID_LEN + 1];
+    if (qr_sign_key_id(o->pubkey, false, id, &err)) {
+        fprintf(stderr, "qslm-quant: %s\n", err.msg);
+        return EXIT_FAIL;
+    }
+    printf("wrote %s (private, mode 0600) and %s (public); key id %s\n", o->key, o->pubkey, id);
     return 0;
 }
 
@@ -27,11 +33,13 @@ int qq_cmd_sign(const qq_options *o)
         return EXIT_USAGE;
     }
     qr_error err;
-    if (qr_bundle_sign(o->rest[0], o->key, &err)) {
+    char id[QR_KEY_ID_LEN + 1];
+    if (qr_bundle_sign(o->rest[0], o->key, &err) || qr_sign_key_id(o->key, true, id, &err)) {
         fprintf(stderr, "qslm-quant: %s\n", err.msg);
         return EXIT_FAIL;
     }
-    printf("signed %s/%s into %s/%s\n", o->rest[0], QR_BUNDLE_MANIFEST, o->rest[0], QR_BUNDLE_SIGNATURE);
+    printf("signed %s/%s into %s/%s with key %s\n", o->rest[0], QR_BUNDLE_MANIFEST, o->rest[0], QR_BUNDLE_SIGNATURE,
+           id);
     return 0;
 }
 
@@ -44,11 +52,12 @@ int qq_cmd_verify(const qq_options *o)
     }
     qr_error err;
     qr_bundle *b;
-    if (qr_bundle_load_verified(o->rest[0], o->pubkey, &b, &err)) {
+    char id[QR_KEY_ID_LEN + 1];
+    if (qr_bundle_load_verified(o->rest[0], o->pubkey, &b, id, &err)) {
         fprintf(stderr, "qslm-quant: %s\n", err.msg);
         return EXIT_FAIL;
     }
-    printf("%s/%s: signature good\n", o->rest[0], QR_BUNDLE_MANIFEST);
+    printf("%s/%s: signature good, key %s\n", o->rest[0], QR_BUNDLE_MANIFEST, id);
     int rc = 0;
     for (size_t i = 0; i < b->n_variants; i++) {
         if (qr_bundle_verify_variant(b, o->rest[0], i, &err)) {

@@ -13,9 +13,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "bundle_sign.h"
 #include "config_file.h"
 #include "log.h"
 
@@ -103,6 +105,7 @@ static void test_every_key(void **state)
         "[daemon]\n"
         "socket = /tmp/q.sock\n"
         "bundle = /srv/qslm/bundle\n"
+        "trusted_keys = /etc/qslm/keys, /etc/qslm/old.pem\n"
         "threads = 3\n"
         "batch = 2\n"
         "max_active = 8\n"
@@ -145,6 +148,7 @@ static void test_every_key(void **state)
     assert_int_equal(load_text(text, &c, &err), QR_OK);
     assert_string_equal(c.socket_path, "/tmp/q.sock");
     assert_string_equal(c.bundle_dir, "/srv/qslm/bundle");
+    assert_string_equal(c.trusted_keys, "/etc/qslm/keys, /etc/qslm/old.pem");
     assert_int_equal(c.threads, 3);
     assert_int_equal(c.batch, 2);
     assert_int_equal(c.max_active, 8);
@@ -267,6 +271,15 @@ static void test_value_grammars(void **state)
     assert_int_equal(c.max_output, 65536);
     assert_int_equal(load_text("[policy]\nup_headroom = 0\npsi_threshold = 0\n", &c, &err), QR_OK);
     assert_true(c.policy.up_headroom == 0 && c.policy.psi_threshold == 0);
+    /* trusted_keys: one path, a list, none, empty */
+    assert_int_equal(load_text("[daemon]\ntrusted_keys = /etc/qslm/keys\n", &c, &err), QR_OK);
+    assert_string_equal(c.trusted_keys, "/etc/qslm/keys");
+    assert_int_equal(load_text("[daemon]\ntrusted_keys = /k/a.pem,/k/b.pem , /k/c dir\n", &c, &err), QR_OK);
+    assert_string_equal(c.trusted_keys, "/k/a.pem,/k/b.pem , /k/c dir");
+    assert_int_equal(load_text("[daemon]\ntrusted_keys = none\n", &c, &err), QR_OK);
+    assert_string_equal(c.trusted_keys, "");
+    assert_int_equal(load_text("[daemon]\ntrusted_keys =\n", &c, &err), QR_OK);
+    assert_string_equal(c.trusted_keys, "");
     assert_int_equal(load_text("[daemon]\nthreads = 0\nadmin_group =\n", &c, &err), QR_OK);
     assert_int_equal(c.threads, 0);
     assert_string_equal(c.admin_group, "");
@@ -309,11 +322,17 @@ static void test_errors(void **state)
     expect_error("[Daemon]\nthreads = 1\n", "test.conf:1:", "unknown section", NULL);
     /* unknown key; a key of another section */
     expect_error("[daemon]\nthread = 4\n", "test.conf:2:", "[daemon] thread: unknown key",
-                 "expected one of socket, bundle, threads", NULL);
+                 "expected one of socket, bundle, trusted_keys, threads", NULL);
     expect_error("[limits]\nthreads = 4\n", "test.conf:2:", "[limits] threads: unknown key",
                  "under [daemon]", NULL);
     expect_error("threads = 4\n", "test.conf:1:", "threads: a key before any section", "under [daemon]", NULL);
     expect_error("[daemon]\n= 4\n", "test.conf:2:", "a value without a key", NULL);
+    /* a list of trusted keys with a hole in it */
+    expect_error("[daemon]\ntrusted_keys = /k/a.pem,,/k/b.pem\n", "test.conf:2:",
+                 "[daemon] trusted_keys: '/k/a.pem,,/k/b.pem' has an empty path (expected public key files or "
+                 "directories separated by commas, or none)", NULL);
+    expect_error("[daemon]\ntrusted_keys = /k/a.pem,\n", "trusted_keys: '/k/a.pem,' has an empty path", NULL);
+    expect_error("[daemon]\ntrusted_keys = , /k/a.pem\n", "has an empty path", NULL);
     /* bad numbers */
     expect_error("[daemon]\nthreads = four\n", "test.conf:2:", "[daemon] threads: 'four' is not a whole number",
                  "(expected 0..256", NULL);
@@ -702,12 +721,44 @@ static void test_check_config_cli(void **state)
     assert_int_equal(run_qslmd((const char *[]){"--config", bad, "--max-tokens", "5", "--check-config", NULL}, out,
                                sizeof out, errout, sizeof errout),
                      1);
+    /* the trusted keys are read: a directory of one key; none in it; a private key; a missing file */
+    char keys[600], none[600], priv[700], pub[700], missing[700];
+    snprintf(keys, sizeof keys, "%s/keys", tmpdir);
+    snprintf(none, sizeof none, "%s/no-keys", tmpdir);
+    snprintf(priv, sizeof priv, "%s/a.key", tmpdir);
+    snprintf(pub, sizeof pub, "%s/a.pem", keys);
+    snprintf(missing, sizeof missing, "%s/b.pem", keys);
+    assert_int_equal(mkdir(keys, 0755), 0);
+    assert_int_equal(mkdir(none, 0755), 0);
+    qr_error kerr;
+    assert_int_equal(qr_sign_keygen(priv, pub, &kerr), QR_OK);
+    assert_int_equal(run_qslmd((const char *[]){"--config", good, "--trusted-keys", keys, "--check-config", NULL}, out,
+                               sizeof out, errout, sizeof errout),
+                     0);
+    snprintf(want, sizeof want, "%s: ok; trusted_keys: 1 key\n", good);
+    assert_string_equal(out, want);
+    assert_int_equal(run_qslmd((const char *[]){"--config", good, "--trusted-keys", none, "--check-config", NULL}, out,
+                               sizeof out, errout, sizeof errout),
+                     1);
+    assert_non_null(strstr(errout, "holds no *.pem key file"));
+    assert_int_equal(run_qslmd((const char *[]){"--config", good, "--trusted-keys", priv, "--check-config", NULL}, out,
+                               sizeof out, errout, sizeof errout),
+                     1);
+    assert_non_null(strstr(errout, "not a public key file"));
+    char list[1500];
+    snprintf(list, sizeof list, "%s, %s", pub, missing);
+    assert_int_equal(run_qslmd((const char *[]){"--config", good, "--trusted-keys", list, "--check-config", NULL}, out,
+                               sizeof out, errout, sizeof errout),
+                     1);
+    snprintf(want, sizeof want, "qslmd: trusted_keys: %s: No such file or directory\n", missing);
+    assert_string_equal(errout, want);
     /* --help names the new options */
     assert_int_equal(run_qslmd((const char *[]){"--help", NULL}, out, sizeof out, errout, sizeof errout), 0);
     assert_non_null(strstr(out, "--config FILE"));
     assert_non_null(strstr(out, "--check-config"));
     assert_non_null(strstr(out, "--prefill-chunk N"));
     assert_non_null(strstr(out, "--round-ms MS"));
+    assert_non_null(strstr(out, "--trusted-keys LIST"));
 }
 
 /* ---------------------------------------------------------------- main */

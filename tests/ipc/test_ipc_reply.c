@@ -331,6 +331,9 @@ static void test_status(void **state)
         .readings = readings, .n_readings = 3, .queue_waiting = 2, .queue_active = 3,
         .queue_limit = 64, .connections = 5, .requests = 100, .tokens = 5000, .errors = 1,
         .cancelled = 2, .disconnected = 4, .switches = 3, .uptime_s = 3600.5,
+        .bundle_path = "/b/2026-12-05", .bundle_configured = "/b/current", .bundle_created = NULL,
+        .bundle_signer = "3f2a9c0d11e2b4f7",
+        .bundle_manifest_sha256 = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
     };
     char *line;
     size_t len;
@@ -360,7 +363,19 @@ static void test_status(void **state)
     assert_int_equal(json_object_get_int(member(member(b, "counters"), "cancelled")), 2);
     assert_int_equal(json_object_get_int(member(member(b, "counters"), "disconnected")), 4);
     assert_true(json_object_get_double(member(b, "uptime_s")) == 3600.5);
+    json_object *bundle = member(b, "bundle");
+    assert_string_equal(json_object_get_string(member(bundle, "path")), "/b/2026-12-05");
+    assert_string_equal(json_object_get_string(member(bundle, "configured")), "/b/current");
+    assert_string_equal(json_object_get_string(member(bundle, "signer")), "3f2a9c0d11e2b4f7");
+    assert_int_equal(strlen(json_object_get_string(member(bundle, "manifest_sha256"))), 64);
+    json_object *created;
+    assert_true(json_object_object_get_ex(bundle, "created", &created) && created == NULL); /* null, not absent */
     qi_reply_free(&r);
+    /* no bundle path: no "bundle" object (a server that does not say) */
+    s.bundle_path = NULL;
+    assert_int_equal(qi_reply_status(&id, &s, &line, &len, &e), QI_OK);
+    assert_null(strstr(line, "\"bundle\""));
+    free(line);
 }
 
 static void test_variants(void **state)

@@ -123,20 +123,29 @@ file=$(node -pe 'JSON.parse(require("fs").readFileSync(process.argv[1])).variant
 want=$(node -pe 'JSON.parse(require("fs").readFileSync(process.argv[1])).variants[0].sha256' "$tmp/bundle/manifest.json")
 got=$(sha256sum "$tmp/bundle/$file" | cut -d' ' -f1)
 if [ "$want" = "$got" ]; then ok "manifest sha256 = sha256sum of $file"; else bad "sha256 $want != $got"; fi
+created=$(node -pe 'JSON.parse(require("fs").readFileSync(process.argv[1])).created' "$tmp/bundle/manifest.json")
+if [[ $created =~ ^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z$ ]]; then ok "manifest: created $created"
+else bad "manifest: created is '$created'"; fi
 
 expect 2 'needs --key' -- "$quant" keygen
-expect 0 'wrote' -- "$quant" keygen --key "$tmp/k.pem" --pubkey "$tmp/pub.pem"
+out=$("$quant" keygen --key "$tmp/k.pem" --pubkey "$tmp/pub.pem" 2>&1)
+kid=$(sed -n 's/^wrote .*; key id \([0-9a-f]\{16\}\)$/\1/p' <<<"$out")
+if [ -n "$kid" ]; then ok "keygen: key id $kid"; else bad "keygen: $out"; fi
+if command -v openssl >/dev/null; then # the id is openssl's SHA-256 of the DER public key, cut
+  if [ "$(openssl pkey -pubin -in "$tmp/pub.pem" -outform DER | sha256sum | cut -c1-16)" = "$kid" ]; then
+    ok "key id = openssl pkey -outform DER | sha256sum | cut -c1-16"; else bad "key id differs from openssl's"; fi
+fi
 if [ "$(stat -c %a "$tmp/k.pem")" = 600 ]; then ok "private key mode 0600"; else bad "private key mode $(stat -c %a "$tmp/k.pem")"; fi
-expect 0 'signed' -- "$quant" sign "$tmp/bundle" --key "$tmp/k.pem"
-expect 0 'signature good' -- "$quant" verify "$tmp/bundle" --pubkey "$tmp/pub.pem"
+expect 0 "signed .* with key $kid" -- "$quant" sign "$tmp/bundle" --key "$tmp/k.pem"
+expect 0 "signature good, key $kid" -- "$quant" verify "$tmp/bundle" --pubkey "$tmp/pub.pem"
 "$quant" keygen --key "$tmp/k2.pem" --pubkey "$tmp/pub2.pem" >/dev/null
-expect 1 'signature|does not match|verif' -- "$quant" verify "$tmp/bundle" --pubkey "$tmp/pub2.pem"
+expect 1 "signature refused \\(unknown key; key $kid\\)" -- "$quant" verify "$tmp/bundle" --pubkey "$tmp/pub2.pem"
 cp "$tmp/bundle/$file" "$tmp/saved.qslm"
 printf 'X' | dd of="$tmp/bundle/$file" bs=1 seek=100 conv=notrunc status=none
 expect 1 'BAD: .*(sha|hash|SHA)' -- "$quant" verify "$tmp/bundle" --pubkey "$tmp/pub.pem"
 cp "$tmp/saved.qslm" "$tmp/bundle/$file"
 sed -i 's/"created_by": "/"created_by": "x/' "$tmp/bundle/manifest.json"
-expect 1 'signature|does not match|verif' -- "$quant" verify "$tmp/bundle" --pubkey "$tmp/pub.pem"
+expect 1 "signature refused \\(bad signature; key $kid\\)" -- "$quant" verify "$tmp/bundle" --pubkey "$tmp/pub.pem"
 
 expect 2 'expected 2 arguments' -- "$quant" report "$tmp/bundle"
 expect 0 'wrote .*report.md' -- "$quant" report "$tmp/m.qslm" "$tmp/bundle" "${small[@]}"

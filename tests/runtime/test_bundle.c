@@ -16,6 +16,7 @@
 
 #include "bundle.h"
 #include "bundle_sign.h"
+#include "bundle_trust.h"
 #include "sha256.h"
 #include "tensor_types.h"
 #include "test_files.h"
@@ -102,6 +103,7 @@ static qr_bundle *sample_bundle(void)
     b->source_file = dup_str("spikegpt-sotu.qslm");
     memcpy(b->source_sha256, HASH_A, sizeof HASH_A);
     b->created_by = dup_str("qslm-quant 0.1.0 \"test\" / \xc3\xa9");
+    b->created = dup_str("2026-12-05T09:30:00Z");
     b->n_variants = 2;
     b->variants = calloc(2, sizeof *b->variants);
     static const char *tensors[] = {"emb.weight", "blocks.0.att.key.weight", "head.weight"};
@@ -314,6 +316,26 @@ static const rule rules[] = {
     {"\"created_by\": \"test\"", "\"created_by\": \"\"", "created_by: must not be empty"},
     {"\"created_by\": \"test\"", "\"created_by\": \"a\\u0000b\"", "created_by: must not contain a NUL"},
     {"\"created_by\": \"test\",", "", "created_by: missing"},
+    /* created: optional, a UTC time */
+    {"\"created_by\": \"test\",", "\"created_by\": \"test\", \"created\": \"2026-12-05T09:30:00Z\",", NULL},
+    {"\"created_by\": \"test\",", "\"created_by\": \"test\", \"created\": \"2024-02-29T23:59:59Z\",", NULL},
+    {"\"created_by\": \"test\",", "\"created_by\": \"test\", \"created\": null,", "created: must be a string"},
+    {"\"created_by\": \"test\",", "\"created_by\": \"test\", \"created\": 1764927000,", "created: must be a string"},
+    {"\"created_by\": \"test\",", "\"created_by\": \"test\", \"created\": \"2026-12-05\",",
+     "created: must be a UTC time written YYYY-MM-DDTHH:MM:SSZ"},
+    {"\"created_by\": \"test\",", "\"created_by\": \"test\", \"created\": \"2026-12-05T09:30:00+01:00\",",
+     "created: must be a UTC time"},
+    {"\"created_by\": \"test\",", "\"created_by\": \"test\", \"created\": \"2026-12-05 09:30:00Z\",",
+     "created: must be a UTC time"},
+    {"\"created_by\": \"test\",", "\"created_by\": \"test\", \"created\": \"2025-02-29T00:00:00Z\",",
+     "created: must be a UTC time"},
+    {"\"created_by\": \"test\",", "\"created_by\": \"test\", \"created\": \"2026-13-05T09:30:00Z\",",
+     "created: must be a UTC time"},
+    {"\"created_by\": \"test\",", "\"created_by\": \"test\", \"created\": \"2026-12-05T24:00:00Z\",",
+     "created: must be a UTC time"},
+    {"\"created_by\": \"test\",", "\"created_by\": \"test\", \"created\": \"2026-12-05T09:30:60Z\",",
+     "created: must be a UTC time"},
+    {"\"created_by\": \"test\",", "\"created_by\": \"test\", \"created\": \"\",", "created: must not be empty"},
     /* model */
     {"{\"name\": \"m\"" THRU "ef\"},", "[],", "model: must be an object"},
     {"\"name\": \"m\"", "\"name\": \"m\", \"checkpoint\": 3", "model.checkpoint: unknown key"},
@@ -775,13 +797,31 @@ static void test_keygen_files(void **state)
     assert_non_null(strstr(err.msg, s.priv));
     assert_int_not_equal(access(fresh, F_OK), 0);
     free(fresh);
-    /* The signature file: DER, a SEQUENCE of at most 72 bytes. */
+    /* The signature file: DER, a SEQUENCE of at most 72 bytes, then "key-id <the key's id>\n". */
     char *sig = read_file(s.dir, QR_BUNDLE_SIGNATURE, &len);
-    assert_true(len >= 8 && len <= QR_SIG_MAX_BYTES);
+    assert_true(len >= 8 + QR_SIG_KEY_ID_LINE && len <= QR_SIG_FILE_MAX);
+    size_t der = len - QR_SIG_KEY_ID_LINE;
     assert_int_equal((unsigned char)sig[0], 0x30);
-    assert_int_equal((unsigned char)sig[1], len - 2);
+    assert_int_equal((unsigned char)sig[1], der - 2);
+    char id[QR_KEY_ID_LEN + 1], id_priv[QR_KEY_ID_LEN + 1], line[QR_SIG_KEY_ID_LINE + 1];
+    assert_int_equal(qr_sign_key_id(s.pub, false, id, &err), QR_OK);
+    assert_int_equal(qr_sign_key_id(s.priv, true, id_priv, &err), QR_OK);
+    assert_string_equal(id, id_priv);
+    snprintf(line, sizeof line, "key-id %s\n", id);
+    assert_memory_equal(sig + der, line, QR_SIG_KEY_ID_LINE);
     free(sig);
     free_signed(&s);
+}
+
+/* The signature file with its key-id line cut off: the DER alone, as openssl writes it. */
+static size_t strip_key_id(const char *dir)
+{
+    size_t len;
+    char *sig = read_file(dir, QR_BUNDLE_SIGNATURE, &len);
+    assert_true(len > QR_SIG_KEY_ID_LINE);
+    write_file(dir, QR_BUNDLE_SIGNATURE, sig, len - QR_SIG_KEY_ID_LINE);
+    free(sig);
+    return len - QR_SIG_KEY_ID_LINE;
 }
 
 static void test_sign_verify(void **state)
@@ -790,29 +830,38 @@ static void test_sign_verify(void **state)
     signed_bundle s;
     make_signed(&s);
     qr_error err = {0};
+    char id[QR_KEY_ID_LEN + 1], id2[QR_KEY_ID_LEN + 1], got[QR_KEY_ID_LEN + 1];
+    assert_int_equal(qr_sign_key_id(s.pub, false, id, &err), QR_OK);
+    assert_int_equal(qr_sign_key_id(s.pub2, false, id2, &err), QR_OK);
+    assert_string_not_equal(id, id2);
     assert_int_equal(qr_bundle_verify_signature(s.dir, s.pub, &err), QR_OK);
     qr_bundle *b = NULL;
-    assert_int_equal(qr_bundle_load_verified(s.dir, s.pub, &b, &err), QR_OK);
+    assert_int_equal(qr_bundle_load_verified(s.dir, s.pub, &b, got, &err), QR_OK);
+    assert_string_equal(got, id);
     assert_int_equal(b->n_variants, 2);
     assert_int_equal(qr_bundle_verify_variant(b, s.dir, 0, &err), QR_OK);
     qr_bundle_free(b);
 
-    /* Wrong key. */
+    /* Wrong key: the signature names the key that made it. */
+    char want[256];
     assert_int_equal(qr_bundle_verify_signature(s.dir, s.pub2, &err), QR_ERR_FORMAT);
-    assert_non_null(strstr(err.msg, "manifest.json: the signature does not match the public key"));
-    assert_non_null(strstr(err.msg, s.pub2));
+    snprintf(want, sizeof want, "manifest.json: signature refused (unknown key; key %s): signed by key %s, which "
+             "is not trusted (trusted: %s)", id, id, id2);
+    assert_non_null(strstr(err.msg, want));
     b = (qr_bundle *)1;
-    assert_int_equal(qr_bundle_load_verified(s.dir, s.pub2, &b, &err), QR_ERR_FORMAT);
+    assert_int_equal(qr_bundle_load_verified(s.dir, s.pub2, &b, NULL, &err), QR_ERR_FORMAT);
     assert_null(b);
 
     /* A flipped byte in the manifest: every byte position is covered by the signature. */
     size_t len;
     char *text = read_file(s.dir, QR_BUNDLE_MANIFEST, &len);
+    snprintf(want, sizeof want, "signature refused (bad signature; key %s): trusted key %s (%s) does not verify it",
+             id, id, s.pub);
     for (size_t pos = 0; pos < len; pos += len / 7) {
         text[pos] ^= 0x20;
         write_file(s.dir, QR_BUNDLE_MANIFEST, text, len);
         assert_int_equal(qr_bundle_verify_signature(s.dir, s.pub, &err), QR_ERR_FORMAT);
-        assert_non_null(strstr(err.msg, "does not match"));
+        assert_non_null(strstr(err.msg, want));
         text[pos] ^= 0x20;
     }
     /* A byte more (trailing newline) is a different manifest too. */
@@ -826,33 +875,57 @@ static void test_sign_verify(void **state)
     assert_int_equal(qr_bundle_verify_signature(s.dir, s.pub, &err), QR_OK);
     free(text);
 
-    /* The signature itself damaged: a flipped byte, truncated, empty, too long. */
+    /* The signature itself damaged: a flipped byte of the DER, truncated, empty, too long, a
+     * key-id line that is not one. */
     char *sig = read_file(s.dir, QR_BUNDLE_SIGNATURE, &len);
-    sig[len - 3] ^= 1;
+    size_t der = len - QR_SIG_KEY_ID_LINE;
+    sig[der - 3] ^= 1;
     write_file(s.dir, QR_BUNDLE_SIGNATURE, sig, len);
     assert_int_not_equal(qr_bundle_verify_signature(s.dir, s.pub, &err), QR_OK);
     assert_int_equal(err.status, QR_ERR_FORMAT);
-    sig[len - 3] ^= 1;
-    write_file(s.dir, QR_BUNDLE_SIGNATURE, sig, len - 1);
-    assert_int_equal(qr_bundle_verify_signature(s.dir, s.pub, &err), QR_ERR_FORMAT);
-    assert_non_null(strstr(err.msg, "not a DER ECDSA P-256 signature"));
-    write_file(s.dir, QR_BUNDLE_SIGNATURE, sig, 0);
-    assert_int_equal(qr_bundle_verify_signature(s.dir, s.pub, &err), QR_ERR_FORMAT);
+    assert_non_null(strstr(err.msg, "(bad signature; key "));
+    sig[der - 3] ^= 1;
+    const size_t cuts[] = {len - 1, der - 1, 1, 0};
+    for (size_t i = 0; i < sizeof cuts / sizeof *cuts; i++) {
+        write_file(s.dir, QR_BUNDLE_SIGNATURE, sig, cuts[i]);
+        assert_int_equal(qr_bundle_verify_signature(s.dir, s.pub, &err), QR_ERR_FORMAT);
+        assert_non_null(strstr(err.msg, "signature refused (bad signature; key none): manifest.json.sig: not a DER "
+                                        "ECDSA P-256 signature"));
+    }
     char big[200];
     memset(big, 0x30, sizeof big);
     write_file(s.dir, QR_BUNDLE_SIGNATURE, big, sizeof big);
     assert_int_equal(qr_bundle_verify_signature(s.dir, s.pub, &err), QR_ERR_FORMAT);
+    sig[len - 2] = 'G'; /* not a hex digit */
     write_file(s.dir, QR_BUNDLE_SIGNATURE, sig, len);
-    assert_int_equal(qr_bundle_verify_signature(s.dir, s.pub, &err), QR_OK);
+    assert_int_equal(qr_bundle_verify_signature(s.dir, s.pub, &err), QR_ERR_FORMAT);
+    assert_non_null(strstr(err.msg, "not a DER ECDSA P-256 signature"));
+    /* A line naming another key does not decide: the key that verifies it does. */
+    memcpy(sig + der + strlen(QR_SIG_KEY_ID_PREFIX), id2, QR_KEY_ID_LEN);
+    write_file(s.dir, QR_BUNDLE_SIGNATURE, sig, len);
+    assert_int_equal(qr_bundle_load_verified(s.dir, s.pub, &b, got, &err), QR_OK);
+    assert_string_equal(got, id);
+    qr_bundle_free(b);
     free(sig);
+
+    /* The DER alone (openssl's, or before key ids): still good under its key; under another it
+     * names no key. */
+    assert_int_equal(qr_bundle_sign(s.dir, s.priv, &err), QR_OK);
+    strip_key_id(s.dir);
+    assert_int_equal(qr_bundle_load_verified(s.dir, s.pub, &b, got, &err), QR_OK);
+    assert_string_equal(got, id);
+    qr_bundle_free(b);
+    assert_int_equal(qr_bundle_verify_signature(s.dir, s.pub2, &err), QR_ERR_FORMAT);
+    assert_non_null(strstr(err.msg, "signature refused (unknown key; key none): no trusted key"));
+    assert_non_null(strstr(err.msg, "it names no key"));
 
     /* No signature at all. */
     char *sig_path = qr_bundle_path(s.dir, QR_BUNDLE_SIGNATURE);
     unlink(sig_path);
     assert_int_equal(qr_bundle_verify_signature(s.dir, s.pub, &err), QR_ERR_NOT_FOUND);
-    assert_non_null(strstr(err.msg, "manifest.json: no signature"));
+    assert_non_null(strstr(err.msg, "manifest.json: signature refused (unsigned; key none): there is no "));
     assert_non_null(strstr(err.msg, sig_path));
-    assert_int_equal(qr_bundle_load_verified(s.dir, s.pub, &b, &err), QR_ERR_NOT_FOUND);
+    assert_int_equal(qr_bundle_load_verified(s.dir, s.pub, &b, NULL, &err), QR_ERR_NOT_FOUND);
     free(sig_path);
 
     /* Re-signed with the other key, it verifies under that key only. */
@@ -874,6 +947,9 @@ static void test_bad_key_files(void **state)
     assert_int_equal(qr_bundle_verify_signature(s.dir, garbage, &err), QR_ERR_FORMAT);
     assert_non_null(strstr(err.msg, garbage));
     assert_non_null(strstr(err.msg, "not a public key file"));
+    char id[QR_KEY_ID_LEN + 1];
+    assert_int_equal(qr_sign_key_id(garbage, false, id, &err), QR_ERR_FORMAT);
+    assert_non_null(strstr(err.msg, garbage));
     assert_int_equal(qr_bundle_sign(s.dir, garbage, &err), QR_ERR_FORMAT);
     assert_non_null(strstr(err.msg, garbage));
     assert_non_null(strstr(err.msg, "not a private key file"));
@@ -919,6 +995,113 @@ static void test_bad_key_files(void **state)
     free_signed(&s);
 }
 
+/* A key id is what openssl computes from the public key file:
+ *   openssl ecparam -name prime256v1 -genkey -noout -out k.key && openssl ec -in k.key -pubout -out k.pub
+ *   openssl pkey -pubin -in k.pub -outform DER | sha256sum | cut -c1-16      -> 821e527d1b7bae1b */
+static void test_key_id_openssl(void **state)
+{
+    (void)state;
+    static const char pem[] = "-----BEGIN PUBLIC KEY-----\n"
+                              "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEzL1/EqkhXbv0VrxAIKkDuSJTPv5o\n"
+                              "Qa7pw3CRxbEwYhjdG2lQ48fCBMDCo63YjrQ2GAtcU3csvryD4dSEYCauDg==\n"
+                              "-----END PUBLIC KEY-----\n";
+    char *dir = make_dir();
+    write_file(dir, "k.pub", pem, sizeof pem - 1);
+    char *path = qr_bundle_path(dir, "k.pub");
+    char id[QR_KEY_ID_LEN + 1];
+    qr_error err = {0};
+    assert_int_equal(qr_sign_key_id(path, false, id, &err), QR_OK);
+    assert_string_equal(id, "821e527d1b7bae1b");
+    qr_pubkey *k = NULL;
+    assert_int_equal(qr_pubkey_load(path, &k, &err), QR_OK);
+    assert_string_equal(qr_pubkey_id(k), "821e527d1b7bae1b");
+    assert_string_equal(qr_pubkey_path(k), path);
+    qr_pubkey_free(k);
+    free(path);
+    remove_dir(dir);
+}
+
+/* qr_bundle_load_trusted with a set of keys: any of them will do, the verdicts and key ids of
+ * the refusals, and no keys at all (nothing checked, but what is there is said). */
+static void test_trusted_set(void **state)
+{
+    (void)state;
+    signed_bundle s;
+    make_signed(&s);
+    qr_error err = {0};
+    qr_pubkey *a = NULL, *b2 = NULL;
+    assert_int_equal(qr_pubkey_load(s.pub, &a, &err), QR_OK);
+    assert_int_equal(qr_pubkey_load(s.pub2, &b2, &err), QR_OK);
+    qr_pubkey *both[2] = {b2, a}, *only_b[1] = {b2};
+    qr_sig_result res;
+    qr_bundle *b = NULL;
+    size_t len;
+    char *text = read_file(s.dir, QR_BUNDLE_MANIFEST, &len);
+    uint8_t digest[QR_SHA256_BYTES];
+    char sha[QR_SHA256_HEX_SIZE];
+    assert_int_equal(qr_sha256_buffer(text, len, "m", digest, &err), QR_OK);
+    qr_sha256_to_hex(digest, sha);
+
+    assert_int_equal(qr_bundle_load_trusted(s.dir, both, 2, &b, &res, &err), QR_OK);
+    assert_int_equal(res.verdict, QR_SIG_GOOD);
+    assert_string_equal(res.key_id, qr_pubkey_id(a));
+    assert_int_equal(res.key_index, 1);
+    assert_string_equal(res.manifest_sha256, sha);
+    qr_bundle_free(b);
+
+    assert_int_equal(qr_bundle_load_trusted(s.dir, only_b, 1, &b, &res, &err), QR_ERR_FORMAT);
+    assert_null(b);
+    assert_int_equal(res.verdict, QR_SIG_UNKNOWN_KEY);
+    assert_string_equal(res.key_id, qr_pubkey_id(a));
+    assert_string_equal(res.manifest_sha256, sha);
+
+    /* No keys: nothing is checked; the signature and the key it names are reported. */
+    assert_int_equal(qr_bundle_load_trusted(s.dir, NULL, 0, &b, &res, &err), QR_OK);
+    assert_int_equal(res.verdict, QR_SIG_UNCHECKED);
+    assert_string_equal(res.key_id, qr_pubkey_id(a));
+    qr_bundle_free(b);
+    char *sig_path = qr_bundle_path(s.dir, QR_BUNDLE_SIGNATURE);
+    size_t sig_len;
+    char *sig = read_file(s.dir, QR_BUNDLE_SIGNATURE, &sig_len);
+    unlink(sig_path);
+    assert_int_equal(qr_bundle_load_trusted(s.dir, NULL, 0, &b, &res, &err), QR_OK);
+    assert_int_equal(res.verdict, QR_SIG_UNSIGNED);
+    assert_string_equal(res.key_id, "");
+    qr_bundle_free(b);
+    assert_int_equal(qr_bundle_load_trusted(s.dir, both, 2, &b, &res, &err), QR_ERR_NOT_FOUND);
+    assert_int_equal(res.verdict, QR_SIG_UNSIGNED);
+    /* a signature that cannot be read: no keys, no matter ("not checked"); with keys, an error */
+    assert_int_equal(mkdir(sig_path, 0755), 0);
+    assert_int_equal(qr_bundle_load_trusted(s.dir, NULL, 0, &b, &res, &err), QR_OK);
+    assert_int_equal(res.verdict, QR_SIG_UNCHECKED);
+    qr_bundle_free(b);
+    assert_int_equal(qr_bundle_load_trusted(s.dir, both, 2, &b, &res, &err), QR_ERR_IO);
+    assert_null(b);
+    assert_non_null(strstr(err.msg, sig_path));
+    assert_int_equal(rmdir(sig_path), 0);
+
+    /* qr_sig_check over bytes: the same verdicts without files; with no keys it refuses to judge. */
+    assert_int_equal(qr_sig_check(both, 2, text, len, (uint8_t *)sig, sig_len, "m", &res, &err), QR_OK);
+    assert_int_equal(res.verdict, QR_SIG_GOOD);
+    text[0] ^= 1;
+    assert_int_equal(qr_sig_check(both, 2, text, len, (uint8_t *)sig, sig_len, "m", &res, &err), QR_ERR_FORMAT);
+    assert_int_equal(res.verdict, QR_SIG_BAD);
+    assert_string_equal(res.key_id, qr_pubkey_id(a));
+    assert_int_equal(qr_sig_check(both, 0, text, len, (uint8_t *)sig, sig_len, "m", &res, &err), QR_ERR_INVALID);
+    assert_int_equal(strcmp(qr_sig_verdict_name(QR_SIG_UNKNOWN_KEY), "unknown key"), 0);
+    free(sig);
+    free(sig_path);
+    free(text);
+    qr_pubkey_free(a);
+    qr_pubkey_free(b2);
+
+    /* A private key is not a trusted key. */
+    assert_int_equal(qr_pubkey_load(s.priv, &a, &err), QR_ERR_FORMAT);
+    assert_null(a);
+    assert_non_null(strstr(err.msg, s.priv));
+    free_signed(&s);
+}
+
 static void test_sign_data(void **state)
 {
     (void)state;
@@ -958,6 +1141,8 @@ int main(void)
         cmocka_unit_test(test_keygen_files),
         cmocka_unit_test(test_sign_verify),
         cmocka_unit_test(test_bad_key_files),
+        cmocka_unit_test(test_key_id_openssl),
+        cmocka_unit_test(test_trusted_set),
         cmocka_unit_test(test_sign_data),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
