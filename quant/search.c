@@ -113,15 +113,22 @@ static qq_scores scores_of(const candidate *cd)
 
 /* The kept setting refined (refine.h) and measured as a whole: kept refined when that is better
  * by the tiers' rule, else its refined copies are dropped. Refining changes the values, not the
- * bytes, so the footprint stays. */
+ * bytes, so the footprint stays. A refinement that fails (a matrix whose drifted inputs cannot
+ * be factorised, memory) leaves the plain setting, which was already good: it is said, not fatal. */
 static qr_status refine_best(const qq_search_ctx *ctx, const qq_constraints *c, candidate *best, size_t *measured,
                              qq_result *out, qr_error *err)
 {
     if (100.0 * (best->valid.ppl / ctx->valid_ref.ppl - 1.0) < ctx->refine_from)
         return QR_OK;
-    qr_status st = qq_refine_setting(ctx->meas, best->types, &out->refine, err);
-    if (st || !out->refine.matrices)
-        return st;
+    qr_error why;
+    if (qq_refine_setting(ctx->meas, best->types, &out->refine, &why)) { /* the plain setting stands */
+        say(ctx, "refinement: %s; the plain rounding kept", why.msg);
+        out->refine.matrices = 0;
+        return QR_OK;
+    }
+    if (!out->refine.matrices)
+        return QR_OK;
+    qr_status st;
     candidate r = *best;
     if ((st = measure_candidate(ctx, c, &r, false, err)) || (st = measure_candidate(ctx, c, &r, true, err)))
         return st;
