@@ -12,6 +12,7 @@
 
 #include "bundle.h"
 #include "cli.h"
+#include "refine.h"
 #include "svg.h"
 #include "tensor_types.h"
 
@@ -40,12 +41,13 @@ static const uint32_t rounding_types[ROUNDING_TYPES] = {QR_TYPE_Q4_1, QR_TYPE_Q4
                                                          QR_TYPE_Q2_1, QR_TYPE_Q2_0, QR_TYPE_Q2_S};
 typedef struct {
     double ppl[3]; /* by qq_rounding: importance, nearest, error-compensated (NAN: not measured) */
+    double refined; /* error-compensated, then refined (quant/refine.h; NAN: not measured) */
     double minmax; /* per-tensor min-max at the same code width */
 } rounding_row;
 
 /* Measures every matrix at each of rounding_types, rounded each way the session can (error
- * compensation only when it was gathered), and per-tensor min-max at 2 and 3 bits (4 bits is
- * mm[0]); leaves the measurer rounding as it found it. */
+ * compensation, and its refinement, only when it was gathered), and per-tensor min-max at 2 and
+ * 3 bits (4 bits is mm[0]); leaves the measurer rounding as it found it, with no refined setting. */
 static int measure_roundings(qq_session *s, const qq_split *test, uint32_t *types, const point *mm4,
                              rounding_row rows[ROUNDING_TYPES], qr_error *err)
 {
@@ -60,6 +62,7 @@ static int measure_roundings(qq_session *s, const qq_split *test, uint32_t *type
     }
     for (int k = 0; k < ROUNDING_TYPES; k++) {
         rows[k].ppl[QQ_ROUND_IMPORTANCE] = rows[k].ppl[QQ_ROUND_NEAREST] = rows[k].ppl[QQ_ROUND_EC] = NAN;
+        rows[k].refined = NAN;
         int bits = (int)qr_type_get(rounding_types[k])->bits;
         rows[k].minmax = bits == 4 ? mm4->ppl : mm23[bits - 2];
     }
@@ -80,6 +83,18 @@ static int measure_roundings(qq_session *s, const qq_split *test, uint32_t *type
             if (measure_point(s, name, qq_measure_setting(s->meas, types, test, &m, err), err))
                 return -1;
             rows[k].ppl[way] = m.ppl;
+            if (way != QQ_ROUND_EC)
+                continue;
+            qq_refine_stats rs;
+            qq_progress(s, "test split: every matrix %s, refined", name);
+            if (qq_refine_setting(s->meas, types, &rs, err)) {
+                fprintf(stderr, "qslm-quant: %s\n", err->msg);
+                return -1;
+            }
+            if (rs.matrices && measure_point(s, name, qq_measure_setting(s->meas, types, test, &m, err), err))
+                return -1;
+            rows[k].refined = rs.matrices ? m.ppl : NAN;
+            qq_measurer_drop_refined(s->meas);
         }
     }
     if (qq_measurer_set_rounding(s->meas, was, err)) {
@@ -97,11 +112,13 @@ static void write_rounding_table(FILE *f, const qq_session *s, uint32_t *types, 
                "nearest levels (scale and minimum fitted with every weight counting the same), weighted by each input "
                "column's mean square on the calibration split (importance), and error-compensating (GPTQ: each column's "
                "rounding error pushed onto the columns not yet rounded, through the inverse of the inputs' second "
-               "moments on the calibration text); beside them the paper's per-tensor min-max at the same code width. "
-               "The embedding and the classifier head, which no calibration text multiplies, are rounded with "
-               "importance (the embedding: nearest) in the error-compensating column.\n\n"
-               "| type | bits/weight | served | nearest | importance | error-compensating | per-tensor min-max |\n"
-               "|---|---|---|---|---|---|---|\n");
+               "moments on the calibration text), and that refined (each matrix compensated again under the inputs "
+               "the quantized matrices before it give it, towards the weights that keep its f32 outputs: "
+               "quant/README.md); beside them the paper's per-tensor min-max at the same code width. The embedding, "
+               "a lookup, is compensated through ln0; the classifier head, which no calibration text multiplies, is "
+               "rounded with importance in the last two columns.\n\n"
+               "| type | bits/weight | served | nearest | importance | error-compensating | refined | per-tensor min-max |\n"
+               "|---|---|---|---|---|---|---|---|\n");
     for (int k = 0; k < ROUNDING_TYPES; k++) {
         for (size_t i = 0; i < s->costs.n_tensors; i++)
             types[i] = s->costs.is_matrix[i] ? rounding_types[k] : QR_TYPE_F32;
@@ -115,6 +132,10 @@ static void write_rounding_table(FILE *f, const qq_session *s, uint32_t *types, 
             else
                 fprintf(f, " %.3f (%+.2f%%) |", p, 100.0 * (p / f32->ppl - 1.0));
         }
+        if (isnan(rows[k].refined))
+            fprintf(f, " not measured (--ec-tokens 0) |");
+        else
+            fprintf(f, " %.3f (%+.2f%%) |", rows[k].refined, 100.0 * (rows[k].refined / f32->ppl - 1.0));
         fprintf(f, " %.3f (%+.2f%%) |\n", rows[k].minmax, 100.0 * (rows[k].minmax / f32->ppl - 1.0));
     }
 }

@@ -151,6 +151,11 @@ expect 2 'expected 2 arguments' -- "$quant" report "$tmp/bundle"
 expect 0 'wrote .*report.md' -- "$quant" report "$tmp/m.qslm" "$tmp/bundle" "${small[@]}"
 if grep -q 'min-max 4' "$tmp/bundle/report.md" && grep -q '<svg' "$tmp/bundle/memory-ppl.svg"; then ok "report and plots"
 else bad "report: $(head -c 400 "$tmp/bundle/report.md")"; fi
+# the Rounding table: nearest, importance, error-compensating and refined measured for q2_s
+if grep -q '| nearest | importance | error-compensating | refined | per-tensor min-max |' "$tmp/bundle/report.md" &&
+   grep -qE '^\| q2_s \| 2\.25 \| [0-9.]+ (KiB|MiB) \|( [0-9.]+ \([-+][0-9.]+%\) \|){5}$' "$tmp/bundle/report.md"
+then ok "report: the Rounding table with its refined column"
+else bad "report: Rounding table: $(grep -A12 '## Rounding' "$tmp/bundle/report.md")"; fi
 
 # Two named heads: each measured on its own data (--classify TASK=DIR), each in the manifest and the
 # report, and the accuracy floor holding per head. The topic labels are the text's length mod 3.
