@@ -131,9 +131,9 @@ static qr_status run_pass(qq_measurer *q, qr_runner *master_runner, recorder *re
     return st;
 }
 
-/* The target's matrix quantized to `type` again from its sums: towards the drift-corrected
- * weights, compensating errors under the setting's own inputs. */
-static qr_status requantize_target(qq_measurer *q, const target *t, uint32_t type, double damp, void **out,
+/* The target's matrix quantized to `type` again from its sums (turned into means in place):
+ * towards the drift-corrected weights, compensating errors under the setting's own inputs. */
+static qr_status requantize_target(qq_measurer *q, target *t, uint32_t type, double damp, void **out,
                                    qr_error *err)
 {
     const qr_model_file *master = qq_measurer_master(q);
