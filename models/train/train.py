@@ -1,24 +1,37 @@
 #!/usr/bin/python3
-"""train.py: trains the default model, a small SpikeGPT (GPT mode) language model on SOTU.
+"""train.py: trains the default model, a small SpikeGPT (GPT mode) language model.
 
+    # the second edition: 16.4M tokens of SOTU, Brown and mail, resumable (models/README.md)
+    /usr/bin/python3 models/train/train.py --mix sotu=0.45,brown=0.25,mail=0.3 \
+        --total-tokens 16384000 --warmup 100 --tokenizer models/tokenizer.json [--resume]
+    # the first edition: SOTU alone, 50 minutes of wall clock
     /usr/bin/python3 models/train/train.py --seed 1234 --max-minutes 50
 
 Model: spikegpt_model.SpikeGPT (LIF tau 2, threshold 1, ATan surrogate alpha 2; spikes on the
 time-mix and channel-mix outputs, none on the embedding), d 384, 3 layers, n_ffn 1536, vocab
-4096 (models/tokenizer.json). Data: .data/sotu/train.txt, addresses (separated by a blank line)
-encoded one by one and joined with <|endoftext|>; random windows of ctx+1 tokens drawn by a
-seeded generator. Adam, linear warmup then cosine decay to lr_min over the wall-clock budget
-(--max-minutes): the run stops cleanly when the budget is spent, saves the checkpoint
-(SpikeGPT state_dict, models/train/out/spikegpt-sotu.pth), the loss CSV (models/train/loss.csv:
-step, tokens, loss, lr, seconds, valid_loss) and the loss curve (models/loss-curve.svg).
+4096. Data (data_mix.py): the corpora of --mix by weight, each split's documents encoded one by
+one and joined with <|endoftext|>; the windows of ctx+1 tokens of step s are drawn from the seed
+and s alone. Adam, linear warmup then cosine decay to lr_min.
+
+Length. With --total-tokens the cosine runs over that many tokens' steps, whatever the machine's
+speed; --max-minutes then only limits this invocation. The run saves a checkpoint (model,
+optimiser, step, loss rows: checkpoint.py) every --checkpoint-minutes and when it stops (time
+limit, --max-steps, Ctrl-C, SIGTERM); the same command with --resume continues it, and ends with
+the weights an uninterrupted run would have (test_train.py). Without --total-tokens the cosine
+runs over the wall-clock budget (--max-minutes) as the first edition was trained; such a run
+cannot be resumed.
+
+At the end: the SpikeGPT state_dict (--out), the loss CSV (--csv: step, tokens, loss, lr,
+seconds, valid_loss on SOTU valid, valid_<corpus> for the others), the loss curve (--svg), a
+summary JSON (--info).
 
 --spike-ffn-hidden trains the variant whose channel-mix hidden activation is a LIF spike
 (metadata spike.ffn_hidden; runtime/FORMAT.md), with the key weights drawn N(0, gain^2 / d)
-(--ffn-key-gain) so that the hidden LIF fires from the first step. --max-steps N runs the cosine
-over N steps (or the time budget, whichever ends first), so a run's length and schedule do not
-depend on the machine's speed. --qslm PATH also writes the converted model (f32, the tokenizer
-embedded, ffn.value transposed for spike.ffn_hidden) with convert.py. After training, the spike
-rates of every LIF on the valid windows are printed and written to the info JSON.
+(--ffn-key-gain) so that the hidden LIF fires from the first step. --max-steps N stops after N
+steps (without --total-tokens the cosine runs over N steps). --qslm PATH also writes the
+converted model (f32, the tokenizer embedded, ffn.value transposed for spike.ffn_hidden) with
+convert.py. After training, the spike rates of every LIF on the valid windows are printed and
+written to the info JSON.
 """
 
 import argparse
@@ -27,6 +40,7 @@ import json
 import math
 import os
 import random
+import signal
 import sys
 import time
 
@@ -38,6 +52,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 
+import checkpoint  # noqa: E402
+import data_mix  # noqa: E402
 import fastops  # noqa: E402
 import spikegpt_model as sm  # noqa: E402
 from train_tokenizer import BPETokenizer  # noqa: E402
@@ -158,7 +174,7 @@ def write_svg(path, rows, title):
     os.replace(path + ".tmp", path)
 
 
-def main():
+def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seed", type=int, default=1234)
     ap.add_argument("--d", type=int, default=384)
@@ -173,15 +189,26 @@ def main():
                     help="fused: TorchScript loop with RWKV-4's hand-written backward (fastest "
                     "here); chunk: the closed form over chunks; loop: the reference loop")
     ap.add_argument("--wkv-chunk", type=int, default=32)
+    ap.add_argument("--mix", default="sotu",
+                    help="corpora and weights, e.g. sotu=0.45,brown=0.25,mail=0.3 (data_mix.py)")
+    ap.add_argument("--data-dir", default=os.environ.get("QSLM_DATA_DIR", rel(".data")))
+    ap.add_argument("--total-tokens", type=int, default=0,
+                    help="the run's length in tokens: the cosine runs over its steps, and "
+                    "--max-minutes only limits this invocation (resume with --resume); 0: the "
+                    "old behaviour, the cosine over --max-minutes (or --max-steps)")
     ap.add_argument("--max-minutes", type=float, default=50.0)
     ap.add_argument("--max-steps", type=int, default=0,
                     help="0: no step limit; N: stop after N steps, the cosine runs over N steps")
+    ap.add_argument("--checkpoint", help="resumable state (default: checkpoint.pt next to --out)")
+    ap.add_argument("--checkpoint-minutes", type=float, default=5.0,
+                    help="save the checkpoint this often (also when stopping)")
+    ap.add_argument("--resume", action="store_true",
+                    help="continue the run saved in --checkpoint (refused if it is another run)")
     ap.add_argument("--valid-every", type=int, default=50)
-    ap.add_argument("--valid-windows", type=int, default=16)
+    ap.add_argument("--valid-windows", type=int, default=16,
+                    help="SOTU valid windows; the other corpora get half as many")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--tokenizer", default=rel("models/tokenizer.json"))
-    ap.add_argument("--train", default=rel(".data/sotu/train.txt"))
-    ap.add_argument("--valid", default=rel(".data/sotu/valid.txt"))
     ap.add_argument("--out", default=rel("models/train/out/spikegpt-sotu.pth"))
     ap.add_argument("--csv", default=rel("models/train/loss.csv"))
     ap.add_argument("--svg", default=rel("models/loss-curve.svg"))
@@ -194,10 +221,51 @@ def main():
                     help="init ffn.key.weight as N(0, gain^2/d) (default: 3.0 with "
                     "--spike-ffn-hidden, else nn.Linear's default init)")
     ap.add_argument("--profile", action="store_true", help="time a few steps and exit")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     if args.ffn_key_gain is None:
         args.ffn_key_gain = 3.0 if args.spike_ffn_hidden else 0.0
+    try:
+        args.mix_weights = data_mix.parse_mix(args.mix)
+    except ValueError as e:
+        ap.error(str(e))
+    if args.total_tokens < 0:
+        ap.error("--total-tokens must be >= 0")
+    if args.resume and not args.total_tokens:
+        ap.error("--resume needs --total-tokens: a run timed by the wall clock cannot be resumed")
+    return args
 
+
+class StopRequest:
+    """SIGINT / SIGTERM ask the loop to stop at the end of its step and save a checkpoint."""
+
+    def __init__(self):
+        self.requested = None
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self._handler)
+
+    def _handler(self, signum, frame):
+        self.requested = signal.Signals(signum).name
+
+
+def write_csv(path, v0, rows, valid_names):
+    with open(path + ".tmp", "w", newline="") as f:
+        w = csv.writer(f)
+        extra = ["valid_%s" % n for n in valid_names if n != "sotu"]
+        w.writerow(["step", "tokens", "loss", "lr", "seconds", "valid_loss"] + extra)
+        w.writerow([0, 0, "", "", 0, "%.4f" % v0["sotu" if "sotu" in v0 else valid_names[0]]]
+                   + ["%.4f" % v0[n] for n in valid_names if n != "sotu"])
+        for r in rows:
+            vals = r.get("valid") or {}
+            w.writerow([r["step"], r["tokens"], "%.4f" % r["loss"], "%.3e" % r["lr"],
+                        "%.1f" % r["seconds"],
+                        "" if r["valid_loss"] == "" else "%.4f" % r["valid_loss"]]
+                       + ["" if n not in vals else "%.4f" % vals[n]
+                          for n in valid_names if n != "sotu"])
+    os.replace(path + ".tmp", path)
+
+
+def main(argv=None):
+    args = parse_args(argv)
     torch.set_num_threads(args.threads)
     random.seed(args.seed)
     np.random.seed(args.seed)
@@ -205,11 +273,12 @@ def main():
 
     tok = BPETokenizer(args.tokenizer)
     outdir = os.path.dirname(args.out)
+    ckpt_path = args.checkpoint or os.path.join(outdir, "checkpoint.pt")
     t0 = time.time()
-    train = load_tokens(tok, args.train, os.path.join(outdir, "train_ids.npy"))
-    valid = load_tokens(tok, args.valid, os.path.join(outdir, "valid_ids.npy"))
-    print("tokens: train %d, valid %d (%.1fs)" % (len(train), len(valid), time.time() - t0),
-          flush=True)
+    mix = data_mix.Mix(tok, args.tokenizer, args.data_dir, args.mix_weights, outdir,
+                       log=lambda m: print(m, flush=True))
+    print("data: %s (%.1fs)" % (", ".join("%s %.3f" % nw for nw in args.mix_weights),
+                                time.time() - t0), flush=True)
 
     cfg = make_config(args, tok.vocab_size)
     model = sm.SpikeGPT(cfg)
@@ -220,37 +289,46 @@ def main():
     wkv = {"fused": fastops.wkv_fused, "chunk": fastops.make_wkv_chunked(args.wkv_chunk),
            "loop": sm.wkv_loop}[args.wkv]
 
-    train_t = torch.from_numpy(train.astype(np.int64))
-    nv = min(args.valid_windows, (len(valid) - 1) // (args.ctx + 1))
-    vwin = torch.from_numpy(valid[: nv * (args.ctx + 1)].astype(np.int64)).view(nv, args.ctx + 1)
-    gen = torch.Generator().manual_seed(args.seed)
+    valid_names = [n for n, _ in args.mix_weights]
+    vwins = {n: mix.valid_windows(n, args.valid_windows if n == "sotu"
+                                  else max(args.valid_windows // 2, 1), args.ctx)
+             for n in valid_names}
+    main_valid = "sotu" if "sotu" in vwins else valid_names[0]
+    vwin = vwins[main_valid]
+    nv = len(vwin)
 
-    def batch():
-        starts = torch.randint(0, len(train_t) - args.ctx - 1, (args.batch,), generator=gen)
-        b = torch.stack([train_t[s:s + args.ctx + 1] for s in starts.tolist()])
-        return b[:, :-1], b[:, 1:]
+    def batch(step):
+        return mix.batch(args.seed, step, args.batch, args.ctx)
 
-    def valid_loss():
+    def valid_losses():
         model.eval()
+        out = {}
         with torch.no_grad():
-            tot = 0.0
-            for i in range(0, nv, args.batch):
-                w = vwin[i:i + args.batch]
-                lg = model(w[:, :-1], wkv=wkv)["logits"]
-                tot += F.cross_entropy(lg.reshape(-1, lg.shape[-1]), w[:, 1:].reshape(-1),
-                                       reduction="sum").item()
+            for name, wins in vwins.items():
+                tot = 0.0
+                for i in range(0, len(wins), args.batch):
+                    w = wins[i:i + args.batch]
+                    lg = model(w[:, :-1], wkv=wkv)["logits"]
+                    tot += F.cross_entropy(lg.reshape(-1, lg.shape[-1]), w[:, 1:].reshape(-1),
+                                           reduction="sum").item()
+                out[name] = tot / (len(wins) * args.ctx)
         model.train()
-        return tot / (nv * args.ctx)
+        return out
 
     opt = torch.optim.Adam(model.parameters(), lr=args.lr, betas=(0.9, 0.99), eps=1e-8)
     budget = args.max_minutes * 60.0
+    steps_per = args.batch * args.ctx
+    total_steps = -(-args.total_tokens // steps_per) if args.total_tokens else 0
 
     def lr_at(step, elapsed):
         if step < args.warmup:
             return args.lr * (step + 1) / args.warmup
-        p = min(elapsed / budget, 1.0)
-        if args.max_steps:
-            p = max(p, min(step / args.max_steps, 1.0))
+        if total_steps:
+            p = min(step / total_steps, 1.0)
+        else:
+            p = min(elapsed / budget, 1.0)
+            if args.max_steps:
+                p = max(p, min(step / args.max_steps, 1.0))
         return args.lr_min + 0.5 * (args.lr - args.lr_min) * (1 + math.cos(math.pi * p))
 
     if args.profile:
@@ -259,7 +337,7 @@ def main():
             min(nv, args.batch), {k: [round(x, 4) for x in v] for k, v in rates.items()}),
             flush=True)
         for i in range(3):
-            x, y = batch()
+            x, y = batch(i)
             ts = time.time()
             lg = model(x, wkv=wkv)["logits"]
             loss = F.cross_entropy(lg.reshape(-1, lg.shape[-1]), y.reshape(-1))
@@ -273,20 +351,60 @@ def main():
                 i, loss.item(), tf - ts, tb - tf, te - tb, x.numel() / (te - ts)), flush=True)
         return 0
 
-    rows = []
+    ident = checkpoint.run_identity(args, checkpoint.file_sha256(args.tokenizer))
+    if args.resume:
+        if not os.path.exists(ckpt_path):
+            print("train: --resume: no checkpoint at %s" % ckpt_path, file=sys.stderr)
+            return 1
+        try:
+            st = checkpoint.load(ckpt_path, ident, model, opt)
+        except ValueError as e:
+            print("train: %s" % e, file=sys.stderr)
+            return 1
+        step, tokens, done_secs, rows, v0 = (st["step"], st["tokens"], st["seconds"], st["rows"],
+                                             st["v0"])
+        last_valid = next((r["valid_loss"] for r in reversed(rows) if r["valid_loss"] != ""),
+                          v0[main_valid])
+        print("resumed %s: step %d of %d, %d tokens, %.1f min trained" % (
+            ckpt_path, step, total_steps, tokens, done_secs / 60), flush=True)
+    else:
+        if args.total_tokens and os.path.exists(ckpt_path):
+            print("train: %s exists: continue it with --resume, or move it away to start over"
+                  % ckpt_path, file=sys.stderr)
+            return 1
+        step, tokens, done_secs, rows = 0, 0, 0.0, []
+        v0 = valid_losses()
+        last_valid = v0[main_valid]
+        print("step 0: valid loss %s" % ", ".join("%s %.4f" % kv for kv in v0.items()),
+              flush=True)
+
+    def save_checkpoint(secs):
+        if args.total_tokens:
+            checkpoint.save(ckpt_path, ident, model, opt, {
+                "step": step, "tokens": tokens, "seconds": secs, "rows": rows, "v0": v0})
+
+    stop = StopRequest()
+    start_step = step
     start = time.time()
-    step, tokens = 0, 0
-    v0 = valid_loss()
-    print("step 0: valid loss %.4f" % v0, flush=True)
-    last_valid = v0
+    last_save = start
+    stopped_by = None
     while True:
         elapsed = time.time() - start
-        if elapsed >= budget or (args.max_steps and step >= args.max_steps):
+        if total_steps and step >= total_steps:
             break
-        lr = lr_at(step, elapsed)
+        if stop.requested:
+            stopped_by = stop.requested
+            break
+        if elapsed >= budget:
+            stopped_by = "the time limit (--max-minutes %g)" % args.max_minutes
+            break
+        if args.max_steps and step >= args.max_steps:
+            stopped_by = "--max-steps" if total_steps else None
+            break
+        lr = lr_at(step, done_secs + elapsed)
         for g in opt.param_groups:
             g["lr"] = lr
-        x, y = batch()
+        x, y = batch(step)
         lg = model(x, wkv=wkv)["logits"]
         loss = F.cross_entropy(lg.reshape(-1, lg.shape[-1]), y.reshape(-1))
         opt.zero_grad(set_to_none=True)
@@ -295,22 +413,41 @@ def main():
         opt.step()
         step += 1
         tokens += x.numel()
-        secs = time.time() - start
+        secs = done_secs + time.time() - start
         row = {"step": step, "tokens": tokens, "loss": loss.item(), "lr": lr, "seconds": secs,
                "valid_loss": ""}
         if step % args.valid_every == 0:
-            row["valid_loss"] = last_valid = valid_loss()
+            row["valid"] = valid_losses()
+            row["valid_loss"] = last_valid = row["valid"][main_valid]
         rows.append(row)
         if step % 5 == 0 or step == 1 or row["valid_loss"] != "":
-            eta = max(budget - secs, 0)
-            print("step %d tokens %d loss %.4f%s lr %.2e | %.0f tok/s | %.1f min, ETA %.1f min" % (
+            if total_steps:
+                per_step = (time.time() - start) / max(step - start_step, 1)
+                left = "step %d of %d, ETA %.1f min" % (step, total_steps,
+                                                        (total_steps - step) * per_step / 60)
+            else:
+                left = "ETA %.1f min" % (max(budget - secs, 0) / 60)
+            print("step %d tokens %d loss %.4f%s lr %.2e | %.0f tok/s | %.1f min, %s" % (
                 step, tokens, row["loss"],
-                (" valid %.4f" % row["valid_loss"]) if row["valid_loss"] != "" else "",
-                lr, tokens / secs, secs / 60, eta / 60), flush=True)
+                (" valid " + " ".join("%s %.4f" % kv for kv in row["valid"].items()))
+                if row["valid_loss"] != "" else "",
+                lr, tokens / max(secs, 1e-9), secs / 60, left), flush=True)
+        if args.total_tokens and time.time() - last_save >= args.checkpoint_minutes * 60:
+            save_checkpoint(secs)
+            last_save = time.time()
+    secs = done_secs + time.time() - start
+    if stopped_by and args.total_tokens:
+        save_checkpoint(secs)
+        print("stopped by %s at step %d of %d (%d tokens, %.1f min trained); checkpoint %s: "
+              "continue with the same arguments and --resume" % (
+                  stopped_by, step, total_steps, tokens, secs / 60, ckpt_path), flush=True)
+        write_csv(args.csv, v0, rows, valid_names)
+        return 0
     # final validation, then save everything
     if rows and rows[-1]["valid_loss"] == "":
-        rows[-1]["valid_loss"] = last_valid = valid_loss()
-    secs = time.time() - start
+        rows[-1]["valid"] = valid_losses()
+        rows[-1]["valid_loss"] = last_valid = rows[-1]["valid"][main_valid]
+    save_checkpoint(secs)
     rates = spike_rates(model, vwin[:, :-1], args.batch, wkv)
     print("spike rates on the valid windows, per layer: %s" % (
         {k: [round(x, 4) for x in v] for k, v in rates.items()}), flush=True)
@@ -318,10 +455,12 @@ def main():
     sd = {k: v.detach().clone() for k, v in model.state_dict().items()}
     torch.save(sd, args.out + ".tmp")
     os.replace(args.out + ".tmp", args.out)
-    info = {"seed": args.seed, "args": vars(args), "config": vars(cfg), "parameters": n_params,
-            "steps": step, "tokens_seen": tokens, "train_tokens": int(len(train)),
+    info = {"seed": args.seed, "args": {k: v for k, v in vars(args).items()},
+            "config": vars(cfg), "parameters": n_params, "steps": step, "tokens_seen": tokens,
+            "train_tokens": {n: int(len(t)) for n, t in mix.train.items()},
             "seconds": secs, "tokens_per_second": tokens / max(secs, 1e-9),
             "final_train_loss_ema": None, "final_valid_loss": last_valid,
+            "final_valid_losses": rows[-1].get("valid") if rows else v0,
             "valid_spike_rates": rates, "torch": torch.__version__}
     ema = None
     for r in rows:
@@ -329,18 +468,10 @@ def main():
     info["final_train_loss_ema"] = ema
     with open(args.info or os.path.join(outdir, "train_info.json"), "w") as f:
         json.dump(info, f, indent=1, default=str)
-    with open(args.csv + ".tmp", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["step", "tokens", "loss", "lr", "seconds", "valid_loss"])
-        w.writerow([0, 0, "", "", 0, "%.4f" % v0])
-        for r in rows:
-            w.writerow([r["step"], r["tokens"], "%.4f" % r["loss"], "%.3e" % r["lr"],
-                        "%.1f" % r["seconds"],
-                        "" if r["valid_loss"] == "" else "%.4f" % r["valid_loss"]])
-    os.replace(args.csv + ".tmp", args.csv)
+    write_csv(args.csv, v0, rows, valid_names)
     if rows:
-        write_svg(args.svg, rows, "SpikeGPT d%d L%d on SOTU: %d steps, %.2fM tokens, %.0f min" % (
-            args.d, args.n_layer, step, tokens / 1e6, secs / 60))
+        write_svg(args.svg, rows, "SpikeGPT d%d L%d on %s: %d steps, %.2fM tokens, %.0f min" % (
+            args.d, args.n_layer, "+".join(valid_names), step, tokens / 1e6, secs / 60))
     print("done: %d steps, %d tokens, %.1f min, %.0f tokens/s; train loss (EMA) %.4f, valid %.4f"
           % (step, tokens, secs / 60, tokens / secs, ema or float("nan"), last_valid), flush=True)
     print("saved %s, %s, %s" % (args.out, args.csv, args.svg), flush=True)

