@@ -288,3 +288,19 @@ long rss_kb(pid_t pid, const char *field)
     fclose(f);
     return kb;
 }
+
+void set_memory_budget(qi_client *c, uint64_t bytes)
+{
+    qi_reply r;
+    if (bytes)
+        rpc(c, &r, "{\"id\":\"b\",\"op\":\"set-budget\",\"memory\":%llu}", (unsigned long long)bytes);
+    else
+        rpc(c, &r, "{\"id\":\"b\",\"op\":\"set-budget\",\"memory\":\"auto\"}");
+    if (r.kind != QI_REPLY_RESULT || !jbool(r.body, "ok"))
+        fail_msg("set-budget %llu: %s", (unsigned long long)bytes, json_object_to_json_string(r.body));
+    if (bytes)
+        assert_int_equal(jint(r.body, "memory_bytes"), bytes);
+    else
+        assert_true(jnull(r.body, "memory_bytes"));
+    qi_reply_free(&r);
+}

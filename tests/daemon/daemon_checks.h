@@ -102,9 +102,15 @@ int64_t counter(json_object *st, const char *name);
 
 /* Polls status until active.variant is want (NULL: null) and, if pinned >= 0, active.pinned is
  * that; fails with the last status after timeout_ms. Returns the time it took. */
+double wait_active(qi_client *c, const char *want, int pinned, int timeout_ms);
+
 /* A size field of /proc/PID/status ("VmRSS", "VmHWM") in KiB, or -1. */
 long rss_kb(pid_t pid, const char *field);
 
-double wait_active(qi_client *c, const char *want, int pinned, int timeout_ms);
+/* ---------------------------------------------------------------- control */
+
+/* set-budget memory to exactly bytes (0: "auto"); the reply must be ok and echo the budget
+ * (memory_bytes, null for auto). */
+void set_memory_budget(qi_client *c, uint64_t bytes);
 
 #endif

@@ -29,13 +29,18 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "bundle_footprint.h"
+#include "bundle_facts.h"
 #include "daemon_checks.h"
 #include "daemon_harness.h"
 #include "footprint.h"
 
 #define SWITCH_TIMEOUT_MS 20000
 #define PROB_TOL 1e-4 /* chunks of rows against single rows (see the top) */
+
+/* The default bundle as qslmd serves it (bundle_facts.h; main reads it): with no budget it serves
+ * `from`; one byte under from's footprint, `to`. */
+static bf_bundle bundle;
+static const bf_variant *from, *to;
 
 /* A plain ASCII text of about kb kilobytes (words of the model's corpus, no JSON escaping),
  * varied by seed. */
@@ -159,19 +164,6 @@ static uint64_t variant_footprint(qi_client *c, const char *name)
     return fp;
 }
 
-/* set-budget memory to exactly bytes; the reply must be ok. */
-static void set_budget_bytes(qi_client *c, uint64_t bytes)
-{
-    qi_reply r;
-    if (bytes)
-        rpc(c, &r, "{\"id\":\"b\",\"op\":\"set-budget\",\"memory\":%llu}", (unsigned long long)bytes);
-    else
-        rpc(c, &r, "{\"id\":\"b\",\"op\":\"set-budget\",\"memory\":\"auto\"}");
-    if (r.kind != QI_REPLY_RESULT || !jbool(r.body, "ok"))
-        fail_msg("set-budget: %s", json_object_to_json_string(r.body));
-    qi_reply_free(&r);
-}
-
 /* ---------------------------------------------------------------- a generate beside a long text */
 
 /* A reads a 64 KiB classify (about 12,000 tokens); once it is being computed, B's streamed
@@ -182,7 +174,7 @@ static void test_generate_beside_long_classify(void **state)
     dh_daemon *h = *state;
     char *text = long_text(64, 1);
     qi_client *a = connect_or_fail(h), *b = connect_or_fail(h);
-    wait_active(b, "8M", 0, SWITCH_TIMEOUT_MS);
+    wait_active(b, from->name, 0, SWITCH_TIMEOUT_MS);
     sendf(a, "{\"id\":\"long\",\"op\":\"classify\",\"text\":\"%s\"}", text);
     wait_computing(b, 1);
     sendf(b, "{\"id\":\"g\",\"op\":\"generate\",\"prompt\":\"The economy\",\"max_tokens\":8,\"seed\":3,"
@@ -232,7 +224,7 @@ static void test_same_answer_alone_and_under_load(void **state)
     dh_daemon *h = *state;
     char *text = long_text(6, 2), *big = long_text(64, 3);
     qi_client *a = connect_or_fail(h), *b = connect_or_fail(h), *c = connect_or_fail(h);
-    wait_active(b, "8M", 0, SWITCH_TIMEOUT_MS);
+    wait_active(b, from->name, 0, SWITCH_TIMEOUT_MS);
     double alone[8], loaded[8];
     size_t k = classify(b, text, alone, 8);
 
@@ -263,7 +255,7 @@ static void test_chunks_against_single_tokens(void **state)
     dh_daemon *h = *state;
     char *text = long_text(6, 2);
     qi_client *c = connect_or_fail(h);
-    wait_active(c, "8M", 0, SWITCH_TIMEOUT_MS);
+    wait_active(c, from->name, 0, SWITCH_TIMEOUT_MS);
     double chunked[8], single[8];
     size_t k = classify(c, text, chunked, 8);
     qi_client_close(c);
@@ -274,7 +266,7 @@ static void test_chunks_against_single_tokens(void **state)
     assert_int_equal(dc_init(one), 0);
     assert_int_equal(dc_start(one, extra), 0);
     c = connect_or_fail(one);
-    wait_active(c, "8M", 0, SWITCH_TIMEOUT_MS);
+    wait_active(c, from->name, 0, SWITCH_TIMEOUT_MS);
     assert_int_equal(classify(c, text, single, 8), k);
     qi_client_close(c);
     assert_int_equal(dc_finish(one), 0);
@@ -290,52 +282,50 @@ static void test_chunks_against_single_tokens(void **state)
 
 /* ---------------------------------------------------------------- switches */
 
-/* While a 64 KiB text is read on 8M, the budget drops to 5M's footprint: the switch restarts
- * the text on 5M, and its answer is 5M's alone, bit for bit (8M's differs, so it was not read
- * on 8M, nor on both). */
+/* While a 64 KiB text is read on `from`, the budget drops under from's footprint: the switch
+ * restarts the text on `to`, and its answer is to's alone, bit for bit (from's differs, so it
+ * was not read on `from`, nor on both). */
 static void test_switch_restarts_chunked_classify(void **state)
 {
     dh_daemon *h = *state;
     char *text = long_text(64, 4);
     qi_client *a = connect_or_fail(h), *b = connect_or_fail(h);
-    wait_active(b, "8M", 0, SWITCH_TIMEOUT_MS);
-    uint64_t fp5 = variant_footprint(b, "5M");
+    wait_active(b, from->name, 0, SWITCH_TIMEOUT_MS);
     sendf(a, "{\"id\":\"long\",\"op\":\"classify\",\"text\":\"%s\"}", text);
     wait_computing(b, 1);
-    set_budget_bytes(b, fp5);
-    wait_active(b, "5M", 0, SWITCH_TIMEOUT_MS);
+    set_memory_budget(b, from->footprint - 1);
+    wait_active(b, to->name, 0, SWITCH_TIMEOUT_MS);
     if (drain(a) != 0)
         fail_msg("the 64 KiB classify ended before the switch");
     qi_reply r;
     read_reply(a, &r);
-    double switched[8], alone5[8], alone8[8];
+    double switched[8], alone_to[8], alone_from[8];
     size_t k = probs_of(&r, 0, switched, 8);
     qi_reply_free(&r);
-    assert_int_equal(classify(b, text, alone5, 8), k);
-    assert_same_probs(switched, alone5, k, "read across the switch, against 5M alone");
-    set_budget_bytes(b, 0);
-    wait_active(b, "8M", 0, SWITCH_TIMEOUT_MS);
-    assert_int_equal(classify(b, text, alone8, 8), k);
-    if (same_probs(alone5, alone8, k))
-        fail_msg("5M and 8M give the same probabilities: the test cannot tell them apart");
+    assert_int_equal(classify(b, text, alone_to, 8), k);
+    assert_same_probs(switched, alone_to, k, "read across the switch, against the new variant alone");
+    set_memory_budget(b, 0);
+    wait_active(b, from->name, 0, SWITCH_TIMEOUT_MS);
+    assert_int_equal(classify(b, text, alone_from, 8), k);
+    if (same_probs(alone_to, alone_from, k))
+        fail_msg("%s and %s give the same probabilities: the test cannot tell them apart", to->name, from->name);
     qi_client_close(a);
     qi_client_close(b);
     free(text);
 }
 
-/* The same for a generate whose 40 KiB prompt is being read: its tokens all come from 5M (one
- * span) and are the ones 5M gives alone. */
+/* The same for a generate whose 40 KiB prompt is being read: its tokens all come from `to` (one
+ * span) and are the ones it gives alone. */
 static void test_switch_restarts_chunked_prompt(void **state)
 {
     dh_daemon *h = *state;
     char *prompt = long_text(40, 5);
     qi_client *a = connect_or_fail(h), *b = connect_or_fail(h);
-    wait_active(b, "8M", 0, SWITCH_TIMEOUT_MS);
-    uint64_t fp5 = variant_footprint(b, "5M");
+    wait_active(b, from->name, 0, SWITCH_TIMEOUT_MS);
     sendf(a, "{\"id\":\"g\",\"op\":\"generate\",\"prompt\":\"%s\",\"max_tokens\":6,\"seed\":9}", prompt);
     wait_computing(b, 1);
-    set_budget_bytes(b, fp5);
-    wait_active(b, "5M", 0, SWITCH_TIMEOUT_MS);
+    set_memory_budget(b, from->footprint - 1);
+    wait_active(b, to->name, 0, SWITCH_TIMEOUT_MS);
     if (drain(a) != 0)
         fail_msg("the generate's prompt was read before the switch");
     qi_reply d, alone;
@@ -343,7 +333,7 @@ static void test_switch_restarts_chunked_prompt(void **state)
     if (d.kind != QI_REPLY_DONE)
         fail_msg("generate across a switch: %s", json_object_to_json_string(d.body));
     assert_int_equal(d.stats.n_spans, 1);
-    assert_string_equal(d.stats.spans[0].variant, "5M");
+    assert_string_equal(d.stats.spans[0].variant, to->name);
     assert_int_equal(d.stats.switches, 0);
     rpc(b, &alone, "{\"id\":\"g\",\"op\":\"generate\",\"prompt\":\"%s\",\"max_tokens\":6,\"seed\":9}", prompt);
     assert_int_equal(alone.kind, QI_REPLY_DONE);
@@ -352,8 +342,8 @@ static void test_switch_restarts_chunked_prompt(void **state)
     assert_memory_equal(alone.text, d.text, d.text_len);
     qi_reply_free(&d);
     qi_reply_free(&alone);
-    set_budget_bytes(b, 0);
-    wait_active(b, "8M", 0, SWITCH_TIMEOUT_MS);
+    set_memory_budget(b, 0);
+    wait_active(b, from->name, 0, SWITCH_TIMEOUT_MS);
     qi_client_close(a);
     qi_client_close(b);
     free(prompt);
@@ -363,17 +353,22 @@ static void test_switch_restarts_chunked_prompt(void **state)
 
 /* The footprints `variants` reports are footprint.h's for the daemon's batch and chunk: with
  * the default chunk (20), the runner for 20 rows; with --prefill-chunk 24, for 24, and a
- * classify works there; a budget that fitted 5M with chunks of 20 no longer does with 24, and
- * the policy takes 4.65M. */
+ * classify works there; a budget that fitted `to` exactly with chunks of 20 no longer does with
+ * 24, and the policy takes the best of what fits it then. */
 static void test_footprints_count_chunk_rows(void **state)
 {
     dh_daemon *h = *state;
-    static const char *const names[] = {"4.65M", "5M", "8M"};
+    bf_bundle wide_facts;
+    if (bf_load(&wide_facts, BF_DAEMON_BATCH, 24) != 0)
+        fail_msg("%s", wide_facts.err);
     qi_client *c = connect_or_fail(h);
-    for (size_t i = 0; i < 3; i++)
-        assert_int_equal(variant_footprint(c, names[i]), bf_served_footprint(names[i], 4, QR_PREFILL_CHUNK));
-    uint64_t fits5 = variant_footprint(c, "5M");
+    for (size_t i = 0; i < bundle.n; i++)
+        assert_int_equal(variant_footprint(c, bundle.v[i].name), bundle.v[i].footprint);
+    uint64_t fits = variant_footprint(c, to->name);
     qi_client_close(c);
+    const bf_variant *wide_pick = bf_best(&wide_facts, fits, NULL);
+    if (!wide_pick)
+        fail_msg("no variant fits %s's footprint with chunks of 24", to->name);
 
     dh_daemon *wide = calloc(1, sizeof *wide);
     assert_non_null(wide);
@@ -381,19 +376,19 @@ static void test_footprints_count_chunk_rows(void **state)
     assert_int_equal(dc_init(wide), 0);
     assert_int_equal(dc_start(wide, extra), 0);
     c = connect_or_fail(wide);
-    for (size_t i = 0; i < 3; i++) {
-        uint64_t want = bf_served_footprint(names[i], 4, 24);
-        assert_true(want > bf_served_footprint(names[i], 4, QR_PREFILL_CHUNK));
-        assert_int_equal(variant_footprint(c, names[i]), want);
+    for (size_t i = 0; i < bundle.n; i++) {
+        uint64_t want = wide_facts.v[i].footprint;
+        assert_true(want > bundle.v[i].footprint);
+        assert_int_equal(variant_footprint(c, bundle.v[i].name), want);
     }
-    wait_active(c, "8M", 0, SWITCH_TIMEOUT_MS);
+    wait_active(c, from->name, 0, SWITCH_TIMEOUT_MS);
     double p[8];
     char *text = long_text(2, 6);
     classify(c, text, p, 8);
     free(text);
-    assert_true(variant_footprint(c, "5M") > fits5 && variant_footprint(c, "4.65M") <= fits5);
-    set_budget_bytes(c, fits5);
-    wait_active(c, "4.65M", 0, SWITCH_TIMEOUT_MS);
+    assert_true(variant_footprint(c, to->name) > fits && variant_footprint(c, wide_pick->name) <= fits);
+    set_memory_budget(c, fits);
+    wait_active(c, wide_pick->name, 0, SWITCH_TIMEOUT_MS);
     qi_client_close(c);
     assert_int_equal(dc_finish(wide), 0);
     free(wide);
@@ -404,6 +399,12 @@ int main(int argc, char **argv)
     if (argc > 1) /* the qslmd to test, as meson passes it */
         setenv("QSLMD", argv[1], 1);
     dc_read_timeout_ms = 240000; /* a sanitizer build reads a 64 KiB text slowly */
+    if (bf_load_switchable(&bundle) != 0) {
+        fprintf(stderr, "test_daemon_prefill: %s\n", bundle.err);
+        return 1;
+    }
+    from = bf_top(&bundle);
+    to = bf_step_down(&bundle, from);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_generate_beside_long_classify, setup, teardown),
         cmocka_unit_test_setup_teardown(test_same_answer_alone_and_under_load, setup, teardown),
