@@ -21,6 +21,7 @@
 
 #include <cmocka.h>
 
+#include "bundle_facts.h"
 #include "daemon_harness.h"
 
 #define TEST_UID 4242
@@ -89,12 +90,26 @@ static int as_other_user(dh_daemon *h, gid_t gid, const gid_t *groups, size_t n_
     return WIFEXITED(status) ? WEXITSTATUS(status) : 3;
 }
 
-static const char *const control_ops[] = {
-    "{\"id\":1,\"op\":\"set-budget\",\"memory\":\"32M\"}",
-    "{\"id\":1,\"op\":\"pin\",\"variant\":\"5M\"}",
-    "{\"id\":1,\"op\":\"unpin\"}",
-    "{\"id\":1,\"op\":\"reload\"}",
-};
+/* set-budget, pin, unpin, reload: the budget and the pin both on the default bundle's smallest
+ * variant (bundle_facts.h), so that both succeed for an admin; main writes them. */
+static char budget_op[128], pin_op[128];
+static const char *const control_ops[] = {budget_op, pin_op, "{\"id\":1,\"op\":\"unpin\"}",
+                                          "{\"id\":1,\"op\":\"reload\"}"};
+
+/* Writes the set-budget and pin lines of control_ops; 0, or -1 when the bundle cannot be read. */
+static int make_control_ops(void)
+{
+    bf_bundle b;
+    if (bf_load_served(&b) != 0) {
+        fprintf(stderr, "test_daemon_access: %s\n", b.err);
+        return -1;
+    }
+    const bf_variant *v = bf_smallest(&b);
+    snprintf(budget_op, sizeof budget_op, "{\"id\":1,\"op\":\"set-budget\",\"memory\":%llu}",
+             (unsigned long long)v->footprint);
+    snprintf(pin_op, sizeof pin_op, "{\"id\":1,\"op\":\"pin\",\"variant\":\"%s\"}", v->name);
+    return 0;
+}
 
 static void test_not_in_group(void **state)
 {
@@ -144,6 +159,8 @@ int main(int argc, char **argv)
     }
     users_gid = g->gr_gid;
     setenv("QSLMD", argv[1], 1);
+    if (make_control_ops() != 0)
+        return 1;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_not_in_group, setup, teardown),
         cmocka_unit_test_setup_teardown(test_supplementary_group, setup, teardown),

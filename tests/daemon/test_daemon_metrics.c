@@ -6,7 +6,8 @@
  * channels (one labelled with a quote and a backslash). The test:
  *   - sees the write fail and be logged once, then succeed once the directory exists;
  *   - sends generate and classify requests, a bad request and a broken line, and a set-budget
- *     that makes the daemon switch from 8M to 5M;
+ *     one byte under the best variant's footprint, which makes the daemon switch from it to the
+ *     next (the variants and what each budget gets: bundle_facts.h);
  *   - (a) parses `qslmctl metrics` strictly and holds its values to `qslmctl --json status`
  *     (the active variant, the budget, the switch count, requests, errors, tokens, readings) and
  *     to what it sent (requests and errors per op, time-to-first-token count, footprints);
@@ -31,6 +32,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bundle_facts.h"
 #include "daemon_checks.h"
 #include "daemon_harness.h"
 #include "prom_check.h"
@@ -38,6 +40,7 @@
 #define WAIT_MS 10000
 
 static const char *qslmctl;
+static bf_bundle bundle; /* the default bundle as qslmd serves it; main reads it */
 
 typedef struct {
     dh_daemon h;
@@ -219,7 +222,7 @@ typedef struct {
 } sent_totals;
 
 /* The requests the metrics must count: 3 generates, 2 classifies, a bad generate, a broken line,
- * a variants, a set-budget to 5.5M and the switch it causes. */
+ * a variants, a set-budget under the best variant and the switch it causes. */
 static sent_totals send_requests(qi_client *c, json_object **variants)
 {
     sent_totals t = {0};
@@ -247,10 +250,8 @@ static sent_totals send_requests(qi_client *c, json_object **variants)
     rpc(c, &r, "{\"id\":\"v\",\"op\":\"variants\"}");
     *variants = json_object_get(jget(r.body, "variants"));
     qi_reply_free(&r);
-    rpc(c, &r, "{\"id\":\"b\",\"op\":\"set-budget\",\"memory\":\"5.5M\"}");
-    assert_int_equal(r.kind, QI_REPLY_RESULT);
-    qi_reply_free(&r);
-    wait_active(c, "5M", -1, WAIT_MS);
+    set_memory_budget(c, bf_top(&bundle)->footprint - 1);
+    wait_active(c, bf_step_down(&bundle, bf_top(&bundle))->name, -1, WAIT_MS);
     return t;
 }
 
@@ -294,16 +295,19 @@ static void check_readings(const pc_doc *m, json_object *st)
 static void check_against_status(const pc_doc *m, json_object *st, const sent_totals *t, json_object *variants)
 {
     /* the variant serving, as status says */
-    assert_jstr(st, "active.variant", "5M");
-    assert_true(get(m, "qslm_variant_active", "variant=\"5M\"") == 1);
+    const bf_variant *top = bf_top(&bundle), *down = bf_step_down(&bundle, top);
+    char active[QR_BUNDLE_NAME_MAX + 16];
+    snprintf(active, sizeof active, "variant=\"%s\"", down->name);
+    assert_jstr(st, "active.variant", down->name);
+    assert_true(get(m, "qslm_variant_active", active) == 1);
     size_t n;
     assert_true(pc_sum(m, "qslm_variant_active", &n) == 1);
-    assert_int_equal(n, 3);
+    assert_int_equal(n, bundle.n);
     /* the budget in force */
     assert_jstr(st, "budget.memory.source", "set-budget");
-    assert_int_equal(jint(st, "budget.memory.bytes"), 5767168);
-    assert_true(get(m, "qslm_memory_budget_bytes", "source=\"set-budget\"") == 5767168);
-    /* switches: the first load (nothing bound it) and 8M -> 5M (the set-budget) */
+    assert_int_equal(jint(st, "budget.memory.bytes"), top->footprint - 1);
+    assert_true(get(m, "qslm_memory_budget_bytes", "source=\"set-budget\"") == (double)(top->footprint - 1));
+    /* switches: the first load (nothing bound it) and top -> down (the set-budget) */
     assert_int_equal(counter(st, "switches"), 2);
     assert_true(pc_sum(m, "qslm_variant_switches_total", NULL) == 2);
     assert_true(get(m, "qslm_variant_switches_total", "reason=\"best\"") == 1);
@@ -466,6 +470,10 @@ int main(int argc, char **argv)
     setenv("QSLMD", argv[1], 1);
     qslmctl = argv[2];
     signal(SIGPIPE, SIG_IGN);
+    if (bf_load_switchable(&bundle) != 0) {
+        fprintf(stderr, "test_daemon_metrics: %s\n", bundle.err);
+        return 1;
+    }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_metrics, setup, teardown),
     };

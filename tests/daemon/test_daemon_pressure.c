@@ -3,7 +3,7 @@
  *     `status` every 3 ms for 4 s. Status answers from the policy tick's snapshot, so the RAPL
  *     rate stays measured over the tick's own window and nothing steps down (it used to: each
  *     status re-read the counter, the tick then saw a 3 ms window and a 20 mJ step of the fake
- *     counter in it, "8M -> 4.65M: power 3.00 W exceeded").
+ *     counter in it, "8M -> 4.65M: power 3.00 W exceeded" with the bundle of then).
  *   - backpressure: a connection pipelines thousands of `variants` and does not read, with
  *     max_output 256K. The daemon stops reading it once its unwritten replies pass the
  *     high-water mark, so it never reaches max_output (it used to, and was dropped), another
@@ -29,6 +29,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "bundle_facts.h"
 #include "client.h"
 #include "daemon_checks.h"
 #include "daemon_harness.h"
@@ -123,8 +124,12 @@ static void test_rapl_status_poll(void **state)
     static const char *const args[] = {"--policy-interval", "0.5", NULL};
     if (dc_start(h, args) != 0)
         fail_msg("the daemon did not start");
+    bf_bundle bundle;
+    if (bf_load_served(&bundle) != 0)
+        fail_msg("%s", bundle.err);
+    const char *top = bf_top(&bundle)->name; /* what it serves with no budget */
     qi_client *c = connect_or_fail(h);
-    wait_active(c, "8M", 0, SWITCH_TIMEOUT_MS);
+    wait_active(c, top, 0, SWITCH_TIMEOUT_MS);
 
     /* the tick has a rate (about 2 W) */
     double watts = NAN;
@@ -149,8 +154,8 @@ static void test_rapl_status_poll(void **state)
     double end = dh_now_ms() + 4000;
     int polls = 0;
     double lo = INFINITY, hi = 0;
-    const char *active = "8M";
-    while (dh_now_ms() < end && strcmp(active, "8M") == 0) {
+    const char *active = top;
+    while (dh_now_ms() < end && strcmp(active, top) == 0) {
         qi_reply st;
         status(c, &st);
         double v = rapl_watts(st.body);
@@ -159,7 +164,7 @@ static void test_rapl_status_poll(void **state)
             hi = v > hi ? v : hi;
         }
         const char *now = jstr(st.body, "active.variant");
-        active = now && strcmp(now, "8M") == 0 ? "8M" : "another variant";
+        active = now && strcmp(now, top) == 0 ? top : "another variant";
         qi_reply_free(&st);
         polls++;
         usleep(3000);
@@ -169,7 +174,9 @@ static void test_rapl_status_poll(void **state)
                   lo, hi, writer.failures, active);
     char *log = dh_read_log(h);
     assert_non_null(log);
-    if (strstr(log, "policy: 8M -> "))
+    char step[QR_BUNDLE_NAME_MAX + 16];
+    snprintf(step, sizeof step, "policy: %s -> ", top);
+    if (strstr(log, step))
         fail_msg("a power step-down while status was polled; log:\n%s", log);
     free(log);
     assert_true(hi < 3.0);

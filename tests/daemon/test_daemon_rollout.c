@@ -35,6 +35,7 @@
 
 #include "bg_load.h"
 #include "bundle.h"
+#include "bundle_facts.h"
 #include "bundle_versions.h"
 #include "client.h"
 #include "daemon_checks.h"
@@ -42,6 +43,7 @@
 #include "reply_parse.h"
 
 static const char *quant_exe, *ctl_exe;
+static bf_bundle bundle; /* the default bundle as qslmd serves it (bundle_facts.h); main reads it */
 
 typedef struct {
     dh_daemon h;
@@ -49,6 +51,7 @@ typedef struct {
     bool bg_running;
     char bundles[BV_PATH], keys[BV_PATH], key[BV_PATH], pub[BV_PATH], conf[BV_PATH];
     char v1[BV_PATH], current[BV_PATH];
+    char v1_created[QR_BUNDLE_CREATED_LEN + 1]; /* v1's manifest's `created` ("" when it has none) */
     char id[QR_KEY_ID_LEN + 1];
     const char *extra[3];
 } fixture;
@@ -114,6 +117,12 @@ static int setup(void **state)
     path(f->v1, f, "bundles/v1");
     bv_copy_default(f->v1);
     bv_sign(f->v1, f->key);
+    qr_bundle *b = NULL;
+    qr_error err;
+    if (qr_bundle_load(f->v1, &b, &err) != QR_OK)
+        fail_msg("%s", err.msg);
+    snprintf(f->v1_created, sizeof f->v1_created, "%s", b->created ? b->created : "");
+    qr_bundle_free(b);
     path(f->current, f, "bundles/current");
     bv_point(f->current, f->v1);
     snprintf(f->h.bundle, sizeof f->h.bundle, "%.250s", f->current);
@@ -181,6 +190,13 @@ static void expect_bundle(qi_client *c, const char *dir, const char *created, co
     qi_reply_free(&r);
 }
 
+/* status names v1, as its manifest is (the default bundle's, which may or may not say when it was
+ * built), signed by the fixture's key. */
+static void expect_v1(const fixture *f, qi_client *c)
+{
+    expect_bundle(c, f->v1, f->v1_created[0] ? f->v1_created : NULL, f->id);
+}
+
 /* A new version, built (the default bundle with its `created`) on the "build host" DIR/build. */
 static void build_version(fixture *f, const char *created, char out[BV_PATH])
 {
@@ -196,7 +212,7 @@ static void test_rollout_under_load(void **state)
     build_version(f, "2026-12-05T09:30:00Z", build);
     path(v2, f, "bundles/2026-12-05");
     qi_client *c = connect_or_fail(&f->h);
-    expect_bundle(c, f->v1, NULL, f->id);
+    expect_v1(f, c);
     start_load(f);
 
     /* The build host signs; the bundle goes to a versioned directory and is checked there. */
@@ -217,7 +233,9 @@ static void test_rollout_under_load(void **state)
     qi_reply_free(&t);
     /* The link moves at once, then the daemon reloads; status says what it serves. */
     sh_expect(0, "ln -s \"$B/2026-12-05\" \"$B/current.tmp\" && mv -T \"$B/current.tmp\" \"$B/current\"", NULL);
-    sh_expect(0, "\"$CTL\" reload", "reloaded: 3 variants", NULL);
+    char reloaded_n[64];
+    snprintf(reloaded_n, sizeof reloaded_n, "reloaded: %zu variants", bundle.n);
+    sh_expect(0, "\"$CTL\" reload", reloaded_n, NULL);
     double reloaded = dh_now_ms() - sent;
     char want[BV_PATH * 3];
     char real[BV_PATH];
@@ -252,7 +270,7 @@ static void test_rollout_under_load(void **state)
     /* Roll back: the link to the old version, reload. */
     sh_expect(0, "ln -s \"$B/v1\" \"$B/current.tmp\" && mv -T \"$B/current.tmp\" \"$B/current\" && \"$CTL\" reload",
               "reloaded", NULL);
-    expect_bundle(c, f->v1, NULL, f->id);
+    expect_v1(f, c);
     bg_wait_ok(&f->bg, 8);
     stop_load_clean(f);
     qi_client_close(c);
@@ -294,7 +312,7 @@ static void bad_rollout(fixture *f, qi_client *c, const char *dir, const char *w
     snprintf(line, sizeof line, "ln -s %s \"$B/current.tmp\" && mv -T \"$B/current.tmp\" \"$B/current\"", dir);
     sh_expect(0, line, NULL);
     sh_expect(1, "\"$CTL\" reload", "reload refused, still serving the old configuration and bundle", why, NULL);
-    expect_bundle(c, f->v1, NULL, f->id);
+    expect_v1(f, c);
     bg_wait_ok(&f->bg, 6);
 }
 
@@ -322,17 +340,33 @@ static void test_bad_rollout_under_load(void **state)
     /* and the roll back to the good version is a reload like any other */
     sh_expect(0, "ln -s \"$B/v1\" \"$B/current.tmp\" && mv -T \"$B/current.tmp\" \"$B/current\" && \"$CTL\" reload",
               "reloaded", NULL);
-    expect_bundle(c, f->v1, NULL, f->id);
+    expect_v1(f, c);
     stop_load_clean(f);
     qi_client_close(c);
 }
 
-/* One load, one version: v2 names its 5M variant's file like v1 but holds other bytes there
- * (v1's 4.65M file, hashed as such in v2's manifest). With the link moved to v2 and no reload, a
- * switch to 5M must load v1's file (v2's would fail v1's hash); after the reload, v2's. */
+/* The smallest variant that is neither a nor b: its bytes stand in for another one's. */
+static const bf_variant *smallest_but(const bf_variant *a, const bf_variant *b)
+{
+    const bf_variant *s = NULL;
+    for (size_t i = 0; i < bundle.n; i++)
+        if (&bundle.v[i] != a && &bundle.v[i] != b && (!s || bundle.v[i].footprint < s->footprint))
+            s = &bundle.v[i];
+    if (!s)
+        fail_msg("%s: this test needs three variants", bundle.dir);
+    return s;
+}
+
+/* One load, one version: v2 names its variant MID's file like v1 but holds other bytes there
+ * (v1's file of a smaller variant, hashed as such in v2's manifest). MID is what a budget one
+ * byte under the best variant's footprint gets, in either version (in v2 it is smaller still).
+ * With the link moved to v2 and no reload, a switch to MID must load v1's file (v2's would fail
+ * v1's hash); after the reload, v2's. */
 static void test_link_resolved_once(void **state)
 {
     fixture *f = *state;
+    const bf_variant *top = bf_top(&bundle), *want = bf_step_down(&bundle, top);
+    const bf_variant *stand_in = smallest_but(top, want);
     char v2[BV_PATH], from[BV_PATH * 2], to[BV_PATH * 2];
     path(v2, f, "bundles/v2");
     bv_clone(f->v1, v2);
@@ -341,7 +375,7 @@ static void test_link_resolved_once(void **state)
     if (qr_bundle_load(v2, &b, &err) != QR_OK)
         fail_msg("%s", err.msg);
     size_t small, mid;
-    assert_true(qr_bundle_find_variant(b, "4.65M", &small) && qr_bundle_find_variant(b, "5M", &mid));
+    assert_true(qr_bundle_find_variant(b, stand_in->name, &small) && qr_bundle_find_variant(b, want->name, &mid));
     snprintf(from, sizeof from, "%s/%s", f->v1, b->variants[small].file);
     snprintf(to, sizeof to, "%s/%s", v2, b->variants[mid].file);
     assert_int_equal(unlink(to), 0); /* a hard link to v1's: v1 keeps its bytes */
@@ -356,33 +390,31 @@ static void test_link_resolved_once(void **state)
     bv_sign(v2, f->key);
 
     qi_client *c = connect_or_fail(&f->h);
-    wait_active(c, "8M", -1, 20000);
+    wait_active(c, top->name, -1, 20000);
     bv_point(f->current, v2); /* moved, not reloaded */
+    set_memory_budget(c, top->footprint - 1);
+    wait_active(c, want->name, -1, 20000);
     qi_reply r;
-    rpc(c, &r, "{\"id\":\"b\",\"op\":\"set-budget\",\"memory\":\"5M\"}");
-    assert_int_equal(r.kind, QI_REPLY_RESULT);
-    qi_reply_free(&r);
-    wait_active(c, "5M", -1, 20000);
     status(c, &r);
     if (json_object_array_length(jget(r.body, "refused")) != 0)
         fail_msg("a variant was refused: %s", json_object_to_json_string(r.body));
     qi_reply_free(&r);
-    expect_bundle(c, f->v1, NULL, f->id);
-    /* the reload takes v2 whole: its 5M is loaded from its own file */
+    expect_v1(f, c);
+    /* the reload takes v2 whole: its MID is loaded from its own file */
     rpc_final(c, &r, "{\"id\":\"rl\",\"op\":\"reload\"}");
     if (r.kind != QI_REPLY_RESULT)
         fail_msg("reload: %s", json_object_to_json_string(r.body));
     qi_reply_free(&r);
     expect_bundle(c, v2, "2026-12-06T00:00:00Z", f->id);
     assert_true(dh_log_wait(&f->h, "reload: serving", 5000));
-    wait_active(c, "5M", -1, 20000);
+    wait_active(c, want->name, -1, 20000);
     status(c, &r);
     if (json_object_array_length(jget(r.body, "refused")) != 0)
         fail_msg("a variant was refused: %s", json_object_to_json_string(r.body));
     qi_reply_free(&r);
     rpc_final(c, &r, "{\"id\":\"g\",\"op\":\"generate\",\"prompt\":\"The nation\",\"max_tokens\":3,\"seed\":1}");
-    if (r.kind != QI_REPLY_DONE || r.stats.tokens != 3 || strcmp(r.stats.spans[r.stats.n_spans - 1].variant, "5M"))
-        fail_msg("generate on v2's 5M: %s", json_object_to_json_string(r.body));
+    if (r.kind != QI_REPLY_DONE || r.stats.tokens != 3 || strcmp(r.stats.spans[r.stats.n_spans - 1].variant, want->name))
+        fail_msg("generate on v2's %s: %s", want->name, json_object_to_json_string(r.body));
     qi_reply_free(&r);
     qi_client_close(c);
 }
@@ -397,6 +429,10 @@ int main(int argc, char **argv)
     quant_exe = argv[2];
     ctl_exe = argv[3];
     dc_read_timeout_ms = BG_READ_TIMEOUT_MS;
+    if (bf_load_switchable(&bundle) != 0) {
+        fprintf(stderr, "test_daemon_rollout: %s\n", bundle.err);
+        return 1;
+    }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_rollout_under_load, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_rollout_under_load, setup, teardown),

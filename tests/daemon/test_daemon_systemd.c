@@ -26,9 +26,11 @@
 
 #include <cmocka.h>
 
+#include "bundle_facts.h"
 #include "daemon_harness.h"
 
 static const char *qslmd_path;
+static bf_bundle bundle; /* the default bundle as qslmd serves it (bundle_facts.h); main reads it */
 
 typedef struct {
     dh_daemon h;
@@ -157,21 +159,34 @@ static void request(dh_daemon *h, const char *line, const char *expect_substring
     qi_client_close(c);
 }
 
+/* msg holds "<before>STATUS=serving NAME: ". */
+static void expect_serving(const char *msg, const char *before, const char *name)
+{
+    char want[QR_BUNDLE_NAME_MAX + 64];
+    snprintf(want, sizeof want, "%sSTATUS=serving %s: ", before, name);
+    if (!strstr(msg, want))
+        fail_msg("expected '%s' in the message '%s'", want, msg);
+}
+
 /* The messages, in order, and their exact form. */
 static void test_notify_sequence(void **state)
 {
     fixture *f = *state;
+    const bf_variant *top = bf_top(&bundle);
     bind_notify(f);
     assert_int_equal(dh_start(&f->h, NULL), 0);
     char msg[1024];
     expect_message(f, "EXTEND_TIMEOUT_USEC=", msg, sizeof msg, 10000);
     assert_string_equal(msg, "EXTEND_TIMEOUT_USEC=120000000");
     expect_message(f, "READY=1", msg, sizeof msg, 10000);
-    assert_non_null(strstr(msg, "READY=1\nSTATUS=serving 8M: "));
+    expect_serving(msg, "READY=1\n", top->name);
     /* a switch updates STATUS= */
-    request(&f->h, "{\"id\":1,\"op\":\"set-budget\",\"memory\":\"5M\"}", "\"ok\":true");
+    char line[128];
+    snprintf(line, sizeof line, "{\"id\":1,\"op\":\"set-budget\",\"memory\":%llu}",
+             (unsigned long long)(top->footprint - 1));
+    request(&f->h, line, "\"ok\":true");
     expect_message(f, "STATUS=", msg, sizeof msg, 10000);
-    assert_non_null(strstr(msg, "STATUS=serving 5M: "));
+    expect_serving(msg, "", bf_step_down(&bundle, top)->name);
     /* a reload is bracketed */
     request(&f->h, "{\"id\":2,\"op\":\"reload\"}", "\"ok\":true");
     expect_message(f, "RELOADING=1", NULL, 0, 10000);
@@ -287,6 +302,10 @@ int main(int argc, char **argv)
     }
     qslmd_path = argv[1];
     setenv("QSLMD", qslmd_path, 1);
+    if (bf_load_switchable(&bundle) != 0) {
+        fprintf(stderr, "test_daemon_systemd: %s\n", bundle.err);
+        return 1;
+    }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_notify_sequence, setup, teardown),
         cmocka_unit_test_setup_teardown(test_watchdog_cadence, setup, teardown),

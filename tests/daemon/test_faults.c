@@ -9,7 +9,8 @@
  * garbage; budget changes back to back while requests with long inputs run; clients that send
  * nothing, half a line, 10 MB without a newline, or never read; and
  * SIGTERM, SIGHUP and kill -9 in the middle of it. Variant names and footprints come from the
- * `variants` op, never from this file.
+ * `variants` op, and which variant a budget gets from the bundle's manifest (bundle_facts.h),
+ * never from this file.
  *
  * QSLM_FAULTS_SET=valgrind runs the subset the valgrind test uses (tests/daemon/meson.build:
  * qslmd under QSLMD_WRAPPER); there the teardown's exit-0 check is what catches memcheck's
@@ -35,6 +36,7 @@
 #include <unistd.h>
 
 #include "bg_load.h"
+#include "bundle_facts.h"
 #include "client.h"
 #include "daemon_checks.h"
 #include "daemon_harness.h"
@@ -45,6 +47,7 @@
 #define RSS_BOUND_KB (512 * 1024) /* generous: the daemon serves a few MiB of weights */
 
 static bool under_valgrind;
+static bf_bundle bundle; /* the default bundle (the copies' source) as qslmd serves it; main reads it */
 
 /* ---------------------------------------------------------------- small helpers */
 
@@ -375,36 +378,27 @@ static void test_variant_replaced(void **state)
 }
 
 /* A variant corrupted while it is not served, then the budget makes the daemon load it: the
- * load's own hash check refuses it and a variant that fits keeps serving, without a reload. The
- * budget is the victim's footprint, so the served variant and the victim do not fit together:
- * the served one is unloaded first, loaded back when the victim is refused, and the requests in
+ * load's own hash check refuses it and the best variant that fits without it serves, without a
+ * reload. The victim is what a budget under the best variant's footprint gets, and the budget is
+ * the victim's footprint, so the served variant and the victim do not fit together: the served
+ * one is unloaded first, the next best loaded when the victim is refused, and the requests in
  * flight (the background load) carry on through all of it. */
 static void test_variant_corrupted_then_switched_to(void **state)
 {
     fixture *f = *state;
+    const bf_variant *top = bf_top(&bundle), *want = bf_step_down(&bundle, top);
+    const bf_variant *fallback = bf_best(&bundle, want->footprint, want->name);
     qi_client *c = connect_or_fail(&f->h);
-    vinfo v[16];
-    size_t n = read_variants(&f->h, c, v, 16);
-    char *active = wait_served(c, NULL, NULL);
-    /* by footprint: the largest (served now), the victim (the next), the smallest */
-    const vinfo *big = &v[0], *small = &v[0];
-    for (size_t i = 0; i < n; i++) {
-        if (v[i].footprint > big->footprint)
-            big = &v[i];
-        if (v[i].footprint < small->footprint)
-            small = &v[i];
-    }
-    if (n < 3) {
-        print_message("only %zu variants: skipped\n", n);
-        free(active);
+    if (!fallback) {
+        print_message("no variant fits under %s's footprint but %s: skipped\n", top->name, want->name);
         qi_client_close(c);
         skip();
     }
-    const vinfo *victim = NULL;
-    for (size_t i = 0; i < n; i++)
-        if (&v[i] != big && (!victim || v[i].footprint > victim->footprint))
-            victim = &v[i];
-    assert_string_equal(active, big->name);
+    vinfo v[16];
+    size_t n = read_variants(&f->h, c, v, 16);
+    const vinfo *victim = find_variant(v, n, want->name);
+    assert_int_equal(victim->footprint, want->footprint);
+    free(wait_served(c, top->name, NULL));
     start_load(f);
     flip_a_byte(victim, NULL);
     qi_reply r;
@@ -416,19 +410,16 @@ static void test_variant_corrupted_then_switched_to(void **state)
     if (!dh_log_wait(&f->h, logline, WAIT_MS))
         fail_msg("no refusal of %s in the log", victim->name);
     expect_refused(c, victim->name, "SHA-256");
-    char *now = wait_served(c, small->name, NULL);
-    free(now);
+    free(wait_served(c, fallback->name, NULL));
     assert_true(dh_log_wait(&f->h, "unloaded the old variant first", WAIT_MS));
     char *used = generate_ok(c);
-    assert_string_equal(used, small->name);
+    assert_string_equal(used, fallback->name);
     free(used);
     rpc_final(c, &r, "{\"id\":\"b\",\"op\":\"set-budget\",\"memory\":\"auto\"}");
     qi_reply_free(&r);
-    now = wait_served(c, big->name, NULL);
-    free(now);
+    free(wait_served(c, top->name, NULL));
     bg_wait_ok(&f->bg, 4);
     stop_load(f, NULL);
-    free(active);
     qi_client_close(c);
 }
 
@@ -1008,6 +999,10 @@ int main(int argc, char **argv)
     const char *set = getenv("QSLM_FAULTS_SET");
     under_valgrind = set && !strcmp(set, "valgrind");
     dc_read_timeout_ms = READ_TIMEOUT_MS;
+    if (bf_load_switchable(&bundle) != 0) {
+        fprintf(stderr, "test_faults: %s\n", bundle.err);
+        return 1;
+    }
 #define T(f) cmocka_unit_test_setup_teardown(f, setup_daemon, teardown)
     const struct CMUnitTest all[] = {
         T(test_variant_truncated),
