@@ -1,16 +1,35 @@
 #!/usr/bin/env bash
-# test_qslmctl_daemon.sh: qslmctl against a real qslmd serving $QSLM_SOURCE_DIR/models/bundle
-# (variants 4.65M, 5M and 8M; 8M with no budget) on a temporary socket with an empty fake telemetry
-# root: human and --json output, budgets, pin/unpin, and exit codes; and the daemon's text against
-# qslm-generate's on the same variant file (both read a prompt in the same chunks).
-#   usage: test_qslmctl_daemon.sh QSLMD QSLMCTL QSLM_GENERATE
+# test_qslmctl_daemon.sh: qslmctl against a real qslmd serving $QSLM_SOURCE_DIR/models/bundle on
+# a temporary socket with an empty fake telemetry root: human and --json output, budgets,
+# pin/unpin, and exit codes; and the daemon's text against qslm-generate's on the same variant
+# file (both read a prompt in the same chunks). The bundle's variants and which one a budget gets
+# come from its manifest, through bundle-facts (tests/daemon/bundle_facts_tool.c).
+#   usage: test_qslmctl_daemon.sh QSLMD QSLMCTL QSLM_GENERATE BUNDLE_FACTS
 # No python: checks are grep on the output.
 set -uo pipefail
 
-qslmd=${1:?usage: test_qslmctl_daemon.sh QSLMD QSLMCTL}
-qslmctl=${2:?usage: test_qslmctl_daemon.sh QSLMD QSLMCTL QSLM_GENERATE}
-qslm_generate=${3:?usage: test_qslmctl_daemon.sh QSLMD QSLMCTL QSLM_GENERATE}
+usage="usage: test_qslmctl_daemon.sh QSLMD QSLMCTL QSLM_GENERATE BUNDLE_FACTS"
+qslmd=${1:?$usage}
+qslmctl=${2:?$usage}
+qslm_generate=${3:?$usage}
+bundle_facts=${4:?$usage}
 : "${QSLM_SOURCE_DIR:?QSLM_SOURCE_DIR must name the source tree}"
+
+# facts WHAT [ARG]: bundle-facts's answer (it says why when it fails: the caller then exits).
+facts() { "$bundle_facts" "$@"; }
+# re NAME: NAME as an extended regular expression that matches only itself (a variant name is
+# [A-Za-z0-9._-]: only the dot is special).
+re() { echo "${1//./\\.}"; }
+top=$(facts top) || exit 1                     # served with no budget
+down=$(facts step-down "$top") || exit 1       # served one byte under top's footprint
+fp=$(facts footprint "$top") || exit 1
+down_budget=$((fp - 1))
+smallest=$(facts smallest) || exit 1
+fp=$(facts footprint "$smallest") || exit 1
+below_all=$((fp - 1))                          # a budget no variant fits
+top_file=$(facts file "$top") || exit 1
+mapfile -t names < <(facts names)
+[ "$down" != none ] || { echo "the bundle has no variant under $top's footprint: nothing to switch to" >&2; exit 1; }
 
 dir=$(mktemp -d "${TMPDIR:-/tmp}/qslmctl-test-XXXXXX")
 daemon_pid=
@@ -71,9 +90,10 @@ expect_out() { # expect_out REGEX WHAT
 
 # Polls `status` until the active variant is $1 (up to 15 s).
 wait_active() {
-  local i
+  local i want
+  want=$(re "$1")
   for i in $(seq 300); do
-    if ctl status 2>/dev/null | grep -Eq "^active: +$1\b"; then
+    if ctl status 2>/dev/null | grep -Eq "^active: +$want( |$)"; then
       return 0
     fi
     sleep 0.05
@@ -111,7 +131,7 @@ run generate --max-tokens 8 --seed 1 "The nation"
 expect_rc 0 "generate"
 [ -n "$out" ] || fail "generate printed no text"
 grep -Eq "8 tokens" <<<"$err" || fail "generate: no '8 tokens' summary on stderr: $err"
-grep -Eq "8M \[0,8\)" <<<"$err" || fail "generate: the summary does not name 8M for tokens [0,8): $err"
+grep -Eq "(^| )$(re "$top") \[0,8\)" <<<"$err" || fail "generate: the summary does not name $top for tokens [0,8): $err"
 run generate --max-tokens 1 --seed 1 "The nation"
 grep -Eq "^qslmctl: 1 token;" <<<"$err" || fail "generate --max-tokens 1: not '1 token;' on stderr: $err"
 run generate --max-tokens 8 --seed 1 --no-stream "The nation"
@@ -120,14 +140,14 @@ first=$out
 run generate --max-tokens 8 --seed 1 "The nation"
 [ "$out" = "$first" ] || fail "the same seed gave another text: '$out' vs '$first'"
 
-# the same text as qslm-generate on 8M's file, greedy and sampled (the defaults of both: temperature
-# 0.8, top-k 40, top-p 0.95, repetition penalty 1.1 over 64 tokens), for a prompt of dozens of
-# tokens: the prompt is read in chunks by both
-wait_active 8M
+# the same text as qslm-generate on the served variant's file, greedy and sampled (the defaults of
+# both: temperature 0.8, top-k 40, top-p 0.95, repetition penalty 1.1 over 64 tokens), for a prompt
+# of dozens of tokens: the prompt is read in chunks by both
+wait_active "$top"
 long_prompt="The people of our nation will build a stronger future, and Congress must act for every family in the land, for the workers and the farmers"
 for sampling in "--temperature 0" "--seed 7"; do
   # shellcheck disable=SC2086 # one option and its value
-  want=$("$qslm_generate" "$QSLM_SOURCE_DIR/models/bundle/spikegpt-sotu-8M.qslm" -n 24 -j 1 $sampling \
+  want=$("$qslm_generate" "$top_file" -n 24 -j 1 $sampling \
     "$long_prompt" 2>&1) || fail "qslm-generate $sampling: $want"
   # shellcheck disable=SC2086
   run generate --max-tokens 24 $sampling "$long_prompt"
@@ -135,21 +155,28 @@ for sampling in "--temperature 0" "--seed 7"; do
   [ "$out" = "$want" ] || fail "generate $sampling: qslmd says '$out', qslm-generate '$want'"
 done
 
-# status: the active variant (8M with no budget)
-wait_active 8M
+# status: the active variant (the best with no budget)
+wait_active "$top"
 run status
 expect_rc 0 "status"
-expect_out "^active: +8M" "status"
+expect_out "^active: +$(re "$top")$" "status"
 expect_out "^counters:" "status"
 # every counter, singular for 1 (one connection so far per qslmctl run: never "1 connections")
 expect_out "^counters: +[0-9]+ connections?, [0-9]+ requests?, [0-9]+ tokens?, [0-9]+ errors?, [0-9]+ cancelled, [0-9]+ disconnected, [0-9]+ switch(es)?$" "status counters"
 grep -Eq "(^|[^0-9])1 (connections|requests|tokens|errors|switches)\b" <<<"$out" && fail "status: a plural after 1: $out"
 
-# set-budget 5M: status shows 5M; auto: back to 8M (after the up delay)
+# set-budget one byte under the best variant: status shows the step down and the budget (no whole
+# number of KiB: in MiB); auto: back to the best (after the up delay)
+run set-budget "$down_budget"
+expect_rc 0 "set-budget $down_budget"
+expect_out "\($down_budget bytes\)" "set-budget $down_budget"
+wait_active "$down"
+run status
+expect_out "^memory: +[0-9]+\.[0-9] MiB \($down_budget bytes\), source set-budget" "status after set-budget $down_budget"
+# a size in the budget grammar is shown as written
 run set-budget 5M
 expect_rc 0 "set-budget 5M"
 expect_out "5242880" "set-budget 5M"
-wait_active 5M
 run status
 expect_out "^memory: +5M \(5242880 bytes\), source set-budget" "status after set-budget 5M"
 run set-budget auto
@@ -164,29 +191,29 @@ expect_rc 2 "set-budget 32MB"
 grep -q "'MB' is refused: write M or MiB" <<<"$err" || fail "set-budget 32MB: no hint on stderr: $err"
 run set-budget auto
 expect_rc 0 "set-budget auto"
-wait_active 8M
+wait_active "$top"
 
-# variants: both, with 8M active
+# variants: every one of the manifest's, the best one active
 run variants
 expect_rc 0 "variants"
-expect_out "^5M " "variants"
-expect_out "^8M .*active" "variants"
+for name in "${names[@]}"; do expect_out "^$(re "$name") " "variants"; done
+expect_out "^$(re "$top") .*active" "variants"
 # energy per token is in millijoules: mJ, not MJ (megajoules)
 expect_out "^NAME .* mJ/TOKEN " "variants header"
 grep -q "MJ/" <<<"$out" && fail "variants: the header says MJ (megajoules): $out"
 
 # pin / unpin
-run pin 5M
-expect_rc 0 "pin 5M"
-expect_out "5M" "pin 5M"
-wait_active 5M
+run pin "$smallest"
+expect_rc 0 "pin $smallest"
+expect_out "$(re "$smallest")" "pin $smallest"
+wait_active "$smallest"
 run status
-expect_out "^active: +5M" "status after pin"
+expect_out "^active: +$(re "$smallest") \(pinned\)$" "status after pin"
 run --json status
 expect_out '"pinned":true' "status --json after pin"
 run unpin
 expect_rc 0 "unpin"
-wait_active 8M
+wait_active "$top"
 
 # classify: one "LABEL P" line per text, the label by its name (the model's sentiment head)
 run classify "A wonderful, moving film." "I walked out."
@@ -202,16 +229,15 @@ expect_rc 1 "classify --task topic"
 grep -Fq "qslmctl: invalid_argument: task: unknown task 'topic'; the model's tasks: sentiment" <<<"$err" ||
   fail "classify --task topic: stderr: $err"
 run variants
-expect_out '^8M +tasks: sentiment \(negative, positive\)$' "variants: the tasks"
+expect_out "^$(re "$top") +tasks: sentiment \(negative, positive\)$" "variants: the tasks"
 
 # --json: the server's lines as they come
 run --json status
 expect_rc 0 "status --json"
-expect_out '^\{"id":[^,]+,"protocol":2,.*"active":\{"variant":"8M"' "status --json"
+expect_out "^\{\"id\":[^,]+,\"protocol\":2,.*\"active\":\{\"variant\":\"$(re "$top")\"" "status --json"
 [ "$(wc -l <<<"$out")" -eq 1 ] || fail "status --json: expected one line: $out"
 run --json variants
-expect_out '"name":"5M"' "variants --json"
-expect_out '"name":"8M"' "variants --json"
+for name in "${names[@]}"; do expect_out "\"name\":\"$(re "$name")\"" "variants --json"; done
 run --json classify "good"
 expect_rc 0 "classify --json"
 expect_out '^\{"id":[^,]+,"task":"sentiment","labels":\["negative","positive"\],"results":\[\{"label":"(negative|positive)","label_index":[01],"probs":\[' "classify --json"
@@ -235,11 +261,11 @@ expect_out '"error":\{"code":"not_found"' "pin nosuch --json"
 run set-budget 1
 expect_rc 0 "set-budget 1"
 expect_out "^budget: memory .*\(1 byte\)" "set-budget 1: '1 byte', not '1 bytes'"
-run set-budget 1M
-expect_rc 0 "set-budget 1M"
+run set-budget "$below_all"
+expect_rc 0 "set-budget $below_all"
 run generate --max-tokens 4 "The nation"
 expect_rc 1 "generate with no variant fitting"
-grep -q "no_variant_fits" <<<"$err" || fail "generate under 1M: no no_variant_fits on stderr: $err"
+grep -q "no_variant_fits" <<<"$err" || fail "generate under $below_all bytes: no no_variant_fits on stderr: $err"
 run set-budget auto
 expect_rc 0 "set-budget auto"
 run generate --max-tokens 4 --seed 1 "The nation"
