@@ -3,7 +3,9 @@
  * cross-built qslmd runs the real bundle on a temporary socket with a fake telemetry root
  * (tests/daemon/daemon_harness.h; QSLMD_WRAPPER=qemu-aarch64-static runs it), and the test
  * program itself is emulated too: a generation on the best variant, a classification, a memory
- * budget that switches to a smaller variant, a generation there, the budget back to auto, and
+ * budget that switches to a smaller variant (one byte under the best one's footprint; which
+ * variants these are comes from the bundle's manifest, bundle_facts.h), a generation there, the
+ * budget back to auto, and
  * SIGTERM (exit 0); and the telemetry of a board: a Raspberry Pi booted without
  * cgroup_enable=memory and psi=1 (the service's cgroup has no memory.* files, /proc/pressure is
  * absent), where the budget falls back to MemAvailable, with a Jetson's INA3221 VDD_IN rail as
@@ -19,9 +21,17 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bundle_facts.h"
 #include "daemon_checks.h"
 
 #define SWITCH_TIMEOUT_MS 60000 /* emulated: a variant is read and hashed several times slower */
+
+static bf_bundle bundle; /* the default bundle as qslmd serves it; main reads it */
+
+#define BOARD_MEM_AVAILABLE_KB 2961804 /* the Pi's MemAvailable */
+#define STR_(x) #x
+#define STR(x) STR_(x)
+#define DEFAULT_RESERVE (64ull << 20)  /* qslmd's default reserve of MemAvailable (policy.h) */
 
 static int setup_daemon(void **state)
 {
@@ -61,22 +71,13 @@ static void generate_on(qi_client *c, const char *variant, unsigned max_tokens)
     qi_reply_free(&d);
 }
 
-static void set_memory_budget(qi_client *c, const char *value)
-{
-    qi_reply r;
-    rpc(c, &r, "{\"id\":\"b\",\"op\":\"set-budget\",\"memory\":\"%s\"}", value);
-    if (r.kind != QI_REPLY_RESULT)
-        fail_msg("set-budget %s: %s", value, json_object_to_json_string(r.body));
-    assert_true(jbool(r.body, "ok"));
-    qi_reply_free(&r);
-}
-
 static void test_serve_switch_stop(void **state)
 {
     dh_daemon *h = *state;
+    const bf_variant *top = bf_top(&bundle), *down = bf_step_down(&bundle, top);
     qi_client *c = connect_or_fail(h);
-    wait_active(c, "8M", 0, SWITCH_TIMEOUT_MS);
-    generate_on(c, "8M", 8);
+    wait_active(c, top->name, 0, SWITCH_TIMEOUT_MS);
+    generate_on(c, top->name, 8);
 
     qi_reply r;
     rpc(c, &r, "{\"id\":\"c\",\"op\":\"classify\",\"texts\":[\"A wonderful film.\"]}");
@@ -86,18 +87,18 @@ static void test_serve_switch_stop(void **state)
 
     qi_reply st0;
     status(c, &st0);
-    set_memory_budget(c, "5M");
-    wait_active(c, "5M", 0, SWITCH_TIMEOUT_MS);
+    set_memory_budget(c, top->footprint - 1);
+    wait_active(c, down->name, 0, SWITCH_TIMEOUT_MS);
     qi_reply st;
     status(c, &st);
     assert_true(counter(st.body, "switches") >= counter(st0.body, "switches") + 1);
     assert_jstr(st.body, "budget.memory.source", "set-budget");
     qi_reply_free(&st);
     qi_reply_free(&st0);
-    generate_on(c, "5M", 4);
+    generate_on(c, down->name, 4);
 
-    set_memory_budget(c, "auto");
-    wait_active(c, "8M", 0, SWITCH_TIMEOUT_MS);
+    set_memory_budget(c, 0);
+    wait_active(c, top->name, 0, SWITCH_TIMEOUT_MS);
     qi_client_close(c);
 }
 
@@ -131,7 +132,7 @@ static int setup_board(void **state)
     rc |= dh_write_root_file(h, "sys/fs/cgroup/system.slice/qslmd.service/cgroup.procs", "1\n");
     rc |= dh_write_root_file(h, "proc/meminfo", "MemTotal:        3884512 kB\n"
                                                 "MemFree:         1911424 kB\n"
-                                                "MemAvailable:    2961804 kB\n");
+                                                "MemAvailable:    " STR(BOARD_MEM_AVAILABLE_KB) " kB\n");
     static const char *const rail[][2] = {{"name", "ina3221\n"}, {"in1_label", "VDD_IN\n"},
                                           {"in1_input", "5000\n"}, {"curr1_input", "1200\n"}};
     for (size_t i = 0; i < sizeof rail / sizeof *rail; i++) {
@@ -149,8 +150,11 @@ static int setup_board(void **state)
 static void test_board_without_memory_cgroup_or_psi(void **state)
 {
     dh_daemon *h = *state;
+    /* the first pick's budget: MemAvailable less the reserve (nothing is served yet) */
+    const bf_variant *pick = bf_best(&bundle, BOARD_MEM_AVAILABLE_KB * 1024ull - DEFAULT_RESERVE, NULL);
+    assert_non_null(pick);
     qi_client *c = connect_or_fail(h);
-    wait_active(c, "8M", 0, SWITCH_TIMEOUT_MS);
+    wait_active(c, pick->name, 0, SWITCH_TIMEOUT_MS);
     qi_reply st;
     status(c, &st);
     assert_jstr(st.body, "budget.memory.source", "MemAvailable");
@@ -163,12 +167,12 @@ static void test_board_without_memory_cgroup_or_psi(void **state)
     }
     json_object *mem = reading(st.body, "MemAvailable"), *vdd = reading(st.body, "hwmon1 VDD_IN");
     assert_non_null(mem);
-    assert_int_equal(jint(mem, "value"), 2961804ll * 1024);
+    assert_int_equal(jint(mem, "value"), BOARD_MEM_AVAILABLE_KB * 1024ll);
     assert_non_null(vdd);
     double w = json_object_get_double(jget(vdd, "value"));
     assert_true(w > 5.999 && w < 6.001);
     qi_reply_free(&st);
-    generate_on(c, "8M", 2);
+    generate_on(c, pick->name, 2);
     qi_client_close(c);
 }
 
@@ -177,6 +181,10 @@ int main(int argc, char **argv)
     if (argc > 1) /* the qslmd to test, as meson passes it */
         setenv("QSLMD", argv[1], 1);
     dc_read_timeout_ms = 120000;
+    if (bf_load_switchable(&bundle) != 0) {
+        fprintf(stderr, "test_cross_daemon: %s\n", bundle.err);
+        return 1;
+    }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_serve_switch_stop, setup_daemon, teardown_daemon),
         cmocka_unit_test_setup_teardown(test_board_without_memory_cgroup_or_psi, setup_board,
