@@ -69,7 +69,8 @@ static void test_memory(void **state)
     assert_true(mem("17179869183G") == 17179869183ull << 30);
     /* decimals with a unit, rounded down to whole bytes (systemd's MemoryMax= does the same) */
     assert_int_equal(mem("5.5M"), 5767168);
-    assert_int_equal(mem("4.65M"), 4875878);          /* 4875878.4: the default bundle's smallest */
+    assert_int_equal(mem("4.65M"), 4875878);          /* 4875878.4, as qslm-quant names a variant */
+    assert_int_equal(mem("3.47M"), 3638558);          /* 3638558.72: down, not to the nearest */
     assert_int_equal(mem("1.5G"), 1536ull << 20);
     assert_int_equal(mem("0.5K"), 512);
     assert_int_equal(mem("0.5KiB"), 512);
