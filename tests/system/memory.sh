@@ -7,9 +7,13 @@
 #
 # The limits are derived from what the booted kernel says, not hard-coded: `others` is the
 # service's unreclaimable memory (memory.stat: anon, shmem, mapped, dirty, kernel) less the
-# footprint of the variant it serves, as qslmd computes it (daemon/policy.h). For each variant X
-# the test sets MemoryHigh = others + cgroup_reserve (1 MiB) + a budget that only X and the ones
-# below it fit (half-way between X and the next bigger one, and high enough for a step up's 5%
+# footprint of the variant it serves, as qslmd computes it (daemon/policy.h). The variants and
+# which one each budget gets come from `qslmctl variants` (footprints and test perplexities), not
+# from this file: qslmd serves the best quality that fits, so the steps are the variants it picks
+# as the budget shrinks (the best one, then the best under its footprint, and so on down to the
+# smallest); a variant that a smaller and better one beats is never served and is no step. For
+# each step X the test sets MemoryHigh = others + cgroup_reserve (1 MiB) + a budget that X fits
+# and the step above it does not (half-way between the two, and high enough for a step up's 5%
 # headroom), and MemoryMax 2 MiB above that; then it checks that qslmd serves X, how long the
 # switch took, that the service's anonymous memory never went above the new MemoryHigh during
 # the switch (no second image next to the first), and that the kernel never had to act at
@@ -49,33 +53,63 @@ status_reason() {
 is_serving() { [ "$(active_variant)" = "$1" ]; }
 serving_other_than() { local a; a=$(active_variant); [ -n "$a" ] && [ "$a" != "$1" ]; }
 
-# The bundle's variants, biggest footprint first: arrays VNAME, VFP (bytes).
+# The bundle's variants from `qslmctl --json variants`: ALLNAME, ALLFP (bytes) in manifest order;
+# and the steps qslmd serves as the budget shrinks (steps_of), biggest first: VNAME, VFP.
 load_variants() {
-  local json
+  local json rest name fp ppl
   json=$(qslmctl --json variants) || return 1
-  VNAME=()
-  VFP=()
-  local rest=$json name fp
-  while [[ $rest =~ \{\"name\":\"([^\"]*)\",\"footprint_bytes\":([0-9]+) ]]; do
-    name=${BASH_REMATCH[1]} fp=${BASH_REMATCH[2]}
-    VNAME+=("$name")
-    VFP+=("$fp")
+  ALLNAME=() ALLFP=()
+  local table=""
+  rest=$json
+  while [[ $rest =~ \{\"name\":\"([^\"]*)\",\"footprint_bytes\":([0-9]+),[^{]*\"metrics\":(\{\"ppl_test\":([^,}]*)|null) ]]; do
+    name=${BASH_REMATCH[1]} fp=${BASH_REMATCH[2]} ppl=${BASH_REMATCH[4]:-null}
+    ALLNAME+=("$name")
+    ALLFP+=("$fp")
+    table+="$name $fp $ppl"$'\n'
     rest=${rest#*"\"footprint_bytes\":$fp"}
   done
-  # sort by footprint, biggest first
-  local sorted
-  sorted=$(for i in "${!VNAME[@]}"; do echo "${VFP[$i]} ${VNAME[$i]}"; done | sort -rn)
   VNAME=() VFP=()
-  while read -r fp name; do VFP+=("$fp"); VNAME+=("$name"); done <<<"$sorted"
-  [ ${#VNAME[@]} -ge 2 ]
+  while read -r fp name; do VFP+=("$fp"); VNAME+=("$name"); done < <(steps_of <<<"$table")
+  [ ${#ALLNAME[@]} -ge 2 ] && [ ${#VNAME[@]} -ge 2 ]
+}
+
+# steps_of: lines "NAME FOOTPRINT PPL_TEST" (null: unknown) in manifest order in; out, "FOOTPRINT
+# NAME" of what qslmd serves with no budget, then of what it serves under that one's footprint,
+# and so on (daemon/policy.h: the best quality that fits; unknown ranks last; a tie goes to
+# manifest order).
+steps_of() {
+  awk 'NF == 3 { k++; name[k] = $1; fp[k] = $2; q[k] = $3 }
+       function better(a, b) { return q[a] != "null" && (q[b] == "null" || q[a] + 0 < q[b] + 0) }
+       END {
+         limit = -1
+         for (;;) {
+           best = 0
+           for (i = 1; i <= k; i++)
+             if ((limit < 0 || fp[i] + 0 < limit) && (!best || better(i, best))) best = i
+           if (!best) break
+           print fp[best], name[best]
+           limit = fp[best] + 0
+         }
+       }'
 }
 
 # footprint_of NAME
-footprint_of() { local i; for i in "${!VNAME[@]}"; do [ "${VNAME[$i]}" = "$1" ] && echo "${VFP[$i]}"; done; }
+footprint_of() { local i; for i in "${!ALLNAME[@]}"; do [ "${ALLNAME[$i]}" = "$1" ] && echo "${ALLFP[$i]}"; done; }
 
-# budget_for I: a budget (bytes) that variant I fits with a step up's headroom and the next
-# bigger one (I-1) does not: the middle of [fp(I) / 0.95, fp(I-1)), or fp(I) / 0.95 + 1 MiB for
-# the biggest. For I = ${#VNAME[@]} (no variant): 90% of the smallest footprint.
+# best_under BYTES: what qslmd serves under a memory budget of BYTES ("none" when nothing fits):
+# the first step that fits (every variant that fits is under the step above it, of which that
+# step is the best).
+best_under() {
+  local i
+  for i in "${!VNAME[@]}"; do
+    if [ "${VFP[$i]}" -le "$1" ]; then echo "${VNAME[$i]}"; return; fi
+  done
+  echo none
+}
+
+# budget_for I: a budget (bytes) that step I fits with a step up's headroom and the step above it
+# (I-1) does not: the middle of [fp(I) / 0.95, fp(I-1)), or fp(I) / 0.95 + 1 MiB for the first.
+# For I = ${#VNAME[@]} (no variant): 90% of the smallest footprint.
 budget_for() {
   local i=$1 nv=${#VNAME[@]}
   if [ "$i" -ge "$nv" ]; then echo $(( VFP[nv - 1] * 9 / 10 )); return; fi
@@ -111,8 +145,8 @@ set_limits() { systemctl set-property --runtime qslmd.service "MemoryHigh=$1" "M
 
 mib() { awk -v b="$1" 'BEGIN { printf "%.2f", b / 1048576 }'; }
 
-# step_to I LABEL: sets the limits for variant I (or none when I = n), waits for qslmd to serve
-# it and checks the switch. Uses and updates OTHERS (bytes).
+# step_to I LABEL: sets the limits for step I (or none when I = n), waits for qslmd to serve it
+# and checks the switch. Uses and updates OTHERS (bytes).
 step_to() {
   local i=$1 label=$2 nv=${#VNAME[@]} cg want budget high max t0 took got before anon_max
   cg=$(qslmd_cg)
@@ -187,16 +221,17 @@ responsive_for() {
 
 # ------------------------------------------------------------------ the sequence in-vm.sh runs
 
-# Steps MemoryHigh/MemoryMax down through every variant to below the smallest, then back up, at
-# run time; then the checks that the kernel never acted at MemoryMax.
+# Steps MemoryHigh/MemoryMax down through every step to below the smallest variant, then back up,
+# at run time; then the checks that the kernel never acted at MemoryMax.
 memory_steps() {
   section "memory budget: MemoryHigh/MemoryMax set at run time"
-  if ! load_variants; then bad "qslmctl variants lists the bundle's variants"; return; fi
-  ok "the bundle has ${#VNAME[@]} variants: $(for i in "${!VNAME[@]}"; do printf '%s (%s MiB) ' "${VNAME[$i]}" "$(mib "${VFP[$i]}")"; done)"
+  if ! load_variants; then bad "qslmctl variants lists the bundle's variants, two of them steps"; return; fi
+  ok "the bundle has ${#ALLNAME[@]} variants: $(for i in "${!ALLNAME[@]}"; do printf '%s (%s MiB) ' "${ALLNAME[$i]}" "$(mib "${ALLFP[$i]}")"; done)"
+  ok "qslmd steps down through ${#VNAME[@]} of them: ${VNAME[*]}"
   local nv=${#VNAME[@]} cg i
   set_limits infinity infinity
   if ! wait_for 60 is_serving "${VNAME[0]}"; then
-    bad "with no limit qslmd serves the biggest variant, ${VNAME[0]}" "serving '$(active_variant)'"
+    bad "with no limit qslmd serves the best variant, ${VNAME[0]}" "serving '$(active_variant)'"
     return
   fi
   cg=$(qslmd_cg)
@@ -337,46 +372,63 @@ service_security() {
   fi
 }
 
-# The README's Deployment example, with its own numbers: MemoryHigh=8M MemoryMax=12M steps the
-# default bundle down from 8M to 5M; infinity brings 8M back (after up_delay).
-readme_example() {
-  section "the README's MemoryHigh/MemoryMax example"
-  local t0 got
-  set_limits infinity infinity
-  wait_for 60 is_serving 8M
-  t0=$(now)
-  set_limits 8M 12M
-  wait_for 30 is_serving 5M
-  got=$(active_variant)
-  figure readme_example "MemoryHigh=8M MemoryMax=12M: serving $got after $(since "$t0") s"
-  if [ "$got" = 5M ]; then ok "the README's example MemoryHigh=8M MemoryMax=12M steps down from 8M to 5M"
-  else bad "the README's example MemoryHigh=8M MemoryMax=12M steps down from 8M to 5M" "serving '$got'; $(status_reason)"; fi
-  t0=$(now)
-  set_limits infinity infinity
-  wait_for 60 is_serving 8M
-  got=$(active_variant)
-  figure readme_example_back "MemoryHigh=infinity MemoryMax=infinity: serving $got after $(since "$t0") s"
-  if [ "$got" = 8M ]; then ok "the README's example MemoryHigh=infinity MemoryMax=infinity brings 8M back"
-  else bad "the README's example MemoryHigh=infinity MemoryMax=infinity brings 8M back" "serving '$got'"; fi
+# The memory budget in force, in bytes, from `qslmctl --json status` ("" when none is known).
+budget_now() {
+  local out
+  out=$(qslmctl --timeout 5 --json status 2>/dev/null)
+  [[ $out =~ \"budget\":\{\"memory\":\{\"bytes\":([0-9]+) ]] && echo "${BASH_REMATCH[1]}"
 }
 
-# systemd's status line follows switches made by set-budget and pin too (not only the policy's).
+# The README's Deployment example, with its own numbers: MemoryHigh=8M MemoryMax=12M steps the
+# default bundle down from its best variant to what the budget those limits leave gets (the
+# variant is checked against the budget status reports, not named here); infinity brings the
+# best one back (after up_delay).
+readme_example() {
+  section "the README's MemoryHigh/MemoryMax example"
+  local t0 got budget want top=${VNAME[0]}
+  set_limits infinity infinity
+  wait_for 60 is_serving "$top"
+  t0=$(now)
+  set_limits 8M 12M
+  wait_for 30 serving_other_than "$top"
+  got=$(active_variant)
+  budget=$(budget_now)
+  want=$(best_under "${budget:-0}")
+  figure readme_example "MemoryHigh=8M MemoryMax=12M: serving $got after $(since "$t0") s (budget $(mib "${budget:-0}") MiB)"
+  if [ "$got" = "$want" ] && [ "$got" != "$top" ] && [ "$got" != none ]; then
+    ok "the README's example MemoryHigh=8M MemoryMax=12M steps down from $top to $got (budget $(mib "$budget") MiB)"
+  else
+    bad "the README's example MemoryHigh=8M MemoryMax=12M steps down from $top to what its budget gets" \
+      "serving '$got', budget '${budget:-none}' bytes, which gets '$want'; $(status_reason)"
+  fi
+  t0=$(now)
+  set_limits infinity infinity
+  wait_for 60 is_serving "$top"
+  got=$(active_variant)
+  figure readme_example_back "MemoryHigh=infinity MemoryMax=infinity: serving $got after $(since "$t0") s"
+  if [ "$got" = "$top" ]; then ok "the README's example MemoryHigh=infinity MemoryMax=infinity brings $top back"
+  else bad "the README's example MemoryHigh=infinity MemoryMax=infinity brings $top back" "serving '$got'"; fi
+}
+
+# systemd's status line follows switches made by set-budget and pin too (not only the policy's):
+# a budget for the second step, then a pin of the smallest step.
 status_line_control() {
   section "STATUS= after set-budget and pin"
-  local st
-  check "qslmctl set-budget 5632K (5.5 MiB)" qslmctl set-budget 5632K
-  wait_for 30 is_serving 5M
+  local st top=${VNAME[0]} second=${VNAME[1]} pinned=${VNAME[${#VNAME[@]} - 1]} budget
+  budget=$(budget_for 1)
+  check "qslmctl set-budget $budget ($(mib "$budget") MiB)" qslmctl set-budget "$budget"
+  wait_for 30 is_serving "$second"
   st=$(prop qslmd.service StatusText)
-  if [[ $st == "serving 5M: "*"(set-budget)"* ]]; then ok "after set-budget the status line says so ('${st:0:70}')"
-  else bad "after set-budget the status line says so" "StatusText: '$st'"; fi
-  check "qslmctl pin 4.65M" qslmctl pin 4.65M
-  wait_for 30 is_serving 4.65M
+  if [[ $st == "serving $second: "*"(set-budget)"* ]]; then ok "after set-budget the status line says so ('${st:0:70}')"
+  else bad "after set-budget the status line says so (serving $second)" "StatusText: '$st'"; fi
+  check "qslmctl pin $pinned" qslmctl pin "$pinned"
+  wait_for 30 is_serving "$pinned"
   st=$(prop qslmd.service StatusText)
-  if [[ $st == "serving 4.65M: pinned"* ]]; then ok "after pin the status line says so ('${st:0:70}')"
-  else bad "after pin the status line says so" "StatusText: '$st'"; fi
+  if [[ $st == "serving $pinned: pinned"* ]]; then ok "after pin the status line says so ('${st:0:70}')"
+  else bad "after pin the status line says so (serving $pinned)" "StatusText: '$st'"; fi
   check "qslmctl unpin and set-budget auto" bash -c 'qslmctl unpin && qslmctl set-budget auto'
-  wait_for 60 is_serving 8M
+  wait_for 60 is_serving "$top"
   st=$(prop qslmd.service StatusText)
-  if [[ $st == "serving 8M: "* ]]; then ok "back on 8M, the status line says so ('${st:0:70}')"
-  else bad "back on 8M, the status line says so" "StatusText: '$st'"; fi
+  if [[ $st == "serving $top: "* ]]; then ok "back on $top, the status line says so ('${st:0:70}')"
+  else bad "back on $top, the status line says so" "StatusText: '$st'"; fi
 }
