@@ -34,10 +34,12 @@ activation (train.py --spike-ffn-hidden; a state_dict does not say it, its shape
 the file gets spike.ffn_hidden = true and qslm_format.write_qslm stores every
 blocks.N.ffn.value.weight transposed, (n_ffn, d), as runtime/FORMAT.md requires.
 
---task NAME --labels A,B,... names the checkpoint's classifier head (runtime/FORMAT.md
-"Classification heads": head.n_tasks, head.task.0.name, head.task.0.labels), one label per row
-of cls.weight in index order; the sentiment model: --task sentiment --labels negative,positive.
-Without them the file has only head.n_classes (read as task "default", labels "0", "1", ...).
+--task NAME --labels A,B,... names a classifier head (runtime/FORMAT.md "Classification heads":
+head.n_tasks, head.task.N.name, head.task.N.labels), one label per row of its weight in index
+order; one pair per head, head 0 (cls.weight) first, then cls.1.weight and on. The default model:
+--task sentiment --labels negative,positive --task spam --labels ham,spam. Without them a file
+with one head has only head.n_classes (read as task "default", labels "0", "1", ...); a
+checkpoint with several heads must name them.
 """
 
 import argparse
@@ -53,7 +55,7 @@ import numpy as np
 import torch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
+from qslm_format import Lazy, head_tensor_name, heads_metadata, write_qslm_stream  # noqa: E402
 
 from qslm_format import Lazy, heads_metadata, write_qslm_stream  # noqa: E402
 import tensor_names  # noqa: E402
@@ -122,7 +124,8 @@ def load_state_dict(path):
 
 
 def infer_shape(sd):
-    """(n_layer, d, n_ffn, vocab, n_classes, head_lm) from the names and shapes."""
+    """(n_layer, d, n_ffn, vocab, n_classes, head_lm) from the names and shapes; n_classes is
+    the list of the classifier heads' class counts, head 0 first."""
     if "emb.weight" not in sd:
         raise ConvertError("no emb.weight: not a SpikeGPT / RWKV-4 state_dict")
     vocab, d = sd["emb.weight"].shape
@@ -137,22 +140,37 @@ def infer_shape(sd):
     if head_lm and tuple(sd["head.weight"].shape) != (vocab, d):
         raise ConvertError("head.weight is %s, emb.weight says (%d, %d)"
                            % (tuple(sd["head.weight"].shape), vocab, d))
-    n_classes = 0
-    if "cls.weight" in sd:
-        n_classes = sd["cls.weight"].shape[0]
-        if "cls.bias" not in sd:
-            raise ConvertError("cls.weight without cls.bias")
-    if not head_lm and n_classes == 0:
+    n_classes = head_class_counts(sd)
+    if not head_lm and not n_classes:
         raise ConvertError("neither an LM head (head.weight) nor a classifier (cls.weight)")
     return n_layer, d, n_ffn, vocab, n_classes, head_lm
 
 
+def head_class_counts(sd):
+    """The class counts of the checkpoint's classifier heads: cls.weight/bias is head 0,
+    cls.N.weight/bias head N (runtime/FORMAT.md "Classification heads"), numbered without gaps."""
+    counts = []
+    while head_tensor_name(len(counts)) in sd:
+        i = len(counts)
+        if head_tensor_name(i, bias=True) not in sd:
+            raise ConvertError("%s without %s" % (head_tensor_name(i), head_tensor_name(i, True)))
+        counts.append(int(sd[head_tensor_name(i)].shape[0]))
+    stray = sorted(k for k in sd if k.startswith("cls.") and not any(
+        k in (head_tensor_name(i), head_tensor_name(i, True)) for i in range(len(counts))))
+    if stray:
+        raise ConvertError("%s: a head without the heads before it (cls.weight is head 0, "
+                           "cls.1.* head 1, ...)" % stray[0])
+    return counts
+
+
 def expected_tensors(n_layer, d, n_ffn, vocab, n_classes, head_lm):
     """[(name, shape as stored in .qslm)] in the canonical order (runtime/tensor_names.def,
-    then the classifier)."""
+    then the classifier heads in order). n_classes: the heads' class counts (an int: one head,
+    0 none)."""
     out = tensor_names.model_tensors(n_layer, d, n_ffn, vocab, head_lm)
-    if n_classes:
-        out += [("cls.weight", (n_classes, d)), ("cls.bias", (n_classes,))]
+    counts = ([n_classes] if n_classes else []) if isinstance(n_classes, int) else n_classes
+    for i, c in enumerate(counts):
+        out += [(head_tensor_name(i), (c, d)), (head_tensor_name(i, True), (c,))]
     return out
 
 
@@ -286,7 +304,7 @@ def convert(pth, out_path, tokenizer=None, dtype="f32", name=None, architecture=
         "model.vocab_size": vocab,
         "model.rescale_layer": rescale_layer,
         "head.lm": head_lm,
-        "head.n_classes": n_classes,
+        "head.n_classes": n_classes[0] if n_classes else 0,
         "spike.tau": float(tau),
         "spike.threshold": float(threshold),
         "spike.att": spiking if spike_att is None else bool(spike_att),
@@ -312,10 +330,14 @@ def convert(pth, out_path, tokenizer=None, dtype="f32", name=None, architecture=
     types = set(setting.values())
     md["quant.setting"] = types.pop() if len(types) == 1 else json.dumps(setting)
     # Last, so the keys sit where models/train/set_heads.py puts them in an existing file.
-    if heads:  # [(task, [labels])] naming the checkpoint's classifier (cls.weight: one head)
-        if n_classes == 0 or len(heads) != 1 or len(heads[0][1]) != n_classes:
+    if len(n_classes) > 1 and not heads:
+        raise ConvertError("the checkpoint has %d classifier heads: name each with --task and "
+                           "--labels (a file without names has one head)" % len(n_classes))
+    if heads:  # [(task, [labels])] naming the checkpoint's classifier heads, head 0 first
+        if [len(ls) for _, ls in heads] != n_classes:
             raise ConvertError("--task/--labels: the checkpoint has %s; got %d task(s) with %s labels"
-                               % ("a %d-class classifier" % n_classes if n_classes else "no classifier",
+                               % ("heads of %s classes" % "/".join(map(str, n_classes))
+                                  if n_classes else "no classifier",
                                   len(heads), "/".join(str(len(ls)) for _, ls in heads)))
         try:
             md.update(heads_metadata(heads))
@@ -323,8 +345,9 @@ def convert(pth, out_path, tokenizer=None, dtype="f32", name=None, architecture=
             raise ConvertError("--task/--labels: %s" % e)
     n_params = sum(int(np.prod(lazy.shape)) for _, lazy, _ in tensors)
     size = write_qslm_stream(out_path, md, tensors)
-    log("wrote %s: %d layers, d %d, n_ffn %d, vocab %d, classes %d, lm %s%s; %d parameters, "
-        "%d bytes (%s)" % (out_path, n_layer, d, n_ffn, vocab, n_classes, head_lm,
+    log("wrote %s: %d layers, d %d, n_ffn %d, vocab %d, classes %s, lm %s%s; %d parameters, "
+        "%d bytes (%s)" % (out_path, n_layer, d, n_ffn, vocab,
+                           "/".join(map(str, n_classes)) or "0", head_lm,
                            ", spike.ffn_hidden (ffn.value stored transposed)"
                            if spike_ffn_hidden else "", n_params, size, dtype))
     return size
@@ -356,11 +379,14 @@ def main():
                          "it (auto: tell SpikeGPT-45M/216M, the vocab-77 character model and "
                          "RWKV-4-Pile-169M/430M by their layout); overrides the spike and "
                          "rescale options")
-    ap.add_argument("--task", help="name of the classifier head's task (a-z 0-9 _ -)")
-    ap.add_argument("--labels", help="its class names in index order, comma-separated")
+    ap.add_argument("--task", action="append",
+                    help="name of a classifier head's task (a-z 0-9 _ -); once per head, head 0 "
+                    "first")
+    ap.add_argument("--labels", action="append",
+                    help="that head's class names in index order, comma-separated")
     args = ap.parse_args()
-    if (args.task is None) != (args.labels is None):
-        ap.error("--task and --labels go together")
+    if len(args.task or []) != len(args.labels or []):
+        ap.error("--task and --labels go together, one pair per head")
     try:
         convert(args.pth, args.out, args.tokenizer, args.dtype, args.name, args.architecture,
                 args.tau, args.threshold,
@@ -369,7 +395,8 @@ def main():
                 ("; " + args.provenance) if args.provenance else "",
                 spike_ffn_hidden=args.spike_ffn_hidden, upstream=args.upstream,
                 tokenizer_checker=None if args.no_tokenizer_check else "find",
-                heads=[(args.task, args.labels.split(","))] if args.task else None)
+                heads=[(t, ls.split(",")) for t, ls in zip(args.task, args.labels)]
+                if args.task else None)
     except ConvertError as e:
         print("convert.py: %s" % e, file=sys.stderr)
         return 2

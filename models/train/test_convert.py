@@ -253,7 +253,7 @@ def test_heads(tmp):
     assert b.metadata["head.n_tasks"] == 1 and b.metadata["head.n_classes"] == 3
     for n in a.tensors:
         assert np.array_equal(a.tensors[n], b.tensors[n]), n
-    for heads, what in (([("topic", ["a", "b"])], "3-class classifier"),
+    for heads, what in (([("topic", ["a", "b"])], "heads of 3 classes"),
                         ([("Topic", ["a", "b", "c"])], "a task name"),
                         ([("t", ["a", "a", "c"])], "both 'a'")):
         try:
@@ -261,7 +261,34 @@ def test_heads(tmp):
             raise AssertionError("accepted %s" % heads)
         except convert.ConvertError as e:
             assert what in str(e), str(e)
-    print("--task/--labels: named head, same tensors, refusals: ok", flush=True)
+    # two heads: cls.* and cls.1.*, named in order; unnamed or half-named refused
+    sd2 = dict(sd)
+    sd2["cls.1.weight"], sd2["cls.1.bias"] = torch.randn(2, 16), torch.randn(2)
+    pth2, two = os.path.join(tmp, "heads2.pth"), os.path.join(tmp, "two.qslm")
+    torch.save(sd2, pth2)
+    convert.convert(pth2, two, None, "f32", heads=[("topic", ["war", "peace", "health"]),
+                                                    ("spam", ["ham", "spam"])])
+    c = read_qslm(two)
+    assert c.heads() == [("topic", ["war", "peace", "health"]), ("spam", ["ham", "spam"])], c.heads()
+    assert c.metadata["head.n_tasks"] == 2 and c.metadata["head.n_classes"] == 3
+    assert np.array_equal(c.tensors["cls.1.weight"], sd2["cls.1.weight"].numpy())
+    assert np.array_equal(c.tensors["cls.1.bias"], sd2["cls.1.bias"].numpy())
+    for heads, what in ((None, "name each with --task"),
+                        ([("topic", ["a", "b", "c"])], "heads of 3/2 classes")):
+        try:
+            convert.convert(pth2, two, None, "f32", heads=heads)
+            raise AssertionError("accepted %s" % heads)
+        except convert.ConvertError as e:
+            assert what in str(e), str(e)
+    gap = dict(sd)
+    gap["cls.2.weight"], gap["cls.2.bias"] = torch.randn(2, 16), torch.randn(2)
+    torch.save(gap, pth2)
+    try:
+        convert.convert(pth2, two, None, "f32", heads=[("topic", ["a", "b", "c"])])
+        raise AssertionError("accepted a head after a gap")
+    except convert.ConvertError as e:
+        assert "without the heads before it" in str(e), str(e)
+    print("--task/--labels: named heads (one and two), same tensors, refusals: ok", flush=True)
 
 
 def test_trained(tmp, ckpt, qslm_eval):
