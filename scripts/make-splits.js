@@ -10,7 +10,7 @@
 //        default model's sentiment fine-tune held out) and fit.jsonl (the other 90%)
 //        DATA_DIR/gpt2/{encoder.json,vocab.bpe}
 //        DATA_DIR/brown/{train,valid,test}.txt + splits.json (splits/brown.js)
-//        DATA_DIR/mail/{train,valid,test}.jsonl + splits.json (splits/mail.js)
+//        DATA_DIR/mail/{train,heldout,test}.jsonl + splits.json (splits/mail.js)
 // Output depends only on the package contents and this file: same input, same bytes. A file whose
 // bytes would not change is not rewritten (its mtime stays); others are written to a temporary
 // name and renamed into place. Any surprise in the data's shape stops with exit 1.

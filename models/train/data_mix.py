@@ -1,6 +1,6 @@
 """data_mix.py: the language model's training text, drawn from several corpora by weight.
 
-A source is a named corpus with a train and a valid split (.data/<corpus>/): "sotu" (State of the
+A source is a named corpus with a train and a validation split (.data/<corpus>/): "sotu" (State of the
 Union addresses), "brown" (the Brown corpus), "mail" (the SpamAssassin mails of the train split,
 ham and spam alike, without their labels). Each split's documents are encoded one by one, each
 preceded by <|endoftext|>, into one int32 array cached next to the checkpoint (keyed on the
@@ -23,7 +23,7 @@ SOURCES = {
     # name: (train file, valid file, kind)
     "sotu": ("sotu/train.txt", "sotu/valid.txt", "text"),
     "brown": ("brown/train.txt", "brown/valid.txt", "text"),
-    "mail": ("mail/train.jsonl", "mail/valid.jsonl", "jsonl"),
+    "mail": ("mail/train.jsonl", "mail/heldout.jsonl", "jsonl"),
 }
 
 

