@@ -8,24 +8,17 @@ refused, naming each difference: it would not be the same run. Writes are atomic
 file renamed over the old one), so a kill during a save leaves the previous checkpoint intact.
 """
 
-import hashlib
 import os
 
 import torch
+
+from convert import sha256_file as file_sha256  # noqa: F401 (run_identity's callers use it)
 
 # The arguments that make a run what it is; the others (threads, time limit, paths of the
 # outputs, how often to validate or save) may change between resumes.
 RUN_KEYS = ("seed", "d", "n_layer", "n_ffn", "ctx", "batch", "lr", "lr_min", "warmup", "wkv",
             "wkv_chunk", "mix", "total_tokens", "spike_ffn_hidden", "ffn_key_gain")
 FORMAT = "qslm-train-checkpoint-1"
-
-
-def file_sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def run_identity(args, tokenizer_sha256):

@@ -25,6 +25,20 @@
 /* The 1/power of two each of the 8 int32 lanes of a block's sums carries. */
 typedef __m256 (*qr_avx2_lanes_fn)(void);
 
+/* The scales of ng groups of blocks ahead of their products: dd[g][k] = d·dx of block k of group g,
+ * and add += Σ d·s (the offset's share, taken out once per row). */
+QR_AVX2 __attribute__((always_inline)) static inline __m256
+qr_small_group_scales(const uint8_t *b, size_t bb, const qr_x8_group *x, size_t ng,
+                      float dd[QR_SMALL_GROUPS][QR_X8_GROUP], __m256 add)
+{
+    for (size_t g = 0; g < ng; g++) {
+        __m256 d = qr_avx2_e5m3x8(b + g * QR_X8_GROUP * bb, bb);
+        _mm256_store_ps(dd[g], _mm256_mul_ps(d, _mm256_loadu_ps(x[g].d)));
+        add = _mm256_fmadd_ps(d, _mm256_loadu_ps(x[g].s), add);
+    }
+    return add;
+}
+
 /* y[r] = Σ_blocks d·dx·Σ(q − 2^(B−1) + ½)·xq for an _s type: Σ d·dx·Σq·xq from the scaled
  * codes (`scaled` rebuilds them, `lanes` undoes their powers of two), minus off·Σ d·s, one FMA
  * per group as in qr_avx2_dot_x8. A last partial group goes block by block. */
@@ -45,12 +59,7 @@ qr_vnni_dot_x8_small(int bits, qr_avx2_unpack_fn scaled, qr_avx2_lanes_fn lanes,
         for (size_t g0 = 0; g0 < full; g0 += ahead) {
             size_t ng = full - g0 < ahead ? full - g0 : ahead;
             _Alignas(32) float dd[QR_SMALL_GROUPS][QR_X8_GROUP];
-            for (size_t g = 0; g < ng; g++) {
-                const qr_x8_group *xg = &x[g0 + g];
-                __m256 d = qr_avx2_e5m3x8(b + g * QR_X8_GROUP * bb, bb);
-                _mm256_store_ps(dd[g], _mm256_mul_ps(d, _mm256_loadu_ps(xg->d)));
-                add = _mm256_fmadd_ps(d, _mm256_loadu_ps(xg->s), add);
-            }
+            add = qr_small_group_scales(b, bb, &x[g0], ng, dd, add);
             for (size_t g = 0; g < ng; g++, b += QR_X8_GROUP * bb) {
                 const qr_x8_group *xg = &x[g0 + g];
                 for (size_t l = 0; l < QR_X8_GROUP * bb; l += 64)
@@ -103,12 +112,7 @@ qr_avx512_dot_x8_small(int bits, qr_avx2_unpack_fn scaled, qr_avx2_lanes_fn lane
         for (size_t g0 = 0; g0 < full; g0 += ahead) {
             size_t ng = full - g0 < ahead ? full - g0 : ahead;
             _Alignas(32) float dd[QR_SMALL_GROUPS][QR_X8_GROUP];
-            for (size_t g = 0; g < ng; g++) {
-                const qr_x8_group *xg = &x[g0 + g];
-                __m256 d = qr_avx2_e5m3x8(b + g * QR_X8_GROUP * bb, bb);
-                _mm256_store_ps(dd[g], _mm256_mul_ps(d, _mm256_loadu_ps(xg->d)));
-                add = _mm256_fmadd_ps(d, _mm256_loadu_ps(xg->s), add);
-            }
+            add = qr_small_group_scales(b, bb, &x[g0], ng, dd, add);
             for (size_t g = 0; g < ng; g++, b += QR_X8_GROUP * bb) {
                 const qr_x8_group *xg = &x[g0 + g];
                 const __m512 ddv = _mm512_castps256_ps512(_mm256_load_ps(dd[g]));
