@@ -338,8 +338,14 @@ qd_decision qd_policy_decide(const qd_policy_config *cfg, qd_policy_state *state
     if (!up) {
         state->up_candidate = -1;
         d.switch_now = c != active;
-        if (d.switch_now && active >= 0 && c >= 0 && d.memory_source &&
-            (strcmp(d.memory_source, "psi") == 0 || strcmp(d.memory_source, "memory.events") == 0)) {
+        /* A step down for pressure, or because the active variant no longer fits (a limit
+         * shrank), starts the hold: the stall the kernel caused while the service was above
+         * its new limit shows in PSI and memory.events for seconds, and is not a reason for a
+         * further step. */
+        if (d.switch_now && active >= 0 && c >= 0 &&
+            ((d.memory_source &&
+              (strcmp(d.memory_source, "psi") == 0 || strcmp(d.memory_source, "memory.events") == 0)) ||
+             !fits_memory(&d, va, 1))) {
             state->psi_stepped = true;
             state->psi_step_s = now_s;
         }

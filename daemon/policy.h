@@ -30,8 +30,10 @@
  *           "high" grew while the cgroup's memory.pressure stall total grew by at least
  *           throttle_stall_ms (the kernel throttled it at memory.high: waiting for that to
  *           show in avg10 would leave the service throttled for seconds).
- *       Each decision steps down at most once; after a step down for pressure the next waits
- *       psi_hold_s; the caller's decision interval sets the pace;
+ *       Each decision steps down at most once; after a step down for pressure, or because the
+ *       active variant stopped fitting (a limit shrank: the kernel throttles the service until
+ *       it is under the new limit, and that stall lingers in PSI and memory.events), the next
+ *       step for pressure waits psi_hold_s; the caller's decision interval sets the pace;
  *   peak: a switch between two variants loads the new one before unloading the old only when
  *     both fit in the memory budget together (old + new <= budget: with the cgroup sources that
  *     is others + old + new + reserve <= the limit); otherwise the decision says unload_first,

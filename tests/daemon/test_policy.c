@@ -335,7 +335,7 @@ static void test_why(void **state)
     assert_string_equal(qd_why_name(d.why), "cgroup memory.high");
     w.tel.has_psi = true;
     w.tel.psi_avg10 = 25;
-    d = decide(&w, MID, -1, 0, 0);
+    d = decide(&w, MID, -1, 0, 100); /* past the hold the step down to MID above started */
     assert_int_equal(d.variant, SMALL);
     assert_string_equal(qd_why_name(d.why), "psi");
     /* power: a better variant fits memory but not power, or none does (least energy) */
@@ -517,6 +517,42 @@ static void test_psi_step_down(void **state)
     assert_int_equal(decide(&w, BIG, -1, 0, 200).variant, BIG);
 }
 
+/* A limit that shrinks below the active variant steps down to what fits; the stall the kernel
+ * caused while the service was above the new limit (PSI, memory.events high) does not step it
+ * further within psi_hold_s (the system test's MemoryHigh steps saw 8M -> 4.5M -> 3.47M). */
+static void test_limit_shrink_then_pressure(void **state)
+{
+    (void)state;
+    world w;
+    init(&w);
+    w.use_tel = true;
+    w.tel.has_cgroup_high = true;
+    w.tel.cgroup_high = 6 * MIB;
+    w.tel.has_cgroup_current = true;
+    w.tel.cgroup_current = 1 * MIB;
+    qd_decision d = decide(&w, BIG, -1, 0, 0);
+    assert_int_equal(d.variant, MID);
+    assert_true(d.switch_now);
+    /* the throttling shows next: PSI over the threshold and a high event with a stall */
+    w.tel.has_psi = true;
+    w.tel.psi_avg10 = 11;
+    w.tel.has_cgroup_events = true;
+    w.tel.has_cgroup_stall = true;
+    d = decide(&w, MID, -1, 0, 1);
+    w.tel.events_high = 40;
+    w.tel.cgroup_stall_us = 500000;
+    d = decide(&w, MID, -1, 0, 2);
+    assert_int_equal(d.variant, MID);
+    assert_false(d.switch_now);
+    d = decide(&w, MID, -1, 0, 9.9);
+    assert_int_equal(d.variant, MID);
+    /* pressure that lasts past the hold is real: one step */
+    d = decide(&w, MID, -1, 0, 10);
+    assert_int_equal(d.variant, SMALL);
+    assert_true(d.switch_now);
+    assert_string_equal(d.memory_source, "psi");
+}
+
 /* memory.stat's unreclaimable part is what counts, not memory.current: page cache the kernel
  * would drop leaves the budget alone (the real kernel keeps memory.current at memory.high). */
 static void test_budget_memory_stat(void **state)
@@ -673,6 +709,7 @@ int main(void)
         cmocka_unit_test(test_down_at_once),
         cmocka_unit_test(test_better_and_lighter_at_once),
         cmocka_unit_test(test_psi_step_down),
+        cmocka_unit_test(test_limit_shrink_then_pressure),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
