@@ -90,8 +90,9 @@ qr_vnni_dot_x8_small(int bits, qr_avx2_unpack_fn scaled, qr_avx2_lanes_fn lanes,
 /* The same product with 512-bit vectors, two blocks per instruction: the pair's codes in one
  * vector (each half as SCALED makes it), one vpdpbusd against x's two blocks (adjacent in the
  * group), one convert and one FMA with both blocks' d·dx picked from the group's 8 by a
- * permute. Half the instructions per weight of qr_vnni_dot_x8_small where decode is bound by
- * instructions rather than memory; the sums are the same, only their order differs. */
+ * permute. Fewer instructions per weight than qr_vnni_dot_x8_small (the unpack is still one per
+ * block), which is what counts where decode is bound by instructions rather than memory: 1.1 to
+ * 1.28 times the tokens/s on the 216M shape; the sums are the same, only their order differs. */
 QR_AVX512_VNNI __attribute__((always_inline)) static inline void
 qr_avx512_dot_x8_small(int bits, qr_avx2_unpack_fn scaled, qr_avx2_lanes_fn lanes, const void *w,
                        size_t row_bytes, size_t n_rows, const qr_x8_group *x, size_t n, float *y)
@@ -147,8 +148,8 @@ qr_avx512_dot_x8_small(int bits, qr_avx2_unpack_fn scaled, qr_avx2_lanes_fn lane
 
 /* The x86-64 kernel tables of an _s type: the AVX2 kernels (qr_avx2_dot_x8 decodes with the
  * plain codes from UNPACK), and in the VNNI tables qr_vnni_dot_x8_small with the codes from
- * SCALED (AVX-VNNI) or SCALED_512 (AVX-512, which may use mask registers), whose lanes carry
- * the powers of two LANES undoes. */
+ * SCALED (AVX-VNNI) or qr_avx512_dot_x8_small with those from SCALED_512 (AVX-512, which may
+ * use mask registers), whose lanes carry the powers of two LANES undoes. */
 #define QR_DEFINE_AVX2_SMALL_KERNELS(T, BITS, UNPACK, SCALED, SCALED_512, LANES)                   \
     QR_DEFINE_AVX2_FUNCTIONS(T, BITS, QR_KIND_SMALL, UNPACK)                                       \
     QR_AVX_VNNI static void T##_dot_x8_avxvnni(const void *w, size_t row_bytes, size_t n_rows,     \
