@@ -38,7 +38,8 @@ OUTPUTS=(sotu/train.txt sotu/valid.txt sotu/test.txt sotu/splits.json
   sentiment/fit.jsonl sentiment/heldout.jsonl
   gpt2/encoder.json gpt2/vocab.bpe
   brown/train.txt brown/valid.txt brown/test.txt brown/splits.json
-  mail/train.jsonl mail/heldout.jsonl mail/test.jsonl mail/splits.json)
+  mail/train.jsonl mail/heldout.jsonl mail/test.jsonl mail/splits.json
+  mail/quant/heldout.jsonl mail/quant/test.jsonl)
 
 say() { echo "fetch-data: $*" >&2; }
 die() { echo "fetch-data: error: $*" >&2; exit 1; }

