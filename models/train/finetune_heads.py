@@ -15,7 +15,9 @@ Training is joint, as the first edition's sentiment head was: the backbone, the 
 classifiers together, on the sum of the two classification losses and the LM loss on windows of
 the training mix (--mix, data_mix.py), so the one backbone keeps serving all three. Each step
 takes --batch sentences, --mail-batch mails (their first --mail-tokens tokens) and --lm-batch
-windows. After every epoch (of the sentiment sentences) both heads are scored on their held-out
+windows; with --weak-batch N also N texts labelled by the AFINN-165 lexicon (weak_sentiment.py:
+its words alone, and sentences of the LM's training text it scores clearly), for the sentiment
+head. After every epoch (of the sentiment sentences) both heads are scored on their held-out
 texts; the epoch with the best mean held-out accuracy is kept. The test splits are read once, by
 the kept weights.
 
@@ -52,6 +54,7 @@ import checkpoint  # noqa: E402
 import data_mix  # noqa: E402
 import fastops  # noqa: E402
 import spikegpt_model as sm  # noqa: E402
+import weak_sentiment  # noqa: E402
 from finetune_sentiment import afinn_baseline, build_model, pad_batch, read_jsonl  # noqa: E402
 from train_tokenizer import BPETokenizer  # noqa: E402
 
@@ -184,13 +187,20 @@ def main():
     ap.add_argument("--mail-tokens", type=int, default=512)
     ap.add_argument("--lm-batch", type=int, default=4)
     ap.add_argument("--lm-weight", type=float, default=1.0)
+    ap.add_argument("--weak-batch", type=int, default=0,
+                    help="lexicon-labelled texts per step for the sentiment head "
+                    "(weak_sentiment.py; 0: none)")
+    ap.add_argument("--weak-weight", type=float, default=1.0)
+    ap.add_argument("--weak-sources", default="words,sentences",
+                    help="which lexicon-labelled texts: words, sentences or both")
     ap.add_argument("--spam-weight", type=float, default=1.0)
     ap.add_argument("--lr", type=float, default=1e-4, help="backbone + LM head")
     ap.add_argument("--cls-lr", type=float, default=2e-3)
     ap.add_argument("--warmup", type=int, default=20)
     ap.add_argument("--ctx", type=int, default=256)
     ap.add_argument("--select-mails", type=int, default=300,
-                    help="held-out mails scored after each epoch (all of them at the end)")
+                    help="held-out mails scored after each epoch, spread over the split (all of them "
+                    "at the end)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--limit", type=int, default=0,
                     help="only N texts of every split, spread over it: a check that the script "
@@ -228,6 +238,23 @@ def main():
                                results["naive_bayes"]["test"], results["naive_bayes"]["alpha"]),
           flush=True)
 
+    weak = []
+    if args.weak_batch:
+        labels, negators = weak_sentiment.load_lexicon(args.data_dir)
+        sources = set(args.weak_sources.split(","))
+        if not sources <= {"words", "sentences"}:
+            ap.error("--weak-sources: expected words, sentences or both, got %r" % args.weak_sources)
+        if "words" in sources:
+            weak += weak_sentiment.lexicon_words(labels)
+        if "sentences" in sources:
+            weak += weak_sentiment.lexicon_sentences(args.data_dir, labels, negators, seed=args.seed)
+        weak = cut(weak)
+        results["weak"] = {"sources": sorted(sources), "texts": len(weak),
+                           "positive": sum(it["label"] for it in weak)}
+        print("lexicon-labelled texts: %d (%d positive)" % (
+            len(weak), results["weak"]["positive"]), flush=True)
+    W = (enc(weak, args.ctx), [it["label"] for it in weak])
+
     mix = data_mix.Mix(tok, args.tokenizer, args.data_dir, data_mix.parse_mix(args.mix),
                        os.path.dirname(args.ckpt), log=lambda m: print(m, flush=True))
     vwins = {n: mix.valid_windows(n, 16 if n == "sotu" else 8, args.ctx) for n in mix.train}
@@ -247,8 +274,11 @@ def main():
     steps_per_epoch = math.ceil(len(Xs) / args.batch)
     total = args.epochs * steps_per_epoch
     rng = random.Random(args.seed + 2)
-    mail_order = []
-    sel_mails = (M["heldout"][0][:args.select_mails], M["heldout"][1][:args.select_mails])
+    mail_order, weak_order = [], []
+    # spread over the held-out split, which is in group order (easy ham first, spam last)
+    sel = np.linspace(0, len(M["heldout"][0]) - 1, min(args.select_mails, len(M["heldout"][0])))
+    sel = sorted(set(int(round(i)) for i in sel))
+    sel_mails = ([M["heldout"][0][i] for i in sel], [M["heldout"][1][i] for i in sel])
     best, history = None, []
     step = 0
     t0 = time.time()
@@ -269,6 +299,16 @@ def main():
             idx, mask = pad_batch([Mtrain_cut[i] for i in mids])
             loss_m = F.cross_entropy(model.spam(model.pooled(idx, mask)),
                                      torch.tensor([M["train"][1][i] for i in mids]))
+            if args.weak_batch:
+                if len(weak_order) < args.weak_batch:
+                    o = list(range(len(W[0])))
+                    rng.shuffle(o)
+                    weak_order += o
+                wids, weak_order = weak_order[:args.weak_batch], weak_order[args.weak_batch:]
+                idx, mask = pad_batch([W[0][i] for i in wids])
+                loss_w = F.cross_entropy(model.lm.cls(model.pooled(idx, mask)),
+                                         torch.tensor([W[1][i] for i in wids]))
+                loss_s = loss_s + args.weak_weight * loss_w
             x, y = mix.batch(args.seed + 1, step, args.lm_batch, args.ctx)
             lg = model.lm(x, wkv=fastops.wkv_fused)["logits"]
             loss_l = F.cross_entropy(lg.reshape(-1, lg.shape[-1]), y.reshape(-1))
@@ -289,7 +329,7 @@ def main():
         acc_m = head_accuracy(model, 1, *sel_mails)
         history.append({"epoch": epoch, "sentiment_heldout": acc_s, "spam_heldout": acc_m,
                         "minutes": (time.time() - t0) / 60})
-        print("epoch %d: held-out sentiment %.4f, spam %.4f (first %d mails)" % (
+        print("epoch %d: held-out sentiment %.4f, spam %.4f (%d mails)" % (
             epoch, acc_s, acc_m, len(sel_mails[0])), flush=True)
         if best is None or (acc_s + acc_m) / 2 > best[0]:
             best = ((acc_s + acc_m) / 2, epoch, model.state_dict_for_convert())
