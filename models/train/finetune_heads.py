@@ -17,7 +17,9 @@ the training mix (--mix, data_mix.py), so the one backbone keeps serving all thr
 takes --batch sentences, --mail-batch mails (their first --mail-tokens tokens) and --lm-batch
 windows; with --weak-batch N also N texts labelled by the AFINN-165 lexicon (weak_sentiment.py:
 its words alone, and sentences of the LM's training text it scores clearly), for the sentiment
-head. After every epoch (of the sentiment sentences) both heads are scored on their held-out
+head; with --token-lexicon-weight W a loss on the sentiment head's logits at the last token of
+every word the lexicon scores, in the sentences and the LM windows alike (the head is linear
+over a mean of tokens, so its margin is the mean of per-token margins). After every epoch (of the sentiment sentences) both heads are scored on their held-out
 texts; the epoch with the best mean held-out accuracy is kept. The test splits are read once, by
 the kept weights.
 
@@ -157,6 +159,20 @@ def head_accuracy(model, head, seqs, labels, batch=16):
     return right / len(seqs)
 
 
+def token_lexicon_loss(cls, token_feats, marks):
+    """Cross-entropy of the sentiment head on the features of every lexicon-marked token:
+    token_feats is [(ln_out (B, T, d), the B token sequences)]."""
+    want, feats = [], []
+    for xo, seqs in token_feats:
+        for b, seq in enumerate(seqs):
+            for t, lab in marks(seq):
+                feats.append(xo[b, t])
+                want.append(lab)
+    if not feats:
+        return torch.zeros(())
+    return F.cross_entropy(cls(torch.stack(feats)), torch.tensor(want))
+
+
 def refit_spam_head(model, M, seed):
     """Fits the spam head alone (logistic regression, weight decay chosen on the held-out mails)
     on the backbone's pooled features of the whole training mails, which the joint fine-tune
@@ -219,6 +235,10 @@ def main():
                     help="lexicon-labelled texts per step for the sentiment head "
                     "(weak_sentiment.py; 0: none)")
     ap.add_argument("--weak-weight", type=float, default=1.0)
+    ap.add_argument("--token-lexicon-weight", type=float, default=0.0,
+                    help="weight of a loss on the sentiment head's logits at every lexicon word's "
+                    "last token, in the sentences and the LM windows (weak_sentiment.token_marks; "
+                    "0: none)")
     ap.add_argument("--weak-sources", default="words,sentences",
                     help="which lexicon-labelled texts: words, sentences or both")
     ap.add_argument("--spam-weight", type=float, default=1.0)
@@ -271,8 +291,9 @@ def main():
           flush=True)
 
     weak = []
+    labels, negators = weak_sentiment.load_lexicon(args.data_dir)
+    marks = lambda seq: weak_sentiment.token_marks(seq, tok.id_to_bytes, labels, negators)  # noqa: E731
     if args.weak_batch:
-        labels, negators = weak_sentiment.load_lexicon(args.data_dir)
         sources = set(args.weak_sources.split(","))
         if not sources <= {"words", "sentences"}:
             ap.error("--weak-sources: expected words, sentences or both, got %r" % args.weak_sources)
@@ -321,8 +342,11 @@ def main():
         for b0 in range(0, len(order), args.batch):
             ids = order[b0:b0 + args.batch]
             idx, mask = pad_batch([Xs[i] for i in ids])
-            loss_s = F.cross_entropy(model.lm.cls(model.pooled(idx, mask)),
+            xo = model.lm(idx, wkv=fastops.wkv_fused)["ln_out"]
+            m = mask.unsqueeze(-1)
+            loss_s = F.cross_entropy(model.lm.cls((xo * m).sum(1) / m.sum(1)),
                                      torch.tensor([ys[i] for i in ids]))
+            token_feats = [(xo, [Xs[i] for i in ids])]
             if len(mail_order) < args.mail_batch:
                 o = list(range(len(Mtrain_cut)))
                 rng.shuffle(o)
@@ -342,8 +366,13 @@ def main():
                                          torch.tensor([W[1][i] for i in wids]))
                 loss_s = loss_s + args.weak_weight * loss_w
             x, y = mix.batch(args.seed + 1, step, args.lm_batch, args.ctx)
-            lg = model.lm(x, wkv=fastops.wkv_fused)["logits"]
+            out = model.lm(x, wkv=fastops.wkv_fused)
+            lg = out["logits"]
             loss_l = F.cross_entropy(lg.reshape(-1, lg.shape[-1]), y.reshape(-1))
+            if args.token_lexicon_weight:
+                token_feats.append((out["ln_out"], x.tolist()))
+                loss_s = loss_s + args.token_lexicon_weight * token_lexicon_loss(
+                    model.lm.cls, token_feats, marks)
             loss = loss_s + args.spam_weight * loss_m + args.lm_weight * loss_l
             f = 0.5 * (1 + math.cos(math.pi * step / max(total, 1))) * min(1.0, (step + 1) / args.warmup)
             opt.param_groups[0]["lr"] = args.lr * f

@@ -11,6 +11,11 @@ of per-token margins: it is a lexicon with context. These examples teach it the 
              whose AFINN score (npm sentiment's rule, negators included) is at least
              min_abs away from 0, labelled by its sign, the larger class cut to the smaller
 
+  tokens     (token_marks) in any text the fine-tune reads (the hand-labelled sentences, the
+             language-model windows): the last token of every word the lexicon scores, labelled
+             by the sign of its score (negated after a negator), for a loss on that token's
+             own classifier logits. This teaches the lexicon in context rather than alone.
+
 None of it comes from the imdb sentences or the held-out ones.
 """
 
@@ -20,6 +25,9 @@ import random
 import re
 
 from finetune_sentiment import afinn_score
+
+# npm sentiment's tokenizer splits on whitespace and these characters (finetune_sentiment.npm_tokenize)
+_NPM_WORD = re.compile(r"""[^\s.,/#!?$%^&*;:{}=_`"~()]+""")
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z\"'])")
 
@@ -77,3 +85,27 @@ def lexicon_sentences(data_dir, labels, negators, min_abs=2, seed=0):
         out += by_label[lab][:n]
     rng.shuffle(out)
     return out
+
+
+def token_marks(ids, id_to_bytes, labels, negators):
+    """[(position, label)]: the last token of each lexicon word in the token sequence ids, label 1
+    when its score (negated after a negator, as npm sentiment scores) is positive. Works on the
+    tokens' bytes read as Latin-1, so each byte is one character and a window cut inside a
+    UTF-8 sequence still lines up; the lexicon's words are ASCII."""
+    ends, pos = [], 0
+    for i in ids:
+        pos += len(id_to_bytes[i])
+        ends.append(pos)
+    text = b"".join(id_to_bytes[i] for i in ids).decode("latin-1").lower()
+    marks, prev, t = [], None, 0
+    for m in _NPM_WORD.finditer(text):
+        word = m.group(0)
+        v = labels.get(word, 0)
+        if v:
+            if prev in negators:
+                v = -v
+            while ends[t] < m.end():
+                t += 1
+            marks.append((t, int(v > 0)))
+        prev = word
+    return marks
