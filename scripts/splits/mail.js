@@ -182,6 +182,8 @@ function buildMail(data) {
       of_read: stats.read },
     splits: {},
   };
+  rows['quant/heldout'] = rows.heldout.filter((_, i) => i % QUANT_EVERY === 0);
+  rows['quant/test'] = rows.test;
   let changed = 0;
   for (const [name, list] of Object.entries(rows)) {
     const buf = Buffer.from(list.map((r) => `${JSON.stringify(r)}\n`).join(''), 'utf8');
@@ -191,17 +193,6 @@ function buildMail(data) {
     const spam = list.filter((r) => r.label === 1).length;
     out.splits[name] = { file: `${name}.jsonl`, mails: list.length, spam, ham: list.length - spam,
       groups, bytes: buf.length, sha256: sha256(buf) };
-    note(`mail ${name}: ${list.length} mails (${spam} spam), ${buf.length} bytes`);
-  }
-  rows['quant/heldout'] = rows.heldout.filter((_, i) => i % QUANT_EVERY === 0);
-  rows['quant/test'] = rows.test;
-  for (const name of ['quant/heldout', 'quant/test']) {
-    const list = rows[name];
-    const buf = Buffer.from(list.map((r) => `${JSON.stringify(r)}\n`).join(''), 'utf8');
-    if (writeIfChanged(path.join(data, 'mail', `${name}.jsonl`), buf)) changed++;
-    const spam = list.filter((r) => r.label === 1).length;
-    out.splits[name] = { file: `${name}.jsonl`, mails: list.length, spam, ham: list.length - spam,
-      bytes: buf.length, sha256: sha256(buf) };
     note(`mail ${name}: ${list.length} mails (${spam} spam), ${buf.length} bytes`);
   }
   out.quant = `quant/: qslm-quant's --classify spam=DIR folder: heldout.jsonl holds one mail in ` +
