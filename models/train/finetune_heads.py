@@ -19,9 +19,9 @@ windows; with --weak-batch N also N texts labelled by the AFINN-165 lexicon (wea
 its words alone, and sentences of the LM's training text it scores clearly), for the sentiment
 head; with --token-lexicon-weight W a loss on the sentiment head's logits at the last token of
 every word the lexicon scores, in the sentences and the LM windows alike (the head is linear
-over a mean of tokens, so its margin is the mean of per-token margins). After every epoch (of the sentiment sentences) both heads are scored on their held-out
-texts; the epoch with the best mean held-out accuracy is kept. The test splits are read once, by
-the kept weights.
+over a mean of tokens, so its margin is the mean of per-token margins). After every epoch (of
+the sentiment sentences) both heads are scored on their held-out texts; the epoch with the best
+mean held-out accuracy is kept. The test splits are read once, by the kept weights.
 
 Baselines on the same test texts, written here: AFINN-165 on imdb, scored as npm
 sentiment@5.0.2 does (finetune_sentiment.afinn_baseline), and a multinomial Naive Bayes on the
@@ -115,6 +115,22 @@ def naive_bayes(train, heldout, test, alphas=(0.01, 0.03, 0.1, 0.3, 1.0)):
 # ----------------------------------------------------------------------------- the model
 
 
+def mean_pool(xo, mask):
+    """The mean of ln_out (B, T, d) over each text's own tokens (mask (B, T))."""
+    m = mask.unsqueeze(-1)
+    return (xo * m).sum(1) / m.sum(1)
+
+
+def take_batch(order, n_items, k, rng):
+    """The next k indices of a shuffled pass over n_items, refilled with a new pass when short;
+    returns (the batch, what is left of order)."""
+    if len(order) < k:
+        o = list(range(n_items))
+        rng.shuffle(o)
+        order = order + o
+    return order[:k], order[k:]
+
+
 class TwoHeads(nn.Module):
     """The SpikeGPT backbone with the sentiment head as its cls (head 0) and a second Linear
     for spam (head 1, saved as cls.1.*)."""
@@ -130,9 +146,7 @@ class TwoHeads(nn.Module):
                 self.spam.bias.copy_(sd["cls.1.bias"])
 
     def pooled(self, idx, mask):
-        xo = self.lm(idx, wkv=fastops.wkv_fused)["ln_out"]
-        m = mask.unsqueeze(-1)
-        return (xo * m).sum(1) / m.sum(1)
+        return mean_pool(self.lm(idx, wkv=fastops.wkv_fused)["ln_out"], mask)
 
     def head(self, i):
         return self.lm.cls if i == 0 else self.spam
@@ -343,24 +357,15 @@ def main():
             ids = order[b0:b0 + args.batch]
             idx, mask = pad_batch([Xs[i] for i in ids])
             xo = model.lm(idx, wkv=fastops.wkv_fused)["ln_out"]
-            m = mask.unsqueeze(-1)
-            loss_s = F.cross_entropy(model.lm.cls((xo * m).sum(1) / m.sum(1)),
+            loss_s = F.cross_entropy(model.lm.cls(mean_pool(xo, mask)),
                                      torch.tensor([ys[i] for i in ids]))
             token_feats = [(xo, [Xs[i] for i in ids])]
-            if len(mail_order) < args.mail_batch:
-                o = list(range(len(Mtrain_cut)))
-                rng.shuffle(o)
-                mail_order += o
-            mids, mail_order = mail_order[:args.mail_batch], mail_order[args.mail_batch:]
+            mids, mail_order = take_batch(mail_order, len(Mtrain_cut), args.mail_batch, rng)
             idx, mask = pad_batch([Mtrain_cut[i] for i in mids])
             loss_m = F.cross_entropy(model.spam(model.pooled(idx, mask)),
                                      torch.tensor([M["train"][1][i] for i in mids]))
             if args.weak_batch:
-                if len(weak_order) < args.weak_batch:
-                    o = list(range(len(W[0])))
-                    rng.shuffle(o)
-                    weak_order += o
-                wids, weak_order = weak_order[:args.weak_batch], weak_order[args.weak_batch:]
+                wids, weak_order = take_batch(weak_order, len(W[0]), args.weak_batch, rng)
                 idx, mask = pad_batch([W[0][i] for i in wids])
                 loss_w = F.cross_entropy(model.lm.cls(model.pooled(idx, mask)),
                                          torch.tensor([W[1][i] for i in wids]))

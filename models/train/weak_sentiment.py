@@ -24,10 +24,11 @@ import os
 import random
 import re
 
-from finetune_sentiment import afinn_score
+from finetune_sentiment import _NPM_PUNCT, afinn_score
 
-# npm sentiment's tokenizer splits on whitespace and these characters (finetune_sentiment.npm_tokenize)
-_NPM_WORD = re.compile(r"""[^\s.,/#!?$%^&*;:{}=_`"~()]+""")
+# a word as npm sentiment's tokenizer (finetune_sentiment.npm_tokenize) finds it: a run of
+# anything but whitespace and the punctuation it blanks
+_NPM_WORD = re.compile(r"[^\s" + _NPM_PUNCT.pattern[1:-1] + "]+")
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z\"'])")
 
