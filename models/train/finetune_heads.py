@@ -19,7 +19,9 @@ windows; with --weak-batch N also N texts labelled by the AFINN-165 lexicon (wea
 its words alone, and sentences of the LM's training text it scores clearly), for the sentiment
 head; with --token-lexicon-weight W a loss on the sentiment head's logits at the last token of
 every word the lexicon scores, in the sentences and the LM windows alike (the head is linear
-over a mean of tokens, so its margin is the mean of per-token margins). After every epoch (of
+over a mean of tokens, so its margin is the mean of per-token margins); with
+--token-score-weight W a squared-error loss pulling every token's margin to its lexicon score
+(0 where no lexicon word ends), so the mean adds the lexicon up as AFINN does. After every epoch (of
 the sentiment sentences) both heads are scored on their held-out texts; the epoch with the best
 mean held-out accuracy is kept. The test splits are read once, by the kept weights.
 
@@ -179,12 +181,28 @@ def token_lexicon_loss(cls, token_feats, marks):
     want, feats = [], []
     for xo, seqs in token_feats:
         for b, seq in enumerate(seqs):
-            for t, lab in marks(seq):
+            for t, score in marks(seq):
                 feats.append(xo[b, t])
-                want.append(lab)
+                want.append(int(score > 0))
     if not feats:
         return torch.zeros(())
     return F.cross_entropy(cls(torch.stack(feats)), torch.tensor(want))
+
+
+def token_score_loss(cls, token_feats, marks):
+    """Squared error of the sentiment head's margin (positive minus negative logit) at every
+    token against its lexicon score (0 where no lexicon word ends): with the head linear over a
+    mean of tokens, a text's margin becomes its mean lexicon score, as AFINN sums it, plus
+    what the context teaches."""
+    errs = []
+    for xo, seqs in token_feats:
+        for b, seq in enumerate(seqs):
+            lg = cls(xo[b, :len(seq)])
+            want = torch.zeros(len(seq))
+            for t, score in marks(seq):
+                want[t] = float(score)
+            errs.append((lg[:, 1] - lg[:, 0] - want) ** 2)
+    return torch.cat(errs).mean()
 
 
 def refit_spam_head(model, M, seed):
@@ -253,6 +271,10 @@ def main():
                     help="weight of a loss on the sentiment head's logits at every lexicon word's "
                     "last token, in the sentences and the LM windows (weak_sentiment.token_marks; "
                     "0: none)")
+    ap.add_argument("--token-score-weight", type=float, default=0.0,
+                    help="weight of a squared-error loss pulling every token's sentiment margin to "
+                    "its lexicon score (0 where no lexicon word ends), in the sentences and the LM "
+                    "windows (0: none)")
     ap.add_argument("--weak-sources", default="words,sentences",
                     help="which lexicon-labelled texts: words, sentences or both")
     ap.add_argument("--spam-weight", type=float, default=1.0)
@@ -374,9 +396,12 @@ def main():
             out = model.lm(x, wkv=fastops.wkv_fused)
             lg = out["logits"]
             loss_l = F.cross_entropy(lg.reshape(-1, lg.shape[-1]), y.reshape(-1))
+            token_feats.append((out["ln_out"], x.tolist()))
             if args.token_lexicon_weight:
-                token_feats.append((out["ln_out"], x.tolist()))
                 loss_s = loss_s + args.token_lexicon_weight * token_lexicon_loss(
+                    model.lm.cls, token_feats, marks)
+            if args.token_score_weight:
+                loss_s = loss_s + args.token_score_weight * token_score_loss(
                     model.lm.cls, token_feats, marks)
             loss = loss_s + args.spam_weight * loss_m + args.lm_weight * loss_l
             f = 0.5 * (1 + math.cos(math.pi * step / max(total, 1))) * min(1.0, (step + 1) / args.warmup)

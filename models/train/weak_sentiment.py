@@ -14,7 +14,9 @@ of per-token margins: it is a lexicon with context. These examples teach it the 
   tokens     (token_marks) in any text the fine-tune reads (the hand-labelled sentences, the
              language-model windows): the last token of every word the lexicon scores, labelled
              by the sign of its score (negated after a negator), for a loss on that token's
-             own classifier logits. This teaches the lexicon in context rather than alone.
+             own classifier logits; or every token, its target margin the word's score where it
+             ends a lexicon word and 0 elsewhere, so that the mean over a text's tokens adds up
+             the lexicon as AFINN does. This teaches the lexicon in context rather than alone.
 
 None of it comes from the imdb sentences or the held-out ones.
 """
@@ -89,8 +91,8 @@ def lexicon_sentences(data_dir, labels, negators, min_abs=2, seed=0):
 
 
 def token_marks(ids, id_to_bytes, labels, negators):
-    """[(position, label)]: the last token of each lexicon word in the token sequence ids, label 1
-    when its score (negated after a negator, as npm sentiment scores) is positive. Works on the
+    """[(position, score)]: the last token of each lexicon word in the token sequence ids, with
+    the word's score (negated after a negator, as npm sentiment scores). Works on the
     tokens' bytes read as Latin-1, so each byte is one character and a window cut inside a
     UTF-8 sequence still lines up; the lexicon's words are ASCII."""
     ends, pos = [], 0
@@ -107,6 +109,6 @@ def token_marks(ids, id_to_bytes, labels, negators):
                 v = -v
             while ends[t] < m.end():
                 t += 1
-            marks.append((t, int(v > 0)))
+            marks.append((t, v))
         prev = word
     return marks
