@@ -175,33 +175,31 @@ def head_accuracy(model, head, seqs, labels, batch=16):
     return right / len(seqs)
 
 
-def token_lexicon_loss(cls, token_feats, marks):
+def token_lexicon_loss(cls, marked):
     """Cross-entropy of the sentiment head on the features of every lexicon-marked token:
-    token_feats is [(ln_out (B, T, d), the B token sequences)]."""
+    marked is [(one text's ln_out (T, d), its tokens, their token_marks)]."""
     want, feats = [], []
-    for xo, seqs in token_feats:
-        for b, seq in enumerate(seqs):
-            for t, score in marks(seq):
-                feats.append(xo[b, t])
-                want.append(int(score > 0))
+    for xo, _, marks in marked:
+        for t, score in marks:
+            feats.append(xo[t])
+            want.append(int(score > 0))
     if not feats:
         return torch.zeros(())
     return F.cross_entropy(cls(torch.stack(feats)), torch.tensor(want))
 
 
-def token_score_loss(cls, token_feats, marks):
+def token_score_loss(cls, marked):
     """Squared error of the sentiment head's margin (positive minus negative logit) at every
     token against its lexicon score (0 where no lexicon word ends): with the head linear over a
     mean of tokens, a text's margin becomes its mean lexicon score, as AFINN sums it, plus
     what the context teaches."""
     errs = []
-    for xo, seqs in token_feats:
-        for b, seq in enumerate(seqs):
-            lg = cls(xo[b, :len(seq)])
-            want = torch.zeros(len(seq))
-            for t, score in marks(seq):
-                want[t] = float(score)
-            errs.append((lg[:, 1] - lg[:, 0] - want) ** 2)
+    for xo, seq, marks in marked:
+        lg = cls(xo[:len(seq)])
+        want = torch.zeros(len(seq))
+        for t, score in marks:
+            want[t] = float(score)
+        errs.append((lg[:, 1] - lg[:, 0] - want) ** 2)
     return torch.cat(errs).mean()
 
 
@@ -381,7 +379,6 @@ def main():
             xo = model.lm(idx, wkv=fastops.wkv_fused)["ln_out"]
             loss_s = F.cross_entropy(model.lm.cls(mean_pool(xo, mask)),
                                      torch.tensor([ys[i] for i in ids]))
-            token_feats = [(xo, [Xs[i] for i in ids])]
             mids, mail_order = take_batch(mail_order, len(Mtrain_cut), args.mail_batch, rng)
             idx, mask = pad_batch([Mtrain_cut[i] for i in mids])
             loss_m = F.cross_entropy(model.spam(model.pooled(idx, mask)),
@@ -396,13 +393,17 @@ def main():
             out = model.lm(x, wkv=fastops.wkv_fused)
             lg = out["logits"]
             loss_l = F.cross_entropy(lg.reshape(-1, lg.shape[-1]), y.reshape(-1))
-            token_feats.append((out["ln_out"], x.tolist()))
-            if args.token_lexicon_weight:
-                loss_s = loss_s + args.token_lexicon_weight * token_lexicon_loss(
-                    model.lm.cls, token_feats, marks)
-            if args.token_score_weight:
-                loss_s = loss_s + args.token_score_weight * token_score_loss(
-                    model.lm.cls, token_feats, marks)
+            if args.token_lexicon_weight or args.token_score_weight:
+                # each text's lexicon marks found once, for either token loss
+                marked = [(feats[b], seq, marks(seq))
+                          for feats, seqs in ((xo, [Xs[i] for i in ids]), (out["ln_out"], x.tolist()))
+                          for b, seq in enumerate(seqs)]
+                if args.token_lexicon_weight:
+                    loss_s = loss_s + args.token_lexicon_weight * token_lexicon_loss(
+                        model.lm.cls, marked)
+                if args.token_score_weight:
+                    loss_s = loss_s + args.token_score_weight * token_score_loss(
+                        model.lm.cls, marked)
             loss = loss_s + args.spam_weight * loss_m + args.lm_weight * loss_l
             f = 0.5 * (1 + math.cos(math.pi * step / max(total, 1))) * min(1.0, (step + 1) / args.warmup)
             opt.param_groups[0]["lr"] = args.lr * f
