@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # run.sh: the README's run command. Installs what is missing (Debian packages), builds, starts
 # qslmd on the bundled default model's variant bundle (models/bundle), and answers requests
-# through qslmctl: a generation (streamed), a classification, the status. Then stops the daemon
-# with SIGTERM, unless --serve: then it keeps serving in the foreground until Ctrl-C, for a
-# second shell's `qslmctl`.
+# through qslmctl: a generation (streamed), a classification by each of the model's two heads
+# (sentiment, spam), the status. Then stops the daemon with SIGTERM, unless --serve: then it
+# keeps serving in the foreground until Ctrl-C, for a second shell's `qslmctl`.
 #   bash scripts/run.sh            # start, answer, stop
 #   bash scripts/run.sh --serve    # start, answer, keep serving
 set -euo pipefail
@@ -34,8 +34,16 @@ done
 
 echo "== qslmctl generate \"The state of the Union is\" (greedy, 48 tokens)" >&2
 "$qslmctl" generate --temperature 0 --max-tokens 48 "The state of the Union is"
-echo "== qslmctl classify (the sentiment head: each text's label and its probability)" >&2
-"$qslmctl" classify "A wonderful film, I loved every minute." "The plot was dull and the acting was awful."
+echo "== qslmctl classify --task sentiment (each text's label and its probability)" >&2
+"$qslmctl" classify --task sentiment "A wonderful film, I loved every minute." "Dull and too long."
+echo "== qslmctl classify --task spam" >&2
+"$qslmctl" classify --task spam \
+  "Subject: Re: meeting notes
+
+Thanks, I moved the review to Thursday at 10. Can you send the draft before then?" \
+  "Subject: You have been selected!!!
+
+Claim your FREE prize now. Click here to receive \$1,000,000 cash, no purchase necessary."
 echo "== qslmctl status" >&2
 "$qslmctl" status
 if [ $serve = 1 ]; then

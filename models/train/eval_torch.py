@@ -11,6 +11,8 @@ Same definitions as runtime/tools/qslm_eval.c:
               ppl = exp(sum NLL / predictions).
   accuracy    each {"text", "label"} line encoded (special tokens as text), run from a fresh
               state; the classifier reads the mean of ln_out(x) over the text's tokens.
+              --labels FILE is the first head; --labels TASK=FILE the head named TASK in a
+              .qslm's metadata (cls.N.weight for head N); repeat it for several heads.
 A .qslm file is read with qslm_format.read_qslm (its embedded tokenizer.json is used unless
 --tokenizer is given), so this evaluates exactly the shipped weights.
 """
@@ -38,12 +40,19 @@ from train_tokenizer import BPETokenizer  # noqa: E402
 
 
 def load_model(path, tokenizer=None):
-    """(model, tokenizer) from a .qslm or a .pth."""
+    """(model, tokenizer, heads) from a .qslm or a .pth. heads maps each named task to its
+    (weight, bias); a .pth (or a file whose heads have no names) gives {}."""
+    heads = {}
     if path.endswith(".qslm"):
         qf = read_qslm(path)
         cfg = sm.SpikeGPTConfig.from_metadata(qf.metadata, qf.tensors.keys())
         model = sm.SpikeGPT(cfg)
         model.load_qslm_tensors(qf.tensors)
+        for k in range(int(qf.metadata.get("head.n_tasks", 0))):
+            sfx = "" if k == 0 else ".%d" % k
+            heads[qf.metadata["head.task.%d.name" % k]] = (
+                torch.tensor(np.asarray(qf.tensors["cls%s.weight" % sfx], dtype=np.float32)),
+                torch.tensor(np.asarray(qf.tensors["cls%s.bias" % sfx], dtype=np.float32)))
         if tokenizer is None:
             tj = qf.metadata.get("tokenizer.json")
             if tj is None:
@@ -67,7 +76,21 @@ def load_model(path, tokenizer=None):
         model.load_state_dict(sd)
         tok = BPETokenizer(tokenizer or os.path.join(ROOT, "models/tokenizer.json"))
     model.eval()
-    return model, tok
+    return model, tok, heads
+
+
+def use_head(model, heads, task):
+    """Points model.cls at the head named task (None: the first head, as loaded)."""
+    if task is None:
+        return
+    if task not in heads:
+        raise SystemExit("the model has no task '%s' (its tasks: %s)" % (
+            task, ", ".join(heads) or "none named"))
+    w, b = heads[task]
+    model.cls = torch.nn.Linear(w.shape[1], w.shape[0], bias=True)
+    with torch.no_grad():
+        model.cls.weight.copy_(w.reshape(model.cls.weight.shape))
+        model.cls.bias.copy_(b)
 
 
 def perplexity(model, ids, window=1024, batch=8, log=None):
@@ -122,7 +145,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("model", help=".qslm or .pth")
     ap.add_argument("--text")
-    ap.add_argument("--labels")
+    ap.add_argument("--labels", action="append", default=[],
+                    help="[TASK=]FILE.jsonl, repeatable (plain FILE: the first head)")
     ap.add_argument("--window", type=int, default=1024)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--tokenizer")
@@ -130,7 +154,7 @@ def main():
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    model, tok = load_model(args.model, args.tokenizer)
+    model, tok, heads = load_model(args.model, args.tokenizer)
     res = {"model": args.model}
     if args.text:
         with open(args.text, "rb") as f:
@@ -139,13 +163,19 @@ def main():
         res["text"] = perplexity(model, ids, args.window, args.batch,
                                  log=lambda s: print(s, end="", file=sys.stderr, flush=True))
         print(file=sys.stderr)
-    if args.labels:
-        with open(args.labels, encoding="utf-8") as f:
+    first_cls = getattr(model, "cls", None)
+    for spec in args.labels:
+        task, _, path = spec.rpartition("=") if "=" in spec and not os.path.exists(spec) else (None, "", spec)
+        model.cls = first_cls
+        use_head(model, heads, task)
+        with open(path, encoding="utf-8") as f:
             items = [json.loads(l) for l in f if l.strip()]
         seqs = [tok.encode(it["text"], special_as_text=True) for it in items]
         if any(len(s) == 0 for s in seqs):
-            raise SystemExit("an empty text in %s" % args.labels)
-        res["labels"] = accuracy(model, seqs, [int(it["label"]) for it in items])
+            raise SystemExit("an empty text in %s" % path)
+        r = accuracy(model, seqs, [int(it["label"]) for it in items])
+        r["task"], r["file"] = task, path
+        res.setdefault("labels", []).append(r)
     if args.json:
         print(json.dumps(res))
     else:
@@ -153,10 +183,10 @@ def main():
             r = res["text"]
             print("perplexity %.4f over %d predictions (%d tokens, window %d)" % (
                 r["ppl"], r["predictions"], r["tokens"], r["window"]))
-        if "labels" in res:
-            r = res["labels"]
-            print("accuracy %.4f (%d/%d), classifier NLL %.4f" % (
-                r["accuracy"], r["correct"], r["total"], r["nll"]))
+        for r in res.get("labels", []):
+            print("%saccuracy %.4f (%d/%d), classifier NLL %.4f" % (
+                "task %s: " % r["task"] if r["task"] else "", r["accuracy"], r["correct"],
+                r["total"], r["nll"]))
     return 0
 
 

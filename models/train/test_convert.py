@@ -312,7 +312,7 @@ def test_trained(tmp, ckpt, qslm_eval):
     c = json.loads(subprocess.run([qslm_eval, out, "--text", text, "--window", "1024", "--json"],
                                   check=True, capture_output=True, text=True).stdout)
     import eval_torch
-    model, tok = eval_torch.load_model(out)
+    model, tok, _ = eval_torch.load_model(out)
     ids = tok.encode(piece.decode("utf-8"), special_as_text=True)
     t = eval_torch.perplexity(model, ids, 1024)
     print("C qslm-eval: ppl %.4f over %d tokens; PyTorch: ppl %.4f over %d tokens" % (
@@ -514,7 +514,7 @@ def test_quant_vs_c(tmp, quantize):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--skip-216m", action="store_true")
-    ap.add_argument("--ckpt", default=os.path.join(ROOT, "models/train/out/spikegpt-sotu-final.pth"))
+    ap.add_argument("--ckpt", default=os.path.join(ROOT, "models/train/out/final2.pth"))
     default_eval = next((p for p in (os.path.join(ROOT, b, "runtime/tools/qslm-eval")
                                      for b in (".build", ".build-m4")) if os.path.exists(p)),
                         os.path.join(ROOT, ".build/runtime/tools/qslm-eval"))

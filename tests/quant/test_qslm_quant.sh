@@ -172,9 +172,10 @@ expect 2 "task 'topic' given twice" -- "$quant" search "$tmp/h.qslm" --budget 2M
 expect 2 'nowhere/heldout.jsonl' -- "$quant" search "$tmp/h.qslm" --budget 2M --classify topic="$tmp/nowhere" "${small[@]}"
 expect 0 'task topic: validation accuracy [0-9.]+% \(f32 [0-9.]+%\)' -- "$quant" search "$tmp/h.qslm" --budget 2M --classify topic="$tmp/topic" "${small[@]}"
 # A 0-point floor judged on the drop alone (--acc-alpha 1: on 24 sentences no drop of a random
-# model is beyond chance): some candidate loses topic accuracy, and the floor names that head
-# (whether or not some other setting keeps within it depends on the random model, not the floor).
-expect 0,1 'task topic: validation accuracy [0-9.]+% is [0-9.]+ points under f32' -- "$quant" search "$tmp/h.qslm" --budget 2M --classify topic="$tmp/topic" "${small[@]}" --max-acc-drop 0 --acc-alpha 1
+# model is beyond chance): some candidate loses accuracy on one of the two heads, and the floor
+# names that head. Which head drops first, and whether some other setting keeps within the floor,
+# depend on the random model and the tokenizer's ids, not on the floor.
+expect 0,1 'task (sentiment|topic): validation accuracy [0-9.]+% is [0-9.]+ points under f32' -- "$quant" search "$tmp/h.qslm" --budget 2M --classify topic="$tmp/topic" "${small[@]}" --max-acc-drop 0 --acc-alpha 1
 expect 0 'task topic: test accuracy' -- "$quant" build "$tmp/h.qslm" --budgets 2M -o "$tmp/hbundle" --classify topic="$tmp/topic" "${small[@]}"
 if node -e 'const m=JSON.parse(require("fs").readFileSync(process.argv[1])); const v=m.variants[0].metrics;
   const t=v.accuracy_by_task; if(!(t && Object.keys(t).join()==="sentiment,topic" && t.sentiment===v.accuracy &&

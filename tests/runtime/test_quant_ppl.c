@@ -11,39 +11,40 @@
  *
  *                 full split, window 1024       slice
  *   type  bits/w  ppl       ratio    file MB    ratio    bound
- *   f32   32.0     87.5599  1        35.75      1        -
- *   f16   16.0     87.5669  1.0001   17.96      0.9933   1.03
- *   q8_0   8.5     87.6214  1.0007    9.61      1.0005   1.03
- *   q6_0   6.5     87.5845  1.0003    7.39      0.9986   1.03
- *   q5_0   5.5     87.7043  1.0017    6.28      1.0016   1.03
- *   q4_0   4.5     88.0600  1.0057    5.17      1.0069   1.03
- *   q3_0   3.5     90.0418  1.0284    4.05      1.0382   1.07
- *   q2_0   2.5    103.9158  1.1868    2.94      1.2305   1.31
- *   q8_1   9.0     87.5924  1.0004   10.17      0.9899   1.03
- *   q6_1   7.0     87.6584  1.0011    7.95      1.0088   1.04
- *   q5_1   6.0     87.6498  1.0010    6.83      0.9983   1.03
- *   q4_1   5.0     87.9896  1.0049    5.72      1.0168   1.05
- *   q3_1   4.0     88.9048  1.0154    4.61      1.0125   1.04
- *   q2_1   3.0    100.0772  1.1430    3.50      1.1569   1.22
- *   q4_s   4.25    88.2600  1.0080    4.89      1.0080   1.03
- *   q3_s   3.25    90.5460  1.0341    3.78      1.0397   1.07
- *   q2_s   2.25   103.8890  1.1865    2.66      1.2314   1.31
+ *   f32   32.0     58.7516  1        35.75      1        -
+ *   f16   16.0     58.7775  1.0004   17.95      0.9909   1.03
+ *   q8_0   8.5     58.7436  0.9999    9.61      1.0021   1.03
+ *   q6_0   6.5     58.8452  1.0016    7.39      1.0011   1.03
+ *   q5_0   5.5     58.9207  1.0029    6.27      0.9871   1.03
+ *   q4_0   4.5     59.4267  1.0115    5.16      1.0212   1.05
+ *   q3_0   3.5     61.7922  1.0518    4.05      1.0202   1.09
+ *   q2_0   2.5     75.7684  1.2896    2.94      1.3182   1.42
+ *   q8_1   9.0     58.7423  0.9998   10.17      0.9952   1.02
+ *   q6_1   7.0     58.7992  1.0008    7.94      0.9915   1.03
+ *   q5_1   6.0     58.8701  1.0020    6.83      1.0224   1.05
+ *   q4_1   5.0     59.2761  1.0089    5.72      0.9814   1.04
+ *   q3_1   4.0     61.3082  1.0435    4.60      1.0254   1.08
+ *   q2_1   3.0     72.4389  1.2330    3.49      1.2242   1.32
+ *   q4_s   4.25    59.6353  1.0150    4.88      1.0002   1.04
+ *   q3_s   3.25    61.8572  1.0529    3.77      1.0318   1.09
+ *   q2_s   2.25    76.7215  1.3059    2.66      1.3026   1.41
  *
- * Full split (131,021 predictions): `qslm-quantize MODEL OUT --type T`, then `qslm-eval OUT
- * --text .data/sotu/test.txt` (window 1024, batch 16). Slice: this test's output.
+ * Measured on the second-edition default model (issue 22). Full split (129,708 predictions):
+ * `qslm-quantize MODEL OUT --type T`, then `qslm-eval OUT --text .data/sotu/test.txt` (window
+ * 1024, batch 16). Slice: this test's output.
  *
  * Bounds: the larger of the two measured ratios, plus 0.02, plus a quarter of its excess over 1,
  * rounded up to 0.01. The 0.02 is the noise of a spiking model: a weight rounded the other way
  * flips a spike now and then, and on this slice types that are lossless to three digits on the
- * full split land anywhere from 0.99 to 1.01 (f16: 0.993). The quarter leaves the quantizer room
- * to trade a little for a better search without letting a lost bit through: going from 4 to 3
- * bits costs 1 to 3 points, from 3 to 2 bits 13 to 19.
+ * full split land anywhere from 0.98 to 1.03 (f16: 0.991, q5_1: 1.022). The quarter leaves the
+ * quantizer room to trade a little for a better search without letting a lost bit through: going
+ * from 4 to 3 bits costs 3.5 to 4 points on the full split, from 3 to 2 bits 19 to 25.
  *
  * A bound that only caps from above would pass a requantizer that did nothing, so the test also
  * checks that every matrix really has the type, that perplexity does not fall as bits go (within
  * ORDER_TOLERANCE), and that two things a broken kernel does fail the bounds: each 2-bit model
  * measured against its family's 8-bit bound, and the q4_0 model with every code one step up (a
- * kernel computing d·(q − 7) instead of d·(q − 8)): ratio 1.36 against a bound of 1.03. */
+ * kernel computing d·(q − 7) instead of d·(q − 8)): ratio 1.63 against a bound of 1.05. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -72,8 +73,9 @@
 #define SLICE_BYTES (6 * SLICE_TOKENS) /* text encoded: SOTU takes about 3.7 bytes a token */
 
 /* How far a type may beat the one with more bits before it (ratio points): the spike noise
- * above, which put q5_1 0.011 below q6_1. */
-#define ORDER_TOLERANCE 0.03
+ * above, which put q4_1 0.041 below q5_1 on this slice (the first edition: q5_1 0.011 below
+ * q6_1). */
+#define ORDER_TOLERANCE 0.05
 
 typedef struct {
     uint32_t type;
@@ -83,12 +85,12 @@ typedef struct {
 
 /* Each family from most bits to fewest (f16 heads the first): the order check walks it. */
 static const type_bound bounds[] = {
-    {QR_TYPE_F16, 0.9933, 1.03},
-    {QR_TYPE_Q8_0, 1.0005, 1.03}, {QR_TYPE_Q6_0, 0.9986, 1.03}, {QR_TYPE_Q5_0, 1.0016, 1.03},
-    {QR_TYPE_Q4_0, 1.0069, 1.03}, {QR_TYPE_Q3_0, 1.0382, 1.07}, {QR_TYPE_Q2_0, 1.2305, 1.31},
-    {QR_TYPE_Q8_1, 0.9899, 1.03}, {QR_TYPE_Q6_1, 1.0088, 1.04}, {QR_TYPE_Q5_1, 0.9983, 1.03},
-    {QR_TYPE_Q4_1, 1.0168, 1.05}, {QR_TYPE_Q3_1, 1.0125, 1.04}, {QR_TYPE_Q2_1, 1.1569, 1.22},
-    {QR_TYPE_Q4_S, 1.0080, 1.03}, {QR_TYPE_Q3_S, 1.0397, 1.07}, {QR_TYPE_Q2_S, 1.2314, 1.31},
+    {QR_TYPE_F16, 0.9909, 1.03},
+    {QR_TYPE_Q8_0, 1.0021, 1.03}, {QR_TYPE_Q6_0, 1.0011, 1.03}, {QR_TYPE_Q5_0, 0.9871, 1.03},
+    {QR_TYPE_Q4_0, 1.0212, 1.05}, {QR_TYPE_Q3_0, 1.0202, 1.09}, {QR_TYPE_Q2_0, 1.3182, 1.42},
+    {QR_TYPE_Q8_1, 0.9952, 1.02}, {QR_TYPE_Q6_1, 0.9915, 1.03}, {QR_TYPE_Q5_1, 1.0224, 1.05},
+    {QR_TYPE_Q4_1, 0.9814, 1.04}, {QR_TYPE_Q3_1, 1.0254, 1.08}, {QR_TYPE_Q2_1, 1.2242, 1.32},
+    {QR_TYPE_Q4_S, 1.0002, 1.04}, {QR_TYPE_Q3_S, 1.0318, 1.09}, {QR_TYPE_Q2_S, 1.3026, 1.41},
 };
 #define N_TYPES (sizeof bounds / sizeof bounds[0])
 
