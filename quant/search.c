@@ -249,7 +249,7 @@ static qr_status try_replace(const qq_search_ctx *ctx, const qq_constraints *c, 
         tier, qq_setting_bits_per_weight(ctx->costs, cand->types), (double)cand->footprint / 1e6, cand->j_calib,
         best->j_calib, 100.0 * (cand->valid.ppl / ctx->valid_ref.ppl - 1.0),
         100.0 * (cand->valid.accuracy - ctx->valid_ref.accuracy), cand->j_valid,
-        better ? "kept" : cand->within ? "not better" : "", cand->within && cand->why[0] ? "; " : "", cand->why);
+        better ? "kept" : cand->within ? "not better" : "", (better || cand->within) && cand->why[0] ? "; " : "", cand->why);
     if (better) {
         uint32_t *swap = best->types;
         *best = *cand;

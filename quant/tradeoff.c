@@ -73,7 +73,7 @@ static bool head_within(const qq_metrics *m, const qq_metrics *ref, const qq_flo
     bool chance = p >= alpha;
     snprintf(why, why_size,
              "%svalidation accuracy %.2f%% is %.2f points under f32's %.2f%% (floor: %.2f points)%s: of %llu "
-             "sentences it gets %llu wrong that f32 gets right and %llu right that f32 gets wrong "
+             "texts it gets %llu wrong that f32 gets right and %llu right that f32 gets wrong "
              "(exact one-sided McNemar p = %.3g, level %.3g)",
              name, 100.0 * acc, drop, 100.0 * acc0, f->max_acc_drop,
              chance ? " but within chance" : alpha < 1.0 ? ", beyond chance" : "",

@@ -146,12 +146,12 @@ static void test_floor_accuracy_mcnemar(void **state)
     m.head_gained[0] = 0;
     assert_true(qq_within_floors(&m, &ref, &f, why, sizeof why));
     assert_non_null(strstr(why, "but within chance"));
-    assert_non_null(strstr(why, "of 200 sentences it gets 3 wrong that f32 gets right and 0 right that f32 gets wrong"));
+    assert_non_null(strstr(why, "of 200 texts it gets 3 wrong that f32 gets right and 0 right that f32 gets wrong"));
     assert_non_null(strstr(why, "p = 0.125, level 0.05"));
     /* At level 1 the drop alone decides (and the message does not call p = 0.125 beyond chance). */
     f.acc_alpha = 1.0;
     assert_false(qq_within_floors(&m, &ref, &f, why, sizeof why));
-    assert_non_null(strstr(why, "(floor: 1.00 points): of 200 sentences"));
+    assert_non_null(strstr(why, "(floor: 1.00 points): of 200 texts"));
     assert_non_null(strstr(why, "p = 0.125, level 1)"));
     f.acc_alpha = 0.0;
     /* 3 points as 7 lost, 1 gained: p = 9/256 = 0.035, beyond chance: out, with the numbers. */
