@@ -47,7 +47,9 @@ def load_model(path, tokenizer=None):
         qf = read_qslm(path)
         cfg = sm.SpikeGPTConfig.from_metadata(qf.metadata, qf.tensors.keys())
         model = sm.SpikeGPT(cfg)
-        model.load_qslm_tensors(qf.tensors)
+        # the model holds head 0 as cls; heads 1.. (cls.N.*) are kept aside for use_head
+        model.load_qslm_tensors({n: a for n, a in qf.tensors.items()
+                                 if not (n.startswith("cls.") and n.split(".")[1].isdigit())})
         for k in range(int(qf.metadata.get("head.n_tasks", 0))):
             sfx = "" if k == 0 else ".%d" % k
             heads[qf.metadata["head.task.%d.name" % k]] = (
