@@ -1227,15 +1227,21 @@ static void test_pin_unpin(void **state)
         assert_int_equal(jbool(v, "pinned"), is_pinned);
         assert_int_equal(jbool(v, "active"), is_pinned);
         assert_true(jbool(v, "verified"));
-        /* Each variant's file names its head: sentiment, negative and positive. */
+        /* Each variant's file names its two heads: sentiment (negative, positive), then spam
+         * (ham, spam). */
         json_object *tasks = jget(v, "tasks");
         assert_non_null(tasks);
-        assert_int_equal(json_object_array_length(tasks), 1);
+        assert_int_equal(json_object_array_length(tasks), 2);
         json_object *t = json_object_array_get_idx(tasks, 0);
         assert_jstr(t, "name", "sentiment");
         json_object *labels = jget(t, "labels");
         assert_int_equal(json_object_array_length(labels), 2);
         assert_string_equal(json_object_get_string(json_object_array_get_idx(labels, 1)), "positive");
+        t = json_object_array_get_idx(tasks, 1);
+        assert_jstr(t, "name", "spam");
+        labels = jget(t, "labels");
+        assert_int_equal(json_object_array_length(labels), 2);
+        assert_string_equal(json_object_get_string(json_object_array_get_idx(labels, 0)), "ham");
     }
     qi_reply_free(&r);
 

@@ -226,10 +226,16 @@ expect_rc 0 "classify --task sentiment"
 expect_out '^positive (0\.[5-9][0-9]|1\.00)$' "classify --task sentiment"
 run classify --task topic "A wonderful, moving film."
 expect_rc 1 "classify --task topic"
-grep -Fq "qslmctl: invalid_argument: task: unknown task 'topic'; the model's tasks: sentiment" <<<"$err" ||
+grep -Fq "qslmctl: invalid_argument: task: unknown task 'topic'; the model's tasks: sentiment, spam" <<<"$err" ||
   fail "classify --task topic: stderr: $err"
+# the second head answers with its own labels
+run classify --task spam "Subject: lunch
+
+Shall we meet at noon on Friday?"
+expect_rc 0 "classify --task spam"
+expect_out '^(ham|spam) (0\.[5-9][0-9]|1\.00)$' "classify --task spam"
 run variants
-expect_out "^$(re "$top") +tasks: sentiment \(negative, positive\)$" "variants: the tasks"
+expect_out "^$(re "$top") +tasks: sentiment \(negative, positive\); spam \(ham, spam\)$" "variants: the tasks"
 
 # --json: the server's lines as they come
 run --json status
