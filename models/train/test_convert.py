@@ -297,7 +297,10 @@ def test_trained(tmp, ckpt, qslm_eval):
     d = sd["emb.weight"].shape[1]
     n_layer = 1 + max(int(k.split(".")[1]) for k in sd if k.startswith("blocks."))
     out = os.path.join(tmp, "trained.qslm")
-    convert.convert(ckpt, out, tokp, "f32")
+    # the default model's checkpoint has two heads, which must be named (as its step 5 does)
+    heads = ([("sentiment", ["negative", "positive"]), ("spam", ["ham", "spam"])]
+             if "cls.1.weight" in sd else None)
+    convert.convert(ckpt, out, tokp, "f32", heads=heads)
     n_classes = sd["cls.weight"].shape[0] if "cls.weight" in sd else 0
     check_file(out, sd, "f32", n_layer, d, sd["blocks.0.ffn.key.weight"].shape[0],
                sd["emb.weight"].shape[0], n_classes, ckpt, tokp)
@@ -323,7 +326,7 @@ def test_trained(tmp, ckpt, qslm_eval):
         c = json.loads(subprocess.run(
             [qslm_eval, out, "--labels", os.path.join(ROOT, ".data/sentiment/test.jsonl"),
              "--json"], check=True, capture_output=True, text=True).stdout)
-        print("C qslm-eval: imdb accuracy %.4f" % c["accuracy"])
+        print("C qslm-eval: imdb accuracy %.4f (the first head)" % c["accuracy"])
     print("trained checkpoint loads and runs in C: ok")
 
 
