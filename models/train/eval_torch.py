@@ -35,7 +35,7 @@ sys.path.insert(0, HERE)
 
 import fastops  # noqa: E402
 import spikegpt_model as sm  # noqa: E402
-from qslm_format import read_qslm  # noqa: E402
+from qslm_format import head_tensor_name, read_qslm  # noqa: E402
 from train_tokenizer import BPETokenizer  # noqa: E402
 
 
@@ -47,14 +47,13 @@ def load_model(path, tokenizer=None):
         qf = read_qslm(path)
         cfg = sm.SpikeGPTConfig.from_metadata(qf.metadata, qf.tensors.keys())
         model = sm.SpikeGPT(cfg)
-        # the model holds head 0 as cls; heads 1.. (cls.N.*) are kept aside for use_head
-        model.load_qslm_tensors({n: a for n, a in qf.tensors.items()
-                                 if not (n.startswith("cls.") and n.split(".")[1].isdigit())})
-        for k in range(int(qf.metadata.get("head.n_tasks", 0))):
-            sfx = "" if k == 0 else ".%d" % k
-            heads[qf.metadata["head.task.%d.name" % k]] = (
-                torch.tensor(np.asarray(qf.tensors["cls%s.weight" % sfx], dtype=np.float32)),
-                torch.tensor(np.asarray(qf.tensors["cls%s.bias" % sfx], dtype=np.float32)))
+        named = qf.heads()
+        for k, (task, _) in enumerate(named):
+            heads[task] = (torch.from_numpy(qf.float32(head_tensor_name(k))),
+                           torch.from_numpy(qf.float32(head_tensor_name(k, bias=True))))
+        # the model holds head 0 as cls; heads 1.. are kept aside for use_head
+        aside = {head_tensor_name(k, b) for k in range(1, len(named)) for b in (False, True)}
+        model.load_qslm_tensors({n: a for n, a in qf.tensors.items() if n not in aside})
         if tokenizer is None:
             tj = qf.metadata.get("tokenizer.json")
             if tj is None:
