@@ -80,7 +80,15 @@ void qd_control_decide(qd_server *s, bool log_always)
 void qd_control_tick(qd_server *s)
 {
     double now = qd_now();
+    /* the engine may load or unload during the read: the larger count covers the images that
+     * memory.stat can have seen */
+    uint64_t held_before = s->engine ? qd_engine_held_bytes(s->engine) : 0;
     qd_telemetry_read(s->telemetry, now, &s->snap);
+    if (s->engine) {
+        uint64_t held_after = qd_engine_held_bytes(s->engine);
+        s->snap.has_held = true;
+        s->snap.held_bytes = held_after > held_before ? held_after : held_before;
+    }
     s->snap_at = now;
     double dt = now - s->last_tick;
     if (dt > 0.05) {

@@ -3,6 +3,7 @@
 #include "engine.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +35,7 @@ struct qd_engine {
     double target_since;
     qd_event_list events;
     uint32_t waiting_count, active_count;
+    _Atomic uint64_t held_bytes; /* qd_engine_held_bytes: written by the thread, read by the loop */
 
     /* the thread's own */
     qd_job *waiting, *waiting_tail;
@@ -160,6 +162,7 @@ static bool same_image(const qd_loaded *l, const qd_bundle *b, int v)
 /* Loads variant v of b with the output buffers sized for it. */
 static qr_status load_variant(qd_engine *e, qd_bundle *b, size_t v, qd_loaded **out, qr_error *err)
 {
+    atomic_fetch_add(&e->held_bytes, qd_bundle_footprint(b, v)); /* apply_target settles it */
     qr_status s = qd_variant_load(b, v, e->pool, e->rows, e->cfg.lock_memory, out, err);
     if (s == QR_OK)
         s = size_buffers(e, (*out)->model, err);
@@ -255,6 +258,15 @@ static bool switch_variant(qd_engine *e, double since, qd_event_list *out)
     return true;
 }
 
+/* What the engine holds once a switch is over: the loaded variant's footprint. During the switch
+ * held_bytes only grew (load_variant adds each image it starts), so the loop never sees less
+ * than the images still charged to the service: an unloaded one counts until its memory went
+ * back to the kernel. */
+static void settle_held_bytes(qd_engine *e)
+{
+    atomic_store(&e->held_bytes, e->loaded ? qd_bundle_footprint(e->loaded->bundle, e->loaded->index) : 0);
+}
+
 /* switch_variant, then, when it loaded or unloaded anything, the freed memory goes back to the
  * kernel. A variant's buffers are large enough that glibc's sliding mmap threshold puts the next
  * ones on the heap, where an unloaded variant (and a load's scratch) would stay counted in the
@@ -264,6 +276,7 @@ static void apply_target(qd_engine *e, double since, qd_event_list *out)
 {
     if (switch_variant(e, since, out))
         qd_release_freed_memory();
+    settle_held_bytes(e);
 }
 
 /* Takes job (whose predecessor in the waiting list is prev, NULL for the head) off the list. */
@@ -743,6 +756,7 @@ qr_status qd_engine_new(const qd_engine_config *cfg, qd_wake_fn wake, void *wake
     e->wake_ctx = wake_ctx;
     e->want_variant = -1;
     e->target_variant = -1;
+    atomic_init(&e->held_bytes, 0);
     e->rows = cfg->chunk > cfg->batch ? cfg->chunk : cfg->batch;
     e->active = calloc(cfg->max_active, sizeof *e->active);
     e->states = calloc(cfg->batch, sizeof *e->states);
@@ -870,6 +884,11 @@ void qd_engine_take_events(qd_engine *e, qd_event_list *out)
     *out = e->events;
     e->events.head = e->events.tail = NULL;
     pthread_mutex_unlock(&e->mu);
+}
+
+uint64_t qd_engine_held_bytes(qd_engine *e)
+{
+    return atomic_load(&e->held_bytes);
 }
 
 void qd_engine_load(qd_engine *e, uint32_t *waiting, uint32_t *active)

@@ -92,6 +92,13 @@ void qd_engine_set_target(qd_engine *e, qd_bundle *b, int variant, bool unload_f
 /* Moves every pending event to out (in order). */
 void qd_engine_take_events(qd_engine *e, qd_event_list *out);
 
+/* Bytes of variant images the engine may hold now, by their footprints: the loaded one, and
+ * during a switch also the one loading and the one unloaded until its memory is back with the
+ * kernel (an upper bound then; exact between switches). The policy subtracts it from the
+ * service's memory to find what others use: counting only the target's footprint while the old
+ * image is still there would take that image for someone else's memory. Lock-free. */
+uint64_t qd_engine_held_bytes(qd_engine *e);
+
 /* Requests waiting to start, and being computed. */
 void qd_engine_load(qd_engine *e, uint32_t *waiting, uint32_t *active);
 

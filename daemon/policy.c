@@ -141,15 +141,17 @@ static void memory_budget(const qd_policy_config *cfg, qd_policy_state *state, c
         tighten(d, budget->memory_bytes, QD_WHY_SET_BUDGET);
     if (!t)
         return;
+    /* the images qslmd holds are its own, and during a switch they are not the active one's */
+    uint64_t images = t->has_held ? t->held_bytes : act;
     uint64_t used = t->has_cgroup_stat ? t->cgroup_unreclaimable : t->has_cgroup_current ? t->cgroup_current : 0;
-    uint64_t set_aside = sub_sat(used, act);
+    uint64_t set_aside = sub_sat(used, images);
     set_aside = set_aside > UINT64_MAX - cfg->cgroup_reserve_bytes ? UINT64_MAX : set_aside + cfg->cgroup_reserve_bytes;
     if (t->has_cgroup_max)
         tighten(d, sub_sat(t->cgroup_max, set_aside), QD_WHY_CGROUP_MAX);
     if (t->has_cgroup_high)
         tighten(d, sub_sat(t->cgroup_high, set_aside), QD_WHY_CGROUP_HIGH);
     if (t->has_mem_available) {
-        uint64_t avail = t->mem_available > UINT64_MAX - act ? UINT64_MAX : t->mem_available + act;
+        uint64_t avail = t->mem_available > UINT64_MAX - images ? UINT64_MAX : t->mem_available + images;
         tighten(d, sub_sat(avail, cfg->reserve_bytes), QD_WHY_MEM_AVAILABLE);
     }
     bool acted = kernel_acted(cfg, state, t, d);
@@ -357,6 +359,13 @@ qd_decision qd_policy_decide(const qd_policy_config *cfg, qd_policy_state *state
         state->up_candidate = -1;
         say(&d, "; staying on %s: %s fits without %.0f%% headroom", variants[active].name,
             variants[c].name, cfg->up_headroom * 100);
+        return d;
+    }
+    /* mid-switch the budget rests on an upper bound of the images held (memory_budget): no
+     * step up is timed on it */
+    if (t && t->has_held && t->held_bytes != va->footprint_bytes) {
+        state->up_candidate = -1;
+        say(&d, "; staying on %s while a switch is in flight", variants[active].name);
         return d;
     }
     if (state->up_candidate != c) {

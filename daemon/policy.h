@@ -4,7 +4,15 @@
  *   memory budget (bytes a variant may take when served) = the tightest of
  *     - the explicit budget (`set-budget`),
  *     - cgroup memory.max and memory.high, each minus `others` and minus `cgroup_reserve`, where
- *       others = the service's unreclaimable memory - the active variant's footprint (>= 0),
+ *       others = the service's unreclaimable memory - the images it holds (>= 0),
+ *       the images it holds = the telemetry's held_bytes when the caller gives it (the engine's
+ *                       count: during a switch the old image until its memory is back with the
+ *                       kernel, plus the new one from the start of its load), else the active
+ *                       variant's footprint. Why: between the decision to switch and the
+ *                       switch's end, subtracting only the new variant's footprint would take
+ *                       the old image for others' memory, and the next decision would step down
+ *                       again for memory that is about to be freed (to none, from a limit
+ *                       that the new variant fits),
  *       unreclaimable = memory.stat's anon + shmem + file_mapped + file_dirty + file_writeback
  *                       + kernel_stack + pagetables + percpu + sock + vmalloc
  *                       + slab_unreclaimable.
@@ -19,7 +27,7 @@
  *       changes between two decisions: requests' states, replies, the cache the kernel refills.
  *       Without memory.stat, memory.current stands in for unreclaimable (and without that,
  *       nothing is set aside);
- *     - MemAvailable + the active variant's footprint - the configured reserve,
+ *     - MemAvailable + the images it holds - the configured reserve,
  *     - under memory pressure, with an active variant: the active variant's footprint - 1, i.e.
  *       one step down; when no variant is smaller, the active footprint itself (under pressure
  *       the smallest stays: no unload, no step up). Pressure is either

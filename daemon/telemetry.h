@@ -58,6 +58,12 @@ typedef struct {
      * cumulative): how long the kernel made it wait, between two decisions */
     bool has_cgroup_stall;
     uint64_t cgroup_stall_us;
+    /* not read from the system: the caller fills it in after qd_telemetry_read, which leaves
+     * it unset. The bytes of variant images the service held while the snapshot was read
+     * (qd_engine_held_bytes, the larger of its values before and after the read), which the
+     * policy subtracts from cgroup_unreclaimable to find what others use */
+    bool has_held;
+    uint64_t held_bytes;
     bool has_psi;           /* memory pressure, "some" avg10 in percent: the larger of the */
     double psi_avg10;       /* cgroup's and the machine's */
     /* power drawn now, watts: the board's total if a source gives it, with the name of the

@@ -1,7 +1,7 @@
 /* test_policy.c: the switching rules of policy.h, one by one: the best fit, each memory budget
  * source (memory.stat's unreclaimable part, not page cache), pins, nothing fitting, the power
  * soft limit, hysteresis both ways, PSI's step down and the kernel's memory.events, and when a
- * switch must unload first. */
+ * switch must unload first; during a switch, the images the engine holds. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -590,6 +590,53 @@ static void test_budget_memory_stat(void **state)
     assert_reason(&d, "no variant fits: budget 0.0 MiB (cgroup memory.high)");
 }
 
+/* During a switch the old image is still charged to the service: with the engine's count of the
+ * images it holds (held_bytes), the decisions made before the old image is freed keep the budget
+ * the switch was made for. Subtracting only the new variant's footprint would take the old image
+ * for others' memory and step down again, to nothing. */
+static void test_budget_during_switch(void **state)
+{
+    (void)state;
+    world w;
+    init(&w);
+    w.use_tel = true;
+    w.tel.has_cgroup_high = true;
+    w.tel.cgroup_high = 9 * MIB; /* MID fits: 9 - 2 MiB others - 1 MiB reserve = 6 MiB */
+    w.tel.has_cgroup_stat = true;
+    w.tel.cgroup_unreclaimable = 2 * MIB + variants[BIG].footprint_bytes; /* BIG still loaded */
+    w.tel.has_held = true;
+    w.tel.held_bytes = variants[BIG].footprint_bytes;
+    qd_decision d = decide(&w, BIG, -1, 0, 0);
+    assert_int_equal(d.memory_budget, 6 * MIB);
+    assert_int_equal(d.variant, MID);
+    assert_true(d.switch_now);
+    /* the loop now targets MID; the engine has not unloaded BIG yet */
+    d = decide(&w, MID, -1, 0, 0.5);
+    assert_int_equal(d.memory_budget, 6 * MIB);
+    assert_int_equal(d.variant, MID);
+    /* loading MID before BIG is freed: both count as held, an upper bound of what is charged
+     * (1 MiB of MID so far), so the budget looks larger than it is; no step up is timed on it */
+    w.tel.cgroup_unreclaimable = 2 * MIB + variants[BIG].footprint_bytes + MIB;
+    w.tel.held_bytes = variants[BIG].footprint_bytes + variants[MID].footprint_bytes;
+    d = decide(&w, MID, -1, 0, 1);
+    assert_false(d.switch_now);
+    assert_int_equal(w.st.up_candidate, -1);
+    assert_reason(&d, "staying on 5M while a switch is in flight");
+    /* settled: exact again */
+    w.tel.cgroup_unreclaimable = 2 * MIB + variants[MID].footprint_bytes;
+    w.tel.held_bytes = variants[MID].footprint_bytes;
+    d = decide(&w, MID, -1, 0, 2);
+    assert_int_equal(d.memory_budget, 6 * MIB);
+    assert_int_equal(d.variant, MID);
+    /* without the count, the reading before BIG is freed takes 1.2 MiB of BIG's image (its
+     * footprint less MID's) for others': 4.8 MiB left, and a second step down, for nothing */
+    w.tel.has_held = false;
+    w.tel.cgroup_unreclaimable = 2 * MIB + variants[BIG].footprint_bytes;
+    d = decide(&w, MID, -1, 0, 3);
+    assert_int_equal(d.variant, SMALL);
+    assert_true(d.switch_now);
+}
+
 /* The kernel acting on the service's limits since the last decision steps down once: memory.max
  * and OOM events at once, memory.high events only with a stall of throttle_stall_ms. */
 static void test_memory_events(void **state)
@@ -709,6 +756,7 @@ int main(void)
         cmocka_unit_test(test_down_at_once),
         cmocka_unit_test(test_better_and_lighter_at_once),
         cmocka_unit_test(test_psi_step_down),
+        cmocka_unit_test(test_budget_during_switch),
         cmocka_unit_test(test_limit_shrink_then_pressure),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -410,11 +410,27 @@ readme_example() {
   else bad "the README's example MemoryHigh=infinity MemoryMax=infinity brings $top back" "serving '$got'"; fi
 }
 
+# psi_avg10 FILE: the "some" line's avg10 (%) of a PSI file (/proc/pressure/memory, a cgroup's
+# memory.pressure).
+psi_avg10() { awk 'NR == 1 { for (i = 2; i <= NF; i++) if (sub(/^avg10=/, "", $i)) print $i }' "$1"; }
+
+# Memory pressure is below qslmd's threshold (psi_threshold, 10%) for the service and for the
+# machine: the policy's decisions then say which budget ruled, not the pressure.
+pressure_calm() {
+  awk -v a="$(psi_avg10 /proc/pressure/memory)" -v b="$(psi_avg10 "$(qslmd_cg)/memory.pressure")" \
+    'BEGIN { exit !(a != "" && b != "" && a + 0 < 10 && b + 0 < 10) }'
+}
+
 # systemd's status line follows switches made by set-budget and pin too (not only the policy's):
-# a budget for the second step, then a pin of the smallest step.
+# a budget for the second step, then a pin of the smallest step. It starts once the pressure the
+# previous section's limits caused has decayed (avg10 keeps a throttling for tens of seconds),
+# or the status line would rightly name the pressure rather than the budget that was set.
 status_line_control() {
   section "STATUS= after set-budget and pin"
-  local st top=${VNAME[0]} second=${VNAME[1]} pinned=${VNAME[${#VNAME[@]} - 1]} budget
+  local st top=${VNAME[0]} second=${VNAME[1]} pinned=${VNAME[${#VNAME[@]} - 1]} budget t0
+  t0=$(now)
+  wait_for 120 pressure_calm
+  figure pressure_calm "after $(since "$t0") s: machine $(psi_avg10 /proc/pressure/memory)%, service $(psi_avg10 "$(qslmd_cg)/memory.pressure")%"
   budget=$(budget_for 1)
   check "qslmctl set-budget $budget ($(mib "$budget") MiB)" qslmctl set-budget "$budget"
   wait_for 30 is_serving "$second"
