@@ -67,6 +67,11 @@ void qd_policy_state_init(qd_policy_state *s)
     s->events_high = s->events_max = s->events_oom = 0;
     s->has_stall = false;
     s->stall_us = 0;
+    s->has_stall_totals = false;
+    s->had_cgroup_total = s->had_machine_total = false;
+    s->cgroup_total_us = s->machine_total_us = 0;
+    s->totals_read_s = 0;
+    s->stall_ongoing = true;
 }
 
 /* Appends to the decision's reason (cut at its size, which is fine for a human line). */
@@ -128,6 +133,47 @@ static bool kernel_acted(const qd_policy_config *cfg, qd_policy_state *state, co
     return acted;
 }
 
+/* Did a stall total grow by at least min_us between the last snapshot's read (prev) and now?
+ * A counter that went down (a new cgroup) says nothing: no. */
+static bool grew(bool had, uint64_t prev, bool has, uint64_t now, double min_us)
+{
+    return had && has && now >= prev && (double)(now - prev) >= min_us;
+}
+
+/* Is the stall that PSI's avg10 averages still going on (policy.h: PSI)? Yes when a "some"
+ * total grew since the previous snapshot by psi_threshold percent of the time between the two
+ * reads, or when that cannot be told (no totals, the first snapshot, no time between reads
+ * while the totals moved). The same snapshot again (a decision between two ticks: set-budget,
+ * pin) gets the answer its first decision got. */
+static bool stall_going_on(const qd_policy_config *cfg, qd_policy_state *st, const qd_telemetry_snapshot *t)
+{
+    if (!t->has_cgroup_stall && !t->has_machine_stall) {
+        st->has_stall_totals = false;
+        st->stall_ongoing = true;
+        return true;
+    }
+    bool same = st->has_stall_totals && t->read_s == st->totals_read_s &&
+                t->has_cgroup_stall == st->had_cgroup_total && t->has_machine_stall == st->had_machine_total &&
+                t->cgroup_stall_us == st->cgroup_total_us && t->machine_stall_us == st->machine_total_us;
+    if (same)
+        return st->stall_ongoing;
+    double dt = t->read_s - st->totals_read_s;
+    bool ongoing = true;
+    if (st->has_stall_totals && dt > 0) {
+        double min_us = dt * 1e6 * cfg->psi_threshold / 100;
+        ongoing = grew(st->had_cgroup_total, st->cgroup_total_us, t->has_cgroup_stall, t->cgroup_stall_us, min_us) ||
+                  grew(st->had_machine_total, st->machine_total_us, t->has_machine_stall, t->machine_stall_us, min_us);
+    }
+    st->has_stall_totals = true;
+    st->had_cgroup_total = t->has_cgroup_stall;
+    st->had_machine_total = t->has_machine_stall;
+    st->cgroup_total_us = t->cgroup_stall_us;
+    st->machine_total_us = t->machine_stall_us;
+    st->totals_read_s = t->read_s;
+    st->stall_ongoing = ongoing;
+    return ongoing;
+}
+
 /* The memory budget: the tightest of the sources in policy.h's comment. Under pressure the
  * budget is one step below the active variant; when no variant is smaller it is the active
  * footprint itself: stepping down from the smallest would unload the model, which pressure
@@ -155,7 +201,8 @@ static void memory_budget(const qd_policy_config *cfg, qd_policy_state *state, c
         tighten(d, sub_sat(avail, cfg->reserve_bytes), QD_WHY_MEM_AVAILABLE);
     }
     bool acted = kernel_acted(cfg, state, t, d);
-    bool psi = cfg->psi_threshold > 0 && t->has_psi && t->psi_avg10 >= cfg->psi_threshold;
+    bool ongoing = stall_going_on(cfg, state, t);
+    bool psi = cfg->psi_threshold > 0 && t->has_psi && t->psi_avg10 >= cfg->psi_threshold && ongoing;
     if (active >= 0 && (acted || psi)) {
         if (!acted)
             snprintf(d->pressure, sizeof d->pressure, "memory pressure %.1f%% >= %.1f%%", t->psi_avg10,

@@ -32,7 +32,14 @@
  *       one step down; when no variant is smaller, the active footprint itself (under pressure
  *       the smallest stays: no unload, no step up). Pressure is either
  *         . PSI: "some" avg10 >= psi_threshold, the larger of the cgroup's memory.pressure and
- *           /proc/pressure/memory (another service thrashing counts: it is the same RAM), or
+ *           /proc/pressure/memory (another service thrashing counts: it is the same RAM), while
+ *           the stall is still going on: when the snapshots give "some" totals, one of them
+ *           (the cgroup's or the machine's) grew since the previous snapshot by psi_threshold
+ *           percent of the time between the two reads. Why: avg10 is a decaying average that
+ *           keeps a stall that has ended above the threshold for tens of seconds (a throttling
+ *           at a limit that shrank, over once the service stepped down under it), and reading
+ *           that as pressure would step down again for nothing. Without totals (or on the
+ *           first snapshot) avg10 alone decides, or
  *         . the kernel acting on the service's own limits since the last decision: its
  *           memory.events "max" or "oom"/"oom_kill" grew (reclaim at memory.max, an OOM), or
  *           "high" grew while the cgroup's memory.pressure stall total grew by at least
@@ -158,6 +165,13 @@ typedef struct {
     uint64_t events_high, events_max, events_oom;
     bool has_stall;
     uint64_t stall_us;
+    /* stall_going_on (policy.c): the stall totals and read time of the last snapshot seen,
+     * and the answer given for it */
+    bool has_stall_totals;
+    bool had_cgroup_total, had_machine_total;
+    uint64_t cgroup_total_us, machine_total_us;
+    double totals_read_s;
+    bool stall_ongoing;
 } qd_policy_state;
 
 void qd_policy_state_init(qd_policy_state *s);

@@ -469,6 +469,7 @@ void qd_telemetry_free(qd_telemetry *t)
 void qd_telemetry_read(qd_telemetry *t, double now_s, qd_telemetry_snapshot *out)
 {
     memset(out, 0, sizeof *out);
+    out->read_s = now_s;
     tel_read_memory(t, out);
 
     power_pick p;

@@ -58,6 +58,12 @@ typedef struct {
      * cumulative): how long the kernel made it wait, between two decisions */
     bool has_cgroup_stall;
     uint64_t cgroup_stall_us;
+    /* the same total for the whole machine (/proc/pressure/memory's "some" line): whether a
+     * stall is still going on, which avg10 (an average that takes tens of seconds to forget a
+     * stall that ended) cannot say, is read from how the totals grow */
+    bool has_machine_stall;
+    uint64_t machine_stall_us;
+    double read_s;          /* the now_s the snapshot was read at */
     /* not read from the system: the caller fills it in after qd_telemetry_read, which leaves
      * it unset. The bytes of variant images the service held while the snapshot was read
      * (qd_engine_held_bytes, the larger of its values before and after the read), which the

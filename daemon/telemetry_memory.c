@@ -242,8 +242,9 @@ static void read_cgroup_events(const qd_telemetry *t, qd_telemetry_snapshot *s, 
 }
 
 /* The "some" line of a PSI file ("some avg10=0.50 avg60=... avg300=... total=N"): avg10 in
- * percent, and total (µs) when wanted. text is modified (cut into lines). */
-static bool parse_psi(char *text, double *avg10, uint64_t *total)
+ * percent, and total (µs) when asked for (has_total NULL: it must be there; else *has_total says
+ * whether it was). text is modified (cut into lines). */
+static bool parse_psi(char *text, double *avg10, uint64_t *total, bool *has_total)
 {
     char *save = NULL;
     for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
@@ -261,8 +262,11 @@ static bool parse_psi(char *text, double *avg10, uint64_t *total)
         *avg10 = v;
         if (total) {
             const char *tk = strstr(line, " total=");
-            if (!tk || !tel_parse_u64(tk + 7, total))
+            bool ok = tk && tel_parse_u64(tk + 7, total);
+            if (!has_total && !ok)
                 return false;
+            if (has_total)
+                *has_total = ok;
         }
         return true;
     }
@@ -287,7 +291,7 @@ static void read_psi(const qd_telemetry *t, qd_telemetry_snapshot *s, const char
         tel_fmt(rel, sizeof rel, "%s/memory.pressure", cg);
         if (tel_read_small(t, rel, buf, sizeof buf, cnote) == RD_OK) {
             uint64_t total = 0;
-            has_c = parse_psi(buf, &vc, &total);
+            has_c = parse_psi(buf, &vc, &total, NULL);
             if (has_c) {
                 s->has_cgroup_stall = true;
                 s->cgroup_stall_us = total;
@@ -300,7 +304,7 @@ static void read_psi(const qd_telemetry *t, qd_telemetry_snapshot *s, const char
     if (!has_c)
         tel_set_unavailable(rc, cnote);
     if (tel_read_small(t, "proc/pressure/memory", buf, sizeof buf, snote) == RD_OK) {
-        has_s = parse_psi(buf, &vs, NULL);
+        has_s = parse_psi(buf, &vs, &s->machine_stall_us, &s->has_machine_stall);
         if (has_s)
             tel_set_value(rs, vs, "/proc/pressure/memory");
         else

@@ -17,6 +17,7 @@
 #include <math.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -875,11 +876,52 @@ static void test_power_switches(void **state)
     qi_client_close(c);
 }
 
-#define PSI_HIGH "some avg10=50.00 avg60=0.00 avg300=0.00 total=0\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n"
 #define PSI_LOW "some avg10=0.00 avg60=0.00 avg300=0.00 total=0\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n"
 
+/* A machine whose memory stalls half the time, as the kernel shows a thrashing neighbour:
+ * /proc/pressure/memory rewritten every 20 ms with avg10 at 50% and a "some" total growing at
+ * half the wall clock (the policy counts avg10 only while a total grows). */
+typedef struct {
+    dh_daemon *h;
+    pthread_t thread;
+    _Atomic bool stop;
+    bool failed;
+} stall_writer;
+
+static void *stall_writer_main(void *arg)
+{
+    stall_writer *w = arg;
+    double t0 = dh_now_ms();
+    while (!atomic_load(&w->stop)) {
+        char text[160];
+        unsigned long long total = (unsigned long long)((dh_now_ms() - t0) * 500); /* µs: half of it */
+        snprintf(text, sizeof text,
+                 "some avg10=50.00 avg60=0.00 avg300=0.00 total=%llu\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n",
+                 total + 1000000);
+        w->failed |= dh_write_root_file(w->h, "proc/pressure/memory", text) != 0;
+        usleep(20000);
+    }
+    return NULL;
+}
+
+static void stall_writer_start(stall_writer *w, dh_daemon *h)
+{
+    w->h = h;
+    w->failed = false;
+    atomic_init(&w->stop, false);
+    assert_int_equal(pthread_create(&w->thread, NULL, stall_writer_main, w), 0);
+}
+
+static void stall_writer_stop(stall_writer *w)
+{
+    atomic_store(&w->stop, true);
+    pthread_join(w->thread, NULL);
+    assert_false(w->failed);
+}
+
 /* Under memory pressure qslmd steps down once (to the best variant under the active one's
- * footprint), then holds for psi_hold (10 s by default) before another step. */
+ * footprint), then holds for psi_hold (10 s by default) before another step. avg10 left high
+ * after the stall stopped (the totals no longer grow) is not pressure: it steps back up. */
 static void test_psi_switches(void **state)
 {
     dh_daemon *h = *state;
@@ -892,7 +934,8 @@ static void test_psi_switches(void **state)
     assert_jstr(st.body, "active.variant", top());
     qi_reply_free(&st);
 
-    write_root(h, "proc/pressure/memory", PSI_HIGH);
+    stall_writer w;
+    stall_writer_start(&w, h);
     wait_active(c, down, 0, SWITCH_TIMEOUT_MS);
     status(c, &st);
     assert_jstr(st.body, "budget.memory.source", "psi");
@@ -903,10 +946,12 @@ static void test_psi_switches(void **state)
     assert_string_equal(g.stats.spans[0].variant, down);
     qi_reply_free(&g);
 
-    write_root(h, "proc/pressure/memory", PSI_LOW);
+    /* the stall ends; avg10 stays at 50% (the file keeps its last figures): an echo */
+    stall_writer_stop(&w);
     double took = wait_active(c, top(), 0, SWITCH_TIMEOUT_MS);
     assert_true(took >= 190);
     expect_policy_log(h, down, top());
+    write_root(h, "proc/pressure/memory", PSI_LOW);
     qi_client_close(c);
 }
 

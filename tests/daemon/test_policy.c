@@ -517,6 +517,67 @@ static void test_psi_step_down(void **state)
     assert_int_equal(decide(&w, BIG, -1, 0, 200).variant, BIG);
 }
 
+/* avg10 counts only while a stall total still grows (by psi_threshold percent of the time
+ * between two reads): a stall that ended lingers in avg10 for tens of seconds and must not step
+ * down again once the hold is over. The same snapshot read twice keeps its answer. */
+static void test_psi_needs_ongoing_stall(void **state)
+{
+    (void)state;
+    world w;
+    init(&w);
+    w.use_tel = true;
+    w.tel.has_psi = true;
+    w.tel.psi_avg10 = 25;
+    w.tel.has_cgroup_stall = true;
+    w.tel.cgroup_stall_us = 5000000;
+    w.tel.has_machine_stall = true;
+    w.tel.machine_stall_us = 9000000;
+    /* the first snapshot cannot say whether the stall goes on: avg10 decides */
+    w.tel.read_s = 100;
+    qd_decision d = decide(&w, BIG, -1, 0, 100);
+    assert_int_equal(d.variant, MID);
+    assert_string_equal(d.memory_source, "psi");
+    /* a second later the totals have not moved: avg10 is an echo, no pressure; MID stays (the
+     * step up waits its delay) and the reason no longer names pressure */
+    w.tel.read_s = 101;
+    d = decide(&w, MID, -1, 0, 101);
+    assert_string_equal(d.pressure, "");
+    assert_false(d.switch_now);
+    /* past the hold, still no growth: no second step */
+    w.tel.read_s = 112;
+    d = decide(&w, MID, -1, 0, 112);
+    assert_int_equal(d.variant, BIG); /* what fits; hysteresis decides when */
+    assert_string_equal(d.pressure, "");
+    /* the same snapshot again (a set-budget between two ticks): the same answer */
+    d = decide(&w, MID, -1, 0, 112.5);
+    assert_string_equal(d.pressure, "");
+    /* the machine's total grows by 9% of the 2 s since: under the threshold (10%) */
+    w.tel.read_s = 114;
+    w.tel.machine_stall_us += 180000;
+    d = decide(&w, MID, -1, 0, 114);
+    assert_string_equal(d.pressure, "");
+    /* by 10%: pressure again, a step down (the hold is long over) */
+    w.tel.read_s = 116;
+    w.tel.machine_stall_us += 200000;
+    d = decide(&w, MID, -1, 0, 116);
+    assert_int_equal(d.variant, SMALL);
+    assert_true(d.switch_now);
+    assert_reason(&d, "memory pressure 25.0%");
+    /* the same snapshot again keeps the answer: pressure */
+    d = decide(&w, SMALL, -1, 0, 116.2);
+    assert_string_equal(d.memory_source, "psi");
+    /* the cgroup's total alone counts too */
+    w.tel.read_s = 117;
+    w.tel.cgroup_stall_us += 150000;
+    d = decide(&w, SMALL, -1, 0, 117);
+    assert_string_equal(d.memory_source, "psi");
+    /* a counter that went down (a new cgroup) is no growth */
+    w.tel.read_s = 118;
+    w.tel.cgroup_stall_us = 0;
+    d = decide(&w, SMALL, -1, 0, 118);
+    assert_string_equal(d.pressure, "");
+}
+
 /* A limit that shrinks below the active variant steps down to what fits; the stall the kernel
  * caused while the service was above the new limit (PSI, memory.events high) does not step it
  * further within psi_hold_s (the system test's MemoryHigh steps saw 8M -> 4.5M -> 3.47M). */
@@ -756,6 +817,7 @@ int main(void)
         cmocka_unit_test(test_down_at_once),
         cmocka_unit_test(test_better_and_lighter_at_once),
         cmocka_unit_test(test_psi_step_down),
+        cmocka_unit_test(test_psi_needs_ongoing_stall),
         cmocka_unit_test(test_budget_during_switch),
         cmocka_unit_test(test_limit_shrink_then_pressure),
     };

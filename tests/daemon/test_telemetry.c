@@ -452,6 +452,11 @@ static void test_psi_sources(void **state)
     assert_true(s->has_psi);
     assert_true(s->psi_avg10 > 2.499 && s->psi_avg10 < 2.501);
     assert_note(find(s, "psi memory avg10"), "/proc/pressure/memory");
+    /* the machine's "some" total and the read's time, for the policy's "is it still going on" */
+    assert_true(s->has_machine_stall);
+    assert_int_equal(s->machine_stall_us, 123);
+    assert_true(s->read_s == 100.0);
+    assert_true(read_at(f, 101.5)->read_s == 101.5);
 
     /* the larger of the cgroup's and the machine's counts; each is a reading of its own */
     put_cgroup(f);
@@ -498,6 +503,14 @@ static void test_psi_garbage(void **state)
     put(f, "proc/pressure/memory", "some avg10=7 avg60=0.00 avg300=0.00 total=1");
     assert_true(read_now(f)->has_psi);
     assert_true(f->snap.psi_avg10 == 7.0);
+    assert_true(f->snap.has_machine_stall);
+    /* the machine's total is optional: avg10 alone still counts, without a total */
+    put(f, "proc/pressure/memory", "some avg10=7 avg60=0.00 avg300=0.00\n");
+    assert_true(read_now(f)->has_psi);
+    assert_false(f->snap.has_machine_stall);
+    put(f, "proc/pressure/memory", "some avg10=7 avg60=0.00 avg300=0.00 total=x\n");
+    assert_true(read_now(f)->has_psi);
+    assert_false(f->snap.has_machine_stall);
 }
 
 /* ---- power -------------------------------------------------------------------------------- */

@@ -37,6 +37,17 @@ unreclaimable() {
 # events_value CGDIR KEY: one line of memory.events.
 events_value() { awk -v k="$2" '$1 == k { print $2 }' "$1/memory.events"; }
 
+# psi_avg10 FILE: the "some" line's avg10 (%) of a PSI file (/proc/pressure/memory, a cgroup's
+# memory.pressure).
+psi_avg10() { awk 'NR == 1 { for (i = 2; i <= NF; i++) if (sub(/^avg10=/, "", $i)) print $i }' "$1"; }
+
+# Memory pressure is below qslmd's threshold (psi_threshold, 10%) for the service and for the
+# machine: the policy's decisions then say which budget ruled, not the pressure.
+pressure_calm() {
+  awk -v a="$(psi_avg10 /proc/pressure/memory)" -v b="$(psi_avg10 "$(qslmd_cg)/memory.pressure")" \
+    'BEGIN { exit !(a != "" && b != "" && a + 0 < 10 && b + 0 < 10) }'
+}
+
 # The active variant's name from `qslmctl --json status` ("none" when it serves none; "" when
 # qslmd did not answer within 5 s).
 active_variant() {
@@ -401,6 +412,14 @@ readme_example() {
     bad "the README's example MemoryHigh=8M MemoryMax=12M steps down from $top to what its budget gets" \
       "serving '$got', budget '${budget:-none}' bytes, which gets '$want'; $(status_reason)"
   fi
+  # the throttling on the way down (16M's image was above the new MemoryHigh until it went) stays
+  # in avg10 for tens of seconds; once psi_hold (10 s) is over that echo must not step further
+  sleep 15
+  local later
+  later=$(active_variant)
+  figure readme_example_later "15 s on: serving $later; machine PSI $(psi_avg10 /proc/pressure/memory)%, service $(psi_avg10 "$(qslmd_cg)/memory.pressure")%"
+  if [ "$later" = "$got" ]; then ok "the README's example stays on $got past psi_hold (the stall of the way down is not read again)"
+  else bad "the README's example stays on $got past psi_hold" "serving '$later' 15 s on; reason: $(status_reason)"; fi
   t0=$(now)
   set_limits infinity infinity
   wait_for 60 is_serving "$top"
@@ -408,17 +427,6 @@ readme_example() {
   figure readme_example_back "MemoryHigh=infinity MemoryMax=infinity: serving $got after $(since "$t0") s"
   if [ "$got" = "$top" ]; then ok "the README's example MemoryHigh=infinity MemoryMax=infinity brings $top back"
   else bad "the README's example MemoryHigh=infinity MemoryMax=infinity brings $top back" "serving '$got'"; fi
-}
-
-# psi_avg10 FILE: the "some" line's avg10 (%) of a PSI file (/proc/pressure/memory, a cgroup's
-# memory.pressure).
-psi_avg10() { awk 'NR == 1 { for (i = 2; i <= NF; i++) if (sub(/^avg10=/, "", $i)) print $i }' "$1"; }
-
-# Memory pressure is below qslmd's threshold (psi_threshold, 10%) for the service and for the
-# machine: the policy's decisions then say which budget ruled, not the pressure.
-pressure_calm() {
-  awk -v a="$(psi_avg10 /proc/pressure/memory)" -v b="$(psi_avg10 "$(qslmd_cg)/memory.pressure")" \
-    'BEGIN { exit !(a != "" && b != "" && a + 0 < 10 && b + 0 < 10) }'
 }
 
 # systemd's status line follows switches made by set-budget and pin too (not only the policy's):
