@@ -58,6 +58,11 @@ void qd_control_decide(qd_server *s, bool log_always)
         s->pinned = -1;
     }
     int want = s->decision.variant;
+    /* no target yet (a reload, a refused load: the engine must be told again) while the policy
+     * holds the variant served (a step up waiting for up_delay): that one, on the current
+     * bundle, not the better one hysteresis is still timing */
+    if (s->target < 0 && !s->decision.switch_now && want >= 0 && current >= 0)
+        want = current;
     bool change = want != s->target && (s->decision.switch_now || want < 0 || s->target < 0);
     if (change) {
         qd_log(QD_LOG_NOTICE, "policy: %s -> %s: %s",
