@@ -173,6 +173,15 @@ static qr_status load_variant(qd_engine *e, qd_bundle *b, size_t v, qd_loaded **
     return s;
 }
 
+/* What the engine holds once a switch is over (or once the old variant of an unload-first switch
+ * is gone and trimmed): the loaded variant's footprint. Otherwise held_bytes only grows during a
+ * switch (load_variant adds each image it starts), so the loop never sees less than the images
+ * still charged to the service: an unloaded one counts until its memory went back to the kernel. */
+static void settle_held_bytes(qd_engine *e)
+{
+    atomic_store(&e->held_bytes, e->loaded ? qd_bundle_footprint(e->loaded->bundle, e->loaded->index) : 0);
+}
+
 /* Every request in flight waited ms between two tokens while nothing was loaded. */
 static void note_wait(qd_engine *e, double ms)
 {
@@ -217,6 +226,9 @@ static bool switch_variant(qd_engine *e, double since, qd_event_list *out)
         wait_from = qd_now();
         qd_variant_unload(e->loaded);
         e->loaded = NULL;
+        /* its memory back to the kernel now, so the count can drop it before the new one loads */
+        qd_release_freed_memory();
+        settle_held_bytes(e);
     }
     qd_loaded *next = NULL;
     qr_error err;
@@ -256,15 +268,6 @@ static bool switch_variant(qd_engine *e, double since, qd_event_list *out)
     e->loaded = next;
     post_switch(out, QD_EV_SWITCH, b, v, (qd_now() - since) * 1e3, unloaded_first ? "unloaded the old variant first" : NULL);
     return true;
-}
-
-/* What the engine holds once a switch is over: the loaded variant's footprint. During the switch
- * held_bytes only grew (load_variant adds each image it starts), so the loop never sees less
- * than the images still charged to the service: an unloaded one counts until its memory went
- * back to the kernel. */
-static void settle_held_bytes(qd_engine *e)
-{
-    atomic_store(&e->held_bytes, e->loaded ? qd_bundle_footprint(e->loaded->bundle, e->loaded->index) : 0);
 }
 
 /* switch_variant, then, when it loaded or unloaded anything, the freed memory goes back to the
