@@ -401,6 +401,8 @@ readme_example() {
   wait_for 60 is_serving "$top"
   t0=$(now)
   set_limits 8M 12M
+  local set_took
+  set_took=$(since "$t0")
   wait_for 30 serving_other_than "$top"
   took=$(since "$t0")
   # status answers from the last policy tick's reading (one a second), which may be from the
@@ -409,7 +411,7 @@ readme_example() {
   got=$(active_variant)
   budget=$(budget_now)
   want=$(best_under "${budget:-0}")
-  figure readme_example "MemoryHigh=8M MemoryMax=12M: serving $got after $took s (budget $(mib "${budget:-0}") MiB)"
+  figure readme_example "MemoryHigh=8M MemoryMax=12M: serving $got after $took s, of which systemctl set-property $set_took s (budget $(mib "${budget:-0}") MiB)"
   if [ "$got" = "$want" ] && [ "$got" != "$top" ] && [ "$got" != none ]; then
     ok "the README's example MemoryHigh=8M MemoryMax=12M steps down from $top to $got (budget $(mib "$budget") MiB)"
   else
