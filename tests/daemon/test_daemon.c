@@ -17,7 +17,6 @@
 #include <math.h>
 #include <pthread.h>
 #include <signal.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +26,7 @@
 
 #include "bundle_facts.h"
 #include "client.h"
+#include "counter_file.h"
 #include "daemon_checks.h"
 #include "daemon_harness.h"
 #include "reply_parse.h"
@@ -85,9 +85,14 @@ static int setup_daemon(void **state)
     return dc_start(*state, std_args);
 }
 
+/* A test's writer of a telemetry file (test_psi_switches): teardown stops it, after a failed
+ * assertion too, before the tree it writes into goes. */
+static counter_file stall_writer;
+
 /* The daemon must exit 0 and its stderr hold no sanitizer report (dc_finish). */
 static int teardown_daemon(void **state)
 {
+    counter_file_stop(&stall_writer);
     dh_daemon *h = *state;
     if (!h)
         return 0;
@@ -879,44 +884,18 @@ static void test_power_switches(void **state)
 #define PSI_LOW "some avg10=0.00 avg60=0.00 avg300=0.00 total=0\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n"
 
 /* A machine whose memory stalls half the time, as the kernel shows a thrashing neighbour:
- * /proc/pressure/memory rewritten every 20 ms with avg10 at 50% and a "some" total growing at
- * half the wall clock (the policy counts avg10 only while a total grows). */
-typedef struct {
-    dh_daemon *h;
-    pthread_t thread;
-    _Atomic bool stop;
-    bool failed;
-} stall_writer;
-
-static void *stall_writer_main(void *arg)
+ * /proc/pressure/memory with avg10 at 50% and a "some" total growing at half the wall clock
+ * (the policy counts avg10 only while a total grows). */
+static counter_file stalling_machine(dh_daemon *h)
 {
-    stall_writer *w = arg;
-    double t0 = dh_now_ms();
-    while (!atomic_load(&w->stop)) {
-        char text[160];
-        unsigned long long total = (unsigned long long)((dh_now_ms() - t0) * 500); /* µs: half of it */
-        snprintf(text, sizeof text,
-                 "some avg10=50.00 avg60=0.00 avg300=0.00 total=%llu\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n",
-                 total + 1000000);
-        w->failed |= dh_write_root_file(w->h, "proc/pressure/memory", text) != 0;
-        usleep(20000);
-    }
-    return NULL;
-}
-
-static void stall_writer_start(stall_writer *w, dh_daemon *h)
-{
-    w->h = h;
-    w->failed = false;
-    atomic_init(&w->stop, false);
-    assert_int_equal(pthread_create(&w->thread, NULL, stall_writer_main, w), 0);
-}
-
-static void stall_writer_stop(stall_writer *w)
-{
-    atomic_store(&w->stop, true);
-    pthread_join(w->thread, NULL);
-    assert_false(w->failed);
+    return (counter_file){
+        .h = h,
+        .rel = "proc/pressure/memory",
+        .format = "some avg10=50.00 avg60=0.00 avg300=0.00 total=%llu\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n",
+        .start = 1000000,
+        .per_ms = 500, /* µs of stall per ms */
+        .period_ms = 20,
+    };
 }
 
 /* Under memory pressure qslmd steps down once (to the best variant under the active one's
@@ -934,8 +913,8 @@ static void test_psi_switches(void **state)
     assert_jstr(st.body, "active.variant", top());
     qi_reply_free(&st);
 
-    stall_writer w;
-    stall_writer_start(&w, h);
+    stall_writer = stalling_machine(h);
+    assert_int_equal(counter_file_start(&stall_writer), 0);
     wait_active(c, down, 0, SWITCH_TIMEOUT_MS);
     status(c, &st);
     assert_jstr(st.body, "budget.memory.source", "psi");
@@ -947,7 +926,7 @@ static void test_psi_switches(void **state)
     qi_reply_free(&g);
 
     /* the stall ends; avg10 stays at 50% (the file keeps its last figures): an echo */
-    stall_writer_stop(&w);
+    assert_int_equal(counter_file_stop(&stall_writer), 0);
     double took = wait_active(c, top(), 0, SWITCH_TIMEOUT_MS);
     assert_true(took >= 190);
     expect_policy_log(h, down, top());

@@ -19,9 +19,7 @@
 #include <json.h>
 #include <math.h>
 #include <poll.h>
-#include <pthread.h>
 #include <signal.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +29,7 @@
 
 #include "bundle_facts.h"
 #include "client.h"
+#include "counter_file.h"
 #include "daemon_checks.h"
 #include "daemon_harness.h"
 #include "reply_parse.h"
@@ -47,11 +46,13 @@ static int setup_dir(void **state)
     return dc_init(h);
 }
 
-static void stop_rapl_writer(void);
+/* A package zone drawing 2 W: energy_uj follows the wall clock, rewritten every 10 ms. Teardown
+ * stops it, after a failed assertion too: it writes into the harness's tree. */
+static counter_file rapl_writer;
 
 static int teardown_daemon(void **state)
 {
-    stop_rapl_writer(); /* after a failed assertion too: it writes into the harness's tree */
+    counter_file_stop(&rapl_writer);
     dh_daemon *h = *state;
     if (!h)
         return 0;
@@ -61,41 +62,6 @@ static int teardown_daemon(void **state)
 }
 
 /* ---------------------------------------------------------------- RAPL and status polling */
-
-typedef struct {
-    dh_daemon *h;
-    atomic_bool stop;
-    int failures;
-} rapl_writer;
-
-/* A package zone drawing 2 W: energy_uj follows the wall clock, rewritten every 10 ms (real
- * RAPL counters also move in steps). A writer that falls behind only lengthens one step. */
-static void *rapl_main(void *arg)
-{
-    rapl_writer *w = arg;
-    double t0 = dh_now_ms();
-    while (!atomic_load(&w->stop)) {
-        char text[32];
-        snprintf(text, sizeof text, "%llu\n", 1000000ull + (unsigned long long)((dh_now_ms() - t0) * 2000.0));
-        if (dh_write_root_file(w->h, RAPL_DIR "energy_uj", text) != 0)
-            w->failures++;
-        dh_sleep_ms(10);
-    }
-    return NULL;
-}
-
-static rapl_writer writer;
-static pthread_t writer_thread;
-static bool writer_running;
-
-static void stop_rapl_writer(void)
-{
-    if (!writer_running)
-        return;
-    atomic_store(&writer.stop, true);
-    pthread_join(writer_thread, NULL);
-    writer_running = false;
-}
 
 /* The package reading's value in a status reply, or NAN while it has none. */
 static double rapl_watts(json_object *st)
@@ -117,9 +83,9 @@ static void test_rapl_status_poll(void **state)
     assert_int_equal(dh_write_root_file(h, RAPL_DIR "name", "package-0\n"), 0);
     assert_int_equal(dh_write_root_file(h, RAPL_DIR "max_energy_range_uj", "262143328850\n"), 0);
     assert_int_equal(dh_write_root_file(h, RAPL_DIR "energy_uj", "1000000\n"), 0);
-    writer = (rapl_writer){.h = h};
-    assert_int_equal(pthread_create(&writer_thread, NULL, rapl_main, &writer), 0);
-    writer_running = true;
+    rapl_writer = (counter_file){
+        .h = h, .rel = RAPL_DIR "energy_uj", .format = "%llu\n", .start = 1000000, .per_ms = 2000, .period_ms = 10};
+    assert_int_equal(counter_file_start(&rapl_writer), 0);
     /* ticks 0.5 s apart: the window a writer's hiccup would have to distort is wide */
     static const char *const args[] = {"--policy-interval", "0.5", NULL};
     if (dc_start(h, args) != 0)
@@ -169,9 +135,9 @@ static void test_rapl_status_poll(void **state)
         polls++;
         usleep(3000);
     }
-    stop_rapl_writer();
+    int failures = counter_file_stop(&rapl_writer);
     print_message("[   RAPL   ] %d status polls; rates seen %.2f..%.2f W; writer failures %d; serving %s\n", polls,
-                  lo, hi, writer.failures, active);
+                  lo, hi, failures, active);
     char *log = dh_read_log(h);
     assert_non_null(log);
     char step[QR_BUNDLE_NAME_MAX + 16];

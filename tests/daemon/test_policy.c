@@ -519,10 +519,29 @@ static void test_psi_step_down(void **state)
 
 /* avg10 counts only while a stall total still grows (by psi_threshold percent of the time
  * between two reads): a stall that ended lingers in avg10 for tens of seconds and must not step
- * down again once the hold is over. The same snapshot read twice keeps its answer. */
+ * down again once the hold is over. The same snapshot read twice keeps its answer. avg10 stays
+ * at 25% throughout; each row is one decision. */
 static void test_psi_needs_ongoing_stall(void **state)
 {
     (void)state;
+    static const struct {
+        const char *what;
+        double read_s, now_s;        /* the snapshot's read time; the decision's clock */
+        long long machine_us, cgroup_us; /* added to the totals before the decision (-1: reset) */
+        int active;
+        bool pressure;               /* the decision names pressure */
+        int variant;                 /* -2: not checked */
+    } rows[] = {
+        {"the first snapshot cannot tell: avg10 decides", 100, 100, 0, 0, BIG, true, MID},
+        {"a second on, no growth: an echo (the step up waits its delay)", 101, 101, 0, 0, MID, false, -2},
+        {"past the hold, still no growth: no second step", 112, 112, 0, 0, MID, false, BIG},
+        {"the same snapshot again (a set-budget between ticks): the same answer", 112, 112.5, 0, 0, MID, false, -2},
+        {"the machine's total grows by 9% of 2 s: under the threshold", 114, 114, 180000, 0, MID, false, -2},
+        {"by 10%: pressure, a step down (the hold is long over)", 116, 116, 200000, 0, MID, true, SMALL},
+        {"the same snapshot again keeps the answer: pressure", 116, 116.2, 0, 0, SMALL, true, -2},
+        {"the cgroup's total alone counts too", 117, 117, 0, 150000, SMALL, true, -2},
+        {"a counter that went down (a new cgroup) is no growth", 118, 118, 0, -1, SMALL, false, -2},
+    };
     world w;
     init(&w);
     w.use_tel = true;
@@ -532,50 +551,20 @@ static void test_psi_needs_ongoing_stall(void **state)
     w.tel.cgroup_stall_us = 5000000;
     w.tel.has_machine_stall = true;
     w.tel.machine_stall_us = 9000000;
-    /* the first snapshot cannot say whether the stall goes on: avg10 decides */
-    w.tel.read_s = 100;
-    qd_decision d = decide(&w, BIG, -1, 0, 100);
-    assert_int_equal(d.variant, MID);
-    assert_string_equal(d.memory_source, "psi");
-    /* a second later the totals have not moved: avg10 is an echo, no pressure; MID stays (the
-     * step up waits its delay) and the reason no longer names pressure */
-    w.tel.read_s = 101;
-    d = decide(&w, MID, -1, 0, 101);
-    assert_string_equal(d.pressure, "");
-    assert_false(d.switch_now);
-    /* past the hold, still no growth: no second step */
-    w.tel.read_s = 112;
-    d = decide(&w, MID, -1, 0, 112);
-    assert_int_equal(d.variant, BIG); /* what fits; hysteresis decides when */
-    assert_string_equal(d.pressure, "");
-    /* the same snapshot again (a set-budget between two ticks): the same answer */
-    d = decide(&w, MID, -1, 0, 112.5);
-    assert_string_equal(d.pressure, "");
-    /* the machine's total grows by 9% of the 2 s since: under the threshold (10%) */
-    w.tel.read_s = 114;
-    w.tel.machine_stall_us += 180000;
-    d = decide(&w, MID, -1, 0, 114);
-    assert_string_equal(d.pressure, "");
-    /* by 10%: pressure again, a step down (the hold is long over) */
-    w.tel.read_s = 116;
-    w.tel.machine_stall_us += 200000;
-    d = decide(&w, MID, -1, 0, 116);
-    assert_int_equal(d.variant, SMALL);
-    assert_true(d.switch_now);
-    assert_reason(&d, "memory pressure 25.0%");
-    /* the same snapshot again keeps the answer: pressure */
-    d = decide(&w, SMALL, -1, 0, 116.2);
-    assert_string_equal(d.memory_source, "psi");
-    /* the cgroup's total alone counts too */
-    w.tel.read_s = 117;
-    w.tel.cgroup_stall_us += 150000;
-    d = decide(&w, SMALL, -1, 0, 117);
-    assert_string_equal(d.memory_source, "psi");
-    /* a counter that went down (a new cgroup) is no growth */
-    w.tel.read_s = 118;
-    w.tel.cgroup_stall_us = 0;
-    d = decide(&w, SMALL, -1, 0, 118);
-    assert_string_equal(d.pressure, "");
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        w.tel.read_s = rows[i].read_s;
+        w.tel.machine_stall_us += (uint64_t)rows[i].machine_us;
+        w.tel.cgroup_stall_us = rows[i].cgroup_us < 0 ? 0 : w.tel.cgroup_stall_us + (uint64_t)rows[i].cgroup_us;
+        qd_decision d = decide(&w, rows[i].active, -1, 0, rows[i].now_s);
+        if (rows[i].pressure != (d.pressure[0] != '\0'))
+            fail_msg("%s: pressure \"%s\"", rows[i].what, d.pressure);
+        if (rows[i].pressure && strcmp(d.memory_source, "psi") != 0)
+            fail_msg("%s: the budget's source is %s, not psi", rows[i].what, d.memory_source);
+        if (rows[i].variant != -2 && d.variant != rows[i].variant)
+            fail_msg("%s: variant %d, not %d", rows[i].what, d.variant, rows[i].variant);
+        if (rows[i].variant != -2 && rows[i].variant != rows[i].active && rows[i].pressure && !d.switch_now)
+            fail_msg("%s: no switch now", rows[i].what);
+    }
 }
 
 /* A limit that shrinks below the active variant steps down to what fits; the stall the kernel
