@@ -451,6 +451,7 @@ qr_status qd_telemetry_new(const char *root, qd_telemetry **out, qr_error *err)
         free(t);
         return qr_fail(err, QR_ERR_NOMEM, "telemetry: out of memory");
     }
+    t->kept = tel_kept_new(); /* NULL: every read opens its file, which still works */
     size_t n = strlen(t->root);
     while (n > 0 && t->root[n - 1] == '/')
         t->root[--n] = '\0';
@@ -462,6 +463,7 @@ void qd_telemetry_free(qd_telemetry *t)
 {
     if (!t)
         return;
+    tel_kept_free(t->kept);
     free(t->root);
     free(t);
 }

@@ -105,12 +105,38 @@ const char *tel_base_name(const char *rel)
 
 /* ---- files -------------------------------------------------------------------------------- */
 
+/* Reads fd from offset 0 into buf (NUL-terminated, cut at cap-1 bytes); false with errno set on
+ * failure. pread: a kept file is read from its start again (telemetry_fds.c). */
+static bool read_from_start(int fd, char *buf, size_t cap)
+{
+    size_t len = 0;
+    while (len + 1 < cap) {
+        ssize_t got = pread(fd, buf + len, cap - 1 - len, (off_t)len);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got < 0)
+            return false;
+        if (got == 0)
+            break;
+        len += (size_t)got;
+    }
+    buf[len] = '\0';
+    return true;
+}
+
 /* Reads ROOT/rel into buf (NUL-terminated, at most cap-1 bytes: the rest is cut). On failure
  * writes why into note. Opens non-blocking and refuses non-regular files, so a FIFO or a
- * device left in a test tree (or a bad root) cannot hang the event loop. */
+ * device left in a test tree (or a bad root) cannot hang the event loop. The file is kept open
+ * for the next read when there is room (telemetry_fds.c: a throttled service must not open). */
 rd_status tel_read_small(const qd_telemetry *t, const char *rel, char *buf, size_t cap,
                             char *note)
 {
+    int kept = tel_kept_fd(t->kept, rel);
+    if (kept >= 0) {
+        if (read_from_start(kept, buf, cap))
+            return RD_OK;
+        tel_kept_forget(t->kept, rel); /* say, its cgroup went: the path again */
+    }
     char path[PATH_MAX];
     int n = snprintf(path, sizeof path, "%s/%s", t->root, rel);
     if (n < 0 || (size_t)n >= sizeof path) {
@@ -132,23 +158,14 @@ rd_status tel_read_small(const qd_telemetry *t, const char *rel, char *buf, size
         tel_fmt(note, QD_READING_NOTE_MAX, "%s not readable: not a regular file", tel_base_name(rel));
         return RD_FAILED;
     }
-    size_t len = 0;
-    while (len + 1 < cap) {
-        ssize_t got = read(fd, buf + len, cap - 1 - len);
-        if (got < 0 && errno == EINTR)
-            continue;
-        if (got < 0) {
-            int e = errno;
-            close(fd);
-            tel_fmt(note, QD_READING_NOTE_MAX, "%s not readable: %s", tel_base_name(rel), strerror(e));
-            return RD_FAILED;
-        }
-        if (got == 0)
-            break;
-        len += (size_t)got;
+    if (!read_from_start(fd, buf, cap)) {
+        int e = errno;
+        close(fd);
+        tel_fmt(note, QD_READING_NOTE_MAX, "%s not readable: %s", tel_base_name(rel), strerror(e));
+        return RD_FAILED;
     }
-    close(fd);
-    buf[len] = '\0';
+    if (!tel_kept_add_fd(t->kept, rel, fd))
+        close(fd);
     return RD_OK;
 }
 
@@ -246,13 +263,18 @@ int tel_list_dir(const qd_telemetry *t, const char *rel, name_filter keep,
         tel_fmt(note, QD_READING_NOTE_MAX, "path too long");
         return -1;
     }
-    DIR *d = opendir(path);
+    DIR *d = tel_kept_dir(t->kept, rel);
+    bool kept = d != NULL;
     if (!d) {
-        if (errno == ENOENT || errno == ENOTDIR)
-            tel_fmt(note, QD_READING_NOTE_MAX, "%s absent", rel);
-        else
-            tel_fmt(note, QD_READING_NOTE_MAX, "%s not readable: %s", rel, strerror(errno));
-        return -1;
+        d = opendir(path);
+        if (!d) {
+            if (errno == ENOENT || errno == ENOTDIR)
+                tel_fmt(note, QD_READING_NOTE_MAX, "%s absent", rel);
+            else
+                tel_fmt(note, QD_READING_NOTE_MAX, "%s not readable: %s", rel, strerror(errno));
+            return -1;
+        }
+        kept = tel_kept_add_dir(t->kept, rel, d);
     }
     size_t count = 0;
     struct dirent *e;
@@ -261,7 +283,8 @@ int tel_list_dir(const qd_telemetry *t, const char *rel, name_filter keep,
             continue;
         tel_fmt(names[count++], DIR_NAME_MAX, "%s", e->d_name);
     }
-    closedir(d);
+    if (!kept)
+        closedir(d);
     qsort(names, count, sizeof names[0], cmp_names);
     return (int)count;
 }

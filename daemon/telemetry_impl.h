@@ -3,6 +3,7 @@
 #ifndef QD_TELEMETRY_IMPL_H
 #define QD_TELEMETRY_IMPL_H
 
+#include <dirent.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -28,10 +29,28 @@ typedef struct {
     double rate_w;
 } rapl_zone;
 
+/* Files and directories kept open between reads (telemetry_fds.c says why). */
+#define TEL_MAX_OPEN 16
+#define TEL_KEPT_PATH_MAX 160
+typedef struct tel_kept_files tel_kept_files;
+
 struct qd_telemetry {
     char *root; /* without trailing '/'; "" for "/" */
     rapl_zone rapl[MAX_RAPL_ZONES];
+    tel_kept_files *kept; /* NULL: nothing is kept (out of memory at start): open each read */
 };
+
+tel_kept_files *tel_kept_new(void);
+void tel_kept_free(tel_kept_files *c);
+/* The kept descriptor of ROOT/rel while it is still that file, else -1 (and it is let go). */
+int tel_kept_fd(tel_kept_files *c, const char *rel);
+/* The kept directory, rewound, while it is still there; else NULL (and it is let go). */
+DIR *tel_kept_dir(tel_kept_files *c, const char *rel);
+/* Lets go of rel (a read of it failed). */
+void tel_kept_forget(tel_kept_files *c, const char *rel);
+/* Keeps fd (or d) for rel; false when there is no room: the caller closes it then. */
+bool tel_kept_add_fd(tel_kept_files *c, const char *rel, int fd);
+bool tel_kept_add_dir(tel_kept_files *c, const char *rel, DIR *d);
 
 typedef enum { RD_OK, RD_ABSENT, RD_FAILED } rd_status;
 typedef bool (*name_filter)(const char *name);

@@ -7,6 +7,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -513,6 +514,74 @@ static void test_psi_garbage(void **state)
     assert_false(f->snap.has_machine_stall);
 }
 
+/* ---- files kept open ------------------------------------------------------------------------ */
+
+/* Descriptors this process has open. */
+static int open_fds(void)
+{
+    int n = 0;
+    DIR *d = opendir("/proc/self/fd");
+    assert_non_null(d);
+    for (struct dirent *e; (e = readdir(d));)
+        n += e->d_name[0] != '.';
+    closedir(d);
+    return n - 1; /* the directory's own */
+}
+
+/* Replaces ROOT/rel by renaming a new file over it, as a test tree does (the kept one then has
+ * no links). */
+static void replace(const fixture *f, const char *rel, const char *content)
+{
+    char tmp[PATH_MAX], path[PATH_MAX];
+    snprintf(tmp, sizeof tmp, "%s/new.tmp", f->root);
+    snprintf(path, sizeof path, "%s/%s", f->root, rel);
+    FILE *fp = fopen(tmp, "w");
+    assert_non_null(fp);
+    fputs(content, fp);
+    fclose(fp);
+    assert_int_equal(rename(tmp, path), 0);
+}
+
+/* A tick after the first opens nothing (telemetry_fds.c: a service throttled at memory.high
+ * sleeps after every open), yet sees every change: a file rewritten in place, one renamed over,
+ * one removed, a directory that gains an entry. */
+static void test_kept_files(void **state)
+{
+    fixture *f = *state;
+    put_cgroup(f);
+    put(f, CG "memory.high", "20971520\n");
+    put(f, CG "memory.stat", "anon 100\nfile 200\n");
+    put(f, "proc/pressure/memory", "some avg10=1.00 avg60=0.00 avg300=0.00 total=5\n");
+    put(f, "sys/class/hwmon/hwmon0/name", "ina2xx\n");
+    int before = open_fds();
+    read_now(f);
+    int kept = open_fds();
+    assert_true(kept > before);
+    assert_true(kept - before <= 16); /* TEL_MAX_OPEN: within the daemon's descriptor reserve */
+    const qd_telemetry_snapshot *s = read_now(f);
+    assert_int_equal(open_fds(), kept);
+    assert_int_equal(s->cgroup_high, 20 * MIB);
+
+    put(f, CG "memory.high", "10485760\n"); /* in place */
+    assert_int_equal(read_now(f)->cgroup_high, 10 * MIB);
+    replace(f, CG "memory.high", "5242880\n"); /* renamed over: the kept one is unlinked */
+    assert_int_equal(read_now(f)->cgroup_high, 5 * MIB);
+    assert_int_equal(open_fds(), kept);
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/%s", f->root, CG "memory.high");
+    assert_int_equal(unlink(path), 0);
+    s = read_now(f);
+    assert_false(s->has_cgroup_high);
+    assert_int_equal(open_fds(), kept - 1);
+    put(f, CG "memory.high", "1048576\n");
+    assert_int_equal(read_now(f)->cgroup_high, MIB);
+
+    put(f, "sys/class/hwmon/hwmon1/name", "ina3221\n");
+    put(f, "sys/class/hwmon/hwmon1/power1_input", "2000000\n");
+    s = read_now(f);
+    assert_true(find(s, "hwmon1 ina3221 power1")->value == 2.0);
+}
+
 /* ---- power -------------------------------------------------------------------------------- */
 
 static void test_hwmon_power_input(void **state)
@@ -817,6 +886,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_rapl_psys_preferred, setup, teardown),
         cmocka_unit_test_setup_teardown(test_power_preference, setup, teardown),
         cmocka_unit_test_setup_teardown(test_readings_bounded, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_kept_files, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -62,6 +62,9 @@ status_reason() {
 }
 
 is_serving() { [ "$(active_variant)" = "$1" ]; }
+# The same from systemd's copy of the status line (STATUS=): asks systemd, not qslmd, so polling
+# it costs a throttled qslmd nothing (every connection it accepts is memory it must charge).
+status_line_not_serving() { local st; st=$(prop qslmd.service StatusText); [ -n "$st" ] && [[ $st != "serving $1:"* ]]; }
 serving_other_than() { local a; a=$(active_variant); [ -n "$a" ] && [ "$a" != "$1" ]; }
 
 # The bundle's variants from `qslmctl --json variants`: ALLNAME, ALLFP (bytes) in manifest order;
@@ -403,7 +406,7 @@ readme_example() {
   set_limits 8M 12M
   local set_took
   set_took=$(since "$t0")
-  wait_for 30 serving_other_than "$top"
+  wait_for 30 status_line_not_serving "$top"
   took=$(since "$t0")
   # status answers from the last policy tick's reading (one a second), which may be from the
   # middle of the switch, when qslmd counts both images as its own: two ticks on it is settled
