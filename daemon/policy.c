@@ -68,8 +68,8 @@ void qd_policy_state_init(qd_policy_state *s)
     s->has_stall = false;
     s->stall_us = 0;
     s->has_stall_totals = false;
-    s->had_cgroup_total = s->had_machine_total = false;
-    s->cgroup_total_us = s->machine_total_us = 0;
+    s->had_machine_total = false;
+    s->machine_total_us = 0;
     s->totals_read_s = 0;
     s->stall_ongoing = true;
 }
@@ -144,7 +144,8 @@ static bool grew(bool had, uint64_t prev, bool has, uint64_t now, double min_us)
  * total grew since the previous snapshot by psi_threshold percent of the time between the two
  * reads, or when that cannot be told (no totals, the first snapshot, no time between reads
  * while the totals moved). The same snapshot again (a decision between two ticks: set-budget,
- * pin) gets the answer its first decision got. */
+ * pin) gets the answer its first decision got. The cgroup's previous total is the one
+ * kernel_acted keeps (has_stall, stall_us), so this runs before it updates them. */
 static bool stall_going_on(const qd_policy_config *cfg, qd_policy_state *st, const qd_telemetry_snapshot *t)
 {
     if (!t->has_cgroup_stall && !t->has_machine_stall) {
@@ -153,21 +154,19 @@ static bool stall_going_on(const qd_policy_config *cfg, qd_policy_state *st, con
         return true;
     }
     bool same = st->has_stall_totals && t->read_s == st->totals_read_s &&
-                t->has_cgroup_stall == st->had_cgroup_total && t->has_machine_stall == st->had_machine_total &&
-                t->cgroup_stall_us == st->cgroup_total_us && t->machine_stall_us == st->machine_total_us;
+                t->has_cgroup_stall == st->has_stall && t->has_machine_stall == st->had_machine_total &&
+                t->cgroup_stall_us == st->stall_us && t->machine_stall_us == st->machine_total_us;
     if (same)
         return st->stall_ongoing;
     double dt = t->read_s - st->totals_read_s;
     bool ongoing = true;
     if (st->has_stall_totals && dt > 0) {
         double min_us = dt * 1e6 * cfg->psi_threshold / 100;
-        ongoing = grew(st->had_cgroup_total, st->cgroup_total_us, t->has_cgroup_stall, t->cgroup_stall_us, min_us) ||
+        ongoing = grew(st->has_stall, st->stall_us, t->has_cgroup_stall, t->cgroup_stall_us, min_us) ||
                   grew(st->had_machine_total, st->machine_total_us, t->has_machine_stall, t->machine_stall_us, min_us);
     }
     st->has_stall_totals = true;
-    st->had_cgroup_total = t->has_cgroup_stall;
     st->had_machine_total = t->has_machine_stall;
-    st->cgroup_total_us = t->cgroup_stall_us;
     st->machine_total_us = t->machine_stall_us;
     st->totals_read_s = t->read_s;
     st->stall_ongoing = ongoing;
@@ -200,8 +199,8 @@ static void memory_budget(const qd_policy_config *cfg, qd_policy_state *state, c
         uint64_t avail = t->mem_available > UINT64_MAX - images ? UINT64_MAX : t->mem_available + images;
         tighten(d, sub_sat(avail, cfg->reserve_bytes), QD_WHY_MEM_AVAILABLE);
     }
+    bool ongoing = stall_going_on(cfg, state, t); /* before kernel_acted moves the cgroup's total on */
     bool acted = kernel_acted(cfg, state, t, d);
-    bool ongoing = stall_going_on(cfg, state, t);
     bool psi = cfg->psi_threshold > 0 && t->has_psi && t->psi_avg10 >= cfg->psi_threshold && ongoing;
     if (active >= 0 && (acted || psi)) {
         if (!acted)

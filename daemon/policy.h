@@ -165,11 +165,11 @@ typedef struct {
     uint64_t events_high, events_max, events_oom;
     bool has_stall;
     uint64_t stall_us;
-    /* stall_going_on (policy.c): the stall totals and read time of the last snapshot seen,
-     * and the answer given for it */
+    /* stall_going_on (policy.c): the machine's stall total and the read time of the last
+     * snapshot seen (the cgroup's is stall_us above), and the answer given for it */
     bool has_stall_totals;
-    bool had_cgroup_total, had_machine_total;
-    uint64_t cgroup_total_us, machine_total_us;
+    bool had_machine_total;
+    uint64_t machine_total_us;
     double totals_read_s;
     bool stall_ongoing;
 } qd_policy_state;

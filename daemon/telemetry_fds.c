@@ -15,8 +15,6 @@
 #include "telemetry_impl.h"
 
 #include <dirent.h>
-#include <errno.h>
-#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -112,24 +110,17 @@ static kept *free_slot(tel_kept_files *c, const char *rel)
     return NULL;
 }
 
-bool tel_kept_add_fd(tel_kept_files *c, const char *rel, int fd)
+/* Keeps a file's fd or a directory's d (the other -1 / NULL) for rel, if there is room. */
+static bool keep(tel_kept_files *c, const char *rel, int fd, DIR *d)
 {
     kept *k = free_slot(c, rel);
     if (!k)
         return false;
     memcpy(k->rel, rel, strlen(rel) + 1);
     k->fd = fd;
-    k->dir = NULL;
-    return true;
-}
-
-bool tel_kept_add_dir(tel_kept_files *c, const char *rel, DIR *d)
-{
-    kept *k = free_slot(c, rel);
-    if (!k)
-        return false;
-    memcpy(k->rel, rel, strlen(rel) + 1);
-    k->fd = -1;
     k->dir = d;
     return true;
 }
+
+bool tel_kept_add_fd(tel_kept_files *c, const char *rel, int fd) { return keep(c, rel, fd, NULL); }
+bool tel_kept_add_dir(tel_kept_files *c, const char *rel, DIR *d) { return keep(c, rel, -1, d); }
